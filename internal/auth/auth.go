@@ -1,0 +1,141 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/orgkms/orgkms/internal/fault"
+)
+
+// Role is a named set of permissions.
+type Role string
+
+const (
+	RoleOperator Role = "operator"  // platform: orgs, tokens, keys of any org, audit; platform scope only
+	RoleService  Role = "service"   // data plane: encrypt, decrypt, rewrap, datakey; one org or all
+	RoleAdmin    Role = "admin"     // org administration: users, audit
+	RoleKeyAdmin Role = "key_admin" // org key management: data keys, versions
+	RoleMember   Role = "member"    // sees org and key status, nothing secret
+)
+
+// AllRoles lists every role.
+var AllRoles = []Role{RoleOperator, RoleService, RoleAdmin, RoleKeyAdmin, RoleMember}
+
+// ParseRole parses a role name.
+func ParseRole(s string) (Role, error) {
+	r := Role(strings.TrimSpace(strings.ToLower(s)))
+	if slices.Contains(AllRoles, r) {
+		return r, nil
+	}
+	return "", fault.Invalidf("roles", "unknown role %q: use one of operator, service, admin, key_admin, member", s)
+}
+
+// Action is something a principal may be allowed to do.
+type Action string
+
+const (
+	ActOrgCreate    Action = "org.create"
+	ActOrgList      Action = "org.list"
+	ActOrgRead      Action = "org.read"
+	ActTokenManage  Action = "token.manage"
+	ActKeyRead      Action = "key.read"
+	ActKeyManage    Action = "key.manage"
+	ActCrypto       Action = "key.use" // encrypt, decrypt, rewrap, datakey
+	ActAuditRead    Action = "audit.read"
+	ActCacheManage  Action = "cache.manage"
+	ActCMKManage    Action = "cmk.manage" // needs admin AND key_admin on the org
+	ActUsersManage  Action = "users.manage"
+	ActPlatformRead Action = "platform.read" // platform audit chain, metrics-like views
+)
+
+// Principal is an authenticated caller.
+type Principal struct {
+	Name    string // e.g. "token:ops" or "user:alice"
+	TokenID string
+	OrgID   string // "" = platform scope
+	Roles   []Role
+}
+
+// Has reports whether p holds role r.
+func (p Principal) Has(r Role) bool { return slices.Contains(p.Roles, r) }
+
+// Allowed is the authorization policy: may p perform act on org (org is ""
+// for platform-level actions)?
+func Allowed(p Principal, act Action, org string) bool {
+	// Scope: an org-scoped principal acts only on its own org.
+	if p.OrgID != "" && p.OrgID != org {
+		return false
+	}
+	platform := p.OrgID == ""
+	switch act {
+	case ActOrgCreate, ActOrgList, ActTokenManage, ActCacheManage, ActPlatformRead:
+		return platform && p.Has(RoleOperator)
+	case ActOrgRead, ActKeyRead:
+		return (platform && p.Has(RoleOperator)) || p.Has(RoleService) || p.Has(RoleAdmin) || p.Has(RoleKeyAdmin) || p.Has(RoleMember)
+	case ActKeyManage:
+		return (platform && p.Has(RoleOperator)) || p.Has(RoleKeyAdmin)
+	case ActCrypto:
+		return p.Has(RoleService)
+	case ActAuditRead:
+		return (platform && p.Has(RoleOperator)) || p.Has(RoleAdmin) || p.Has(RoleKeyAdmin)
+	case ActCMKManage:
+		return p.Has(RoleAdmin) && p.Has(RoleKeyAdmin)
+	case ActUsersManage:
+		return (platform && p.Has(RoleOperator)) || p.Has(RoleAdmin)
+	}
+	return false
+}
+
+// Token is a stored API token (without its secret).
+type Token struct {
+	ID          string
+	Principal   string
+	OrgID       string // "" = platform scope
+	Roles       []Role
+	Description string
+	Hash        []byte // SHA-256 of the secret
+	CreatedAt   time.Time
+	ExpiresAt   time.Time // zero = never
+	RevokedAt   time.Time // zero = active
+}
+
+// Store persists tokens. Implemented by the storage packages.
+type Store interface {
+	CreateToken(ctx context.Context, t Token) error
+	TokenByHash(ctx context.Context, hash []byte) (Token, error) // fault NotFound
+	ListTokens(ctx context.Context) ([]Token, error)
+	RevokeToken(ctx context.Context, id string, at time.Time) error // fault NotFound
+	CountTokens(ctx context.Context) (int, error)
+}
+
+// TokenPrefix starts every orgkms API token.
+const TokenPrefix = "okms_"
+
+// NewSecret returns a new random token secret and its hash.
+func NewSecret() (secret string, hash []byte, err error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", nil, err
+	}
+	secret = TokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	return secret, HashSecret(secret), nil
+}
+
+// HashSecret hashes a token secret for lookup.
+func HashSecret(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+// NewID returns a short random identifier with prefix, e.g. "tok_3f9a...".
+func NewID(prefix string) string {
+	var b [8]byte
+	rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}

@@ -1,0 +1,5 @@
+package masterkeytest
+
+import "testing"
+
+func TestFakeConformance(t *testing.T) { Run(t, FakeHarness()) }
