@@ -52,6 +52,7 @@ const (
 	ActCMKManage    Action = "cmk.manage" // needs admin AND key_admin on the org
 	ActUsersManage  Action = "users.manage"
 	ActPlatformRead Action = "platform.read" // platform audit chain, metrics-like views
+	ActWhoAmI       Action = "whoami"        // any authenticated principal
 )
 
 // Principal is an authenticated caller.
@@ -68,6 +69,9 @@ func (p Principal) Has(r Role) bool { return slices.Contains(p.Roles, r) }
 // Allowed is the authorization policy: may p perform act on org (org is ""
 // for platform-level actions)?
 func Allowed(p Principal, act Action, org string) bool {
+	if act == ActWhoAmI {
+		return true
+	}
 	// Scope: an org-scoped principal acts only on its own org.
 	if p.OrgID != "" && p.OrgID != org {
 		return false

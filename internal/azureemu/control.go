@@ -193,14 +193,24 @@ func (e *Emulator) tenantByNameLocked(name string) *tenantRec {
 	return nil
 }
 
-// tenantLocked finds a tenant by GUID, verified domain or name.
+// tenantLocked finds a tenant by GUID, verified domain or (control
+// surface only) name.
 func (e *Emulator) tenantLocked(ref string) *tenantRec {
+	if t := e.directoryLocked(ref); t != nil {
+		return t
+	}
+	return e.tenantByNameLocked(strings.ToLower(strings.TrimSpace(ref)))
+}
+
+// directoryLocked finds a tenant as Entra endpoints do: by GUID or verified
+// domain.
+func (e *Emulator) directoryLocked(ref string) *tenantRec {
 	r := strings.ToLower(strings.TrimSpace(ref))
 	if t, ok := e.st.Tenants[r]; ok {
 		return t
 	}
 	for _, t := range e.st.Tenants {
-		if t.Domain == r || t.Name == r {
+		if t.Domain == r {
 			return t
 		}
 	}

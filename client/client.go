@@ -1,0 +1,345 @@
+// Package client is the Go client of the orgkms HTTP API, for platform
+// services and the orgkms CLI.
+//
+// A Client is configured like Vault's: the server address and an API token,
+// by default from the environment variables ORGKMS_ADDR and ORGKMS_TOKEN.
+// Every method returns an *Error for API errors, carrying the stable code
+// (e.g. "ciphertext_invalid") and the server's message.
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Client calls the orgkms API. Safe for concurrent use.
+type Client struct {
+	addr  string
+	token string
+	http  *http.Client
+}
+
+// Config configures a Client. Zero fields take their defaults.
+type Config struct {
+	Addr       string       // e.g. http://127.0.0.1:8200; default $ORGKMS_ADDR
+	Token      string       // default $ORGKMS_TOKEN
+	CACert     string       // PEM file of a CA to trust; default $ORGKMS_CACERT
+	HTTPClient *http.Client // overrides everything transport-related
+	Timeout    time.Duration
+}
+
+// New returns a client.
+func New(cfg Config) (*Client, error) {
+	if cfg.Addr == "" {
+		cfg.Addr = os.Getenv("ORGKMS_ADDR")
+	}
+	if cfg.Token == "" {
+		cfg.Token = os.Getenv("ORGKMS_TOKEN")
+	}
+	if cfg.CACert == "" {
+		cfg.CACert = os.Getenv("ORGKMS_CACERT")
+	}
+	if cfg.Addr == "" {
+		return nil, errors.New("no server address: set ORGKMS_ADDR (e.g. http://127.0.0.1:8200)")
+	}
+	u, err := url.Parse(cfg.Addr)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("server address %q is not an http(s) URL", cfg.Addr)
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 256
+		if cfg.CACert != "" {
+			pem, err := os.ReadFile(cfg.CACert)
+			if err != nil {
+				return nil, fmt.Errorf("read CA certificate: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("CA certificate file %s holds no PEM certificate", cfg.CACert)
+			}
+			tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		}
+		timeout := cfg.Timeout
+		if timeout == 0 {
+			timeout = 60 * time.Second
+		}
+		hc = &http.Client{Transport: tr, Timeout: timeout}
+	}
+	return &Client{addr: strings.TrimRight(cfg.Addr, "/"), token: cfg.Token, http: hc}, nil
+}
+
+// Addr returns the server address.
+func (c *Client) Addr() string { return c.addr }
+
+// Error is an error returned by the API.
+type Error struct {
+	Status     int
+	Code       string // stable code, e.g. "ciphertext_invalid"
+	Message    string
+	Field      string
+	RequestID  string
+	RetryAfter time.Duration
+}
+
+func (e *Error) Error() string {
+	if e.Message == "" {
+		return fmt.Sprintf("%s (HTTP %d)", e.Code, e.Status)
+	}
+	return e.Message
+}
+
+// ErrorCode returns the API error code of err, or "".
+func ErrorCode(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.addr+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach orgkms at %s: %w", c.addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var eb ErrorBody
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		apiErr := &Error{Status: resp.StatusCode}
+		if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
+			apiErr.Code, apiErr.Message, apiErr.Field, apiErr.RequestID = eb.Error.Code, eb.Error.Message, eb.Error.Field, eb.Error.RequestID
+		} else {
+			apiErr.Code = "http_" + strconv.Itoa(resp.StatusCode)
+			apiErr.Message = fmt.Sprintf("unexpected HTTP %d from %s", resp.StatusCode, c.addr)
+		}
+		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
+			apiErr.RetryAfter = time.Duration(s) * time.Second
+		}
+		return apiErr
+	}
+	if out == nil {
+		_, err := io.Copy(io.Discard, resp.Body)
+		return err
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode response of %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+func esc(s string) string { return url.PathEscape(s) }
+
+// CreateOrg creates an org (operator).
+func (c *Client) CreateOrg(ctx context.Context, id, name string) (Org, error) {
+	var o Org
+	err := c.do(ctx, "POST", "/v1/orgs", CreateOrgRequest{ID: id, Name: name}, &o)
+	return o, err
+}
+
+// GetOrg returns an org.
+func (c *Client) GetOrg(ctx context.Context, id string) (Org, error) {
+	var o Org
+	err := c.do(ctx, "GET", "/v1/orgs/"+esc(id), nil, &o)
+	return o, err
+}
+
+// ListOrgs returns one page of orgs after the given ID.
+func (c *Client) ListOrgs(ctx context.Context, after string, limit int) (OrgList, error) {
+	q := url.Values{}
+	if after != "" {
+		q.Set("after", after)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var l OrgList
+	err := c.do(ctx, "GET", "/v1/orgs?"+q.Encode(), nil, &l)
+	return l, err
+}
+
+// ListKeys lists an org's data keys.
+func (c *Client) ListKeys(ctx context.Context, org string) ([]Key, error) {
+	var l KeyList
+	err := c.do(ctx, "GET", "/v1/orgs/"+esc(org)+"/keys", nil, &l)
+	return l.Keys, err
+}
+
+// CreateKey creates a data key.
+func (c *Client) CreateKey(ctx context.Context, org, name string) (Key, error) {
+	var k Key
+	err := c.do(ctx, "POST", "/v1/orgs/"+esc(org)+"/keys", CreateKeyRequest{Name: name}, &k)
+	return k, err
+}
+
+// GetKey returns a data key with its versions.
+func (c *Client) GetKey(ctx context.Context, org, name string) (Key, error) {
+	var k Key
+	err := c.do(ctx, "GET", "/v1/orgs/"+esc(org)+"/keys/"+esc(name), nil, &k)
+	return k, err
+}
+
+// RotateKey adds a version to a data key.
+func (c *Client) RotateKey(ctx context.Context, org, name string) (Key, error) {
+	var k Key
+	err := c.do(ctx, "POST", "/v1/orgs/"+esc(org)+"/keys/"+esc(name)+"/rotate", struct{}{}, &k)
+	return k, err
+}
+
+// SetMinDecryptionVersion retires older versions for decryption.
+func (c *Client) SetMinDecryptionVersion(ctx context.Context, org, name string, v uint32) (Key, error) {
+	var k Key
+	err := c.do(ctx, "POST", "/v1/orgs/"+esc(org)+"/keys/"+esc(name)+"/config", KeyConfigRequest{MinDecryptionVersion: &v}, &k)
+	return k, err
+}
+
+func (c *Client) keyPath(org, name, op string) string {
+	return "/v1/orgs/" + esc(org) + "/keys/" + esc(name) + "/" + op
+}
+
+// Encrypt encrypts plaintext under org's key name, bound to context (may be nil).
+func (c *Client) Encrypt(ctx context.Context, org, name string, plaintext, context []byte) (ciphertext []byte, version uint32, err error) {
+	if plaintext == nil {
+		plaintext = []byte{}
+	}
+	var r CryptoResponse
+	err = c.do(ctx, "POST", c.keyPath(org, name, "encrypt"), EncryptRequest{Plaintext: plaintext, Context: context}, &r)
+	return r.Ciphertext, r.KeyVersion, err
+}
+
+// Decrypt decrypts a ciphertext made by Encrypt with the same org, key and context.
+func (c *Client) Decrypt(ctx context.Context, org, name string, ciphertext, context []byte) ([]byte, error) {
+	var r CryptoResponse
+	err := c.do(ctx, "POST", c.keyPath(org, name, "decrypt"), DecryptRequest{Ciphertext: ciphertext, Context: context}, &r)
+	if err == nil && r.Plaintext == nil {
+		r.Plaintext = []byte{}
+	}
+	return r.Plaintext, err
+}
+
+// Rewrap re-encrypts a ciphertext under the latest key version, server-side.
+func (c *Client) Rewrap(ctx context.Context, org, name string, ciphertext, context []byte) ([]byte, uint32, error) {
+	var r CryptoResponse
+	err := c.do(ctx, "POST", c.keyPath(org, name, "rewrap"), DecryptRequest{Ciphertext: ciphertext, Context: context}, &r)
+	return r.Ciphertext, r.KeyVersion, err
+}
+
+// EncryptBatch encrypts many items; per-item failures are in the results.
+func (c *Client) EncryptBatch(ctx context.Context, org, name string, items []BatchItem) ([]BatchResult, error) {
+	var r CryptoResponse
+	err := c.do(ctx, "POST", c.keyPath(org, name, "encrypt"), EncryptRequest{Batch: items}, &r)
+	return r.Batch, err
+}
+
+// DecryptBatch decrypts many items; per-item failures are in the results.
+func (c *Client) DecryptBatch(ctx context.Context, org, name string, items []BatchItem) ([]BatchResult, error) {
+	var r CryptoResponse
+	err := c.do(ctx, "POST", c.keyPath(org, name, "decrypt"), DecryptRequest{Batch: items}, &r)
+	return r.Batch, err
+}
+
+// RewrapBatch rewraps many items; per-item failures are in the results.
+func (c *Client) RewrapBatch(ctx context.Context, org, name string, items []BatchItem) ([]BatchResult, error) {
+	var r CryptoResponse
+	err := c.do(ctx, "POST", c.keyPath(org, name, "rewrap"), DecryptRequest{Batch: items}, &r)
+	return r.Batch, err
+}
+
+// DataKey generates a data key encrypted under org's key name.
+func (c *Client) DataKey(ctx context.Context, org, name string, req DataKeyRequest) (DataKeyResponse, error) {
+	var r DataKeyResponse
+	err := c.do(ctx, "POST", c.keyPath(org, name, "datakey"), req, &r)
+	return r, err
+}
+
+// CreateToken creates an API token; the secret is in the result only.
+func (c *Client) CreateToken(ctx context.Context, req CreateTokenRequest) (Token, error) {
+	var t Token
+	err := c.do(ctx, "POST", "/v1/tokens", req, &t)
+	return t, err
+}
+
+// ListTokens lists API tokens.
+func (c *Client) ListTokens(ctx context.Context) ([]Token, error) {
+	var l TokenList
+	err := c.do(ctx, "GET", "/v1/tokens", nil, &l)
+	return l.Tokens, err
+}
+
+// RevokeToken revokes an API token.
+func (c *Client) RevokeToken(ctx context.Context, id string) error {
+	return c.do(ctx, "DELETE", "/v1/tokens/"+esc(id), nil, nil)
+}
+
+// Audit returns an org's audit events after seq ("_platform" for the platform chain).
+func (c *Client) Audit(ctx context.Context, org string, after int64, limit int) ([]AuditEvent, error) {
+	q := url.Values{}
+	q.Set("after", strconv.FormatInt(after, 10))
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var l AuditList
+	err := c.do(ctx, "GET", "/v1/orgs/"+esc(org)+"/audit?"+q.Encode(), nil, &l)
+	return l.Events, err
+}
+
+// VerifyAudit verifies an org's audit chain on the server.
+func (c *Client) VerifyAudit(ctx context.Context, org string) (AuditVerify, error) {
+	var v AuditVerify
+	err := c.do(ctx, "GET", "/v1/orgs/"+esc(org)+"/audit/verify", nil, &v)
+	return v, err
+}
+
+// Usage returns an org's aggregated usage counters since t.
+func (c *Client) Usage(ctx context.Context, org string, since time.Time) ([]UsageCount, error) {
+	var l UsageList
+	err := c.do(ctx, "GET", "/v1/orgs/"+esc(org)+"/usage?since="+url.QueryEscape(since.UTC().Format(time.RFC3339)), nil, &l)
+	return l.Usage, err
+}
+
+// PurgeCache drops unwrapped keys of org ("" = all orgs) from the server's memory.
+func (c *Client) PurgeCache(ctx context.Context, org string) error {
+	if org == "" {
+		return c.do(ctx, "POST", "/v1/cache/purge", struct{}{}, nil)
+	}
+	return c.do(ctx, "POST", "/v1/orgs/"+esc(org)+"/cache/purge", struct{}{}, nil)
+}
+
+// WhoAmI describes the caller's token.
+func (c *Client) WhoAmI(ctx context.Context) (WhoAmI, error) {
+	var w WhoAmI
+	err := c.do(ctx, "GET", "/v1/whoami", nil, &w)
+	return w, err
+}

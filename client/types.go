@@ -1,0 +1,199 @@
+package client
+
+import "time"
+
+// Org is an organization.
+type Org struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+	// Protection is "platform" when the org's root key is wrapped by the
+	// platform master key, "cmk" when by the org's customer managed key.
+	Protection string `json:"protection"`
+	MasterKey  string `json:"master_key"` // URI of the master key (without version)
+}
+
+// CreateOrgRequest is the body of POST /v1/orgs.
+type CreateOrgRequest struct {
+	ID   string `json:"id"`
+	Name string `json:"name,omitempty"`
+}
+
+// OrgList is the body of GET /v1/orgs.
+type OrgList struct {
+	Orgs []Org `json:"orgs"`
+	// NextAfter, when set, is the value of ?after= for the next page.
+	NextAfter string `json:"next_after,omitempty"`
+}
+
+// Key is a data key's metadata. It never holds key material.
+type Key struct {
+	Name                 string       `json:"name"`
+	CreatedAt            time.Time    `json:"created_at"`
+	LatestVersion        uint32       `json:"latest_version"`
+	MinDecryptionVersion uint32       `json:"min_decryption_version"`
+	Versions             []KeyVersion `json:"versions,omitempty"`
+}
+
+// KeyVersion is one version of a data key.
+type KeyVersion struct {
+	Version   uint32    `json:"version"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// KeyList is the body of GET /v1/orgs/{org}/keys.
+type KeyList struct {
+	Keys []Key `json:"keys"`
+}
+
+// CreateKeyRequest is the body of POST /v1/orgs/{org}/keys.
+type CreateKeyRequest struct {
+	Name string `json:"name"`
+}
+
+// KeyConfigRequest is the body of POST /v1/orgs/{org}/keys/{key}/config.
+type KeyConfigRequest struct {
+	MinDecryptionVersion *uint32 `json:"min_decryption_version,omitempty"`
+}
+
+// EncryptRequest is the body of .../encrypt: either Plaintext (one item) or Batch.
+type EncryptRequest struct {
+	Plaintext []byte      `json:"plaintext,omitempty"`
+	Context   []byte      `json:"context,omitempty"`
+	Batch     []BatchItem `json:"batch,omitempty"`
+}
+
+// DecryptRequest is the body of .../decrypt and .../rewrap: either Ciphertext or Batch.
+type DecryptRequest struct {
+	Ciphertext []byte      `json:"ciphertext,omitempty"`
+	Context    []byte      `json:"context,omitempty"`
+	Batch      []BatchItem `json:"batch,omitempty"`
+}
+
+// BatchItem is one input of a batch request.
+type BatchItem struct {
+	Plaintext  []byte `json:"plaintext,omitempty"`
+	Ciphertext []byte `json:"ciphertext,omitempty"`
+	Context    []byte `json:"context,omitempty"`
+}
+
+// CryptoResponse is the response of encrypt, decrypt and rewrap.
+type CryptoResponse struct {
+	Ciphertext []byte        `json:"ciphertext,omitempty"`
+	Plaintext  []byte        `json:"plaintext,omitempty"`
+	KeyVersion uint32        `json:"key_version,omitempty"`
+	Batch      []BatchResult `json:"batch,omitempty"`
+}
+
+// BatchResult is one result of a batch: a ciphertext or plaintext, or Error.
+type BatchResult struct {
+	Ciphertext []byte       `json:"ciphertext,omitempty"`
+	Plaintext  []byte       `json:"plaintext,omitempty"`
+	KeyVersion uint32       `json:"key_version,omitempty"`
+	Error      *ErrorDetail `json:"error,omitempty"`
+}
+
+// DataKeyRequest is the body of .../datakey.
+type DataKeyRequest struct {
+	// Type is "plaintext" (return the key and its ciphertext) or "wrapped"
+	// (ciphertext only). Default "plaintext".
+	Type    string `json:"type,omitempty"`
+	Bits    int    `json:"bits,omitempty"` // 128, 256 (default) or 512
+	Context []byte `json:"context,omitempty"`
+}
+
+// DataKeyResponse is the response of .../datakey.
+type DataKeyResponse struct {
+	Plaintext  []byte `json:"plaintext,omitempty"`
+	Ciphertext []byte `json:"ciphertext"`
+	KeyVersion uint32 `json:"key_version"`
+}
+
+// ErrorDetail is the error object of the API.
+type ErrorDetail struct {
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	Field     string `json:"field,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// ErrorBody is the body of every error response.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// CreateTokenRequest is the body of POST /v1/tokens.
+type CreateTokenRequest struct {
+	Principal   string   `json:"principal"`
+	Org         string   `json:"org,omitempty"` // empty = platform scope (all orgs)
+	Roles       []string `json:"roles"`
+	Description string   `json:"description,omitempty"`
+	TTL         string   `json:"ttl,omitempty"` // Go duration, e.g. "720h"; empty = never expires
+}
+
+// Token is an API token's metadata.
+type Token struct {
+	ID          string     `json:"id"`
+	Principal   string     `json:"principal"`
+	Org         string     `json:"org,omitempty"`
+	Roles       []string   `json:"roles"`
+	Description string     `json:"description,omitempty"`
+	CreatedAt   time.Time  `json:"created_at"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
+	// Secret is set only in the response that creates the token.
+	Secret string `json:"secret,omitempty"`
+}
+
+// TokenList is the body of GET /v1/tokens.
+type TokenList struct {
+	Tokens []Token `json:"tokens"`
+}
+
+// AuditEvent is one audit record.
+type AuditEvent struct {
+	OrgID    string            `json:"org_id"`
+	Seq      int64             `json:"seq"`
+	Time     time.Time         `json:"time"`
+	Actor    string            `json:"actor"`
+	Action   string            `json:"action"`
+	Target   string            `json:"target"`
+	Details  map[string]string `json:"details,omitempty"`
+	PrevHash string            `json:"prev_hash"`
+	Hash     string            `json:"hash"`
+}
+
+// AuditList is the body of GET /v1/orgs/{org}/audit.
+type AuditList struct {
+	Events []AuditEvent `json:"events"`
+}
+
+// AuditVerify is the body of GET /v1/orgs/{org}/audit/verify.
+type AuditVerify struct {
+	OK       bool   `json:"ok"`
+	Events   int    `json:"events"`
+	BrokenAt int64  `json:"broken_at,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// UsageCount is an aggregated data-plane counter.
+type UsageCount struct {
+	Key       string    `json:"key"`
+	Op        string    `json:"op"`
+	Principal string    `json:"principal"`
+	Minute    time.Time `json:"minute"`
+	Count     int64     `json:"count"`
+}
+
+// UsageList is the body of GET /v1/orgs/{org}/usage.
+type UsageList struct {
+	Usage []UsageCount `json:"usage"`
+}
+
+// WhoAmI is the body of GET /v1/whoami.
+type WhoAmI struct {
+	Principal string   `json:"principal"`
+	TokenID   string   `json:"token_id"`
+	Org       string   `json:"org,omitempty"`
+	Roles     []string `json:"roles"`
+}

@@ -1,0 +1,421 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/orgkms/orgkms/client"
+	"github.com/orgkms/orgkms/internal/audit"
+	"github.com/orgkms/orgkms/internal/auth"
+	"github.com/orgkms/orgkms/internal/fault"
+	"github.com/orgkms/orgkms/internal/keys"
+)
+
+func orgJSON(o keys.Org, platform string) client.Org {
+	prot := "cmk"
+	if o.MasterKey.Provider == "local" || o.MasterKey.String() == platform {
+		prot = "platform"
+	}
+	return client.Org{ID: o.ID, Name: o.Name, CreatedAt: o.CreatedAt, Protection: prot, MasterKey: o.MasterKey.String()}
+}
+
+func (h *Handler) createOrg(c *call) error {
+	var req client.CreateOrgRequest
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	o, err := h.keys.CreateOrg(c.r.Context(), c.actor(), req.ID, req.Name)
+	if err != nil {
+		return err
+	}
+	c.w.Header().Set("Location", "/v1/orgs/"+o.ID)
+	return c.reply(http.StatusCreated, orgJSON(o, h.keys.PlatformKey().String()))
+}
+
+func (h *Handler) listOrgs(c *call) error {
+	q := c.r.URL.Query()
+	limit := 100
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			return fault.Invalidf("limit", "limit must be a number between 1 and 1000")
+		}
+		limit = n
+	}
+	orgs, err := h.keys.ListOrgs(c.r.Context(), keys.ListOptions{After: q.Get("after"), Limit: limit + 1})
+	if err != nil {
+		return err
+	}
+	out := client.OrgList{Orgs: []client.Org{}}
+	if len(orgs) > limit {
+		orgs = orgs[:limit]
+		out.NextAfter = orgs[limit-1].ID
+	}
+	for _, o := range orgs {
+		out.Orgs = append(out.Orgs, orgJSON(o, h.keys.PlatformKey().String()))
+	}
+	return c.reply(http.StatusOK, out)
+}
+
+func (h *Handler) getOrg(c *call) error {
+	o, err := h.keys.GetOrg(c.r.Context(), c.org)
+	if err != nil {
+		return err
+	}
+	return c.reply(http.StatusOK, orgJSON(o, h.keys.PlatformKey().String()))
+}
+
+func keyJSON(k keys.DataKey) client.Key {
+	out := client.Key{Name: k.Name, CreatedAt: k.CreatedAt, LatestVersion: k.LatestVersion, MinDecryptionVersion: k.MinDecryptionVersion}
+	for _, v := range k.Versions {
+		out.Versions = append(out.Versions, client.KeyVersion{Version: v.Version, CreatedAt: v.CreatedAt})
+	}
+	return out
+}
+
+func (h *Handler) listKeys(c *call) error {
+	ks, err := h.keys.ListDataKeys(c.r.Context(), c.org)
+	if err != nil {
+		return err
+	}
+	out := client.KeyList{Keys: []client.Key{}}
+	for _, k := range ks {
+		k.Versions = nil
+		out.Keys = append(out.Keys, keyJSON(k))
+	}
+	return c.reply(http.StatusOK, out)
+}
+
+func (h *Handler) createKey(c *call) error {
+	var req client.CreateKeyRequest
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	k, err := h.keys.CreateDataKey(c.r.Context(), c.actor(), c.org, req.Name)
+	if err != nil {
+		return err
+	}
+	c.w.Header().Set("Location", "/v1/orgs/"+c.org+"/keys/"+k.Name)
+	return c.reply(http.StatusCreated, keyJSON(k))
+}
+
+func (h *Handler) getKey(c *call) error {
+	k, err := h.keys.GetDataKey(c.r.Context(), c.org, c.r.PathValue("key"))
+	if err != nil {
+		return err
+	}
+	return c.reply(http.StatusOK, keyJSON(k))
+}
+
+func (h *Handler) rotateKey(c *call) error {
+	k, err := h.keys.RotateDataKey(c.r.Context(), c.actor(), c.org, c.r.PathValue("key"))
+	if err != nil {
+		return err
+	}
+	return c.reply(http.StatusOK, keyJSON(k))
+}
+
+func (h *Handler) configKey(c *call) error {
+	var req client.KeyConfigRequest
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	if req.MinDecryptionVersion == nil {
+		return fault.Invalidf("min_decryption_version", "nothing to change: set min_decryption_version")
+	}
+	k, err := h.keys.SetMinDecryptionVersion(c.r.Context(), c.actor(), c.org, c.r.PathValue("key"), *req.MinDecryptionVersion)
+	if err != nil {
+		return err
+	}
+	return c.reply(http.StatusOK, keyJSON(k))
+}
+
+func batchResults(res []keys.ItemResult, requestID string) []client.BatchResult {
+	out := make([]client.BatchResult, len(res))
+	for i, r := range res {
+		if r.Err != nil {
+			out[i].Error = errorDetail(r.Err, requestID)
+			continue
+		}
+		out[i] = client.BatchResult{Ciphertext: r.Ciphertext, Plaintext: r.Plaintext, KeyVersion: r.KeyVersion}
+		if r.Plaintext == nil && r.Ciphertext == nil {
+			out[i].Plaintext = []byte{}
+		}
+	}
+	return out
+}
+
+func singleOrBatch(single bool, batch int) error {
+	if single && batch > 0 {
+		return &fault.Error{Kind: fault.Invalid, Field: "batch", Reason: "send either a single item or batch, not both"}
+	}
+	return nil
+}
+
+func items(batch []client.BatchItem) []keys.Item {
+	out := make([]keys.Item, len(batch))
+	for i, b := range batch {
+		out[i] = keys.Item{Plaintext: b.Plaintext, Ciphertext: b.Ciphertext, Context: b.Context}
+	}
+	return out
+}
+
+func (h *Handler) encrypt(c *call) error {
+	var req client.EncryptRequest
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	if err := singleOrBatch(req.Plaintext != nil, len(req.Batch)); err != nil {
+		return err
+	}
+	name := c.r.PathValue("key")
+	if len(req.Batch) > 0 {
+		res := h.keys.EncryptBatch(c.r.Context(), c.actor(), c.org, name, items(req.Batch))
+		return c.reply(http.StatusOK, client.CryptoResponse{Batch: batchResults(res, c.requestID)})
+	}
+	if req.Plaintext == nil {
+		return fault.Invalidf("plaintext", "plaintext is required (base64); send \"\" for an empty message")
+	}
+	ct, err := h.keys.Encrypt(c.r.Context(), c.actor(), c.org, name, req.Plaintext, req.Context)
+	if err != nil {
+		return err
+	}
+	return c.reply(http.StatusOK, client.CryptoResponse{Ciphertext: ct.Bytes, KeyVersion: ct.KeyVersion})
+}
+
+func (h *Handler) decrypt(c *call) error {
+	var req client.DecryptRequest
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	if err := singleOrBatch(req.Ciphertext != nil, len(req.Batch)); err != nil {
+		return err
+	}
+	name := c.r.PathValue("key")
+	if len(req.Batch) > 0 {
+		res := h.keys.DecryptBatch(c.r.Context(), c.actor(), c.org, name, items(req.Batch))
+		return c.reply(http.StatusOK, client.CryptoResponse{Batch: batchResults(res, c.requestID)})
+	}
+	if req.Ciphertext == nil {
+		return fault.Invalidf("ciphertext", "ciphertext is required (base64, as returned by encrypt)")
+	}
+	pt, v, err := h.keys.Decrypt(c.r.Context(), c.actor(), c.org, name, req.Ciphertext, req.Context)
+	if err != nil {
+		return err
+	}
+	return c.reply(http.StatusOK, plaintextResponse{Plaintext: pt, KeyVersion: v})
+}
+
+// plaintextResponse always carries the plaintext field, even when empty.
+type plaintextResponse struct {
+	Plaintext  []byte `json:"plaintext"`
+	KeyVersion uint32 `json:"key_version"`
+}
+
+func (h *Handler) rewrap(c *call) error {
+	var req client.DecryptRequest
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	if err := singleOrBatch(req.Ciphertext != nil, len(req.Batch)); err != nil {
+		return err
+	}
+	name := c.r.PathValue("key")
+	if len(req.Batch) > 0 {
+		res := h.keys.RewrapBatch(c.r.Context(), c.actor(), c.org, name, items(req.Batch))
+		return c.reply(http.StatusOK, client.CryptoResponse{Batch: batchResults(res, c.requestID)})
+	}
+	if req.Ciphertext == nil {
+		return fault.Invalidf("ciphertext", "ciphertext is required (base64, as returned by encrypt)")
+	}
+	ct, err := h.keys.Rewrap(c.r.Context(), c.actor(), c.org, name, req.Ciphertext, req.Context)
+	if err != nil {
+		return err
+	}
+	return c.reply(http.StatusOK, client.CryptoResponse{Ciphertext: ct.Bytes, KeyVersion: ct.KeyVersion})
+}
+
+func (h *Handler) datakey(c *call) error {
+	var req client.DataKeyRequest
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	var wrapped bool
+	switch req.Type {
+	case "", "plaintext":
+	case "wrapped":
+		wrapped = true
+	default:
+		return fault.Invalidf("type", "type must be \"plaintext\" (key and its ciphertext) or \"wrapped\" (ciphertext only)")
+	}
+	dk, err := h.keys.GenerateDataKey(c.r.Context(), c.actor(), c.org, c.r.PathValue("key"), req.Bits, wrapped, req.Context)
+	if err != nil {
+		return err
+	}
+	return c.reply(http.StatusOK, client.DataKeyResponse{Plaintext: dk.Plaintext, Ciphertext: dk.Ciphertext, KeyVersion: dk.KeyVersion})
+}
+
+func auditJSON(e audit.Event) client.AuditEvent {
+	return client.AuditEvent{OrgID: e.OrgID, Seq: e.Seq, Time: e.Time, Actor: e.Actor, Action: e.Action, Target: e.Target, Details: e.Details, PrevHash: e.PrevHash, Hash: e.Hash}
+}
+
+func (h *Handler) auditEvents(c *call) error {
+	q := c.r.URL.Query()
+	var after int64
+	if s := q.Get("after"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return fault.Invalidf("after", "after must be a sequence number")
+		}
+		after = n
+	}
+	limit := 1000
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 10000 {
+			return fault.Invalidf("limit", "limit must be a number between 1 and 10000")
+		}
+		limit = n
+	}
+	evs, err := h.keys.AuditEvents(c.r.Context(), c.org, after, limit)
+	if err != nil {
+		return err
+	}
+	out := client.AuditList{Events: []client.AuditEvent{}}
+	for _, e := range evs {
+		out.Events = append(out.Events, auditJSON(e))
+	}
+	return c.reply(http.StatusOK, out)
+}
+
+func (h *Handler) auditVerify(c *call) error {
+	if c.org != audit.Platform {
+		if _, err := h.keys.GetOrg(c.r.Context(), c.org); err != nil {
+			return err
+		}
+	}
+	n, err := h.keys.VerifyAudit(c.r.Context(), c.org)
+	var ve *audit.VerifyError
+	if errors.As(err, &ve) {
+		return c.reply(http.StatusOK, client.AuditVerify{OK: false, Events: n, BrokenAt: ve.Seq, Reason: ve.Reason})
+	}
+	if err != nil {
+		return err
+	}
+	return c.reply(http.StatusOK, client.AuditVerify{OK: true, Events: n})
+}
+
+func (h *Handler) usage(c *call) error {
+	since := time.Now().Add(-24 * time.Hour)
+	if s := c.r.URL.Query().Get("since"); s != "" {
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			return fault.Invalidf("since", "since must be an RFC 3339 time, e.g. 2026-11-29T00:00:00Z")
+		}
+		since = t
+	}
+	us, err := h.keys.Usage(c.r.Context(), c.org, since)
+	if err != nil {
+		return err
+	}
+	out := client.UsageList{Usage: []client.UsageCount{}}
+	for _, u := range us {
+		out.Usage = append(out.Usage, client.UsageCount{Key: u.KeyName, Op: u.Op, Principal: u.Principal, Minute: u.Minute, Count: u.Count})
+	}
+	return c.reply(http.StatusOK, out)
+}
+
+func (h *Handler) purgeOrgCache(c *call) error {
+	h.keys.Cache().Purge(c.org)
+	if err := h.keys.Audit(c.r.Context(), audit.Event{OrgID: audit.Platform, Actor: c.actor(), Action: "cache.purge", Target: "org/" + c.org}); err != nil {
+		return err
+	}
+	return c.reply(http.StatusOK, map[string]string{"status": "purged"})
+}
+
+func (h *Handler) purgeAllCache(c *call) error {
+	h.keys.Cache().PurgeAll()
+	if err := h.keys.Audit(c.r.Context(), audit.Event{OrgID: audit.Platform, Actor: c.actor(), Action: "cache.purge", Target: "all"}); err != nil {
+		return err
+	}
+	return c.reply(http.StatusOK, map[string]string{"status": "purged"})
+}
+
+func tokenJSON(t auth.Token) client.Token {
+	out := client.Token{ID: t.ID, Principal: t.Principal, Org: t.OrgID, Description: t.Description, CreatedAt: t.CreatedAt}
+	for _, r := range t.Roles {
+		out.Roles = append(out.Roles, string(r))
+	}
+	if !t.ExpiresAt.IsZero() {
+		e := t.ExpiresAt
+		out.ExpiresAt = &e
+	}
+	if !t.RevokedAt.IsZero() {
+		r := t.RevokedAt
+		out.RevokedAt = &r
+	}
+	return out
+}
+
+func (h *Handler) createToken(c *call) error {
+	var req client.CreateTokenRequest
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	tr := auth.CreateTokenRequest{Principal: req.Principal, OrgID: req.Org, Description: req.Description}
+	for _, r := range req.Roles {
+		role, err := auth.ParseRole(r)
+		if err != nil {
+			return err
+		}
+		tr.Roles = append(tr.Roles, role)
+	}
+	if req.Org != "" {
+		if _, err := h.keys.GetOrg(c.r.Context(), req.Org); err != nil {
+			return err
+		}
+	}
+	if req.TTL != "" {
+		d, err := time.ParseDuration(req.TTL)
+		if err != nil || d <= 0 {
+			return fault.Invalidf("ttl", "ttl must be a positive duration such as 720h")
+		}
+		tr.TTL = d
+	}
+	t, secret, err := h.tokens.Create(c.r.Context(), c.actor(), tr)
+	if err != nil {
+		return err
+	}
+	out := tokenJSON(t)
+	out.Secret = secret
+	return c.reply(http.StatusCreated, out)
+}
+
+func (h *Handler) listTokens(c *call) error {
+	ts, err := h.tokens.List(c.r.Context())
+	if err != nil {
+		return err
+	}
+	out := client.TokenList{Tokens: []client.Token{}}
+	for _, t := range ts {
+		out.Tokens = append(out.Tokens, tokenJSON(t))
+	}
+	return c.reply(http.StatusOK, out)
+}
+
+func (h *Handler) revokeToken(c *call) error {
+	if err := h.tokens.Revoke(c.r.Context(), c.actor(), c.r.PathValue("id")); err != nil {
+		return err
+	}
+	return c.reply(http.StatusOK, map[string]string{"status": "revoked"})
+}
+
+func (h *Handler) whoami(c *call) error {
+	out := client.WhoAmI{Principal: c.p.Name, TokenID: c.p.TokenID, Org: c.p.OrgID}
+	for _, r := range c.p.Roles {
+		out.Roles = append(out.Roles, string(r))
+	}
+	return c.reply(http.StatusOK, out)
+}

@@ -1,0 +1,44 @@
+package api
+
+import "github.com/orgkms/orgkms/internal/auth"
+
+// route is one API route. Pattern uses Go 1.22 method patterns; {org} names
+// the org the action applies to.
+type route struct {
+	Pattern string
+	Action  auth.Action // "" = public, no authentication
+	Handler func(h *Handler, c *call) error
+}
+
+// routes is every route of the API, in one table.
+var routes = []route{
+	{"GET /healthz", "", (*Handler).healthz},
+	{"GET /readyz", "", (*Handler).readyz},
+	{"GET /v1/openapi.json", "", (*Handler).openapi},
+
+	{"POST /v1/orgs", auth.ActOrgCreate, (*Handler).createOrg},
+	{"GET /v1/orgs", auth.ActOrgList, (*Handler).listOrgs},
+	{"GET /v1/orgs/{org}", auth.ActOrgRead, (*Handler).getOrg},
+
+	{"GET /v1/orgs/{org}/keys", auth.ActKeyRead, (*Handler).listKeys},
+	{"POST /v1/orgs/{org}/keys", auth.ActKeyManage, (*Handler).createKey},
+	{"GET /v1/orgs/{org}/keys/{key}", auth.ActKeyRead, (*Handler).getKey},
+	{"POST /v1/orgs/{org}/keys/{key}/rotate", auth.ActKeyManage, (*Handler).rotateKey},
+	{"POST /v1/orgs/{org}/keys/{key}/config", auth.ActKeyManage, (*Handler).configKey},
+
+	{"POST /v1/orgs/{org}/keys/{key}/encrypt", auth.ActCrypto, (*Handler).encrypt},
+	{"POST /v1/orgs/{org}/keys/{key}/decrypt", auth.ActCrypto, (*Handler).decrypt},
+	{"POST /v1/orgs/{org}/keys/{key}/rewrap", auth.ActCrypto, (*Handler).rewrap},
+	{"POST /v1/orgs/{org}/keys/{key}/datakey", auth.ActCrypto, (*Handler).datakey},
+
+	{"GET /v1/orgs/{org}/audit", auth.ActAuditRead, (*Handler).auditEvents},
+	{"GET /v1/orgs/{org}/audit/verify", auth.ActAuditRead, (*Handler).auditVerify},
+	{"GET /v1/orgs/{org}/usage", auth.ActAuditRead, (*Handler).usage},
+	{"POST /v1/orgs/{org}/cache/purge", auth.ActCacheManage, (*Handler).purgeOrgCache},
+
+	{"POST /v1/cache/purge", auth.ActCacheManage, (*Handler).purgeAllCache},
+	{"POST /v1/tokens", auth.ActTokenManage, (*Handler).createToken},
+	{"GET /v1/tokens", auth.ActTokenManage, (*Handler).listTokens},
+	{"DELETE /v1/tokens/{id}", auth.ActTokenManage, (*Handler).revokeToken},
+	{"GET /v1/whoami", auth.ActWhoAmI, (*Handler).whoami},
+}

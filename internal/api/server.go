@@ -1,0 +1,270 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	_ "embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/orgkms/orgkms/internal/auth"
+	"github.com/orgkms/orgkms/internal/fault"
+	"github.com/orgkms/orgkms/internal/keys"
+	"github.com/orgkms/orgkms/internal/metrics"
+)
+
+// MaxBodyBytes bounds every request body.
+const MaxBodyBytes = 8 << 20
+
+// Config configures a [Handler].
+type Config struct {
+	Keys        *keys.Service
+	Tokens      *auth.Service
+	Metrics     *metrics.Metrics // optional
+	Logger      *slog.Logger
+	Ready       func(ctx context.Context) error // optional readiness check (database reachable, ...)
+	LogRequests bool                            // log every request, not only failures
+}
+
+// Handler serves the API.
+type Handler struct {
+	keys    *keys.Service
+	tokens  *auth.Service
+	metrics *metrics.Metrics
+	log     *slog.Logger
+	ready   func(ctx context.Context) error
+	logAll  bool
+	mux     *http.ServeMux
+}
+
+// New returns the API handler.
+func New(cfg Config) *Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	h := &Handler{keys: cfg.Keys, tokens: cfg.Tokens, metrics: cfg.Metrics, log: cfg.Logger, ready: cfg.Ready, logAll: cfg.LogRequests, mux: http.NewServeMux()}
+	for _, rt := range routes {
+		h.mux.Handle(rt.Pattern, h.adapt(rt))
+	}
+	if cfg.Metrics != nil {
+		h.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Metrics.Registry, promhttp.HandlerOpts{}))
+	}
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		c := &call{w: w, r: r, requestID: requestID(r), route: "unmatched"}
+		h.writeError(c, &fault.Error{Kind: fault.NotFound, Reason: "no such API route: " + r.Method + " " + r.URL.Path + "; see /v1/openapi.json"})
+	})
+	return h
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// call is the state of one request.
+type call struct {
+	w         http.ResponseWriter
+	r         *http.Request
+	p         auth.Principal
+	org       string
+	requestID string
+	route     string
+	status    int
+}
+
+type ctxKey int
+
+const (
+	requestIDKey ctxKey = iota
+	principalKey
+)
+
+// RequestID returns the request ID carried by ctx, or "".
+func RequestID(ctx context.Context) string {
+	s, _ := ctx.Value(requestIDKey).(string)
+	return s
+}
+
+func requestID(r *http.Request) string {
+	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 64 && isToken(id) {
+		return id
+	}
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func isToken(s string) bool {
+	for _, c := range s {
+		if !(c == '-' || c == '_' || c == '.' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+func (h *Handler) adapt(rt route) http.Handler {
+	routeLabel := rt.Pattern
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		c := &call{w: w, r: r, requestID: requestID(r), route: routeLabel, org: r.PathValue("org")}
+		w.Header().Set("X-Request-Id", c.requestID)
+		ctx := context.WithValue(r.Context(), requestIDKey, c.requestID)
+		c.r = r.WithContext(ctx)
+		err := h.authorize(c, rt.Action)
+		if err == nil {
+			if r.Body != nil {
+				c.r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+			}
+			err = rt.Handler(h, c)
+		}
+		if err != nil {
+			h.writeError(c, err)
+		}
+		if h.metrics != nil {
+			h.metrics.HTTPRequests.WithLabelValues(routeLabel, strconv.Itoa(c.status)).Inc()
+			h.metrics.HTTPDuration.WithLabelValues(routeLabel).Observe(time.Since(start).Seconds())
+		}
+		if h.logAll {
+			h.log.LogAttrs(ctx, slog.LevelInfo, "request", slog.String("request_id", c.requestID), slog.String("route", routeLabel),
+				slog.Int("status", c.status), slog.String("principal", c.p.Name), slog.Duration("duration", time.Since(start)))
+		}
+	})
+}
+
+func (h *Handler) authorize(c *call, act auth.Action) error {
+	if act == "" {
+		return nil
+	}
+	authz := c.r.Header.Get("Authorization")
+	secret, ok := strings.CutPrefix(authz, "Bearer ")
+	if !ok || secret == "" {
+		return &fault.Error{Kind: fault.Unauthenticated}
+	}
+	p, err := h.tokens.Authenticate(c.r.Context(), strings.TrimSpace(secret))
+	if err != nil {
+		return err
+	}
+	c.p = p
+	c.r = c.r.WithContext(context.WithValue(c.r.Context(), principalKey, p))
+	if !auth.Allowed(p, act, c.org) {
+		reason := "this token's roles (" + rolesString(p.Roles) + ") do not allow " + string(act)
+		if p.OrgID != "" && c.org != p.OrgID {
+			reason = "this token is limited to org " + p.OrgID
+		}
+		if act == auth.ActCMKManage {
+			reason = "customer managed key changes need both the admin and key_admin roles on the org"
+		}
+		return &fault.Error{Kind: fault.Forbidden, Reason: reason}
+	}
+	return nil
+}
+
+func rolesString(rs []auth.Role) string {
+	s := make([]string, len(rs))
+	for i, r := range rs {
+		s[i] = string(r)
+	}
+	return strings.Join(s, ", ")
+}
+
+// actor names the principal in audit records.
+func (c *call) actor() string { return c.p.Name }
+
+// decode reads a JSON body into v, strictly.
+func (c *call) decode(v any) error {
+	dec := json.NewDecoder(c.r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err)
+	}
+	if dec.More() {
+		return &fault.Error{Kind: fault.Invalid, Reason: "request body must hold a single JSON object"}
+	}
+	return nil
+}
+
+func decodeError(err error) error {
+	var maxErr *http.MaxBytesError
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &maxErr):
+		return &fault.Error{Kind: fault.TooLarge, Reason: "request body exceeds " + strconv.Itoa(MaxBodyBytes>>20) + " MiB; split it into smaller requests or batches"}
+	case errors.Is(err, io.EOF):
+		return &fault.Error{Kind: fault.Invalid, Reason: "request body is empty: send a JSON object"}
+	case errors.As(err, &syn):
+		return &fault.Error{Kind: fault.Invalid, Reason: "request body is not valid JSON (at byte " + strconv.FormatInt(syn.Offset, 10) + ")"}
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			field = "body"
+		}
+		return &fault.Error{Kind: fault.Invalid, Field: field, Reason: "field " + field + " must be a JSON " + jsonType(typ.Type.String())}
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.TrimPrefix(err.Error(), "json: unknown field ")
+		return &fault.Error{Kind: fault.Invalid, Reason: "unknown field " + name + "; see /v1/openapi.json"}
+	case strings.Contains(err.Error(), "illegal base64"):
+		return &fault.Error{Kind: fault.Invalid, Reason: "a binary field is not valid base64 (standard alphabet, with padding)"}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return &fault.Error{Kind: fault.Invalid, Reason: "request body is truncated JSON"}
+	}
+	return &fault.Error{Kind: fault.Invalid, Reason: "request body could not be decoded"}
+}
+
+func jsonType(goType string) string {
+	switch {
+	case goType == "[]uint8":
+		return "base64 string"
+	case strings.HasPrefix(goType, "[]"):
+		return "array"
+	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "uint"), strings.HasPrefix(goType, "float"):
+		return "number"
+	case goType == "string":
+		return "string"
+	case goType == "bool":
+		return "boolean"
+	}
+	return "object"
+}
+
+// reply writes v as JSON with status.
+func (c *call) reply(status int, v any) error {
+	c.status = status
+	c.w.Header().Set("Content-Type", "application/json")
+	c.w.Header().Set("Cache-Control", "no-store")
+	c.w.WriteHeader(status)
+	return json.NewEncoder(c.w).Encode(v)
+}
+
+func (h *Handler) healthz(c *call) error {
+	return c.reply(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (h *Handler) readyz(c *call) error {
+	if h.ready != nil {
+		ctx, cancel := context.WithTimeout(c.r.Context(), 2*time.Second)
+		defer cancel()
+		if err := h.ready(ctx); err != nil {
+			return &fault.Error{Kind: fault.Unavailable, Resource: "the database", Err: err}
+		}
+	}
+	return c.reply(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+//go:embed openapi.json
+var openapiDoc []byte
+
+func (h *Handler) openapi(c *call) error {
+	c.status = http.StatusOK
+	c.w.Header().Set("Content-Type", "application/json")
+	_, err := c.w.Write(openapiDoc)
+	return err
+}

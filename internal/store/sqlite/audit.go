@@ -1,0 +1,123 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/orgkms/orgkms/internal/audit"
+	"github.com/orgkms/orgkms/internal/fault"
+	"github.com/orgkms/orgkms/internal/keys"
+)
+
+// AppendAudit appends ev to the chain of ev.OrgID (any org ID, or
+// [audit.Platform]) and returns it as stored, with Seq, PrevHash and Hash
+// set and Time in UTC at microsecond precision. Invalid if ev.OrgID is
+// empty.
+func (s *Store) AppendAudit(ctx context.Context, ev audit.Event) (audit.Event, error) {
+	const op = "append audit event"
+	if ev.OrgID == "" {
+		return audit.Event{}, &fault.Error{Kind: fault.Invalid, Op: op, Field: "org_id", Reason: "audit event has no org ID"}
+	}
+	var stored audit.Event
+	err := s.inTx(ctx, op, func(tx *sql.Tx) error {
+		var err error
+		stored, err = appendAudit(ctx, tx, op, ev)
+		return err
+	})
+	if err != nil {
+		return audit.Event{}, err
+	}
+	return stored, nil
+}
+
+// AuditEvents returns the org's events with Seq > afterSeq, ascending, at
+// most limit (0 = all; negative is Invalid). An org without events, or an
+// unknown org, has none.
+func (s *Store) AuditEvents(ctx context.Context, orgID string, afterSeq int64, limit int) ([]audit.Event, error) {
+	const op = "read audit events"
+	if limit < 0 {
+		return nil, &fault.Error{Kind: fault.Invalid, Op: op, Field: "limit", Reason: "limit must not be negative"}
+	}
+	if limit == 0 {
+		limit = -1 // SQLite: no limit
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT seq, time, actor, action, target, details, prev_hash, hash
+		FROM audit_events WHERE org_id = ? AND seq > ? ORDER BY seq LIMIT ?`, orgID, afterSeq, limit)
+	if err != nil {
+		return nil, classify(ctx, op, "audit log of org "+orgID, err)
+	}
+	evs, err := collect(rows, func(rows *sql.Rows) (audit.Event, error) {
+		e := audit.Event{OrgID: orgID}
+		var details string
+		if err := rows.Scan(&e.Seq, scanTime(&e.Time), &e.Actor, &e.Action, &e.Target, &details, &e.PrevHash, &e.Hash); err != nil {
+			return e, err
+		}
+		var err error
+		e.Details, err = parseDetails(details)
+		return e, err
+	})
+	return evs, classify(ctx, op, "audit log of org "+orgID, err)
+}
+
+// AuditOrgs returns the IDs of the chains that have events, sorted,
+// [audit.Platform] among them once it has one.
+func (s *Store) AuditOrgs(ctx context.Context) ([]string, error) {
+	const op = "list audit logs"
+	rows, err := s.r.QueryContext(ctx, `SELECT DISTINCT org_id FROM audit_events ORDER BY org_id`)
+	if err != nil {
+		return nil, classify(ctx, op, "audit logs", err)
+	}
+	ids, err := collect(rows, func(rows *sql.Rows) (string, error) {
+		var id string
+		return id, rows.Scan(&id)
+	})
+	return ids, classify(ctx, op, "audit logs", err)
+}
+
+// AddUsage adds counts to the usage counters in one transaction: a counter
+// that exists is incremented, a new one is created. Minutes are truncated to
+// the minute (UTC), so counts within one minute add up.
+func (s *Store) AddUsage(ctx context.Context, counts []keys.UsageCount) error {
+	const op = "add usage"
+	if len(counts) == 0 {
+		return nil
+	}
+	return s.inTx(ctx, op, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO usage_counters (org_id, key_name, op, principal, minute, count)
+			VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (org_id, key_name, op, principal, minute) DO UPDATE SET count = count + excluded.count`)
+		if err != nil {
+			return classify(ctx, op, "usage counters", err)
+		}
+		for _, c := range counts {
+			if _, err := stmt.ExecContext(ctx, c.OrgID, c.KeyName, c.Op, c.Principal, timeArg(c.Minute.Truncate(time.Minute)), c.Count); err != nil {
+				err = classify(ctx, op, "usage counters of org "+c.OrgID, err)
+				if cerr := stmt.Close(); cerr != nil {
+					if fe := fault.As(err); fe != nil {
+						fe.Err = errors.Join(fe.Err, cerr)
+					}
+				}
+				return err
+			}
+		}
+		return classify(ctx, op, "usage counters", stmt.Close())
+	})
+}
+
+// Usage returns the org's counters with Minute >= since, ordered by minute,
+// key, op and principal.
+func (s *Store) Usage(ctx context.Context, orgID string, since time.Time) ([]keys.UsageCount, error) {
+	const op = "read usage"
+	rows, err := s.r.QueryContext(ctx, `SELECT key_name, op, principal, minute, count FROM usage_counters
+		WHERE org_id = ? AND minute >= ? ORDER BY minute, key_name, op, principal`, orgID, timeArg(since))
+	if err != nil {
+		return nil, classify(ctx, op, "usage of org "+orgID, err)
+	}
+	us, err := collect(rows, func(rows *sql.Rows) (keys.UsageCount, error) {
+		u := keys.UsageCount{OrgID: orgID}
+		return u, rows.Scan(&u.KeyName, &u.Op, &u.Principal, scanTime(&u.Minute), &u.Count)
+	})
+	return us, classify(ctx, op, "usage of org "+orgID, err)
+}

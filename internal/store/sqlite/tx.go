@@ -1,0 +1,71 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/orgkms/orgkms/internal/audit"
+	"github.com/orgkms/orgkms/internal/fault"
+)
+
+// inTx runs fn in a write transaction (BEGIN IMMEDIATE on the writer
+// connection) and commits it if fn returns nil. fn returns *fault.Error
+// values; a failed rollback is attached to fn's error, never dropped.
+func (s *Store) inTx(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return classify(ctx, op, "database", err)
+	}
+	if err := fn(tx); err != nil {
+		err = classify(ctx, op, "", err)
+		if rerr := tx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
+			if fe := fault.As(err); fe != nil {
+				fe.Err = errors.Join(fe.Err, fmt.Errorf("rollback: %w", rerr))
+			}
+		}
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return classify(ctx, op, "database", err)
+	}
+	return nil
+}
+
+// appendAudit chains ev to the last event of its org's chain and inserts
+// it, in tx. It returns the event as stored.
+func appendAudit(ctx context.Context, tx *sql.Tx, op string, ev audit.Event) (audit.Event, error) {
+	var prev audit.Event
+	err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_events WHERE org_id = ? ORDER BY seq DESC LIMIT 1`, ev.OrgID).
+		Scan(&prev.Seq, &prev.Hash)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return audit.Event{}, classify(ctx, op, "audit log of org "+ev.OrgID, err)
+	}
+	ev = audit.Chain(prev, ev)
+	details, err := detailsArg(ev.Details)
+	if err != nil {
+		return audit.Event{}, &fault.Error{Kind: fault.Internal, Op: op, Resource: "audit log of org " + ev.OrgID, Err: err}
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO audit_events (org_id, seq, time, actor, action, target, details, prev_hash, hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		ev.OrgID, ev.Seq, timeArg(ev.Time), ev.Actor, ev.Action, ev.Target, details, ev.PrevHash, ev.Hash)
+	if err != nil {
+		return audit.Event{}, classify(ctx, op, fmt.Sprintf("audit event %d of org %s", ev.Seq, ev.OrgID), err)
+	}
+	return ev, nil
+}
+
+// eventFor returns ev for a change to orgID: an empty ev.OrgID is set to
+// orgID, another org's ID is Invalid (the event belongs to the org's chain).
+func eventFor(op, orgID string, ev audit.Event) (audit.Event, error) {
+	switch ev.OrgID {
+	case orgID:
+	case "":
+		ev.OrgID = orgID
+	default:
+		return audit.Event{}, &fault.Error{Kind: fault.Invalid, Op: op, Field: "event.org_id",
+			Reason: fmt.Sprintf("audit event of org %s cannot record a change to org %s", ev.OrgID, orgID)}
+	}
+	return ev, nil
+}
