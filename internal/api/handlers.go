@@ -44,14 +44,13 @@ func (h *Handler) listOrgs(c *call) error {
 		}
 		limit = n
 	}
-	orgs, err := h.keys.ListOrgs(c.r.Context(), keys.ListOptions{After: q.Get("after"), Limit: limit + 1})
+	orgs, err := h.keys.ListOrgs(c.r.Context(), keys.ListOptions{After: q.Get("after"), Limit: limit})
 	if err != nil {
 		return err
 	}
 	out := client.OrgList{Orgs: []client.Org{}}
-	if len(orgs) > limit {
-		orgs = orgs[:limit]
-		out.NextAfter = orgs[limit-1].ID
+	if len(orgs) == limit {
+		out.NextAfter = orgs[limit-1].ID // a full page: there may be more
 	}
 	for _, o := range orgs {
 		out.Orgs = append(out.Orgs, orgJSON(o, h.keys.PlatformKey().String()))

@@ -207,7 +207,7 @@ func decodeError(err error) error {
 		if field == "" {
 			field = "body"
 		}
-		return &fault.Error{Kind: fault.Invalid, Field: field, Reason: "field " + field + " must be a JSON " + jsonType(typ.Type.String())}
+		return &fault.Error{Kind: fault.Invalid, Field: field, Reason: "must be a JSON " + jsonType(typ.Type.String())}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.TrimPrefix(err.Error(), "json: unknown field ")
 		return &fault.Error{Kind: fault.Invalid, Reason: "unknown field " + name + "; see /v1/openapi.json"}

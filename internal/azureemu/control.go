@@ -329,14 +329,15 @@ func newSecret() string {
 }
 
 func validRedirectURI(s string) error {
-	u, err := url.Parse(s)
+	wildcard := strings.Contains(s, ":*")
+	u, err := url.Parse(strings.Replace(s, ":*", ":0", 1))
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return fmt.Errorf("redirect URI %q: want an absolute http(s) URL: %w", s, ErrInvalid)
 	}
 	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
 		return fmt.Errorf("redirect URI %q: http is allowed only for localhost: %w", s, ErrInvalid)
 	}
-	if u.Port() == "*" && !isLoopbackHost(u.Hostname()) {
+	if wildcard && (u.Port() != "0" || !isLoopbackHost(u.Hostname())) {
 		return fmt.Errorf("redirect URI %q: a wildcard port is allowed only for loopback hosts: %w", s, ErrInvalid)
 	}
 	return nil

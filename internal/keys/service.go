@@ -208,8 +208,8 @@ func (s *Service) GetOrg(ctx context.Context, id string) (Org, error) {
 
 // ListOrgs lists orgs by ID.
 func (s *Service) ListOrgs(ctx context.Context, opts ListOptions) ([]Org, error) {
-	if opts.Limit < 0 || opts.Limit > 1000 {
-		return nil, fault.Invalidf("limit", "limit must be between 1 and 1000")
+	if opts.Limit <= 0 || opts.Limit > 1000 {
+		opts.Limit = 100
 	}
 	return s.store.ListOrgs(ctx, opts)
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/orgkms/orgkms/internal/keys"
 )
 
-func orgRes(id string) string        { return "org " + id }
+func orgRes(id string) string          { return "org " + id }
 func keyRes(orgID, name string) string { return "key " + name + " in org " + orgID }
 
 // CreateOrg stores org, its active root key wrapping, its first data key
@@ -258,8 +258,8 @@ func (s *Store) ListDataKeys(ctx context.Context, orgID string) ([]keys.DataKey,
 		return nil, classify(ctx, op, orgRes(orgID), err)
 	}
 	type row struct {
-		k keys.DataKey
-		v keys.DataKeyVersion
+		k  keys.DataKey
+		v  keys.DataKeyVersion
 		ok bool
 	}
 	rs, err := collect(rows, func(rows *sql.Rows) (row, error) {

@@ -64,9 +64,13 @@ func (s *Store) ListTokens(ctx context.Context) ([]auth.Token, error) {
 }
 
 // RevokeToken marks the token revoked at at. Revoking a revoked token keeps
-// the first revocation time. NotFound if there is no such token.
+// the first revocation time. NotFound if there is no such token; Invalid if
+// at is zero.
 func (s *Store) RevokeToken(ctx context.Context, id string, at time.Time) error {
 	const op = "revoke token"
+	if at.IsZero() {
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "revoked_at", Reason: "revocation time is zero"}
+	}
 	res, err := s.w.ExecContext(ctx, `UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`, timeArg(at), id)
 	if err != nil {
 		return classify(ctx, op, "token "+id, err)

@@ -1,0 +1,3 @@
+package main
+
+func cmdBench(env *cliEnv, args []string) error { return nil }

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/orgkms/orgkms/internal/auth"
+	"github.com/orgkms/orgkms/internal/config"
+	"github.com/orgkms/orgkms/internal/store/sqlite"
+)
+
+func cmdServe(env *cliEnv, args []string) error {
+	fs := newFlags(env, "serve", "serve [--config FILE] [flags]",
+		"Runs the orgkms server. Settings come from the JSON config file, then ORGKMS_*\n"+
+			"environment variables (ORGKMS_LISTEN, ORGKMS_DATA_DIR, ORGKMS_DATABASE,\n"+
+			"ORGKMS_MASTER_KEY_URI, ORGKMS_CACHE_TTL, ORGKMS_LOG_LEVEL, ORGKMS_LOG_FORMAT,\n"+
+			"ORGKMS_TLS_CERT, ORGKMS_TLS_KEY), then flags. On first start it creates the\n"+
+			"platform master key (local://DATA_DIR/master.key unless master_key is set)\n"+
+			"and an operator token in DATA_DIR/bootstrap-token.")
+	cfgPath := fs.String("config", "", "JSON config file")
+	addr := fs.String("addr", "", "listen address (default 127.0.0.1:8200)")
+	data := fs.String("data", "", "data directory (default ./orgkms-data)")
+	migrate := fs.Bool("migrate", false, "apply database schema migrations before serving")
+	if _, err := parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgPath, *addr, *data)
+	if err != nil {
+		return err
+	}
+	cfg.AutoMigrate = cfg.AutoMigrate || *migrate
+	log := newLogger(cfg, os.Stderr)
+	slog.SetDefault(log)
+	s, err := openStack(env.ctx, cfg, log, cfg.AutoMigrate)
+	if err != nil {
+		return withHint(err, "a new or outdated database needs \"orgkms migrate\" (or serve --migrate)")
+	}
+	defer s.close()
+	if p, err := s.ensureBootstrapToken(env.ctx); err != nil {
+		return err
+	} else if p != "" {
+		log.Warn("created a bootstrap operator token", slog.String("path", p))
+	}
+	if err := s.listen(); err != nil {
+		return err
+	}
+	log.Info("orgkms serving", slog.String("addr", s.URL()), slog.String("version", version), slog.String("data_dir", cfg.DataDir))
+	return s.serve(env.ctx)
+}
+
+func loadConfig(path, addr, data string) (config.Config, error) {
+	cfg, err := config.Load(path, os.Environ())
+	if err != nil {
+		return cfg, err
+	}
+	if addr != "" {
+		cfg.Addr = addr
+	}
+	if data != "" {
+		cfg.DataDir = data
+		cfg.Database, cfg.MasterKey = "", ""
+		if c2, _ := config.Load(path, os.Environ()); c2.Database != "" || c2.MasterKey != "" {
+			cfg.Database, cfg.MasterKey = c2.Database, c2.MasterKey
+		}
+	}
+	cfg.Defaults()
+	return cfg, cfg.Validate()
+}
+
+func cmdMigrate(env *cliEnv, args []string) error {
+	fs := newFlags(env, "migrate", "migrate [--config FILE] [--data DIR]",
+		"Applies the embedded database schema migrations. Safe to run more than once.")
+	cfgPath := fs.String("config", "", "JSON config file")
+	data := fs.String("data", "", "data directory (default ./orgkms-data)")
+	if _, err := parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgPath, "", *data)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.Database), 0o700); err != nil {
+		return err
+	}
+	st, err := sqlite.Open(env.ctx, sqlite.Config{Path: cfg.Database, NoMigrate: true})
+	if err == nil {
+		st.Close()
+		fmt.Fprintf(env.stdout, "database %s is up to date\n", cfg.Database)
+		return nil
+	}
+	st, err = sqlite.Open(env.ctx, sqlite.Config{Path: cfg.Database})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	fmt.Fprintf(env.stdout, "database %s migrated\n", cfg.Database)
+	return nil
+}
+
+func cmdDev(env *cliEnv, args []string) error {
+	fs := newFlags(env, "dev", "dev [--addr 127.0.0.1:8200] [--data DIR]",
+		"Runs a self-contained orgkms for development: SQLite and a local platform\n"+
+			"master key in DIR, schema migrated automatically. It writes DIR/dev.env with\n"+
+			"ORGKMS_ADDR and an operator token (which may also use keys), so that\n"+
+			"  source DIR/dev.env\n"+
+			"points the CLI at it. Restarting on the same DIR keeps every org and key.")
+	addr := fs.String("addr", "127.0.0.1:8200", "listen address")
+	data := fs.String("data", ".orgkms-dev", "data directory")
+	logReq := fs.Bool("log-requests", false, "log every request")
+	if _, err := parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	cfg := config.Config{Addr: *addr, DataDir: *data, LogFormat: "text", LogRequests: *logReq, AutoMigrate: true}
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := newLogger(cfg, os.Stderr)
+	slog.SetDefault(log)
+	s, err := openStack(env.ctx, cfg, log, true)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	if err := s.listen(); err != nil {
+		return withHint(err, "another process uses that address; pick another with --addr 127.0.0.1:PORT")
+	}
+	envFile := filepath.Join(cfg.DataDir, "dev.env")
+	token, err := devToken(env, s, envFile)
+	if err != nil {
+		return err
+	}
+	content := fmt.Sprintf("export ORGKMS_ADDR=%s\nexport ORGKMS_TOKEN=%s\n", s.URL(), token)
+	if err := os.WriteFile(envFile, []byte(content), 0o600); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, `orgkms dev server listening on %s
+  data directory: %s (SQLite database, platform master key)
+
+Connect the CLI:
+  source %s
+  orgkms org create acme
+  echo hello | orgkms encrypt --org acme | orgkms decrypt --org acme
+
+Press Ctrl-C to stop.
+`, s.URL(), cfg.DataDir, envFile)
+	return s.serve(env.ctx)
+}
+
+// devToken reuses the token of an existing dev.env when it is still valid,
+// and creates a new operator+service token otherwise.
+func devToken(env *cliEnv, s *stack, envFile string) (string, error) {
+	if b, err := os.ReadFile(envFile); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if tok, ok := strings.CutPrefix(line, "export ORGKMS_TOKEN="); ok {
+				if _, err := s.tokens.Authenticate(env.ctx, strings.TrimSpace(tok)); err == nil {
+					return strings.TrimSpace(tok), nil
+				}
+			}
+		}
+	}
+	_, secret, err := s.tokens.Create(env.ctx, "orgkms:dev", auth.CreateTokenRequest{
+		Principal: "dev-operator", Roles: []auth.Role{auth.RoleOperator, auth.RoleService},
+		Description: "orgkms dev: platform operator that may also use every org's keys"})
+	return secret, err
+}
+

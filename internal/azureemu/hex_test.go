@@ -1,0 +1,17 @@
+package azureemu
+
+import (
+	"encoding/hex"
+	"testing"
+)
+
+func mustHex(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func hexString(b []byte) string { return hex.EncodeToString(b) }

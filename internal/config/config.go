@@ -1,0 +1,166 @@
+// Package config loads the orgkms server configuration from a JSON file and
+// ORGKMS_* environment variables (flags are applied by main), and
+// validates it.
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Duration is a time.Duration that reads and writes as "5m", "30s".
+type Duration time.Duration
+
+// UnmarshalJSON accepts a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"5m\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes a Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// Config is the server configuration. Zero values take the defaults
+// documented on each field.
+type Config struct {
+	Addr           string   `json:"addr"`             // listen address; default 127.0.0.1:8200
+	DataDir        string   `json:"data_dir"`         // default ./orgkms-data
+	Database       string   `json:"database"`         // SQLite file path; default DATA_DIR/orgkms.db
+	MasterKey      string   `json:"master_key"`       // platform master key URI; default local://DATA_DIR/master.key (created on first start)
+	CacheTTL       Duration `json:"cache_ttl"`        // unwrapped key lifetime in memory; default 5m
+	KeyMetadataTTL Duration `json:"key_metadata_ttl"` // data key metadata refresh; default 10s
+	TokenCacheTTL  Duration `json:"token_cache_ttl"`  // verified token cache; default 10s
+	TLSCert        string   `json:"tls_cert"`         // PEM certificate; with tls_key, serve HTTPS
+	TLSKey         string   `json:"tls_key"`
+	LogLevel       string   `json:"log_level"`    // debug, info (default), warn, error
+	LogFormat      string   `json:"log_format"`   // json (default) or text
+	LogRequests    bool     `json:"log_requests"` // log every request (default: failures only)
+	AutoMigrate    bool     `json:"auto_migrate"` // apply schema migrations at start
+}
+
+// Load reads path (optional, "" = none) then applies environment variables
+// from environ (KEY=VALUE pairs): ORGKMS_ADDR_LISTEN, ORGKMS_DATA_DIR,
+// ORGKMS_DATABASE, ORGKMS_MASTER_KEY_URI, ORGKMS_CACHE_TTL, ORGKMS_LOG_LEVEL,
+// ORGKMS_LOG_FORMAT, ORGKMS_TLS_CERT, ORGKMS_TLS_KEY.
+func Load(path string, environ []string) (Config, error) {
+	var c Config
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("read config: %w", err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&c); err != nil {
+			return c, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	env := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	set := func(name string, dst *string) {
+		if v, ok := env[name]; ok && v != "" {
+			*dst = v
+		}
+	}
+	set("ORGKMS_LISTEN", &c.Addr)
+	set("ORGKMS_DATA_DIR", &c.DataDir)
+	set("ORGKMS_DATABASE", &c.Database)
+	set("ORGKMS_MASTER_KEY_URI", &c.MasterKey)
+	set("ORGKMS_TLS_CERT", &c.TLSCert)
+	set("ORGKMS_TLS_KEY", &c.TLSKey)
+	set("ORGKMS_LOG_LEVEL", &c.LogLevel)
+	set("ORGKMS_LOG_FORMAT", &c.LogFormat)
+	if v := env["ORGKMS_CACHE_TTL"]; v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return c, fmt.Errorf("ORGKMS_CACHE_TTL: %w", err)
+		}
+		c.CacheTTL = Duration(d)
+	}
+	if v := env["ORGKMS_LOG_REQUESTS"]; v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return c, fmt.Errorf("ORGKMS_LOG_REQUESTS: %w", err)
+		}
+		c.LogRequests = b
+	}
+	return c, nil
+}
+
+// Defaults fills unset fields.
+func (c *Config) Defaults() {
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:8200"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "orgkms-data"
+	}
+	if abs, err := filepath.Abs(c.DataDir); err == nil {
+		c.DataDir = abs
+	}
+	if c.Database == "" {
+		c.Database = filepath.Join(c.DataDir, "orgkms.db")
+	}
+	if c.MasterKey == "" {
+		c.MasterKey = "local://" + filepath.Join(c.DataDir, "master.key")
+	}
+	if c.CacheTTL == 0 {
+		c.CacheTTL = Duration(5 * time.Minute)
+	}
+	if c.KeyMetadataTTL == 0 {
+		c.KeyMetadataTTL = Duration(10 * time.Second)
+	}
+	if c.TokenCacheTTL == 0 {
+		c.TokenCacheTTL = Duration(10 * time.Second)
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.LogFormat == "" {
+		c.LogFormat = "json"
+	}
+}
+
+// Validate checks the configuration and says what to fix.
+func (c Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("addr %q must be host:port, e.g. 127.0.0.1:8200", c.Addr)
+	}
+	if time.Duration(c.CacheTTL) < time.Second || time.Duration(c.CacheTTL) > 24*time.Hour {
+		return fmt.Errorf("cache_ttl must be between 1s and 24h")
+	}
+	if time.Duration(c.KeyMetadataTTL) < 0 || time.Duration(c.TokenCacheTTL) < 0 {
+		return fmt.Errorf("key_metadata_ttl and token_cache_ttl must not be negative")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log_level must be debug, info, warn or error")
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		return fmt.Errorf("log_format must be json or text")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("tls_cert and tls_key must be set together")
+	}
+	return nil
+}
