@@ -171,7 +171,10 @@ func (h *Handler) encrypt(c *call) error {
 	}
 	name := c.r.PathValue("key")
 	if len(req.Batch) > 0 {
-		res := h.keys.EncryptBatch(c.r.Context(), c.actor(), c.org, name, items(req.Batch))
+		res, err := h.keys.EncryptBatch(c.r.Context(), c.actor(), c.org, name, items(req.Batch))
+		if err != nil {
+			return err
+		}
 		return c.reply(http.StatusOK, client.CryptoResponse{Batch: batchResults(res, c.requestID)})
 	}
 	if req.Plaintext == nil {
@@ -194,7 +197,10 @@ func (h *Handler) decrypt(c *call) error {
 	}
 	name := c.r.PathValue("key")
 	if len(req.Batch) > 0 {
-		res := h.keys.DecryptBatch(c.r.Context(), c.actor(), c.org, name, items(req.Batch))
+		res, err := h.keys.DecryptBatch(c.r.Context(), c.actor(), c.org, name, items(req.Batch))
+		if err != nil {
+			return err
+		}
 		return c.reply(http.StatusOK, client.CryptoResponse{Batch: batchResults(res, c.requestID)})
 	}
 	if req.Ciphertext == nil {
@@ -223,7 +229,10 @@ func (h *Handler) rewrap(c *call) error {
 	}
 	name := c.r.PathValue("key")
 	if len(req.Batch) > 0 {
-		res := h.keys.RewrapBatch(c.r.Context(), c.actor(), c.org, name, items(req.Batch))
+		res, err := h.keys.RewrapBatch(c.r.Context(), c.actor(), c.org, name, items(req.Batch))
+		if err != nil {
+			return err
+		}
 		return c.reply(http.StatusOK, client.CryptoResponse{Batch: batchResults(res, c.requestID)})
 	}
 	if req.Ciphertext == nil {

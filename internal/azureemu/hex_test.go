@@ -2,6 +2,7 @@ package azureemu
 
 import (
 	"encoding/hex"
+	"encoding/json"
 	"testing"
 )
 
@@ -15,3 +16,5 @@ func mustHex(t *testing.T, s string) []byte {
 }
 
 func hexString(b []byte) string { return hex.EncodeToString(b) }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

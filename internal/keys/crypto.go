@@ -67,24 +67,27 @@ func (s *Service) keyRing(ctx context.Context, orgID, name string, wantVersion u
 // Encrypt encrypts plaintext under the latest version of org's key name,
 // bound to the caller's context.
 func (s *Service) Encrypt(ctx context.Context, actor, orgID, name string, plaintext, context []byte) (Ciphertext, error) {
-	res := s.EncryptBatch(ctx, actor, orgID, name, []Item{{Plaintext: plaintext, Context: context}})
+	res, err := s.EncryptBatch(ctx, actor, orgID, name, []Item{{Plaintext: plaintext, Context: context}})
+	if err != nil {
+		return Ciphertext{}, err
+	}
 	if res[0].Err != nil {
 		return Ciphertext{}, res[0].Err
 	}
 	return Ciphertext{Bytes: res[0].Ciphertext, KeyVersion: res[0].KeyVersion}, nil
 }
 
-// EncryptBatch encrypts each item; failures are per item. An error that
-// concerns the whole request (org or key missing, master key unusable) is
-// reported on every item.
-func (s *Service) EncryptBatch(ctx context.Context, actor, orgID, name string, items []Item) []ItemResult {
+// EncryptBatch encrypts each item; failures of one item are in its result.
+// An error that concerns the whole request (batch size, org or key missing,
+// master key unusable) is returned as the error.
+func (s *Service) EncryptBatch(ctx context.Context, actor, orgID, name string, items []Item) ([]ItemResult, error) {
 	out := make([]ItemResult, len(items))
 	if err := checkBatch(len(items)); err != nil {
-		return fill(out, err)
+		return nil, err
 	}
 	_, r, err := s.keyRing(ctx, orgID, name, 0)
 	if err != nil {
-		return fill(out, err)
+		return nil, err
 	}
 	k := r.versions[r.latest]
 	b := envelope.Binding{OrgID: orgID, KeyName: name}
@@ -108,14 +111,7 @@ func (s *Service) EncryptBatch(ctx context.Context, actor, orgID, name string, i
 		ok++
 	}
 	s.usage.add(orgID, name, "encrypt", actor, ok)
-	return out
-}
-
-func fill(out []ItemResult, err error) []ItemResult {
-	for i := range out {
-		out[i].Err = err
-	}
-	return out
+	return out, nil
 }
 
 // Decrypt decrypts a ciphertext of org's key name made with the same context.
@@ -123,15 +119,18 @@ func fill(out []ItemResult, err error) []ItemResult {
 // key and context, or was modified, and VersionRetired if its version is
 // below the key's minimum decryption version.
 func (s *Service) Decrypt(ctx context.Context, actor, orgID, name string, ciphertext, context []byte) ([]byte, uint32, error) {
-	res := s.DecryptBatch(ctx, actor, orgID, name, []Item{{Ciphertext: ciphertext, Context: context}})
+	res, err := s.DecryptBatch(ctx, actor, orgID, name, []Item{{Ciphertext: ciphertext, Context: context}})
+	if err != nil {
+		return nil, 0, err
+	}
 	return res[0].Plaintext, res[0].KeyVersion, res[0].Err
 }
 
 // DecryptBatch decrypts each item; failures are per item.
-func (s *Service) DecryptBatch(ctx context.Context, actor, orgID, name string, items []Item) []ItemResult {
+func (s *Service) DecryptBatch(ctx context.Context, actor, orgID, name string, items []Item) ([]ItemResult, error) {
 	out := make([]ItemResult, len(items))
 	if err := checkBatch(len(items)); err != nil {
-		return fill(out, err)
+		return nil, err
 	}
 	var maxV uint32
 	for _, it := range items {
@@ -141,7 +140,7 @@ func (s *Service) DecryptBatch(ctx context.Context, actor, orgID, name string, i
 	}
 	_, r, err := s.keyRing(ctx, orgID, name, maxV)
 	if err != nil {
-		return fill(out, err)
+		return nil, err
 	}
 	ok := 0
 	for i, it := range items {
@@ -152,7 +151,7 @@ func (s *Service) DecryptBatch(ctx context.Context, actor, orgID, name string, i
 		}
 	}
 	s.usage.add(orgID, name, "decrypt", actor, ok)
-	return out
+	return out, nil
 }
 
 var errMalformed = &fault.Error{Kind: fault.Integrity, Op: "decrypt", Reason: "ciphertext is malformed: it is not an orgkms ciphertext, or it was truncated or modified"}
@@ -190,14 +189,14 @@ func (s *Service) open(r *ring, orgID, name string, ct, context []byte) ([]byte,
 // Rewrap decrypts each ciphertext and encrypts it again under the latest
 // version of the key, with the same context. Plaintext never leaves the
 // server.
-func (s *Service) RewrapBatch(ctx context.Context, actor, orgID, name string, items []Item) []ItemResult {
+func (s *Service) RewrapBatch(ctx context.Context, actor, orgID, name string, items []Item) ([]ItemResult, error) {
 	out := make([]ItemResult, len(items))
 	if err := checkBatch(len(items)); err != nil {
-		return fill(out, err)
+		return nil, err
 	}
 	_, r, err := s.keyRing(ctx, orgID, name, 0)
 	if err != nil {
-		return fill(out, err)
+		return nil, err
 	}
 	latest := r.versions[r.latest]
 	ok := 0
@@ -217,12 +216,15 @@ func (s *Service) RewrapBatch(ctx context.Context, actor, orgID, name string, it
 		ok++
 	}
 	s.usage.add(orgID, name, "rewrap", actor, ok)
-	return out
+	return out, nil
 }
 
 // Rewrap is the single-item form of RewrapBatch.
 func (s *Service) Rewrap(ctx context.Context, actor, orgID, name string, ciphertext, context []byte) (Ciphertext, error) {
-	res := s.RewrapBatch(ctx, actor, orgID, name, []Item{{Ciphertext: ciphertext, Context: context}})
+	res, err := s.RewrapBatch(ctx, actor, orgID, name, []Item{{Ciphertext: ciphertext, Context: context}})
+	if err != nil {
+		return Ciphertext{}, err
+	}
 	if res[0].Err != nil {
 		return Ciphertext{}, res[0].Err
 	}
