@@ -368,7 +368,9 @@ func keyNotFound(q *vaultReq, name, version string) {
 	kvError(q.w, http.StatusNotFound, "KeyNotFound", "A key with (name/id) "+id+" was not found in this key vault. If you recently deleted this key you may be able to recover it using the correct recovery command. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182", "")
 }
 
-func badParameter(w http.ResponseWriter, msg string) { kvError(w, http.StatusBadRequest, "BadParameter", msg, "") }
+func badParameter(w http.ResponseWriter, msg string) {
+	kvError(w, http.StatusBadRequest, "BadParameter", msg, "")
+}
 
 // internalError reports a failure of the emulator itself (for example,
 // persisting state).
