@@ -112,7 +112,14 @@ func (em *emuCLI) group(name string, args []string, verbs map[string]func([]stri
 
 // flags returns a FlagSet whose -h prints synopsis and description.
 func (em *emuCLI) flags(synopsis, description string) *flag.FlagSet {
-	fs := flag.NewFlagSet("emulator "+strings.Fields(synopsis)[0], flag.ContinueOnError)
+	var words []string
+	for _, w := range strings.Fields(synopsis) {
+		if w[0] == '-' || w[0] == '[' || strings.ToUpper(w) == w {
+			break
+		}
+		words = append(words, w)
+	}
+	fs := flag.NewFlagSet("emulator "+strings.Join(words, " "), flag.ContinueOnError)
 	fs.SetOutput(em.stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(em.stderr, "Usage: orgkms emulator %s\n\n%s\n\nFlags:\n", synopsis, description)

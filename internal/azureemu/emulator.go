@@ -67,6 +67,8 @@ type Emulator struct {
 	// rsaKeyGen generates RSA keys; tests replace it with a pool.
 	rsaKeyGen func(bits int) (*rsa.PrivateKey, error)
 
+	seedMu sync.Mutex // serializes SeedDemo
+
 	mu       sync.Mutex
 	st       *state
 	faults   map[string]*Fault          // by lower-case vault name

@@ -38,6 +38,8 @@ type Demo struct {
 // soon as the customer grants admin consent) with get, list, wrapKey,
 // unwrapKey, encrypt and decrypt. Consent itself is left to the customer.
 func SeedDemo(e *Emulator, appRedirectURIs []string) (Demo, error) {
+	e.seedMu.Lock()
+	defer e.seedMu.Unlock()
 	home, err := e.EnsureTenant(DemoPlatformTenant)
 	if err != nil {
 		return Demo{}, fmt.Errorf("seed demo: %w", err)

@@ -368,6 +368,16 @@ func keyNotFound(q *vaultReq, name, version string) {
 	kvError(q.w, http.StatusNotFound, "KeyNotFound", "A key with (name/id) "+id+" was not found in this key vault. If you recently deleted this key you may be able to recover it using the correct recovery command. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182", "")
 }
 
+// azureMessage turns a control error into a service message: sentence
+// case, no sentinel suffix, final period.
+func azureMessage(err error) string {
+	m := strings.TrimSuffix(err.Error(), ": "+ErrInvalid.Error())
+	if m == "" {
+		return m
+	}
+	return strings.ToUpper(m[:1]) + m[1:] + "."
+}
+
 func badParameter(w http.ResponseWriter, msg string) {
 	kvError(w, http.StatusBadRequest, "BadParameter", msg, "")
 }
@@ -514,7 +524,7 @@ func (e *Emulator) kvCreate(q *vaultReq) {
 	}
 	spec, err := newKeySpec(q.hsm, in.Kty, in.KeySize, in.KeyOps)
 	if err != nil {
-		badParameter(q.w, strings.TrimSuffix(err.Error(), ": "+ErrInvalid.Error()))
+		badParameter(q.w, azureMessage(err))
 		return
 	}
 	var nbf, exp *int64
@@ -607,7 +617,7 @@ func (e *Emulator) kvUpdate(q *vaultReq) {
 	if in.KeyOps != nil {
 		spec, err := newKeySpec(v.ManagedHSM, kv.Kty, kv.Size, in.KeyOps)
 		if err != nil {
-			badParameter(q.w, strings.TrimSuffix(err.Error(), ": "+ErrInvalid.Error()))
+			badParameter(q.w, azureMessage(err))
 			return
 		}
 		kv.KeyOps = spec.ops
