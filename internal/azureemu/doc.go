@@ -63,7 +63,9 @@
 // Supported: the 401 challenge (AKV10000; Managed HSM: empty body), token
 // checks (AKV10022 audience, AKV10032 issuer/tenant), api-version,
 // case-insensitive paths, create, get (latest and by version), list keys,
-// list versions (maxresults ≤ 25, nextLink), update attributes, rotate,
+// list versions (maxresults ≤ 25, nextLink, items sorted by version id, as
+// recorded), update attributes, rotate, create on an existing name (adds a
+// version, as in Azure; a soft-deleted name is 409 Conflict),
 // wrapkey/unwrapkey/encrypt/decrypt (RSA-OAEP-256, RSA-OAEP, RSA1_5; on
 // Managed HSM oct-HSM keys A128KW/A192KW/A256KW, CKM_AES_KEY_WRAP,
 // CKM_AES_KEY_WRAP_PAD and A128GCM/A192GCM/A256GCM), soft delete, deleted
@@ -102,7 +104,16 @@
 // the missing api-version error, the nbf/exp refusal inner codes
 // (KeyNotYetValid, KeyExpired), algorithm/key-type mismatches (400
 // BadParameter), malformed ciphertexts (400 BadParameter), invalid token
-// signatures (AKV10046) and expired tokens. Deletion, recovery and consent
-// take effect at once (Azure can take seconds). Throttling happens only
-// through faults, never by rate.
+// signatures (AKV10046), expired tokens and revoked tokens. Deletion,
+// recovery and consent take effect at once (Azure can take seconds).
+// Throttling happens only through faults, never by rate. A host naming a
+// vault that does not exist gets its connection dropped (in Azure the name
+// would not resolve). Entra error pages answer 400 so scripts can tell them
+// from the consent page. Not implemented: certificate and federated client
+// credentials (a client_assertion gets AADSTS700027), Azure RBAC on vaults
+// (access policies only; Managed HSM local RBAC is modelled by the same
+// per-principal permission lists), rotation policies, import, backup and
+// restore, sign and verify, EC keys. In the control surface (methods, control
+// API, CLI) a tenant may also be named by its short name; the Entra
+// endpoints accept only the GUID or the verified domain, as Entra does.
 package azureemu

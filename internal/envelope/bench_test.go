@@ -4,6 +4,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"slices"
 	"testing"
 	"time"
 
@@ -115,11 +116,12 @@ func BenchmarkRawAESGCMOpen(b *testing.B) {
 	}
 }
 
-// BenchmarkEncryptVsRaw interleaves Encrypt and the raw AES-256-GCM baseline
-// in small batches and reports their throughput ratio (enc/raw, 1.0 = same
-// speed). On shared or throttled machines separate benchmarks drift by more
-// than the difference being measured; interleaving exposes both to the same
-// conditions.
+// BenchmarkEncryptVsRaw interleaves batches of Encrypt and of the raw
+// AES-256-GCM baseline, alternating which goes first, and reports the ratio
+// of their times (enc/raw = raw time / Encrypt time: 1.0 is the same speed,
+// the goal at 64 KiB is >= 0.9). On shared machines separate benchmarks drift
+// by more than the difference being measured; interleaving exposes both to
+// the same conditions.
 func BenchmarkEncryptVsRaw(b *testing.B) {
 	k := mustKey(b, make([]byte, envelope.KeySize))
 	bind := envelope.Binding{OrgID: "org-42", KeyName: "default"}
@@ -131,30 +133,56 @@ func BenchmarkEncryptVsRaw(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	const batch = 8
+	const batch = 4
 	for _, s := range benchSizes {
 		b.Run(s.name, func(b *testing.B) {
 			pt := make([]byte, s.n)
 			out := make([]byte, 0, s.n+envelope.Overhead)
 			nonce := make([]byte, 12)
-			var enc, raw time.Duration
-			b.SetBytes(int64(2 * batch * s.n))
-			for b.Loop() {
+			encBatch := func() time.Duration {
 				t0 := time.Now()
 				for range batch {
 					if _, err := envelope.Encrypt(out[:0], k, 1, pt, bind); err != nil {
 						b.Fatal(err)
 					}
 				}
-				t1 := time.Now()
+				return time.Since(t0)
+			}
+			rawBatch := func() time.Duration {
+				t0 := time.Now()
 				for range batch {
 					rand.Read(nonce)
 					g.Seal(append(out[:0], nonce...), nonce, pt, nil)
 				}
-				enc += t1.Sub(t0)
-				raw += time.Since(t1)
+				return time.Since(t0)
 			}
-			b.ReportMetric(float64(raw)/float64(enc), "enc/raw")
+			var enc, raw []time.Duration
+			b.SetBytes(int64(2 * batch * s.n))
+			for i := 0; b.Loop(); i++ {
+				if i%2 == 0 {
+					enc = append(enc, encBatch())
+					raw = append(raw, rawBatch())
+				} else {
+					raw = append(raw, rawBatch())
+					enc = append(enc, encBatch())
+				}
+			}
+			// enc/raw counts everything, including GC work the allocations
+			// cause; enc/raw-median leaves out batches hit by GC or preemption.
+			b.ReportMetric(float64(sum(raw))/float64(sum(enc)), "enc/raw")
+			b.ReportMetric(float64(median(raw))/float64(median(enc)), "enc/raw-median")
 		})
 	}
+}
+
+func median(d []time.Duration) time.Duration {
+	slices.Sort(d)
+	return d[len(d)/2]
+}
+
+func sum(d []time.Duration) (t time.Duration) {
+	for _, x := range d {
+		t += x
+	}
+	return t
 }

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"time"
 
 	"github.com/orgkms/orgkms/internal/audit"
@@ -23,7 +22,7 @@ func (s *Store) AppendAudit(ctx context.Context, ev audit.Event) (audit.Event, e
 	var stored audit.Event
 	err := s.inTx(ctx, op, func(tx *sql.Tx) error {
 		var err error
-		stored, err = appendAudit(ctx, tx, op, ev)
+		stored, err = s.appendAudit(ctx, tx, op, ev)
 		return err
 	})
 	if err != nil {
@@ -85,24 +84,13 @@ func (s *Store) AddUsage(ctx context.Context, counts []keys.UsageCount) error {
 		return nil
 	}
 	return s.inTx(ctx, op, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO usage_counters (org_id, key_name, op, principal, minute, count)
-			VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (org_id, key_name, op, principal, minute) DO UPDATE SET count = count + excluded.count`)
-		if err != nil {
-			return classify(ctx, op, "usage counters", err)
-		}
+		stmt := tx.StmtContext(ctx, s.stmts.addUsage) // closed with tx
 		for _, c := range counts {
 			if _, err := stmt.ExecContext(ctx, c.OrgID, c.KeyName, c.Op, c.Principal, timeArg(c.Minute.Truncate(time.Minute)), c.Count); err != nil {
-				err = classify(ctx, op, "usage counters of org "+c.OrgID, err)
-				if cerr := stmt.Close(); cerr != nil {
-					if fe := fault.As(err); fe != nil {
-						fe.Err = errors.Join(fe.Err, cerr)
-					}
-				}
-				return err
+				return classify(ctx, op, "usage counters of org "+c.OrgID, err)
 			}
 		}
-		return classify(ctx, op, "usage counters", stmt.Close())
+		return nil
 	})
 }
 

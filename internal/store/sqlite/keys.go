@@ -56,7 +56,7 @@ func (s *Store) CreateOrg(ctx context.Context, org keys.Org, root keys.RootKeyWr
 		if err := insertDataKey(ctx, tx, op, org.ID, first); err != nil {
 			return err
 		}
-		_, err = appendAudit(ctx, tx, op, ev)
+		_, err = s.appendAudit(ctx, tx, op, ev)
 		return err
 	})
 }
@@ -118,7 +118,7 @@ func insertVersion(ctx context.Context, tx *sql.Tx, op, orgID, name string, v ke
 func (s *Store) GetOrg(ctx context.Context, id string) (keys.Org, error) {
 	const op = "get org"
 	o := keys.Org{ID: id}
-	err := s.r.QueryRowContext(ctx, `SELECT name, created_at, master_provider, master_key_id FROM orgs WHERE id = ?`, id).
+	err := s.stmts.getOrg.QueryRowContext(ctx, id).
 		Scan(&o.Name, scanTime(&o.CreatedAt), &o.MasterKey.Provider, &o.MasterKey.ID)
 	if err != nil {
 		return keys.Org{}, classify(ctx, op, orgRes(id), err)
@@ -172,8 +172,7 @@ func keyMissing(ctx context.Context, q querier, op, orgID, name string) error {
 // the others by ID. NotFound if the org does not exist.
 func (s *Store) RootKeys(ctx context.Context, orgID string) ([]keys.RootKeyWrapping, error) {
 	const op = "get root keys"
-	rows, err := s.r.QueryContext(ctx, `SELECT id, provider, key_id, key_version, ciphertext, state, created_at
-		FROM root_keys WHERE org_id = ? ORDER BY state = 'active' DESC, id`, orgID)
+	rows, err := s.stmts.rootKeys.QueryContext(ctx, orgID)
 	if err != nil {
 		return nil, classify(ctx, op, orgRes(orgID), err)
 	}
@@ -211,7 +210,7 @@ func (s *Store) CreateDataKey(ctx context.Context, orgID string, k keys.DataKey,
 		if err := insertDataKey(ctx, tx, op, orgID, k); err != nil {
 			return err
 		}
-		_, err := appendAudit(ctx, tx, op, ev)
+		_, err := s.appendAudit(ctx, tx, op, ev)
 		return err
 	})
 }
@@ -220,9 +219,7 @@ func (s *Store) CreateDataKey(ctx context.Context, orgID string, k keys.DataKey,
 // names the org if it does not exist, else the key.
 func (s *Store) GetDataKey(ctx context.Context, orgID, name string) (keys.DataKey, error) {
 	const op = "get key"
-	rows, err := s.r.QueryContext(ctx, `SELECT k.created_at, k.latest_version, k.min_decryption_version, v.version, v.created_at, v.wrapped
-		FROM data_keys k LEFT JOIN data_key_versions v ON v.org_id = k.org_id AND v.name = k.name
-		WHERE k.org_id = ? AND k.name = ? ORDER BY v.version`, orgID, name)
+	rows, err := s.stmts.getDataKey.QueryContext(ctx, orgID, name)
 	if err != nil {
 		return keys.DataKey{}, classify(ctx, op, keyRes(orgID, name), err)
 	}
@@ -331,7 +328,7 @@ func (s *Store) AddDataKeyVersion(ctx context.Context, orgID, name string, v key
 		if err := insertVersion(ctx, tx, op, orgID, name, v); err != nil {
 			return err
 		}
-		_, err = appendAudit(ctx, tx, op, ev)
+		_, err = s.appendAudit(ctx, tx, op, ev)
 		return err
 	})
 }
@@ -361,7 +358,7 @@ func (s *Store) SetMinDecryptionVersion(ctx context.Context, orgID, name string,
 		if _, err := tx.ExecContext(ctx, `UPDATE data_keys SET min_decryption_version = ? WHERE org_id = ? AND name = ?`, min, orgID, name); err != nil {
 			return classify(ctx, op, keyRes(orgID, name), err)
 		}
-		_, err = appendAudit(ctx, tx, op, ev)
+		_, err = s.appendAudit(ctx, tx, op, ev)
 		return err
 	})
 }

@@ -52,10 +52,11 @@ type Config struct {
 // queueing in Go is cheaper than spinning on SQLITE_BUSY); reads go through a
 // pool of connections that, in WAL mode, never wait for the writer.
 type Store struct {
-	w    *sql.DB // the single writer connection
-	r    *sql.DB // the reader pool; the same as w for an in-memory database
-	log  *slog.Logger
-	path string
+	w     *sql.DB // the single writer connection
+	r     *sql.DB // the reader pool; the same as w for an in-memory database
+	log   *slog.Logger
+	path  string
+	stmts statements
 }
 
 var (
@@ -131,6 +132,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, s.closeAfter(err)
 	}
+	if err := s.prepare(ctx); err != nil {
+		return nil, s.closeAfter(err)
+	}
 	return s, nil
 }
 
@@ -168,7 +172,7 @@ func (s *Store) closeAfter(err error) error {
 
 // Close closes the database. It is safe to call more than once.
 func (s *Store) Close() error {
-	var errs []error
+	errs := []error{s.closeStatements()}
 	if s.r != nil && s.r != s.w {
 		errs = append(errs, s.r.Close())
 	}

@@ -377,3 +377,18 @@ func TestTimeRoundTrip(t *testing.T) {
 		t.Errorf("stored times do not sort: %q >= %q", a, b)
 	}
 }
+
+func TestCloseTwice(t *testing.T) {
+	for _, path := range []string{filepath.Join(t.TempDir(), "orgkms.db"), Memory} {
+		s, err := Open(t.Context(), Config{Path: path})
+		if err != nil {
+			t.Fatalf("Open(%s) = %v", path, err)
+		}
+		if err := s.Close(); err != nil {
+			t.Errorf("Close() = %v", err)
+		}
+		if err := s.Close(); err != nil {
+			t.Errorf("Close() twice = %v", err)
+		}
+	}
+}

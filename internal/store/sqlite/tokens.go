@@ -44,7 +44,7 @@ func (s *Store) CreateToken(ctx context.Context, t auth.Token) error {
 // expired ones included. NotFound if there is none.
 func (s *Store) TokenByHash(ctx context.Context, hash []byte) (auth.Token, error) {
 	const op = "look up token"
-	t, err := scanToken(s.r.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE hash = ?`, hash))
+	t, err := scanToken(s.stmts.tokenByHash.QueryRowContext(ctx, hash))
 	if err != nil {
 		return auth.Token{}, classify(ctx, op, "token", err)
 	}

@@ -35,10 +35,9 @@ func (s *Store) inTx(ctx context.Context, op string, fn func(tx *sql.Tx) error) 
 
 // appendAudit chains ev to the last event of its org's chain and inserts
 // it, in tx. It returns the event as stored.
-func appendAudit(ctx context.Context, tx *sql.Tx, op string, ev audit.Event) (audit.Event, error) {
+func (s *Store) appendAudit(ctx context.Context, tx *sql.Tx, op string, ev audit.Event) (audit.Event, error) {
 	var prev audit.Event
-	err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_events WHERE org_id = ? ORDER BY seq DESC LIMIT 1`, ev.OrgID).
-		Scan(&prev.Seq, &prev.Hash)
+	err := tx.StmtContext(ctx, s.stmts.lastAudit).QueryRowContext(ctx, ev.OrgID).Scan(&prev.Seq, &prev.Hash)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return audit.Event{}, classify(ctx, op, "audit log of org "+ev.OrgID, err)
 	}
@@ -47,9 +46,7 @@ func appendAudit(ctx context.Context, tx *sql.Tx, op string, ev audit.Event) (au
 	if err != nil {
 		return audit.Event{}, &fault.Error{Kind: fault.Internal, Op: op, Resource: "audit log of org " + ev.OrgID, Err: err}
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO audit_events (org_id, seq, time, actor, action, target, details, prev_hash, hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		ev.OrgID, ev.Seq, timeArg(ev.Time), ev.Actor, ev.Action, ev.Target, details, ev.PrevHash, ev.Hash)
+	_, err = tx.StmtContext(ctx, s.stmts.insertAudit).ExecContext(ctx, ev.OrgID, ev.Seq, timeArg(ev.Time), ev.Actor, ev.Action, ev.Target, details, ev.PrevHash, ev.Hash)
 	if err != nil {
 		return audit.Event{}, classify(ctx, op, fmt.Sprintf("audit event %d of org %s", ev.Seq, ev.OrgID), err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -116,17 +117,15 @@ func testUsageAdditive(t *testing.T, s Store) {
 	checkUsage(t, all, append([]keys.UsageCount{c("payments", "encrypt", minute.Add(-time.Minute), 100)}, want...))
 
 	// Concurrent batches add up too.
-	errs := make(chan error, 8)
+	var wg sync.WaitGroup
 	for range 8 {
-		go func() {
-			errs <- s.AddUsage(context.WithoutCancel(ctx), []keys.UsageCount{c("default", "decrypt", minute, 1)})
-		}()
+		wg.Go(func() {
+			if err := s.AddUsage(ctx, []keys.UsageCount{c("default", "decrypt", minute, 1)}); err != nil {
+				t.Errorf("AddUsage(ctx) concurrently = %v", err)
+			}
+		})
 	}
-	for range 8 {
-		if err := <-errs; err != nil {
-			t.Errorf("AddUsage(ctx) concurrently = %v", err)
-		}
-	}
+	wg.Wait()
 	got, err = s.Usage(ctx, "acme", minute)
 	if err != nil {
 		t.Fatalf("Usage(ctx, acme) = %v", err)

@@ -1,0 +1,345 @@
+package azurekv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
+	"golang.org/x/time/rate"
+
+	"github.com/orgkms/orgkms/internal/fault"
+	"github.com/orgkms/orgkms/internal/masterkey"
+)
+
+// Config configures the driver.
+type Config struct {
+	// ClientID and ClientSecret are the platform's multi-tenant Entra ID
+	// application. Required.
+	ClientID     string
+	ClientSecret string
+	// AuthorityHost is the Entra ID authority; default
+	// https://login.microsoftonline.com/ (sovereign clouds and the emulator
+	// set their own).
+	AuthorityHost string
+	// ExtraHostSuffixes are additional allowed vault host suffixes (an
+	// operator-configured test host). DefaultHostSuffixes always apply.
+	ExtraHostSuffixes []string
+	// HTTPClient carries every request (trusted CAs, proxies, the
+	// emulator's dialer); default http.DefaultClient.
+	HTTPClient *http.Client
+	// MaxRetries of throttled and failed calls; default 3. RetryDelay is the
+	// base backoff (default 800ms); Retry-After is honoured when present.
+	MaxRetries int
+	RetryDelay time.Duration
+	// VaultRate is the per-vault request rate limit shared by all orgs
+	// (requests per second, default 200, i.e. half of Key Vault's 4,000 per
+	// 10 s for RSA-2048), with burst VaultBurst (default 50).
+	VaultRate  float64
+	VaultBurst int
+}
+
+// Provider implements masterkey.Provider for Azure Key Vault.
+type Provider struct {
+	cfg      Config
+	suffixes []string
+
+	mu       sync.Mutex
+	creds    map[string]azcore.TokenCredential // by tenant
+	clients  map[string]sdkClient              // by tenant|host
+	limiters map[string]*rate.Limiter          // by host
+}
+
+var _ masterkey.Provider = (*Provider)(nil)
+
+// sdkClient is the part of *azkeys.Client this driver uses.
+type sdkClient interface {
+	GetKey(ctx context.Context, name, version string, o *azkeys.GetKeyOptions) (azkeys.GetKeyResponse, error)
+	WrapKey(ctx context.Context, name, version string, p azkeys.KeyOperationParameters, o *azkeys.WrapKeyOptions) (azkeys.WrapKeyResponse, error)
+	UnwrapKey(ctx context.Context, name, version string, p azkeys.KeyOperationParameters, o *azkeys.UnwrapKeyOptions) (azkeys.UnwrapKeyResponse, error)
+}
+
+// New returns a provider.
+func New(cfg Config) (*Provider, error) {
+	if cfg.ClientID == "" || cfg.ClientSecret == "" {
+		return nil, errors.New("azurekv: the platform's Entra ID application client ID and secret are required")
+	}
+	if cfg.AuthorityHost == "" {
+		cfg.AuthorityHost = "https://login.microsoftonline.com/"
+	}
+	if !strings.HasSuffix(cfg.AuthorityHost, "/") {
+		cfg.AuthorityHost += "/"
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = http.DefaultClient
+	}
+	if cfg.MaxRetries == 0 {
+		cfg.MaxRetries = 3
+	}
+	if cfg.RetryDelay == 0 {
+		cfg.RetryDelay = 800 * time.Millisecond
+	}
+	if cfg.VaultRate == 0 {
+		cfg.VaultRate = 200
+	}
+	if cfg.VaultBurst == 0 {
+		cfg.VaultBurst = 50
+	}
+	suffixes := append([]string(nil), DefaultHostSuffixes...)
+	for _, s := range cfg.ExtraHostSuffixes {
+		s = strings.ToLower(strings.TrimSpace(s))
+		if s != "" {
+			if !strings.HasPrefix(s, ".") {
+				s = "." + s
+			}
+			suffixes = append(suffixes, s)
+		}
+	}
+	return &Provider{cfg: cfg, suffixes: suffixes, creds: map[string]azcore.TokenCredential{}, clients: map[string]sdkClient{}, limiters: map[string]*rate.Limiter{}}, nil
+}
+
+// Driver returns the registry entry of this driver, using p's allowed hosts.
+func (p *Provider) Driver() masterkey.Driver {
+	return masterkey.Driver{Scheme: Scheme, ParseRef: func(uri string) (masterkey.Ref, error) { return parseRef(uri, p.suffixes) }}
+}
+
+// HostSuffixes returns the allowed vault host suffixes.
+func (p *Provider) HostSuffixes() []string { return p.suffixes }
+
+// ParseKey parses a key as a customer enters it.
+func (p *Provider) ParseKey(vaultURI, name, version, tenant string) (KeyID, error) {
+	return ParseKeyID(vaultURI, name, version, tenant, p.suffixes)
+}
+
+func (p *Provider) options() azcore.ClientOptions {
+	return azcore.ClientOptions{
+		Transport: p.cfg.HTTPClient,
+		Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: p.cfg.AuthorityHost},
+		Retry:     policy.RetryOptions{MaxRetries: int32(p.cfg.MaxRetries), RetryDelay: p.cfg.RetryDelay, MaxRetryDelay: 30 * time.Second},
+		Telemetry: policy.TelemetryOptions{Disabled: true},
+	}
+}
+
+func (p *Provider) client(k KeyID) (sdkClient, *rate.Limiter, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cred, ok := p.creds[k.Tenant]
+	if !ok {
+		c, err := azidentity.NewClientSecretCredential(k.Tenant, p.cfg.ClientID, p.cfg.ClientSecret,
+			&azidentity.ClientSecretCredentialOptions{ClientOptions: p.options(), DisableInstanceDiscovery: true})
+		if err != nil {
+			return nil, nil, &fault.Error{Kind: fault.CredentialsInvalid, Provider: Scheme, Err: err}
+		}
+		cred = tenantGuard{c, k.Tenant, k.Host}
+		p.creds[k.Tenant] = cred
+	}
+	ck := k.Tenant + "|" + k.Host
+	cl, ok := p.clients[ck]
+	if !ok {
+		c, err := azkeys.NewClient(k.VaultURL(), cred, &azkeys.ClientOptions{ClientOptions: p.options()})
+		if err != nil {
+			return nil, nil, &fault.Error{Kind: fault.Invalid, Field: "vault_uri", Err: err}
+		}
+		cl = c
+		p.clients[ck] = cl
+	}
+	lim, ok := p.limiters[k.Host]
+	if !ok {
+		lim = rate.NewLimiter(rate.Limit(p.cfg.VaultRate), p.cfg.VaultBurst)
+		p.limiters[k.Host] = lim
+	}
+	return cl, lim, nil
+}
+
+// tenantGuard refuses tokens for any tenant but the authorized one, with a
+// typed error (the SDK asks for the tenant named by the vault's challenge).
+type tenantGuard struct {
+	azcore.TokenCredential
+	tenant, host string
+}
+
+func (g tenantGuard) GetToken(ctx context.Context, o policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	if o.TenantID != "" && !strings.EqualFold(o.TenantID, g.tenant) {
+		return azcore.AccessToken{}, &fault.Error{Kind: fault.CredentialsInvalid, Provider: Scheme, Resource: "vault " + g.host,
+			Reason: fmt.Sprintf("vault %s belongs to Entra ID tenant %s, not to the authorized tenant %s: use the vault's tenant ID and authorize orgkms there", g.host, o.TenantID, g.tenant)}
+	}
+	return g.TokenCredential.GetToken(ctx, o)
+}
+
+// call runs f with the per-vault rate limit, and turns an SDK panic into an
+// error.
+func call[T any](ctx context.Context, lim *rate.Limiter, f func() (T, error)) (out T, err error) {
+	if err := lim.Wait(ctx); err != nil {
+		return out, &fault.Error{Kind: fault.Unavailable, Reason: "rate limit wait cancelled", Err: err}
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = &fault.Error{Kind: fault.Unavailable, Reason: "the vault's response could not be processed", Err: fmt.Errorf("azure sdk panic: %v", r)}
+		}
+	}()
+	return f()
+}
+
+func (p *Provider) keyID(ref masterkey.Ref) (KeyID, error) { return keyIDOf(ref, p.suffixes) }
+
+// Describe reports the key's current version and attributes.
+func (p *Provider) Describe(ctx context.Context, ref masterkey.Ref) (masterkey.Description, error) {
+	k, err := p.keyID(ref)
+	if err != nil {
+		return masterkey.Description{}, err
+	}
+	cl, lim, err := p.client(k)
+	if err != nil {
+		return masterkey.Description{}, err
+	}
+	resp, err := call(ctx, lim, func() (azkeys.GetKeyResponse, error) { return cl.GetKey(ctx, k.Name, "", nil) })
+	if err != nil {
+		return masterkey.Description{}, classify("get", k, err)
+	}
+	return describe(k, resp.KeyBundle), nil
+}
+
+func describe(k KeyID, b azkeys.KeyBundle) masterkey.Description {
+	d := masterkey.Description{Key: k.Ref()}
+	if b.Key != nil {
+		if b.Key.KID != nil {
+			d.Key.Version = strings.ToLower(b.Key.KID.Version())
+		}
+		if b.Key.Kty != nil {
+			d.KeyType = string(*b.Key.Kty)
+		}
+		if len(b.Key.N) > 0 {
+			d.KeySize = len(b.Key.N) * 8
+		}
+		for _, op := range b.Key.KeyOps {
+			if op != nil {
+				d.Operations = append(d.Operations, string(*op))
+			}
+		}
+		if d.Operations == nil {
+			d.Operations = []string{}
+		}
+	}
+	d.Algorithm = algorithmFor(d.KeyType)
+	if d.KeyType == string(azkeys.KeyTypeOctHSM) && d.KeySize == 0 {
+		d.KeySize = 256
+	}
+	if a := b.Attributes; a != nil {
+		d.Enabled = a.Enabled == nil || *a.Enabled
+		if a.NotBefore != nil {
+			d.NotBefore = *a.NotBefore
+		}
+		if a.Expires != nil {
+			d.Expires = *a.Expires
+		}
+		if a.RecoverableDays != nil {
+			d.SoftDeleteDays = int(*a.RecoverableDays)
+		}
+		if a.RecoveryLevel != nil {
+			lvl := string(*a.RecoveryLevel)
+			if strings.Contains(lvl, "Recoverable") && d.SoftDeleteDays == 0 {
+				d.SoftDeleteDays = 90
+			}
+			d.PurgeProtection = strings.Contains(lvl, "Recoverable") && !strings.Contains(lvl, "Purgeable")
+		}
+	}
+	return d
+}
+
+func algorithmFor(kty string) string {
+	if kty == string(azkeys.KeyTypeOctHSM) || kty == string(azkeys.KeyTypeOct) {
+		return string(azkeys.EncryptionAlgorithmA256KW)
+	}
+	return string(azkeys.EncryptionAlgorithmRSAOAEP256)
+}
+
+// Wrap checks that the key may wrap now, then wraps dek with its current
+// version (or the version in ref).
+func (p *Provider) Wrap(ctx context.Context, ref masterkey.Ref, dek, aad []byte) (masterkey.Wrapped, error) {
+	k, err := p.keyID(ref)
+	if err != nil {
+		return masterkey.Wrapped{}, err
+	}
+	cl, lim, err := p.client(k)
+	if err != nil {
+		return masterkey.Wrapped{}, err
+	}
+	// The service does not always refuse to wrap with a disabled or expired
+	// key: check the attributes of the exact version first.
+	resp, err := call(ctx, lim, func() (azkeys.GetKeyResponse, error) { return cl.GetKey(ctx, k.Name, k.Version, nil) })
+	if err != nil {
+		return masterkey.Wrapped{}, classify("get", k, err)
+	}
+	d := describe(k, resp.KeyBundle)
+	if !d.UsableAt(time.Now()) {
+		reason := fmt.Sprintf("key %s version %s in vault %s is disabled", k.Name, d.Key.Version, k.Vault())
+		if d.Enabled {
+			reason = fmt.Sprintf("key %s version %s in vault %s is outside its activation/expiration dates", k.Name, d.Key.Version, k.Vault())
+		}
+		return masterkey.Wrapped{}, &fault.Error{Kind: fault.KeyDisabled, Op: "wrap", Provider: Scheme, Resource: resource(k), Reason: reason}
+	}
+	k.Version = d.Key.Version
+	alg := azkeys.EncryptionAlgorithm(d.Algorithm)
+	wr, err := call(ctx, lim, func() (azkeys.WrapKeyResponse, error) {
+		return cl.WrapKey(ctx, k.Name, k.Version, azkeys.KeyOperationParameters{Algorithm: &alg, Value: dek}, nil)
+	})
+	if err != nil {
+		return masterkey.Wrapped{}, classify("wrapKey", k, err)
+	}
+	if wr.KID == nil || wr.KID.Version() == "" {
+		return masterkey.Wrapped{}, &fault.Error{Kind: fault.Internal, Op: "wrap", Provider: Scheme, Resource: resource(k), Reason: "vault did not return the versioned key ID"}
+	}
+	k.Version = strings.ToLower(wr.KID.Version())
+	return masterkey.Wrapped{Ciphertext: wr.Result, Key: k.Ref()}, nil
+}
+
+// Unwrap unwraps with exactly ref.Version.
+func (p *Provider) Unwrap(ctx context.Context, ref masterkey.Ref, ciphertext, aad []byte) ([]byte, error) {
+	k, err := p.keyID(ref)
+	if err != nil {
+		return nil, err
+	}
+	if k.Version == "" {
+		return nil, &fault.Error{Kind: fault.Internal, Op: "unwrap", Provider: Scheme, Resource: resource(k), Reason: "unwrap needs the exact key version"}
+	}
+	cl, lim, err := p.client(k)
+	if err != nil {
+		return nil, err
+	}
+	alg := azkeys.EncryptionAlgorithmRSAOAEP256
+	if len(ciphertext) < 256 { // RSA output is the modulus size (>= 256 bytes); AES key wrap output is payload+8
+		alg = azkeys.EncryptionAlgorithmA256KW
+	}
+	ur, err := call(ctx, lim, func() (azkeys.UnwrapKeyResponse, error) {
+		return cl.UnwrapKey(ctx, k.Name, k.Version, azkeys.KeyOperationParameters{Algorithm: &alg, Value: ciphertext}, nil)
+	})
+	if err != nil {
+		return nil, classify("unwrapKey", k, err)
+	}
+	return ur.Result, nil
+}
+
+// Close forgets clients and credentials.
+func (p *Provider) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	clear(p.creds)
+	clear(p.clients)
+	return nil
+}
+
+func resource(k KeyID) string {
+	v := ""
+	if k.Version != "" {
+		v = " version " + k.Version
+	}
+	return "key " + k.Name + v + " in vault " + k.Vault()
+}

@@ -1,0 +1,175 @@
+package azurekv
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/orgkms/orgkms/internal/fault"
+)
+
+// kvError is the error envelope of Key Vault.
+type kvError struct {
+	Error struct {
+		Code       string `json:"code"`
+		Message    string `json:"message"`
+		InnerError *struct {
+			Code string `json:"code"`
+		} `json:"innererror"`
+	} `json:"error"`
+}
+
+// entraError is the error body of the Entra ID token endpoint.
+type entraError struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description"`
+	Codes       []int  `json:"error_codes"`
+}
+
+// classify maps an SDK error of operation op (the access-policy permission
+// name: get, wrapKey, unwrapKey) on key k to a *fault.Error. It decides by
+// HTTP status and innererror.code, never by message text.
+func classify(op string, k KeyID, err error) error {
+	var fe *fault.Error
+	if errors.As(err, &fe) {
+		c := *fe
+		if c.Op == "" {
+			c.Op = op
+		}
+		if c.Provider == "" {
+			c.Provider = Scheme
+		}
+		if c.Resource == "" {
+			c.Resource = resource(k)
+		}
+		return &c
+	}
+	base := fault.Error{Op: op, Provider: Scheme, Resource: resource(k), Err: err}
+	var authErr *azidentity.AuthenticationFailedError
+	if errors.As(err, &authErr) {
+		return classifyEntra(base, k, authErr)
+	}
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		return classifyVault(base, op, k, re)
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		base.Kind, base.Reason = fault.Unavailable, "vault "+k.Vault()+" did not answer in time"
+		return &base
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		base.Kind, base.Reason = fault.KeyNotFound, "vault host "+k.Host+" does not resolve: check the Key Vault URI"
+		return &base
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		base.Kind, base.Reason = fault.Unavailable, "vault "+k.Vault()+" is unreachable"
+		return &base
+	}
+	base.Kind, base.Reason = fault.Unavailable, "vault "+k.Vault()+" could not be reached"
+	return &base
+}
+
+func classifyEntra(base fault.Error, k KeyID, authErr *azidentity.AuthenticationFailedError) error {
+	base.Kind = fault.CredentialsInvalid
+	var body entraError
+	if authErr.RawResponse != nil {
+		if b, err := runtime.Payload(authErr.RawResponse); err == nil {
+			json.Unmarshal(b, &body)
+		}
+		if authErr.RawResponse.StatusCode == http.StatusTooManyRequests || authErr.RawResponse.StatusCode >= 500 {
+			base.Kind, base.Reason = fault.Unavailable, "Entra ID is unavailable; retry later"
+			return &base
+		}
+	}
+	code := 0
+	if len(body.Codes) > 0 {
+		code = body.Codes[0]
+	}
+	switch code {
+	case 700016:
+		base.Reason = "orgkms is not authorized in Entra ID tenant " + k.Tenant + ": an administrator of that tenant must grant admin consent (Step 1, Authorize)"
+	case 90002:
+		base.Reason = "Entra ID tenant " + k.Tenant + " does not exist: check the tenant ID"
+	case 7000215, 7000222:
+		base.Reason = "the platform's Entra ID application secret is invalid or expired: the platform operator must renew it"
+	default:
+		base.Reason = "orgkms could not obtain a token in Entra ID tenant " + k.Tenant
+		if body.Error != "" {
+			base.Reason += " (" + body.Error + ")"
+		}
+	}
+	return &base
+}
+
+func classifyVault(base fault.Error, op string, k KeyID, re *azcore.ResponseError) error {
+	var body kvError
+	if re.RawResponse != nil {
+		if b, err := runtime.Payload(re.RawResponse); err == nil {
+			json.Unmarshal(b, &body)
+		}
+	}
+	code := body.Error.Code
+	if code == "" {
+		code = re.ErrorCode
+	}
+	inner := ""
+	if body.Error.InnerError != nil {
+		inner = body.Error.InnerError.Code
+	}
+	vault := k.Vault()
+	switch {
+	case re.StatusCode == http.StatusUnauthorized:
+		base.Kind = fault.CredentialsInvalid
+		if strings.HasPrefix(body.Error.Message, "AKV10032") {
+			base.Reason = "vault " + vault + " belongs to another Entra ID tenant than " + k.Tenant + ": use the vault's tenant ID"
+		} else {
+			base.Reason = "vault " + vault + " did not accept orgkms' token"
+		}
+	case re.StatusCode == http.StatusForbidden && inner == "KeyDisabled":
+		base.Kind, base.Reason = fault.KeyDisabled, fmt.Sprintf("key %s in vault %s is disabled; enable it in the Azure portal to restore access", k.Name, vault)
+	case re.StatusCode == http.StatusForbidden && inner == "KeyOperationForbidden":
+		base.Kind, base.Permission = fault.PermissionDenied, op
+		base.Reason = fmt.Sprintf("key %s does not allow the %s operation: enable it in the key's permitted operations", k.Name, op)
+	case re.StatusCode == http.StatusForbidden && inner == "ForbiddenByFirewall":
+		base.Kind, base.Permission = fault.PermissionDenied, "network access"
+		base.Reason = "vault " + vault + "'s firewall refuses orgkms: allow orgkms' addresses in Networking"
+	case re.StatusCode == http.StatusForbidden:
+		base.Kind, base.Permission = fault.PermissionDenied, op
+		base.Reason = fmt.Sprintf("orgkms lacks the %s permission on vault %s: add it to orgkms' access policy (or assign Key Vault Crypto Service Encryption User)", op, vault)
+	case re.StatusCode == http.StatusNotFound:
+		base.Kind, base.Reason = fault.KeyNotFound, fmt.Sprintf("key %s was not found in vault %s: check the name and version, or recover it if it was deleted", k.Name, vault)
+	case re.StatusCode == http.StatusTooManyRequests || code == "Throttled":
+		base.Kind, base.Reason = fault.Unavailable, "vault "+vault+" is throttling requests"
+		base.RetryAfter = retryAfter(re.RawResponse)
+	case re.StatusCode >= 500:
+		base.Kind, base.Reason = fault.Unavailable, "vault "+vault+" is unavailable"
+		base.RetryAfter = retryAfter(re.RawResponse)
+	case re.StatusCode == http.StatusBadRequest && op == "unwrapKey":
+		base.Kind, base.Reason = fault.Integrity, "the vault could not unwrap the org root key with key "+k.Name+" version "+k.Version
+	default:
+		base.Kind, base.Reason = fault.Invalid, fmt.Sprintf("vault %s refused the request (%s)", vault, code)
+	}
+	return &base
+}
+
+func retryAfter(resp *http.Response) time.Duration {
+	if resp == nil {
+		return 0
+	}
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	return 0
+}

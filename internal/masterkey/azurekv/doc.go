@@ -1,0 +1,33 @@
+// Package azurekv is the master-key driver for customer managed keys in
+// Azure Key Vault and Azure Managed HSM, through the official Azure SDK for
+// Go (azkeys, azidentity).
+//
+// # URIs
+//
+//	azurekv://contoso-kv.vault.azure.net/keys/orgkms-cmk?tenant=TENANT_ID
+//	azurekv://contoso-kv.vault.azure.net/keys/orgkms-cmk/VERSION?tenant=TENANT_ID
+//	azurekv://contoso-hsm.managedhsm.azure.net/keys/orgkms-cmk?tenant=TENANT_ID
+//
+// The tenant is the customer's Entra ID tenant: orgkms authenticates as its
+// own multi-tenant application in exactly that tenant (one credential per
+// tenant, never a wildcard of allowed tenants), so a vault of any other
+// tenant is refused before a token is minted.
+//
+// # Safety of customer input
+//
+// Vault hosts must end in a Key Vault or Managed HSM DNS suffix of a public
+// or sovereign Azure cloud (or an operator-configured test suffix): a
+// customer-supplied URI never sends orgkms anywhere else. Every SDK call
+// runs under recover(), because the SDK panics on some malformed auth
+// challenges.
+//
+// # Operations
+//
+// Wrap checks the key's enabled, nbf and exp attributes itself (the service
+// does not always refuse), wraps with RSA-OAEP-256 (A256KW for Managed HSM
+// oct-HSM keys) and records the versioned kid the service returns. Unwrap
+// uses exactly the recorded version. Failures are classified by HTTP status
+// and innererror.code into fault kinds. Calls have timeouts, retries with
+// backoff honouring Retry-After (azcore), and a per-vault rate limit shared
+// by every org using that vault.
+package azurekv

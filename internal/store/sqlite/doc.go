@@ -1,0 +1,36 @@
+// Package sqlite stores orgkms data in one SQLite file, through the pure-Go
+// driver modernc.org/sqlite. [Store] implements [keys.Store] and
+// [auth.Store] and passes [storetest.Run].
+//
+// # Connections
+//
+// The file is opened in WAL mode with two pools: one writer connection,
+// whose transactions begin IMMEDIATE (they hold the write lock from the
+// start, so they never fail half-way with SQLITE_BUSY), and a small pool of
+// query-only readers, which in WAL mode never wait for the writer. Writers
+// queue in Go for the one connection instead of spinning on the file lock.
+// Hot queries are prepared once at [Open]. A [Memory] database uses a single
+// connection for both.
+//
+// # Schema
+//
+// Migrations are the files migrations/NNNN_name.sql, embedded, numbered
+// from 0001 without gaps, applied forward-only in one transaction each and
+// recorded in schema_migrations. [Open] applies them; with
+// [Config.NoMigrate] it only checks the version and returns a Conflict that
+// says to run `orgkms migrate`. Times are stored as fixed-width UTC text at
+// microsecond precision, which sorts in time order.
+//
+// # Invariants
+//
+//   - The database file is created with mode 0600; SQLite gives its -wal and
+//     -shm files the same mode.
+//   - Every state-changing method writes its audit event in the transaction
+//     of the change, chained to the org's last event read in that same
+//     transaction, so concurrent appends never fork or gap the chain.
+//   - Every error is a *fault.Error (see [Store] methods for the kinds).
+//
+// [keys.Store]: github.com/orgkms/orgkms/internal/keys.Store
+// [auth.Store]: github.com/orgkms/orgkms/internal/auth.Store
+// [storetest.Run]: github.com/orgkms/orgkms/internal/store/storetest.Run
+package sqlite
