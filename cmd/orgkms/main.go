@@ -39,6 +39,9 @@ Client (set ORGKMS_ADDR and ORGKMS_TOKEN, e.g. source DATA/dev.env):
   whoami     show the current token's principal and roles
   bench      load-test a running server (with an in-process baseline)
 
+Azure emulator (Key Vault + Entra ID, for development and tests):
+  emulator   serve the emulator, or act as the customer: vaults, keys, policies, faults
+
   version    print the version
 
 Run "orgkms <command> -h" for the flags of a command.
@@ -95,6 +98,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdWhoAmI(env, rest)
 	case "bench":
 		err = cmdBench(env, rest)
+	case "emulator":
+		err = cmdEmulator(env.ctx, rest, env.stdout, env.stderr)
 	default:
 		err = usageError{fmt.Sprintf("unknown command %q", cmd), "run \"orgkms help\" for the list of commands"}
 	}

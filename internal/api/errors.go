@@ -26,7 +26,8 @@ func Status(k fault.Kind) int {
 		return http.StatusUnauthorized
 	case fault.Forbidden:
 		return http.StatusForbidden
-	case fault.KeyNotFound, fault.KeyDisabled, fault.KeyDestroyed, fault.PermissionDenied, fault.CredentialsInvalid:
+	case fault.KeyNotFound, fault.KeyDisabled, fault.KeyDestroyed, fault.PermissionDenied, fault.CredentialsInvalid,
+		fault.CMKDisabled, fault.CMKPermissionMissing, fault.CMKDeleted, fault.CMKDestroyed:
 		return http.StatusFailedDependency
 	case fault.Unavailable:
 		return http.StatusServiceUnavailable

@@ -12,22 +12,30 @@ import (
 type Kind int
 
 const (
-	Internal         Kind = iota // a bug or an unexpected failure of orgkms itself
-	Invalid                      // the request is malformed: a field is missing, too long, of the wrong form
-	Integrity                    // a ciphertext was not produced by this key and context, or was modified
-	NotFound                     // an org, key or version does not exist
-	Conflict                     // the object exists already, or is in a state that forbids the action
-	TooLarge                     // a payload or batch exceeds a limit
-	Unauthenticated              // the caller presented no valid credentials (API middleware)
-	Forbidden                    // the caller is authenticated but lacks a role (API middleware)
-	KeyNotFound                  // the master key does not exist (or was deleted)
-	KeyDisabled                  // the master key (version) is disabled, expired or not yet valid
-	KeyDestroyed                 // the master key was purged: data wrapped by it is unrecoverable
-	PermissionDenied             // the master-key provider refused an operation for lack of a permission
-	CredentialsInvalid           // orgkms' credentials for the provider are invalid, expired or not consented
-	Unavailable                  // the provider or the database is unreachable, throttled or timed out; retry
-	RateLimited                  // the caller sent too many requests; retry later
-	VersionRetired               // the ciphertext's key version is below the key's minimum decryption version
+	Internal           Kind = iota // a bug or an unexpected failure of orgkms itself
+	Invalid                        // the request is malformed: a field is missing, too long, of the wrong form
+	Integrity                      // a ciphertext was not produced by this key and context, or was modified
+	NotFound                       // an org, key or version does not exist
+	Conflict                       // the object exists already, or is in a state that forbids the action
+	TooLarge                       // a payload or batch exceeds a limit
+	Unauthenticated                // the caller presented no valid credentials (API middleware)
+	Forbidden                      // the caller is authenticated but lacks a role (API middleware)
+	KeyNotFound                    // the master key does not exist (or was deleted)
+	KeyDisabled                    // the master key (version) is disabled, expired or not yet valid
+	KeyDestroyed                   // the master key was purged: data wrapped by it is unrecoverable
+	PermissionDenied               // the master-key provider refused an operation for lack of a permission
+	CredentialsInvalid             // orgkms' credentials for the provider are invalid, expired or not consented
+	Unavailable                    // the provider or the database is unreachable, throttled or timed out; retry
+	RateLimited                    // the caller sent too many requests; retry later
+	VersionRetired                 // the ciphertext's key version is below the key's minimum decryption version
+
+	// Kinds of an org whose customer managed key is unusable: every data
+	// plane call for that org fails fast with one of these until the
+	// customer restores the key.
+	CMKDisabled          // the CMK is disabled or outside its validity dates
+	CMKPermissionMissing // orgkms lost a permission on the CMK, or consent was revoked
+	CMKDeleted           // the CMK is soft-deleted: recoverable until its purge date
+	CMKDestroyed         // the CMK was purged: the org's data is unrecoverable
 )
 
 var kindNames = [...]string{
@@ -47,6 +55,11 @@ var kindNames = [...]string{
 	Unavailable:        "unavailable",
 	RateLimited:        "rate_limited",
 	VersionRetired:     "key_version_retired",
+
+	CMKDisabled:          "cmk_key_disabled",
+	CMKPermissionMissing: "cmk_permission_missing",
+	CMKDeleted:           "cmk_key_deleted",
+	CMKDestroyed:         "cmk_key_destroyed",
 }
 
 // Code returns the stable snake_case code of k, as sent in API error bodies.
@@ -190,6 +203,14 @@ func Message(err error) string {
 		return joinReason("", reason, orElse(subject, "a dependency")+" is unavailable; retry later")
 	case RateLimited:
 		return joinReason("", reason, "too many requests; retry later")
+	case CMKDisabled:
+		return joinReason("", reason, "the org's customer managed key is disabled; its administrators must enable it in their key vault")
+	case CMKPermissionMissing:
+		return joinReason("", reason, "orgkms lost access to the org's customer managed key; its administrators must restore the access policy or consent")
+	case CMKDeleted:
+		return joinReason("", reason, "the org's customer managed key was deleted; its administrators can recover it before it is purged")
+	case CMKDestroyed:
+		return joinReason("", reason, "the org's customer managed key was purged: the org's data is unrecoverable")
 	case VersionRetired:
 		return joinReason("", reason, "the ciphertext's key version was retired for decryption; lower the key's min_decryption_version or rewrap ciphertexts before retiring versions")
 	}

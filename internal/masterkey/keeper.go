@@ -245,3 +245,39 @@ func classify(op string, key Ref, err error) error {
 	}
 	return &fault.Error{Kind: fault.KindOf(err), Op: op, Resource: key.String(), Provider: key.Provider, Err: err}
 }
+
+// CheckCredentials checks the provider's credentials for key when the driver
+// can; it returns nil when the driver has no such check.
+func (k *Keeper) CheckCredentials(ctx context.Context, key Ref) error {
+	c, ok := k.p.(CredentialChecker)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, k.opts.Timeout)
+	defer cancel()
+	start := time.Now()
+	err := c.CheckCredentials(ctx, key)
+	k.observe(ctx, "token", key, start, err)
+	if err != nil {
+		return classify("token", key, err)
+	}
+	return nil
+}
+
+// DeletedKey reports whether key is soft-deleted. ok is false when the driver
+// has no soft delete.
+func (k *Keeper) DeletedKey(ctx context.Context, key Ref) (d DeletedKey, ok bool, err error) {
+	di, ok := k.p.(DeletionInspector)
+	if !ok {
+		return DeletedKey{}, false, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, k.opts.Timeout)
+	defer cancel()
+	start := time.Now()
+	d, err = di.DeletedKey(ctx, key)
+	k.observe(ctx, "get_deleted", key, start, err)
+	if err != nil {
+		return DeletedKey{}, true, classify("get_deleted", key, err)
+	}
+	return d, true, nil
+}

@@ -88,6 +88,26 @@ type Provider interface {
 	Close() error
 }
 
+// CredentialChecker is implemented by drivers that can check their
+// credentials for a key without touching it (e.g. obtain a token in the
+// key's tenant).
+type CredentialChecker interface {
+	CheckCredentials(ctx context.Context, key Ref) error
+}
+
+// DeletedKey describes a soft-deleted key.
+type DeletedKey struct {
+	DeletedAt      time.Time
+	ScheduledPurge time.Time // when the key will be purged for good; zero if unknown
+}
+
+// DeletionInspector is implemented by drivers of providers with soft delete.
+// DeletedKey returns Kind KeyNotFound when the key is not in the deleted
+// state (it exists, or it was purged).
+type DeletionInspector interface {
+	DeletedKey(ctx context.Context, key Ref) (DeletedKey, error)
+}
+
 // NativeAADer is implemented by drivers that bind associated data natively.
 type NativeAADer interface{ NativeAAD() bool }
 

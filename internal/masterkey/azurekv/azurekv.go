@@ -343,3 +343,59 @@ func resource(k KeyID) string {
 	}
 	return "key " + k.Name + v + " in vault " + k.Vault()
 }
+
+// CheckCredentials obtains a token for the key's vault in the key's tenant.
+func (p *Provider) CheckCredentials(ctx context.Context, ref masterkey.Ref) error {
+	k, err := p.keyID(ref)
+	if err != nil {
+		return err
+	}
+	if _, _, err := p.client(k); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	cred := p.creds[k.Tenant]
+	p.mu.Unlock()
+	scope := "https://vault.azure.net/.default"
+	if k.ManagedHSM() {
+		scope = "https://managedhsm.azure.net/.default"
+	}
+	_, err = call(ctx, rate.NewLimiter(rate.Inf, 1), func() (azcore.AccessToken, error) {
+		return cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{scope}, TenantID: k.Tenant})
+	})
+	if err != nil {
+		return classify("token", k, err)
+	}
+	return nil
+}
+
+// DeletedKey reports a soft-deleted key's purge date; KeyNotFound when the
+// key is not in the deleted state.
+func (p *Provider) DeletedKey(ctx context.Context, ref masterkey.Ref) (masterkey.DeletedKey, error) {
+	k, err := p.keyID(ref)
+	if err != nil {
+		return masterkey.DeletedKey{}, err
+	}
+	cl, lim, err := p.client(k)
+	if err != nil {
+		return masterkey.DeletedKey{}, err
+	}
+	dc, ok := cl.(interface {
+		GetDeletedKey(ctx context.Context, name string, o *azkeys.GetDeletedKeyOptions) (azkeys.GetDeletedKeyResponse, error)
+	})
+	if !ok {
+		return masterkey.DeletedKey{}, &fault.Error{Kind: fault.KeyNotFound, Provider: Scheme, Resource: resource(k)}
+	}
+	resp, err := call(ctx, lim, func() (azkeys.GetDeletedKeyResponse, error) { return dc.GetDeletedKey(ctx, k.Name, nil) })
+	if err != nil {
+		return masterkey.DeletedKey{}, classify("get", k, err)
+	}
+	var d masterkey.DeletedKey
+	if resp.DeletedDate != nil {
+		d.DeletedAt = *resp.DeletedDate
+	}
+	if resp.ScheduledPurgeDate != nil {
+		d.ScheduledPurge = *resp.ScheduledPurgeDate
+	}
+	return d, nil
+}

@@ -390,5 +390,11 @@ func TestCloseTwice(t *testing.T) {
 		if err := s.Close(); err != nil {
 			t.Errorf("Close() twice = %v", err)
 		}
+		if _, err := s.GetOrg(t.Context(), "acme"); err == nil || fault.KindOf(err) == fault.NotFound {
+			t.Errorf("GetOrg(ctx, acme) after Close = %v, want a failure other than NotFound", err)
+		}
+		if _, err := s.AppendAudit(t.Context(), audit.Event{OrgID: "acme"}); err == nil {
+			t.Errorf("AppendAudit(ctx) after Close = nil, want an error")
+		}
 	}
 }

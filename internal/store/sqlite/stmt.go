@@ -62,6 +62,7 @@ func (s *Store) closeStatements() error {
 	for _, st := range s.stmts.all {
 		errs = append(errs, st.Close())
 	}
-	s.stmts = statements{}
+	// The statements stay set: a call after Close fails with "statement is
+	// closed" instead of a nil dereference. Closing twice is a no-op.
 	return errors.Join(errs...)
 }
