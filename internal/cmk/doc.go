@@ -1,0 +1,19 @@
+// Package cmk implements customer managed keys: the per-org lifecycle
+// (authorize, configure, test, enable, rotate, revoke, disable, replace),
+// the Test Managed Key checks, the probe that follows the customer's key,
+// and the logic of the durable re-wrap jobs.
+//
+// # Invariants
+//
+//   - Every re-wrap is copy → verify → switch → drop, durable at each step:
+//     the root key is first wrapped by the target key and stored as a
+//     pending wrapping, then unwrapped again and compared, then made the
+//     only wrapping in one transaction. A crash at any point leaves the
+//     active wrapping untouched until the switch, so an org is never lost by
+//     orgkms itself.
+//   - Once a CMK is active for an org, no wrapping by the platform key
+//     remains (the switch deletes every other wrapping).
+//   - When the CMK becomes unusable, the org's unwrapped keys are purged
+//     from memory and every data-plane call fails fast with a cmk_* code
+//     until the key is usable again.
+package cmk

@@ -1,0 +1,154 @@
+package cmk
+
+import (
+	"context"
+	"time"
+
+	"github.com/orgkms/orgkms/internal/audit"
+	"github.com/orgkms/orgkms/internal/keys"
+	"github.com/orgkms/orgkms/internal/masterkey"
+)
+
+// State is the CMK lifecycle state of an org.
+type State string
+
+const (
+	StatePlatform     State = "platform"     // no CMK: the root key is wrapped by the platform master key
+	StateAuthorized   State = "authorized"   // consent recorded for a tenant; key may be configured; not yet enabled
+	StateActivating   State = "activating"   // job: platform → CMK
+	StateActive       State = "active"       // the root key is wrapped only by the CMK
+	StateRotating     State = "rotating"     // job: old CMK version → new version
+	StateReplacing    State = "replacing"    // job: old CMK → new CMK
+	StateRevoked      State = "revoked"      // the CMK is unusable (disabled, deleted, permission or consent gone); data plane refused
+	StateDeactivating State = "deactivating" // job: CMK → platform
+	StateLost         State = "lost"         // the CMK was purged: data unrecoverable
+)
+
+// Record is an org's CMK configuration and state.
+type Record struct {
+	OrgID       string
+	State       State
+	TenantID    string // the customer's Entra ID tenant
+	ConsentedAt time.Time
+	ConsentedBy string
+
+	// The key as configured by the customer.
+	VaultURI   string
+	KeyName    string
+	KeyVersion string // "" = follow the latest version
+	KeyURI     string // master key URI (unversioned) of the configured key
+
+	// ActiveKeyURI is the master key URI (unversioned) that wraps the root
+	// key now, "" while on the platform key; ActiveVersion its version.
+	ActiveKeyURI  string
+	ActiveVersion string
+
+	ReasonCode       string    // fault code while revoked, lost or degraded
+	Reason           string    // customer-readable reason and remedy
+	RecoverableUntil time.Time // for a soft-deleted key
+	RevokedSince     time.Time
+
+	LastProbeAt    time.Time
+	LastProbeError string // "" when the last probe passed
+	Degraded       bool   // provider throttled or unreachable: serving from cache
+
+	UpdatedAt time.Time
+}
+
+// ConsentRequest binds an admin-consent round trip to an org, a user and a
+// tenant. It is single use and expires.
+type ConsentRequest struct {
+	State     string // random, 256 bits, base64url
+	OrgID     string
+	Actor     string
+	TenantID  string
+	ExpiresAt time.Time
+}
+
+// JobKind names a re-wrap job.
+type JobKind string
+
+const (
+	JobActivate   JobKind = "activate"   // platform → CMK
+	JobRotate     JobKind = "rotate"     // CMK old version → current version
+	JobReplace    JobKind = "replace"    // old CMK → new CMK
+	JobDeactivate JobKind = "deactivate" // CMK → platform
+)
+
+// JobState is the state of a job.
+type JobState string
+
+const (
+	JobPending JobState = "pending"
+	JobRunning JobState = "running"
+	JobDone    JobState = "done"
+	JobFailed  JobState = "failed"
+)
+
+// Job is a durable re-wrap of one org's root key to Target. Its steps are
+// copy → verify → switch → drop, each durable; running it again from any
+// point is safe.
+type Job struct {
+	ID         int64
+	OrgID      string
+	Kind       JobKind
+	Target     string // master key URI (unversioned) to wrap the root key with
+	Step       string // last completed step: "", "copied", "verified", "switched"
+	State      JobState
+	Attempts   int
+	Error      string // last error, customer-readable
+	Owner      string // node holding the lease
+	LeaseUntil time.Time
+	NotBefore  time.Time // retry backoff: not claimed before this time
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// Store is what package cmk needs from storage. Errors are *fault.Error:
+// NotFound, Conflict (lost races), Unavailable.
+type Store interface {
+	keys.Store
+
+	// GetCMK returns the org's record; NotFound when the org never started
+	// the CMK flow (its state is then StatePlatform).
+	GetCMK(ctx context.Context, orgID string) (Record, error)
+	// PutCMK inserts or replaces the org's record, appending ev (when not
+	// nil) to the org's audit chain in the same transaction.
+	PutCMK(ctx context.Context, r Record, ev *audit.Event) error
+	// ListCMK returns the records in any of states (all when none given).
+	ListCMK(ctx context.Context, states ...State) ([]Record, error)
+
+	// PutConsentRequest stores a consent request.
+	PutConsentRequest(ctx context.Context, c ConsentRequest) error
+	// TakeConsentRequest deletes and returns the request with state;
+	// NotFound when it does not exist or expired before now.
+	TakeConsentRequest(ctx context.Context, state string, now time.Time) (ConsentRequest, error)
+
+	// AddPendingWrapping stores a copy of the org's root key wrapped by
+	// another master key, in state pending, and returns its ID. An org has
+	// at most one pending wrapping: an older pending one is replaced.
+	AddPendingWrapping(ctx context.Context, orgID string, w keys.RootKeyWrapping) (int64, error)
+	// SwitchWrapping, in one transaction: makes pending wrapping id the
+	// active one, deletes every other wrapping of the org, sets the org's
+	// master key to master (unversioned), stores rec and appends ev.
+	// NotFound if wrapping id is not a wrapping of the org.
+	SwitchWrapping(ctx context.Context, orgID string, id int64, master masterkey.Ref, rec Record, ev audit.Event) error
+
+	// StartJob, in one transaction: creates j (state pending), stores rec
+	// and appends ev. Conflict if the org has a job that is pending or
+	// running.
+	StartJob(ctx context.Context, j Job, rec Record, ev audit.Event) (Job, error)
+	// GetJob returns a job; OrgJob the org's latest job (NotFound if none).
+	GetJob(ctx context.Context, id int64) (Job, error)
+	OrgJob(ctx context.Context, orgID string) (Job, error)
+	// ClaimJob leases the oldest claimable job to owner until now+lease: a
+	// pending job whose NotBefore has passed, or a running job whose lease
+	// expired (its owner died). It increments Attempts. NotFound if none.
+	ClaimJob(ctx context.Context, owner string, now time.Time, lease time.Duration) (Job, error)
+	// UpdateJob stores j's Step, State, Error, NotBefore and LeaseUntil if
+	// j.Owner still holds the lease (Conflict otherwise).
+	UpdateJob(ctx context.Context, j Job) error
+	// FinishJob, in one transaction: stores j (done or failed, if j.Owner
+	// still holds it), stores rec and appends ev.
+	FinishJob(ctx context.Context, j Job, rec Record, ev audit.Event) error
+}
