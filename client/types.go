@@ -58,7 +58,7 @@ type KeyConfigRequest struct {
 
 // EncryptRequest is the body of .../encrypt: either Plaintext (one item) or Batch.
 type EncryptRequest struct {
-	Plaintext []byte      `json:"plaintext,omitempty"`
+	Plaintext []byte      `json:"plaintext"` // null or absent in batch requests
 	Context   []byte      `json:"context,omitempty"`
 	Batch     []BatchItem `json:"batch,omitempty"`
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -33,6 +35,16 @@ func TestScripts(t *testing.T) {
 		Dir:                 "testdata",
 		RequireExplicitExec: true,
 		RequireUniqueNames:  true,
+		Setup: func(env *testscript.Env) error {
+			// A race-enabled binary sleeps 1 s at exit by default, and
+			// the scripts run it dozens of times.
+			gorace := os.Getenv("GORACE")
+			if !strings.Contains(gorace, "atexit_sleep_ms") {
+				gorace = strings.TrimSpace(gorace + " atexit_sleep_ms=0")
+			}
+			env.Setenv("GORACE", gorace)
+			return nil
+		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"waitenv": cmdWaitEnv,
 			"capture": cmdCapture,
@@ -45,6 +57,7 @@ const waitEnvTimeout = 20 * time.Second
 
 // cmdWaitEnv implements "waitenv FILE": it waits until the dev server has
 // written FILE (DATA/dev.env) and sets ORGKMS_ADDR and ORGKMS_TOKEN from it.
+// It fails at once if the last background command (the server) exits.
 func cmdWaitEnv(ts *testscript.TestScript, neg bool, args []string) {
 	if neg {
 		ts.Fatalf("unsupported: ! waitenv")
@@ -61,6 +74,12 @@ func cmdWaitEnv(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Setenv("ORGKMS_ADDR", env["ORGKMS_ADDR"])
 			ts.Setenv("ORGKMS_TOKEN", env["ORGKMS_TOKEN"])
 			return
+		}
+		if bg := ts.BackgroundCmds(); len(bg) > 0 && bg[len(bg)-1].Process != nil {
+			srv := bg[len(bg)-1]
+			if err := srv.Process.Signal(syscall.Signal(0)); errors.Is(err, os.ErrProcessDone) {
+				ts.Fatalf("%s exited before writing %s; its output follows", filepath.Base(srv.Path), args[0])
+			}
 		}
 		if time.Now().After(deadline) {
 			ts.Fatalf("%s did not appear within %v; did the dev server start?", args[0], waitEnvTimeout)

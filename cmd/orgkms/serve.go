@@ -1,11 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/orgkms/orgkms/internal/auth"
 	"github.com/orgkms/orgkms/internal/config"
@@ -126,7 +128,10 @@ func cmdDev(env *cliEnv, args []string) error {
 	}
 	defer s.close()
 	if err := s.listen(); err != nil {
-		return withHint(err, "another process uses that address; pick another with --addr 127.0.0.1:PORT")
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return withHint(err, "another process uses that address; pick another with --addr 127.0.0.1:PORT")
+		}
+		return err
 	}
 	envFile := filepath.Join(cfg.DataDir, "dev.env")
 	token, err := devToken(env, s, envFile)
@@ -134,7 +139,7 @@ func cmdDev(env *cliEnv, args []string) error {
 		return err
 	}
 	content := fmt.Sprintf("export ORGKMS_ADDR=%s\nexport ORGKMS_TOKEN=%s\n", s.URL(), token)
-	if err := os.WriteFile(envFile, []byte(content), 0o600); err != nil {
+	if err := writeFileAtomic(envFile, []byte(content), 0o600); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.stdout, `orgkms dev server listening on %s
@@ -168,3 +173,24 @@ func devToken(env *cliEnv, s *stack, envFile string) (string, error) {
 	return secret, err
 }
 
+// writeFileAtomic writes data to a temporary file beside name and renames
+// it, so readers never see a partial file.
+func writeFileAtomic(name string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), name)
+}

@@ -122,7 +122,7 @@ func (h *Handler) configKey(c *call) error {
 		return err
 	}
 	if req.MinDecryptionVersion == nil {
-		return fault.Invalidf("min_decryption_version", "nothing to change: set min_decryption_version")
+		return fault.Invalidf("min_decryption_version", "nothing to change: set it to the oldest version allowed to decrypt")
 	}
 	k, err := h.keys.SetMinDecryptionVersion(c.r.Context(), c.actor(), c.org, c.r.PathValue("key"), *req.MinDecryptionVersion)
 	if err != nil {
@@ -131,19 +131,36 @@ func (h *Handler) configKey(c *call) error {
 	return c.reply(http.StatusOK, keyJSON(k))
 }
 
-func batchResults(res []keys.ItemResult, requestID string) []client.BatchResult {
-	out := make([]client.BatchResult, len(res))
+// batchResult is client.BatchResult, except that a decrypted plaintext is
+// always present, even when empty.
+type batchResult struct {
+	Ciphertext []byte              `json:"ciphertext,omitempty"`
+	Plaintext  *[]byte             `json:"plaintext,omitempty"`
+	KeyVersion uint32              `json:"key_version,omitempty"`
+	Error      *client.ErrorDetail `json:"error,omitempty"`
+}
+
+type batchResponse struct {
+	Batch []batchResult `json:"batch"`
+}
+
+func batchResults(res []keys.ItemResult, requestID string) batchResponse {
+	out := make([]batchResult, len(res))
 	for i, r := range res {
 		if r.Err != nil {
 			out[i].Error = errorDetail(r.Err, requestID)
 			continue
 		}
-		out[i] = client.BatchResult{Ciphertext: r.Ciphertext, Plaintext: r.Plaintext, KeyVersion: r.KeyVersion}
-		if r.Plaintext == nil && r.Ciphertext == nil {
-			out[i].Plaintext = []byte{}
+		out[i] = batchResult{Ciphertext: r.Ciphertext, KeyVersion: r.KeyVersion}
+		if r.Ciphertext == nil {
+			pt := r.Plaintext
+			if pt == nil {
+				pt = []byte{}
+			}
+			out[i].Plaintext = &pt
 		}
 	}
-	return out
+	return batchResponse{Batch: out}
 }
 
 func singleOrBatch(single bool, batch int) error {
@@ -175,10 +192,10 @@ func (h *Handler) encrypt(c *call) error {
 		if err != nil {
 			return err
 		}
-		return c.reply(http.StatusOK, client.CryptoResponse{Batch: batchResults(res, c.requestID)})
+		return c.reply(http.StatusOK, batchResults(res, c.requestID))
 	}
 	if req.Plaintext == nil {
-		return fault.Invalidf("plaintext", "plaintext is required (base64); send \"\" for an empty message")
+		return fault.Invalidf("plaintext", "is required (base64); send \"\" for an empty message")
 	}
 	ct, err := h.keys.Encrypt(c.r.Context(), c.actor(), c.org, name, req.Plaintext, req.Context)
 	if err != nil {
@@ -201,10 +218,10 @@ func (h *Handler) decrypt(c *call) error {
 		if err != nil {
 			return err
 		}
-		return c.reply(http.StatusOK, client.CryptoResponse{Batch: batchResults(res, c.requestID)})
+		return c.reply(http.StatusOK, batchResults(res, c.requestID))
 	}
 	if req.Ciphertext == nil {
-		return fault.Invalidf("ciphertext", "ciphertext is required (base64, as returned by encrypt)")
+		return fault.Invalidf("ciphertext", "is required (base64, as returned by encrypt)")
 	}
 	pt, v, err := h.keys.Decrypt(c.r.Context(), c.actor(), c.org, name, req.Ciphertext, req.Context)
 	if err != nil {
@@ -233,10 +250,10 @@ func (h *Handler) rewrap(c *call) error {
 		if err != nil {
 			return err
 		}
-		return c.reply(http.StatusOK, client.CryptoResponse{Batch: batchResults(res, c.requestID)})
+		return c.reply(http.StatusOK, batchResults(res, c.requestID))
 	}
 	if req.Ciphertext == nil {
-		return fault.Invalidf("ciphertext", "ciphertext is required (base64, as returned by encrypt)")
+		return fault.Invalidf("ciphertext", "is required (base64, as returned by encrypt)")
 	}
 	ct, err := h.keys.Rewrap(c.r.Context(), c.actor(), c.org, name, req.Ciphertext, req.Context)
 	if err != nil {

@@ -156,8 +156,10 @@ func (h *Handler) authorize(c *call, act auth.Action) error {
 	c.r = c.r.WithContext(context.WithValue(c.r.Context(), principalKey, p))
 	if !auth.Allowed(p, act, c.org) {
 		reason := "this token's roles (" + rolesString(p.Roles) + ") do not allow " + string(act)
-		if p.OrgID != "" && c.org != p.OrgID {
+		if p.OrgID != "" && c.org != "" && c.org != p.OrgID {
 			reason = "this token is limited to org " + p.OrgID
+		} else if p.OrgID != "" && c.org == "" {
+			reason = "this action is platform-wide: it needs a token without an org scope and with the operator role"
 		}
 		if act == auth.ActCMKManage {
 			reason = "customer managed key changes need both the admin and key_admin roles on the org"

@@ -33,17 +33,17 @@ type ItemResult struct {
 
 func checkContext(c []byte) error {
 	if len(c) > MaxContext {
-		return &fault.Error{Kind: fault.Invalid, Field: "context", Reason: fmt.Sprintf("context is %d bytes; at most %d are allowed", len(c), MaxContext)}
+		return &fault.Error{Kind: fault.Invalid, Field: "context", Reason: fmt.Sprintf("is %d bytes; at most %d are allowed", len(c), MaxContext)}
 	}
 	return nil
 }
 
 func checkBatch(n int) error {
 	if n == 0 {
-		return &fault.Error{Kind: fault.Invalid, Field: "batch", Reason: "batch is empty"}
+		return &fault.Error{Kind: fault.Invalid, Field: "batch", Reason: "is empty"}
 	}
 	if n > MaxBatch {
-		return &fault.Error{Kind: fault.TooLarge, Field: "batch", Reason: fmt.Sprintf("batch has %d items; at most %d are allowed per request", n, MaxBatch)}
+		return &fault.Error{Kind: fault.TooLarge, Field: "batch", Reason: fmt.Sprintf("has %d items; at most %d are allowed per request", n, MaxBatch)}
 	}
 	return nil
 }
@@ -94,7 +94,7 @@ func (s *Service) EncryptBatch(ctx context.Context, actor, orgID, name string, i
 	ok := 0
 	for i, it := range items {
 		if len(it.Plaintext) > MaxPlaintext {
-			out[i].Err = &fault.Error{Kind: fault.TooLarge, Field: "plaintext", Reason: fmt.Sprintf("plaintext is %d bytes; at most %d are allowed per item", len(it.Plaintext), MaxPlaintext)}
+			out[i].Err = &fault.Error{Kind: fault.TooLarge, Field: "plaintext", Reason: fmt.Sprintf("is %d bytes; at most %d are allowed per item", len(it.Plaintext), MaxPlaintext)}
 			continue
 		}
 		if err := checkContext(it.Context); err != nil {
@@ -245,7 +245,7 @@ func (s *Service) GenerateDataKey(ctx context.Context, actor, orgID, name string
 		bits = 256
 	}
 	if bits != 128 && bits != 256 && bits != 512 {
-		return DataKeyResult{}, &fault.Error{Kind: fault.Invalid, Field: "bits", Reason: "bits must be 128, 256 or 512"}
+		return DataKeyResult{}, &fault.Error{Kind: fault.Invalid, Field: "bits", Reason: "must be 128, 256 or 512"}
 	}
 	if err := checkContext(context); err != nil {
 		return DataKeyResult{}, err

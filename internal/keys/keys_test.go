@@ -266,4 +266,3 @@ func BenchmarkRawAESGCM(b *testing.B) {
 		})
 	}
 }
-

@@ -38,6 +38,11 @@ type Config struct {
 	UsageFlush     time.Duration // how often usage counters are written; default 10s
 	Now            func() time.Time
 	Logger         *slog.Logger
+
+	// Guard, when set, is consulted before an org's root key is unwrapped
+	// into the cache; an error (e.g. the org's customer managed key is
+	// revoked) fails the operation fast, without a remote call.
+	Guard func(ctx context.Context, orgID string) error
 }
 
 // Service implements org and key management and the data plane. Safe for
@@ -51,6 +56,7 @@ type Service struct {
 	now         func() time.Time
 	log         *slog.Logger
 	metaTTL     time.Duration
+	guard       func(ctx context.Context, orgID string) error
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -80,7 +86,7 @@ func New(cfg Config) (*Service, error) {
 	s := &Service{
 		store: cfg.Store, keepers: cfg.Keepers, platformKey: cfg.PlatformKey.Unversioned(),
 		cache: newCache(cfg.CacheTTL, cfg.KeyMetadataTTL, cfg.Now), now: cfg.Now, log: cfg.Logger,
-		metaTTL: cfg.KeyMetadataTTL, stop: make(chan struct{}),
+		metaTTL: cfg.KeyMetadataTTL, stop: make(chan struct{}), guard: cfg.Guard,
 	}
 	s.usage = newUsageRecorder(cfg.Store, cfg.Now, cfg.Logger)
 	s.wg.Go(func() { s.background(cfg.UsageFlush) })
@@ -216,40 +222,52 @@ func (s *Service) ListOrgs(ctx context.Context, opts ListOptions) ([]Org, error)
 
 // entry returns org's cache entry, unwrapping its root key on a miss.
 func (s *Service) entry(ctx context.Context, orgID string) (*orgEntry, error) {
-	return s.cache.load(ctx, orgID, func(ctx context.Context) (*orgEntry, error) {
-		org, err := s.store.GetOrg(ctx, orgID)
-		if err != nil {
+	if e := s.cache.get(orgID); e != nil {
+		s.cache.Hits.Add(1)
+		return e, nil
+	}
+	if s.guard != nil {
+		if err := s.guard(ctx, orgID); err != nil {
 			return nil, err
 		}
-		wrappings, err := s.store.RootKeys(ctx, orgID)
-		if err != nil {
-			return nil, err
+	}
+	return s.cache.load(ctx, orgID, func(ctx context.Context) (*orgEntry, error) { return s.loadEntry(ctx, orgID) })
+}
+
+// loadEntry unwraps org's root key through its active wrapping.
+func (s *Service) loadEntry(ctx context.Context, orgID string) (*orgEntry, error) {
+	org, err := s.store.GetOrg(ctx, orgID)
+	if err != nil {
+		return nil, err
+	}
+	wrappings, err := s.store.RootKeys(ctx, orgID)
+	if err != nil {
+		return nil, err
+	}
+	if len(wrappings) == 0 || wrappings[0].State != WrappingActive {
+		return nil, &fault.Error{Kind: fault.Internal, Op: "load org", Resource: "org " + orgID, Reason: "org has no active root key wrapping"}
+	}
+	w := wrappings[0]
+	keeper, err := s.keepers.Keeper(w.Wrapped.Key)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := keeper.Unwrap(ctx, w.Wrapped, RootAAD(orgID))
+	if err != nil {
+		if fault.KindOf(err) == fault.Integrity {
+			// Stored material that fails authentication is not a caller
+			// mistake: it is corruption or tampering at rest.
+			s.log.Error("stored root key failed authentication", slog.String("org_id", orgID), slog.String("key_ref", w.Wrapped.Key.String()))
+			return nil, &fault.Error{Kind: fault.Internal, Op: "load org", Resource: "org " + orgID, Reason: "stored root key failed integrity check", Err: err}
 		}
-		if len(wrappings) == 0 || wrappings[0].State != WrappingActive {
-			return nil, &fault.Error{Kind: fault.Internal, Op: "load org", Resource: "org " + orgID, Reason: "org has no active root key wrapping"}
-		}
-		w := wrappings[0]
-		keeper, err := s.keepers.Keeper(w.Wrapped.Key)
-		if err != nil {
-			return nil, err
-		}
-		raw, err := keeper.Unwrap(ctx, w.Wrapped, RootAAD(orgID))
-		if err != nil {
-			if fault.KindOf(err) == fault.Integrity {
-				// Stored material that fails authentication is not a caller
-				// mistake: it is corruption or tampering at rest.
-				s.log.Error("stored root key failed authentication", slog.String("org_id", orgID), slog.String("key_ref", w.Wrapped.Key.String()))
-				return nil, &fault.Error{Kind: fault.Internal, Op: "load org", Resource: "org " + orgID, Reason: "stored root key failed integrity check", Err: err}
-			}
-			return nil, err
-		}
-		defer clear(raw)
-		k, err := envelope.NewKey(raw)
-		if err != nil {
-			return nil, &fault.Error{Kind: fault.Internal, Op: "load org", Err: err}
-		}
-		return &orgEntry{org: org, root: k, rings: map[string]*ring{}}, nil
-	})
+		return nil, err
+	}
+	k, err := envelope.NewKey(raw)
+	if err != nil {
+		clear(raw)
+		return nil, &fault.Error{Kind: fault.Internal, Op: "load org", Err: err}
+	}
+	return &orgEntry{org: org, root: k, rootRaw: raw, wrapping: w.Wrapped, rings: map[string]*ring{}}, nil
 }
 
 // ring returns the cached key ring of name, loading it when absent, stale,
@@ -286,6 +304,18 @@ func (s *Service) ring(ctx context.Context, e *orgEntry, name string, wantVersio
 	}
 	e.setRing(name, nr)
 	return nr, nil
+}
+
+// RootKey returns a copy of org's unwrapped root key and the wrapping it
+// came from, from the cache when present (no remote call), else by
+// unwrapping the active wrapping. For re-wrap jobs only; the caller must
+// clear the returned bytes.
+func (s *Service) RootKey(ctx context.Context, orgID string) ([]byte, masterkey.Wrapped, error) {
+	e, err := s.cache.load(ctx, orgID, func(ctx context.Context) (*orgEntry, error) { return s.loadEntry(ctx, orgID) })
+	if err != nil {
+		return nil, masterkey.Wrapped{}, err
+	}
+	return append([]byte(nil), e.rootRaw...), e.wrapping, nil
 }
 
 // CreateDataKey creates a data key with version 1.

@@ -83,7 +83,8 @@ type Provider interface {
 	// Unwrap unwraps ciphertext with exactly key.Version. It returns Kind
 	// Integrity if the ciphertext was not produced by that key and aad.
 	Unwrap(ctx context.Context, key Ref, ciphertext, aad []byte) (dek []byte, err error)
-	// Describe reports the key's state and current version.
+	// Describe reports the state of key.Version, or of the current version
+	// when key.Version is "" (Description.Key.Version names it).
 	Describe(ctx context.Context, key Ref) (Description, error)
 	Close() error
 }

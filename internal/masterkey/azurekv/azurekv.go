@@ -190,7 +190,8 @@ func call[T any](ctx context.Context, lim *rate.Limiter, f func() (T, error)) (o
 
 func (p *Provider) keyID(ref masterkey.Ref) (KeyID, error) { return keyIDOf(ref, p.suffixes) }
 
-// Describe reports the key's current version and attributes.
+// Describe reports the attributes of ref's version, or of the current
+// version when ref has none.
 func (p *Provider) Describe(ctx context.Context, ref masterkey.Ref) (masterkey.Description, error) {
 	k, err := p.keyID(ref)
 	if err != nil {
@@ -200,7 +201,7 @@ func (p *Provider) Describe(ctx context.Context, ref masterkey.Ref) (masterkey.D
 	if err != nil {
 		return masterkey.Description{}, err
 	}
-	resp, err := call(ctx, lim, func() (azkeys.GetKeyResponse, error) { return cl.GetKey(ctx, k.Name, "", nil) })
+	resp, err := call(ctx, lim, func() (azkeys.GetKeyResponse, error) { return cl.GetKey(ctx, k.Name, k.Version, nil) })
 	if err != nil {
 		return masterkey.Description{}, classify("get", k, err)
 	}

@@ -223,14 +223,12 @@ func (p *Provider) Describe(ctx context.Context, key masterkey.Ref) (masterkey.D
 	}, nil
 }
 
-// Close forgets loaded keys.
+// Close forgets loaded keys. It does not destroy them: a call still in
+// flight may hold one; the garbage collector reclaims them.
 func (p *Provider) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for id, l := range p.keys {
-		l.key.Destroy()
-		delete(p.keys, id)
-	}
+	clear(p.keys)
 	return nil
 }
 

@@ -207,7 +207,9 @@ func FakeHarness() Harness {
 
 type fakeCaps struct{ f *Fake }
 
-func (c fakeCaps) SetEnabled(t *testing.T, key masterkey.Ref, enabled bool) { c.f.SetEnabled(key.ID, enabled) }
-func (c fakeCaps) Rotate(t *testing.T, key masterkey.Ref)                   { c.f.Rotate(key.ID) }
-func (c fakeCaps) Revoke(t *testing.T, key masterkey.Ref, perm string)      { c.f.Deny(key.ID, perm) }
-func (c fakeCaps) Restore(t *testing.T, key masterkey.Ref)                  { c.f.Allow(key.ID) }
+func (c fakeCaps) SetEnabled(t *testing.T, key masterkey.Ref, enabled bool) {
+	c.f.SetEnabled(key.ID, enabled)
+}
+func (c fakeCaps) Rotate(t *testing.T, key masterkey.Ref)              { c.f.Rotate(key.ID) }
+func (c fakeCaps) Revoke(t *testing.T, key masterkey.Ref, perm string) { c.f.Deny(key.ID, perm) }
+func (c fakeCaps) Restore(t *testing.T, key masterkey.Ref)             { c.f.Allow(key.ID) }

@@ -19,8 +19,12 @@ type Harness struct {
 	// Keys returns two distinct keys of that provider.
 	Keys func(t *testing.T) (masterkey.Ref, masterkey.Ref)
 	// Optional capabilities; nil means the suite skips the cases needing them.
-	Disabler          interface{ SetEnabled(t *testing.T, key masterkey.Ref, enabled bool) }
-	Rotator           interface{ Rotate(t *testing.T, key masterkey.Ref) }
+	Disabler interface {
+		SetEnabled(t *testing.T, key masterkey.Ref, enabled bool)
+	}
+	Rotator interface {
+		Rotate(t *testing.T, key masterkey.Ref)
+	}
 	PermissionRevoker interface {
 		Revoke(t *testing.T, key masterkey.Ref, permission string)
 		Restore(t *testing.T, key masterkey.Ref)

@@ -17,21 +17,27 @@ const (
 	qRootKeys = `SELECT id, provider, key_id, key_version, ciphertext, state, created_at
 		FROM root_keys WHERE org_id = ? ORDER BY state = 'active' DESC, id`
 	qTokenByHash = `SELECT ` + tokenColumns + ` FROM tokens WHERE hash = ?`
+	qGetCMK      = `SELECT ` + cmkColumns + ` FROM cmk_orgs WHERE org_id = ?`
 
 	qLastAudit   = `SELECT seq, hash FROM audit_events WHERE org_id = ? ORDER BY seq DESC LIMIT 1`
 	qInsertAudit = `INSERT INTO audit_events (org_id, seq, time, actor, action, target, details, prev_hash, hash)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qAddUsage = `INSERT INTO usage_counters (org_id, key_name, op, principal, minute, count) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (org_id, key_name, op, principal, minute) DO UPDATE SET count = count + excluded.count`
+	// qClaimableJob is polled by every node's job runner.
+	qClaimableJob = `SELECT id FROM cmk_jobs
+		WHERE (state = 'pending' AND (not_before IS NULL OR not_before <= ?1))
+		   OR (state = 'running' AND (lease_until IS NULL OR lease_until <= ?1))
+		ORDER BY id LIMIT 1`
 )
 
 // statements holds the prepared hot queries: reads on the reader pool,
 // writes on the writer connection (used in transactions through
 // Tx.StmtContext, which reuses the statement on the same connection).
 type statements struct {
-	getOrg, getDataKey, rootKeys, tokenByHash *sql.Stmt
-	lastAudit, insertAudit, addUsage          *sql.Stmt
-	all                                       []*sql.Stmt
+	getOrg, getDataKey, rootKeys, tokenByHash, getCMK *sql.Stmt
+	lastAudit, insertAudit, addUsage, claimableJob    *sql.Stmt
+	all                                               []*sql.Stmt
 }
 
 func (s *Store) prepare(ctx context.Context) error {
@@ -51,9 +57,11 @@ func (s *Store) prepare(ctx context.Context) error {
 	s.stmts.getDataKey = prep(s.r, qGetDataKey)
 	s.stmts.rootKeys = prep(s.r, qRootKeys)
 	s.stmts.tokenByHash = prep(s.r, qTokenByHash)
+	s.stmts.getCMK = prep(s.r, qGetCMK)
 	s.stmts.lastAudit = prep(s.w, qLastAudit)
 	s.stmts.insertAudit = prep(s.w, qInsertAudit)
 	s.stmts.addUsage = prep(s.w, qAddUsage)
+	s.stmts.claimableJob = prep(s.w, qClaimableJob)
 	return classify(ctx, "prepare statements", "database", err)
 }
 

@@ -1,0 +1,55 @@
+package cmk
+
+import (
+	"net/url"
+	"strings"
+
+	"github.com/orgkms/orgkms/internal/masterkey"
+	"github.com/orgkms/orgkms/internal/masterkey/azurekv"
+)
+
+// Cloud is the customer-facing side of one cloud's key service: how a
+// customer authorizes orgkms and names a key.
+type Cloud interface {
+	// Name is the cloud's name, e.g. "azure".
+	Name() string
+	// ConsentURL is the page where the customer's administrator authorizes
+	// orgkms in tenant; it redirects to redirectURI with state.
+	ConsentURL(tenant, state, redirectURI string) string
+	// ParseKey validates a key as the customer enters it and returns its
+	// master-key ref (unversioned when version is "").
+	ParseKey(vaultURI, name, version, tenant string) (masterkey.Ref, error)
+	// KeyURI renders ref as a master-key URI.
+	KeyURI(ref masterkey.Ref) string
+}
+
+// Azure is the Cloud of Azure Key Vault with Entra ID admin consent.
+type Azure struct {
+	Provider      *azurekv.Provider
+	ClientID      string // the platform's multi-tenant application
+	AuthorityHost string // e.g. https://login.microsoftonline.com/
+}
+
+// Name returns "azure".
+func (a Azure) Name() string { return "azure" }
+
+// ConsentURL returns the Entra ID admin-consent URL for tenant.
+func (a Azure) ConsentURL(tenant, state, redirectURI string) string {
+	q := url.Values{}
+	q.Set("client_id", a.ClientID)
+	q.Set("redirect_uri", redirectURI)
+	q.Set("state", state)
+	return strings.TrimRight(a.AuthorityHost, "/") + "/" + url.PathEscape(tenant) + "/adminconsent?" + q.Encode()
+}
+
+// ParseKey validates an Azure key reference.
+func (a Azure) ParseKey(vaultURI, name, version, tenant string) (masterkey.Ref, error) {
+	k, err := a.Provider.ParseKey(vaultURI, name, version, tenant)
+	if err != nil {
+		return masterkey.Ref{}, err
+	}
+	return k.Ref(), nil
+}
+
+// KeyURI renders an azurekv ref.
+func (a Azure) KeyURI(ref masterkey.Ref) string { return ref.Unversioned().Provider + "://" + ref.ID }

@@ -1,0 +1,472 @@
+package cmk
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/orgkms/orgkms/internal/audit"
+	"github.com/orgkms/orgkms/internal/fault"
+	"github.com/orgkms/orgkms/internal/keys"
+	"github.com/orgkms/orgkms/internal/masterkey"
+)
+
+// Config configures a [Service].
+type Config struct {
+	Store   Store
+	Keys    *keys.Service
+	Keepers *masterkey.Registry
+	// Cloud is the platform's cloud; nil means customer managed keys are
+	// not configured on this deployment.
+	Cloud Cloud
+	// CallbackURL is where the consent page sends the administrator back,
+	// e.g. https://kms.example.com/v1/cmk/callback.
+	CallbackURL string
+
+	ProbeInterval time.Duration // default 30s
+	JobLease      time.Duration // default 30s
+	JobPoll       time.Duration // default 1s
+	NodeID        string        // default a random ID
+	Now           func() time.Time
+	Logger        *slog.Logger
+
+	// CrashAt, for crash tests only: the job step after which the process
+	// kills itself ("copied", "verified", "switched"); see jobs.go.
+	CrashAt string
+	Crash   func()
+}
+
+// Service runs the CMK lifecycle. Safe for concurrent use.
+type Service struct {
+	cfg  Config
+	st   Store
+	log  *slog.Logger
+	now  func() time.Time
+	wake chan struct{}
+
+	mu       sync.Mutex
+	blocked  map[string]error // org → fast-fail error while revoked or lost
+	loadedAt time.Time
+}
+
+// New returns a Service. Call Run to start its probe and job worker.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.Keys == nil || cfg.Keepers == nil {
+		return nil, errors.New("cmk: Store, Keys and Keepers are required")
+	}
+	if cfg.ProbeInterval <= 0 {
+		cfg.ProbeInterval = 30 * time.Second
+	}
+	if cfg.JobLease <= 0 {
+		cfg.JobLease = 30 * time.Second
+	}
+	if cfg.JobPoll <= 0 {
+		cfg.JobPoll = time.Second
+	}
+	if cfg.NodeID == "" {
+		cfg.NodeID = "node-" + randomState()[:12]
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Service{cfg: cfg, st: cfg.Store, log: cfg.Logger, now: cfg.Now, wake: make(chan struct{}, 1), blocked: map[string]error{}}, nil
+}
+
+// Enabled reports whether customer managed keys are configured.
+func (s *Service) Enabled() bool { return s.cfg.Cloud != nil }
+
+// CloudName is the platform's cloud ("azure"), or "".
+func (s *Service) CloudName() string {
+	if s.cfg.Cloud == nil {
+		return ""
+	}
+	return s.cfg.Cloud.Name()
+}
+
+func (s *Service) requireCloud() error {
+	if s.cfg.Cloud == nil {
+		return &fault.Error{Kind: fault.Conflict, Reason: "customer managed keys are not enabled on this orgkms: the platform operator must configure the cloud (cmk.cloud) and its application credentials"}
+	}
+	return nil
+}
+
+// Status is an org's CMK state, with its current job.
+type Status struct {
+	Record
+	Job *Job
+}
+
+// Status returns an org's CMK status.
+func (s *Service) Status(ctx context.Context, orgID string) (Status, error) {
+	if _, err := s.st.GetOrg(ctx, orgID); err != nil {
+		return Status{}, err
+	}
+	rec, err := s.record(ctx, orgID)
+	if err != nil {
+		return Status{}, err
+	}
+	st := Status{Record: rec}
+	if j, err := s.st.OrgJob(ctx, orgID); err == nil {
+		st.Job = &j
+	} else if fault.KindOf(err) != fault.NotFound {
+		return Status{}, err
+	}
+	return st, nil
+}
+
+// record returns the org's record, or a platform record when none exists.
+func (s *Service) record(ctx context.Context, orgID string) (Record, error) {
+	rec, err := s.st.GetCMK(ctx, orgID)
+	if fault.KindOf(err) == fault.NotFound {
+		return Record{OrgID: orgID, State: StatePlatform}, nil
+	}
+	return rec, err
+}
+
+func randomState() string {
+	var b [32]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// ConsentTTL is how long an authorization round trip may take.
+const ConsentTTL = 15 * time.Minute
+
+// Authorize starts the admin-consent round trip for tenant and returns the
+// URL to send the customer's administrator to.
+func (s *Service) Authorize(ctx context.Context, actor, orgID, tenant string) (string, error) {
+	if err := s.requireCloud(); err != nil {
+		return "", err
+	}
+	if _, err := s.st.GetOrg(ctx, orgID); err != nil {
+		return "", err
+	}
+	tenant = strings.ToLower(strings.TrimSpace(tenant))
+	// Validate the tenant with the cloud's own rules (a placeholder key).
+	if _, err := s.cfg.Cloud.ParseKey("https://check.vault.azure.net/", "check", "", tenant); err != nil {
+		if fe := fault.As(err); fe != nil && fe.Field == "tenant_id" {
+			return "", err
+		}
+	}
+	if s.cfg.CallbackURL == "" {
+		return "", &fault.Error{Kind: fault.Conflict, Reason: "orgkms has no public callback URL configured (cmk.callback_url)"}
+	}
+	c := ConsentRequest{State: randomState(), OrgID: orgID, Actor: actor, TenantID: tenant, ExpiresAt: s.now().Add(ConsentTTL).UTC()}
+	if err := s.st.PutConsentRequest(ctx, c); err != nil {
+		return "", err
+	}
+	return s.cfg.Cloud.ConsentURL(tenant, c.State, s.cfg.CallbackURL), nil
+}
+
+// ConsentResult is what the consent page sent back.
+type ConsentResult struct {
+	State            string
+	AdminConsent     string // "True" on success
+	Tenant           string
+	Error            string
+	ErrorDescription string
+}
+
+// Callback completes the consent round trip. It returns the org and the
+// consent request (for the caller to check that the same user came back).
+func (s *Service) Callback(ctx context.Context, r ConsentResult) (ConsentRequest, error) {
+	if r.State == "" {
+		return ConsentRequest{}, &fault.Error{Kind: fault.Invalid, Field: "state", Reason: "the authorization response has no state: start again from Authorize"}
+	}
+	c, err := s.st.TakeConsentRequest(ctx, r.State, s.now())
+	if err != nil {
+		if fault.KindOf(err) == fault.NotFound {
+			return ConsentRequest{}, &fault.Error{Kind: fault.Invalid, Field: "state", Reason: "this authorization link expired or was already used: start again from Authorize"}
+		}
+		return ConsentRequest{}, err
+	}
+	if r.Error != "" || !strings.EqualFold(r.AdminConsent, "true") {
+		reason := "the administrator did not grant consent"
+		if r.ErrorDescription != "" {
+			reason += ": " + trimText(r.ErrorDescription, 200)
+		}
+		s.audit(ctx, c.OrgID, c.Actor, "cmk.authorize_failed", map[string]string{"tenant_id": c.TenantID, "error": trimText(r.Error, 100)})
+		return c, &fault.Error{Kind: fault.Conflict, Op: "authorize", Reason: reason}
+	}
+	if !strings.EqualFold(r.Tenant, c.TenantID) {
+		return c, &fault.Error{Kind: fault.Conflict, Op: "authorize", Reason: fmt.Sprintf("consent was granted in tenant %s, but tenant %s was requested: sign in as an administrator of %s", trimText(r.Tenant, 64), c.TenantID, c.TenantID)}
+	}
+	rec, err := s.record(ctx, c.OrgID)
+	if err != nil {
+		return c, err
+	}
+	now := s.now().UTC()
+	if rec.State != StatePlatform && rec.State != StateAuthorized && !strings.EqualFold(rec.TenantID, c.TenantID) {
+		return c, &fault.Error{Kind: fault.Conflict, Op: "authorize", Reason: "the org's customer managed key is in use in tenant " + rec.TenantID + ": disable it before authorizing another tenant"}
+	}
+	if !strings.EqualFold(rec.TenantID, c.TenantID) {
+		rec.VaultURI, rec.KeyName, rec.KeyVersion, rec.KeyURI = "", "", "", ""
+	}
+	rec.TenantID, rec.ConsentedAt, rec.ConsentedBy, rec.UpdatedAt = c.TenantID, now, c.Actor, now
+	if rec.State == StatePlatform {
+		rec.State = StateAuthorized
+	}
+	ev := &audit.Event{OrgID: c.OrgID, Time: now, Actor: c.Actor, Action: "cmk.authorize", Target: "cmk", Details: map[string]string{"tenant_id": c.TenantID}}
+	return c, s.st.PutCMK(ctx, rec, ev)
+}
+
+func trimText(s string, n int) string {
+	if len(s) > n {
+		s = s[:n]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// Configure stores the key the customer chose. In state active it stages a
+// replacement key, applied by Enable.
+func (s *Service) Configure(ctx context.Context, actor, orgID, vaultURI, keyName, keyVersion string) (Record, error) {
+	if err := s.requireCloud(); err != nil {
+		return Record{}, err
+	}
+	if _, err := s.st.GetOrg(ctx, orgID); err != nil {
+		return Record{}, err
+	}
+	rec, err := s.record(ctx, orgID)
+	if err != nil {
+		return Record{}, err
+	}
+	switch rec.State {
+	case StatePlatform:
+		return Record{}, &fault.Error{Kind: fault.Conflict, Op: "configure", Reason: "authorize orgkms in your tenant first (Step 1)"}
+	case StateAuthorized, StateActive:
+	default:
+		return Record{}, &fault.Error{Kind: fault.Conflict, Op: "configure", Reason: "the customer managed key is " + string(rec.State) + "; wait until it is active, or restore access to it first"}
+	}
+	ref, err := s.cfg.Cloud.ParseKey(vaultURI, keyName, keyVersion, rec.TenantID)
+	if err != nil {
+		return Record{}, err
+	}
+	now := s.now().UTC()
+	rec.VaultURI, rec.KeyName, rec.KeyVersion = strings.TrimSpace(vaultURI), strings.TrimSpace(keyName), ref.Version
+	rec.KeyURI = s.cfg.Cloud.KeyURI(ref.Unversioned())
+	rec.UpdatedAt = now
+	ev := &audit.Event{OrgID: orgID, Time: now, Actor: actor, Action: "cmk.configure", Target: "cmk",
+		Details: map[string]string{"key": rec.KeyURI, "key_version": orElse(rec.KeyVersion, "latest")}}
+	return rec, s.st.PutCMK(ctx, rec, ev)
+}
+
+func orElse(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+// configuredRef returns the configured key's ref (with the configured
+// version, "" = latest).
+func (s *Service) configuredRef(rec Record) (masterkey.Ref, error) {
+	if rec.KeyURI == "" {
+		return masterkey.Ref{}, &fault.Error{Kind: fault.Conflict, Reason: "no key is configured: enter the Key Vault URI and key name (Step 2)"}
+	}
+	ref, err := s.cfg.Keepers.ParseRef(rec.KeyURI)
+	if err != nil {
+		return masterkey.Ref{}, err
+	}
+	return ref.WithVersion(rec.KeyVersion), nil
+}
+
+// Enable tests the configured key and starts moving the org's root key to
+// it (activation), or to a newly configured key (replacement).
+func (s *Service) Enable(ctx context.Context, actor, orgID string) (Status, error) {
+	if err := s.requireCloud(); err != nil {
+		return Status{}, err
+	}
+	rec, err := s.record(ctx, orgID)
+	if err != nil {
+		return Status{}, err
+	}
+	kind := JobActivate
+	switch {
+	case rec.State == StateAuthorized:
+	case rec.State == StateActive && rec.KeyURI != "" && rec.KeyURI != rec.ActiveKeyURI:
+		kind = JobReplace
+	case rec.State == StateActive:
+		return Status{}, &fault.Error{Kind: fault.Conflict, Op: "enable", Reason: "the customer managed key is already active"}
+	case rec.State == StatePlatform:
+		return Status{}, &fault.Error{Kind: fault.Conflict, Op: "enable", Reason: "authorize orgkms in your tenant first (Step 1)"}
+	default:
+		return Status{}, &fault.Error{Kind: fault.Conflict, Op: "enable", Reason: "the customer managed key is " + string(rec.State)}
+	}
+	ref, err := s.configuredRef(rec)
+	if err != nil {
+		return Status{}, err
+	}
+	rep := s.Test(ctx, orgID)
+	if !rep.OK {
+		return Status{}, &fault.Error{Kind: fault.Conflict, Op: "enable", Reason: "Test Managed Key failed: " + rep.FirstFailure() + "; fix it and test again"}
+	}
+	if kind == JobReplace {
+		// The old key must still be usable to move away from it.
+		if err := s.checkActiveUsable(ctx, orgID); err != nil {
+			return Status{}, err
+		}
+	}
+	now := s.now().UTC()
+	target := s.cfg.Cloud.KeyURI(ref.Unversioned())
+	if ref.Version != "" {
+		target = rec.KeyURI + "#" + ref.Version
+	}
+	j := Job{OrgID: orgID, Kind: kind, Target: target, State: JobPending, CreatedAt: now, UpdatedAt: now, NotBefore: now}
+	if kind == JobActivate {
+		rec.State = StateActivating
+	} else {
+		rec.State = StateReplacing
+	}
+	rec.Reason, rec.ReasonCode, rec.UpdatedAt = "", "", now
+	ev := audit.Event{OrgID: orgID, Time: now, Actor: actor, Action: "cmk." + string(kind) + ".start", Target: "cmk", Details: map[string]string{"key": rec.KeyURI, "key_version": orElse(ref.Version, "latest")}}
+	j, err = s.st.StartJob(ctx, j, rec, ev)
+	if err != nil {
+		return Status{}, err
+	}
+	s.kick()
+	return Status{Record: rec, Job: &j}, nil
+}
+
+// checkActiveUsable verifies that the key wrapping the root key now can
+// still unwrap it.
+func (s *Service) checkActiveUsable(ctx context.Context, orgID string) error {
+	roots, err := s.st.RootKeys(ctx, orgID)
+	if err != nil {
+		return err
+	}
+	if len(roots) == 0 {
+		return &fault.Error{Kind: fault.Internal, Reason: "org has no root key wrapping"}
+	}
+	k, err := s.cfg.Keepers.Keeper(roots[0].Wrapped.Key)
+	if err != nil {
+		return err
+	}
+	raw, err := k.Unwrap(ctx, roots[0].Wrapped, keys.RootAAD(orgID))
+	if err != nil {
+		return &fault.Error{Kind: fault.KindOf(err), Op: "check current key", Reason: "the customer managed key in use must still work to move the org's keys off it: " + fault.Message(err), Err: err,
+			Permission: fault.As(err).Permission}
+	}
+	clear(raw)
+	return nil
+}
+
+// Disable moves the org back to the platform key. The customer managed key
+// must still be usable. Before activation, it forgets the configuration.
+func (s *Service) Disable(ctx context.Context, actor, orgID string) (Status, error) {
+	rec, err := s.record(ctx, orgID)
+	if err != nil {
+		return Status{}, err
+	}
+	now := s.now().UTC()
+	switch rec.State {
+	case StatePlatform:
+		return Status{}, &fault.Error{Kind: fault.Conflict, Op: "disable", Reason: "customer managed keys are not enabled for this org"}
+	case StateAuthorized:
+		rec = Record{OrgID: orgID, State: StatePlatform, UpdatedAt: now}
+		ev := &audit.Event{OrgID: orgID, Time: now, Actor: actor, Action: "cmk.reset", Target: "cmk"}
+		return Status{Record: rec}, s.st.PutCMK(ctx, rec, ev)
+	case StateActive:
+	case StateRevoked, StateLost:
+		return Status{}, &fault.Error{Kind: fault.Conflict, Op: "disable", Reason: "the customer managed key is unusable (" + orElse(rec.Reason, string(rec.State)) + "): orgkms needs it to move the org back to the platform key; restore access to it first"}
+	default:
+		return Status{}, &fault.Error{Kind: fault.Conflict, Op: "disable", Reason: "a key operation is in progress (" + string(rec.State) + "); try again when it finishes"}
+	}
+	if err := s.checkActiveUsable(ctx, orgID); err != nil {
+		return Status{}, err
+	}
+	j := Job{OrgID: orgID, Kind: JobDeactivate, Target: s.cfg.Keys.PlatformKey().Provider + "://" + s.cfg.Keys.PlatformKey().ID,
+		State: JobPending, CreatedAt: now, UpdatedAt: now, NotBefore: now}
+	rec.State, rec.UpdatedAt = StateDeactivating, now
+	ev := audit.Event{OrgID: orgID, Time: now, Actor: actor, Action: "cmk.deactivate.start", Target: "cmk"}
+	j, err = s.st.StartJob(ctx, j, rec, ev)
+	if err != nil {
+		return Status{}, err
+	}
+	s.kick()
+	return Status{Record: rec, Job: &j}, nil
+}
+
+func (s *Service) kick() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Service) audit(ctx context.Context, orgID, actor, action string, details map[string]string) {
+	ev := audit.Event{OrgID: orgID, Time: s.now().UTC(), Actor: actor, Action: action, Target: "cmk", Details: details}
+	if _, err := s.st.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
+		s.log.Error("audit append failed", slog.String("org_id", orgID), slog.String("error", err.Error()))
+	}
+}
+
+// Guard is the keys.Service guard: it fails data-plane calls of orgs whose
+// CMK is revoked or lost, without a remote call.
+func (s *Service) Guard(ctx context.Context, orgID string) error {
+	s.mu.Lock()
+	err := s.blocked[orgID]
+	s.mu.Unlock()
+	return err
+}
+
+// block records the fast-fail error of an org (nil unblocks) and purges its
+// keys from memory.
+func (s *Service) block(orgID string, err error) {
+	s.mu.Lock()
+	if err == nil {
+		delete(s.blocked, orgID)
+	} else {
+		s.blocked[orgID] = err
+	}
+	s.mu.Unlock()
+	if err != nil {
+		s.cfg.Keys.Cache().Purge(orgID)
+	}
+}
+
+// blockError is the data-plane error of an org in state revoked or lost.
+func blockError(rec Record) error {
+	kind := fault.CMKDisabled
+	switch rec.ReasonCode {
+	case fault.CMKPermissionMissing.Code():
+		kind = fault.CMKPermissionMissing
+	case fault.CMKDeleted.Code():
+		kind = fault.CMKDeleted
+	case fault.CMKDestroyed.Code():
+		kind = fault.CMKDestroyed
+	}
+	if rec.State == StateLost {
+		kind = fault.CMKDestroyed
+	}
+	return &fault.Error{Kind: kind, Resource: "org " + rec.OrgID, Reason: rec.Reason}
+}
+
+// LoadBlocks reads revoked and lost orgs from the store into the guard; the
+// probe keeps it current afterwards.
+func (s *Service) LoadBlocks(ctx context.Context) error {
+	recs, err := s.st.ListCMK(ctx, StateRevoked, StateLost)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	clear(s.blocked)
+	s.mu.Unlock()
+	for _, r := range recs {
+		s.block(r.OrgID, blockError(r))
+	}
+	return nil
+}
