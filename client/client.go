@@ -343,3 +343,45 @@ func (c *Client) WhoAmI(ctx context.Context) (WhoAmI, error) {
 	err := c.do(ctx, "GET", "/v1/whoami", nil, &w)
 	return w, err
 }
+
+// CMKStatus returns an org's customer managed key status.
+func (c *Client) CMKStatus(ctx context.Context, org string) (CMKStatus, error) {
+	var s CMKStatus
+	err := c.do(ctx, "GET", "/v1/orgs/"+esc(org)+"/cmk", nil, &s)
+	return s, err
+}
+
+// CMKAuthorize starts admin consent for tenant and returns the consent URL.
+func (c *Client) CMKAuthorize(ctx context.Context, org, tenant string) (CMKAuthorizeResponse, error) {
+	var r CMKAuthorizeResponse
+	err := c.do(ctx, "POST", "/v1/orgs/"+esc(org)+"/cmk/authorize", CMKAuthorizeRequest{TenantID: tenant}, &r)
+	return r, err
+}
+
+// CMKConfigure sets the org's key (vault URI, name, optional version).
+func (c *Client) CMKConfigure(ctx context.Context, org string, req CMKConfigureRequest) (CMKStatus, error) {
+	var s CMKStatus
+	err := c.do(ctx, "POST", "/v1/orgs/"+esc(org)+"/cmk/configure", req, &s)
+	return s, err
+}
+
+// CMKTest runs Test Managed Key.
+func (c *Client) CMKTest(ctx context.Context, org string) (CMKTestReport, error) {
+	var r CMKTestReport
+	err := c.do(ctx, "POST", "/v1/orgs/"+esc(org)+"/cmk/test", struct{}{}, &r)
+	return r, err
+}
+
+// CMKEnable starts activation (or replacement) of the configured key.
+func (c *Client) CMKEnable(ctx context.Context, org string) (CMKStatus, error) {
+	var s CMKStatus
+	err := c.do(ctx, "POST", "/v1/orgs/"+esc(org)+"/cmk/enable", struct{}{}, &s)
+	return s, err
+}
+
+// CMKDisable moves the org back to the platform key.
+func (c *Client) CMKDisable(ctx context.Context, org string) (CMKStatus, error) {
+	var s CMKStatus
+	err := c.do(ctx, "POST", "/v1/orgs/"+esc(org)+"/cmk/disable", struct{}{}, &s)
+	return s, err
+}

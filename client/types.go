@@ -197,3 +197,75 @@ type WhoAmI struct {
 	Org       string   `json:"org,omitempty"`
 	Roles     []string `json:"roles"`
 }
+
+// CMKStatus is an org's customer managed key status.
+type CMKStatus struct {
+	Org   string `json:"org"`
+	Cloud string `json:"cloud,omitempty"` // the platform's cloud ("azure"); empty when CMKs are off
+	// State: platform, authorized, activating, active, rotating, replacing,
+	// revoked, deactivating, lost.
+	State            string     `json:"state"`
+	Provider         string     `json:"provider,omitempty"`
+	TenantID         string     `json:"tenant_id,omitempty"`
+	ConsentedAt      *time.Time `json:"consented_at,omitempty"`
+	ConsentedBy      string     `json:"consented_by,omitempty"`
+	VaultURI         string     `json:"vault_uri,omitempty"`
+	KeyName          string     `json:"key_name,omitempty"`
+	KeyVersion       string     `json:"key_version,omitempty"`     // configured; empty = follow the latest
+	CurrentVersion   string     `json:"current_version,omitempty"` // the version protecting the org now
+	MasterKey        string     `json:"master_key"`                // URI of the key wrapping the org's root key
+	ReasonCode       string     `json:"reason_code,omitempty"`
+	Reason           string     `json:"reason,omitempty"`
+	RecoverableUntil *time.Time `json:"recoverable_until,omitempty"`
+	LastProbeAt      *time.Time `json:"last_probe_at,omitempty"`
+	LastProbeResult  string     `json:"last_probe_result,omitempty"` // "ok" or the error
+	Degraded         bool       `json:"degraded,omitempty"`
+	Job              *CMKJob    `json:"job,omitempty"`
+}
+
+// CMKJob is a re-wrap job's progress.
+type CMKJob struct {
+	ID        int64     `json:"id"`
+	Kind      string    `json:"kind"`  // activate, rotate, replace, deactivate
+	State     string    `json:"state"` // pending, running, done, failed
+	Step      string    `json:"step"`  // last completed step: copied, verified, switched
+	Progress  int       `json:"progress"`
+	Attempts  int       `json:"attempts"`
+	Error     string    `json:"error,omitempty"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// CMKAuthorizeRequest is the body of POST /v1/orgs/{org}/cmk/authorize.
+type CMKAuthorizeRequest struct {
+	TenantID string `json:"tenant_id"`
+}
+
+// CMKAuthorizeResponse holds the consent URL to open in a browser.
+type CMKAuthorizeResponse struct {
+	ConsentURL string    `json:"consent_url"`
+	ExpiresAt  time.Time `json:"expires_at"`
+}
+
+// CMKConfigureRequest is the body of POST /v1/orgs/{org}/cmk/configure.
+type CMKConfigureRequest struct {
+	VaultURI   string `json:"vault_uri"`
+	KeyName    string `json:"key_name"`
+	KeyVersion string `json:"key_version,omitempty"`
+}
+
+// CMKCheck is one check of Test Managed Key.
+type CMKCheck struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Status string `json:"status"` // pass, warn, fail, skip
+	Detail string `json:"detail"`
+	Remedy string `json:"remedy,omitempty"`
+}
+
+// CMKTestReport is the result of Test Managed Key.
+type CMKTestReport struct {
+	OK      bool       `json:"ok"`
+	Key     string     `json:"key,omitempty"`
+	Version string     `json:"version,omitempty"`
+	Checks  []CMKCheck `json:"checks"`
+}

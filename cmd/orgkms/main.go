@@ -33,6 +33,7 @@ Client (set ORGKMS_ADDR and ORGKMS_TOKEN, e.g. source DATA/dev.env):
   decrypt    decrypt a ciphertext read from stdin, write the plaintext
   rewrap     re-encrypt a ciphertext under the latest key version
   datakey    generate a data key for client-side encryption
+  cmk        customer managed keys: status, authorize, configure, test, enable, disable
   token      create, list and revoke API tokens
   audit      list and verify the audit log
   cache      purge unwrapped keys from the server's memory
@@ -96,6 +97,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdCache(env, rest)
 	case "whoami":
 		err = cmdWhoAmI(env, rest)
+	case "cmk":
+		err = cmdCMK(env, rest)
 	case "bench":
 		err = cmdBench(env, rest)
 	case "emulator":

@@ -2,7 +2,12 @@ package main
 
 import (
 	"errors"
+	"net"
+	"time"
+
 	"fmt"
+	"github.com/orgkms/orgkms/internal/azureemu"
+	"github.com/orgkms/orgkms/internal/fault"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -105,34 +110,63 @@ func cmdMigrate(env *cliEnv, args []string) error {
 func cmdDev(env *cliEnv, args []string) error {
 	fs := newFlags(env, "dev", "dev [--addr 127.0.0.1:8200] [--data DIR]",
 		"Runs a self-contained orgkms for development: SQLite and a local platform\n"+
-			"master key in DIR, schema migrated automatically. It writes DIR/dev.env with\n"+
-			"ORGKMS_ADDR and an operator token (which may also use keys), so that\n"+
+			"master key in DIR, schema migrated automatically, and the built-in Azure\n"+
+			"Key Vault + Entra ID emulator with a demo customer tenant, vault and key, so\n"+
+			"the whole customer managed key flow works offline. It writes DIR/dev.env\n"+
+			"(ORGKMS_ADDR and an operator token that may also use keys), so that\n"+
 			"  source DIR/dev.env\n"+
 			"points the CLI at it. Restarting on the same DIR keeps every org and key.")
 	addr := fs.String("addr", "127.0.0.1:8200", "listen address")
 	data := fs.String("data", ".orgkms-dev", "data directory")
+	emuAddr := fs.String("emulator-addr", "127.0.0.1:0", "listen address of the Azure emulator (port 0: any free port)")
+	noEmu := fs.Bool("no-emulator", false, "do not start the Azure emulator (customer managed keys off)")
+	probe := fs.Duration("probe-interval", 30*time.Second, "how often customer managed keys are checked")
 	logReq := fs.Bool("log-requests", false, "log every request")
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return err
 	}
-	cfg := config.Config{Addr: *addr, DataDir: *data, LogFormat: "text", LogRequests: *logReq, AutoMigrate: true}
-	cfg.Defaults()
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	log := newLogger(cfg, os.Stderr)
-	slog.SetDefault(log)
-	s, err := openStack(env.ctx, cfg, log, true)
+	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
-		return err
-	}
-	defer s.close()
-	if err := s.listen(); err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
 			return withHint(err, "another process uses that address; pick another with --addr 127.0.0.1:PORT")
 		}
 		return err
 	}
+	defer ln.Close()
+	cfg := config.Config{Addr: ln.Addr().String(), DataDir: *data, LogFormat: "text", LogRequests: *logReq, AutoMigrate: true}
+	cfg.CMK.ProbeInterval = config.Duration(*probe)
+	cfg.Defaults()
+	log := newLogger(cfg, os.Stderr)
+	slog.SetDefault(log)
+
+	var demo azureemu.Demo
+	var emu *azureemu.Emulator
+	if !*noEmu {
+		emu, err = azureemu.Open(env.ctx, azureemu.Config{Dir: filepath.Join(cfg.DataDir, "emulator"), Addr: *emuAddr, Logger: log.With(slog.String("component", "azure-emulator"))})
+		if err != nil {
+			return fmt.Errorf("azure emulator: %w", err)
+		}
+		defer emu.Close()
+		if err := emu.Start(); err != nil {
+			return fmt.Errorf("azure emulator: %w", err)
+		}
+		demo, err = azureemu.SeedDemo(emu, []string{cfg.CMK.CallbackURL})
+		if err != nil {
+			return err
+		}
+		cfg.CMK.Cloud = "azure"
+		cfg.CMK.Azure = config.Azure{ClientID: demo.ClientID, ClientSecret: demo.Secret, AuthorityHost: emu.URL() + "/",
+			CAFile: emu.CAFile(), EmulatorAddr: emu.Addr()}
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	s, err := openStack(env.ctx, cfg, log, true)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	s.useListener(ln)
 	envFile := filepath.Join(cfg.DataDir, "dev.env")
 	token, err := devToken(env, s, envFile)
 	if err != nil {
@@ -149,23 +183,64 @@ Connect the CLI:
   source %s
   orgkms org create acme
   echo hello | orgkms encrypt --org acme | orgkms decrypt --org acme
-
-Press Ctrl-C to stop.
 `, s.URL(), cfg.DataDir, envFile)
+	if emu != nil {
+		adminEnv, err := devCMKAdmin(env, s, cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		emuEnv := filepath.Join(cfg.DataDir, "emulator.env")
+		if err := writeFileAtomic(emuEnv, []byte(fmt.Sprintf("export ORGKMS_EMULATOR_URL=%s\nexport ORGKMS_EMULATOR_DATA=%s\n", emu.URL(), filepath.Join(cfg.DataDir, "emulator"))), 0o600); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, `
+Customer managed keys, against the built-in Azure emulator (%s):
+  source %s       # ORGKMS_TOKEN: admin + key_admin of org "demo"
+  orgkms cmk authorize --tenant %s
+      Step 1: open the printed URL and click Accept (the emulator's certificate is
+      self-signed: its CA is %s)
+  orgkms cmk configure --vault-uri %s --key-name %s
+      Step 2: key version empty = follow the latest version
+  orgkms cmk test && orgkms cmk enable
+Act as the customer in their Azure portal:
+  source %s
+  orgkms emulator key rotate|disable|enable|delete|recover %s %s
+`, emu.URL(), adminEnv, demo.TenantID, emu.CAFile(), demo.VaultURI, demo.KeyName, emuEnv, azureemu.DemoVault, demo.KeyName)
+	}
+	fmt.Fprintln(env.stdout, "\nPress Ctrl-C to stop.")
 	return s.serve(env.ctx)
+}
+
+// devCMKAdmin makes sure org "demo" exists and writes DIR/demo-admin.env
+// with a token holding admin and key_admin on it.
+func devCMKAdmin(env *cliEnv, s *stack, dir string) (string, error) {
+	const org = "demo"
+	if _, err := s.keys.GetOrg(env.ctx, org); fault.KindOf(err) == fault.NotFound {
+		if _, err := s.keys.CreateOrg(env.ctx, "orgkms:dev", org, "Demo Org"); err != nil {
+			return "", err
+		}
+	} else if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, "demo-admin.env")
+	secret := validTokenIn(env, s, p)
+	if secret == "" {
+		var err error
+		_, secret, err = s.tokens.Create(env.ctx, "orgkms:dev", auth.CreateTokenRequest{Principal: "demo-security-admin", OrgID: org,
+			Roles: []auth.Role{auth.RoleAdmin, auth.RoleKeyAdmin}, Description: "orgkms dev: security admin of org demo"})
+		if err != nil {
+			return "", err
+		}
+	}
+	content := fmt.Sprintf("export ORGKMS_ADDR=%s\nexport ORGKMS_TOKEN=%s\nexport ORGKMS_ORG=%s\n", s.URL(), secret, org)
+	return p, writeFileAtomic(p, []byte(content), 0o600)
 }
 
 // devToken reuses the token of an existing dev.env when it is still valid,
 // and creates a new operator+service token otherwise.
 func devToken(env *cliEnv, s *stack, envFile string) (string, error) {
-	if b, err := os.ReadFile(envFile); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if tok, ok := strings.CutPrefix(line, "export ORGKMS_TOKEN="); ok {
-				if _, err := s.tokens.Authenticate(env.ctx, strings.TrimSpace(tok)); err == nil {
-					return strings.TrimSpace(tok), nil
-				}
-			}
-		}
+	if tok := validTokenIn(env, s, envFile); tok != "" {
+		return tok, nil
 	}
 	_, secret, err := s.tokens.Create(env.ctx, "orgkms:dev", auth.CreateTokenRequest{
 		Principal: "dev-operator", Roles: []auth.Role{auth.RoleOperator, auth.RoleService},
@@ -193,4 +268,21 @@ func writeFileAtomic(name string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	return os.Rename(f.Name(), name)
+}
+
+// validTokenIn returns the ORGKMS_TOKEN of an env file if it is still valid.
+func validTokenIn(env *cliEnv, s *stack, file string) string {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if tok, ok := strings.CutPrefix(line, "export ORGKMS_TOKEN="); ok {
+			tok = strings.TrimSpace(tok)
+			if _, err := s.tokens.Authenticate(env.ctx, tok); err == nil {
+				return tok
+			}
+		}
+	}
+	return ""
 }

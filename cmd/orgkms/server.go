@@ -10,13 +10,17 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/orgkms/orgkms/internal/api"
 	"github.com/orgkms/orgkms/internal/auth"
+	"github.com/orgkms/orgkms/internal/cmk"
 	"github.com/orgkms/orgkms/internal/config"
 	"github.com/orgkms/orgkms/internal/keys"
 	"github.com/orgkms/orgkms/internal/masterkey"
+	"github.com/orgkms/orgkms/internal/masterkey/azurekv"
 	"github.com/orgkms/orgkms/internal/masterkey/localkey"
 	"github.com/orgkms/orgkms/internal/metrics"
 	"github.com/orgkms/orgkms/internal/store/sqlite"
@@ -29,6 +33,7 @@ type stack struct {
 	store    *sqlite.Store
 	registry *masterkey.Registry
 	keys     *keys.Service
+	cmk      *cmk.Service
 	tokens   *auth.Service
 	handler  http.Handler
 	listener net.Listener
@@ -61,7 +66,12 @@ func openStack(ctx context.Context, cfg config.Config, log *slog.Logger, migrate
 		func() float64 { return float64(cache.Hits.Load()) },
 		func() float64 { return float64(cache.Misses.Load()) },
 		func() float64 { return float64(cache.Len()) })
-	s.registry = providers(log, m)
+	var azure *azurekv.Provider
+	s.registry, azure, err = providers(cfg, log, m)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	platform, err := s.registry.ParseRef(cfg.MasterKey)
 	if err != nil {
 		st.Close()
@@ -87,15 +97,33 @@ func openStack(ctx context.Context, cfg config.Config, log *slog.Logger, migrate
 		st.Close()
 		return nil, fmt.Errorf("platform master key %s is not usable (%s): %w", cfg.MasterKey, rep.Failed, rep.Err)
 	}
+	var guard func(ctx context.Context, org string) error
 	s.keys, err = keys.New(keys.Config{Store: st, Keepers: s.registry, PlatformKey: platform,
-		CacheTTL: time.Duration(cfg.CacheTTL), KeyMetadataTTL: time.Duration(cfg.KeyMetadataTTL), Logger: log})
+		CacheTTL: time.Duration(cfg.CacheTTL), KeyMetadataTTL: time.Duration(cfg.KeyMetadataTTL), Logger: log,
+		Guard: func(ctx context.Context, org string) error { return guard(ctx, org) }})
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
+	ccfg := cmk.Config{Store: st, Keys: s.keys, Keepers: s.registry, CallbackURL: cfg.CMK.CallbackURL,
+		ProbeInterval: time.Duration(cfg.CMK.ProbeInterval), JobLease: time.Duration(cfg.CMK.JobLease), Logger: log}
+	if azure != nil {
+		ccfg.Cloud = cmk.Azure{Provider: azure, ClientID: cfg.CMK.Azure.ClientID, AuthorityHost: orDefault(cfg.CMK.Azure.AuthorityHost, "https://login.microsoftonline.com/")}
+	}
+	if at := os.Getenv("ORGKMS_TEST_CRASH_AT"); at != "" {
+		// Crash tests only: kill the process at a job step.
+		ccfg.CrashAt = at
+		ccfg.Crash = func() { syscall.Kill(os.Getpid(), syscall.SIGKILL) }
+	}
+	s.cmk, err = cmk.New(ccfg)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	guard = s.cmk.Guard
 	cache = s.keys.Cache()
 	s.tokens = auth.NewService(st, s.keys, nil, time.Duration(cfg.TokenCacheTTL))
-	s.handler = api.New(api.Config{Keys: s.keys, Tokens: s.tokens, Metrics: m, Logger: log, LogRequests: cfg.LogRequests,
+	s.handler = api.New(api.Config{Keys: s.keys, Tokens: s.tokens, CMK: s.cmk, Metrics: m, Logger: log, LogRequests: cfg.LogRequests,
 		Ready: func(ctx context.Context) error { return st.DB().PingContext(ctx) }})
 	return s, nil
 }
@@ -106,11 +134,16 @@ func (s *stack) listen() error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
 	}
+	s.useListener(ln)
+	return nil
+}
+
+// useListener serves on an already bound listener.
+func (s *stack) useListener(ln net.Listener) {
 	s.listener = ln
 	s.server = &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
-	return nil
 }
 
 // URL returns the base URL clients use.
@@ -132,6 +165,10 @@ func (s *stack) serve(ctx context.Context) error {
 			errc <- s.server.Serve(s.listener)
 		}
 	}()
+	bg, stopBG := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { s.cmk.Run(bg, s.cfg.CMK.JobWorkers) })
+	defer func() { stopBG(); wg.Wait() }()
 	select {
 	case err := <-errc:
 		return err
@@ -178,4 +215,11 @@ func (s *stack) ensureBootstrapToken(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return p, nil
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
 }

@@ -63,6 +63,7 @@ func TestRouteRoleMatrix(t *testing.T) {
 		auth.ActAuditRead:   {"operator", "admin-acme", "keyadmin-acme", "admin-keyadmin-acme"},
 		auth.ActCacheManage: {"operator"},
 		auth.ActTokenManage: {"operator"},
+		auth.ActCMKManage:   {"admin-keyadmin-acme"},
 		auth.ActWhoAmI:      {"operator", "service-all", "service-acme", "service-globex", "admin-acme", "keyadmin-acme", "admin-keyadmin-acme", "member-acme", "keyadmin-globex"},
 	}
 	bodies := map[string]any{

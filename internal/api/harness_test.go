@@ -14,6 +14,7 @@ import (
 
 	"github.com/orgkms/orgkms/client"
 	"github.com/orgkms/orgkms/internal/auth"
+	"github.com/orgkms/orgkms/internal/cmk"
 	"github.com/orgkms/orgkms/internal/keys"
 	"github.com/orgkms/orgkms/internal/masterkey"
 	"github.com/orgkms/orgkms/internal/masterkey/localkey"
@@ -77,9 +78,13 @@ func startServer(t *testing.T, dir string) *testServer {
 		t.Fatal(err)
 	}
 	toks := auth.NewService(st, ks, nil, 0)
+	cs, err := cmk.New(cmk.Config{Store: st, Keys: ks, Keepers: reg, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var cache *keys.Cache = ks.Cache()
 	m := metrics.New(func() float64 { return float64(cache.Hits.Load()) }, func() float64 { return float64(cache.Misses.Load()) }, func() float64 { return float64(cache.Len()) })
-	h := New(Config{Keys: ks, Tokens: toks, Metrics: m, Logger: log, LogRequests: true})
+	h := New(Config{Keys: ks, Tokens: toks, CMK: cs, Metrics: m, Logger: log, LogRequests: true})
 	srv := httptest.NewServer(h)
 	ts := &testServer{t: t, dir: dir, url: srv.URL, srv: srv, store: st, keys: ks, tokens: toks, logs: logs, master: platform, registry: reg}
 	t.Cleanup(ts.stop)

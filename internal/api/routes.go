@@ -31,6 +31,14 @@ var routes = []route{
 	{"POST /v1/orgs/{org}/keys/{key}/rewrap", auth.ActCrypto, (*Handler).rewrap},
 	{"POST /v1/orgs/{org}/keys/{key}/datakey", auth.ActCrypto, (*Handler).datakey},
 
+	{"GET /v1/orgs/{org}/cmk", auth.ActOrgRead, (*Handler).cmkStatus},
+	{"POST /v1/orgs/{org}/cmk/authorize", auth.ActCMKManage, (*Handler).cmkAuthorize},
+	{"POST /v1/orgs/{org}/cmk/configure", auth.ActCMKManage, (*Handler).cmkConfigure},
+	{"POST /v1/orgs/{org}/cmk/test", auth.ActCMKManage, (*Handler).cmkTest},
+	{"POST /v1/orgs/{org}/cmk/enable", auth.ActCMKManage, (*Handler).cmkEnable},
+	{"POST /v1/orgs/{org}/cmk/disable", auth.ActCMKManage, (*Handler).cmkDisable},
+	{"GET /v1/cmk/callback", "", (*Handler).cmkCallback},
+
 	{"GET /v1/orgs/{org}/audit", auth.ActAuditRead, (*Handler).auditEvents},
 	{"GET /v1/orgs/{org}/audit/verify", auth.ActAuditRead, (*Handler).auditVerify},
 	{"GET /v1/orgs/{org}/usage", auth.ActAuditRead, (*Handler).usage},

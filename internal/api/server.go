@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/orgkms/orgkms/internal/auth"
+	"github.com/orgkms/orgkms/internal/cmk"
 	"github.com/orgkms/orgkms/internal/fault"
 	"github.com/orgkms/orgkms/internal/keys"
 	"github.com/orgkms/orgkms/internal/metrics"
@@ -29,6 +30,7 @@ const MaxBodyBytes = 8 << 20
 type Config struct {
 	Keys        *keys.Service
 	Tokens      *auth.Service
+	CMK         *cmk.Service
 	Metrics     *metrics.Metrics // optional
 	Logger      *slog.Logger
 	Ready       func(ctx context.Context) error // optional readiness check (database reachable, ...)
@@ -39,6 +41,7 @@ type Config struct {
 type Handler struct {
 	keys    *keys.Service
 	tokens  *auth.Service
+	cmk     *cmk.Service
 	metrics *metrics.Metrics
 	log     *slog.Logger
 	ready   func(ctx context.Context) error
@@ -51,7 +54,7 @@ func New(cfg Config) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	h := &Handler{keys: cfg.Keys, tokens: cfg.Tokens, metrics: cfg.Metrics, log: cfg.Logger, ready: cfg.Ready, logAll: cfg.LogRequests, mux: http.NewServeMux()}
+	h := &Handler{keys: cfg.Keys, tokens: cfg.Tokens, cmk: cfg.CMK, metrics: cfg.Metrics, log: cfg.Logger, ready: cfg.Ready, logAll: cfg.LogRequests, mux: http.NewServeMux()}
 	for _, rt := range routes {
 		h.mux.Handle(rt.Pattern, h.adapt(rt))
 	}

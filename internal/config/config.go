@@ -51,6 +51,28 @@ type Config struct {
 	LogFormat      string   `json:"log_format"`   // json (default) or text
 	LogRequests    bool     `json:"log_requests"` // log every request (default: failures only)
 	AutoMigrate    bool     `json:"auto_migrate"` // apply schema migrations at start
+	PublicURL      string   `json:"public_url"`   // URL browsers reach orgkms at; default http(s)://ADDR
+	CMK            CMK      `json:"cmk"`
+}
+
+// CMK configures customer managed keys.
+type CMK struct {
+	Cloud         string   `json:"cloud"`          // "" (off) or "azure": the platform's cloud; only its key service is offered
+	CallbackURL   string   `json:"callback_url"`   // consent redirect; default PUBLIC_URL/v1/cmk/callback
+	ProbeInterval Duration `json:"probe_interval"` // default 30s
+	JobWorkers    int      `json:"job_workers"`    // concurrent re-wrap jobs; default 8
+	JobLease      Duration `json:"job_lease"`      // a crashed node's job is resumed after this; default 30s
+	Azure         Azure    `json:"azure"`
+}
+
+// Azure configures the platform's multi-tenant Entra ID application.
+type Azure struct {
+	ClientID          string   `json:"client_id"`
+	ClientSecret      string   `json:"client_secret"`       // or ORGKMS_AZURE_CLIENT_SECRET
+	AuthorityHost     string   `json:"authority_host"`      // default https://login.microsoftonline.com/
+	CAFile            string   `json:"ca_file"`             // extra CA to trust (e.g. the emulator's)
+	EmulatorAddr      string   `json:"emulator_addr"`       // development and tests: send every Azure connection to this address
+	ExtraHostSuffixes []string `json:"extra_host_suffixes"` // additional allowed vault host suffixes
 }
 
 // Load reads path (optional, "" = none) then applies environment variables
@@ -89,6 +111,11 @@ func Load(path string, environ []string) (Config, error) {
 	set("ORGKMS_TLS_KEY", &c.TLSKey)
 	set("ORGKMS_LOG_LEVEL", &c.LogLevel)
 	set("ORGKMS_LOG_FORMAT", &c.LogFormat)
+	set("ORGKMS_PUBLIC_URL", &c.PublicURL)
+	set("ORGKMS_CMK_CLOUD", &c.CMK.Cloud)
+	set("ORGKMS_AZURE_CLIENT_ID", &c.CMK.Azure.ClientID)
+	set("ORGKMS_AZURE_CLIENT_SECRET", &c.CMK.Azure.ClientSecret)
+	set("ORGKMS_AZURE_AUTHORITY_HOST", &c.CMK.Azure.AuthorityHost)
 	if v := env["ORGKMS_CACHE_TTL"]; v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {
@@ -135,6 +162,25 @@ func (c *Config) Defaults() {
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
+	if c.PublicURL == "" {
+		scheme := "http"
+		if c.TLSCert != "" {
+			scheme = "https"
+		}
+		c.PublicURL = scheme + "://" + c.Addr
+	}
+	if c.CMK.CallbackURL == "" {
+		c.CMK.CallbackURL = strings.TrimRight(c.PublicURL, "/") + "/v1/cmk/callback"
+	}
+	if c.CMK.ProbeInterval == 0 {
+		c.CMK.ProbeInterval = Duration(30 * time.Second)
+	}
+	if c.CMK.JobWorkers == 0 {
+		c.CMK.JobWorkers = 8
+	}
+	if c.CMK.JobLease == 0 {
+		c.CMK.JobLease = Duration(30 * time.Second)
+	}
 	if c.LogFormat == "" {
 		c.LogFormat = "json"
 	}
@@ -161,6 +207,23 @@ func (c Config) Validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("tls_cert and tls_key must be set together")
+	}
+	switch c.CMK.Cloud {
+	case "":
+	case "azure":
+		if c.CMK.Azure.ClientID == "" || c.CMK.Azure.ClientSecret == "" {
+			return fmt.Errorf("cmk.cloud is azure: set cmk.azure.client_id and cmk.azure.client_secret (or ORGKMS_AZURE_CLIENT_SECRET) of the platform's multi-tenant Entra ID application")
+		}
+	case "aws", "gcp":
+		return fmt.Errorf("cmk.cloud %q is not available in this orgkms yet: only azure is supported", c.CMK.Cloud)
+	default:
+		return fmt.Errorf("cmk.cloud must be empty (customer managed keys off) or azure")
+	}
+	if time.Duration(c.CMK.ProbeInterval) < time.Second {
+		return fmt.Errorf("cmk.probe_interval must be at least 1s")
+	}
+	if c.CMK.JobWorkers < 1 || c.CMK.JobWorkers > 256 {
+		return fmt.Errorf("cmk.job_workers must be between 1 and 256")
 	}
 	return nil
 }

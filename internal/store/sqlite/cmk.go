@@ -18,8 +18,6 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-var _ cmk.Store = (*Store)(nil)
-
 func cmkRes(orgID string) string { return "CMK of org " + orgID }
 func jobRes(id int64) string     { return fmt.Sprintf("CMK job %d", id) }
 

@@ -1,6 +1,6 @@
 // Package sqlite stores orgkms data in one SQLite file, through the pure-Go
-// driver modernc.org/sqlite. [Store] implements [keys.Store] and
-// [auth.Store] and passes [storetest.Run].
+// driver modernc.org/sqlite. [Store] implements [keys.Store], [auth.Store]
+// and [cmk.Store] and passes [storetest.Run] and [storetest.RunCMK].
 //
 // # Connections
 //
@@ -29,8 +29,14 @@
 //     of the change, chained to the org's last event read in that same
 //     transaction, so concurrent appends never fork or gap the chain.
 //   - Every error is a *fault.Error (see [Store] methods for the kinds).
+//   - An org has at most one active and one pending root key wrapping, and
+//     at most one pending or running CMK job (partial unique indexes).
+//     [Store.ClaimJob] selects and leases a job in one write transaction,
+//     so a job is never leased to two owners at once.
 //
 // [keys.Store]: github.com/orgkms/orgkms/internal/keys.Store
 // [auth.Store]: github.com/orgkms/orgkms/internal/auth.Store
+// [cmk.Store]: github.com/orgkms/orgkms/internal/cmk.Store
 // [storetest.Run]: github.com/orgkms/orgkms/internal/store/storetest.Run
+// [storetest.RunCMK]: github.com/orgkms/orgkms/internal/store/storetest.RunCMK
 package sqlite

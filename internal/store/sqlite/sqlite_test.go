@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/orgkms/orgkms/internal/audit"
+	"github.com/orgkms/orgkms/internal/cmk"
 	"github.com/orgkms/orgkms/internal/fault"
 	"github.com/orgkms/orgkms/internal/keys"
 	"github.com/orgkms/orgkms/internal/masterkey"
@@ -44,6 +45,14 @@ func TestStore(t *testing.T) {
 
 func TestStoreMemory(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Store { return openFile(t, Memory) })
+}
+
+func TestCMKStore(t *testing.T) {
+	storetest.RunCMK(t, func(t *testing.T) storetest.CMKStore { return openTemp(t) })
+}
+
+func TestCMKStoreMemory(t *testing.T) {
+	storetest.RunCMK(t, func(t *testing.T) storetest.CMKStore { return openFile(t, Memory) })
 }
 
 func TestOpenTwiceMigratesOnce(t *testing.T) {
@@ -299,6 +308,77 @@ func TestChangeRolledBackWhenAuditFails(t *testing.T) {
 	}
 	if dk.LatestVersion != 1 || len(dk.Versions) != 1 {
 		t.Errorf("after a failed AddDataKeyVersion the key is at %d with %d versions, want 1 and 1", dk.LatestVersion, len(dk.Versions))
+	}
+}
+
+// TestCMKChangeRolledBackWhenAuditFails makes the audit insert of each CMK
+// change fail and checks that none of the change was stored.
+func TestCMKChangeRolledBackWhenAuditFails(t *testing.T) {
+	s := openTemp(t)
+	ctx := t.Context()
+	if _, err := s.DB().ExecContext(ctx, `CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events
+		WHEN NEW.action = 'boom' BEGIN SELECT RAISE(ABORT, 'audit write failed'); END`); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	platform := masterkey.Ref{Provider: "local", ID: "m"}
+	org := keys.Org{ID: "acme", Name: "Acme", CreatedAt: now, MasterKey: platform}
+	root := keys.RootKeyWrapping{Wrapped: masterkey.Wrapped{Ciphertext: []byte{1, 2, 3}, Key: platform.WithVersion("1")}, CreatedAt: now}
+	first := keys.DataKey{Name: "default", CreatedAt: now, LatestVersion: 1, MinDecryptionVersion: 1,
+		Versions: []keys.DataKeyVersion{{Version: 1, CreatedAt: now, Wrapped: []byte{4, 5, 6}}}}
+	if err := s.CreateOrg(ctx, org, root, first, audit.Event{Time: now, Action: "org.create"}); err != nil {
+		t.Fatalf("CreateOrg = %v", err)
+	}
+	boom := audit.Event{Time: now, Action: "boom"}
+	rec := cmk.Record{OrgID: "acme", State: cmk.StateActive, UpdatedAt: now}
+	cmkKey := masterkey.Ref{Provider: "azurekv", ID: "kv.vault.azure.net/keys/k"}
+	pending, err := s.AddPendingWrapping(ctx, "acme", keys.RootKeyWrapping{State: keys.WrappingPending, CreatedAt: now,
+		Wrapped: masterkey.Wrapped{Ciphertext: []byte{7}, Key: cmkKey.WithVersion("v1")}})
+	if err != nil {
+		t.Fatalf("AddPendingWrapping = %v", err)
+	}
+
+	if err := s.PutCMK(ctx, rec, &boom); err == nil {
+		t.Errorf("PutCMK with a failing audit write = nil")
+	}
+	if err := s.SwitchWrapping(ctx, "acme", pending, cmkKey, rec, boom); err == nil {
+		t.Errorf("SwitchWrapping with a failing audit write = nil")
+	}
+	if _, err := s.StartJob(ctx, cmk.Job{OrgID: "acme", Kind: cmk.JobActivate, CreatedAt: now}, rec, boom); err == nil {
+		t.Errorf("StartJob with a failing audit write = nil")
+	}
+	if _, err := s.GetCMK(ctx, "acme"); fault.KindOf(err) != fault.NotFound {
+		t.Errorf("GetCMK after failed changes kind = %v (%v), want %v", fault.KindOf(err), err, fault.NotFound)
+	}
+	if o, err := s.GetOrg(ctx, "acme"); err != nil || o.MasterKey != platform {
+		t.Errorf("GetOrg after a failed switch = %+v, %v; want master key %v", o, err, platform)
+	}
+	if ws, err := s.RootKeys(ctx, "acme"); err != nil || len(ws) != 2 || ws[1].ID != pending || ws[1].State != keys.WrappingPending {
+		t.Errorf("RootKeys after a failed switch = %+v, %v; want the active and the pending wrapping", ws, err)
+	}
+	if _, err := s.OrgJob(ctx, "acme"); fault.KindOf(err) != fault.NotFound {
+		t.Errorf("OrgJob after a failed StartJob kind = %v (%v), want %v", fault.KindOf(err), err, fault.NotFound)
+	}
+
+	if _, err := s.StartJob(ctx, cmk.Job{OrgID: "acme", Kind: cmk.JobActivate, CreatedAt: now}, rec, audit.Event{Time: now, Action: "cmk.start"}); err != nil {
+		t.Fatalf("StartJob = %v", err)
+	}
+	j, err := s.ClaimJob(ctx, "node-1", now, time.Minute)
+	if err != nil {
+		t.Fatalf("ClaimJob = %v", err)
+	}
+	done := j
+	done.State, done.Step = cmk.JobDone, "switched"
+	finished := rec
+	finished.State = cmk.StateRevoked
+	if err := s.FinishJob(ctx, done, finished, boom); err == nil {
+		t.Errorf("FinishJob with a failing audit write = nil")
+	}
+	if got, err := s.GetJob(ctx, j.ID); err != nil || got.State != cmk.JobRunning || got.Step != "" {
+		t.Errorf("GetJob after a failed FinishJob = %+v, %v; want it still running at step \"\"", got, err)
+	}
+	if got, err := s.GetCMK(ctx, "acme"); err != nil || got.State != cmk.StateActive {
+		t.Errorf("GetCMK after a failed FinishJob = %+v, %v; want state %s", got, err, cmk.StateActive)
 	}
 }
 

@@ -1,6 +1,7 @@
 // Package storetest is the conformance suite of orgkms storage: [Run]
 // checks that an implementation of [keys.Store] and [auth.Store] keeps the
-// contract every dialect shares, so SQLite and PostgreSQL behave the same.
+// contract every dialect shares, so SQLite and PostgreSQL behave the same;
+// [RunCMK] does the same for [cmk.Store].
 //
 // # What it checks
 //
@@ -13,12 +14,17 @@
 //   - The audit hash chain stays gap-free and verifiable under concurrent
 //     appends ([audit.Verify]).
 //   - Tenant isolation: no method returns one org's rows for another.
+//   - CMK jobs: at most one open job per org, claims oldest first that
+//     honour NotBefore and leases, a takeover after an expired lease that
+//     makes the old owner's writes Conflicts, and no job leased twice by
+//     concurrent claims. Consent requests are single use and expire.
 //
 // Each case runs in parallel on a fresh store from the open function, so
 // open must be safe for concurrent use and must isolate stores.
 //
 // [keys.Store]: github.com/orgkms/orgkms/internal/keys.Store
 // [auth.Store]: github.com/orgkms/orgkms/internal/auth.Store
+// [cmk.Store]: github.com/orgkms/orgkms/internal/cmk.Store
 // [fault.KindOf]: github.com/orgkms/orgkms/internal/fault.KindOf
 // [audit.Verify]: github.com/orgkms/orgkms/internal/audit.Verify
 package storetest

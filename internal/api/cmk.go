@@ -1,0 +1,134 @@
+package api
+
+import (
+	"html/template"
+	"net/http"
+	"time"
+
+	"github.com/orgkms/orgkms/client"
+	"github.com/orgkms/orgkms/internal/cmk"
+	"github.com/orgkms/orgkms/internal/fault"
+)
+
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+var jobProgress = map[string]int{"": 0, "copied": 40, "verified": 70, "switched": 100}
+
+func (h *Handler) cmkJSON(st cmk.Status) client.CMKStatus {
+	r := st.Record
+	out := client.CMKStatus{Org: r.OrgID, Cloud: h.cmk.CloudName(), State: string(r.State), TenantID: r.TenantID, ConsentedAt: optTime(r.ConsentedAt),
+		ConsentedBy: r.ConsentedBy, VaultURI: r.VaultURI, KeyName: r.KeyName, KeyVersion: r.KeyVersion, CurrentVersion: r.ActiveVersion,
+		ReasonCode: r.ReasonCode, Reason: r.Reason, RecoverableUntil: optTime(r.RecoverableUntil), LastProbeAt: optTime(r.LastProbeAt), Degraded: r.Degraded}
+	if r.ActiveKeyURI != "" {
+		out.Provider, out.MasterKey = "azurekv", r.ActiveKeyURI
+	} else {
+		out.MasterKey = h.keys.PlatformKey().String()
+		out.Provider = h.keys.PlatformKey().Provider
+	}
+	if !r.LastProbeAt.IsZero() {
+		out.LastProbeResult = "ok"
+		if r.LastProbeError != "" {
+			out.LastProbeResult = r.LastProbeError
+		}
+	}
+	if j := st.Job; j != nil {
+		out.Job = &client.CMKJob{ID: j.ID, Kind: string(j.Kind), State: string(j.State), Step: j.Step, Progress: jobProgress[j.Step],
+			Attempts: j.Attempts, Error: j.Error, UpdatedAt: j.UpdatedAt}
+		if j.State == cmk.JobDone {
+			out.Job.Progress = 100
+		}
+	}
+	return out
+}
+
+func (h *Handler) cmkStatus(c *call) error {
+	st, err := h.cmk.Status(c.r.Context(), c.org)
+	if err != nil {
+		return err
+	}
+	return c.reply(http.StatusOK, h.cmkJSON(st))
+}
+
+func (h *Handler) cmkAuthorize(c *call) error {
+	var req client.CMKAuthorizeRequest
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	u, err := h.cmk.Authorize(c.r.Context(), c.actor(), c.org, req.TenantID)
+	if err != nil {
+		return err
+	}
+	return c.reply(http.StatusOK, client.CMKAuthorizeResponse{ConsentURL: u, ExpiresAt: time.Now().Add(cmk.ConsentTTL).UTC()})
+}
+
+func (h *Handler) cmkConfigure(c *call) error {
+	var req client.CMKConfigureRequest
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	if _, err := h.cmk.Configure(c.r.Context(), c.actor(), c.org, req.VaultURI, req.KeyName, req.KeyVersion); err != nil {
+		return err
+	}
+	return h.cmkStatus(c)
+}
+
+func (h *Handler) cmkTest(c *call) error {
+	rep := h.cmk.Test(c.r.Context(), c.org)
+	out := client.CMKTestReport{OK: rep.OK, Key: rep.Key, Version: rep.Version}
+	for _, ch := range rep.Checks {
+		out.Checks = append(out.Checks, client.CMKCheck{ID: ch.ID, Name: ch.Name, Status: string(ch.Status), Detail: ch.Detail, Remedy: ch.Remedy})
+	}
+	return c.reply(http.StatusOK, out)
+}
+
+func (h *Handler) cmkEnable(c *call) error {
+	st, err := h.cmk.Enable(c.r.Context(), c.actor(), c.org)
+	if err != nil {
+		return err
+	}
+	return c.reply(http.StatusAccepted, h.cmkJSON(st))
+}
+
+func (h *Handler) cmkDisable(c *call) error {
+	st, err := h.cmk.Disable(c.r.Context(), c.actor(), c.org)
+	if err != nil {
+		return err
+	}
+	return c.reply(http.StatusAccepted, h.cmkJSON(st))
+}
+
+var callbackPage = template.Must(template.New("cb").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>orgkms: {{.Title}}</title>
+<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#1b1f24}
+.ok{color:#116329}.fail{color:#a40e26}code{background:#f3f4f6;padding:.1rem .3rem}</style></head>
+<body><h1 class="{{.Class}}">{{.Title}}</h1><p>{{.Message}}</p>{{if .Next}}<p>Next: {{.Next}}</p>{{end}}</body></html>`))
+
+// cmkCallback is where the consent page sends the administrator back. It
+// is public: the single-use, expiring state binds it to the org and user
+// that started the round trip.
+func (h *Handler) cmkCallback(c *call) error {
+	q := c.r.URL.Query()
+	req, err := h.cmk.Callback(c.r.Context(), cmk.ConsentResult{State: q.Get("state"), AdminConsent: q.Get("admin_consent"),
+		Tenant: q.Get("tenant"), Error: q.Get("error"), ErrorDescription: q.Get("error_description")})
+	data := struct{ Title, Class, Message, Next string }{"orgkms is authorized", "ok", "", ""}
+	status := http.StatusOK
+	if err != nil {
+		status = Status(fault.KindOf(err))
+		data.Title, data.Class, data.Message = "Authorization failed", "fail", fault.Message(err)
+		data.Next = "start again from Step 1 (Authorize)."
+	} else {
+		data.Message = "Consent for tenant " + req.TenantID + " was recorded for org " + req.OrgID + "."
+		data.Next = "Step 2: configure the Key Vault URI, key name and version, then Test Managed Key."
+	}
+	c.status = status
+	c.w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	c.w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	c.w.Header().Set("Cache-Control", "no-store")
+	c.w.WriteHeader(status)
+	return callbackPage.Execute(c.w, data)
+}

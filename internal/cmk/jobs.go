@@ -1,0 +1,257 @@
+package cmk
+
+import (
+	"context"
+	"crypto/subtle"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/orgkms/orgkms/internal/audit"
+	"github.com/orgkms/orgkms/internal/fault"
+	"github.com/orgkms/orgkms/internal/keys"
+	"github.com/orgkms/orgkms/internal/masterkey"
+)
+
+// Run starts the probe and jobWorkers job workers; it returns when ctx is
+// cancelled and every goroutine has stopped.
+func (s *Service) Run(ctx context.Context, jobWorkers int) {
+	if err := s.LoadBlocks(ctx); err != nil {
+		s.log.Error("load revoked orgs failed", slog.String("error", err.Error()))
+	}
+	if jobWorkers < 1 {
+		jobWorkers = 4
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { s.probeLoop(ctx) })
+	for range jobWorkers {
+		wg.Go(func() { s.worker(ctx) })
+	}
+	wg.Wait()
+}
+
+func (s *Service) worker(ctx context.Context) {
+	for ctx.Err() == nil {
+		j, err := s.st.ClaimJob(ctx, s.cfg.NodeID, s.now(), s.cfg.JobLease)
+		if err != nil {
+			if fault.KindOf(err) != fault.NotFound && ctx.Err() == nil {
+				s.log.Warn("claim job failed", slog.String("error", err.Error()))
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.wake:
+				s.kick() // let another idle worker look too
+			case <-time.After(s.cfg.JobPoll):
+			}
+			continue
+		}
+		s.execute(ctx, j)
+	}
+}
+
+// RunPendingJobs runs claimable jobs on the calling goroutine until none is
+// left (tests and benchmarks).
+func (s *Service) RunPendingJobs(ctx context.Context) error {
+	for {
+		j, err := s.st.ClaimJob(ctx, s.cfg.NodeID, s.now(), s.cfg.JobLease)
+		if fault.KindOf(err) == fault.NotFound {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		s.execute(ctx, j)
+	}
+}
+
+// maxAttempts is how many times a job is tried before it fails for good on
+// a permanent error; transient errors (Unavailable) retry with backoff.
+const maxAttempts = 5
+
+func (s *Service) execute(ctx context.Context, j Job) {
+	log := s.log.With(slog.String("org_id", j.OrgID), slog.String("job", string(j.Kind)), slog.Int64("job_id", j.ID))
+	err := s.rewrap(ctx, &j)
+	if err == nil {
+		return
+	}
+	if ctx.Err() != nil {
+		return // shutting down: the lease expires and another run resumes
+	}
+	kind := fault.KindOf(err)
+	j.Error = fault.Message(err)
+	if kind == fault.Unavailable || (kind != fault.Internal && j.Attempts < maxAttempts && kind != fault.Conflict) {
+		backoff := time.Duration(1<<min(j.Attempts, 6)) * time.Second
+		j.State, j.NotBefore, j.LeaseUntil = JobPending, s.now().Add(backoff), time.Time{}
+		log.Warn("job step failed; will retry", slog.String("kind", kind.Code()), slog.Duration("duration", backoff), slog.String("error", err.Error()))
+		if uerr := s.st.UpdateJob(ctx, j); uerr != nil {
+			log.Warn("job update failed", slog.String("error", uerr.Error()))
+		}
+		return
+	}
+	log.Error("job failed", slog.String("kind", kind.Code()), slog.String("error", err.Error()))
+	rec, rerr := s.record(ctx, j.OrgID)
+	if rerr != nil {
+		return
+	}
+	// Roll the state back: the active wrapping was never touched.
+	switch j.Kind {
+	case JobActivate:
+		rec.State = StateAuthorized
+	default:
+		rec.State = StateActive
+	}
+	rec.Reason, rec.ReasonCode, rec.UpdatedAt = string(j.Kind)+" failed: "+j.Error, kind.Code(), s.now().UTC()
+	j.State = JobFailed
+	ev := audit.Event{OrgID: j.OrgID, Time: s.now().UTC(), Actor: "orgkms", Action: "cmk." + string(j.Kind) + ".failed", Target: "cmk", Details: map[string]string{"error": j.Error}}
+	if ferr := s.st.FinishJob(ctx, j, rec, ev); ferr != nil {
+		log.Warn("job finish failed", slog.String("error", ferr.Error()))
+	}
+}
+
+// crashPoint kills the process at step when the crash-test hook asks.
+func (s *Service) crashPoint(step string) {
+	if s.cfg.CrashAt == step && s.cfg.Crash != nil {
+		s.cfg.Crash()
+	}
+}
+
+// parseTarget parses a job target "URI[#version]".
+func (s *Service) parseTarget(target string) (masterkey.Ref, error) {
+	uri, version, _ := strings.Cut(target, "#")
+	ref, err := s.cfg.Keepers.ParseRef(uri)
+	if err != nil {
+		return masterkey.Ref{}, err
+	}
+	return ref.WithVersion(version), nil
+}
+
+// rewrap moves the org's root key to j.Target: copy → verify → switch →
+// drop. Every step is durable and safe to repeat.
+func (s *Service) rewrap(ctx context.Context, j *Job) error {
+	target, err := s.parseTarget(j.Target)
+	if err != nil {
+		return err
+	}
+	tk, err := s.cfg.Keepers.Keeper(target)
+	if err != nil {
+		return err
+	}
+	roots, err := s.st.RootKeys(ctx, j.OrgID)
+	if err != nil {
+		return err
+	}
+	if len(roots) == 0 || roots[0].State != keys.WrappingActive {
+		return &fault.Error{Kind: fault.Internal, Reason: "org has no active root key wrapping"}
+	}
+	active := roots[0]
+	same := func(w masterkey.Wrapped) bool {
+		return w.Key.Provider == target.Provider && w.Key.ID == target.ID && (target.Version == "" || strings.EqualFold(w.Key.Version, target.Version))
+	}
+	aad := keys.RootAAD(j.OrgID)
+	if same(active.Wrapped) {
+		// Already switched (a run that crashed before finishing), or
+		// nothing to do.
+		return s.finish(ctx, j, active.Wrapped)
+	}
+	// The root key: from the cache when present, else by unwrapping the
+	// active wrapping (one remote call).
+	root, _, err := s.cfg.Keys.RootKey(ctx, j.OrgID)
+	if err != nil {
+		return err
+	}
+	defer clear(root)
+
+	// Copy: reuse the pending copy of an interrupted run, if it verifies.
+	var pending *keys.RootKeyWrapping
+	for i := range roots[1:] {
+		if w := roots[1+i]; w.State == keys.WrappingPending && same(w.Wrapped) {
+			pending = &w
+		}
+	}
+	if pending == nil {
+		w, err := tk.Wrap(ctx, target, root, aad)
+		if err != nil {
+			return err
+		}
+		id, err := s.st.AddPendingWrapping(ctx, j.OrgID, keys.RootKeyWrapping{OrgID: j.OrgID, Wrapped: w, State: keys.WrappingPending, CreatedAt: s.now().UTC()})
+		if err != nil {
+			return err
+		}
+		pending = &keys.RootKeyWrapping{ID: id, OrgID: j.OrgID, Wrapped: w, State: keys.WrappingPending}
+		j.Step = "copied"
+		if err := s.st.UpdateJob(ctx, *j); err != nil {
+			return err
+		}
+		s.crashPoint("copied")
+	}
+	// Verify: the new copy must unwrap to the same root key.
+	got, err := tk.Unwrap(ctx, pending.Wrapped, aad)
+	if err != nil {
+		return err
+	}
+	ok := subtle.ConstantTimeCompare(got, root) == 1
+	clear(got)
+	if !ok {
+		return &fault.Error{Kind: fault.Internal, Op: "verify", Reason: "the new wrapping does not unwrap to the org's root key"}
+	}
+	j.Step = "verified"
+	if err := s.st.UpdateJob(ctx, *j); err != nil {
+		return err
+	}
+	s.crashPoint("verified")
+
+	// Switch and drop, in one transaction.
+	rec, err := s.record(ctx, j.OrgID)
+	if err != nil {
+		return err
+	}
+	now := s.now().UTC()
+	rec = s.afterSwitch(rec, *j, pending.Wrapped, now)
+	details := map[string]string{"from": active.Wrapped.Key.String(), "to": pending.Wrapped.Key.String()}
+	ev := audit.Event{OrgID: j.OrgID, Time: now, Actor: "orgkms", Action: "cmk." + string(j.Kind) + ".switch", Target: "cmk", Details: details}
+	if err := s.st.SwitchWrapping(ctx, j.OrgID, pending.ID, pending.Wrapped.Key.Unversioned(), rec, ev); err != nil {
+		return err
+	}
+	s.cfg.Keys.Cache().Purge(j.OrgID)
+	j.Step = "switched"
+	s.crashPoint("switched")
+	return s.finish(ctx, j, pending.Wrapped)
+}
+
+// afterSwitch is the org's record once the root key is wrapped by w.
+func (s *Service) afterSwitch(rec Record, j Job, w masterkey.Wrapped, now time.Time) Record {
+	rec.UpdatedAt = now
+	rec.Reason, rec.ReasonCode, rec.RevokedSince, rec.RecoverableUntil = "", "", time.Time{}, time.Time{}
+	if j.Kind == JobDeactivate {
+		// Back on the platform key; the consent stays, the key config too,
+		// so the customer can enable again.
+		rec.State, rec.ActiveKeyURI, rec.ActiveVersion = StateAuthorized, "", ""
+		return rec
+	}
+	rec.State = StateActive
+	rec.ActiveKeyURI = w.Key.Provider + "://" + w.Key.ID
+	rec.ActiveVersion = w.Key.Version
+	return rec
+}
+
+func (s *Service) finish(ctx context.Context, j *Job, w masterkey.Wrapped) error {
+	rec, err := s.record(ctx, j.OrgID)
+	if err != nil {
+		return err
+	}
+	now := s.now().UTC()
+	if rec.State != StateActive && rec.State != StateAuthorized {
+		rec = s.afterSwitch(rec, *j, w, now)
+	}
+	j.State, j.Step, j.Error = JobDone, "switched", ""
+	ev := audit.Event{OrgID: j.OrgID, Time: now, Actor: "orgkms", Action: "cmk." + string(j.Kind) + ".done", Target: "cmk",
+		Details: map[string]string{"key": w.Key.Unversioned().String(), "key_version": w.Key.Version}}
+	if err := s.st.FinishJob(ctx, *j, rec, ev); err != nil {
+		return err
+	}
+	s.block(j.OrgID, nil)
+	s.log.Info("job done", slog.String("org_id", j.OrgID), slog.String("job", string(j.Kind)), slog.String("key_version", w.Key.Version))
+	return nil
+}

@@ -1,0 +1,213 @@
+package cmk
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/orgkms/orgkms/internal/audit"
+	"github.com/orgkms/orgkms/internal/fault"
+	"github.com/orgkms/orgkms/internal/keys"
+	"github.com/orgkms/orgkms/internal/masterkey"
+)
+
+// probeConcurrency bounds concurrent probes (each makes two remote calls).
+const probeConcurrency = 32
+
+func (s *Service) probeLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.ProbeInterval)
+	defer t.Stop()
+	for {
+		if err := s.ProbeAll(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("probe round failed", slog.String("error", err.Error()))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// ProbeAll probes every org whose root key is wrapped by a CMK.
+func (s *Service) ProbeAll(ctx context.Context) error {
+	recs, err := s.st.ListCMK(ctx, StateActive, StateRevoked, StateLost)
+	if err != nil {
+		return err
+	}
+	sem := make(chan struct{}, probeConcurrency)
+	var wg sync.WaitGroup
+	for _, r := range recs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := s.Probe(ctx, r.OrgID); err != nil && ctx.Err() == nil {
+				s.log.Warn("probe failed", slog.String("org_id", r.OrgID), slog.String("error", err.Error()))
+			}
+		})
+	}
+	wg.Wait()
+	return nil
+}
+
+// Probe checks one org's CMK and moves its state: a new version starts a
+// rotation; disabled, expired, deleted, permission or consent gone revokes
+// (purging the org's keys from memory); usable again restores; purged is
+// lost. Throttling and outages are not revocation: the org keeps being
+// served from the cache and is reported degraded.
+func (s *Service) Probe(ctx context.Context, orgID string) error {
+	rec, err := s.record(ctx, orgID)
+	if err != nil {
+		return err
+	}
+	switch rec.State {
+	case StateActive, StateRevoked, StateLost:
+	default:
+		return nil
+	}
+	ref, err := s.cfg.Keepers.ParseRef(rec.ActiveKeyURI)
+	if err != nil {
+		return err
+	}
+	keeper, err := s.cfg.Keepers.Keeper(ref)
+	if err != nil {
+		return err
+	}
+	now := s.now().UTC()
+	rec.LastProbeAt = now
+	desc, err := keeper.Describe(ctx, ref)
+	if err == nil && !desc.UsableAt(now) {
+		err = &fault.Error{Kind: fault.KeyDisabled, Reason: disabledReason(desc, rec, now)}
+	}
+	if err == nil && !strings.EqualFold(desc.Key.Version, rec.ActiveVersion) {
+		// The version wrapping the root key must itself still be usable.
+		if vd, verr := keeper.Describe(ctx, ref.WithVersion(rec.ActiveVersion)); verr != nil {
+			err = verr
+		} else if !vd.Enabled {
+			err = &fault.Error{Kind: fault.KeyDisabled, Reason: fmt.Sprintf("version %s of key %s, which protects this org, is disabled; enable it", rec.ActiveVersion, rec.KeyName)}
+		}
+	}
+	if err == nil {
+		// A real unwrap of the org's root key: proves the unwrap permission.
+		roots, rerr := s.st.RootKeys(ctx, orgID)
+		if rerr != nil {
+			return rerr
+		}
+		raw, uerr := keeper.Unwrap(ctx, roots[0].Wrapped, keys.RootAAD(orgID))
+		clear(raw)
+		err = uerr
+	}
+	if err != nil {
+		return s.probeFailed(ctx, rec, ref, keeper, err)
+	}
+	// Healthy.
+	wasBlocked := rec.State != StateActive
+	rec.LastProbeError, rec.Degraded = "", false
+	var ev *audit.Event
+	if wasBlocked {
+		rec.State, rec.Reason, rec.ReasonCode, rec.RevokedSince, rec.RecoverableUntil = StateActive, "", "", time.Time{}, time.Time{}
+		ev = &audit.Event{OrgID: orgID, Time: now, Actor: "orgkms", Action: "cmk.restored", Target: "cmk"}
+	}
+	if err := s.st.PutCMK(ctx, rec, ev); err != nil {
+		return err
+	}
+	if wasBlocked {
+		s.block(orgID, nil)
+		s.log.Info("customer managed key usable again", slog.String("org_id", orgID))
+	}
+	if !strings.EqualFold(desc.Key.Version, rec.ActiveVersion) {
+		return s.startRotation(ctx, rec, desc.Key.Version)
+	}
+	return nil
+}
+
+func disabledReason(d masterkey.Description, rec Record, now time.Time) string {
+	switch {
+	case !d.Enabled:
+		return fmt.Sprintf("key %s in vault %s is disabled; enable it in the Azure portal to restore access", rec.KeyName, vaultName(rec))
+	case !d.NotBefore.IsZero() && now.Before(d.NotBefore):
+		return fmt.Sprintf("key %s in vault %s is not active until %s", rec.KeyName, vaultName(rec), d.NotBefore.UTC().Format(time.RFC3339))
+	default:
+		return fmt.Sprintf("key %s in vault %s expired on %s; extend its expiration date or rotate it", rec.KeyName, vaultName(rec), d.Expires.UTC().Format(time.RFC3339))
+	}
+}
+
+func vaultName(rec Record) string {
+	v := strings.TrimPrefix(strings.TrimSpace(rec.VaultURI), "https://")
+	v, _, _ = strings.Cut(v, ".")
+	return v
+}
+
+func (s *Service) probeFailed(ctx context.Context, rec Record, ref masterkey.Ref, keeper *masterkey.Keeper, err error) error {
+	now := rec.LastProbeAt
+	kind := fault.KindOf(err)
+	rec.LastProbeError = fault.Message(err)
+	if kind == fault.Unavailable || kind == fault.RateLimited || kind == fault.Internal {
+		// Not revocation: keep serving from the cache until its TTL.
+		rec.Degraded = true
+		return s.st.PutCMK(ctx, rec, nil)
+	}
+	code, reason := fault.CMKDisabled, fault.Message(err)
+	var until time.Time
+	switch kind {
+	case fault.PermissionDenied:
+		code = fault.CMKPermissionMissing
+		if fe := fault.As(err); fe != nil && fe.Permission != "" {
+			reason = fmt.Sprintf("orgkms lost the %s permission on key %s in vault %s; restore it in the vault's access policy", fe.Permission, rec.KeyName, vaultName(rec))
+		}
+	case fault.CredentialsInvalid:
+		code = fault.CMKPermissionMissing
+		reason = "orgkms is no longer authorized in tenant " + rec.TenantID + " (" + fault.Message(err) + "); an administrator must authorize it again"
+	case fault.KeyNotFound, fault.KeyDestroyed:
+		del, ok, derr := keeper.DeletedKey(ctx, ref)
+		switch {
+		case derr == nil && ok:
+			code, until = fault.CMKDeleted, del.ScheduledPurge
+			reason = fmt.Sprintf("key %s was deleted from vault %s; recover it (Key Vault → Keys → Manage deleted keys) before %s, or the org's data is lost", rec.KeyName, vaultName(rec), del.ScheduledPurge.UTC().Format(time.RFC3339))
+		case fault.KindOf(derr) == fault.Unavailable:
+			rec.Degraded = true
+			return s.st.PutCMK(ctx, rec, nil)
+		default:
+			code = fault.CMKDestroyed
+			reason = fmt.Sprintf("key %s was purged from vault %s: the org's data is unrecoverable", rec.KeyName, vaultName(rec))
+		}
+	}
+	newState := StateRevoked
+	if code == fault.CMKDestroyed {
+		newState = StateLost
+	}
+	changed := rec.State != newState || rec.ReasonCode != code.Code()
+	if rec.State == StateActive {
+		rec.RevokedSince = now
+	}
+	rec.State, rec.ReasonCode, rec.Reason, rec.RecoverableUntil, rec.Degraded = newState, code.Code(), reason, until, false
+	var ev *audit.Event
+	if changed {
+		ev = &audit.Event{OrgID: rec.OrgID, Time: now, Actor: "orgkms", Action: "cmk." + string(newState), Target: "cmk", Details: map[string]string{"reason": code.Code()}}
+	}
+	// Block first: from now on the data plane fails fast for this org.
+	s.block(rec.OrgID, blockError(rec))
+	if changed {
+		s.log.Warn("customer managed key unusable", slog.String("org_id", rec.OrgID), slog.String("kind", code.Code()))
+	}
+	return s.st.PutCMK(ctx, rec, ev)
+}
+
+func (s *Service) startRotation(ctx context.Context, rec Record, version string) error {
+	now := s.now().UTC()
+	j := Job{OrgID: rec.OrgID, Kind: JobRotate, Target: rec.ActiveKeyURI + "#" + version, State: JobPending, CreatedAt: now, UpdatedAt: now, NotBefore: now}
+	rec.State, rec.UpdatedAt = StateRotating, now
+	ev := audit.Event{OrgID: rec.OrgID, Time: now, Actor: "orgkms", Action: "cmk.rotate.start", Target: "cmk",
+		Details: map[string]string{"from_version": rec.ActiveVersion, "to_version": version}}
+	if _, err := s.st.StartJob(ctx, j, rec, ev); err != nil {
+		if fault.KindOf(err) == fault.Conflict {
+			return nil // a job is already running for the org
+		}
+		return err
+	}
+	s.kick()
+	return nil
+}
