@@ -1,0 +1,369 @@
+package cmk_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orgkms/orgkms/internal/azureemu"
+	"github.com/orgkms/orgkms/internal/cmk"
+	"github.com/orgkms/orgkms/internal/fault"
+	"github.com/orgkms/orgkms/internal/masterkey/azurekv"
+)
+
+// TestLifecycle walks the customer's whole story: data on the platform key,
+// authorize, configure, test, enable; rotate; disable the key and enable it
+// again; move back to the platform key.
+func TestLifecycle(t *testing.T) {
+	w := newWorld(t)
+	ctx := t.Context()
+	for _, org := range []string{"acme", "globex"} {
+		if _, err := w.keys.CreateOrg(ctx, "test", org, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := w.encrypt("acme", "on the platform key")
+	other := w.encrypt("globex", "globex stays on the platform key")
+
+	st := w.activate("acme", w.demo.VaultURI, w.demo.KeyName, "")
+	if st.ActiveVersion != w.demo.KeyVersion {
+		t.Fatalf("active version %s, want %s", st.ActiveVersion, w.demo.KeyVersion)
+	}
+	// Invariant 3: only the CMK wraps the root key now.
+	ws := w.wrappings("acme")
+	if len(ws) != 1 || ws[0].Wrapped.Key.Provider != azurekv.Scheme || ws[0].Wrapped.Key.Version != w.demo.KeyVersion {
+		t.Fatalf("wrappings after activation = %+v, want exactly one by the CMK", ws)
+	}
+	if err := w.decryptAll(before, other); err != nil {
+		t.Fatalf("old ciphertexts after activation: %v", err)
+	}
+	during := w.encrypt("acme", "on the CMK")
+
+	// Rotation in the vault is detected by the probe and followed.
+	rot, err := w.emu.RotateKey(azureemu.DemoVault, w.demo.KeyName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st = w.probe("acme", cmk.StateActive)
+	if st.ActiveVersion != rot.Version || st.Job == nil || st.Job.Kind != cmk.JobRotate || st.Job.State != cmk.JobDone {
+		t.Fatalf("after rotation: version %s job %+v, want %s and a finished rotate job", st.ActiveVersion, st.Job, rot.Version)
+	}
+	if ws := w.wrappings("acme"); len(ws) != 1 || ws[0].Wrapped.Key.Version != rot.Version {
+		t.Fatalf("wrappings after rotation = %+v, want one by version %s", ws, rot.Version)
+	}
+	if err := w.decryptAll(before, during); err != nil {
+		t.Fatalf("ciphertexts after rotation: %v", err)
+	}
+
+	// The customer disables the key: the org is cut off, others are not.
+	if _, err := w.emu.UpdateKey(azureemu.DemoVault, w.demo.KeyName, "", boolp(false), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	st = w.probe("acme", cmk.StateRevoked)
+	if st.ReasonCode != fault.CMKDisabled.Code() || !strings.Contains(st.Reason, "contoso-kv") {
+		t.Fatalf("revoked reason %s %q, want cmk_key_disabled naming the vault", st.ReasonCode, st.Reason)
+	}
+	_, err = w.keys.Encrypt(ctx, "svc", "acme", "default", []byte("x"), nil)
+	wantKind(t, "Encrypt for a revoked org", err, fault.CMKDisabled)
+	if err := w.decryptAll(other); err != nil {
+		t.Fatalf("another org is affected by acme's revocation: %v", err)
+	}
+	if _, err := w.cmk.Disable(ctx, "user:alice", "acme"); fault.KindOf(err) != fault.Conflict {
+		t.Fatalf("Disable while the CMK is unusable: kind %v, want conflict", fault.KindOf(err))
+	}
+	// ... and enables it again.
+	w.emu.UpdateKey(azureemu.DemoVault, w.demo.KeyName, "", boolp(true), nil, nil)
+	w.probe("acme", cmk.StateActive)
+	if err := w.decryptAll(before, during); err != nil {
+		t.Fatalf("ciphertexts after re-enabling: %v", err)
+	}
+
+	// Back to the platform key.
+	if _, err := w.cmk.Disable(ctx, "user:alice", "acme"); err != nil {
+		t.Fatal(err)
+	}
+	w.runJobs("acme", cmk.StateAuthorized)
+	if ws := w.wrappings("acme"); len(ws) != 1 || ws[0].Wrapped.Key.Provider != "local" {
+		t.Fatalf("wrappings after disable = %+v, want one by the platform key", ws)
+	}
+	if err := w.decryptAll(before, during); err != nil {
+		t.Fatalf("ciphertexts after disabling the CMK: %v", err)
+	}
+	// The audit chain tells the story and verifies.
+	evs, err := w.st.AuditEvents(ctx, "acme", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, e := range evs {
+		actions = append(actions, e.Action)
+	}
+	for _, want := range []string{"cmk.authorize", "cmk.configure", "cmk.activate.start", "cmk.activate.done", "cmk.rotate.done", "cmk.revoked", "cmk.restored", "cmk.deactivate.done"} {
+		if !strings.Contains(strings.Join(actions, " "), want) {
+			t.Errorf("audit log lacks %s: %v", want, actions)
+		}
+	}
+	if _, err := w.keys.VerifyAudit(ctx, "acme"); err != nil {
+		t.Fatalf("audit chain: %v", err)
+	}
+}
+
+func TestPermissionRemovedIsNamed(t *testing.T) {
+	w := newWorld(t)
+	ctx := t.Context()
+	w.keys.CreateOrg(ctx, "test", "acme", "")
+	s := w.encrypt("acme", "secret")
+	w.activate("acme", w.demo.VaultURI, w.demo.KeyName, "")
+	if err := w.emu.SetPolicy(azureemu.DemoVault, w.demo.ClientID, []string{"get", "list", "wrapKey"}); err != nil {
+		t.Fatal(err)
+	}
+	rep := w.cmk.Test(ctx, "acme")
+	var rt cmk.Check
+	for _, c := range rep.Checks {
+		if c.ID == "roundtrip" {
+			rt = c
+		}
+	}
+	if rep.OK || rt.Status != cmk.Fail || !strings.Contains(rt.Detail, "unwrapKey") || !strings.Contains(rt.Remedy, "Unwrap Key") {
+		t.Fatalf("Test with unwrapKey removed: ok=%v roundtrip=%+v, want a failure naming unwrapKey", rep.OK, rt)
+	}
+	st := w.probe("acme", cmk.StateRevoked)
+	if st.ReasonCode != fault.CMKPermissionMissing.Code() || !strings.Contains(st.Reason, "unwrapKey") {
+		t.Fatalf("revoked %s %q, want cmk_permission_missing naming unwrapKey", st.ReasonCode, st.Reason)
+	}
+	wantKind(t, "Decrypt without unwrapKey", w.decryptAll(s), fault.CMKPermissionMissing)
+	w.emu.SetPolicy(azureemu.DemoVault, w.demo.ClientID, azureemu.DemoPermissions)
+	w.probe("acme", cmk.StateActive)
+	if err := w.decryptAll(s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConsentRevokedRevokes(t *testing.T) {
+	w := newWorld(t)
+	w.keys.CreateOrg(t.Context(), "test", "acme", "")
+	w.activate("acme", w.demo.VaultURI, w.demo.KeyName, "")
+	if err := w.emu.RevokeConsent(w.demo.TenantID, w.demo.ClientID); err != nil {
+		t.Fatal(err)
+	}
+	st := w.probe("acme", cmk.StateRevoked)
+	if st.ReasonCode != fault.CMKPermissionMissing.Code() || !strings.Contains(st.Reason, "authorize") {
+		t.Fatalf("after consent revoked: %s %q, want cmk_permission_missing asking to authorize again", st.ReasonCode, st.Reason)
+	}
+}
+
+func TestDeleteRecoverAndPurge(t *testing.T) {
+	w := newWorld(t)
+	ctx := t.Context()
+	w.keys.CreateOrg(ctx, "test", "acme", "")
+	w.keys.CreateOrg(ctx, "test", "initech", "")
+	a := w.encrypt("acme", "recoverable")
+	w.activate("acme", w.demo.VaultURI, w.demo.KeyName, "")
+
+	// Soft delete: revoked, recoverable until the purge date.
+	if _, err := w.emu.DeleteKey(azureemu.DemoVault, w.demo.KeyName); err != nil {
+		t.Fatal(err)
+	}
+	st := w.probe("acme", cmk.StateRevoked)
+	if st.ReasonCode != fault.CMKDeleted.Code() || st.RecoverableUntil.Before(time.Now().Add(80*24*time.Hour)) || !strings.Contains(st.Reason, "recover") {
+		t.Fatalf("after delete: %s %q until %v, want cmk_key_deleted recoverable for ~90 days", st.ReasonCode, st.Reason, st.RecoverableUntil)
+	}
+	wantKind(t, "Decrypt with a deleted key", w.decryptAll(a), fault.CMKDeleted)
+	if _, err := w.emu.RecoverKey(azureemu.DemoVault, w.demo.KeyName); err != nil {
+		t.Fatal(err)
+	}
+	w.probe("acme", cmk.StateActive)
+	if err := w.decryptAll(a); err != nil {
+		t.Fatal(err)
+	}
+
+	// A vault without purge protection: delete + purge loses the org's data.
+	v, err := w.emu.CreateVault(w.demo.TenantID, "initech-kv", azureemu.VaultOptions{SoftDeleteDays: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.emu.CreateKey("initech-kv", "cmk", azureemu.KeyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	w.emu.SetPolicy("initech-kv", w.demo.ClientID, azureemu.DemoPermissions)
+	i := w.encrypt("initech", "doomed")
+	w.consent("initech", w.demo.TenantID, "accept")
+	w.cmk.Configure(ctx, "user:bob", "initech", v.URI, "cmk", "")
+	rep := w.cmk.Test(ctx, "initech")
+	var del cmk.Check
+	for _, c := range rep.Checks {
+		if c.ID == "deletion" {
+			del = c
+		}
+	}
+	if !rep.OK || del.Status != cmk.Warn || !strings.Contains(del.Detail, "purge protection is off") {
+		t.Fatalf("Test on a vault without purge protection: ok=%v deletion=%+v, want a warning", rep.OK, del)
+	}
+	w.cmk.Enable(ctx, "user:bob", "initech")
+	w.runJobs("initech", cmk.StateActive)
+	w.emu.DeleteKey("initech-kv", "cmk")
+	if err := w.emu.PurgeKey("initech-kv", "cmk"); err != nil {
+		t.Fatal(err)
+	}
+	st = w.probe("initech", cmk.StateLost)
+	if st.ReasonCode != fault.CMKDestroyed.Code() || !strings.Contains(st.Reason, "unrecoverable") {
+		t.Fatalf("after purge: %s %q, want cmk_key_destroyed saying unrecoverable", st.ReasonCode, st.Reason)
+	}
+	err = w.decryptAll(i)
+	wantKind(t, "Decrypt after purge", err, fault.CMKDestroyed)
+	if !strings.Contains(fault.Message(err), "unrecoverable") {
+		t.Fatalf("data-plane error %q does not say the data is unrecoverable", fault.Message(err))
+	}
+	// acme is unaffected.
+	if err := w.decryptAll(a); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOutageIsNotRevocation(t *testing.T) {
+	w := newWorld(t)
+	ctx := t.Context()
+	w.keys.CreateOrg(ctx, "test", "acme", "")
+	w.activate("acme", w.demo.VaultURI, w.demo.KeyName, "")
+	s := w.encrypt("acme", "cached") // root key now cached
+	for _, f := range []azureemu.Fault{{Outage: true}, {Status: 429, RetryAfter: time.Second}, {Status: 503}} {
+		w.emu.SetFault(azureemu.DemoVault, f)
+		st := w.probe("acme", cmk.StateActive)
+		if !st.Degraded || st.LastProbeError == "" {
+			t.Fatalf("fault %+v: degraded=%v error=%q, want degraded", f, st.Degraded, st.LastProbeError)
+		}
+		if _, _, err := w.keys.Decrypt(ctx, "svc", "acme", "default", s.ct, nil); err != nil {
+			t.Fatalf("fault %+v: cached decrypt failed: %v", f, err)
+		}
+	}
+	w.emu.ClearFault(azureemu.DemoVault)
+	if st := w.probe("acme", cmk.StateActive); st.Degraded {
+		t.Fatal("still degraded after the fault cleared")
+	}
+}
+
+func TestReplaceKey(t *testing.T) {
+	w := newWorld(t)
+	ctx := t.Context()
+	w.keys.CreateOrg(ctx, "test", "acme", "")
+	s := w.encrypt("acme", "moves twice")
+	w.activate("acme", w.demo.VaultURI, w.demo.KeyName, "")
+	k2, err := w.emu.CreateKey(azureemu.DemoVault, "orgkms-cmk-2", azureemu.KeyOptions{Size: 3072})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.cmk.Configure(ctx, "user:alice", "acme", w.demo.VaultURI, "orgkms-cmk-2", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.cmk.Enable(ctx, "user:alice", "acme"); err != nil {
+		t.Fatal(err)
+	}
+	st := w.runJobs("acme", cmk.StateActive)
+	if !strings.Contains(st.ActiveKeyURI, "orgkms-cmk-2") || st.ActiveVersion != k2.Version {
+		t.Fatalf("after replace: %s@%s, want orgkms-cmk-2@%s", st.ActiveKeyURI, st.ActiveVersion, k2.Version)
+	}
+	if ws := w.wrappings("acme"); len(ws) != 1 || !strings.Contains(ws[0].Wrapped.Key.ID, "orgkms-cmk-2") {
+		t.Fatalf("wrappings after replace = %+v", ws)
+	}
+	// The old key may now be deleted without effect on the org.
+	w.emu.DeleteKey(azureemu.DemoVault, w.demo.KeyName)
+	w.probe("acme", cmk.StateActive)
+	if err := w.decryptAll(s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPinnedVersionThenFollowNewer(t *testing.T) {
+	w := newWorld(t)
+	w.keys.CreateOrg(t.Context(), "test", "acme", "")
+	st := w.activate("acme", w.demo.VaultURI, w.demo.KeyName, w.demo.KeyVersion)
+	if st.ActiveVersion != w.demo.KeyVersion || st.KeyVersion != w.demo.KeyVersion {
+		t.Fatalf("pinned activation used %s", st.ActiveVersion)
+	}
+	rot, _ := w.emu.RotateKey(azureemu.DemoVault, w.demo.KeyName)
+	if st := w.probe("acme", cmk.StateActive); st.ActiveVersion != rot.Version {
+		t.Fatalf("a newer version was not followed: %s, want %s", st.ActiveVersion, rot.Version)
+	}
+}
+
+// TestTestManagedKeyDiagnostics: each misconfiguration fails the right
+// check with a remedy, never a bare failure.
+func TestTestManagedKeyDiagnostics(t *testing.T) {
+	w := newWorld(t)
+	ctx := t.Context()
+	w.keys.CreateOrg(ctx, "test", "acme", "")
+	if rep := w.cmk.Test(ctx, "acme"); rep.OK || rep.Checks[0].ID != "consent" || rep.Checks[0].Status != cmk.Fail {
+		t.Fatalf("Test without consent: %+v", rep.Checks[0])
+	}
+	if _, err := w.consent("acme", w.demo.TenantID, "accept"); err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Now().Add(-time.Hour)
+	nbf := time.Now().Add(24 * time.Hour)
+	w.emu.CreateKey(azureemu.DemoVault, "disabled-key", azureemu.KeyOptions{})
+	w.emu.UpdateKey(azureemu.DemoVault, "disabled-key", "", boolp(false), nil, nil)
+	w.emu.CreateKey(azureemu.DemoVault, "expired-key", azureemu.KeyOptions{Expires: exp})
+	w.emu.CreateKey(azureemu.DemoVault, "future-key", azureemu.KeyOptions{NotBefore: nbf})
+	w.emu.CreateKey(azureemu.DemoVault, "sign-only", azureemu.KeyOptions{KeyOps: []string{"sign", "verify"}})
+	tests := []struct {
+		name, vault, key, version string
+		wantCheck                 string
+		wantIn                    string
+	}{
+		{"missing key", w.demo.VaultURI, "no-such-key", "", "key", "not found"},
+		{"missing version", w.demo.VaultURI, w.demo.KeyName, "0123456789abcdef0123456789abcdef", "version", "not found"},
+		{"disabled", w.demo.VaultURI, "disabled-key", "", "enabled", "disabled"},
+		{"expired", w.demo.VaultURI, "expired-key", "", "enabled", "expired"},
+		{"not yet valid", w.demo.VaultURI, "future-key", "", "enabled", "not active until"},
+		{"key ops", w.demo.VaultURI, "sign-only", "", "operations", "sign, verify"},
+		{"unknown vault", "https://nowhere-kv.vault.azure.net/", "k", "", "vault", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := w.cmk.Configure(ctx, "user:alice", "acme", tt.vault, tt.key, tt.version); err != nil {
+				t.Fatal(err)
+			}
+			rep := w.cmk.Test(ctx, "acme")
+			if rep.OK {
+				t.Fatal("Test passed")
+			}
+			for _, c := range rep.Checks {
+				if c.Status == cmk.Fail {
+					if c.ID != tt.wantCheck || !strings.Contains(c.Detail, tt.wantIn) || c.Remedy == "" {
+						t.Fatalf("first failure %+v, want check %q mentioning %q with a remedy", c, tt.wantCheck, tt.wantIn)
+					}
+					return
+				}
+			}
+		})
+	}
+	if _, err := w.cmk.Enable(ctx, "user:alice", "acme"); fault.KindOf(err) != fault.Conflict || !strings.Contains(fault.Message(err), "Test Managed Key failed") {
+		t.Fatalf("Enable with a failing test: %v, want conflict naming the test", err)
+	}
+}
+
+func TestConsentRoundTrip(t *testing.T) {
+	w := newWorld(t)
+	ctx := t.Context()
+	w.keys.CreateOrg(ctx, "test", "acme", "")
+	if _, err := w.consent("acme", w.demo.TenantID, "cancel"); fault.KindOf(err) != fault.Conflict {
+		t.Fatalf("cancelled consent: %v, want conflict", err)
+	}
+	if st, _ := w.cmk.Status(ctx, "acme"); st.State != cmk.StatePlatform {
+		t.Fatalf("state after a cancelled consent: %s", st.State)
+	}
+	c, err := w.consent("acme", w.demo.TenantID, "accept")
+	if err != nil || c.Actor != "user:alice" || c.OrgID != "acme" {
+		t.Fatalf("consent = %+v, %v", c, err)
+	}
+	// The state is single use.
+	if _, err := w.cmk.Callback(ctx, cmk.ConsentResult{State: c.State, AdminConsent: "True", Tenant: w.demo.TenantID}); fault.KindOf(err) != fault.Invalid {
+		t.Fatalf("reused state: %v, want invalid", err)
+	}
+	if _, err := w.cmk.Authorize(ctx, "user:alice", "acme", "not-a-guid"); fault.KindOf(err) != fault.Invalid {
+		t.Fatalf("Authorize with a bad tenant: %v", err)
+	}
+	if _, err := w.cmk.Configure(ctx, "user:alice", "acme", "https://evil.example.com/", "k", ""); fault.KindOf(err) != fault.Invalid {
+		t.Fatalf("Configure with a non-Azure host: %v, want invalid", err)
+	}
+}
