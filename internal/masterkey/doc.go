@@ -15,8 +15,9 @@
 //   - A [Wrapped] always records the exact key version that wrapped it, and
 //     Unwrap is always called with that version.
 //   - Every wrap binds associated data naming the tenant. When the driver
-//     cannot bind it natively, [Keeper] binds it by wrapping SHA-256(aad)‖dek
-//     and checking the prefix on unwrap, so a blob of one org never unwraps
-//     as another's.
+//     cannot bind it natively, [Keeper] binds it by wrapping
+//     salt‖SHA-256(aad)‖dek (16 random bytes of salt) and checking the digest
+//     on unwrap, so a blob of one org never unwraps as another's, and two
+//     wraps of one key differ even under deterministic AES key wrap.
 //   - Unwrapped keys are returned to the caller and never logged or kept.
 package masterkey

@@ -53,7 +53,10 @@ func NewKeeper(name string, p Provider, opts KeeperOptions) *Keeper {
 // Provider returns the underlying driver.
 func (k *Keeper) Provider() Provider { return k.p }
 
-const aadDigestSize = sha256.Size
+const (
+	aadDigestSize = sha256.Size
+	saltSize      = 16
+)
 
 var errClosed = &fault.Error{Kind: fault.Unavailable, Reason: "master-key provider is closed"}
 
@@ -67,8 +70,13 @@ func (k *Keeper) Wrap(ctx context.Context, key Ref, dek, aad []byte) (Wrapped, e
 	}
 	payload := dek
 	if !k.nativeAAD {
+		// salt ‖ SHA-256(aad) ‖ dek: the salt makes two wraps of the same
+		// key differ even under deterministic wrapping (AES key wrap).
 		d := sha256.Sum256(aad)
-		payload = make([]byte, 0, aadDigestSize+len(dek))
+		payload = make([]byte, saltSize, saltSize+aadDigestSize+len(dek))
+		if _, err := rand.Read(payload); err != nil {
+			return Wrapped{}, &fault.Error{Kind: fault.Internal, Op: "wrap", Err: err}
+		}
 		payload = append(append(payload, d[:]...), dek...)
 		defer clear(payload)
 	}
@@ -110,11 +118,11 @@ func (k *Keeper) Unwrap(ctx context.Context, w Wrapped, aad []byte) ([]byte, err
 		return out, nil
 	}
 	d := sha256.Sum256(aad)
-	if len(out) < aadDigestSize || subtle.ConstantTimeCompare(out[:aadDigestSize], d[:]) != 1 {
+	if len(out) < saltSize+aadDigestSize || subtle.ConstantTimeCompare(out[saltSize:saltSize+aadDigestSize], d[:]) != 1 {
 		clear(out)
 		return nil, &fault.Error{Kind: fault.Integrity, Op: "unwrap", Resource: w.Key.String(), Reason: "wrapped key does not belong to this org"}
 	}
-	dek := append([]byte(nil), out[aadDigestSize:]...)
+	dek := append([]byte(nil), out[saltSize+aadDigestSize:]...)
 	clear(out)
 	return dek, nil
 }

@@ -40,6 +40,10 @@ type Config struct {
 	// base backoff (default 800ms); Retry-After is honoured when present.
 	MaxRetries int
 	RetryDelay time.Duration
+	// AttributeTTL is how long Wrap trusts key attributes read by a recent
+	// Describe or Wrap of the same version instead of reading them again
+	// (default 5s). A probe followed by a re-wrap then costs one read.
+	AttributeTTL time.Duration
 	// VaultRate is the per-vault request rate limit shared by all orgs
 	// (requests per second, default 200, i.e. half of Key Vault's 4,000 per
 	// 10 s for RSA-2048), with burst VaultBurst (default 50).
@@ -53,6 +57,7 @@ type Provider struct {
 	suffixes []string
 
 	mu       sync.Mutex
+	attrs    map[string]attrEntry              // recent key attributes, by kid
 	creds    map[string]azcore.TokenCredential // by tenant
 	clients  map[string]sdkClient              // by tenant|host
 	limiters map[string]*rate.Limiter          // by host
@@ -87,6 +92,9 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.RetryDelay == 0 {
 		cfg.RetryDelay = 800 * time.Millisecond
 	}
+	if cfg.AttributeTTL == 0 {
+		cfg.AttributeTTL = 5 * time.Second
+	}
 	if cfg.VaultRate == 0 {
 		cfg.VaultRate = 200
 	}
@@ -103,7 +111,7 @@ func New(cfg Config) (*Provider, error) {
 			suffixes = append(suffixes, s)
 		}
 	}
-	return &Provider{cfg: cfg, suffixes: suffixes, creds: map[string]azcore.TokenCredential{}, clients: map[string]sdkClient{}, limiters: map[string]*rate.Limiter{}}, nil
+	return &Provider{cfg: cfg, suffixes: suffixes, attrs: map[string]attrEntry{}, creds: map[string]azcore.TokenCredential{}, clients: map[string]sdkClient{}, limiters: map[string]*rate.Limiter{}}, nil
 }
 
 // Driver returns the registry entry of this driver, using p's allowed hosts.
@@ -205,7 +213,9 @@ func (p *Provider) Describe(ctx context.Context, ref masterkey.Ref) (masterkey.D
 	if err != nil {
 		return masterkey.Description{}, classify("get", k, err)
 	}
-	return describe(k, resp.KeyBundle), nil
+	d := describe(k, resp.KeyBundle)
+	p.remember(k, d)
+	return d, nil
 }
 
 func describe(k KeyID, b azkeys.KeyBundle) masterkey.Description {
@@ -274,12 +284,17 @@ func (p *Provider) Wrap(ctx context.Context, ref masterkey.Ref, dek, aad []byte)
 		return masterkey.Wrapped{}, err
 	}
 	// The service does not always refuse to wrap with a disabled or expired
-	// key: check the attributes of the exact version first.
-	resp, err := call(ctx, lim, func() (azkeys.GetKeyResponse, error) { return cl.GetKey(ctx, k.Name, k.Version, nil) })
-	if err != nil {
-		return masterkey.Wrapped{}, classify("get", k, err)
+	// key: check the attributes of the exact version first (read at most
+	// AttributeTTL ago).
+	d, ok := p.recent(k)
+	if !ok {
+		resp, err := call(ctx, lim, func() (azkeys.GetKeyResponse, error) { return cl.GetKey(ctx, k.Name, k.Version, nil) })
+		if err != nil {
+			return masterkey.Wrapped{}, classify("get", k, err)
+		}
+		d = describe(k, resp.KeyBundle)
+		p.remember(k, d)
 	}
-	d := describe(k, resp.KeyBundle)
 	if !d.UsableAt(time.Now()) {
 		reason := fmt.Sprintf("key %s version %s in vault %s is disabled", k.Name, d.Key.Version, k.Vault())
 		if d.Enabled {
@@ -399,4 +414,36 @@ func (p *Provider) DeletedKey(ctx context.Context, ref masterkey.Ref) (masterkey
 		d.ScheduledPurge = *resp.ScheduledPurgeDate
 	}
 	return d, nil
+}
+
+type attrEntry struct {
+	d  masterkey.Description
+	at time.Time
+}
+
+// remember records the attributes of k's version (and, when k names no
+// version, of the current version under both names).
+func (p *Provider) remember(k KeyID, d masterkey.Description) {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.attrs) > 100_000 {
+		clear(p.attrs)
+	}
+	kv := k
+	kv.Version = d.Key.Version
+	p.attrs[kv.URI()] = attrEntry{d, now}
+	if k.Version == "" {
+		p.attrs[k.URI()] = attrEntry{d, now}
+	}
+}
+
+func (p *Provider) recent(k KeyID) (masterkey.Description, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e, ok := p.attrs[k.URI()]
+	if !ok || time.Since(e.at) > p.cfg.AttributeTTL {
+		return masterkey.Description{}, false
+	}
+	return e.d, true
 }
