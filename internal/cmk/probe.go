@@ -82,16 +82,10 @@ func (s *Service) Probe(ctx context.Context, orgID string) error {
 	if err == nil && !desc.UsableAt(now) {
 		err = &fault.Error{Kind: fault.KeyDisabled, Reason: disabledReason(desc, rec, now)}
 	}
-	if err == nil && !strings.EqualFold(desc.Key.Version, rec.ActiveVersion) {
-		// The version wrapping the root key must itself still be usable.
-		if vd, verr := keeper.Describe(ctx, ref.WithVersion(rec.ActiveVersion)); verr != nil {
-			err = verr
-		} else if !vd.Enabled {
-			err = &fault.Error{Kind: fault.KeyDisabled, Reason: fmt.Sprintf("version %s of key %s, which protects this org, is disabled; enable it", rec.ActiveVersion, rec.KeyName)}
-		}
-	}
-	if err == nil {
+	rotated := err == nil && !strings.EqualFold(desc.Key.Version, rec.ActiveVersion)
+	if err == nil && !rotated {
 		// A real unwrap of the org's root key: proves the unwrap permission.
+		// (After a rotation, the re-wrap job proves it instead.)
 		roots, rerr := s.st.RootKeys(ctx, orgID)
 		if rerr != nil {
 			return rerr
@@ -118,7 +112,7 @@ func (s *Service) Probe(ctx context.Context, orgID string) error {
 		s.block(orgID, nil)
 		s.log.Info("customer managed key usable again", slog.String("org_id", orgID))
 	}
-	if !strings.EqualFold(desc.Key.Version, rec.ActiveVersion) {
+	if rotated {
 		return s.startRotation(ctx, rec, desc.Key.Version)
 	}
 	return nil
