@@ -157,7 +157,7 @@ func (s *Service) rewrap(ctx context.Context, j *Job) error {
 	}
 	// The root key: from the cache when present, else by unwrapping the
 	// active wrapping (one remote call).
-	root, _, err := s.cfg.Keys.RootKey(ctx, j.OrgID)
+	root, err := s.cfg.Keys.RootKey(ctx, j.OrgID)
 	if err != nil {
 		return err
 	}
@@ -179,11 +179,10 @@ func (s *Service) rewrap(ctx context.Context, j *Job) error {
 		if err != nil {
 			return err
 		}
+		// The pending row is the durable record of this step: a resumed run
+		// finds and verifies it instead of wrapping again.
 		pending = &keys.RootKeyWrapping{ID: id, OrgID: j.OrgID, Wrapped: w, State: keys.WrappingPending}
 		j.Step = "copied"
-		if err := s.st.UpdateJob(ctx, *j); err != nil {
-			return err
-		}
 		s.crashPoint("copied")
 	}
 	// Verify: the new copy must unwrap to the same root key.
@@ -197,12 +196,9 @@ func (s *Service) rewrap(ctx context.Context, j *Job) error {
 		return &fault.Error{Kind: fault.Internal, Op: "verify", Reason: "the new wrapping does not unwrap to the org's root key"}
 	}
 	j.Step = "verified"
-	if err := s.st.UpdateJob(ctx, *j); err != nil {
-		return err
-	}
 	s.crashPoint("verified")
 
-	// Switch and drop, in one transaction.
+	// Switch, drop and finish, in one transaction.
 	rec, err := s.record(ctx, j.OrgID)
 	if err != nil {
 		return err
@@ -210,14 +206,19 @@ func (s *Service) rewrap(ctx context.Context, j *Job) error {
 	now := s.now().UTC()
 	rec = s.afterSwitch(rec, *j, pending.Wrapped, now)
 	details := map[string]string{"from": active.Wrapped.Key.String(), "to": pending.Wrapped.Key.String()}
-	ev := audit.Event{OrgID: j.OrgID, Time: now, Actor: "orgkms", Action: "cmk." + string(j.Kind) + ".switch", Target: "cmk", Details: details}
-	if err := s.st.SwitchWrapping(ctx, j.OrgID, pending.ID, pending.Wrapped.Key.Unversioned(), rec, ev); err != nil {
+	ev := audit.Event{OrgID: j.OrgID, Time: now, Actor: "orgkms", Action: "cmk." + string(j.Kind) + ".done", Target: "cmk", Details: details}
+	done := *j
+	done.State, done.Step, done.Error, done.UpdatedAt = JobDone, "switched", "", now
+	if err := s.st.SwitchWrapping(ctx, j.OrgID, pending.ID, pending.Wrapped.Key.Unversioned(), rec, ev, &done); err != nil {
 		return err
 	}
-	s.cfg.Keys.Cache().Purge(j.OrgID)
-	j.Step = "switched"
+	// The cached root key stays valid: the root key itself did not change,
+	// only the key wrapping it at rest.
+	*j = done
 	s.crashPoint("switched")
-	return s.finish(ctx, j, pending.Wrapped)
+	s.block(j.OrgID, nil)
+	s.log.Info("job done", slog.String("org_id", j.OrgID), slog.String("job", string(j.Kind)), slog.String("key_version", pending.Wrapped.Key.Version))
+	return nil
 }
 
 // afterSwitch is the org's record once the root key is wrapped by w.

@@ -105,6 +105,9 @@ func (s *Service) Probe(ctx context.Context, orgID string) error {
 		rec.State, rec.Reason, rec.ReasonCode, rec.RevokedSince, rec.RecoverableUntil = StateActive, "", "", time.Time{}, time.Time{}
 		ev = &audit.Event{OrgID: orgID, Time: now, Actor: "orgkms", Action: "cmk.restored", Target: "cmk"}
 	}
+	if rotated && !wasBlocked {
+		return s.startRotation(ctx, rec, desc.Key.Version) // stores rec too
+	}
 	if err := s.st.PutCMK(ctx, rec, ev); err != nil {
 		return err
 	}

@@ -130,9 +130,11 @@ type Store interface {
 	AddPendingWrapping(ctx context.Context, orgID string, w keys.RootKeyWrapping) (int64, error)
 	// SwitchWrapping, in one transaction: makes pending wrapping id the
 	// active one, deletes every other wrapping of the org, sets the org's
-	// master key to master (unversioned), stores rec and appends ev.
+	// master key to master (unversioned), stores rec and appends ev; when
+	// done is not nil, also stores it like UpdateJob/FinishJob (its State
+	// done), so a job's switch and completion are one write.
 	// NotFound if wrapping id is not a wrapping of the org.
-	SwitchWrapping(ctx context.Context, orgID string, id int64, master masterkey.Ref, rec Record, ev audit.Event) error
+	SwitchWrapping(ctx context.Context, orgID string, id int64, master masterkey.Ref, rec Record, ev audit.Event, done *Job) error
 
 	// StartJob, in one transaction: creates j (state pending), stores rec
 	// and appends ev. Conflict if the org has a job that is pending or

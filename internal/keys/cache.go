@@ -9,7 +9,6 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/orgkms/orgkms/internal/envelope"
-	"github.com/orgkms/orgkms/internal/masterkey"
 )
 
 // Cache holds unwrapped org root keys and data keys in memory for at most
@@ -30,11 +29,10 @@ type Cache struct {
 }
 
 type orgEntry struct {
-	org      Org
-	root     *envelope.Key
-	rootRaw  []byte            // the root key, for re-wrap jobs; memory only
-	wrapping masterkey.Wrapped // the wrapping it was unwrapped from
-	expires  time.Time
+	org     Org
+	root    *envelope.Key
+	rootRaw []byte // the root key, for re-wrap jobs; memory only
+	expires time.Time
 
 	mu    sync.RWMutex
 	rings map[string]*ring

@@ -267,7 +267,7 @@ func (s *Service) loadEntry(ctx context.Context, orgID string) (*orgEntry, error
 		clear(raw)
 		return nil, &fault.Error{Kind: fault.Internal, Op: "load org", Err: err}
 	}
-	return &orgEntry{org: org, root: k, rootRaw: raw, wrapping: w.Wrapped, rings: map[string]*ring{}}, nil
+	return &orgEntry{org: org, root: k, rootRaw: raw, rings: map[string]*ring{}}, nil
 }
 
 // ring returns the cached key ring of name, loading it when absent, stale,
@@ -306,16 +306,15 @@ func (s *Service) ring(ctx context.Context, e *orgEntry, name string, wantVersio
 	return nr, nil
 }
 
-// RootKey returns a copy of org's unwrapped root key and the wrapping it
-// came from, from the cache when present (no remote call), else by
-// unwrapping the active wrapping. For re-wrap jobs only; the caller must
-// clear the returned bytes.
-func (s *Service) RootKey(ctx context.Context, orgID string) ([]byte, masterkey.Wrapped, error) {
+// RootKey returns a copy of org's unwrapped root key, from the cache when
+// present (no remote call), else by unwrapping the active wrapping. For
+// re-wrap jobs only; the caller must clear the returned bytes.
+func (s *Service) RootKey(ctx context.Context, orgID string) ([]byte, error) {
 	e, err := s.cache.load(ctx, orgID, func(ctx context.Context) (*orgEntry, error) { return s.loadEntry(ctx, orgID) })
 	if err != nil {
-		return nil, masterkey.Wrapped{}, err
+		return nil, err
 	}
-	return append([]byte(nil), e.rootRaw...), e.wrapping, nil
+	return append([]byte(nil), e.rootRaw...), nil
 }
 
 // CreateDataKey creates a data key with version 1.

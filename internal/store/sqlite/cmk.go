@@ -232,7 +232,7 @@ func (s *Store) AddPendingWrapping(ctx context.Context, orgID string, w keys.Roo
 // transaction. NotFound if id is not a pending wrapping of the org (also
 // when it is already active), or if the org does not exist; Invalid if
 // master has a version or is empty, or rec or ev names another org.
-func (s *Store) SwitchWrapping(ctx context.Context, orgID string, id int64, master masterkey.Ref, rec cmk.Record, ev audit.Event) error {
+func (s *Store) SwitchWrapping(ctx context.Context, orgID string, id int64, master masterkey.Ref, rec cmk.Record, ev audit.Event, done *cmk.Job) error {
 	const op = "switch root key"
 	switch {
 	case master.Version != "":
@@ -247,7 +247,21 @@ func (s *Store) SwitchWrapping(ctx context.Context, orgID string, id int64, mast
 	if ev, err = eventFor(op, orgID, ev); err != nil {
 		return err
 	}
+	if done != nil {
+		if err := checkJobUpdate(op, *done, cmk.JobDone, cmk.JobFailed); err != nil {
+			return err
+		}
+	}
 	return s.inTx(ctx, op, func(tx *sql.Tx) error {
+		if done != nil {
+			jobOrg, err := updateJob(ctx, tx, op, *done)
+			if err != nil {
+				return err
+			}
+			if jobOrg != orgID {
+				return &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.org_id", Reason: fmt.Sprintf("CMK job %d belongs to org %s, not %s", done.ID, jobOrg, orgID)}
+			}
+		}
 		res := fmt.Sprintf("pending root key %d of org %s", id, orgID)
 		var one int
 		err := tx.QueryRowContext(ctx, `SELECT 1 FROM root_keys WHERE id = ? AND org_id = ? AND state = ?`, id, orgID, string(keys.WrappingPending)).Scan(&one)

@@ -341,7 +341,7 @@ func TestCMKChangeRolledBackWhenAuditFails(t *testing.T) {
 	if err := s.PutCMK(ctx, rec, &boom); err == nil {
 		t.Errorf("PutCMK with a failing audit write = nil")
 	}
-	if err := s.SwitchWrapping(ctx, "acme", pending, cmkKey, rec, boom); err == nil {
+	if err := s.SwitchWrapping(ctx, "acme", pending, cmkKey, rec, boom, nil); err == nil {
 		t.Errorf("SwitchWrapping with a failing audit write = nil")
 	}
 	if _, err := s.StartJob(ctx, cmk.Job{OrgID: "acme", Kind: cmk.JobActivate, CreatedAt: now}, rec, boom); err == nil {

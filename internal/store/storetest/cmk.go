@@ -375,11 +375,11 @@ func testSwitchWrapping(t *testing.T, s CMKStore) {
 		{"active wrapping", activeA, master, fault.NotFound},
 		{"versioned master", idA, master.WithVersion("v1"), fault.Invalid},
 	} {
-		err := s.SwitchWrapping(ctx, "acme", tc.id, tc.master, rec, ev)
+		err := s.SwitchWrapping(ctx, "acme", tc.id, tc.master, rec, ev, nil)
 		checkKind(t, fmt.Sprintf("SwitchWrapping(ctx, acme, %s)", tc.name), err, tc.wantKind)
 	}
 	checkKind(t, "SwitchWrapping(ctx, ghost)", s.SwitchWrapping(ctx, "ghost", idA, cmkKey("ghost"), newRecord("ghost", cmk.StateActive),
-		event("ghost", "cmk.switch", "cmk")), fault.NotFound)
+		event("ghost", "cmk.switch", "cmk"), nil), fault.NotFound)
 
 	// The failed switches changed nothing.
 	after, err := s.RootKeys(ctx, "acme")
@@ -400,7 +400,7 @@ func testSwitchWrapping(t *testing.T, s CMKStore) {
 	}
 
 	// The switch.
-	if err := s.SwitchWrapping(ctx, "acme", idA, master, rec, ev); err != nil {
+	if err := s.SwitchWrapping(ctx, "acme", idA, master, rec, ev, nil); err != nil {
 		t.Fatalf("SwitchWrapping(ctx, acme, %d) = %v", idA, err)
 	}
 	ws, err := s.RootKeys(ctx, "acme")
@@ -429,7 +429,7 @@ func testSwitchWrapping(t *testing.T, s CMKStore) {
 	checkEvent(t, evs[1], want)
 
 	// Once switched, the wrapping is no longer pending.
-	checkKind(t, "SwitchWrapping(ctx, acme) twice", s.SwitchWrapping(ctx, "acme", idA, master, rec, ev), fault.NotFound)
+	checkKind(t, "SwitchWrapping(ctx, acme) twice", s.SwitchWrapping(ctx, "acme", idA, master, rec, ev, nil), fault.NotFound)
 
 	// The other org is untouched.
 	wb, err := s.RootKeys(ctx, "other")
@@ -451,7 +451,7 @@ func testSwitchWrapping(t *testing.T, s CMKStore) {
 	if err != nil {
 		t.Fatalf("AddPendingWrapping(ctx, acme, platform) = %v", err)
 	}
-	if err := s.SwitchWrapping(ctx, "acme", idP, a.org.MasterKey, cmk.Record{State: cmk.StatePlatform}, event("", "cmk.deactivate", "cmk")); err != nil {
+	if err := s.SwitchWrapping(ctx, "acme", idP, a.org.MasterKey, cmk.Record{State: cmk.StatePlatform}, event("", "cmk.deactivate", "cmk"), nil); err != nil {
 		t.Fatalf("SwitchWrapping(ctx, acme, platform) = %v", err)
 	}
 	if ws, err := s.RootKeys(ctx, "acme"); err != nil || len(ws) != 1 || ws[0].ID != idP || ws[0].State != keys.WrappingActive {
@@ -753,10 +753,10 @@ func testCMKInvalid(t *testing.T, s CMKStore) {
 			return err
 		}, fault.Invalid},
 		{"SwitchWrapping/record of other org", func() error {
-			return s.SwitchWrapping(ctx, "acme", pid, cmkKey("acme"), newRecord("other", cmk.StateActive), event("acme", "x", "y"))
+			return s.SwitchWrapping(ctx, "acme", pid, cmkKey("acme"), newRecord("other", cmk.StateActive), event("acme", "x", "y"), nil)
 		}, fault.Invalid},
 		{"SwitchWrapping/event of other org", func() error {
-			return s.SwitchWrapping(ctx, "acme", pid, cmkKey("acme"), newRecord("acme", cmk.StateActive), evOther)
+			return s.SwitchWrapping(ctx, "acme", pid, cmkKey("acme"), newRecord("acme", cmk.StateActive), evOther, nil)
 		}, fault.Invalid},
 		{"StartJob/no org", func() error {
 			_, err := s.StartJob(ctx, newJob("", cmk.JobActivate), newRecord("", cmk.StateActivating), event("", "x", "y"))
@@ -823,7 +823,7 @@ func testCMKTenantIsolation(t *testing.T, s CMKStore) {
 	}
 	checkWrapping(t, "RootKeys(ctx, org-b)[0]", ws[0], b.root)
 	checkKind(t, "SwitchWrapping(ctx, org-b, org-a's pending wrapping)",
-		s.SwitchWrapping(ctx, "org-b", idA, cmkKey("org-b"), newRecord("org-b", cmk.StateActive), event("org-b", "x", "y")), fault.NotFound)
+		s.SwitchWrapping(ctx, "org-b", idA, cmkKey("org-b"), newRecord("org-b", cmk.StateActive), event("org-b", "x", "y"), nil), fault.NotFound)
 
 	// org-b's own job and record do not disturb org-a's.
 	jb := startJob(t, s, newJob("org-b", cmk.JobActivate), cmk.StateActivating)
