@@ -205,7 +205,8 @@ Customer managed keys, against the built-in Azure emulator (%s):
 Act as the customer in their Azure portal:
   source %s
   orgkms emulator key rotate|disable|enable|delete|recover %s %s
-`, emu.URL(), adminEnv, demo.TenantID, emu.CAFile(), demo.VaultURI, demo.KeyName, emuEnv, azureemu.DemoVault, demo.KeyName)
+  orgkms emulator policy set %s %s get,list,wrapKey      # orgkms' application ID
+`, emu.URL(), adminEnv, demo.TenantID, emu.CAFile(), demo.VaultURI, demo.KeyName, emuEnv, azureemu.DemoVault, demo.KeyName, azureemu.DemoVault, demo.ClientID)
 	}
 	fmt.Fprintln(env.stdout, "\nPress Ctrl-C to stop.")
 	return s.serve(env.ctx)
