@@ -430,3 +430,54 @@ func TestNoKeyMaterialAtRestOrInLogs(t *testing.T) {
 		t.Fatal("missing ciphertexts")
 	}
 }
+
+// TestAuditTamperingDetected: a change to a stored audit event breaks the
+// chain at that event, and verify reports where.
+func TestAuditTamperingDetected(t *testing.T) {
+	ts := startServer(t, t.TempDir())
+	mustOrg(t, ts, "acme")
+	tok := ts.token("root", "", auth.RoleOperator)
+	c := ts.client(tok)
+	ctx := t.Context()
+	for range 3 {
+		if _, err := c.RotateKey(ctx, "acme", "default"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, err := c.VerifyAudit(ctx, "acme")
+	if err != nil || !v.OK || v.Events != 4 {
+		t.Fatalf("VerifyAudit before tampering = %+v, %v; want ok with 4 events", v, err)
+	}
+	if _, err := ts.store.DB().ExecContext(ctx, `UPDATE audit_events SET actor = 'token:someone-else' WHERE org_id = 'acme' AND seq = 3`); err != nil {
+		t.Fatal(err)
+	}
+	v, err = c.VerifyAudit(ctx, "acme")
+	if err != nil || v.OK || v.BrokenAt != 3 || !strings.Contains(v.Reason, "modified") {
+		t.Fatalf("VerifyAudit after tampering = %+v, %v; want broken at 3", v, err)
+	}
+	if _, err := ts.store.DB().ExecContext(ctx, `DELETE FROM audit_events WHERE org_id = 'acme' AND seq = 2`); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := c.VerifyAudit(ctx, "acme"); v.OK || v.BrokenAt != 3 {
+		t.Fatalf("VerifyAudit after deleting an event = %+v; want broken at 3", v)
+	}
+}
+
+// TestEmptyPlaintextRoundTrip: an empty message is a valid message.
+func TestEmptyPlaintextRoundTrip(t *testing.T) {
+	ts := startServer(t, t.TempDir())
+	mustOrg(t, ts, "acme")
+	c := ts.client(ts.token("svc", "acme", auth.RoleService))
+	ct, _, err := c.Encrypt(t.Context(), "acme", "default", []byte{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt, err := c.Decrypt(t.Context(), "acme", "default", ct, nil)
+	if err != nil || len(pt) != 0 {
+		t.Fatalf("Decrypt(empty) = %q, %v", pt, err)
+	}
+	res, err := c.DecryptBatch(t.Context(), "acme", "default", []client.BatchItem{{Ciphertext: ct}})
+	if err != nil || res[0].Error != nil || res[0].Plaintext == nil {
+		t.Fatalf("DecryptBatch(empty) = %+v, %v; want an empty plaintext", res, err)
+	}
+}
