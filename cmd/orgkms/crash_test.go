@@ -421,11 +421,11 @@ func (c *crashCase) activate(name string) {
 
 // waitProbe waits until the server's first probe of the org is done.
 //
-// The probe reads the org's CMK record, calls the vault, then writes the
-// whole record back: a change made in between (configure, enable, disable,
-// a job's switch) is lost. So the test changes an active org's record only
-// once the probe at start is done; probe_interval is long enough that no
-// other probe runs.
+// Probe reads the org's CMK record, calls the vault, then writes the whole
+// record back unconditionally: a change made in between (configure, enable,
+// disable, a job's switch) is lost. Until it writes conditionally, the test
+// changes an active org's record only once the probe at start is done, and
+// probe_interval is long enough that no other probe runs.
 func (c *crashCase) waitProbe() {
 	t := c.t
 	deadline := time.Now().Add(crashJobTimeout)
