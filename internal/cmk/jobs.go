@@ -33,7 +33,8 @@ func (s *Service) Run(ctx context.Context, jobWorkers int) {
 
 func (s *Service) worker(ctx context.Context) {
 	for ctx.Err() == nil {
-		j, err := s.st.ClaimJob(ctx, s.cfg.NodeID, s.now(), s.cfg.JobLease)
+		// A lease token per claim: two workers of one node never share one.
+		j, err := s.st.ClaimJob(ctx, s.cfg.NodeID+"/"+randomState()[:12], s.now(), s.cfg.JobLease)
 		if err != nil {
 			if fault.KindOf(err) != fault.NotFound && ctx.Err() == nil {
 				s.log.Warn("claim job failed", slog.String("error", err.Error()))
@@ -55,7 +56,7 @@ func (s *Service) worker(ctx context.Context) {
 // left (tests and benchmarks).
 func (s *Service) RunPendingJobs(ctx context.Context) error {
 	for {
-		j, err := s.st.ClaimJob(ctx, s.cfg.NodeID, s.now(), s.cfg.JobLease)
+		j, err := s.st.ClaimJob(ctx, s.cfg.NodeID+"/"+randomState()[:12], s.now(), s.cfg.JobLease)
 		if fault.KindOf(err) == fault.NotFound {
 			return nil
 		}
@@ -81,8 +82,16 @@ func (s *Service) execute(ctx context.Context, j Job) {
 	}
 	kind := fault.KindOf(err)
 	j.Error = fault.Message(err)
-	if kind == fault.Unavailable || (kind != fault.Internal && j.Attempts < maxAttempts && kind != fault.Conflict) {
+	// Transient (provider unreachable, or the record changed meanwhile):
+	// retry with backoff. A permanent error (key disabled, permission
+	// missing) gets a few attempts, so a quickly fixed mistake does not fail
+	// the job; an internal error fails it at once.
+	transient := kind == fault.Unavailable || kind == fault.Conflict
+	if transient || (kind != fault.Internal && j.Attempts < maxAttempts) {
 		backoff := time.Duration(1<<min(j.Attempts, 6)) * time.Second
+		if kind == fault.Conflict {
+			backoff = 100 * time.Millisecond
+		}
 		j.State, j.NotBefore, j.LeaseUntil = JobPending, s.now().Add(backoff), time.Time{}
 		log.Warn("job step failed; will retry", slog.String("kind", kind.Code()), slog.Duration("duration", backoff), slog.String("error", err.Error()))
 		if uerr := s.st.UpdateJob(ctx, j); uerr != nil {

@@ -90,6 +90,12 @@ func (s *Service) Probe(ctx context.Context, orgID string) error {
 		if rerr != nil {
 			return rerr
 		}
+		if w := roots[0].Wrapped.Key; w.Provider != ref.Provider || w.ID != ref.ID {
+			// The record and the stored wrapping disagree: a job switched
+			// the org while this probe ran. Judge nothing this round.
+			s.log.Warn("probe skipped: org changed during the probe", slog.String("org_id", orgID))
+			return nil
+		}
 		raw, uerr := keeper.Unwrap(ctx, roots[0].Wrapped, keys.RootAAD(orgID))
 		clear(raw)
 		err = uerr
@@ -109,7 +115,7 @@ func (s *Service) Probe(ctx context.Context, orgID string) error {
 		return s.startRotation(ctx, rec, desc.Key.Version) // stores rec too
 	}
 	if err := s.st.PutCMK(ctx, rec, ev); err != nil {
-		return err
+		return ignoreStale(err)
 	}
 	if wasBlocked {
 		s.block(orgID, nil)
@@ -145,7 +151,7 @@ func (s *Service) probeFailed(ctx context.Context, rec Record, ref masterkey.Ref
 	if kind == fault.Unavailable || kind == fault.RateLimited || kind == fault.Internal {
 		// Not revocation: keep serving from the cache until its TTL.
 		rec.Degraded = true
-		return s.st.PutCMK(ctx, rec, nil)
+		return ignoreStale(s.st.PutCMK(ctx, rec, nil))
 	}
 	code, reason := fault.CMKDisabled, fault.Message(err)
 	var until time.Time
@@ -166,7 +172,7 @@ func (s *Service) probeFailed(ctx context.Context, rec Record, ref masterkey.Ref
 			reason = fmt.Sprintf("key %s was deleted from vault %s; recover it (Key Vault → Keys → Manage deleted keys) before %s, or the org's data is lost", rec.KeyName, vaultName(rec), del.ScheduledPurge.UTC().Format(time.RFC3339))
 		case fault.KindOf(derr) == fault.Unavailable:
 			rec.Degraded = true
-			return s.st.PutCMK(ctx, rec, nil)
+			return ignoreStale(s.st.PutCMK(ctx, rec, nil))
 		default:
 			code = fault.CMKDestroyed
 			reason = fmt.Sprintf("key %s was purged from vault %s: the org's data is unrecoverable", rec.KeyName, vaultName(rec))
@@ -185,12 +191,25 @@ func (s *Service) probeFailed(ctx context.Context, rec Record, ref masterkey.Ref
 	if changed {
 		ev = &audit.Event{OrgID: rec.OrgID, Time: now, Actor: "orgkms", Action: "cmk." + string(newState), Target: "cmk", Details: map[string]string{"reason": code.Code()}}
 	}
-	// Block first: from now on the data plane fails fast for this org.
+	if err := s.st.PutCMK(ctx, rec, ev); err != nil {
+		// A stale record: the org changed while the probe ran (e.g. it was
+		// moved off this key). The next round judges it afresh.
+		return ignoreStale(err)
+	}
 	s.block(rec.OrgID, blockError(rec))
 	if changed {
 		s.log.Warn("customer managed key unusable", slog.String("org_id", rec.OrgID), slog.String("kind", code.Code()))
 	}
-	return s.st.PutCMK(ctx, rec, ev)
+	return nil
+}
+
+// ignoreStale turns the Conflict of a write based on a stale record into
+// success: the probe's view is outdated and the next round starts afresh.
+func ignoreStale(err error) error {
+	if fault.KindOf(err) == fault.Conflict {
+		return nil
+	}
+	return err
 }
 
 func (s *Service) startRotation(ctx context.Context, rec Record, version string) error {

@@ -30,7 +30,7 @@ type Config struct {
 	CallbackURL string
 
 	ProbeInterval time.Duration // default 30s
-	JobLease      time.Duration // default 30s
+	JobLease      time.Duration // default 2m
 	JobPoll       time.Duration // default 1s
 	NodeID        string        // default a random ID
 	Now           func() time.Time
@@ -64,7 +64,7 @@ func New(cfg Config) (*Service, error) {
 		cfg.ProbeInterval = 30 * time.Second
 	}
 	if cfg.JobLease <= 0 {
-		cfg.JobLease = 30 * time.Second
+		cfg.JobLease = 2 * time.Minute // well above one step's remote calls with retries
 	}
 	if cfg.JobPoll <= 0 {
 		cfg.JobPoll = time.Second
@@ -376,7 +376,7 @@ func (s *Service) Disable(ctx context.Context, actor, orgID string) (Status, err
 	case StatePlatform:
 		return Status{}, &fault.Error{Kind: fault.Conflict, Op: "disable", Reason: "customer managed keys are not enabled for this org"}
 	case StateAuthorized:
-		rec = Record{OrgID: orgID, State: StatePlatform, UpdatedAt: now}
+		rec = Record{OrgID: orgID, State: StatePlatform, UpdatedAt: now, Revision: rec.Revision}
 		ev := &audit.Event{OrgID: orgID, Time: now, Actor: actor, Action: "cmk.reset", Target: "cmk"}
 		return Status{Record: rec}, s.st.PutCMK(ctx, rec, ev)
 	case StateActive:

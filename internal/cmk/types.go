@@ -53,6 +53,10 @@ type Record struct {
 	Degraded       bool   // provider throttled or unreachable: serving from cache
 
 	UpdatedAt time.Time
+	// Revision is the stored revision this record was read at (0 for a
+	// record never stored). A write of a record read at an older revision
+	// fails with Conflict: nothing is overwritten by a stale copy.
+	Revision int64
 }
 
 // ConsentRequest binds an admin-consent round trip to an org, a user and a
@@ -112,8 +116,10 @@ type Store interface {
 	// GetCMK returns the org's record; NotFound when the org never started
 	// the CMK flow (its state is then StatePlatform).
 	GetCMK(ctx context.Context, orgID string) (Record, error)
-	// PutCMK inserts or replaces the org's record, appending ev (when not
-	// nil) to the org's audit chain in the same transaction.
+	// PutCMK inserts the org's record (Revision 0) or replaces it (Revision
+	// as read; Conflict when it changed meanwhile), appending ev (when not
+	// nil) to the org's audit chain in the same transaction. StartJob,
+	// SwitchWrapping and FinishJob store their record the same way.
 	PutCMK(ctx context.Context, r Record, ev *audit.Event) error
 	// ListCMK returns the records in any of states (all when none given).
 	ListCMK(ctx context.Context, states ...State) ([]Record, error)

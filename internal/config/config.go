@@ -61,7 +61,7 @@ type CMK struct {
 	CallbackURL   string   `json:"callback_url"`   // consent redirect; default PUBLIC_URL/v1/cmk/callback
 	ProbeInterval Duration `json:"probe_interval"` // default 30s
 	JobWorkers    int      `json:"job_workers"`    // concurrent re-wrap jobs; default 8
-	JobLease      Duration `json:"job_lease"`      // a crashed node's job is resumed after this; default 30s
+	JobLease      Duration `json:"job_lease"`      // a crashed node's job is resumed after this; default 2m
 	Azure         Azure    `json:"azure"`
 }
 
@@ -179,7 +179,7 @@ func (c *Config) Defaults() {
 		c.CMK.JobWorkers = 8
 	}
 	if c.CMK.JobLease == 0 {
-		c.CMK.JobLease = Duration(30 * time.Second)
+		c.CMK.JobLease = Duration(2 * time.Minute)
 	}
 	if c.LogFormat == "" {
 		c.LogFormat = "json"

@@ -23,13 +23,13 @@ func jobRes(id int64) string     { return fmt.Sprintf("CMK job %d", id) }
 
 const cmkColumns = `org_id, state, tenant_id, consented_at, consented_by, vault_uri, key_name, key_version, key_uri,
 	active_key_uri, active_version, reason_code, reason, recoverable_until, revoked_since,
-	last_probe_at, last_probe_error, degraded, updated_at`
+	last_probe_at, last_probe_error, degraded, updated_at, revision`
 
 func scanCMK(row interface{ Scan(...any) error }) (cmk.Record, error) {
 	var r cmk.Record
 	err := row.Scan(&r.OrgID, &r.State, &r.TenantID, scanTime(&r.ConsentedAt), &r.ConsentedBy, &r.VaultURI, &r.KeyName, &r.KeyVersion, &r.KeyURI,
 		&r.ActiveKeyURI, &r.ActiveVersion, &r.ReasonCode, &r.Reason, scanTime(&r.RecoverableUntil), scanTime(&r.RevokedSince),
-		scanTime(&r.LastProbeAt), &r.LastProbeError, &r.Degraded, scanTime(&r.UpdatedAt))
+		scanTime(&r.LastProbeAt), &r.LastProbeError, &r.Degraded, scanTime(&r.UpdatedAt), &r.Revision)
 	return r, err
 }
 
@@ -56,19 +56,34 @@ func putCMK(ctx context.Context, tx *sql.Tx, op string, r cmk.Record) error {
 	if err := orgMissing(ctx, tx, op, r.OrgID); err != nil {
 		return err
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO cmk_orgs (`+cmkColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (org_id) DO UPDATE SET state = excluded.state, tenant_id = excluded.tenant_id,
-			consented_at = excluded.consented_at, consented_by = excluded.consented_by, vault_uri = excluded.vault_uri,
-			key_name = excluded.key_name, key_version = excluded.key_version, key_uri = excluded.key_uri,
-			active_key_uri = excluded.active_key_uri, active_version = excluded.active_version,
-			reason_code = excluded.reason_code, reason = excluded.reason, recoverable_until = excluded.recoverable_until,
-			revoked_since = excluded.revoked_since, last_probe_at = excluded.last_probe_at,
-			last_probe_error = excluded.last_probe_error, degraded = excluded.degraded, updated_at = excluded.updated_at`,
-		r.OrgID, string(r.State), r.TenantID, nullTimeArg(r.ConsentedAt), r.ConsentedBy, r.VaultURI, r.KeyName, r.KeyVersion, r.KeyURI,
+	args := []any{r.OrgID, string(r.State), r.TenantID, nullTimeArg(r.ConsentedAt), r.ConsentedBy, r.VaultURI, r.KeyName, r.KeyVersion, r.KeyURI,
 		r.ActiveKeyURI, r.ActiveVersion, r.ReasonCode, r.Reason, nullTimeArg(r.RecoverableUntil), nullTimeArg(r.RevokedSince),
-		nullTimeArg(r.LastProbeAt), r.LastProbeError, r.Degraded, nullTimeArg(r.UpdatedAt))
-	return classify(ctx, op, cmkRes(r.OrgID), err)
+		nullTimeArg(r.LastProbeAt), r.LastProbeError, r.Degraded, nullTimeArg(r.UpdatedAt)}
+	stale := &fault.Error{Kind: fault.Conflict, Op: op, Resource: cmkRes(r.OrgID), Reason: "the customer managed key settings changed meanwhile; reload and try again"}
+	if r.Revision == 0 {
+		// A first record: it must not exist yet.
+		_, err := tx.ExecContext(ctx, `INSERT INTO cmk_orgs (`+cmkColumns+`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`, args...)
+		if err != nil && fault.KindOf(classify(ctx, op, cmkRes(r.OrgID), err)) == fault.Conflict {
+			return stale
+		}
+		return classify(ctx, op, cmkRes(r.OrgID), err)
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE cmk_orgs SET state = ?, tenant_id = ?,
+			consented_at = ?, consented_by = ?, vault_uri = ?, key_name = ?, key_version = ?, key_uri = ?,
+			active_key_uri = ?, active_version = ?, reason_code = ?, reason = ?, recoverable_until = ?,
+			revoked_since = ?, last_probe_at = ?, last_probe_error = ?, degraded = ?, updated_at = ?,
+			revision = revision + 1
+		WHERE org_id = ? AND revision = ?`, append(args[1:], r.OrgID, r.Revision)...)
+	if err != nil {
+		return classify(ctx, op, cmkRes(r.OrgID), err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return classify(ctx, op, cmkRes(r.OrgID), err)
+	} else if n == 0 {
+		return stale
+	}
+	return nil
 }
 
 // GetCMK returns the org's CMK record. NotFound (resource "CMK of org X")
