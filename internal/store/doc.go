@@ -1,8 +1,8 @@
 // Package store documents the storage layer of orgkms. It holds no code: the
-// contract is [keys.Store] and [auth.Store], defined by their consumers, and
-// each SQL dialect implements it in its own package (sqlite, later postgres).
-// Every implementation passes the one dialect-independent suite in
-// [storetest.Run].
+// contract is [keys.Store], [auth.Store] and [auth.UserStore], defined by
+// their consumers, and each SQL dialect implements it in its own package
+// (sqlite, later postgres). Every implementation passes the one
+// dialect-independent suite in [storetest.Run] (and [storetest.RunUsers]).
 //
 // # Invariants
 //
@@ -22,5 +22,7 @@
 //
 // [keys.Store]: github.com/orgkms/orgkms/internal/keys.Store
 // [auth.Store]: github.com/orgkms/orgkms/internal/auth.Store
+// [auth.UserStore]: github.com/orgkms/orgkms/internal/auth.UserStore
 // [storetest.Run]: github.com/orgkms/orgkms/internal/store/storetest.Run
+// [storetest.RunUsers]: github.com/orgkms/orgkms/internal/store/storetest.RunUsers
 package store

@@ -1,6 +1,7 @@
 // Package sqlite stores orgkms data in one SQLite file, through the pure-Go
-// driver modernc.org/sqlite. [Store] implements [keys.Store], [auth.Store]
-// and [cmk.Store] and passes [storetest.Run] and [storetest.RunCMK].
+// driver modernc.org/sqlite. [Store] implements [keys.Store], [auth.Store],
+// [auth.UserStore] and [cmk.Store] and passes [storetest.Run],
+// [storetest.RunCMK] and [storetest.RunUsers].
 //
 // # Connections
 //
@@ -33,10 +34,19 @@
 //     at most one pending or running CMK job (partial unique indexes).
 //     [Store.ClaimJob] selects and leases a job in one write transaction,
 //     so a job is never leased to two owners at once.
+//   - A user belongs to an existing org (a foreign key) or, with a NULL
+//     org_id, to the platform; its changes are audited in that org's chain
+//     or in [audit.Platform]'s. Emails are unique, compared exactly.
+//   - A session stores only the SHA-256 of its secret, and goes with its
+//     user (ON DELETE CASCADE). Expired sessions stay until
+//     [Store.DeleteExpiredSessions] purges them.
 //
 // [keys.Store]: github.com/orgkms/orgkms/internal/keys.Store
 // [auth.Store]: github.com/orgkms/orgkms/internal/auth.Store
+// [auth.UserStore]: github.com/orgkms/orgkms/internal/auth.UserStore
+// [audit.Platform]: github.com/orgkms/orgkms/internal/audit.Platform
 // [cmk.Store]: github.com/orgkms/orgkms/internal/cmk.Store
 // [storetest.Run]: github.com/orgkms/orgkms/internal/store/storetest.Run
 // [storetest.RunCMK]: github.com/orgkms/orgkms/internal/store/storetest.RunCMK
+// [storetest.RunUsers]: github.com/orgkms/orgkms/internal/store/storetest.RunUsers
 package sqlite

@@ -46,8 +46,8 @@ type Config struct {
 	NoMigrate bool
 }
 
-// Store is the SQLite implementation of [keys.Store], [auth.Store] and
-// [cmk.Store]. It is safe for concurrent use.
+// Store is the SQLite implementation of [keys.Store], [auth.Store],
+// [auth.UserStore] and [cmk.Store]. It is safe for concurrent use.
 //
 // Writes go through one connection (SQLite has one writer at a time, and
 // queueing in Go is cheaper than spinning on SQLITE_BUSY); reads go through a
@@ -61,9 +61,10 @@ type Store struct {
 }
 
 var (
-	_ keys.Store = (*Store)(nil)
-	_ auth.Store = (*Store)(nil)
-	_ cmk.Store  = (*Store)(nil)
+	_ keys.Store     = (*Store)(nil)
+	_ auth.Store     = (*Store)(nil)
+	_ auth.UserStore = (*Store)(nil)
+	_ cmk.Store      = (*Store)(nil)
 )
 
 // Open opens (creating if needed) the database at cfg.Path and applies the

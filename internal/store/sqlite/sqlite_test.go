@@ -55,6 +55,29 @@ func TestCMKStoreMemory(t *testing.T) {
 	storetest.RunCMK(t, func(t *testing.T) storetest.CMKStore { return openFile(t, Memory) })
 }
 
+func TestUsersStore(t *testing.T) {
+	storetest.RunUsers(t, func(t *testing.T) storetest.UsersStore { return auditFailer{openTemp(t)} })
+}
+
+func TestUsersStoreMemory(t *testing.T) {
+	storetest.RunUsers(t, func(t *testing.T) storetest.UsersStore { return auditFailer{openFile(t, Memory)} })
+}
+
+// auditFailer gives a Store the suite's [storetest.AuditFailer] capability,
+// with a trigger that aborts the audit insert inside the change's
+// transaction.
+type auditFailer struct{ *Store }
+
+func (s auditFailer) FailAudit(t *testing.T, action string) {
+	t.Helper()
+	name := fmt.Sprintf("fail_audit_%x", action)
+	lit := "'" + strings.ReplaceAll(action, "'", "''") + "'"
+	if _, err := s.DB().ExecContext(t.Context(), `CREATE TRIGGER `+name+` BEFORE INSERT ON audit_events
+		WHEN NEW.action = `+lit+` BEGIN SELECT RAISE(ABORT, 'audit write failed'); END`); err != nil {
+		t.Fatalf("create trigger %s: %v", name, err)
+	}
+}
+
 func TestOpenTwiceMigratesOnce(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "orgkms.db")
 	s := openFile(t, path)
@@ -370,15 +393,15 @@ func TestCMKChangeRolledBackWhenAuditFails(t *testing.T) {
 	done := j
 	done.State, done.Step = cmk.JobDone, "switched"
 	finished := rec
-	finished.State = cmk.StateRevoked
+	finished.State, finished.Revision = cmk.StateRevoked, 1 // current: only the audit write fails
 	if err := s.FinishJob(ctx, done, finished, boom); err == nil {
 		t.Errorf("FinishJob with a failing audit write = nil")
 	}
 	if got, err := s.GetJob(ctx, j.ID); err != nil || got.State != cmk.JobRunning || got.Step != "" {
 		t.Errorf("GetJob after a failed FinishJob = %+v, %v; want it still running at step \"\"", got, err)
 	}
-	if got, err := s.GetCMK(ctx, "acme"); err != nil || got.State != cmk.StateActive {
-		t.Errorf("GetCMK after a failed FinishJob = %+v, %v; want state %s", got, err, cmk.StateActive)
+	if got, err := s.GetCMK(ctx, "acme"); err != nil || got.State != cmk.StateActive || got.Revision != 1 {
+		t.Errorf("GetCMK after a failed FinishJob = %+v, %v; want state %s at revision 1", got, err, cmk.StateActive)
 	}
 }
 

@@ -18,6 +18,10 @@ const (
 		FROM root_keys WHERE org_id = ? ORDER BY state = 'active' DESC, id`
 	qTokenByHash = `SELECT ` + tokenColumns + ` FROM tokens WHERE hash = ?`
 	qGetCMK      = `SELECT ` + cmkColumns + ` FROM cmk_orgs WHERE org_id = ?`
+	// Every console request resolves its session and then its user.
+	qGetSession  = `SELECT ` + sessionColumns + ` FROM sessions WHERE id = ?`
+	qGetUser     = `SELECT ` + userColumns + ` FROM users WHERE id = ?`
+	qUserByEmail = `SELECT ` + userColumns + ` FROM users WHERE email = ?`
 
 	qLastAudit   = `SELECT seq, hash FROM audit_events WHERE org_id = ? ORDER BY seq DESC LIMIT 1`
 	qInsertAudit = `INSERT INTO audit_events (org_id, seq, time, actor, action, target, details, prev_hash, hash)
@@ -36,6 +40,7 @@ const (
 // Tx.StmtContext, which reuses the statement on the same connection).
 type statements struct {
 	getOrg, getDataKey, rootKeys, tokenByHash, getCMK *sql.Stmt
+	getSession, getUser, userByEmail                  *sql.Stmt
 	lastAudit, insertAudit, addUsage, claimableJob    *sql.Stmt
 	all                                               []*sql.Stmt
 }
@@ -58,6 +63,9 @@ func (s *Store) prepare(ctx context.Context) error {
 	s.stmts.rootKeys = prep(s.r, qRootKeys)
 	s.stmts.tokenByHash = prep(s.r, qTokenByHash)
 	s.stmts.getCMK = prep(s.r, qGetCMK)
+	s.stmts.getSession = prep(s.r, qGetSession)
+	s.stmts.getUser = prep(s.r, qGetUser)
+	s.stmts.userByEmail = prep(s.r, qUserByEmail)
 	s.stmts.lastAudit = prep(s.w, qLastAudit)
 	s.stmts.insertAudit = prep(s.w, qInsertAudit)
 	s.stmts.addUsage = prep(s.w, qAddUsage)

@@ -39,6 +39,7 @@ func RunCMK(t *testing.T, open func(t *testing.T) CMKStore) {
 		{"ClaimJobConcurrent", testClaimJobConcurrent},
 		{"CMKInvalid", testCMKInvalid},
 		{"CMKTenantIsolation", testCMKTenantIsolation},
+		{"CMKRevision", testCMKRevision},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -90,6 +91,15 @@ func storedTime(t time.Time) time.Time {
 	return micro(t).UTC()
 }
 
+// atRevision returns r with Revision rev: a record read at rev, or what a
+// store gives back after its rev-th successful write.
+func atRevision(r cmk.Record, rev int64) cmk.Record {
+	r.Revision = rev
+	return r
+}
+
+// checkRecord compares records, Revision included: a want read back after
+// n successful writes has Revision n (see [atRevision]).
 func checkRecord(t *testing.T, call string, got, want cmk.Record) {
 	t.Helper()
 	if g, w := storedRecord(got), storedRecord(want); g != w {
@@ -116,14 +126,30 @@ func getCMK(t *testing.T, s CMKStore, org string) cmk.Record {
 	return r
 }
 
+// revision returns the stored revision of org's record, 0 if it has none:
+// the Revision its next write must carry.
+func revision(t *testing.T, s CMKStore, org string) int64 {
+	t.Helper()
+	r, err := s.GetCMK(t.Context(), org)
+	if fault.KindOf(err) == fault.NotFound {
+		return 0
+	}
+	if err != nil {
+		t.Fatalf("GetCMK(ctx, %s) = %v", org, err)
+	}
+	return r.Revision
+}
+
 func newJob(org string, kind cmk.JobKind) cmk.Job {
 	return cmk.Job{OrgID: org, Kind: kind, Target: cmkKey(org).String(), CreatedAt: base, UpdatedAt: base}
 }
 
-// startJob starts a job of kind for org, with a record in state.
+// startJob starts j, storing a record in state at the org's current
+// revision.
 func startJob(t *testing.T, s CMKStore, j cmk.Job, state cmk.State) cmk.Job {
 	t.Helper()
-	got, err := s.StartJob(t.Context(), j, newRecord(j.OrgID, state), event(j.OrgID, "cmk.job.start", "job/"+string(j.Kind)))
+	rec := atRevision(newRecord(j.OrgID, state), revision(t, s, j.OrgID))
+	got, err := s.StartJob(t.Context(), j, rec, event(j.OrgID, "cmk.job.start", "job/"+string(j.Kind)))
 	if err != nil {
 		t.Fatalf("StartJob(ctx, %s %s) = %v", j.OrgID, j.Kind, err)
 	}
@@ -164,7 +190,7 @@ func testCMKRecordRoundTrip(t *testing.T, s CMKStore) {
 	if err := s.PutCMK(ctx, full, &ev); err != nil {
 		t.Fatalf("PutCMK(ctx, acme full) = %v", err)
 	}
-	checkRecord(t, "GetCMK(ctx, acme) after PutCMK", getCMK(t, s, "acme"), full)
+	checkRecord(t, "GetCMK(ctx, acme) after PutCMK", getCMK(t, s, "acme"), atRevision(full, 1))
 	evs := auditLog(t, s, "acme")
 	if len(evs) != 2 {
 		t.Fatalf("audit log of acme has %d events after PutCMK, want 2", len(evs))
@@ -174,12 +200,12 @@ func testCMKRecordRoundTrip(t *testing.T, s CMKStore) {
 	checkEvent(t, evs[1], want)
 
 	// Replacing with zero times and empty strings clears them; no event.
-	sparse := cmk.Record{OrgID: "acme", State: cmk.StateAuthorized}
+	sparse := cmk.Record{OrgID: "acme", State: cmk.StateAuthorized, Revision: 1}
 	if err := s.PutCMK(ctx, sparse, nil); err != nil {
 		t.Fatalf("PutCMK(ctx, acme sparse, nil) = %v", err)
 	}
 	got := getCMK(t, s, "acme")
-	checkRecord(t, "GetCMK(ctx, acme) after a sparse PutCMK", got, sparse)
+	checkRecord(t, "GetCMK(ctx, acme) after a sparse PutCMK", got, atRevision(sparse, 2))
 	for name, tm := range map[string]time.Time{"ConsentedAt": got.ConsentedAt, "RecoverableUntil": got.RecoverableUntil,
 		"RevokedSince": got.RevokedSince, "LastProbeAt": got.LastProbeAt, "UpdatedAt": got.UpdatedAt} {
 		if !tm.IsZero() {
@@ -192,9 +218,10 @@ func testCMKRecordRoundTrip(t *testing.T, s CMKStore) {
 
 	// An event with no org ID gets the record's.
 	ev2 := event("", "cmk.authorize", "cmk")
-	if err := s.PutCMK(ctx, full, &ev2); err != nil {
+	if err := s.PutCMK(ctx, atRevision(full, 2), &ev2); err != nil {
 		t.Fatalf("PutCMK(ctx, acme, event without org) = %v", err)
 	}
+	checkRecord(t, "GetCMK(ctx, acme) after a third PutCMK", getCMK(t, s, "acme"), atRevision(full, 3))
 	if evs := auditLog(t, s, "acme"); len(evs) != 3 || evs[2].OrgID != "acme" || evs[2].Action != "cmk.authorize" {
 		t.Errorf("audit log of acme = %+v, want a third event cmk.authorize of acme", evs)
 	}
@@ -238,7 +265,7 @@ func testListCMK(t *testing.T, s CMKStore) {
 		var got []string
 		for _, r := range rs {
 			got = append(got, r.OrgID)
-			checkRecord(t, fmt.Sprintf("ListCMK(ctx, %v) record of %s", tc.states, r.OrgID), r, newRecord(r.OrgID, states[r.OrgID]))
+			checkRecord(t, fmt.Sprintf("ListCMK(ctx, %v) record of %s", tc.states, r.OrgID), r, atRevision(newRecord(r.OrgID, states[r.OrgID]), 1))
 		}
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("ListCMK(ctx, %v) = %v, want %v", tc.states, got, tc.want)
@@ -419,7 +446,7 @@ func testSwitchWrapping(t *testing.T, s CMKStore) {
 	if org.MasterKey != master {
 		t.Errorf("GetOrg(ctx, acme).MasterKey after the switch = %v, want %v", org.MasterKey, master)
 	}
-	checkRecord(t, "GetCMK(ctx, acme) after the switch", getCMK(t, s, "acme"), rec)
+	checkRecord(t, "GetCMK(ctx, acme) after the switch", getCMK(t, s, "acme"), atRevision(rec, 1))
 	evs := auditLog(t, s, "acme")
 	if len(evs) != 2 {
 		t.Fatalf("audit log of acme has %d events after the switch, want 2", len(evs))
@@ -429,7 +456,7 @@ func testSwitchWrapping(t *testing.T, s CMKStore) {
 	checkEvent(t, evs[1], want)
 
 	// Once switched, the wrapping is no longer pending.
-	checkKind(t, "SwitchWrapping(ctx, acme) twice", s.SwitchWrapping(ctx, "acme", idA, master, rec, ev, nil), fault.NotFound)
+	checkKind(t, "SwitchWrapping(ctx, acme) twice", s.SwitchWrapping(ctx, "acme", idA, master, atRevision(rec, 1), ev, nil), fault.NotFound)
 
 	// The other org is untouched.
 	wb, err := s.RootKeys(ctx, "other")
@@ -451,7 +478,7 @@ func testSwitchWrapping(t *testing.T, s CMKStore) {
 	if err != nil {
 		t.Fatalf("AddPendingWrapping(ctx, acme, platform) = %v", err)
 	}
-	if err := s.SwitchWrapping(ctx, "acme", idP, a.org.MasterKey, cmk.Record{State: cmk.StatePlatform}, event("", "cmk.deactivate", "cmk"), nil); err != nil {
+	if err := s.SwitchWrapping(ctx, "acme", idP, a.org.MasterKey, cmk.Record{State: cmk.StatePlatform, Revision: 1}, event("", "cmk.deactivate", "cmk"), nil); err != nil {
 		t.Fatalf("SwitchWrapping(ctx, acme, platform) = %v", err)
 	}
 	if ws, err := s.RootKeys(ctx, "acme"); err != nil || len(ws) != 1 || ws[0].ID != idP || ws[0].State != keys.WrappingActive {
@@ -460,7 +487,7 @@ func testSwitchWrapping(t *testing.T, s CMKStore) {
 	if org, err := s.GetOrg(ctx, "acme"); err != nil || org.MasterKey != a.org.MasterKey {
 		t.Errorf("GetOrg(ctx, acme) after switching back = %+v, %v; want master key %v", org, err, a.org.MasterKey)
 	}
-	checkRecord(t, "GetCMK(ctx, acme) after switching back", getCMK(t, s, "acme"), cmk.Record{OrgID: "acme", State: cmk.StatePlatform})
+	checkRecord(t, "GetCMK(ctx, acme) after switching back", getCMK(t, s, "acme"), cmk.Record{OrgID: "acme", State: cmk.StatePlatform, Revision: 2})
 	auditLog(t, s, "acme")
 }
 
@@ -489,20 +516,22 @@ func testStartJobConflict(t *testing.T, s CMKStore) {
 		}
 		checkJob(t, name+"(ctx)", got, want)
 	}
-	checkRecord(t, "GetCMK(ctx, acme) after StartJob", getCMK(t, s, "acme"), newRecord("acme", cmk.StateActivating))
+	checkRecord(t, "GetCMK(ctx, acme) after StartJob", getCMK(t, s, "acme"), atRevision(newRecord("acme", cmk.StateActivating), 1))
 	if evs := auditLog(t, s, "acme"); len(evs) != 2 || evs[1].Action != "cmk.job.start" {
 		t.Errorf("audit log of acme after StartJob = %+v, want org.create, cmk.job.start", evs)
 	}
 
 	conflict := func(when string) {
 		t.Helper()
-		_, err := s.StartJob(ctx, newJob("acme", cmk.JobDeactivate), newRecord("acme", cmk.StateDeactivating), event("acme", "cmk.job.start", "job/2"))
+		// The record is current: the Conflict is the open job's.
+		rec := atRevision(newRecord("acme", cmk.StateDeactivating), 1)
+		_, err := s.StartJob(ctx, newJob("acme", cmk.JobDeactivate), rec, event("acme", "cmk.job.start", "job/2"))
 		checkKind(t, "StartJob(ctx, acme) while a job is "+when, err, fault.Conflict)
 		if fe := fault.As(err); fe != nil && !strings.Contains(fe.Reason, "a CMK job is already running for org acme") {
 			t.Errorf("StartJob(ctx, acme) while a job is %s reason = %q, want it to say a job is already running", when, fe.Reason)
 		}
-		if r, err := s.GetCMK(ctx, "acme"); err != nil || r.State != cmk.StateActivating {
-			t.Errorf("GetCMK(ctx, acme) after a conflicting StartJob = %+v, %v; want state %s", r, err, cmk.StateActivating)
+		if r, err := s.GetCMK(ctx, "acme"); err != nil || r.State != cmk.StateActivating || r.Revision != 1 {
+			t.Errorf("GetCMK(ctx, acme) after a conflicting StartJob = %+v, %v; want state %s at revision 1", r, err, cmk.StateActivating)
 		}
 		if got, err := s.OrgJob(ctx, "acme"); err != nil || got.ID != j1.ID {
 			t.Errorf("OrgJob(ctx, acme) after a conflicting StartJob = %+v, %v; want job %d", got, err, j1.ID)
@@ -520,16 +549,17 @@ func testStartJobConflict(t *testing.T, s CMKStore) {
 
 	// Finishing lets the next job start.
 	running.State, running.Step = cmk.JobDone, "switched"
-	if err := s.FinishJob(ctx, running, newRecord("acme", cmk.StateActive), event("acme", "cmk.job.done", "job/1")); err != nil {
+	if err := s.FinishJob(ctx, running, atRevision(newRecord("acme", cmk.StateActive), 1), event("acme", "cmk.job.done", "job/1")); err != nil {
 		t.Fatalf("FinishJob(ctx, job %d) = %v", running.ID, err)
 	}
-	checkRecord(t, "GetCMK(ctx, acme) after FinishJob", getCMK(t, s, "acme"), newRecord("acme", cmk.StateActive))
+	checkRecord(t, "GetCMK(ctx, acme) after FinishJob", getCMK(t, s, "acme"), atRevision(newRecord("acme", cmk.StateActive), 2))
 	done, err := s.GetJob(ctx, j1.ID)
 	if err != nil {
 		t.Fatalf("GetJob(ctx, %d) = %v", j1.ID, err)
 	}
 	checkJob(t, "GetJob(ctx) after FinishJob", done, running)
 	j2 := startJob(t, s, newJob("acme", cmk.JobRotate), cmk.StateRotating)
+	checkRecord(t, "GetCMK(ctx, acme) after the second StartJob", getCMK(t, s, "acme"), atRevision(newRecord("acme", cmk.StateRotating), 3))
 	if j2.ID <= j1.ID {
 		t.Errorf("second job ID = %d, want above %d", j2.ID, j1.ID)
 	}
@@ -596,13 +626,14 @@ func testClaimJob(t *testing.T, s CMKStore) {
 	stale.Step = "verified"
 	checkKind(t, "UpdateJob(ctx, job a by node-1) after the takeover", s.UpdateJob(ctx, stale), fault.Conflict)
 	stale.State = cmk.JobDone
+	// (The record is current: the Conflict is the lost lease's.)
 	checkKind(t, "FinishJob(ctx, job a by node-1) after the takeover",
-		s.FinishJob(ctx, stale, newRecord("a", cmk.StateActive), event("a", "cmk.job.done", "job")), fault.Conflict)
+		s.FinishJob(ctx, stale, atRevision(newRecord("a", cmk.StateActive), 1), event("a", "cmk.job.done", "job")), fault.Conflict)
 	if g, err := s.GetJob(ctx, ja.ID); err != nil || g.Step != "copied" || g.Owner != "node-3" || g.State != cmk.JobRunning {
 		t.Errorf("GetJob(ctx, a) after node-1's stale writes = %+v, %v; want node-3's running job at step copied", g, err)
 	}
-	if r, err := s.GetCMK(ctx, "a"); err != nil || r.State != cmk.StateActivating {
-		t.Errorf("GetCMK(ctx, a) after a stale FinishJob = %+v, %v; want state %s", r, err, cmk.StateActivating)
+	if r, err := s.GetCMK(ctx, "a"); err != nil || r.State != cmk.StateActivating || r.Revision != 1 {
+		t.Errorf("GetCMK(ctx, a) after a stale FinishJob = %+v, %v; want state %s at revision 1", r, err, cmk.StateActivating)
 	}
 	if evs := auditLog(t, s, "a"); len(evs) != 2 {
 		t.Errorf("audit log of a has %d events after a stale FinishJob, want 2", len(evs))
@@ -628,7 +659,8 @@ func testClaimJob(t *testing.T, s CMKStore) {
 			t.Fatalf("GetJob(ctx, %d) = %v", j.ID, err)
 		}
 		cur.State, cur.Error = cmk.JobFailed, "key disabled"
-		if err := s.FinishJob(ctx, cur, newRecord(j.OrgID, cmk.StateRevoked), event(j.OrgID, "cmk.job.failed", "job")); err != nil {
+		rec := atRevision(newRecord(j.OrgID, cmk.StateRevoked), revision(t, s, j.OrgID))
+		if err := s.FinishJob(ctx, cur, rec, event(j.OrgID, "cmk.job.failed", "job")); err != nil {
 			t.Fatalf("FinishJob(ctx, %d) = %v", j.ID, err)
 		}
 		cur.State = cmk.JobRunning
@@ -724,6 +756,9 @@ func testCMKInvalid(t *testing.T, s CMKStore) {
 	}
 	evOther := event("other", "x", "y")
 	withState := func(j cmk.Job, st cmk.JobState) cmk.Job { j.State = st; return j }
+	// cur is a record of acme at its current revision: these calls fail
+	// only for the invalid argument.
+	cur := func(st cmk.State) cmk.Record { return atRevision(newRecord("acme", st), 1) }
 	for _, tc := range []struct {
 		name     string
 		call     func() error
@@ -731,7 +766,7 @@ func testCMKInvalid(t *testing.T, s CMKStore) {
 	}{
 		{"PutCMK/no org", func() error { return s.PutCMK(ctx, cmk.Record{State: cmk.StateAuthorized}, nil) }, fault.Invalid},
 		{"PutCMK/no state", func() error { return s.PutCMK(ctx, cmk.Record{OrgID: "acme"}, nil) }, fault.Invalid},
-		{"PutCMK/event of other org", func() error { return s.PutCMK(ctx, newRecord("acme", cmk.StateAuthorized), &evOther) }, fault.Invalid},
+		{"PutCMK/event of other org", func() error { return s.PutCMK(ctx, cur(cmk.StateAuthorized), &evOther) }, fault.Invalid},
 		{"PutConsentRequest/no state", func() error {
 			return s.PutConsentRequest(ctx, cmk.ConsentRequest{OrgID: "acme", ExpiresAt: base})
 		}, fault.Invalid},
@@ -756,7 +791,7 @@ func testCMKInvalid(t *testing.T, s CMKStore) {
 			return s.SwitchWrapping(ctx, "acme", pid, cmkKey("acme"), newRecord("other", cmk.StateActive), event("acme", "x", "y"), nil)
 		}, fault.Invalid},
 		{"SwitchWrapping/event of other org", func() error {
-			return s.SwitchWrapping(ctx, "acme", pid, cmkKey("acme"), newRecord("acme", cmk.StateActive), evOther, nil)
+			return s.SwitchWrapping(ctx, "acme", pid, cmkKey("acme"), cur(cmk.StateActive), evOther, nil)
 		}, fault.Invalid},
 		{"StartJob/no org", func() error {
 			_, err := s.StartJob(ctx, newJob("", cmk.JobActivate), newRecord("", cmk.StateActivating), event("", "x", "y"))
@@ -770,13 +805,13 @@ func testCMKInvalid(t *testing.T, s CMKStore) {
 		{"ClaimJob/no lease", func() error { _, err := s.ClaimJob(ctx, "node-2", base, 0); return err }, fault.Invalid},
 		{"UpdateJob/done", func() error { return s.UpdateJob(ctx, withState(running, cmk.JobDone)) }, fault.Invalid},
 		{"FinishJob/running", func() error {
-			return s.FinishJob(ctx, running, newRecord("acme", cmk.StateActive), event("acme", "x", "y"))
+			return s.FinishJob(ctx, running, cur(cmk.StateActive), event("acme", "x", "y"))
 		}, fault.Invalid},
 		{"FinishJob/record of other org", func() error {
 			return s.FinishJob(ctx, withState(running, cmk.JobDone), newRecord("other", cmk.StateActive), event("acme", "x", "y"))
 		}, fault.Invalid},
 		{"FinishJob/event of other org", func() error {
-			return s.FinishJob(ctx, withState(running, cmk.JobDone), newRecord("acme", cmk.StateActive), evOther)
+			return s.FinishJob(ctx, withState(running, cmk.JobDone), cur(cmk.StateActive), evOther)
 		}, fault.Invalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -793,6 +828,7 @@ func testCMKInvalid(t *testing.T, s CMKStore) {
 	if _, err := s.GetCMK(ctx, "other"); fault.KindOf(err) != fault.NotFound {
 		t.Errorf("GetCMK(ctx, other) after invalid calls kind = %v, want %v", fault.KindOf(err), fault.NotFound)
 	}
+	checkRecord(t, "GetCMK(ctx, acme) after invalid calls", getCMK(t, s, "acme"), atRevision(newRecord("acme", cmk.StateActivating), 1))
 	for org, n := range map[string]int{"acme": 2, "other": 1} {
 		if evs := auditLog(t, s, org); len(evs) != n {
 			t.Errorf("audit log of %s has %d events after invalid calls, want %d", org, len(evs), n)
@@ -852,5 +888,247 @@ func testCMKTenantIsolation(t *testing.T, s CMKStore) {
 				t.Errorf("AuditEvents(ctx, %s) returned an event of %s", org, e.OrgID)
 			}
 		}
+	}
+}
+
+// testCMKRevision checks the optimistic concurrency of CMK records: an
+// insert carries Revision 0, a replace the revision it read, every
+// successful write increments the stored revision by one, and a write at
+// any other revision is a Conflict that changes nothing — not the record,
+// not the audit chain, and, for StartJob, SwitchWrapping and FinishJob,
+// none of the rest of their transaction.
+func testCMKRevision(t *testing.T, s CMKStore) {
+	ctx := t.Context()
+	f := createOrg(t, s, "acme")
+	createOrg(t, s, "other")
+	events := 1 // org.create
+
+	// unchanged checks that a rejected write left acme's record at want
+	// and appended no event.
+	unchanged := func(when string, want cmk.Record) {
+		t.Helper()
+		checkRecord(t, "GetCMK(ctx, acme) after "+when, getCMK(t, s, "acme"), want)
+		if evs := auditLog(t, s, "acme"); len(evs) != events {
+			t.Errorf("audit log of acme has %d events after %s, want %d", len(evs), when, events)
+		}
+	}
+	put := func(r cmk.Record, action string) error {
+		ev := event("acme", action, "cmk")
+		return s.PutCMK(ctx, r, &ev)
+	}
+
+	// Insert: Revision 0 gives revision 1.
+	first := newRecord("acme", cmk.StateAuthorized)
+	if err := put(first, "cmk.authorize"); err != nil {
+		t.Fatalf("PutCMK(ctx, acme at revision 0) = %v", err)
+	}
+	events++
+	stored := atRevision(first, 1)
+	unchanged("the insert", stored)
+
+	// A second insert is a Conflict: the record exists.
+	second := newRecord("acme", cmk.StateRevoked)
+	second.TenantID = "another-tenant"
+	checkKind(t, "PutCMK(ctx, acme at revision 0) when a record exists", put(second, "cmk.authorize"), fault.Conflict)
+	unchanged("a second insert", stored)
+
+	// Replace at the revision read: revision 2. The record GetCMK returns
+	// is the one to write back.
+	next := getCMK(t, s, "acme")
+	next.State, next.KeyVersion = cmk.StateActive, "fedcba9876543210fedcba9876543210"
+	if err := put(next, "cmk.configure"); err != nil {
+		t.Fatalf("PutCMK(ctx, acme at revision 1) = %v", err)
+	}
+	events++
+	stored = atRevision(next, 2)
+	unchanged("a replace", stored)
+
+	// A stale copy (read at revision 1), or a revision never stored, is a
+	// Conflict and overwrites nothing.
+	for _, rev := range []int64{1, 3, -1} {
+		stale := atRevision(newRecord("acme", cmk.StateRevoked), rev)
+		stale.Reason = fmt.Sprintf("written at revision %d", rev)
+		when := fmt.Sprintf("PutCMK(ctx, acme at revision %d) when stored is 2", rev)
+		checkKind(t, when, put(stale, "cmk.revoke"), fault.Conflict)
+		if err := s.PutCMK(ctx, stale, nil); fault.KindOf(err) != fault.Conflict {
+			t.Errorf("%s without an event kind = %v (%v), want %v", when, fault.KindOf(err), err, fault.Conflict)
+		}
+		unchanged(when, stored)
+	}
+
+	// Replacing a record that was never stored is a Conflict too.
+	checkKind(t, "PutCMK(ctx, other at revision 1) without a record",
+		s.PutCMK(ctx, atRevision(newRecord("other", cmk.StateActive), 1), nil), fault.Conflict)
+	if _, err := s.GetCMK(ctx, "other"); fault.KindOf(err) != fault.NotFound {
+		t.Errorf("GetCMK(ctx, other) after a rejected replace kind = %v (%v), want %v", fault.KindOf(err), err, fault.NotFound)
+	}
+
+	// StartJob with a stale record: no job, no record change, no event.
+	staleRec := atRevision(newRecord("acme", cmk.StateActivating), 1)
+	_, err := s.StartJob(ctx, newJob("acme", cmk.JobActivate), staleRec, event("acme", "cmk.job.start", "job"))
+	checkKind(t, "StartJob(ctx, acme, record at revision 1) when stored is 2", err, fault.Conflict)
+	if _, err := s.OrgJob(ctx, "acme"); fault.KindOf(err) != fault.NotFound {
+		t.Errorf("OrgJob(ctx, acme) after a stale StartJob kind = %v (%v), want %v: the job must roll back", fault.KindOf(err), err, fault.NotFound)
+	}
+	unchanged("a stale StartJob", stored)
+
+	// At the current revision it starts: revision 3.
+	activating := atRevision(newRecord("acme", cmk.StateActivating), 2)
+	j, err := s.StartJob(ctx, newJob("acme", cmk.JobActivate), activating, event("acme", "cmk.job.start", "job"))
+	if err != nil {
+		t.Fatalf("StartJob(ctx, acme, record at revision 2) = %v", err)
+	}
+	events++
+	stored = atRevision(activating, 3)
+	unchanged("StartJob", stored)
+
+	running := claim(t, s, "node-1", base, time.Hour)
+	if running.ID != j.ID {
+		t.Fatalf("ClaimJob claimed job %d, want %d", running.ID, j.ID)
+	}
+	pid, err := s.AddPendingWrapping(ctx, "acme", pendingWrapping("acme", "v1"))
+	if err != nil {
+		t.Fatalf("AddPendingWrapping(ctx, acme) = %v", err)
+	}
+	before, err := s.RootKeys(ctx, "acme")
+	if err != nil {
+		t.Fatalf("RootKeys(ctx, acme) = %v", err)
+	}
+	jobUnchanged := func(when string) {
+		t.Helper()
+		if g, err := s.GetJob(ctx, j.ID); err != nil || g.State != cmk.JobRunning || g.Owner != "node-1" || g.Step != "" {
+			t.Errorf("GetJob(ctx, %d) after %s = %+v, %v; want it running under node-1 at step \"\"", j.ID, when, g, err)
+		}
+	}
+	wrappingsUnchanged := func(when string) {
+		t.Helper()
+		ws, err := s.RootKeys(ctx, "acme")
+		if err != nil {
+			t.Fatalf("RootKeys(ctx, acme) = %v", err)
+		}
+		if len(ws) != 2 || ws[0].ID != before[0].ID || ws[0].State != keys.WrappingActive || ws[1].ID != pid || ws[1].State != keys.WrappingPending {
+			t.Errorf("RootKeys(ctx, acme) after %s = %+v, want the active and the pending wrapping unchanged", when, ws)
+		}
+		if org, err := s.GetOrg(ctx, "acme"); err != nil || org.MasterKey != f.org.MasterKey {
+			t.Errorf("GetOrg(ctx, acme) after %s = %+v, %v; want master key %v", when, org, err, f.org.MasterKey)
+		}
+	}
+
+	// SwitchWrapping with a stale record, alone and completing the job:
+	// no switch, no job change.
+	active := newRecord("acme", cmk.StateActive)
+	done := running
+	done.State, done.Step = cmk.JobDone, "switched"
+	for _, tc := range []struct {
+		name string
+		done *cmk.Job
+	}{{"alone", nil}, {"with the job", &done}} {
+		when := "a stale SwitchWrapping " + tc.name
+		checkKind(t, when, s.SwitchWrapping(ctx, "acme", pid, cmkKey("acme"), atRevision(active, 2), event("acme", "cmk.switch", "cmk"), tc.done), fault.Conflict)
+		wrappingsUnchanged(when)
+		jobUnchanged(when)
+		unchanged(when, stored)
+	}
+
+	// FinishJob with a stale record: the job stays running.
+	failed := running
+	failed.State, failed.Error = cmk.JobFailed, "key disabled"
+	checkKind(t, "FinishJob(ctx, record at revision 2) when stored is 3",
+		s.FinishJob(ctx, failed, atRevision(newRecord("acme", cmk.StateRevoked), 2), event("acme", "cmk.job.failed", "job")), fault.Conflict)
+	jobUnchanged("a stale FinishJob")
+	unchanged("a stale FinishJob", stored)
+
+	// At the current revision the switch and the job's end go through:
+	// revision 4.
+	if err := s.SwitchWrapping(ctx, "acme", pid, cmkKey("acme"), atRevision(active, 3), event("acme", "cmk.switch", "cmk"), &done); err != nil {
+		t.Fatalf("SwitchWrapping(ctx, acme, record at revision 3) = %v", err)
+	}
+	events++
+	stored = atRevision(active, 4)
+	unchanged("SwitchWrapping", stored)
+	if g, err := s.GetJob(ctx, j.ID); err != nil || g.State != cmk.JobDone || g.Step != "switched" {
+		t.Errorf("GetJob(ctx, %d) after SwitchWrapping = %+v, %v; want done at step switched", j.ID, g, err)
+	}
+	if ws, err := s.RootKeys(ctx, "acme"); err != nil || len(ws) != 1 || ws[0].ID != pid {
+		t.Errorf("RootKeys(ctx, acme) after SwitchWrapping = %+v, %v; want only wrapping %d", ws, err, pid)
+	}
+
+	// Racing writers read the same revision: exactly one wins each round,
+	// its record is stored at the next revision with its one event.
+	const rounds, writers = 10, 8
+	for round := range rounds {
+		rev := stored.Revision
+		var (
+			wg   sync.WaitGroup
+			errs [writers]error
+			recs [writers]cmk.Record
+		)
+		for w := range writers {
+			recs[w] = atRevision(newRecord("acme", cmk.StateActive), rev)
+			recs[w].LastProbeError = fmt.Sprintf("round %d writer %d", round, w)
+			wg.Go(func() {
+				ev := event("acme", "cmk.probe", fmt.Sprintf("writer/%d", w))
+				errs[w] = s.PutCMK(ctx, recs[w], &ev)
+			})
+		}
+		wg.Wait()
+		winner := -1
+		for w, err := range errs {
+			switch {
+			case err == nil && winner >= 0:
+				t.Fatalf("round %d: writers %d and %d both stored a record read at revision %d", round, winner, w, rev)
+			case err == nil:
+				winner = w
+			default:
+				checkKind(t, fmt.Sprintf("round %d: PutCMK by losing writer %d", round, w), err, fault.Conflict)
+			}
+		}
+		if winner < 0 {
+			t.Fatalf("round %d: no writer stored its record at revision %d", round, rev)
+		}
+		events++
+		stored = atRevision(recs[winner], rev+1)
+		unchanged(fmt.Sprintf("round %d", round), stored)
+		if evs := auditLog(t, s, "acme"); evs[len(evs)-1].Target != fmt.Sprintf("writer/%d", winner) {
+			t.Errorf("round %d: last audit event is %s, want the winner's writer/%d", round, evs[len(evs)-1].Target, winner)
+		}
+	}
+
+	// A StartJob and a PutCMK racing from the same revision: one wins, and
+	// a losing StartJob leaves no job behind.
+	rev := stored.Revision
+	var (
+		wg               sync.WaitGroup
+		startErr, putErr error
+	)
+	wg.Go(func() {
+		_, startErr = s.StartJob(ctx, newJob("acme", cmk.JobRotate), atRevision(newRecord("acme", cmk.StateRotating), rev), event("acme", "cmk.job.start", "job"))
+	})
+	wg.Go(func() {
+		putErr = s.PutCMK(ctx, atRevision(newRecord("acme", cmk.StateRevoked), rev), nil)
+	})
+	wg.Wait()
+	latest, err := s.OrgJob(ctx, "acme")
+	if err != nil {
+		t.Fatalf("OrgJob(ctx, acme) = %v", err)
+	}
+	switch {
+	case startErr == nil && putErr == nil:
+		t.Fatalf("StartJob and PutCMK both stored a record read at revision %d", rev)
+	case startErr == nil:
+		checkKind(t, "PutCMK racing a StartJob", putErr, fault.Conflict)
+		events++
+		unchanged("StartJob winning the race", atRevision(newRecord("acme", cmk.StateRotating), rev+1))
+		if latest.ID == j.ID || latest.Kind != cmk.JobRotate {
+			t.Errorf("OrgJob(ctx, acme) after StartJob won the race = %+v, want the new rotate job", latest)
+		}
+	case putErr == nil:
+		checkKind(t, "StartJob racing a PutCMK", startErr, fault.Conflict)
+		unchanged("PutCMK winning the race", atRevision(newRecord("acme", cmk.StateRevoked), rev+1))
+		if latest.ID != j.ID {
+			t.Errorf("OrgJob(ctx, acme) after StartJob lost the race = job %d, want %d: the losing job must roll back", latest.ID, j.ID)
+		}
+	default:
+		t.Fatalf("StartJob and PutCMK racing from revision %d both failed: %v; %v", rev, startErr, putErr)
 	}
 }

@@ -1,7 +1,8 @@
 // Package storetest is the conformance suite of orgkms storage: [Run]
 // checks that an implementation of [keys.Store] and [auth.Store] keeps the
 // contract every dialect shares, so SQLite and PostgreSQL behave the same;
-// [RunCMK] does the same for [cmk.Store].
+// [RunCMK] does the same for [cmk.Store], and [RunUsers] for
+// [auth.UserStore].
 //
 // # What it checks
 //
@@ -18,12 +19,19 @@
 //     honour NotBefore and leases, a takeover after an expired lease that
 //     makes the old owner's writes Conflicts, and no job leased twice by
 //     concurrent claims. Consent requests are single use and expire.
+//   - Users: emails unique across orgs and the platform (also under
+//     concurrent creates), lists per org by email, changes audited in the
+//     org's chain or the platform's, sessions deleted one by one or per
+//     user without touching other users'. A store (or its harness) that
+//     implements [AuditFailer] also shows that a failed audit write leaves
+//     the user unchanged.
 //
 // Each case runs in parallel on a fresh store from the open function, so
 // open must be safe for concurrent use and must isolate stores.
 //
 // [keys.Store]: github.com/orgkms/orgkms/internal/keys.Store
 // [auth.Store]: github.com/orgkms/orgkms/internal/auth.Store
+// [auth.UserStore]: github.com/orgkms/orgkms/internal/auth.UserStore
 // [cmk.Store]: github.com/orgkms/orgkms/internal/cmk.Store
 // [fault.KindOf]: github.com/orgkms/orgkms/internal/fault.KindOf
 // [audit.Verify]: github.com/orgkms/orgkms/internal/audit.Verify
