@@ -252,7 +252,9 @@ func (u *Users) SetPassword(ctx context.Context, actor, userID, password string)
 }
 
 // List lists an org's users.
-func (u *Users) List(ctx context.Context, orgID string) ([]User, error) { return u.st.ListUsers(ctx, orgID) }
+func (u *Users) List(ctx context.Context, orgID string) ([]User, error) {
+	return u.st.ListUsers(ctx, orgID)
+}
 
 // Get returns a user.
 func (u *Users) Get(ctx context.Context, id string) (User, error) { return u.st.GetUser(ctx, id) }
@@ -334,7 +336,9 @@ func (u *Users) Session(ctx context.Context, secret string) (Session, User, Prin
 		return Session{}, User{}, Principal{}, err
 	}
 	if !u.now().Before(s.ExpiresAt) {
-		u.st.DeleteSession(ctx, s.ID)
+		if err := u.st.DeleteSession(ctx, s.ID); err != nil {
+			return Session{}, User{}, Principal{}, err
+		}
 		return Session{}, User{}, Principal{}, errNoSession
 	}
 	user, err := u.st.GetUser(ctx, s.UserID)
