@@ -148,8 +148,17 @@ func (s *Service) probeFailed(ctx context.Context, rec Record, ref masterkey.Ref
 	now := rec.LastProbeAt
 	kind := fault.KindOf(err)
 	rec.LastProbeError = fault.Message(err)
-	if kind == fault.Unavailable || kind == fault.RateLimited || kind == fault.Internal {
-		// Not revocation: keep serving from the cache until its TTL.
+	switch kind {
+	case fault.KeyDisabled, fault.KeyNotFound, fault.KeyDestroyed, fault.PermissionDenied, fault.CredentialsInvalid:
+		// The customer's key is unusable: revocation, below.
+	default:
+		// Not revocation (throttling, outage, or a fault of orgkms itself
+		// such as a stored wrapping failing its integrity check): keep
+		// serving from the cache until its TTL, report degraded.
+		if kind == fault.Integrity || kind == fault.Internal || kind == fault.Invalid {
+			s.log.Error("probe: the org's stored root key wrapping did not unwrap", slog.String("org_id", rec.OrgID),
+				slog.String("kind", kind.Code()), slog.String("error", err.Error()))
+		}
 		rec.Degraded = true
 		return ignoreStale(s.st.PutCMK(ctx, rec, nil))
 	}
