@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -178,30 +179,55 @@ func items(batch []client.BatchItem) []keys.Item {
 	return out
 }
 
-func (h *Handler) encrypt(c *call) error {
-	var req client.EncryptRequest
-	if err := c.decode(&req); err != nil {
-		return err
-	}
-	if err := singleOrBatch(req.Plaintext != nil, len(req.Batch)); err != nil {
+// batchFunc is keys.Service.EncryptBatch, DecryptBatch or RewrapBatch.
+type batchFunc func(ctx context.Context, actor, org, key string, items []keys.Item) ([]keys.ItemResult, error)
+
+// serveCrypto answers encrypt, decrypt and rewrap: one item (its input in
+// field) or a batch with per-item results.
+func (h *Handler) serveCrypto(c *call, field string, input, context []byte, batch []client.BatchItem, run batchFunc, single func(keys.ItemResult) any) error {
+	if err := singleOrBatch(input != nil, len(batch)); err != nil {
 		return err
 	}
 	name := c.r.PathValue("key")
-	if len(req.Batch) > 0 {
-		res, err := h.keys.EncryptBatch(c.r.Context(), c.actor(), c.org, name, items(req.Batch))
+	if len(batch) > 0 {
+		res, err := run(c.r.Context(), c.actor(), c.org, name, items(batch))
 		if err != nil {
 			return err
 		}
 		return c.reply(http.StatusOK, batchResults(res, c.requestID))
 	}
-	if req.Plaintext == nil {
-		return fault.Invalidf("plaintext", "is required (base64); send \"\" for an empty message")
+	if input == nil {
+		if field == "plaintext" {
+			return fault.Invalidf(field, "is required (base64); send \"\" for an empty message")
+		}
+		return fault.Invalidf(field, "is required (base64, as returned by encrypt)")
 	}
-	ct, err := h.keys.Encrypt(c.r.Context(), c.actor(), c.org, name, req.Plaintext, req.Context)
+	it := keys.Item{Context: context}
+	if field == "plaintext" {
+		it.Plaintext = input
+	} else {
+		it.Ciphertext = input
+	}
+	res, err := run(c.r.Context(), c.actor(), c.org, name, []keys.Item{it})
 	if err != nil {
 		return err
 	}
-	return c.reply(http.StatusOK, client.CryptoResponse{Ciphertext: ct.Bytes, KeyVersion: ct.KeyVersion})
+	if res[0].Err != nil {
+		return res[0].Err
+	}
+	return c.reply(http.StatusOK, single(res[0]))
+}
+
+func ciphertextResponse(r keys.ItemResult) any {
+	return client.CryptoResponse{Ciphertext: r.Ciphertext, KeyVersion: r.KeyVersion}
+}
+
+func (h *Handler) encrypt(c *call) error {
+	var req client.EncryptRequest
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	return h.serveCrypto(c, "plaintext", req.Plaintext, req.Context, req.Batch, h.keys.EncryptBatch, ciphertextResponse)
 }
 
 func (h *Handler) decrypt(c *call) error {
@@ -209,25 +235,13 @@ func (h *Handler) decrypt(c *call) error {
 	if err := c.decode(&req); err != nil {
 		return err
 	}
-	if err := singleOrBatch(req.Ciphertext != nil, len(req.Batch)); err != nil {
-		return err
-	}
-	name := c.r.PathValue("key")
-	if len(req.Batch) > 0 {
-		res, err := h.keys.DecryptBatch(c.r.Context(), c.actor(), c.org, name, items(req.Batch))
-		if err != nil {
-			return err
+	return h.serveCrypto(c, "ciphertext", req.Ciphertext, req.Context, req.Batch, h.keys.DecryptBatch, func(r keys.ItemResult) any {
+		pt := r.Plaintext
+		if pt == nil {
+			pt = []byte{}
 		}
-		return c.reply(http.StatusOK, batchResults(res, c.requestID))
-	}
-	if req.Ciphertext == nil {
-		return fault.Invalidf("ciphertext", "is required (base64, as returned by encrypt)")
-	}
-	pt, v, err := h.keys.Decrypt(c.r.Context(), c.actor(), c.org, name, req.Ciphertext, req.Context)
-	if err != nil {
-		return err
-	}
-	return c.reply(http.StatusOK, plaintextResponse{Plaintext: pt, KeyVersion: v})
+		return plaintextResponse{Plaintext: pt, KeyVersion: r.KeyVersion}
+	})
 }
 
 // plaintextResponse always carries the plaintext field, even when empty.
@@ -241,25 +255,7 @@ func (h *Handler) rewrap(c *call) error {
 	if err := c.decode(&req); err != nil {
 		return err
 	}
-	if err := singleOrBatch(req.Ciphertext != nil, len(req.Batch)); err != nil {
-		return err
-	}
-	name := c.r.PathValue("key")
-	if len(req.Batch) > 0 {
-		res, err := h.keys.RewrapBatch(c.r.Context(), c.actor(), c.org, name, items(req.Batch))
-		if err != nil {
-			return err
-		}
-		return c.reply(http.StatusOK, batchResults(res, c.requestID))
-	}
-	if req.Ciphertext == nil {
-		return fault.Invalidf("ciphertext", "is required (base64, as returned by encrypt)")
-	}
-	ct, err := h.keys.Rewrap(c.r.Context(), c.actor(), c.org, name, req.Ciphertext, req.Context)
-	if err != nil {
-		return err
-	}
-	return c.reply(http.StatusOK, client.CryptoResponse{Ciphertext: ct.Bytes, KeyVersion: ct.KeyVersion})
+	return h.serveCrypto(c, "ciphertext", req.Ciphertext, req.Context, req.Batch, h.keys.RewrapBatch, ciphertextResponse)
 }
 
 func (h *Handler) datakey(c *call) error {
