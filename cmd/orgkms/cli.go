@@ -280,38 +280,33 @@ func cmdEncrypt(env *cliEnv, args []string) error {
 }
 
 func cmdDecrypt(env *cliEnv, args []string) error {
-	fs := newFlags(env, "decrypt", "decrypt --org ORG [--key NAME] [--context TEXT] [--in FILE]",
-		"Reads a base64 ciphertext from stdin (or --in) and writes the plaintext to stdout.")
-	f := addCryptoFlags(fs)
-	if _, err := parse(fs, args, 0, 0); err != nil {
-		return err
-	}
-	if err := f.check(); err != nil {
-		return err
-	}
-	in, err := readInput(env, *f.in, 8<<20)
-	if err != nil {
-		return err
-	}
-	ct, err := decodeCiphertext(in)
-	if err != nil {
-		return err
-	}
-	c, err := newClient()
-	if err != nil {
-		return err
-	}
-	pt, err := c.Decrypt(env.ctx, *f.org, *f.key, ct, f.ctxBytes())
-	if err != nil {
-		return err
-	}
-	_, err = env.stdout.Write(pt)
-	return err
+	return ciphertextCommand(env, args, "decrypt", "Reads a base64 ciphertext from stdin (or --in) and writes the plaintext to stdout.",
+		func(c *client.Client, f cryptoFlags, ct []byte) error {
+			pt, err := c.Decrypt(env.ctx, *f.org, *f.key, ct, f.ctxBytes())
+			if err != nil {
+				return err
+			}
+			_, err = env.stdout.Write(pt)
+			return err
+		})
 }
 
 func cmdRewrap(env *cliEnv, args []string) error {
-	fs := newFlags(env, "rewrap", "rewrap --org ORG [--key NAME] [--context TEXT] [--in FILE]",
-		"Re-encrypts a ciphertext under the key's latest version, on the server, and\nprints the new ciphertext. The plaintext never leaves the server.")
+	return ciphertextCommand(env, args, "rewrap", "Re-encrypts a ciphertext under the key's latest version, on the server, and\nprints the new ciphertext. The plaintext never leaves the server.",
+		func(c *client.Client, f cryptoFlags, ct []byte) error {
+			out, _, err := c.Rewrap(env.ctx, *f.org, *f.key, ct, f.ctxBytes())
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(env.stdout, base64.StdEncoding.EncodeToString(out))
+			return err
+		})
+}
+
+// ciphertextCommand parses the flags of a command that reads a ciphertext
+// (decrypt, rewrap), reads and decodes it, and runs do.
+func ciphertextCommand(env *cliEnv, args []string, name, help string, do func(*client.Client, cryptoFlags, []byte) error) error {
+	fs := newFlags(env, name, name+" --org ORG [--key NAME] [--context TEXT] [--in FILE]", help)
 	f := addCryptoFlags(fs)
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return err
@@ -331,12 +326,7 @@ func cmdRewrap(env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	out, _, err := c.Rewrap(env.ctx, *f.org, *f.key, ct, f.ctxBytes())
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(env.stdout, base64.StdEncoding.EncodeToString(out))
-	return nil
+	return do(c, f, ct)
 }
 
 func cmdDataKey(env *cliEnv, args []string) error {
