@@ -17,7 +17,7 @@ import (
 // Run starts the probe and jobWorkers job workers; it returns when ctx is
 // cancelled and every goroutine has stopped.
 func (s *Service) Run(ctx context.Context, jobWorkers int) {
-	if err := s.LoadBlocks(ctx); err != nil {
+	if err := s.LoadBlocks(ctx); err != nil && ctx.Err() == nil {
 		s.log.Error("load revoked orgs failed", slog.String("error", err.Error()))
 	}
 	if jobWorkers < 1 {
