@@ -1,21 +1,23 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
-	"net"
-	"time"
-
 	"fmt"
-	"github.com/orgkms/orgkms/internal/azureemu"
-	"github.com/orgkms/orgkms/internal/fault"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/orgkms/orgkms/internal/auth"
+	"github.com/orgkms/orgkms/internal/azureemu"
 	"github.com/orgkms/orgkms/internal/config"
+	"github.com/orgkms/orgkms/internal/console"
+	"github.com/orgkms/orgkms/internal/fault"
 	"github.com/orgkms/orgkms/internal/store/sqlite"
 )
 
@@ -166,7 +168,19 @@ func cmdDev(env *cliEnv, args []string) error {
 		return err
 	}
 	defer s.close()
+	if emu != nil {
+		s.mount(&console.Demo{TenantID: demo.TenantID, VaultURI: demo.VaultURI, KeyName: demo.KeyName})
+	}
 	s.useListener(ln)
+	// The demo org and users exist before dev.env appears, which scripts
+	// wait for.
+	if err := ensureDemoOrg(env, s); err != nil {
+		return err
+	}
+	demoUsers, err := ensureDemoUsers(env, s, cfg.DataDir)
+	if err != nil {
+		return err
+	}
 	envFile := filepath.Join(cfg.DataDir, "dev.env")
 	token, err := devToken(env, s, envFile)
 	if err != nil {
@@ -179,11 +193,18 @@ func cmdDev(env *cliEnv, args []string) error {
 	fmt.Fprintf(env.stdout, `orgkms dev server listening on %s
   data directory: %s (SQLite database, platform master key)
 
+Web console: %s
+`, s.URL(), cfg.DataDir, strings.TrimRight(cfg.PublicURL, "/")+"/console/")
+	for _, u := range demoUsers {
+		fmt.Fprintf(env.stdout, "  %-20s password %-26s %s\n", u.email, u.password, u.about)
+	}
+	fmt.Fprintf(env.stdout, `  (the passwords are kept in %s and %s)
+
 Connect the CLI:
   source %s
   orgkms org create acme
   echo hello | orgkms encrypt --org acme | orgkms decrypt --org acme
-`, s.URL(), cfg.DataDir, envFile)
+`, filepath.Join(cfg.DataDir, demoUserSpecs[0].file), filepath.Join(cfg.DataDir, demoUserSpecs[1].file), envFile)
 	if emu != nil {
 		adminEnv, err := devCMKAdmin(env, s, cfg.DataDir)
 		if err != nil {
@@ -212,17 +233,99 @@ Act as the customer in their Azure portal:
 	return s.serve(env.ctx)
 }
 
-// devCMKAdmin makes sure org "demo" exists and writes DIR/demo-admin.env
-// with a token holding admin and key_admin on it.
-func devCMKAdmin(env *cliEnv, s *stack, dir string) (string, error) {
-	const org = "demo"
-	if _, err := s.keys.GetOrg(env.ctx, org); fault.KindOf(err) == fault.NotFound {
-		if _, err := s.keys.CreateOrg(env.ctx, "orgkms:dev", org, "Demo Org"); err != nil {
-			return "", err
+// demoOrg is the org that orgkms dev creates for the demo users and token.
+const demoOrg = "demo"
+
+// ensureDemoOrg makes sure org "demo" exists.
+func ensureDemoOrg(env *cliEnv, s *stack) error {
+	if _, err := s.keys.GetOrg(env.ctx, demoOrg); fault.KindOf(err) == fault.NotFound {
+		if _, err := s.keys.CreateOrg(env.ctx, "orgkms:dev", demoOrg, "Demo Org"); err != nil {
+			return err
 		}
 	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+// demoUserSpecs are the console users orgkms dev creates in org "demo".
+var demoUserSpecs = []struct {
+	email, name, file, about string
+	roles                    []auth.Role
+}{
+	{"admin@demo.example", "Demo Security Admin", "demo-admin-password", "admin + key_admin of org demo (Settings → Security)", []auth.Role{auth.RoleAdmin, auth.RoleKeyAdmin}},
+	{"member@demo.example", "Demo Member", "demo-member-password", "member of org demo", []auth.Role{auth.RoleMember}},
+}
+
+type demoUser struct{ email, password, about string }
+
+// ensureDemoUsers creates the demo console users once, each with a random
+// password kept in DIR/<file> (mode 0600) and reused on restarts. A user
+// whose password file is missing gets a new password; one whose password
+// was changed in the console keeps it.
+func ensureDemoUsers(env *cliEnv, s *stack, dir string) ([]demoUser, error) {
+	existing, err := s.users.List(env.ctx, demoOrg)
+	if err != nil {
+		return nil, err
+	}
+	var out []demoUser
+	for _, spec := range demoUserSpecs {
+		file := filepath.Join(dir, spec.file)
+		pw := ""
+		if b, err := os.ReadFile(file); err == nil {
+			pw = strings.TrimSpace(string(b))
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		var user *auth.User
+		for i := range existing {
+			if existing[i].Email == spec.email {
+				user = &existing[i]
+			}
+		}
+		if pw != "" && user != nil && !auth.CheckPassword(user.PasswordHash, pw) {
+			out = append(out, demoUser{spec.email, "(changed in the console)", spec.about})
+			continue
+		}
+		if pw == "" || auth.ValidatePassword(pw) != nil {
+			if pw, err = randomPassword(); err != nil {
+				return nil, err
+			}
+			// The file first: if creating the user fails, the next start
+			// reuses this password.
+			if err := writeFileAtomic(file, []byte(pw+"\n"), 0o600); err != nil {
+				return nil, err
+			}
+			if user != nil {
+				if err := s.users.SetPassword(env.ctx, "orgkms:dev", user.ID, pw); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if user == nil {
+			if _, err := s.users.Create(env.ctx, "orgkms:dev", auth.NewUserRequest{OrgID: demoOrg, Email: spec.email, Name: spec.name,
+				Roles: spec.roles, Password: pw}); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, demoUser{spec.email, pw, spec.about})
+	}
+	return out, nil
+}
+
+// randomPassword returns a random 24-character password.
+func randomPassword() (string, error) {
+	var b [18]byte
+	if _, err := rand.Read(b[:]); err != nil {
 		return "", err
 	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// devCMKAdmin writes DIR/demo-admin.env with a token holding admin and
+// key_admin on org "demo".
+func devCMKAdmin(env *cliEnv, s *stack, dir string) (string, error) {
+	const org = demoOrg
 	p := filepath.Join(dir, "demo-admin.env")
 	secret := validTokenIn(env, s, p)
 	if secret == "" {

@@ -18,6 +18,7 @@ import (
 	"github.com/orgkms/orgkms/internal/auth"
 	"github.com/orgkms/orgkms/internal/cmk"
 	"github.com/orgkms/orgkms/internal/config"
+	"github.com/orgkms/orgkms/internal/console"
 	"github.com/orgkms/orgkms/internal/keys"
 	"github.com/orgkms/orgkms/internal/masterkey"
 	"github.com/orgkms/orgkms/internal/masterkey/azurekv"
@@ -35,7 +36,9 @@ type stack struct {
 	keys     *keys.Service
 	cmk      *cmk.Service
 	tokens   *auth.Service
-	handler  http.Handler
+	users    *auth.Users
+	api      http.Handler // the API alone
+	handler  http.Handler // the API and the console
 	listener net.Listener
 	server   *http.Server
 }
@@ -123,9 +126,25 @@ func openStack(ctx context.Context, cfg config.Config, log *slog.Logger, migrate
 	guard = s.cmk.Guard
 	cache = s.keys.Cache()
 	s.tokens = auth.NewService(st, s.keys, nil, time.Duration(cfg.TokenCacheTTL))
-	s.handler = api.New(api.Config{Keys: s.keys, Tokens: s.tokens, CMK: s.cmk, Metrics: m, Logger: log, LogRequests: cfg.LogRequests,
+	s.users = auth.NewUsers(st, nil, 8*time.Hour)
+	apiHandler := api.New(api.Config{Keys: s.keys, Tokens: s.tokens, CMK: s.cmk, Metrics: m, Logger: log, LogRequests: cfg.LogRequests,
 		Ready: func(ctx context.Context) error { return st.DB().PingContext(ctx) }})
+	s.api = apiHandler
+	s.mount(nil)
 	return s, nil
+}
+
+// mount builds the server's handler: the web console under /console/, the
+// API everywhere else. demo, when set, shows the Azure emulator's demo
+// values in the console (orgkms dev).
+func (s *stack) mount(demo *console.Demo) {
+	consoleHandler := console.New(console.Config{Keys: s.keys, CMK: s.cmk, Users: s.users, Logger: s.log.With(slog.String("component", "console")),
+		SecureCookies: strings.HasPrefix(s.cfg.PublicURL, "https://"), Demo: demo})
+	mux := http.NewServeMux()
+	mux.Handle("/console/", consoleHandler)
+	mux.Handle("GET /{$}", http.RedirectHandler("/console/", http.StatusSeeOther))
+	mux.Handle("/", s.api)
+	s.handler = mux
 }
 
 // listen binds the configured address.

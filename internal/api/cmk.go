@@ -3,6 +3,8 @@ package api
 import (
 	"html/template"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/orgkms/orgkms/client"
@@ -103,20 +105,39 @@ func (h *Handler) cmkDisable(c *call) error {
 }
 
 var callbackPage = template.Must(template.New("cb").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>orgkms: {{.Title}}</title>
-<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#1b1f24}
-.ok{color:#116329}.fail{color:#a40e26}code{background:#f3f4f6;padding:.1rem .3rem}</style></head>
-<body><h1 class="{{.Class}}">{{.Title}}</h1><p>{{.Message}}</p>{{if .Next}}<p>Next: {{.Next}}</p>{{end}}</body></html>`))
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>orgkms: {{.Title}}</title>
+<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#1b1f24;line-height:1.5}
+.ok{color:#116329}.fail{color:#a40e26}code{background:#f3f4f6;padding:.1rem .3rem}
+#continue{display:inline-block;margin-top:1rem;padding:.7rem 1.3rem;background:#1f4e8c;color:#fff;border-radius:6px;font-weight:600;font-size:1.1rem;text-decoration:none}
+#continue:focus-visible{outline:3px solid #ffbf47;outline-offset:2px}</style></head>
+<body><h1 class="{{.Class}}">{{.Title}}</h1><p>{{.Message}}</p>{{if .Next}}<p>Next: {{.Next}}</p>{{end}}
+{{if .Continue}}<p><a id="continue" href="{{.Continue}}" autofocus>Continue to Settings → Security</a></p>{{end}}</body></html>`))
+
+// consoleSecurityPath is the console's Security page of org, with the
+// consent outcome for its message.
+func consoleSecurityPath(org string, ok bool) string {
+	outcome := "failed"
+	if ok {
+		outcome = "ok"
+	}
+	return "/console/orgs/" + url.PathEscape(org) + "/security?consent=" + outcome
+}
 
 // cmkCallback is where the consent page sends the administrator back. It
 // is public: the single-use, expiring state binds it to the org and user
 // that started the round trip.
+//
+// When a console user started the round trip, the page links back to the
+// console. The console's session cookie is SameSite=Strict, so the browser
+// does not send it on this page, reached by a cross-site redirect; it does
+// on the same-site navigation that the link starts.
 func (h *Handler) cmkCallback(c *call) error {
 	q := c.r.URL.Query()
 	req, err := h.cmk.Callback(c.r.Context(), cmk.ConsentResult{State: q.Get("state"), AdminConsent: q.Get("admin_consent"),
 		Tenant: q.Get("tenant"), Error: q.Get("error"), ErrorDescription: q.Get("error_description")})
-	data := struct{ Title, Class, Message, Next string }{"orgkms is authorized", "ok", "", ""}
+	data := struct{ Title, Class, Message, Next, Continue string }{"orgkms is authorized", "ok", "", "", ""}
 	status := http.StatusOK
+	console := strings.HasPrefix(req.Actor, "user:") && req.OrgID != ""
 	if err != nil {
 		status = Status(fault.KindOf(err))
 		data.Title, data.Class, data.Message = "Authorization failed", "fail", fault.Message(err)
@@ -124,6 +145,10 @@ func (h *Handler) cmkCallback(c *call) error {
 	} else {
 		data.Message = "Consent for tenant " + req.TenantID + " was recorded for org " + req.OrgID + "."
 		data.Next = "Step 2: configure the Key Vault URI, key name and version, then Test Managed Key."
+	}
+	if console {
+		data.Next = ""
+		data.Continue = consoleSecurityPath(req.OrgID, err == nil)
 	}
 	c.status = status
 	c.w.Header().Set("Content-Type", "text/html; charset=utf-8")

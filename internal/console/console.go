@@ -1,0 +1,522 @@
+package console
+
+import (
+	"bytes"
+	"embed"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/orgkms/orgkms/internal/auth"
+	"github.com/orgkms/orgkms/internal/cmk"
+	"github.com/orgkms/orgkms/internal/fault"
+	"github.com/orgkms/orgkms/internal/keys"
+)
+
+// Cookie names and the security headers of every response.
+const (
+	SessionCookie = "orgkms_session"
+	CSRFCookie    = "orgkms_csrf" // pre-session anti-forgery token of the sign-in form
+
+	// CSP allows the console's own stylesheet and images, and form posts
+	// to itself. A form post may answer with a redirect to the cloud's
+	// consent page (Authorize, Step 1), and browsers apply form-action to
+	// every redirect of a form submission, hence https: (and http: for a
+	// consent page or callback served over plain HTTP in development).
+	CSP = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' https: http:; frame-ancestors 'none'; base-uri 'none'"
+
+	maxFormBytes = 64 << 10
+)
+
+//go:embed templates/*.html static/*
+var files embed.FS
+
+// Config configures the console handler.
+type Config struct {
+	Keys  *keys.Service
+	CMK   *cmk.Service
+	Users *auth.Users
+	// Logger receives internal errors (never shown to the user).
+	Logger *slog.Logger
+	// SecureCookies marks cookies Secure even when the request itself is
+	// not TLS (orgkms behind a TLS-terminating proxy with an https public
+	// URL). Cookies are always Secure on TLS requests.
+	SecureCookies bool
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Demo, when set, is shown on the Security page so that a newcomer can
+	// complete the flow against the built-in Azure emulator (orgkms dev).
+	Demo *Demo
+}
+
+// Demo names the Azure emulator's demo tenant, vault and key.
+type Demo struct {
+	TenantID, VaultURI, KeyName string
+}
+
+type handler struct {
+	cfg   Config
+	log   *slog.Logger
+	now   func() time.Time
+	pages map[string]*template.Template
+	mux   *http.ServeMux
+}
+
+// New returns the console handler. It serves paths under /console/ and
+// expects to be mounted there.
+func New(cfg Config) http.Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	h := &handler{cfg: cfg, log: cfg.Logger, now: cfg.Now, pages: parsePages(), mux: http.NewServeMux()}
+	h.routes()
+	return h
+}
+
+// ServeHTTP sets the security headers of every response and dispatches.
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	hd.Set("Content-Security-Policy", CSP)
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("Referrer-Policy", "same-origin")
+	hd.Set("Cache-Control", "no-store")
+	hd.Set("X-Frame-Options", "DENY")
+	h.mux.ServeHTTP(w, r)
+}
+
+// routes declares every console route. Org pages name the action they
+// need; orgRoute checks it with auth.Allowed before the page runs.
+func (h *handler) routes() {
+	static, _ := fs.Sub(files, "static")
+	h.mux.Handle("GET /console/static/", http.StripPrefix("/console/static/", http.FileServerFS(static)))
+	h.mux.HandleFunc("GET /console/{$}", h.home)
+	h.mux.HandleFunc("GET /console/signin", h.signInPage)
+	h.mux.HandleFunc("POST /console/signin", h.signIn)
+	h.mux.Handle("POST /console/signout", h.signedIn((*handler).signOut))
+	h.mux.Handle("GET /console/orgs", h.signedIn((*handler).orgs))
+	h.mux.HandleFunc("GET /console/orgs/{org}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, orgPath(r.PathValue("org"), ""), http.StatusSeeOther)
+	})
+
+	h.orgRoute("GET /console/orgs/{org}/{$}", auth.ActOrgRead, (*handler).overview)
+
+	h.orgRoute("GET /console/orgs/{org}/users", auth.ActUsersManage, (*handler).users)
+	h.orgRoute("POST /console/orgs/{org}/users", auth.ActUsersManage, (*handler).createUser)
+	h.orgRoute("POST /console/orgs/{org}/users/{id}/roles", auth.ActUsersManage, (*handler).setRoles)
+
+	h.orgRoute("GET /console/orgs/{org}/security", auth.ActCMKManage, (*handler).security)
+	h.orgRoute("POST /console/orgs/{org}/security/authorize", auth.ActCMKManage, (*handler).authorize)
+	h.orgRoute("POST /console/orgs/{org}/security/configure", auth.ActCMKManage, (*handler).configure)
+	h.orgRoute("GET /console/orgs/{org}/security/disable", auth.ActCMKManage, (*handler).disablePage)
+	h.orgRoute("POST /console/orgs/{org}/security/disable", auth.ActCMKManage, (*handler).disable)
+
+	h.orgRoute("GET /console/orgs/{org}/keys", auth.ActKeyRead, (*handler).keys)
+	h.orgRoute("POST /console/orgs/{org}/keys", auth.ActKeyManage, (*handler).createKey)
+	h.orgRoute("POST /console/orgs/{org}/keys/{key}/rotate", auth.ActKeyManage, (*handler).rotateKey)
+	h.orgRoute("POST /console/orgs/{org}/keys/{key}/min-version", auth.ActKeyManage, (*handler).setMinVersion)
+
+	h.orgRoute("GET /console/orgs/{org}/audit", auth.ActAuditRead, (*handler).audit)
+	h.orgRoute("GET /console/orgs/{org}/audit/export", auth.ActAuditRead, (*handler).auditExport)
+
+	h.mux.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) {
+		h.fail(&request{w: w, r: r}, &fault.Error{Kind: fault.NotFound, Reason: "there is no such page in the console"})
+	})
+}
+
+// request is one signed-in request.
+type request struct {
+	w       http.ResponseWriter
+	r       *http.Request
+	sess    auth.Session
+	user    auth.User
+	p       auth.Principal
+	org     string     // from the path, for org pages
+	orgName string     // the org's display name
+	status  cmk.Status // the org's CMK status, for the banner
+}
+
+func (rq *request) allowed(act auth.Action) bool { return auth.Allowed(rq.p, act, rq.org) }
+
+type pageFunc func(h *handler, rq *request) error
+
+// errCSRF refuses a form post without the right anti-forgery token.
+var errCSRF = &fault.Error{Kind: fault.Forbidden, Reason: "this form expired or did not come from this console (the anti-forgery check failed), so nothing was changed; go back, reload the page and try again"}
+
+var errForbidden = &fault.Error{Kind: fault.Forbidden, Reason: "your roles do not allow this page or action; ask an administrator of the org if you need access"}
+
+// signedIn resolves the session (redirecting to sign-in without one) and
+// checks the anti-forgery token of every POST.
+func (h *handler) signedIn(fn pageFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rq, ok := h.session(w, r)
+		if !ok {
+			return
+		}
+		if r.Method == http.MethodPost {
+			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+			if err := r.ParseForm(); err != nil {
+				h.fail(rq, &fault.Error{Kind: fault.Invalid, Reason: "the form could not be read; reload the page and try again"})
+				return
+			}
+			if !auth.CheckCSRF(rq.sess, r.PostForm.Get("csrf_token")) {
+				h.fail(rq, errCSRF)
+				return
+			}
+		}
+		if err := fn(h, rq); err != nil {
+			h.fail(rq, err)
+		}
+	})
+}
+
+// orgRoute registers an org page that needs act on the org in the path.
+func (h *handler) orgRoute(pattern string, act auth.Action, fn pageFunc) {
+	h.mux.Handle(pattern, h.signedIn(func(h *handler, rq *request) error {
+		rq.org = rq.r.PathValue("org")
+		if !rq.allowed(act) {
+			return errForbidden
+		}
+		o, err := h.cfg.Keys.GetOrg(rq.r.Context(), rq.org)
+		if err != nil {
+			return err
+		}
+		rq.orgName = o.Name
+		if rq.status, err = h.cmkStatus(rq); err != nil {
+			return err
+		}
+		return fn(h, rq)
+	}))
+}
+
+func (h *handler) cmkStatus(rq *request) (cmk.Status, error) {
+	if h.cfg.CMK == nil {
+		return cmk.Status{Record: cmk.Record{OrgID: rq.org, State: cmk.StatePlatform}}, nil
+	}
+	return h.cfg.CMK.Status(rq.r.Context(), rq.org)
+}
+
+// session resolves the session cookie. Without a live session it
+// redirects to the sign-in page (saying so when the session expired) and
+// returns false.
+func (h *handler) session(w http.ResponseWriter, r *http.Request) (*request, bool) {
+	rq := &request{w: w, r: r}
+	c, err := r.Cookie(SessionCookie)
+	if err != nil || c.Value == "" {
+		h.toSignIn(w, r, "")
+		return nil, false
+	}
+	rq.sess, rq.user, rq.p, err = h.cfg.Users.Session(r.Context(), c.Value)
+	if err != nil {
+		if fault.KindOf(err) == fault.Unauthenticated {
+			h.setCookie(w, r, SessionCookie, "", -1)
+			h.toSignIn(w, r, "expired")
+			return nil, false
+		}
+		h.fail(rq, err)
+		return nil, false
+	}
+	return rq, true
+}
+
+// toSignIn redirects to the sign-in page, which brings the user back to
+// the page they asked for (GET only).
+func (h *handler) toSignIn(w http.ResponseWriter, r *http.Request, why string) {
+	q := url.Values{}
+	if why != "" {
+		q.Set("why", why)
+	}
+	if r.Method == http.MethodGet && r.URL.Path != "/console/" {
+		q.Set("next", r.URL.RequestURI())
+	}
+	u := "/console/signin"
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	http.Redirect(w, r, u, http.StatusSeeOther)
+}
+
+// safeNext returns next if it is a console path on this host, else "".
+func safeNext(next string) string {
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || strings.HasPrefix(next, "//") || strings.Contains(next, "\\") ||
+		!strings.HasPrefix(u.Path, "/console/") || strings.HasPrefix(u.Path, "/console/signin") {
+		return ""
+	}
+	return next
+}
+
+func (h *handler) setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge int) {
+	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: "/", MaxAge: maxAge, HttpOnly: true,
+		Secure: h.cfg.SecureCookies || r.TLS != nil, SameSite: http.SameSiteStrictMode})
+}
+
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// home sends the user to their org's overview (platform operators to the
+// org list), or to sign-in.
+func (h *handler) home(w http.ResponseWriter, r *http.Request) {
+	rq, ok := h.session(w, r)
+	if !ok {
+		return
+	}
+	http.Redirect(w, r, homeOf(rq.user), http.StatusSeeOther)
+}
+
+func homeOf(u auth.User) string {
+	if u.OrgID == "" {
+		return "/console/orgs"
+	}
+	return orgPath(u.OrgID, "")
+}
+
+// orgPath is the path of an org page; page "" is the overview.
+func orgPath(org, page string) string {
+	return "/console/orgs/" + url.PathEscape(org) + "/" + page
+}
+
+// redirect answers a successful form post (post/redirect/get).
+func (rq *request) redirect(path string) error {
+	http.Redirect(rq.w, rq.r, path, http.StatusSeeOther)
+	return nil
+}
+
+// statusOf maps a fault kind to the HTTP status of an error page.
+func statusOf(k fault.Kind) int {
+	switch k {
+	case fault.Invalid, fault.Integrity, fault.VersionRetired:
+		return http.StatusBadRequest
+	case fault.NotFound:
+		return http.StatusNotFound
+	case fault.Conflict:
+		return http.StatusConflict
+	case fault.TooLarge:
+		return http.StatusRequestEntityTooLarge
+	case fault.Unauthenticated:
+		return http.StatusUnauthorized
+	case fault.Forbidden:
+		return http.StatusForbidden
+	case fault.KeyNotFound, fault.KeyDisabled, fault.KeyDestroyed, fault.PermissionDenied, fault.CredentialsInvalid,
+		fault.CMKDisabled, fault.CMKPermissionMissing, fault.CMKDeleted, fault.CMKDestroyed:
+		return http.StatusFailedDependency
+	case fault.Unavailable:
+		return http.StatusServiceUnavailable
+	case fault.RateLimited:
+		return http.StatusTooManyRequests
+	}
+	return http.StatusInternalServerError
+}
+
+// errStatus is the HTTP status of a page that shows err on a form; it
+// logs internal errors.
+func (h *handler) errStatus(rq *request, err error) int {
+	kind := fault.KindOf(err)
+	status := statusOf(kind)
+	if status >= 500 {
+		h.log.Error("console request failed", slog.String("kind", kind.Code()), slog.String("path", rq.r.URL.Path), slog.String("error", err.Error()))
+	}
+	return status
+}
+
+func invalid(field, reason string) error {
+	return &fault.Error{Kind: fault.Invalid, Field: field, Reason: reason}
+}
+
+// reasonOf is the short reason of a validation error, else its message.
+func reasonOf(err error) string {
+	if fe := fault.As(err); fe != nil && fe.Kind == fault.Invalid && fe.Reason != "" {
+		return fe.Reason
+	}
+	return fault.Message(err)
+}
+
+// fail renders an error page with the customer message of err. Internal
+// errors are logged (with their underlying text) and shown without it.
+func (h *handler) fail(rq *request, err error) {
+	kind := fault.KindOf(err)
+	status := h.errStatus(rq, err)
+	title := "Something went wrong"
+	switch kind {
+	case fault.Forbidden:
+		title = "Access denied"
+	case fault.NotFound:
+		title = "Not found"
+	}
+	v := &view{Title: title, Error: fault.Message(err)}
+	if rq.user.ID == "" || kind == fault.Forbidden || kind == fault.NotFound {
+		// No org layout for pages the user may not see.
+		rq.org = ""
+	}
+	h.render(rq, status, "error", v)
+}
+
+// view is what every template gets.
+type view struct {
+	Title   string
+	Active  string // the nav item of the page
+	Email   string // the signed-in user, "" on the sign-in page
+	Home    string // the user's landing page
+	CSRF    string
+	Org     string
+	OrgName string
+	Nav     struct{ Users, Security, Keys, Audit, Orgs bool }
+	Banner  *banner
+	Refresh bool // reload every 2 s (a job is running)
+	Flash   string
+	Error   string            // the page's error message
+	Fields  map[string]string // field name → what is wrong with it
+	Form    url.Values        // what the user typed, to show again
+	Data    any               // the page's own data
+}
+
+// FieldError returns the error of a form field, "" when none.
+func (v *view) FieldError(name string) string { return v.Fields[name] }
+
+// Value returns what the user typed in a field.
+func (v *view) Value(name string) string { return v.Form.Get(name) }
+
+// Checked reports whether value was among the values typed for name.
+func (v *view) Checked(name, value string) bool {
+	for _, s := range v.Form[name] {
+		if s == value {
+			return true
+		}
+	}
+	return false
+}
+
+// formError shows err on the form: a field error when it names a field,
+// and the customer message at the top.
+func (v *view) formError(err error, fieldOf map[string]string) {
+	v.Error = fault.Message(err)
+	fe := fault.As(err)
+	if fe == nil || fe.Field == "" {
+		return
+	}
+	name := fe.Field
+	if n, ok := fieldOf[name]; ok {
+		name = n
+	}
+	if v.Fields == nil {
+		v.Fields = map[string]string{}
+	}
+	v.Fields[name] = orElse(fe.Reason, v.Error)
+	if fe.Reason != "" {
+		v.Error = "Check the highlighted field: " + fe.Reason
+	}
+}
+
+func orElse(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+// render executes page name in the layout. The layout gets the user, the
+// org navigation (only the links the user's roles allow) and the banner.
+func (h *handler) render(rq *request, status int, name string, v *view) {
+	if rq.user.ID != "" {
+		v.Email, v.CSRF, v.Home = rq.user.Email, rq.sess.CSRF, homeOf(rq.user)
+		v.Nav.Orgs = auth.Allowed(rq.p, auth.ActOrgList, "")
+	}
+	if rq.org != "" && rq.user.ID != "" {
+		v.Org, v.OrgName = rq.org, rq.orgName
+		v.Nav.Users = rq.allowed(auth.ActUsersManage)
+		v.Nav.Security = rq.allowed(auth.ActCMKManage)
+		v.Nav.Keys = rq.allowed(auth.ActKeyRead)
+		v.Nav.Audit = rq.allowed(auth.ActAuditRead)
+		v.Banner = bannerOf(rq.status.Record, h.now())
+	}
+	t := h.pages[name]
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, "layout", v); err != nil {
+		h.log.Error("console template failed", slog.String("page", name), slog.String("error", err.Error()))
+		http.Error(rq.w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	rq.w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	rq.w.WriteHeader(status)
+	rq.w.Write(buf.Bytes())
+}
+
+// banner warns on every org page that the org's customer managed key is
+// unusable or its vault unreachable.
+type banner struct {
+	Class, Title, Text, Remedy string
+}
+
+func bannerOf(rec cmk.Record, now time.Time) *banner {
+	switch {
+	case rec.State == cmk.StateLost:
+		return &banner{Class: "banner-lost", Title: "Customer managed key destroyed.",
+			Text:   orElse(rec.Reason, "the org's customer managed key was purged from its vault") + ".",
+			Remedy: "The org's data protected by this key is unrecoverable: nobody, including orgkms, can decrypt it any more. Create a new org for new data."}
+	case rec.State == cmk.StateRevoked:
+		b := &banner{Class: "banner-revoked", Title: "Customer managed key revoked.",
+			Text: orElse(rec.Reason, "the org's customer managed key cannot be used") + ". Until it can, orgkms refuses to encrypt or decrypt this org's data."}
+		switch rec.ReasonCode {
+		case fault.CMKPermissionMissing.Code():
+			b.Remedy = "To restore access: give orgkms' application Get, Wrap Key and Unwrap Key in the vault's access policy, or authorize it again in Settings → Security (Step 1)."
+		case fault.CMKDeleted.Code():
+			b.Remedy = "To restore access: recover the key in the Azure portal (Key Vault → Keys → Manage deleted keys)"
+			if !rec.RecoverableUntil.IsZero() {
+				b.Remedy += " before " + fmtTime(rec.RecoverableUntil) + "; after that the data is lost"
+			}
+			b.Remedy += "."
+		default:
+			b.Remedy = "To restore access: enable the key in the Azure portal and check its activation and expiration dates."
+		}
+		b.Remedy += " orgkms checks the key regularly and resumes by itself once it works again."
+		return b
+	case rec.Degraded:
+		return &banner{Class: "banner-degraded", Title: "Key vault unreachable.",
+			Text:   "orgkms cannot reach the org's customer managed key (" + orElse(rec.LastProbeError, "the vault did not answer") + "). It keeps serving the org from its short-lived in-memory cache.",
+			Remedy: "If this lasts, requests for the org will fail; check the vault's availability and network rules."}
+	}
+	return nil
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05 UTC")
+}
+
+var funcs = template.FuncMap{
+	"when": fmtTime,
+	"date": func(t time.Time) string { return t.UTC().Format("2006-01-02") },
+	"path": orgPath,
+	"esc":  url.PathEscape,
+}
+
+// parsePages parses each page template together with the layout.
+func parsePages() map[string]*template.Template {
+	names, err := fs.Glob(files, "templates/*.html")
+	if err != nil {
+		panic(err)
+	}
+	pages := map[string]*template.Template{}
+	for _, n := range names {
+		name := strings.TrimSuffix(strings.TrimPrefix(n, "templates/"), ".html")
+		if name == "layout" {
+			continue
+		}
+		pages[name] = template.Must(template.New(name).Funcs(funcs).ParseFS(files, "templates/layout.html", n))
+	}
+	return pages
+}

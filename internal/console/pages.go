@@ -1,0 +1,254 @@
+package console
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/orgkms/orgkms/internal/auth"
+	"github.com/orgkms/orgkms/internal/cmk"
+	"github.com/orgkms/orgkms/internal/fault"
+	"github.com/orgkms/orgkms/internal/keys"
+)
+
+// flashes are the messages a page shows after a successful form post
+// (post/redirect/get with ?done=CODE). Only these fixed texts are shown:
+// nothing from the query string is reflected.
+var flashes = map[string]string{
+	"user-created":  "User created.",
+	"roles-saved":   "Roles saved.",
+	"key-created":   "Key created.",
+	"key-rotated":   "Key rotated: new ciphertexts use the new version; older versions still decrypt.",
+	"min-version":   "Minimum decryption version saved.",
+	"enabling":      "All checks passed. orgkms is moving the org's root key to your key.",
+	"disabling":     "orgkms is moving the org's root key back to the platform key.",
+	"reset":         "Customer managed keys are off: the authorization and key configuration were removed.",
+	"consent-ok":    "Authorization complete: orgkms may now use keys in your tenant. Continue with Step 2.",
+	"consent-fail":  "Authorization was not completed (the previous page says why). Start again with Step 1.",
+	"already-reset": "Customer managed keys are already off.",
+	"saved":         "Key settings saved; the key in use did not change.",
+}
+
+// stateText explains each CMK lifecycle state in the customer's words.
+var stateText = map[cmk.State]string{
+	cmk.StatePlatform:     "The org's keys are protected by the platform's master key. Enable customer managed keys to protect them with a key you control in your own key vault.",
+	cmk.StateAuthorized:   "orgkms is authorized in your tenant, but your key is not in use yet. Configure your key (Step 2), test it and save.",
+	cmk.StateActivating:   "orgkms is moving the org's root key to your key: it wraps the root key with your key, checks that it unwraps, then switches to it and deletes the copy wrapped by the platform key. This takes seconds.",
+	cmk.StateActive:       "The org's root key is wrapped only by your key. If you disable or delete the key, or remove orgkms' access to it, orgkms stops using the org's data within seconds.",
+	cmk.StateRotating:     "A new version of your key was detected. orgkms is re-wrapping the org's root key with it; nothing to do. Keep the old version enabled until this finishes.",
+	cmk.StateReplacing:    "orgkms is moving the org's root key from the old key to the new one. Keep the old key usable until this finishes; afterwards you may delete it.",
+	cmk.StateRevoked:      "Your key cannot be used: it is disabled, expired, deleted, or orgkms' access to it was removed. orgkms refuses the org's encrypt and decrypt requests until access is restored, then resumes by itself.",
+	cmk.StateDeactivating: "orgkms is moving the org's root key back to the platform key. Keep your key usable until this finishes; afterwards orgkms no longer uses it.",
+	cmk.StateLost:         "Your key was purged from its vault. The org's data protected by it is unrecoverable.",
+}
+
+// stateOrder lists the states in lifecycle order, for the explanations.
+var stateOrder = []cmk.State{cmk.StatePlatform, cmk.StateAuthorized, cmk.StateActivating, cmk.StateActive, cmk.StateRotating,
+	cmk.StateReplacing, cmk.StateRevoked, cmk.StateDeactivating, cmk.StateLost}
+
+type stateInfo struct {
+	State   string
+	Text    string
+	Current bool
+}
+
+func stateInfos(cur cmk.State) []stateInfo {
+	out := make([]stateInfo, len(stateOrder))
+	for i, s := range stateOrder {
+		out[i] = stateInfo{State: string(s), Text: stateText[s], Current: s == cur}
+	}
+	return out
+}
+
+// jobView is a re-wrap job as the console shows it.
+type jobView struct {
+	Kind     string
+	Title    string
+	State    string
+	Progress int
+	Error    string // the last error of a job that retries
+}
+
+var jobTitles = map[cmk.JobKind]string{
+	cmk.JobActivate:   "Activating your key",
+	cmk.JobRotate:     "Following your key's new version",
+	cmk.JobReplace:    "Replacing the key",
+	cmk.JobDeactivate: "Moving back to the platform key",
+}
+
+var jobProgress = map[string]int{"": 5, "copied": 40, "verified": 70, "switched": 100}
+
+// runningJob returns the org's job while it is pending or running.
+func runningJob(st cmk.Status) *jobView {
+	j := st.Job
+	if j == nil || (j.State != cmk.JobPending && j.State != cmk.JobRunning) {
+		return nil
+	}
+	return &jobView{Kind: string(j.Kind), Title: jobTitles[j.Kind], State: string(j.State), Progress: jobProgress[j.Step], Error: j.Error}
+}
+
+// busy reports whether the org's CMK is in a transitional state whose page
+// reloads itself.
+func busy(st cmk.Status) bool {
+	switch st.State {
+	case cmk.StateActivating, cmk.StateRotating, cmk.StateReplacing, cmk.StateDeactivating:
+		return true
+	}
+	return runningJob(st) != nil
+}
+
+// cmkView is the CMK status as the overview and the Security page show it.
+type cmkView struct {
+	Rec        cmk.Record
+	State      string
+	StateText  string
+	Protection string
+	MasterKey  string
+	Version    string
+	LastProbe  string
+	ProbeOK    bool
+	Job        *jobView
+}
+
+func (h *handler) cmkView(st cmk.Status) cmkView {
+	r := st.Record
+	v := cmkView{Rec: r, State: string(r.State), StateText: stateText[r.State], Job: runningJob(st)}
+	if r.ActiveKeyURI != "" {
+		v.Protection, v.MasterKey, v.Version = "Customer managed key", r.ActiveKeyURI, r.ActiveVersion
+		if vault, key := vaultAndKey(r.ActiveKeyURI); vault != "" {
+			v.Protection += ": key " + key + " in vault " + vault
+		}
+	} else {
+		v.Protection, v.MasterKey, v.Version = "Platform key", "the platform's master key", "not applicable (platform key)"
+		if h.cfg.Keys != nil {
+			v.MasterKey = h.cfg.Keys.PlatformKey().Provider + " (platform)"
+		}
+	}
+	switch {
+	case r.LastProbeAt.IsZero() && r.ActiveKeyURI == "":
+		v.LastProbe = "not probed: the platform key is not checked per org"
+	case r.LastProbeAt.IsZero():
+		v.LastProbe = "not probed yet"
+	case r.LastProbeError == "":
+		v.LastProbe, v.ProbeOK = fmtTime(r.LastProbeAt)+": key usable", true
+	default:
+		v.LastProbe = fmtTime(r.LastProbeAt) + ": " + r.LastProbeError
+	}
+	return v
+}
+
+// vaultAndKey names the vault and key of a master key URI such as
+// azurekv://contoso-kv.vault.azure.net/keys/orgkms-cmk?tenant=....
+func vaultAndKey(uri string) (vault, key string) {
+	uri, _, _ = strings.Cut(uri, "?")
+	_, rest, ok := strings.Cut(uri, "://")
+	if !ok {
+		return "", ""
+	}
+	host, path, _ := strings.Cut(rest, "/")
+	vault, _, _ = strings.Cut(host, ".")
+	key = path[strings.LastIndex(path, "/")+1:]
+	if vault == "" || key == "" {
+		return "", ""
+	}
+	return vault, key
+}
+
+func (h *handler) overview(rq *request) error {
+	v := &view{Title: "Overview", Active: "overview", Refresh: busy(rq.status), Data: h.cmkView(rq.status)}
+	h.render(rq, http.StatusOK, "overview", v)
+	return nil
+}
+
+// orgs lists the orgs for platform operators; org users go to their org.
+func (h *handler) orgs(rq *request) error {
+	if !auth.Allowed(rq.p, auth.ActOrgList, "") {
+		if rq.user.OrgID != "" {
+			return rq.redirect(homeOf(rq.user))
+		}
+		return errForbidden
+	}
+	list, err := h.cfg.Keys.ListOrgs(rq.r.Context(), keys.ListOptions{After: rq.r.URL.Query().Get("after"), Limit: 200})
+	if err != nil {
+		return err
+	}
+	type row struct {
+		ID, Name, State string
+	}
+	data := struct {
+		Orgs []row
+		More string
+	}{}
+	for _, o := range list {
+		state := "unknown"
+		if h.cfg.CMK != nil {
+			if st, err := h.cfg.CMK.Status(rq.r.Context(), o.ID); err == nil {
+				state = string(st.State)
+			}
+		}
+		data.Orgs = append(data.Orgs, row{ID: o.ID, Name: o.Name, State: state})
+	}
+	if len(list) == 200 {
+		data.More = list[len(list)-1].ID
+	}
+	h.render(rq, http.StatusOK, "orgs", &view{Title: "Orgs", Active: "orgs", Data: data})
+	return nil
+}
+
+// keysData is the Keys page's own data.
+type keysData struct {
+	Keys      []keys.DataKey
+	CanManage bool
+	ErrKey    string // the key whose form failed
+	ErrMsg    string
+	ErrValue  string
+}
+
+func (h *handler) keys(rq *request) error {
+	return h.renderKeys(rq, http.StatusOK, &view{Flash: flashes[rq.r.URL.Query().Get("done")]}, keysData{})
+}
+
+func (h *handler) renderKeys(rq *request, status int, v *view, d keysData) error {
+	ks, err := h.cfg.Keys.ListDataKeys(rq.r.Context(), rq.org)
+	if err != nil {
+		return err
+	}
+	d.Keys, d.CanManage = ks, rq.allowed(auth.ActKeyManage)
+	v.Title, v.Active, v.Data = "Keys", "keys", d
+	h.render(rq, status, "keys", v)
+	return nil
+}
+
+func (h *handler) createKey(rq *request) error {
+	name := rq.r.PostForm.Get("name")
+	if _, err := h.cfg.Keys.CreateDataKey(rq.r.Context(), rq.p.Name, rq.org, name); err != nil {
+		v := &view{Form: rq.r.PostForm}
+		v.formError(err, map[string]string{"name": "name"})
+		return h.renderKeys(rq, h.errStatus(rq, err), v, keysData{})
+	}
+	return rq.redirect(orgPath(rq.org, "keys?done=key-created"))
+}
+
+func (h *handler) rotateKey(rq *request) error {
+	name := rq.r.PathValue("key")
+	if _, err := h.cfg.Keys.RotateDataKey(rq.r.Context(), rq.p.Name, rq.org, name); err != nil {
+		return h.renderKeys(rq, h.errStatus(rq, err), &view{}, keysData{ErrKey: name, ErrMsg: fault.Message(err)})
+	}
+	return rq.redirect(orgPath(rq.org, "keys?done=key-rotated"))
+}
+
+func (h *handler) setMinVersion(rq *request) error {
+	name := rq.r.PathValue("key")
+	typed := rq.r.PostForm.Get("min_decryption_version")
+	n, perr := strconv.ParseUint(typed, 10, 32)
+	var err error
+	if perr != nil {
+		err = invalid("min_decryption_version", "enter a version number such as 2")
+	} else {
+		_, err = h.cfg.Keys.SetMinDecryptionVersion(rq.r.Context(), rq.p.Name, rq.org, name, uint32(n))
+	}
+	if err != nil {
+		return h.renderKeys(rq, h.errStatus(rq, err), &view{}, keysData{ErrKey: name, ErrMsg: reasonOf(err), ErrValue: typed})
+	}
+	return rq.redirect(orgPath(rq.org, "keys?done=min-version"))
+}

@@ -1,0 +1,215 @@
+package console
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/orgkms/orgkms/internal/cmk"
+	"github.com/orgkms/orgkms/internal/fault"
+)
+
+// securityData is the Security page's own data.
+type securityData struct {
+	CMK          cmkView
+	Available    bool   // customer managed keys are configured on this orgkms
+	Unavailable  string // why not
+	Cloud        string
+	Enabled      bool // the Enable Customer Managed Keys switch is on
+	ShowSteps    bool
+	CanAuthorize bool
+	CanConfigure bool
+	CanDisable   bool
+	Replacing    bool   // Step 2 stages a replacement of the active key
+	Consent      string // "Authorized for tenant ... on ... by ..."
+	LastFailure  string // a failed job's reason, after roll-back
+	Report       *cmk.Report
+	Failed       int // failed checks of Report
+	States       []stateInfo
+	Demo         *Demo // the emulator's demo values, in development
+}
+
+// keyFields maps fault fields to the Security forms' field names (the
+// same names, listed for clarity).
+var keyFields = map[string]string{"tenant_id": "tenant_id", "vault_uri": "vault_uri", "key_name": "key_name", "key_version": "key_version", "key_uri": "vault_uri"}
+
+func (h *handler) security(rq *request) error {
+	q := rq.r.URL.Query()
+	rec := rq.status.Record
+	if q.Get("switch") == "1" && q.Get("enable") == "" && rec.State != cmk.StatePlatform {
+		// The switch was turned off: confirm what that does first.
+		return rq.redirect(orgPath(rq.org, "security/disable"))
+	}
+	v := &view{Flash: flashes[q.Get("done")]}
+	switch q.Get("consent") {
+	case "ok":
+		v.Flash = flashes["consent-ok"]
+		if rec.ConsentedAt.IsZero() {
+			v.Flash = flashes["consent-fail"]
+		}
+	case "failed":
+		v.Flash = flashes["consent-fail"]
+	}
+	return h.renderSecurity(rq, http.StatusOK, v, q.Get("enable") == "on", nil)
+}
+
+// renderSecurity renders the Security page; v.Form, when nil, is filled
+// from the org's configuration.
+func (h *handler) renderSecurity(rq *request, status int, v *view, switchOn bool, rep *cmk.Report) error {
+	st := rq.status
+	rec := st.Record
+	d := securityData{CMK: h.cmkView(st), Report: rep, States: stateInfos(rec.State), Demo: h.cfg.Demo}
+	d.Available = h.cfg.CMK != nil && h.cfg.CMK.Enabled()
+	if d.Available {
+		d.Cloud = h.cfg.CMK.CloudName()
+	} else {
+		d.Unavailable = "Customer managed keys are not available on this orgkms: the platform operator must configure the cloud (cmk.cloud) and its application credentials."
+	}
+	d.Enabled = rec.State != cmk.StatePlatform || switchOn
+	d.ShowSteps = d.Available && d.Enabled
+	switch rec.State {
+	case cmk.StatePlatform, cmk.StateAuthorized, cmk.StateActive, cmk.StateRevoked:
+		d.CanAuthorize = true // again after a revoked consent, too
+	}
+	d.CanConfigure = rec.State == cmk.StateAuthorized || rec.State == cmk.StateActive
+	d.Replacing = rec.State == cmk.StateActive
+	d.CanDisable = rec.State == cmk.StateAuthorized || rec.State == cmk.StateActive
+	if !rec.ConsentedAt.IsZero() {
+		d.Consent = "Authorized for tenant " + rec.TenantID + " on " + fmtTime(rec.ConsentedAt) + " by " + strings.TrimPrefix(rec.ConsentedBy, "user:")
+	}
+	if (rec.State == cmk.StateAuthorized || rec.State == cmk.StateActive) && rec.Reason != "" {
+		d.LastFailure = rec.Reason
+	}
+	if rep != nil {
+		for _, c := range rep.Checks {
+			if c.Status == cmk.Fail {
+				d.Failed++
+			}
+		}
+	}
+	if v.Form == nil {
+		v.Form = url.Values{"tenant_id": {rec.TenantID}, "vault_uri": {rec.VaultURI}, "key_name": {rec.KeyName}, "key_version": {rec.KeyVersion}}
+	}
+	v.Title, v.Active, v.Data = "Settings → Security", "security", d
+	v.Refresh = busy(st) && v.Error == "" && rep == nil
+	h.render(rq, status, "security", v)
+	return nil
+}
+
+// authorize starts the admin-consent round trip (Step 1) and sends the
+// browser to the cloud's consent page.
+func (h *handler) authorize(rq *request) error {
+	f := rq.r.PostForm
+	tenant := strings.TrimSpace(f.Get("tenant_id"))
+	var err error
+	var consentURL string
+	if tenant == "" {
+		err = invalid("tenant_id", "enter your Directory (tenant) ID: Azure portal → Microsoft Entra ID → Overview → Tenant ID")
+	} else {
+		consentURL, err = h.cfg.CMK.Authorize(rq.r.Context(), rq.p.Name, rq.org, tenant)
+	}
+	if err != nil {
+		v := &view{Form: h.keyForm(rq, f)}
+		v.formError(err, keyFields)
+		return h.renderSecurity(rq, h.errStatus(rq, err), v, true, nil)
+	}
+	return rq.redirect(consentURL)
+}
+
+// keyForm is what the user typed in the Security forms, the rest from the
+// org's configuration.
+func (h *handler) keyForm(rq *request, f url.Values) url.Values {
+	rec := rq.status.Record
+	out := url.Values{"tenant_id": {rec.TenantID}, "vault_uri": {rec.VaultURI}, "key_name": {rec.KeyName}, "key_version": {rec.KeyVersion}}
+	for k := range out {
+		if vs, ok := f[k]; ok {
+			out[k] = vs
+		}
+	}
+	return out
+}
+
+// configure stores the key (Step 2) and tests it; with action=save it
+// also enables it when every check passes.
+func (h *handler) configure(rq *request) error {
+	ctx := rq.r.Context()
+	f := rq.r.PostForm
+	save := f.Get("action") == "save"
+	v := &view{Form: h.keyForm(rq, f)}
+	rec, err := h.cfg.CMK.Configure(ctx, rq.p.Name, rq.org, f.Get("vault_uri"), f.Get("key_name"), f.Get("key_version"))
+	if err != nil {
+		v.formError(err, keyFields)
+		return h.renderSecurity(rq, h.errStatus(rq, err), v, true, nil)
+	}
+	rep := h.cfg.CMK.Test(ctx, rq.org)
+	if rq.status, err = h.cmkStatus(rq); err != nil {
+		return err
+	}
+	if !save {
+		if !rep.OK {
+			v.Error = "Test Managed Key found problems: fix the failed checks below, then test again."
+		} else {
+			v.Flash = "Test Managed Key passed. Click Save to start using the key."
+		}
+		return h.renderSecurity(rq, http.StatusOK, v, true, &rep)
+	}
+	if !rep.OK {
+		v.Error = "Not saved: Test Managed Key found problems. Fix the failed checks below and save again."
+		return h.renderSecurity(rq, http.StatusConflict, v, true, &rep)
+	}
+	if rec.State == cmk.StateActive && rec.KeyURI == rec.ActiveKeyURI {
+		// The key in use stays; only its settings (version) changed.
+		return rq.redirect(orgPath(rq.org, "security?done=saved"))
+	}
+	if _, err := h.cfg.CMK.Enable(ctx, rq.p.Name, rq.org); err != nil {
+		v.Error = fault.Message(err)
+		return h.renderSecurity(rq, h.errStatus(rq, err), v, true, &rep)
+	}
+	return rq.redirect(orgPath(rq.org, "security?done=enabling"))
+}
+
+// disableData is the disable confirmation page's own data.
+type disableData struct {
+	CMK      cmkView
+	Reset    bool // before activation: turning off forgets the configuration
+	Possible bool
+	Why      string // why disabling is not possible now
+}
+
+func (h *handler) disablePage(rq *request) error {
+	return h.renderDisable(rq, http.StatusOK, &view{})
+}
+
+func (h *handler) renderDisable(rq *request, status int, v *view) error {
+	rec := rq.status.Record
+	d := disableData{CMK: h.cmkView(rq.status)}
+	switch rec.State {
+	case cmk.StateAuthorized:
+		d.Reset, d.Possible = true, true
+	case cmk.StateActive:
+		d.Possible = true
+	case cmk.StatePlatform:
+		d.Why = "Customer managed keys are already off for this org."
+	case cmk.StateRevoked, cmk.StateLost:
+		d.Why = "orgkms must unwrap the org's root key with your key to move it back to the platform key, and your key cannot be used now. Restore access to the key first."
+	default:
+		d.Why = "A key operation is in progress (" + string(rec.State) + "). Try again when it finishes."
+	}
+	v.Title, v.Active, v.Data = "Disable customer managed keys", "security", d
+	h.render(rq, status, "disable", v)
+	return nil
+}
+
+func (h *handler) disable(rq *request) error {
+	was := rq.status.State
+	if was == cmk.StatePlatform {
+		return rq.redirect(orgPath(rq.org, "security?done=already-reset"))
+	}
+	if _, err := h.cfg.CMK.Disable(rq.r.Context(), rq.p.Name, rq.org); err != nil {
+		return h.renderDisable(rq, h.errStatus(rq, err), &view{Error: fault.Message(err)})
+	}
+	if was == cmk.StateAuthorized {
+		return rq.redirect(orgPath(rq.org, "security?done=reset"))
+	}
+	return rq.redirect(orgPath(rq.org, "security?done=disabling"))
+}
