@@ -468,12 +468,12 @@ func TestBrowserConsole(t *testing.T) {
 		if !evalJS[bool](t, admin, `document.querySelector("input#cmk-enable").checked`) {
 			admin.do(t, "turning the switch on", chromedp.Click(chromedp.CSS("input#cmk-enable")))
 		}
-		if !admin.present(t, "form#authorize") {
+		if !admin.present(t, "form#authorize-form") {
 			// Without JavaScript the switch is applied with its form's button.
 			admin.click(t, "form:has(input#cmk-enable) [type=submit]")
 		}
-		if !admin.present(t, "form#authorize") {
-			t.Fatalf("turning the switch on shows no Step 1 (form#authorize)\n%s", admin.describe())
+		if !admin.present(t, "form#authorize-form") {
+			t.Fatalf("turning the switch on shows no Step 1 (form#authorize-form)\n%s", admin.describe())
 		}
 
 		// Step 1. Authorize Application: the consent page and back.
@@ -617,7 +617,7 @@ func TestBrowserConsole(t *testing.T) {
 			t.Errorf("a member sees a#nav-security")
 		}
 		member.load(t, "a member opening Security", http.StatusForbidden, chromedp.Navigate(s.orgURL("security")))
-		for _, sel := range []string{"input#cmk-enable", "form#authorize", "form#configure"} {
+		for _, sel := range []string{"input#cmk-enable", "form#authorize-form", "form#configure"} {
 			if member.present(t, sel) {
 				t.Errorf("the refusal page shows %s to a member", sel)
 			}
@@ -747,8 +747,8 @@ func TestBrowserConsole(t *testing.T) {
 		}
 		admin.open(t, s.orgURL("security"))
 		admin.click(t, "a#disable")
-		if !admin.present(t, "form#confirm-disable") || !admin.present(t, "button#confirm-disable") {
-			t.Fatalf("a#disable shows no form#confirm-disable with button#confirm-disable\n%s", admin.describe())
+		if !admin.present(t, "form#confirm-disable-form") || !admin.present(t, "button#confirm-disable") {
+			t.Fatalf("a#disable shows no form#confirm-disable-form with button#confirm-disable\n%s", admin.describe())
 		}
 		if x := admin.text(t, "body"); !strings.Contains(x, "platform key") {
 			t.Errorf("the confirmation does not say that the org goes back to the platform key:\n%s", x)

@@ -38,6 +38,9 @@ func ParseRef(uri string) (masterkey.Ref, error) {
 		return masterkey.Ref{Provider: Scheme, ID: p}, nil
 	case strings.HasPrefix(rest, "env:") && len(rest) > len("env:"):
 		return masterkey.Ref{Provider: Scheme, ID: rest}, nil
+	case strings.HasPrefix(rest, "//env:") && len(rest) > len("//env:"):
+		// The generic form provider://ID that masterkey.Ref.String renders.
+		return masterkey.Ref{Provider: Scheme, ID: rest[2:]}, nil
 	}
 	return masterkey.Ref{}, fault.Invalidf("master_key", "%q is not a local key URI: use local:///absolute/path/master.key or local:env:VARIABLE", uri)
 }

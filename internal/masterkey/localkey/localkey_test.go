@@ -63,6 +63,7 @@ func TestParseRef(t *testing.T) {
 		{"local:env:ORGKMS_MASTER_KEY", "env:ORGKMS_MASTER_KEY", 0},
 		{"local:relative/path", "", fault.Invalid},
 		{"local:env:", "", fault.Invalid},
+		{"local://env:", "", fault.Invalid},
 		{"azurekv://x", "", fault.Invalid},
 	}
 	for _, tt := range tests {
@@ -78,6 +79,10 @@ func TestParseRef(t *testing.T) {
 		}
 		if got := localkey.URI(ref); got != tt.uri {
 			t.Errorf("URI(ParseRef(%q)) = %q", tt.uri, got)
+		}
+		// The generic rendering parses back to the same ref.
+		if back, err := localkey.ParseRef(ref.String()); err != nil || back != ref {
+			t.Errorf("ParseRef(%q) = %+v, %v; want %+v", ref.String(), back, err, ref)
 		}
 	}
 }
