@@ -760,6 +760,14 @@ func TestBrowserConsole(t *testing.T) {
 		if st := admin.text(t, "#cmk-state"); !hasWord(st, "active") || s.status(t).State != cmk.StateActive {
 			t.Errorf("after Cancel: #cmk-state %q, state %s, want active", st, s.status(t).State)
 		}
+		// Confirm: the org moves back to the platform key (state authorized:
+		// consent and key settings are kept for a later enable).
+		admin.click(t, "a#disable")
+		admin.click(t, "button#confirm-disable")
+		admin.waitFor(t, "deactivation", "#cmk-state", func(e elem) bool { return hasWord(e.Text, "authorized") }, s.orgURL("security"))
+		if st := s.status(t); st.State != cmk.StateAuthorized || st.ActiveKeyURI != "" {
+			t.Errorf("after disabling: state %s, active key %q; want authorized on the platform key", st.State, st.ActiveKeyURI)
+		}
 	})
 
 	t.Run("SignOut", func(t *testing.T) {
