@@ -1,8 +1,6 @@
 module github.com/orgkms/orgkms
 
-go 1.26.8
-
-toolchain go1.27.3
+go 1.27.3
 
 require (
 	github.com/Azure/azure-sdk-for-go/sdk/azcore v1.24.0

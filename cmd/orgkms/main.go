@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 )
@@ -48,10 +50,29 @@ Azure emulator (Key Vault + Entra ID, for development and tests):
 Run "orgkms <command> -h" for the flags of a command.
 `
 
+// defaultGOGC is the garbage collector target unless GOGC is set: orgkms'
+// live heap is small and its per-request garbage large, so the default (100)
+// collects far too often; 400 gives ~30% more requests per second for a few
+// MB more memory.
+const defaultGOGC = 400
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGOGC)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// ORGKMS_CPUPROFILE=FILE writes a CPU profile of the whole run (for
+	// performance work with orgkms bench; no effect otherwise).
+	if p := os.Getenv("ORGKMS_CPUPROFILE"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			if err := pprof.StartCPUProfile(f); err == nil {
+				defer pprof.StopCPUProfile()
+			}
+		}
+	}
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
+	pprof.StopCPUProfile()
 	os.Exit(code)
 }
 

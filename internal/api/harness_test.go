@@ -42,7 +42,7 @@ func (s *syncBuffer) Bytes() []byte {
 
 // testServer is a real orgkms API over a SQLite file and a local master key.
 type testServer struct {
-	t        *testing.T
+	t        testing.TB
 	dir      string
 	url      string
 	srv      *httptest.Server
@@ -54,7 +54,7 @@ type testServer struct {
 	registry *masterkey.Registry
 }
 
-func startServer(t *testing.T, dir string) *testServer {
+func startServer(t testing.TB, dir string) *testServer {
 	t.Helper()
 	ctx := context.Background()
 	logs := &syncBuffer{}
