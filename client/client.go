@@ -385,3 +385,25 @@ func (c *Client) CMKDisable(ctx context.Context, org string) (CMKStatus, error) 
 	err := c.do(ctx, "POST", "/v1/orgs/"+esc(org)+"/cmk/disable", struct{}{}, &s)
 	return s, err
 }
+
+// CreateUser creates a console user in org ("" = a platform operator user).
+func (c *Client) CreateUser(ctx context.Context, org string, req CreateUserRequest) (User, error) {
+	path := "/v1/users"
+	if org != "" {
+		path = "/v1/orgs/" + esc(org) + "/users"
+	}
+	var u User
+	err := c.do(ctx, "POST", path, req, &u)
+	return u, err
+}
+
+// ListUsers lists the console users of org ("" = platform operator users).
+func (c *Client) ListUsers(ctx context.Context, org string) ([]User, error) {
+	path := "/v1/users"
+	if org != "" {
+		path = "/v1/orgs/" + esc(org) + "/users"
+	}
+	var l UserList
+	err := c.do(ctx, "GET", path, nil, &l)
+	return l.Users, err
+}

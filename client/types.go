@@ -269,3 +269,27 @@ type CMKTestReport struct {
 	Version string     `json:"version,omitempty"`
 	Checks  []CMKCheck `json:"checks"`
 }
+
+// User is a console user (never with its password).
+type User struct {
+	ID        string    `json:"id"`
+	Org       string    `json:"org,omitempty"` // empty for platform operators
+	Email     string    `json:"email"`
+	Name      string    `json:"name"`
+	Roles     []string  `json:"roles"`
+	CreatedAt time.Time `json:"created_at"`
+	Disabled  bool      `json:"disabled,omitempty"`
+}
+
+// CreateUserRequest is the body of POST /v1/orgs/{org}/users and POST /v1/users.
+type CreateUserRequest struct {
+	Email    string   `json:"email"`
+	Name     string   `json:"name,omitempty"`
+	Roles    []string `json:"roles"`
+	Password string   `json:"password"` // at least 12 characters
+}
+
+// UserList is the body of the users listings.
+type UserList struct {
+	Users []User `json:"users"`
+}

@@ -37,6 +37,7 @@ Client (set ORGKMS_ADDR and ORGKMS_TOKEN, e.g. source DATA/dev.env):
   datakey    generate a data key for client-side encryption
   cmk        customer managed keys: status, authorize, configure, test, enable, disable
   token      create, list and revoke API tokens
+  user       create and list console users (password on stdin)
   audit      list and verify the audit log
   cache      purge unwrapped keys from the server's memory
   whoami     show the current token's principal and roles
@@ -120,6 +121,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdWhoAmI(env, rest)
 	case "cmk":
 		err = cmdCMK(env, rest)
+	case "user":
+		err = cmdUser(env, rest)
 	case "bench":
 		err = cmdBench(env, rest)
 	case "emulator":

@@ -64,6 +64,7 @@ func TestRouteRoleMatrix(t *testing.T) {
 		auth.ActCacheManage: {"operator"},
 		auth.ActTokenManage: {"operator"},
 		auth.ActCMKManage:   {"admin-keyadmin-acme"},
+		auth.ActUsersManage: {"operator", "admin-acme", "admin-keyadmin-acme"},
 		auth.ActWhoAmI:      {"operator", "service-all", "service-acme", "service-globex", "admin-acme", "keyadmin-acme", "admin-keyadmin-acme", "member-acme", "keyadmin-globex"},
 	}
 	bodies := map[string]any{
@@ -479,5 +480,41 @@ func TestEmptyPlaintextRoundTrip(t *testing.T) {
 	res, err := c.DecryptBatch(t.Context(), "acme", "default", []client.BatchItem{{Ciphertext: ct}})
 	if err != nil || res[0].Error != nil || res[0].Plaintext == nil {
 		t.Fatalf("DecryptBatch(empty) = %+v, %v; want an empty plaintext", res, err)
+	}
+}
+
+func TestUsersAPI(t *testing.T) {
+	ts := startServer(t, t.TempDir())
+	mustOrg(t, ts, "acme")
+	ctx := t.Context()
+	op := ts.client(ts.token("root", "", auth.RoleOperator))
+	u, err := op.CreateUser(ctx, "acme", client.CreateUserRequest{Email: "Alice@Acme.example", Roles: []string{"admin", "key_admin"}, Password: "correct horse battery"})
+	if err != nil || u.Email != "alice@acme.example" || u.Org != "acme" || len(u.Roles) != 2 {
+		t.Fatalf("CreateUser = %+v, %v", u, err)
+	}
+	if _, err := op.CreateUser(ctx, "acme", client.CreateUserRequest{Email: "alice@acme.example", Roles: []string{"member"}, Password: "correct horse battery"}); apiCode(err) != "conflict" {
+		t.Fatalf("duplicate email: %v, want conflict", err)
+	}
+	if _, err := op.CreateUser(ctx, "acme", client.CreateUserRequest{Email: "bob@acme.example", Roles: []string{"operator"}, Password: "correct horse battery"}); apiCode(err) != "invalid_argument" {
+		t.Fatalf("operator role in an org: %v, want invalid_argument", err)
+	}
+	if _, err := op.CreateUser(ctx, "", client.CreateUserRequest{Email: "ops@platform.example", Roles: []string{"operator"}, Password: "correct horse battery"}); err != nil {
+		t.Fatalf("platform user: %v", err)
+	}
+	us, err := op.ListUsers(ctx, "acme")
+	if err != nil || len(us) != 1 || us[0].Email != "alice@acme.example" {
+		t.Fatalf("ListUsers(acme) = %+v, %v", us, err)
+	}
+	raw, _ := json.Marshal(us)
+	if strings.Contains(string(raw), "argon2") || strings.Contains(string(raw), "horse") {
+		t.Fatal("a user listing leaks the password or its hash")
+	}
+	// The org's admin manages the org's users, not another org's.
+	admin := ts.client(ts.token("a", "acme", auth.RoleAdmin))
+	if _, err := admin.ListUsers(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.ListUsers(ctx, ""); apiCode(err) != "permission_denied" {
+		t.Fatalf("org admin listing platform users: %v", err)
 	}
 }

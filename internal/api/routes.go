@@ -39,6 +39,9 @@ var routes = []route{
 	{"POST /v1/orgs/{org}/cmk/disable", auth.ActCMKManage, (*Handler).cmkDisable},
 	{"GET /v1/cmk/callback", "", (*Handler).cmkCallback},
 
+	{"GET /v1/orgs/{org}/users", auth.ActUsersManage, (*Handler).listUsers},
+	{"POST /v1/orgs/{org}/users", auth.ActUsersManage, (*Handler).createUser},
+
 	{"GET /v1/orgs/{org}/audit", auth.ActAuditRead, (*Handler).auditEvents},
 	{"GET /v1/orgs/{org}/audit/verify", auth.ActAuditRead, (*Handler).auditVerify},
 	{"GET /v1/orgs/{org}/usage", auth.ActAuditRead, (*Handler).usage},
@@ -48,5 +51,7 @@ var routes = []route{
 	{"POST /v1/tokens", auth.ActTokenManage, (*Handler).createToken},
 	{"GET /v1/tokens", auth.ActTokenManage, (*Handler).listTokens},
 	{"DELETE /v1/tokens/{id}", auth.ActTokenManage, (*Handler).revokeToken},
+	{"GET /v1/users", auth.ActTokenManage, (*Handler).listPlatformUsers},
+	{"POST /v1/users", auth.ActTokenManage, (*Handler).createPlatformUser},
 	{"GET /v1/whoami", auth.ActWhoAmI, (*Handler).whoami},
 }

@@ -36,6 +36,7 @@ type Config struct {
 	Keys        *keys.Service
 	Tokens      *auth.Service
 	CMK         *cmk.Service
+	Users       *auth.Users      // console users; nil disables the users routes
 	Metrics     *metrics.Metrics // optional
 	Logger      *slog.Logger
 	Ready       func(ctx context.Context) error // optional readiness check (database reachable, ...)
@@ -47,6 +48,7 @@ type Handler struct {
 	keys    *keys.Service
 	tokens  *auth.Service
 	cmk     *cmk.Service
+	users   *auth.Users
 	metrics *metrics.Metrics
 	log     *slog.Logger
 	ready   func(ctx context.Context) error
@@ -59,7 +61,7 @@ func New(cfg Config) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	h := &Handler{keys: cfg.Keys, tokens: cfg.Tokens, cmk: cfg.CMK, metrics: cfg.Metrics, log: cfg.Logger, ready: cfg.Ready, logAll: cfg.LogRequests, mux: http.NewServeMux()}
+	h := &Handler{keys: cfg.Keys, tokens: cfg.Tokens, cmk: cfg.CMK, users: cfg.Users, metrics: cfg.Metrics, log: cfg.Logger, ready: cfg.Ready, logAll: cfg.LogRequests, mux: http.NewServeMux()}
 	for _, rt := range routes {
 		h.mux.Handle(rt.Pattern, h.adapt(rt))
 	}
