@@ -423,14 +423,15 @@ func (s *Store) ClaimJob(ctx context.Context, owner string, now time.Time, lease
 	}
 	var j cmk.Job
 	err := s.inTx(ctx, op, func(tx *sql.Tx) error {
-		var id int64
-		err := tx.StmtContext(ctx, s.stmts.claimableJob).QueryRowContext(ctx, timeArg(now)).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
-			return &fault.Error{Kind: fault.NotFound, Op: op, Resource: "claimable CMK job", Reason: "no CMK job is ready to run"}
-		}
+		var found sql.NullInt64
+		err := tx.StmtContext(ctx, s.stmts.claimableJob).QueryRowContext(ctx, timeArg(now)).Scan(&found)
 		if err != nil {
 			return classify(ctx, op, "CMK jobs", err)
 		}
+		if !found.Valid {
+			return &fault.Error{Kind: fault.NotFound, Op: op, Resource: "claimable CMK job", Reason: "no CMK job is ready to run"}
+		}
+		id := found.Int64
 		_, err = tx.ExecContext(ctx, `UPDATE cmk_jobs SET state = ?, owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?`,
 			string(cmk.JobRunning), owner, timeArg(now.Add(lease)), timeArg(now), id)
 		if err != nil {

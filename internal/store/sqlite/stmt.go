@@ -29,10 +29,14 @@ const (
 	qAddUsage = `INSERT INTO usage_counters (org_id, key_name, op, principal, minute, count) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (org_id, key_name, op, principal, minute) DO UPDATE SET count = count + excluded.count`
 	// qClaimableJob is polled by every node's job runner.
-	qClaimableJob = `SELECT id FROM cmk_jobs
-		WHERE (state = 'pending' AND (not_before IS NULL OR not_before <= ?1))
-		   OR (state = 'running' AND (lease_until IS NULL OR lease_until <= ?1))
-		ORDER BY id LIMIT 1`
+	// Each branch walks the (state, id) index and stops at its first ready
+	// job, so a claim costs the same with 10 or 100,000 finished jobs.
+	qClaimableJob = `SELECT min(id) FROM (
+		SELECT id FROM (SELECT id FROM cmk_jobs INDEXED BY cmk_jobs_state_id
+			WHERE state = 'pending' AND (not_before IS NULL OR not_before <= ?1) ORDER BY id LIMIT 1)
+		UNION ALL
+		SELECT id FROM (SELECT id FROM cmk_jobs INDEXED BY cmk_jobs_state_id
+			WHERE state = 'running' AND (lease_until IS NULL OR lease_until <= ?1) ORDER BY id LIMIT 1))`
 )
 
 // statements holds the prepared hot queries: reads on the reader pool,
