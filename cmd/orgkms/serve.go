@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -156,9 +157,18 @@ func cmdDev(env *cliEnv, args []string) error {
 		if err != nil {
 			return err
 		}
+		// The consent page also on plain HTTP (loopback only), so a browser
+		// reaches it without a certificate warning; the SDK keeps TLS.
+		cln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		consentSrv := &http.Server{Handler: emu.ConsentPageHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go consentSrv.Serve(cln)
+		defer consentSrv.Close()
 		cfg.CMK.Cloud = "azure"
 		cfg.CMK.Azure = config.Azure{ClientID: demo.ClientID, ClientSecret: demo.Secret, AuthorityHost: emu.URL() + "/",
-			CAFile: emu.CAFile(), EmulatorAddr: emu.Addr()}
+			ConsentHost: "http://" + cln.Addr().String() + "/", CAFile: emu.CAFile(), EmulatorAddr: emu.Addr()}
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -218,8 +228,8 @@ Connect the CLI:
 Customer managed keys, against the built-in Azure emulator (%s):
   source %s       # ORGKMS_TOKEN: admin + key_admin of org "demo"
   orgkms cmk authorize --tenant %s
-      Step 1: open the printed URL and click Accept (the emulator's certificate is
-      self-signed: its CA is %s)
+      Step 1: open the printed URL and click Accept (the emulator's CA, for other
+      tools: %s)
   orgkms cmk configure --vault-uri %s --key-name %s
       Step 2: key version empty = follow the latest version
   orgkms cmk test && orgkms cmk enable

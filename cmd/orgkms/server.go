@@ -111,7 +111,8 @@ func openStack(ctx context.Context, cfg config.Config, log *slog.Logger, migrate
 	ccfg := cmk.Config{Store: st, Keys: s.keys, Keepers: s.registry, CallbackURL: cfg.CMK.CallbackURL,
 		ProbeInterval: time.Duration(cfg.CMK.ProbeInterval), JobLease: time.Duration(cfg.CMK.JobLease), Logger: log}
 	if azure != nil {
-		ccfg.Cloud = cmk.Azure{Provider: azure, ClientID: cfg.CMK.Azure.ClientID, AuthorityHost: orDefault(cfg.CMK.Azure.AuthorityHost, "https://login.microsoftonline.com/")}
+		ccfg.Cloud = cmk.Azure{Provider: azure, ClientID: cfg.CMK.Azure.ClientID, AuthorityHost: orDefault(cfg.CMK.Azure.AuthorityHost, "https://login.microsoftonline.com/"),
+			ConsentHost: cfg.CMK.Azure.ConsentHost}
 	}
 	if at := os.Getenv("ORGKMS_TEST_CRASH_AT"); at != "" {
 		// Crash tests only: kill the process at a job step.

@@ -297,3 +297,20 @@ func CAPoolFromFile(name string) (*x509.CertPool, error) {
 	}
 	return pool, nil
 }
+
+// ConsentPageHandler serves only the admin-consent pages of the emulator
+// (GET and POST /{tenant}/adminconsent and /{tenant}/v2.0/adminconsent),
+// for a plain-HTTP loopback listener in development: a browser then reaches
+// the consent page without a certificate warning, while the SDK keeps
+// talking TLS to the token endpoint and the vaults.
+func (e *Emulator) ConsentPageHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+		ok := (len(parts) == 2 && parts[1] == "adminconsent") || (len(parts) == 3 && parts[1] == "v2.0" && parts[2] == "adminconsent")
+		if !ok || (r.Method != http.MethodGet && r.Method != http.MethodPost) {
+			http.NotFound(w, r)
+			return
+		}
+		e.Handler().ServeHTTP(w, r)
+	})
+}

@@ -28,6 +28,9 @@ type Azure struct {
 	Provider      *azurekv.Provider
 	ClientID      string // the platform's multi-tenant application
 	AuthorityHost string // e.g. https://login.microsoftonline.com/
+	// ConsentHost is where browsers are sent for admin consent; default
+	// AuthorityHost (development may use the emulator's plain-HTTP page).
+	ConsentHost string
 }
 
 // Name returns "azure".
@@ -39,7 +42,11 @@ func (a Azure) ConsentURL(tenant, state, redirectURI string) string {
 	q.Set("client_id", a.ClientID)
 	q.Set("redirect_uri", redirectURI)
 	q.Set("state", state)
-	return strings.TrimRight(a.AuthorityHost, "/") + "/" + url.PathEscape(tenant) + "/adminconsent?" + q.Encode()
+	host := a.ConsentHost
+	if host == "" {
+		host = a.AuthorityHost
+	}
+	return strings.TrimRight(host, "/") + "/" + url.PathEscape(tenant) + "/adminconsent?" + q.Encode()
 }
 
 // ParseKey validates an Azure key reference.

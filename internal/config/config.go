@@ -70,6 +70,7 @@ type Azure struct {
 	ClientID          string   `json:"client_id"`
 	ClientSecret      string   `json:"client_secret"`       // or ORGKMS_AZURE_CLIENT_SECRET
 	AuthorityHost     string   `json:"authority_host"`      // default https://login.microsoftonline.com/
+	ConsentHost       string   `json:"consent_host"`        // where browsers go for admin consent; default authority_host
 	CAFile            string   `json:"ca_file"`             // extra CA to trust (e.g. the emulator's)
 	EmulatorAddr      string   `json:"emulator_addr"`       // development and tests: send every Azure connection to this address
 	ExtraHostSuffixes []string `json:"extra_host_suffixes"` // additional allowed vault host suffixes
