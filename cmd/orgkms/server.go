@@ -177,6 +177,11 @@ func (s *stack) URL() string {
 
 // serve runs until ctx is cancelled, then shuts down gracefully.
 func (s *stack) serve(ctx context.Context) error {
+	// Orgs whose customer managed key is revoked or lost are refused from
+	// the first request on.
+	if err := s.cmk.LoadBlocks(ctx); err != nil {
+		return fmt.Errorf("load revoked orgs: %w", err)
+	}
 	errc := make(chan error, 1)
 	go func() {
 		if s.cfg.TLSCert != "" {

@@ -517,4 +517,8 @@ func TestUsersAPI(t *testing.T) {
 	if _, err := admin.ListUsers(ctx, ""); apiCode(err) != "permission_denied" {
 		t.Fatalf("org admin listing platform users: %v", err)
 	}
+	// Separation of duties: an Admin alone cannot mint a Key Admin.
+	if _, err := admin.CreateUser(ctx, "acme", client.CreateUserRequest{Email: "sock@acme.example", Roles: []string{"admin", "key_admin"}, Password: "correct horse battery"}); apiCode(err) != "permission_denied" {
+		t.Fatalf("admin creating a key_admin: %v, want permission_denied", err)
+	}
 }

@@ -29,7 +29,7 @@ func (h *Handler) cmkJSON(st cmk.Status) client.CMKStatus {
 	if r.ActiveKeyURI != "" {
 		out.Provider, out.MasterKey = "azurekv", r.ActiveKeyURI
 	} else {
-		out.MasterKey = h.keys.PlatformKey().String()
+		out.MasterKey = "platform"
 		out.Provider = h.keys.PlatformKey().Provider
 	}
 	if !r.LastProbeAt.IsZero() {

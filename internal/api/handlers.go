@@ -19,7 +19,11 @@ func orgJSON(o keys.Org, platform string) client.Org {
 	if o.MasterKey.Provider == "local" || o.MasterKey.String() == platform {
 		prot = "platform"
 	}
-	return client.Org{ID: o.ID, Name: o.Name, CreatedAt: o.CreatedAt, Protection: prot, MasterKey: o.MasterKey.String()}
+	mk := o.MasterKey.String()
+	if prot == "platform" {
+		mk = "platform" // where the platform key lives is none of an org's business
+	}
+	return client.Org{ID: o.ID, Name: o.Name, CreatedAt: o.CreatedAt, Protection: prot, MasterKey: mk}
 }
 
 func (h *Handler) createOrg(c *call) error {
@@ -187,6 +191,9 @@ type batchFunc func(ctx context.Context, actor, org, key string, items []keys.It
 func (h *Handler) serveCrypto(c *call, field string, input, context []byte, batch []client.BatchItem, run batchFunc, single func(keys.ItemResult) any) error {
 	if err := singleOrBatch(input != nil, len(batch)); err != nil {
 		return err
+	}
+	if len(batch) > 0 && context != nil {
+		return &fault.Error{Kind: fault.Invalid, Field: "context", Reason: "in a batch, give each item its own context"}
 	}
 	name := c.r.PathValue("key")
 	if len(batch) > 0 {

@@ -57,6 +57,9 @@ func (h *Handler) createUserIn(c *call, org string) error {
 	if len(nr.Roles) == 0 {
 		return fault.Invalidf("roles", "give at least one role")
 	}
+	if err := auth.CheckGrant(c.p, org, nil, nr.Roles, false); err != nil {
+		return err
+	}
 	u, err := h.users.Create(c.r.Context(), c.actor(), nr)
 	if err != nil {
 		return err

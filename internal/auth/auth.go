@@ -143,3 +143,26 @@ func NewID(prefix string) string {
 	rand.Read(b[:])
 	return prefix + hex.EncodeToString(b[:])
 }
+
+// CheckGrant enforces separation of duties when principal p gives roles to
+// a user of org (from is the user's current roles; nil for a new user):
+// the key_admin role can only be granted or removed by a holder of
+// key_admin in that org, or by a platform operator, so an Admin alone can
+// never make themselves able to change the org's customer managed key. A
+// user cannot give themselves a role they do not hold (self is true when
+// the target is p's own user).
+func CheckGrant(p Principal, org string, from, to []Role, self bool) error {
+	changed := func(r Role) bool { return slices.Contains(from, r) != slices.Contains(to, r) }
+	operator := p.OrgID == "" && p.Has(RoleOperator)
+	if changed(RoleKeyAdmin) && !operator && !(p.OrgID == org && p.Has(RoleKeyAdmin)) {
+		return &fault.Error{Kind: fault.Forbidden, Field: "roles", Reason: "only a Key Admin of the org (or a platform operator) can grant or remove Key Admin"}
+	}
+	if self {
+		for _, r := range to {
+			if !slices.Contains(from, r) {
+				return &fault.Error{Kind: fault.Forbidden, Field: "roles", Reason: "you cannot give yourself a role"}
+			}
+		}
+	}
+	return nil
+}

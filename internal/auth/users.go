@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/mail"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -268,29 +269,65 @@ const (
 
 var errBadCredentials = &fault.Error{Kind: fault.Unauthenticated, Reason: "the email or password is incorrect"}
 
-func (u *Users) limited(keys ...string) bool {
+// reserve counts an attempt against keys before the password is checked,
+// atomically, so parallel attempts cannot all pass the limit; it reports
+// false when a key is already at its limit. A successful sign-in gives the
+// attempt back (release).
+func (u *Users) reserve(keys ...string) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	cutoff := u.now().Add(-signInWindow)
+	now := u.now()
+	cutoff := now.Add(-signInWindow)
 	for _, k := range keys {
 		fs := slices.DeleteFunc(u.failures[k], func(t time.Time) bool { return t.Before(cutoff) })
-		u.failures[k] = fs
+		if len(fs) == 0 {
+			delete(u.failures, k)
+		} else {
+			u.failures[k] = fs
+		}
 		if len(fs) >= signInMax {
-			return true
+			return false
 		}
 	}
-	return false
-}
-
-func (u *Users) fail(keys ...string) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
 	if len(u.failures) > 100_000 {
-		clear(u.failures)
+		// Bounded memory: forget the oldest-looking half rather than every
+		// lockout at once.
+		n := 0
+		for k := range u.failures {
+			if n%2 == 0 {
+				delete(u.failures, k)
+			}
+			n++
+		}
 	}
 	for _, k := range keys {
-		u.failures[k] = append(u.failures[k], u.now())
+		u.failures[k] = append(u.failures[k], now)
 	}
+	return true
+}
+
+func (u *Users) release(keys ...string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, k := range keys {
+		if fs := u.failures[k]; len(fs) > 0 {
+			u.failures[k] = fs[:len(fs)-1]
+		}
+	}
+}
+
+// hashSlots bounds concurrent argon2id computations (64 MiB each), so a
+// burst of sign-ins cannot exhaust memory.
+var hashSlots = make(chan struct{}, max(2, runtime.NumCPU()))
+
+func checkPasswordBounded(ctx context.Context, hash, password string) (bool, error) {
+	select {
+	case hashSlots <- struct{}{}:
+	case <-ctx.Done():
+		return false, &fault.Error{Kind: fault.Unavailable, Reason: "sign-in is busy; retry", Err: ctx.Err()}
+	}
+	defer func() { <-hashSlots }()
+	return CheckPassword(hash, password), nil
 }
 
 // SignIn checks an email and password and starts a session. It returns the
@@ -299,21 +336,27 @@ func (u *Users) fail(keys ...string) {
 func (u *Users) SignIn(ctx context.Context, email, password, client string) (Session, string, User, error) {
 	email = strings.ToLower(strings.TrimSpace(email))
 	keys := []string{"email:" + email, "client:" + client}
-	if u.limited(keys...) {
+	if !u.reserve(keys...) {
 		return Session{}, "", User{}, &fault.Error{Kind: fault.RateLimited, RetryAfter: signInWindow, Reason: "too many failed sign-in attempts; try again in 15 minutes"}
 	}
 	user, err := u.st.UserByEmail(ctx, email)
 	if err != nil && fault.KindOf(err) != fault.NotFound {
+		u.release(keys...)
 		return Session{}, "", User{}, err
 	}
 	hash := user.PasswordHash
 	if err != nil {
 		hash = dummyHash()
 	}
-	if !CheckPassword(hash, password) || err != nil || user.Disabled {
-		u.fail(keys...)
-		return Session{}, "", User{}, errBadCredentials
+	ok, herr := checkPasswordBounded(ctx, hash, password)
+	if herr != nil {
+		u.release(keys...)
+		return Session{}, "", User{}, herr
 	}
+	if !ok || err != nil || user.Disabled {
+		return Session{}, "", User{}, errBadCredentials // the reserved attempt counts as a failure
+	}
+	u.release(keys...)
 	secret, id := newSessionSecret()
 	now := u.now().UTC().Truncate(time.Microsecond)
 	s := Session{ID: id, UserID: user.ID, CSRF: randomToken(), CreatedAt: now, ExpiresAt: now.Add(u.sessionTTL)}

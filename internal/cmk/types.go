@@ -157,6 +157,7 @@ type Store interface {
 	// j.Owner still holds the lease (Conflict otherwise).
 	UpdateJob(ctx context.Context, j Job) error
 	// FinishJob, in one transaction: stores j (done or failed, if j.Owner
-	// still holds it), stores rec and appends ev.
+	// still holds it), stores rec and appends ev; a failed job's pending
+	// wrappings are deleted.
 	FinishJob(ctx context.Context, j Job, rec Record, ev audit.Event) error
 }

@@ -389,7 +389,7 @@ func TestUsers(t *testing.T) {
 	// Validation errors keep what was typed (except the password) and
 	// highlight the field.
 	p = b.postForm("/console/orgs/acme/users", "/console/orgs/acme/users", url.Values{"email": {"not-an-email"}, "name": {"Ann O'Nym"},
-		"password": {testPassword}, "role": {"admin", "key_admin"}}).want(http.StatusBadRequest)
+		"password": {testPassword}, "role": {"admin", "member"}}).want(http.StatusBadRequest)
 	if got := p.attrOf("new-email", "value"); got != "not-an-email" {
 		t.Errorf("new-email = %q after a validation error", got)
 	}
@@ -399,7 +399,7 @@ func TestUsers(t *testing.T) {
 	if p.attrOf("new-email", "aria-invalid") != "true" || p.attrOf("new-name", "aria-invalid") != "" {
 		t.Error("the email field is not the one highlighted")
 	}
-	if p.attrOf("new-role-admin", "checked") == "" || p.attrOf("new-role-key_admin", "checked") == "" || p.attrOf("new-role-member", "checked") != "" {
+	if p.attrOf("new-role-admin", "checked") == "" || p.attrOf("new-role-member", "checked") == "" || p.attrOf("new-role-key_admin", "checked") != "" {
 		t.Error("role checkboxes not kept")
 	}
 	if strings.Contains(p.body, testPassword) {
@@ -419,21 +419,28 @@ func TestUsers(t *testing.T) {
 
 	// Role changes go through SetRoles and are audited.
 	mid := h.ids[member]
-	p = b.postForm("/console/orgs/acme/users", "/console/orgs/acme/users/"+mid+"/roles", url.Values{"role": {"member", "key_admin"}})
-	b.follow(p).wantText("flash", "Roles saved")
+	// Separation of duties: an Admin alone cannot grant Key Admin ...
+	b.postForm("/console/orgs/acme/users", "/console/orgs/acme/users/"+mid+"/roles", url.Values{"role": {"member", "key_admin"}}).want(http.StatusForbidden)
+	if u, _ := h.users.Get(ctx, mid); len(u.Roles) != 1 {
+		t.Errorf("roles = %v after a refused grant, want member only", u.Roles)
+	}
+	// ... an Admin who is also Key Admin can.
+	sec := h.signedIn(secAdmin)
+	p = sec.postForm("/console/orgs/acme/users", "/console/orgs/acme/users/"+mid+"/roles", url.Values{"role": {"member", "key_admin"}})
+	sec.follow(p).wantText("flash", "Roles saved")
 	if u, _ := h.users.Get(ctx, mid); len(u.Roles) != 2 {
 		t.Errorf("roles = %v, want member and key_admin", u.Roles)
 	}
 	evs, _ := h.keys.AuditEvents(ctx, "acme", 0, 0)
 	last := evs[len(evs)-1]
-	if last.Action != "user.roles" || last.Actor != "user:"+orgAdmin || last.Target != "user/"+member {
+	if last.Action != "user.roles" || last.Actor != "user:"+secAdmin || last.Target != "user/"+member {
 		t.Errorf("last audit event %+v, want the role change", last)
 	}
 	// An admin cannot remove their own admin role.
 	self := h.ids[orgAdmin]
 	b.postForm("/console/orgs/acme/users", "/console/orgs/acme/users/"+self+"/roles", url.Values{"role": {"member"}}).want(http.StatusConflict)
-	// Unknown roles are refused.
-	b.postForm("/console/orgs/acme/users", "/console/orgs/acme/users/"+mid+"/roles", url.Values{"role": {"operator"}}).want(http.StatusBadRequest)
+	// Roles that do not belong to an org are refused.
+	sec.postForm("/console/orgs/acme/users", "/console/orgs/acme/users/"+mid+"/roles", url.Values{"role": {"operator"}}).want(http.StatusBadRequest)
 }
 
 func TestKeys(t *testing.T) {

@@ -83,6 +83,9 @@ func (h *handler) createUser(rq *request) error {
 	f := rq.r.PostForm
 	roles, err := formRoles(f)
 	if err == nil {
+		err = auth.CheckGrant(rq.p, rq.org, nil, roles, false)
+	}
+	if err == nil {
 		_, err = h.cfg.Users.Create(rq.r.Context(), rq.p.Name, auth.NewUserRequest{OrgID: rq.org, Email: f.Get("email"), Name: f.Get("name"),
 			Roles: roles, Password: f.Get("password")})
 	}
@@ -112,6 +115,9 @@ func (h *handler) setRoles(rq *request) error {
 	roles, err := formRoles(rq.r.PostForm)
 	if err == nil && u.ID == rq.user.ID && rq.user.OrgID == rq.org && !slices.Contains(roles, auth.RoleAdmin) {
 		err = &fault.Error{Kind: fault.Conflict, Reason: "you cannot remove your own Admin role: ask another admin of the org to do it"}
+	}
+	if err == nil {
+		err = auth.CheckGrant(rq.p, rq.org, u.Roles, roles, u.ID == rq.user.ID)
 	}
 	if err == nil {
 		_, err = h.cfg.Users.SetRoles(rq.r.Context(), rq.p.Name, u.ID, roles)

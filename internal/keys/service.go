@@ -222,14 +222,16 @@ func (s *Service) ListOrgs(ctx context.Context, opts ListOptions) ([]Org, error)
 
 // entry returns org's cache entry, unwrapping its root key on a miss.
 func (s *Service) entry(ctx context.Context, orgID string) (*orgEntry, error) {
-	if e := s.cache.get(orgID); e != nil {
-		s.cache.Hits.Add(1)
-		return e, nil
-	}
+	// The guard runs on every call (a map lookup): an org revoked while its
+	// keys were being loaded is refused even if the load raced the purge.
 	if s.guard != nil {
 		if err := s.guard(ctx, orgID); err != nil {
 			return nil, err
 		}
+	}
+	if e := s.cache.get(orgID); e != nil {
+		s.cache.Hits.Add(1)
+		return e, nil
 	}
 	return s.cache.load(ctx, orgID, func(ctx context.Context) (*orgEntry, error) { return s.loadEntry(ctx, orgID) })
 }

@@ -68,7 +68,9 @@ func classify(op string, k KeyID, err error) error {
 		return &base
 	}
 	var dnsErr *net.DNSError
-	if errors.As(err, &dnsErr) {
+	if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+		// Only a definite "no such host" means the vault does not exist; a
+		// resolver timeout or failure is an outage, never revocation.
 		base.Kind, base.Reason = fault.KeyNotFound, "vault host "+k.Host+" does not resolve: check the Key Vault URI"
 		return &base
 	}

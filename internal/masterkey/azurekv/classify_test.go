@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"testing"
@@ -45,6 +46,8 @@ func TestClassify(t *testing.T) {
 		{"timeout", "get", context.DeadlineExceeded, fault.Unavailable, ""},
 		{"typed passthrough", "get", &fault.Error{Kind: fault.CredentialsInvalid, Reason: "x"}, fault.CredentialsInvalid, ""},
 		{"unknown", "get", errors.New("boom"), fault.Unavailable, ""},
+		{"no such host", "get", &net.DNSError{Err: "no such host", Name: "x.vault.azure.net", IsNotFound: true}, fault.KeyNotFound, ""},
+		{"dns timeout", "get", &net.DNSError{Err: "i/o timeout", Name: "x.vault.azure.net", IsTimeout: true}, fault.Unavailable, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -527,6 +527,13 @@ func (s *Store) FinishJob(ctx context.Context, j cmk.Job, rec cmk.Record, ev aud
 		if ev, err = eventFor(op, orgID, ev); err != nil {
 			return err
 		}
+		if j.State == cmk.JobFailed {
+			// A failed job leaves no copy of the root key behind: the active
+			// wrapping is the only one.
+			if _, err := tx.ExecContext(ctx, `DELETE FROM root_keys WHERE org_id = ? AND state = ?`, orgID, string(keys.WrappingPending)); err != nil {
+				return classify(ctx, op, "pending root keys of org "+orgID, err)
+			}
+		}
 		if err := putCMK(ctx, tx, op, rec); err != nil {
 			return err
 		}

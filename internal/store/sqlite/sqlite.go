@@ -28,9 +28,9 @@ const readers = 4
 // SQLITE_BUSY when it upgrades from reading to writing. Readers are
 // query_only: a write through the reader pool is a bug and fails.
 const (
-	writerParams = "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	writerParams = "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_pragma=secure_delete(ON)&_txlock=immediate"
 	readerParams = "?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=query_only(1)"
-	memoryParams = "?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_txlock=immediate"
+	memoryParams = "?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=secure_delete(ON)&_txlock=immediate"
 )
 
 // Config configures [Open]. The zero value of every field except Path is a
