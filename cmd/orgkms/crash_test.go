@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -401,7 +402,32 @@ func readBody(t *testing.T, resp *http.Response) string {
 
 // configure sets the org's key to name in the demo vault, following the
 // latest version.
+// keyOrgs accumulates, per key, the orgs whose cases use it: the customer's
+// ownership tag (orgkms-org) lists them all, and cases run in parallel.
+var (
+	keyOrgsMu sync.Mutex
+	keyOrgs   = map[string]map[string]bool{}
+)
+
+func tagKey(t *testing.T, emu *azureemu.Emulator, name, org string) {
+	keyOrgsMu.Lock()
+	defer keyOrgsMu.Unlock()
+	if keyOrgs[name] == nil {
+		keyOrgs[name] = map[string]bool{}
+	}
+	keyOrgs[name][org] = true
+	var orgs []string
+	for o := range keyOrgs[name] {
+		orgs = append(orgs, o)
+	}
+	slices.Sort(orgs)
+	if _, err := emu.SetKeyTags(azureemu.DemoVault, name, "", map[string]string{"orgkms-org": strings.Join(orgs, ",")}); err != nil {
+		t.Fatalf("SetKeyTags %s: %v", name, err)
+	}
+}
+
 func (c *crashCase) configure(name string) {
+	tagKey(c.t, c.emu, name, c.org)
 	if _, err := c.sec.CMKConfigure(c.t.Context(), c.org, client.CMKConfigureRequest{VaultURI: c.demo.VaultURI, KeyName: name}); err != nil {
 		c.t.Fatalf("CMKConfigure %s: %v", name, err)
 	}

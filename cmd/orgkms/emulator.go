@@ -31,6 +31,7 @@ Customer's Azure portal (talk to a running emulator):
   consent grant|revoke TENANT CLIENTID
   vault create NAME --tenant T [--purge-protection] [--soft-delete-days N] [--managed-hsm]
   key create|rotate|disable|enable|delete|recover|purge|show VAULT NAME
+  key tag VAULT NAME KEY=VALUE...
   policy set VAULT PRINCIPAL PERM[,PERM...]
   policy remove VAULT PRINCIPAL
   fault set VAULT [--latency 10ms] [--status 429] [--retry-after 2s] [--outage] [--count N]
@@ -70,7 +71,7 @@ func cmdEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	case "vault":
 		return em.group("vault", rest, map[string]func([]string) error{"create": em.vaultCreate})
 	case "key":
-		verbs := map[string]func([]string) error{"create": em.keyCreate}
+		verbs := map[string]func([]string) error{"create": em.keyCreate, "tag": em.keyTag}
 		for _, v := range []string{"rotate", "disable", "enable", "delete", "recover", "purge", "show"} {
 			verbs[v] = func(a []string) error { return em.keyAction(v, a) }
 		}
@@ -438,6 +439,39 @@ func (em *emuCLI) keyCreate(args []string) error {
 		return err
 	}
 	fmt.Fprintf(em.stdout, "key %s created: %s\n", k.Name, k.KID)
+	return nil
+}
+
+func (em *emuCLI) keyTag(args []string) error {
+	fs := em.flags("key tag VAULT NAME [KEY=VALUE...]", "Replaces the tags of a key version (default: the current one); no KEY=VALUE removes them.\n"+
+		"orgkms asks customers to tag their key orgkms-org=ORG to prove the key is theirs to use for that org.")
+	em.connFlags(fs)
+	version := ""
+	fs.StringVar(&version, "version", "", "key `version` (default: current)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	pos := fs.Args()
+	if len(pos) < 2 {
+		return fmt.Errorf("key tag needs VAULT NAME [KEY=VALUE...]")
+	}
+	tags := map[string]string{}
+	for _, kv := range pos[2:] {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("tag %q must be KEY=VALUE", kv)
+		}
+		tags[k] = v
+	}
+	c, err := em.client()
+	if err != nil {
+		return err
+	}
+	k, err := c.SetKeyTags(em.ctx, pos[0], pos[1], version, tags)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(em.stdout, "key %s version %s tagged %v\n", k.Name, k.Version, tags)
 	return nil
 }
 

@@ -62,10 +62,11 @@ type createKeyIn struct {
 }
 
 type updateKeyIn struct {
-	Version string     `json:"version"`
-	Enabled *bool      `json:"enabled"`
-	NBF     *time.Time `json:"nbf"`
-	EXP     *time.Time `json:"exp"`
+	Version string            `json:"version"`
+	Enabled *bool             `json:"enabled"`
+	NBF     *time.Time        `json:"nbf"`
+	EXP     *time.Time        `json:"exp"`
+	Tags    map[string]string `json:"tags"` // nil: unchanged
 }
 
 type policyIn struct {
@@ -148,6 +149,11 @@ func (e *Emulator) controlMux() http.Handler {
 		var in updateKeyIn
 		if err := decode(r, &in); err != nil {
 			return nil, err
+		}
+		if in.Tags != nil {
+			if _, err := e.SetKeyTags(r.PathValue("vault"), r.PathValue("key"), in.Version, in.Tags); err != nil {
+				return nil, err
+			}
 		}
 		return e.UpdateKey(r.PathValue("vault"), r.PathValue("key"), in.Version, in.Enabled, in.NBF, in.EXP)
 	})
@@ -368,6 +374,15 @@ func (c *ControlClient) UpdateKey(ctx context.Context, vault, name, version stri
 	var out KeyInfo
 	return out, c.do(ctx, http.MethodPatch, "/_emulator/vaults/"+esc(vault)+"/keys/"+esc(name),
 		updateKeyIn{Version: version, Enabled: enabled, NBF: nbf, EXP: exp}, &out)
+}
+
+// SetKeyTags is [Emulator.SetKeyTags] over the control API.
+func (c *ControlClient) SetKeyTags(ctx context.Context, vault, name, version string, tags map[string]string) (KeyInfo, error) {
+	if tags == nil {
+		tags = map[string]string{}
+	}
+	var out KeyInfo
+	return out, c.do(ctx, http.MethodPatch, "/_emulator/vaults/"+esc(vault)+"/keys/"+esc(name), updateKeyIn{Version: version, Tags: tags}, &out)
 }
 
 // DeleteKey is [Emulator.DeleteKey] over the control API.

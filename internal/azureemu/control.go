@@ -671,6 +671,29 @@ func (e *Emulator) UpdateKey(vault, name, version string, enabled *bool, nbf, ex
 	return keyInfo(v, k, kv, nil), nil
 }
 
+// SetKeyTags replaces the tags of a version ("" = current), as the customer
+// does in the portal (Keys → key → version → Tags).
+func (e *Emulator) SetKeyTags(vault, name, version string, tags map[string]string) (KeyInfo, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	v, k, err := e.keyLocked(vault, name)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	kv, ok := k.version(version)
+	if !ok {
+		return KeyInfo{}, fmt.Errorf("key %q version %q in vault %s: %w", name, version, v.Name, ErrNotFound)
+	}
+	old := *kv
+	kv.Tags = maps.Clone(tags)
+	kv.Updated = e.nowUnix()
+	if err := e.persist(); err != nil {
+		*kv = old
+		return KeyInfo{}, err
+	}
+	return keyInfo(v, k, kv, nil), nil
+}
+
 func unixPtr(t *time.Time, cur *int64) *int64 {
 	if t == nil {
 		return cur

@@ -62,6 +62,11 @@ func SeedDemo(e *Emulator, appRedirectURIs []string) (Demo, error) {
 	k, err := e.GetKey(DemoVault, DemoKey)
 	if errors.Is(err, ErrNotFound) {
 		k, err = e.CreateKey(DemoVault, DemoKey, KeyOptions{Kty: "RSA", Size: 2048})
+		if err == nil {
+			// The customer's proof that the key is meant for orgkms org
+			// "demo" (orgkms' Test Managed Key checks it).
+			k, err = e.SetKeyTags(DemoVault, DemoKey, "", map[string]string{"orgkms-org": "demo"})
+		}
 	}
 	if err != nil {
 		return Demo{}, fmt.Errorf("seed demo: %w", err)

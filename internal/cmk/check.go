@@ -59,6 +59,7 @@ var checkNames = []struct{ id, name string }{
 	{"enabled", "Key enabled and within its dates"},
 	{"type", "Key type and size"},
 	{"operations", "Permitted operations"},
+	{"ownership", "Key tagged for this org"},
 	{"roundtrip", "Wrap and unwrap round trip"},
 	{"deletion", "Soft delete and purge protection"},
 	{"latency", "Latency"},
@@ -187,6 +188,15 @@ func (s *Service) Test(ctx context.Context, orgID string) Report {
 		return finish()
 	}
 	set("operations", Pass, "wrapKey and unwrapKey are permitted", "")
+	// Proof that the customer means this key for this org: consent alone
+	// cannot prove it (a consent callback carries no signed assertion, and
+	// one tenant's vault may serve several customers of the platform).
+	if !taggedFor(use.Tags, orgID) {
+		set("ownership", Fail, fmt.Sprintf("version %s of key %s has no tag %s naming org %s", use.Key.Version, rec.KeyName, OwnershipTag, orgID),
+			fmt.Sprintf("in the Azure portal, open Keys → %s → version %s → Tags and add %s = %s (several orgs: separate their IDs with commas)", rec.KeyName, use.Key.Version, OwnershipTag, orgID))
+		return finish()
+	}
+	set("ownership", Pass, fmt.Sprintf("tag %s names org %s", OwnershipTag, orgID), "")
 	probe := keeper.Probe(ctx, ref)
 	rep.Latency = probe.Latency
 	if !probe.OK() {
@@ -245,4 +255,17 @@ func remedyFor(err error, rec Record) string {
 		return "retry in a moment; if it persists, check the vault's firewall and the Key Vault URI"
 	}
 	return ""
+}
+
+// OwnershipTag is the key tag by which a customer marks a key as theirs to
+// use for an org: its value lists org IDs, separated by commas or spaces.
+const OwnershipTag = "orgkms-org"
+
+func taggedFor(tags map[string]string, orgID string) bool {
+	for _, id := range strings.FieldsFunc(tags[OwnershipTag], func(r rune) bool { return r == ',' || r == ' ' || r == ';' }) {
+		if id == orgID {
+			return true
+		}
+	}
+	return false
 }

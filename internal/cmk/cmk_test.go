@@ -185,6 +185,7 @@ func TestDeleteRecoverAndPurge(t *testing.T) {
 	if _, err := w.emu.CreateKey("initech-kv", "cmk", azureemu.KeyOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	w.emu.SetKeyTags("initech-kv", "cmk", "", map[string]string{"orgkms-org": "initech"})
 	w.emu.SetPolicy("initech-kv", w.demo.ClientID, azureemu.DemoPermissions)
 	i := w.encrypt("initech", "doomed")
 	w.consent("initech", w.demo.TenantID, "accept")
@@ -252,6 +253,7 @@ func TestReplaceKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	w.emu.SetKeyTags(azureemu.DemoVault, "orgkms-cmk-2", "", map[string]string{"orgkms-org": "globex, acme"})
 	if _, err := w.cmk.Configure(ctx, "user:alice", "acme", w.demo.VaultURI, "orgkms-cmk-2", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -365,5 +367,39 @@ func TestConsentRoundTrip(t *testing.T) {
 	}
 	if _, err := w.cmk.Configure(ctx, "user:alice", "acme", "https://evil.example.com/", "k", ""); fault.KindOf(err) != fault.Invalid {
 		t.Fatalf("Configure with a non-Azure host: %v, want invalid", err)
+	}
+}
+
+// TestKeyOwnershipTag: consent cannot prove that a key is meant for an org
+// (a callback carries no signed assertion, and one vault may serve several
+// customers), so a key is used for an org only when its customer tagged it
+// for that org.
+func TestKeyOwnershipTag(t *testing.T) {
+	w := newWorld(t)
+	ctx := t.Context()
+	w.keys.CreateOrg(ctx, "test", "evil", "")
+	// Org evil gets "consent" for the victim's tenant (even a forged
+	// callback would do) and points at the victim's key, tagged for acme.
+	if _, err := w.consent("evil", w.demo.TenantID, "accept"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.cmk.Configure(ctx, "user:mallory", "evil", w.demo.VaultURI, w.demo.KeyName, ""); err != nil {
+		t.Fatal(err)
+	}
+	rep := w.cmk.Test(ctx, "evil")
+	var own cmk.Check
+	for _, c := range rep.Checks {
+		if c.ID == "ownership" {
+			own = c
+		}
+	}
+	if rep.OK || own.Status != cmk.Fail || !strings.Contains(own.Remedy, "orgkms-org = evil") {
+		t.Fatalf("Test for an org the key is not tagged for: ok=%v ownership=%+v, want a failure asking for the tag", rep.OK, own)
+	}
+	if _, err := w.cmk.Enable(ctx, "user:mallory", "evil"); fault.KindOf(err) != fault.Conflict {
+		t.Fatalf("Enable of another customer's key: %v, want conflict", err)
+	}
+	if st, _ := w.cmk.Status(ctx, "evil"); st.State != cmk.StateAuthorized || st.ActiveKeyURI != "" {
+		t.Fatalf("evil state %s, active key %q: the key must not be used", st.State, st.ActiveKeyURI)
 	}
 }

@@ -52,6 +52,10 @@ func newWorld(t *testing.T) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The customer tags the key for the orgs it serves (ownership check).
+	if _, err := emu.SetKeyTags(azureemu.DemoVault, azureemu.DemoKey, "", map[string]string{"orgkms-org": "acme,globex,initech"}); err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	st, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(dir, "k.db")})
 	if err != nil {

@@ -92,6 +92,9 @@ func newHarness(t *testing.T, opts options) *harness {
 	if h.demo, err = azureemu.SeedDemo(emu, []string{callbackURL}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := emu.SetKeyTags(azureemu.DemoVault, azureemu.DemoKey, "", map[string]string{"orgkms-org": "acme,globex,demo"}); err != nil {
+		t.Fatal(err)
+	}
 
 	dir := t.TempDir()
 	if h.st, err = sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(dir, "k.db")}); err != nil {

@@ -45,13 +45,14 @@ type Wrapped struct {
 type Description struct {
 	Key        Ref // Version is the current (latest) version
 	Enabled    bool
-	NotBefore  time.Time // zero when unset
-	Expires    time.Time // zero when unset
-	KeyType    string    // e.g. "AES-256", "RSA", "RSA-HSM", "oct-HSM"
-	KeySize    int       // bits
-	Algorithm  string    // wrap algorithm orgkms uses with this key, e.g. "RSA-OAEP-256"
-	Operations []string  // operations the key allows, provider's names; nil when unrestricted
-	NativeAAD  bool      // the provider binds associated data itself
+	NotBefore  time.Time         // zero when unset
+	Expires    time.Time         // zero when unset
+	KeyType    string            // e.g. "AES-256", "RSA", "RSA-HSM", "oct-HSM"
+	KeySize    int               // bits
+	Algorithm  string            // wrap algorithm orgkms uses with this key, e.g. "RSA-OAEP-256"
+	Operations []string          // operations the key allows, provider's names; nil when unrestricted
+	NativeAAD  bool              // the provider binds associated data itself
+	Tags       map[string]string // the version's tags, where the provider has them
 
 	// Deletion protection, where the provider has it.
 	SoftDeleteDays  int  // 0 when the provider has no soft delete

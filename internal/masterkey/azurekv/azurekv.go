@@ -240,6 +240,14 @@ func describe(k KeyID, b azkeys.KeyBundle) masterkey.Description {
 		}
 	}
 	d.Algorithm = algorithmFor(d.KeyType)
+	for k, v := range b.Tags {
+		if v != nil {
+			if d.Tags == nil {
+				d.Tags = map[string]string{}
+			}
+			d.Tags[k] = *v
+		}
+	}
 	if d.KeyType == string(azkeys.KeyTypeOctHSM) && d.KeySize == 0 {
 		d.KeySize = 256
 	}
