@@ -403,3 +403,51 @@ func TestKeyOwnershipTag(t *testing.T) {
 		t.Fatalf("evil state %s, active key %q: the key must not be used", st.State, st.ActiveKeyURI)
 	}
 }
+
+// TestRotationRefusedByTheKeyRevokes: when the customer's key refuses the
+// re-wrap of a rotation (here: wrapKey removed), the org is revoked after the
+// retries, not left retrying forever while served from cache.
+func TestRotationRefusedByTheKeyRevokes(t *testing.T) {
+	w := newWorld(t)
+	ctx := t.Context()
+	w.keys.CreateOrg(ctx, "test", "acme", "")
+	s := w.encrypt("acme", "x")
+	w.activate("acme", w.demo.VaultURI, w.demo.KeyName, "")
+	if _, err := w.emu.RotateKey(azureemu.DemoVault, w.demo.KeyName); err != nil {
+		t.Fatal(err)
+	}
+	w.emu.SetPolicy(azureemu.DemoVault, w.demo.ClientID, []string{"get", "list", "unwrapKey"})
+	if err := w.cmk.Probe(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	for range 8 { // every retry, past its backoff
+		if err := w.cmk.RunPendingJobs(ctx); err != nil {
+			t.Fatal(err)
+		}
+		w.skew.Add(int64(5 * time.Minute))
+	}
+	st, err := w.cmk.Status(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != cmk.StateRevoked || st.ReasonCode != fault.CMKPermissionMissing.Code() || st.Job == nil || st.Job.State != cmk.JobFailed {
+		t.Fatalf("after a refused rotation: state %s reason %s job %+v; want revoked, cmk_permission_missing, failed job", st.State, st.ReasonCode, st.Job)
+	}
+	if _, _, err := w.keys.Decrypt(ctx, "svc", "acme", "default", s.ct, nil); fault.KindOf(err) != fault.CMKPermissionMissing {
+		t.Fatalf("Decrypt of a revoked org kind = %v, want %v", fault.KindOf(err), fault.CMKPermissionMissing)
+	}
+	if ws := w.wrappings("acme"); len(ws) != 1 {
+		t.Fatalf("a failed rotation left %d wrappings, want 1", len(ws))
+	}
+	// The customer restores the permission: the probe restores the org and
+	// follows the rotation.
+	w.emu.SetPolicy(azureemu.DemoVault, w.demo.ClientID, azureemu.DemoPermissions)
+	w.probe("acme", cmk.StateActive)
+	if err := w.cmk.Probe(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	w.runJobs("acme", cmk.StateActive)
+	if err := w.decryptAll(s); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -112,11 +112,47 @@ func (s *Service) execute(ctx context.Context, j Job) {
 		rec.State = StateActive
 	}
 	rec.Reason, rec.ReasonCode, rec.UpdatedAt = string(j.Kind)+" failed: "+j.Error, kind.Code(), s.now().UTC()
+	revoke := false
+	if j.Kind == JobRotate && customerSide(kind) {
+		// The customer's key refused the rotation (permission removed,
+		// disabled): that is revocation, not a failed chore to retry
+		// forever. The probe restores the org when the key works again.
+		rec.State, rec.ReasonCode, rec.RevokedSince = StateRevoked, revocationKind(kind).Code(), s.now().UTC()
+		rec.Reason = j.Error
+		revoke = true
+	}
 	j.State = JobFailed
 	ev := audit.Event{OrgID: j.OrgID, Time: s.now().UTC(), Actor: "orgkms", Action: "cmk." + string(j.Kind) + ".failed", Target: "cmk", Details: map[string]string{"error": j.Error}}
 	if ferr := s.st.FinishJob(ctx, j, rec, ev); ferr != nil {
 		log.Warn("job finish failed", slog.String("error", ferr.Error()))
+		return
 	}
+	if revoke {
+		s.block(j.OrgID, blockError(rec))
+	}
+}
+
+// customerSide reports whether a master-key error is the customer's key
+// refusing orgkms (as opposed to an outage or a fault of orgkms).
+func customerSide(k fault.Kind) bool {
+	switch k {
+	case fault.KeyDisabled, fault.KeyNotFound, fault.KeyDestroyed, fault.PermissionDenied, fault.CredentialsInvalid:
+		return true
+	}
+	return false
+}
+
+// revocationKind is the data-plane kind of a customer-side failure.
+func revocationKind(k fault.Kind) fault.Kind {
+	switch k {
+	case fault.PermissionDenied, fault.CredentialsInvalid:
+		return fault.CMKPermissionMissing
+	case fault.KeyNotFound:
+		return fault.CMKDeleted
+	case fault.KeyDestroyed:
+		return fault.CMKDestroyed
+	}
+	return fault.CMKDisabled
 }
 
 // crashPoint kills the process at step when the crash-test hook asks.
@@ -224,6 +260,15 @@ func (s *Service) rewrap(ctx context.Context, j *Job) error {
 	// The cached root key stays valid: the root key itself did not change,
 	// only the key wrapping it at rest.
 	*j = done
+	if active.Wrapped.Key.Provider != pending.Wrapped.Key.Provider {
+		// Moving between the platform key and a customer key: make sure no
+		// copy of the old wrapping lingers in the database files.
+		if sc, ok := s.st.(interface{ ScrubDeleted(context.Context) error }); ok {
+			if err := sc.ScrubDeleted(ctx); err != nil {
+				s.log.Warn("scrub after re-wrap failed", slog.String("org_id", j.OrgID), slog.String("error", err.Error()))
+			}
+		}
+	}
 	s.crashPoint("switched")
 	s.block(j.OrgID, nil)
 	s.log.Info("job done", slog.String("org_id", j.OrgID), slog.String("job", string(j.Kind)), slog.String("key_version", pending.Wrapped.Key.Version))

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,6 +35,7 @@ type world struct {
 	keys  *keys.Service
 	cmk   *cmk.Service
 	calls func() map[string]map[string]int
+	skew  *atomic.Int64 // added to the service's clock (job backoff)
 }
 
 func newWorld(t *testing.T) *world {
@@ -80,13 +82,15 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ks.Close(context.Background()) })
+	skew := &atomic.Int64{}
 	cs, err := cmk.New(cmk.Config{Store: st, Keys: ks, Keepers: reg, Logger: log, CallbackURL: callbackURL,
+		Now:   func() time.Time { return time.Now().Add(time.Duration(skew.Load())) },
 		Cloud: cmk.Azure{Provider: az, ClientID: demo.ClientID, AuthorityHost: emu.URL() + "/"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	guard = cs.Guard
-	return &world{t: t, emu: emu, demo: demo, st: st, keys: ks, cmk: cs, calls: emu.Counters}
+	return &world{t: t, emu: emu, demo: demo, st: st, keys: ks, cmk: cs, calls: emu.Counters, skew: skew}
 }
 
 var (

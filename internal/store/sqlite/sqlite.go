@@ -190,3 +190,16 @@ func (s *Store) Close() error {
 
 // DB returns the writer connection, for tests and tools that need raw SQL.
 func (s *Store) DB() *sql.DB { return s.w }
+
+// ScrubDeleted makes deleted rows unrecoverable from the database files:
+// deleted content is zeroed in place (secure_delete), and this checkpoints
+// the write-ahead log and truncates it, so no earlier page image remains.
+// orgkms calls it after moving an org between the platform key and a
+// customer managed key (no copy of the old wrapping may remain).
+func (s *Store) ScrubDeleted(ctx context.Context) error {
+	if s.path == Memory {
+		return nil
+	}
+	_, err := s.w.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
+	return classify(ctx, "scrub deleted rows", "database", err)
+}
