@@ -12,30 +12,7 @@ import (
 )
 
 // Status returns the HTTP status of a Kind.
-func Status(k fault.Kind) int {
-	switch k {
-	case fault.Invalid, fault.Integrity, fault.VersionRetired:
-		return http.StatusBadRequest
-	case fault.NotFound:
-		return http.StatusNotFound
-	case fault.Conflict:
-		return http.StatusConflict
-	case fault.TooLarge:
-		return http.StatusRequestEntityTooLarge
-	case fault.Unauthenticated:
-		return http.StatusUnauthorized
-	case fault.Forbidden:
-		return http.StatusForbidden
-	case fault.KeyNotFound, fault.KeyDisabled, fault.KeyDestroyed, fault.PermissionDenied, fault.CredentialsInvalid,
-		fault.CMKDisabled, fault.CMKPermissionMissing, fault.CMKDeleted, fault.CMKDestroyed:
-		return http.StatusFailedDependency
-	case fault.Unavailable:
-		return http.StatusServiceUnavailable
-	case fault.RateLimited:
-		return http.StatusTooManyRequests
-	}
-	return http.StatusInternalServerError
-}
+func Status(k fault.Kind) int { return k.HTTPStatus() }
 
 // errorDetail renders err for a client: code and message from the fault
 // fields only, never from the underlying error text.

@@ -295,30 +295,7 @@ func (rq *request) redirect(path string) error {
 }
 
 // statusOf maps a fault kind to the HTTP status of an error page.
-func statusOf(k fault.Kind) int {
-	switch k {
-	case fault.Invalid, fault.Integrity, fault.VersionRetired:
-		return http.StatusBadRequest
-	case fault.NotFound:
-		return http.StatusNotFound
-	case fault.Conflict:
-		return http.StatusConflict
-	case fault.TooLarge:
-		return http.StatusRequestEntityTooLarge
-	case fault.Unauthenticated:
-		return http.StatusUnauthorized
-	case fault.Forbidden:
-		return http.StatusForbidden
-	case fault.KeyNotFound, fault.KeyDisabled, fault.KeyDestroyed, fault.PermissionDenied, fault.CredentialsInvalid,
-		fault.CMKDisabled, fault.CMKPermissionMissing, fault.CMKDeleted, fault.CMKDestroyed:
-		return http.StatusFailedDependency
-	case fault.Unavailable:
-		return http.StatusServiceUnavailable
-	case fault.RateLimited:
-		return http.StatusTooManyRequests
-	}
-	return http.StatusInternalServerError
-}
+func statusOf(k fault.Kind) int { return k.HTTPStatus() }
 
 // errStatus is the HTTP status of a page that shows err on a form; it
 // logs internal errors.

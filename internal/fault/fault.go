@@ -242,3 +242,31 @@ func orElse(s, def string) string {
 func Invalidf(field, format string, args ...any) *Error {
 	return &Error{Kind: Invalid, Field: field, Reason: fmt.Sprintf(format, args...)}
 }
+
+// HTTPStatus is the HTTP status of an error of kind k, for the API and the
+// console alike. 424 (Failed Dependency) means "your request was fine, but a
+// key you control is not".
+func (k Kind) HTTPStatus() int {
+	switch k {
+	case Invalid, Integrity, VersionRetired:
+		return 400
+	case NotFound:
+		return 404
+	case Conflict:
+		return 409
+	case TooLarge:
+		return 413
+	case Unauthenticated:
+		return 401
+	case Forbidden:
+		return 403
+	case KeyNotFound, KeyDisabled, KeyDestroyed, PermissionDenied, CredentialsInvalid,
+		CMKDisabled, CMKPermissionMissing, CMKDeleted, CMKDestroyed:
+		return 424
+	case Unavailable:
+		return 503
+	case RateLimited:
+		return 429
+	}
+	return 500
+}
