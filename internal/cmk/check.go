@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/orgkms/orgkms/internal/fault"
 )
 
@@ -90,6 +92,10 @@ func (s *Service) Test(ctx context.Context, orgID string) Report {
 	}
 	if err := s.requireCloud(); err != nil {
 		set("consent", Fail, fault.Message(err), "ask the platform operator to enable customer managed keys")
+		return finish()
+	}
+	if !s.testAllowed(orgID) {
+		set("consent", Fail, "Test Managed Key was run too often for this org", "wait a few seconds and test again")
 		return finish()
 	}
 	rec, err := s.record(ctx, orgID)
@@ -268,4 +274,26 @@ func taggedFor(tags map[string]string, orgID string) bool {
 		}
 	}
 	return false
+}
+
+// Test Managed Key calls the customer's vault several times: each org may
+// run it at most testBurst times at once, then once per testEvery, so no org
+// can use up a vault's request budget that other orgs share.
+const (
+	testEvery = time.Second
+	testBurst = 10
+)
+
+func (s *Service) testAllowed(orgID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.testLimits == nil || len(s.testLimits) > 100_000 {
+		s.testLimits = map[string]*rate.Limiter{}
+	}
+	l, ok := s.testLimits[orgID]
+	if !ok {
+		l = rate.NewLimiter(rate.Every(testEvery), testBurst)
+		s.testLimits[orgID] = l
+	}
+	return l.AllowN(s.now(), 1)
 }

@@ -451,3 +451,33 @@ func TestRotationRefusedByTheKeyRevokes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestTestManagedKeyIsRateLimited: an org cannot use up a vault's request
+// budget, shared with other orgs, by running Test Managed Key in a loop.
+func TestTestManagedKeyIsRateLimited(t *testing.T) {
+	w := newWorld(t)
+	ctx := t.Context()
+	w.keys.CreateOrg(ctx, "test", "acme", "")
+	w.keys.CreateOrg(ctx, "test", "globex", "")
+	limited := func(org string) bool {
+		rep := w.cmk.Test(ctx, org)
+		return rep.Checks[0].Status == cmk.Fail && strings.Contains(rep.Checks[0].Detail, "too often")
+	}
+	n := 0
+	for !limited("acme") {
+		n++
+		if n > 100 {
+			t.Fatal("Test Managed Key is not rate limited")
+		}
+	}
+	if n < 5 {
+		t.Fatalf("rate limited after %d tests, want a burst of several", n)
+	}
+	if limited("globex") {
+		t.Fatal("one org's tests limit another org")
+	}
+	w.skew.Add(int64(time.Minute))
+	if limited("acme") {
+		t.Fatal("still limited a minute later")
+	}
+}

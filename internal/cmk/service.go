@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/orgkms/orgkms/internal/audit"
 	"github.com/orgkms/orgkms/internal/fault"
 	"github.com/orgkms/orgkms/internal/keys"
@@ -50,9 +52,10 @@ type Service struct {
 	now  func() time.Time
 	wake chan struct{}
 
-	mu       sync.Mutex
-	blocked  map[string]error // org → fast-fail error while revoked or lost
-	loadedAt time.Time
+	mu         sync.Mutex
+	blocked    map[string]error // org → fast-fail error while revoked or lost
+	testLimits map[string]*rate.Limiter
+	loadedAt   time.Time
 }
 
 // New returns a Service. Call Run to start its probe and job worker.
