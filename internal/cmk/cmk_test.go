@@ -1,7 +1,11 @@
 package cmk_test
 
 import (
+	"context"
+	"github.com/orgkms/orgkms/internal/audit"
+	"github.com/orgkms/orgkms/internal/store/sqlite"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -479,5 +483,41 @@ func TestTestManagedKeyIsRateLimited(t *testing.T) {
 	w.skew.Add(int64(time.Minute))
 	if limited("acme") {
 		t.Fatal("still limited a minute later")
+	}
+}
+
+// staleOnce is the real store, except that its first record write loses a
+// race (as when the probe records its run in between).
+type staleOnce struct {
+	*sqlite.Store
+	done atomic.Bool
+}
+
+func (s *staleOnce) PutCMK(ctx context.Context, r cmk.Record, ev *audit.Event) error {
+	if !s.done.Swap(true) {
+		return &fault.Error{Kind: fault.Conflict, Reason: "changed meanwhile", Err: cmk.ErrStale}
+	}
+	return s.Store.PutCMK(ctx, r, ev)
+}
+
+// TestUserActionsSurviveARacingProbe: a user's action whose write races
+// the probe is judged again on the fresh record, not refused.
+func TestUserActionsSurviveARacingProbe(t *testing.T) {
+	w := newWorld(t)
+	ctx := t.Context()
+	w.keys.CreateOrg(ctx, "test", "acme", "")
+	if _, err := w.consent("acme", w.demo.TenantID, "accept"); err != nil {
+		t.Fatal(err)
+	}
+	st := &staleOnce{Store: w.st}
+	cs, err := cmk.New(cmk.Config{Store: st, Keys: w.keys, Keepers: w.keepers, Cloud: w.cloud, CallbackURL: callbackURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.Configure(ctx, "user:alice", "acme", w.demo.VaultURI, w.demo.KeyName, ""); err != nil {
+		t.Fatalf("Configure after a lost race: %v, want success on retry", err)
+	}
+	if !st.done.Load() {
+		t.Fatal("the race was not exercised")
 	}
 }

@@ -203,13 +203,19 @@ func (s *Service) Callback(ctx context.Context, r ConsentResult) (ConsentRequest
 	if !strings.EqualFold(r.Tenant, c.TenantID) {
 		return c, &fault.Error{Kind: fault.Conflict, Op: "authorize", Reason: fmt.Sprintf("consent was granted in tenant %s, but tenant %s was requested: sign in as an administrator of %s", trimText(r.Tenant, 64), c.TenantID, c.TenantID)}
 	}
+	_, err = retryStale(func() (struct{}, error) { return struct{}{}, s.recordConsent(ctx, c) })
+	return c, err
+}
+
+// recordConsent stores a completed consent in the org's record.
+func (s *Service) recordConsent(ctx context.Context, c ConsentRequest) error {
 	rec, err := s.record(ctx, c.OrgID)
 	if err != nil {
-		return c, err
+		return err
 	}
 	now := s.now().UTC()
 	if rec.State != StatePlatform && rec.State != StateAuthorized && !strings.EqualFold(rec.TenantID, c.TenantID) {
-		return c, &fault.Error{Kind: fault.Conflict, Op: "authorize", Reason: "the org's customer managed key is in use in tenant " + rec.TenantID + ": disable it before authorizing another tenant"}
+		return &fault.Error{Kind: fault.Conflict, Op: "authorize", Reason: "the org's customer managed key is in use in tenant " + rec.TenantID + ": disable it before authorizing another tenant"}
 	}
 	if !strings.EqualFold(rec.TenantID, c.TenantID) {
 		rec.VaultURI, rec.KeyName, rec.KeyVersion, rec.KeyURI = "", "", "", ""
@@ -219,7 +225,7 @@ func (s *Service) Callback(ctx context.Context, r ConsentResult) (ConsentRequest
 		rec.State = StateAuthorized
 	}
 	ev := &audit.Event{OrgID: c.OrgID, Time: now, Actor: c.Actor, Action: "cmk.authorize", Target: "cmk", Details: map[string]string{"tenant_id": c.TenantID}}
-	return c, s.st.PutCMK(ctx, rec, ev)
+	return s.st.PutCMK(ctx, rec, ev)
 }
 
 func trimText(s string, n int) string {
@@ -237,6 +243,22 @@ func trimText(s string, n int) string {
 // Configure stores the key the customer chose. In state active it stages a
 // replacement key, applied by Enable.
 func (s *Service) Configure(ctx context.Context, actor, orgID, vaultURI, keyName, keyVersion string) (Record, error) {
+	return retryStale(func() (Record, error) { return s.configureOnce(ctx, actor, orgID, vaultURI, keyName, keyVersion) })
+}
+
+// retryStale runs f again when its write lost a race with another writer of
+// the org's record (typically the probe recording its last run): the user's
+// action is then judged on the fresh record.
+func retryStale[T any](f func() (T, error)) (T, error) {
+	for attempt := 0; ; attempt++ {
+		v, err := f()
+		if err == nil || !errors.Is(err, ErrStale) || attempt == 4 {
+			return v, err
+		}
+	}
+}
+
+func (s *Service) configureOnce(ctx context.Context, actor, orgID, vaultURI, keyName, keyVersion string) (Record, error) {
 	if err := s.requireCloud(); err != nil {
 		return Record{}, err
 	}
@@ -290,6 +312,10 @@ func (s *Service) configuredRef(rec Record) (masterkey.Ref, error) {
 // Enable tests the configured key and starts moving the org's root key to
 // it (activation), or to a newly configured key (replacement).
 func (s *Service) Enable(ctx context.Context, actor, orgID string) (Status, error) {
+	return retryStale(func() (Status, error) { return s.enableOnce(ctx, actor, orgID) })
+}
+
+func (s *Service) enableOnce(ctx context.Context, actor, orgID string) (Status, error) {
 	if err := s.requireCloud(); err != nil {
 		return Status{}, err
 	}
@@ -370,6 +396,10 @@ func (s *Service) checkActiveUsable(ctx context.Context, orgID string) error {
 // Disable moves the org back to the platform key. The customer managed key
 // must still be usable. Before activation, it forgets the configuration.
 func (s *Service) Disable(ctx context.Context, actor, orgID string) (Status, error) {
+	return retryStale(func() (Status, error) { return s.disableOnce(ctx, actor, orgID) })
+}
+
+func (s *Service) disableOnce(ctx context.Context, actor, orgID string) (Status, error) {
 	rec, err := s.record(ctx, orgID)
 	if err != nil {
 		return Status{}, err

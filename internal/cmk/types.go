@@ -2,6 +2,7 @@ package cmk
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/orgkms/orgkms/internal/audit"
@@ -58,6 +59,10 @@ type Record struct {
 	// fails with Conflict: nothing is overwritten by a stale copy.
 	Revision int64
 }
+
+// ErrStale is wrapped by the Conflict a store returns for a record written
+// at an outdated Revision.
+var ErrStale = errors.New("CMK record changed since it was read")
 
 // ConsentRequest binds an admin-consent round trip to an org, a user and a
 // tenant. It is single use and expires.

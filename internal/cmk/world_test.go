@@ -36,6 +36,9 @@ type world struct {
 	cmk   *cmk.Service
 	calls func() map[string]map[string]int
 	skew  *atomic.Int64 // added to the service's clock (job backoff)
+
+	keepers *masterkey.Registry
+	cloud   cmk.Cloud
 }
 
 func newWorld(t *testing.T) *world {
@@ -90,7 +93,8 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	guard = cs.Guard
-	return &world{t: t, emu: emu, demo: demo, st: st, keys: ks, cmk: cs, calls: emu.Counters, skew: skew}
+	return &world{t: t, emu: emu, demo: demo, st: st, keys: ks, cmk: cs, calls: emu.Counters, skew: skew,
+		keepers: reg, cloud: cmk.Azure{Provider: az, ClientID: demo.ClientID, AuthorityHost: emu.URL() + "/"}}
 }
 
 var (

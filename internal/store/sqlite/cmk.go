@@ -59,7 +59,7 @@ func putCMK(ctx context.Context, tx *sql.Tx, op string, r cmk.Record) error {
 	args := []any{r.OrgID, string(r.State), r.TenantID, nullTimeArg(r.ConsentedAt), r.ConsentedBy, r.VaultURI, r.KeyName, r.KeyVersion, r.KeyURI,
 		r.ActiveKeyURI, r.ActiveVersion, r.ReasonCode, r.Reason, nullTimeArg(r.RecoverableUntil), nullTimeArg(r.RevokedSince),
 		nullTimeArg(r.LastProbeAt), r.LastProbeError, r.Degraded, nullTimeArg(r.UpdatedAt)}
-	stale := &fault.Error{Kind: fault.Conflict, Op: op, Resource: cmkRes(r.OrgID), Reason: "the customer managed key settings changed meanwhile; reload and try again"}
+	stale := &fault.Error{Kind: fault.Conflict, Op: op, Resource: cmkRes(r.OrgID), Reason: "the customer managed key settings changed meanwhile; reload and try again", Err: cmk.ErrStale}
 	if r.Revision == 0 {
 		// A first record: it must not exist yet.
 		_, err := tx.ExecContext(ctx, `INSERT INTO cmk_orgs (`+cmkColumns+`)
