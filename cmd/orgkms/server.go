@@ -180,6 +180,9 @@ func (s *stack) serve(ctx context.Context) error {
 	// Orgs whose customer managed key is revoked or lost are refused from
 	// the first request on.
 	if err := s.cmk.LoadBlocks(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // interrupted while starting: a clean stop
+		}
 		return fmt.Errorf("load revoked orgs: %w", err)
 	}
 	errc := make(chan error, 1)
