@@ -21,7 +21,7 @@ type UsersStore interface {
 	auth.UserStore
 }
 
-// AuditFailer is an optional capability of the store under test (usually
+// AuditFailer is a required capability of the store under test (usually
 // of a test harness wrapping it): after FailAudit(t, action), every audit
 // write of an event with that action fails inside the transaction of its
 // change. The cases that need it skip when the store lacks it.
@@ -415,7 +415,7 @@ func testUpdateUser(t *testing.T, s UsersStore) {
 func testUserAuditFails(t *testing.T, s UsersStore) {
 	f, ok := s.(AuditFailer)
 	if !ok {
-		t.Skip("the store under test cannot make audit writes fail (no AuditFailer)")
+		t.Fatal("the store under test must implement storetest.AuditFailer, so the suite can prove that a user change and its audit event are atomic")
 	}
 	ctx := t.Context()
 	createOrg(t, s, "acme")
