@@ -24,7 +24,7 @@ type UsersStore interface {
 // AuditFailer is a required capability of the store under test (usually
 // of a test harness wrapping it): after FailAudit(t, action), every audit
 // write of an event with that action fails inside the transaction of its
-// change. The cases that need it skip when the store lacks it.
+// change. The cases that need it fail when the store lacks it.
 type AuditFailer interface {
 	FailAudit(t *testing.T, action string)
 }
