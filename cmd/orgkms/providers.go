@@ -36,12 +36,15 @@ func providers(cfg config.Config, log *slog.Logger, m *metrics.Metrics) (*master
 		return nil, nil, err
 	}
 	p, err := azurekv.New(azurekv.Config{ClientID: a.ClientID, ClientSecret: a.ClientSecret, AuthorityHost: a.AuthorityHost,
-		ExtraHostSuffixes: a.ExtraHostSuffixes, HTTPClient: hc})
+		ExtraHostSuffixes: a.ExtraHostSuffixes, HTTPClient: hc,
+		Timeout: time.Duration(a.Timeout), TryTimeout: time.Duration(a.TryTimeout), MaxRetries: a.MaxRetries})
 	if err != nil {
 		return nil, nil, err
 	}
 	azOpts := opts
-	azOpts.Timeout = 30 * time.Second // includes the SDK's retries with backoff
+	// The driver bounds every call itself (cmk.azure.timeout, retries
+	// included); the keeper's limit is only a backstop above it.
+	azOpts.Timeout = p.Timeout() + time.Second
 	r.Register(p.Driver(), masterkey.NewKeeper(azurekv.Scheme, p, azOpts))
 	return r, p, nil
 }

@@ -151,6 +151,9 @@ func (p *Provider) Driver() masterkey.Driver {
 	return masterkey.Driver{Scheme: Scheme, ParseRef: func(uri string) (masterkey.Ref, error) { return parseRef(uri, p.suffixes) }}
 }
 
+// Timeout is the bound of one operation of the driver, retries included.
+func (p *Provider) Timeout() time.Duration { return p.cfg.Timeout }
+
 // HostSuffixes returns the allowed vault host suffixes.
 func (p *Provider) HostSuffixes() []string { return p.suffixes }
 

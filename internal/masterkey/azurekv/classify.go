@@ -110,6 +110,12 @@ const (
 )
 
 func classifyEntra(base fault.Error, k KeyID, authErr *azidentity.AuthenticationFailedError) error {
+	if authErr.RawResponse == nil {
+		// Entra ID did not answer (refused, dropped, timed out): an outage,
+		// never a verdict on the credentials.
+		base.Kind, base.Reason, base.RetryAfter = fault.Unavailable, "Entra ID could not be reached to obtain a token for tenant "+k.Tenant, outageRetryAfter
+		return &base
+	}
 	base.Kind = fault.CredentialsInvalid
 	var body entraError
 	if authErr.RawResponse != nil {
@@ -118,6 +124,7 @@ func classifyEntra(base fault.Error, k KeyID, authErr *azidentity.Authentication
 		}
 		if authErr.RawResponse.StatusCode == http.StatusTooManyRequests || authErr.RawResponse.StatusCode >= 500 {
 			base.Kind, base.Reason = fault.Unavailable, "Entra ID is unavailable; retry later"
+			base.RetryAfter = orOutage(retryAfter(authErr.RawResponse))
 			return &base
 		}
 	}
@@ -185,16 +192,24 @@ func classifyVault(base fault.Error, op string, k KeyID, re *azcore.ResponseErro
 		base.Kind, base.Reason = fault.KeyNotFound, fmt.Sprintf("key %s was not found in vault %s: check the name and version, or recover it if it was deleted", k.Name, vault)
 	case re.StatusCode == http.StatusTooManyRequests || code == "Throttled":
 		base.Kind, base.Reason = fault.Unavailable, "vault "+vault+" is throttling requests"
-		base.RetryAfter = retryAfter(re.RawResponse)
+		base.RetryAfter = orOutage(retryAfter(re.RawResponse))
 	case re.StatusCode >= 500:
 		base.Kind, base.Reason = fault.Unavailable, "vault "+vault+" is unavailable"
-		base.RetryAfter = retryAfter(re.RawResponse)
+		base.RetryAfter = orOutage(retryAfter(re.RawResponse))
 	case re.StatusCode == http.StatusBadRequest && op == "unwrapKey":
 		base.Kind, base.Reason = fault.Integrity, "the vault could not unwrap the org root key with key "+k.Name+" version "+k.Version
 	default:
 		base.Kind, base.Reason = fault.Invalid, fmt.Sprintf("vault %s refused the request (%s)", vault, code)
 	}
 	return &base
+}
+
+// orOutage is d, or outageRetryAfter when the service named no delay.
+func orOutage(d time.Duration) time.Duration {
+	if d <= 0 {
+		return outageRetryAfter
+	}
+	return d
 }
 
 func retryAfter(resp *http.Response) time.Duration {

@@ -68,6 +68,7 @@ func TestClassify(t *testing.T) {
 		{"tenant not found", "get", tokenError(400, "invalid_request", 90002), fault.CredentialsInvalid, ""},
 		{"entra unavailable", "get", tokenError(503, "temporarily_unavailable", 0), fault.Unavailable, ""},
 		{"entra garbage", "get", &azidentity.AuthenticationFailedError{RawResponse: rawResponse(400, "not json", nil)}, fault.CredentialsInvalid, ""},
+		{"entra unreachable", "get", &azidentity.AuthenticationFailedError{}, fault.Unavailable, ""},
 		{"other tenant", "get", &errOtherTenant{vaultTenant: "99999999-2222-3333-4444-555555555555", authorized: k.Tenant}, fault.CredentialsInvalid, ""},
 	}
 	for _, tt := range tests {
