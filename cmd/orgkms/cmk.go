@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -92,18 +93,7 @@ func cmdCMK(env *cliEnv, args []string) error {
 		if *asJSON {
 			return printJSON(env.stdout, rep)
 		}
-		marks := map[string]string{"pass": "PASS", "warn": "WARN", "fail": "FAIL", "skip": "SKIP"}
-		for _, ch := range rep.Checks {
-			fmt.Fprintf(env.stdout, "%s  %-34s %s\n", marks[ch.Status], ch.Name, ch.Detail)
-			if ch.Remedy != "" && ch.Status != "pass" {
-				fmt.Fprintf(env.stdout, "      fix: %s\n", ch.Remedy)
-			}
-		}
-		if !rep.OK {
-			return fmt.Errorf("Test Managed Key failed")
-		}
-		fmt.Fprintf(env.stdout, "all checks passed; next: orgkms cmk enable --org %s\n", *org)
-		return nil
+		return printCMKTest(env.stdout, rep, *org)
 	case "enable", "disable":
 		var st client.CMKStatus
 		if verb == "enable" {
@@ -126,6 +116,37 @@ func cmdCMK(env *cliEnv, args []string) error {
 		}
 		printCMKStatus(env, st)
 		return nil
+	}
+	return nil
+}
+
+// printCMKTest prints a Test Managed Key report: every check, then a
+// summary that says "all checks passed" only when no check warned.
+func printCMKTest(w io.Writer, rep client.CMKTestReport, org string) error {
+	marks := map[string]string{"pass": "PASS", "warn": "WARN", "fail": "FAIL", "skip": "SKIP"}
+	warned, failed := 0, 0
+	for _, ch := range rep.Checks {
+		fmt.Fprintf(w, "%s  %-34s %s\n", marks[ch.Status], ch.Name, ch.Detail)
+		if ch.Remedy != "" && ch.Status != "pass" {
+			fmt.Fprintf(w, "      fix: %s\n", ch.Remedy)
+		}
+		switch ch.Status {
+		case "warn":
+			warned++
+		case "fail":
+			failed++
+		}
+	}
+	if !rep.OK {
+		return fmt.Errorf("Test Managed Key failed: %d of %d checks failed", failed, len(rep.Checks))
+	}
+	switch warned {
+	case 0:
+		fmt.Fprintf(w, "all checks passed; next: orgkms cmk enable --org %s\n", org)
+	case 1:
+		fmt.Fprintf(w, "passed with 1 warning (see WARN above); next: orgkms cmk enable --org %s\n", org)
+	default:
+		fmt.Fprintf(w, "passed with %d warnings (see WARN above); next: orgkms cmk enable --org %s\n", warned, org)
 	}
 	return nil
 }

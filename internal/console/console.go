@@ -115,6 +115,7 @@ func (h *handler) routes() {
 	h.orgRoute("GET /console/orgs/{org}/security", auth.ActCMKManage, (*handler).security)
 	h.orgRoute("POST /console/orgs/{org}/security/authorize", auth.ActCMKManage, (*handler).authorize)
 	h.orgRoute("POST /console/orgs/{org}/security/configure", auth.ActCMKManage, (*handler).configure)
+	h.orgRoute("POST /console/orgs/{org}/security/test", auth.ActCMKManage, (*handler).testKey)
 	h.orgRoute("GET /console/orgs/{org}/security/disable", auth.ActCMKManage, (*handler).disablePage)
 	h.orgRoute("POST /console/orgs/{org}/security/disable", auth.ActCMKManage, (*handler).disable)
 

@@ -20,11 +20,11 @@ type securityData struct {
 	CanAuthorize bool
 	CanConfigure bool
 	CanDisable   bool
+	CanTest      bool // Test Managed Key of the configured key alone (the key cannot be changed now)
 	Replacing    bool   // Step 2 stages a replacement of the active key
 	Consent      string // "Authorized for tenant ... on ... by ..."
 	LastFailure  string // a failed job's reason, after roll-back
 	Report       *cmk.Report
-	Failed       int // failed checks of Report
 	States       []stateInfo
 	Demo         *Demo // the emulator's demo values, in development
 }
@@ -72,6 +72,7 @@ func (h *handler) renderSecurity(rq *request, status int, v *view, switchOn bool
 		d.CanAuthorize = true // again after a revoked consent, too
 	}
 	d.CanConfigure = rec.State == cmk.StateAuthorized || rec.State == cmk.StateActive
+	d.CanTest = !d.CanConfigure && rec.KeyURI != "" && (rec.State == cmk.StateRevoked || rec.State == cmk.StateLost)
 	d.Replacing = rec.State == cmk.StateActive
 	d.CanDisable = rec.State == cmk.StateAuthorized || rec.State == cmk.StateActive
 	if !rec.ConsentedAt.IsZero() {
@@ -79,13 +80,6 @@ func (h *handler) renderSecurity(rq *request, status int, v *view, switchOn bool
 	}
 	if (rec.State == cmk.StateAuthorized || rec.State == cmk.StateActive) && rec.Reason != "" {
 		d.LastFailure = rec.Reason
-	}
-	if rep != nil {
-		for _, c := range rep.Checks {
-			if c.Status == cmk.Fail {
-				d.Failed++
-			}
-		}
 	}
 	if v.Form == nil {
 		v.Form = url.Values{"tenant_id": {rec.TenantID}, "vault_uri": {rec.VaultURI}, "key_name": {rec.KeyName}, "key_version": {rec.KeyVersion}}
@@ -146,9 +140,12 @@ func (h *handler) configure(rq *request) error {
 		return err
 	}
 	if !save {
-		if !rep.OK {
+		switch {
+		case !rep.OK:
 			v.Error = "Test Managed Key found problems: fix the failed checks below, then test again."
-		} else {
+		case rep.Count(cmk.Warn) > 0:
+			v.Flash = "Test Managed Key " + strings.ToLower(rep.Summary()) + ": review the warnings below, then click Save to start using the key."
+		default:
 			v.Flash = "Test Managed Key passed. Click Save to start using the key."
 		}
 		return h.renderSecurity(rq, http.StatusOK, v, true, &rep)
@@ -165,7 +162,35 @@ func (h *handler) configure(rq *request) error {
 		v.Error = fault.Message(err)
 		return h.renderSecurity(rq, h.errStatus(rq, err), v, true, &rep)
 	}
+	if rep.Count(cmk.Warn) > 0 {
+		return rq.redirect(orgPath(rq.org, "security?done=enabling-warned"))
+	}
 	return rq.redirect(orgPath(rq.org, "security?done=enabling"))
+}
+
+// testKey runs Test Managed Key on the key as configured, without changing
+// anything: the Security page offers it while the key cannot be changed,
+// above all while it is revoked, when an admin needs the checks most.
+func (h *handler) testKey(rq *request) error {
+	rec := rq.status.Record
+	if rec.KeyURI == "" {
+		v := &view{Error: "No key is configured yet: complete Step 2 first."}
+		return h.renderSecurity(rq, http.StatusConflict, v, true, nil)
+	}
+	rep := h.cfg.CMK.Test(rq.r.Context(), rq.org)
+	v := &view{}
+	switch {
+	case !rep.OK:
+		v.Error = "Test Managed Key found problems: the failed checks below say what to fix."
+	case rep.Count(cmk.Warn) > 0:
+		v.Flash = "Test Managed Key " + strings.ToLower(rep.Summary()) + "."
+	default:
+		v.Flash = "Test Managed Key passed."
+	}
+	if rec.State == cmk.StateRevoked && rep.OK {
+		v.Flash += " orgkms notices within one probe interval and serves the org again."
+	}
+	return h.renderSecurity(rq, http.StatusOK, v, true, &rep)
 }
 
 // disableData is the disable confirmation page's own data.
