@@ -20,7 +20,7 @@ type securityData struct {
 	CanAuthorize bool
 	CanConfigure bool
 	CanDisable   bool
-	CanTest      bool // Test Managed Key of the configured key alone (the key cannot be changed now)
+	CanTest      bool   // Test Managed Key of the configured key alone (the key cannot be changed now)
 	Replacing    bool   // Step 2 stages a replacement of the active key
 	Consent      string // "Authorized for tenant ... on ... by ..."
 	LastFailure  string // a failed job's reason, after roll-back
