@@ -6,6 +6,7 @@ import (
 
 	"github.com/orgkms/orgkms/internal/azureemu"
 	"github.com/orgkms/orgkms/internal/cmk"
+	"github.com/orgkms/orgkms/internal/fault"
 )
 
 func check(rep cmk.Report, id string) cmk.Check {
@@ -133,4 +134,34 @@ func TestTestWhileRevoked(t *testing.T) {
 		t.Fatalf("Test after the key was enabled, still revoked: %+v", rep.Checks)
 	}
 	w.probe("acme", cmk.StateActive)
+}
+
+// TestVaultURINormalized: the vault URI is stored in its canonical
+// spelling, and two spellings of the same vault are one vault: configuring
+// the active key again under another spelling is no replacement.
+func TestVaultURINormalized(t *testing.T) {
+	w := newWorld(t)
+	ctx := t.Context()
+	w.keys.CreateOrg(ctx, "test", "acme", "")
+	canonical := "https://" + azureemu.DemoVault + ".vault.azure.net/"
+	if w.demo.VaultURI != canonical {
+		t.Fatalf("demo vault URI %q, want %q", w.demo.VaultURI, canonical)
+	}
+	loud := "  HTTPS://" + strings.ToUpper(azureemu.DemoVault) + ".Vault.Azure.NET:443  "
+	st := w.activate("acme", loud, w.demo.KeyName, "")
+	if st.VaultURI != canonical {
+		t.Fatalf("stored vault URI %q, want %q", st.VaultURI, canonical)
+	}
+	for _, spelling := range []string{canonical, strings.TrimSuffix(canonical, "/"), "https://" + azureemu.DemoVault + ".vault.azure.net:443"} {
+		rec, err := w.cmk.Configure(ctx, "user:alice", "acme", spelling, w.demo.KeyName, "")
+		if err != nil {
+			t.Fatalf("Configure(%q): %v", spelling, err)
+		}
+		if rec.VaultURI != canonical || rec.KeyURI != rec.ActiveKeyURI {
+			t.Fatalf("Configure(%q): vault %q, key %q (active %q): want the same vault and key", spelling, rec.VaultURI, rec.KeyURI, rec.ActiveKeyURI)
+		}
+		_, err = w.cmk.Enable(ctx, "user:alice", "acme")
+		wantKind(t, "Enable after Configure("+spelling+") of the active key", err, fault.Conflict)
+		w.runJobs("acme", cmk.StateActive)
+	}
 }

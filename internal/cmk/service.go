@@ -281,7 +281,7 @@ func (s *Service) configureOnce(ctx context.Context, actor, orgID, vaultURI, key
 		return Record{}, err
 	}
 	now := s.now().UTC()
-	rec.VaultURI, rec.KeyName, rec.KeyVersion = strings.TrimSpace(vaultURI), strings.TrimSpace(keyName), ref.Version
+	rec.VaultURI, rec.KeyName, rec.KeyVersion = s.cfg.Cloud.VaultURI(ref), strings.TrimSpace(keyName), ref.Version
 	rec.KeyURI = s.cfg.Cloud.KeyURI(ref.Unversioned())
 	rec.UpdatedAt = now
 	ev := &audit.Event{OrgID: orgID, Time: now, Actor: actor, Action: "cmk.configure", Target: "cmk",

@@ -319,6 +319,10 @@ func call[T any](ctx context.Context, lim *rate.Limiter, f func() (T, error)) (o
 
 func (p *Provider) keyID(ref masterkey.Ref) (KeyID, error) { return keyIDOf(ref, p.suffixes) }
 
+// Key parses a ref of this driver (as [KeyID.Ref] makes them); Invalid if
+// it is not one.
+func (p *Provider) Key(ref masterkey.Ref) (KeyID, error) { return p.keyID(ref) }
+
 // Describe reports the attributes of ref's version, or of the current
 // version when ref has none.
 func (p *Provider) Describe(ctx context.Context, ref masterkey.Ref) (masterkey.Description, error) {

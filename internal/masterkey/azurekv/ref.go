@@ -64,15 +64,21 @@ func invalid(reason string) error {
 // ParseKeyID parses a key from its parts as a customer enters them: the
 // vault URI (https://NAME.vault.azure.net/), key name, optional version, and
 // tenant ID. suffixes are the allowed host suffixes.
+//
+// The vault URI is normalized: surrounding space, the case of scheme and
+// host, a trailing slash (or none), the default port 443 and a trailing dot
+// of the host do not matter, so every spelling of one vault gives the same
+// KeyID ([KeyID.VaultURL] is the canonical spelling). Any other port, a
+// path, query, fragment or user info is refused.
 func ParseKeyID(vaultURI, name, version, tenant string, suffixes []string) (KeyID, error) {
 	u, err := url.Parse(strings.TrimSpace(vaultURI))
-	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+	if err != nil || !strings.EqualFold(u.Scheme, "https") || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
 		return KeyID{}, &fault.Error{Kind: fault.Invalid, Field: "vault_uri", Reason: "Key Vault URI must look like https://NAME.vault.azure.net/ (copy it from the vault's Overview page in the Azure portal)"}
 	}
-	if u.Port() != "" {
-		return KeyID{}, &fault.Error{Kind: fault.Invalid, Field: "vault_uri", Reason: "Key Vault URI must not have a port"}
+	if p := u.Port(); p != "" && p != "443" {
+		return KeyID{}, &fault.Error{Kind: fault.Invalid, Field: "vault_uri", Reason: "Key Vault URI must not have a port other than 443"}
 	}
-	host := strings.ToLower(u.Hostname())
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
 	if err := checkHost(host, suffixes); err != nil {
 		return KeyID{}, err
 	}
