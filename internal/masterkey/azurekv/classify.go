@@ -146,8 +146,8 @@ func classifyEntra(base fault.Error, k KeyID, authErr *azidentity.Authentication
 		base.Reason = "the platform's Entra ID application credentials are invalid or expired: the platform operator must renew them"
 	default:
 		base.Reason = "orgkms could not obtain a token in Entra ID tenant " + k.Tenant
-		if body.Error != "" {
-			base.Reason += " (" + body.Error + ")"
+		if c := safeCode(body.Error); c != "" {
+			base.Reason += " (" + c + ")"
 		}
 	}
 	return &base
@@ -199,9 +199,25 @@ func classifyVault(base fault.Error, op string, k KeyID, re *azcore.ResponseErro
 	case re.StatusCode == http.StatusBadRequest && op == "unwrapKey":
 		base.Kind, base.Reason = fault.Integrity, "the vault could not unwrap the org root key with key "+k.Name+" version "+k.Version
 	default:
-		base.Kind, base.Reason = fault.Invalid, fmt.Sprintf("vault %s refused the request (%s)", vault, code)
+		base.Kind, base.Reason = fault.Invalid, fmt.Sprintf("vault %s refused the request (%s)", vault, orElse(safeCode(code), "HTTP "+strconv.Itoa(re.StatusCode)))
 	}
 	return &base
+}
+
+// safeCode is an error code from a response body as a customer may read
+// it: at most 64 letters, digits, '_', '-' and '.', "" when none. A body is
+// untrusted: its text never reaches a message (or a terminal) verbatim.
+func safeCode(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if b.Len() == 64 {
+			break
+		}
+		if r < 128 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // orOutage is d, or outageRetryAfter when the service named no delay.
@@ -220,4 +236,11 @@ func retryAfter(resp *http.Response) time.Duration {
 		return time.Duration(s) * time.Second
 	}
 	return 0
+}
+
+func orElse(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
