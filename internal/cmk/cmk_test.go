@@ -210,6 +210,16 @@ func TestDeleteRecoverAndPurge(t *testing.T) {
 	if err := w.emu.PurgeKey("initech-kv", "cmk"); err != nil {
 		t.Fatal(err)
 	}
+	// Proof of purge: absent on several probes spread over time, never
+	// one 404.
+	for _, gap := range []time.Duration{0, 5 * time.Minute} {
+		w.skew.Add(int64(gap))
+		if st := w.probe("initech", cmk.StateRevoked); st.ReasonCode != fault.CMKDeleted.Code() || !strings.Contains(st.Reason, "purge not confirmed") {
+			t.Fatalf("purged key, before proof: %s %q, want cmk_key_deleted, purge not confirmed", st.ReasonCode, st.Reason)
+		}
+		wantKind(t, "Decrypt with a deleted key, purge not confirmed", w.decryptAll(i), fault.CMKDeleted)
+	}
+	w.skew.Add(int64(6 * time.Minute))
 	st = w.probe("initech", cmk.StateLost)
 	if st.ReasonCode != fault.CMKDestroyed.Code() || !strings.Contains(st.Reason, "unrecoverable") {
 		t.Fatalf("after purge: %s %q, want cmk_key_destroyed saying unrecoverable", st.ReasonCode, st.Reason)
@@ -519,5 +529,56 @@ func TestUserActionsSurviveARacingProbe(t *testing.T) {
 	}
 	if !st.done.Load() {
 		t.Fatal("the race was not exercised")
+	}
+}
+
+// TestDeletionIsNotLostWithoutProofOfPurge: right after a delete, Azure may
+// answer 404 for the key and for its deleted entry alike. However far apart
+// the probes, an org is not lost on that evidence until enough checks agree
+// over enough time; meanwhile it is revoked as deleted.
+func TestDeletionIsNotLostWithoutProofOfPurge(t *testing.T) {
+	tests := []struct {
+		name     string
+		lagCalls int           // deleted entry invisible for this many GETs
+		gap      time.Duration // between probes
+		probes   int           // inside the window
+	}{
+		{"fewer absent checks than the proof needs", 2, time.Hour, 2},
+		{"more checks, but in less time than the proof needs", 1000, time.Minute, 6},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t, option{emu: func(c *azureemu.Config) { c.DeletedKeyLagCalls = tt.lagCalls }})
+			ctx := t.Context()
+			w.keys.CreateOrg(ctx, "test", "acme", "")
+			s := w.encrypt("acme", "kept")
+			w.activate("acme", w.demo.VaultURI, w.demo.KeyName, "")
+			if _, err := w.emu.DeleteKey(azureemu.DemoVault, w.demo.KeyName); err != nil {
+				t.Fatal(err)
+			}
+			for i := range tt.probes {
+				st := w.probe("acme", cmk.StateRevoked)
+				if st.ReasonCode != fault.CMKDeleted.Code() || !strings.Contains(st.Reason, "purge not confirmed") || st.PurgeChecks != i+1 {
+					t.Fatalf("probe %d inside the delete window: %s %q (checks %d), want cmk_key_deleted, purge not confirmed", i+1, st.ReasonCode, st.Reason, st.PurgeChecks)
+				}
+				wantKind(t, "Decrypt inside the delete window", w.decryptAll(s), fault.CMKDeleted)
+				w.skew.Add(int64(tt.gap))
+			}
+			if tt.lagCalls > tt.probes {
+				return // still inside the window: never lost
+			}
+			// The deleted entry shows up: recoverable, the evidence is reset.
+			st := w.probe("acme", cmk.StateRevoked)
+			if st.ReasonCode != fault.CMKDeleted.Code() || st.RecoverableUntil.IsZero() || st.PurgeChecks != 0 || !st.PurgeSuspectedSince.IsZero() {
+				t.Fatalf("deleted entry visible: %s until %v checks %d, want recoverable with the evidence reset", st.ReasonCode, st.RecoverableUntil, st.PurgeChecks)
+			}
+			if _, err := w.emu.RecoverKey(azureemu.DemoVault, w.demo.KeyName); err != nil {
+				t.Fatal(err)
+			}
+			w.probe("acme", cmk.StateActive)
+			if err := w.decryptAll(s); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }

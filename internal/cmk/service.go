@@ -32,6 +32,14 @@ type Config struct {
 	CallbackURL string
 
 	ProbeInterval time.Duration // default 30s
+	// PurgeConfirmChecks and PurgeConfirmAfter are the proof of a purge: an
+	// org is lost only when its key and the key's deleted entry were both
+	// absent on at least PurgeConfirmChecks consecutive probes spanning at
+	// least PurgeConfirmAfter. Until then (Azure may answer 404 "Deleted
+	// Key not found" for a while right after a delete) the org is revoked
+	// as deleted, purge not confirmed. Defaults 3 and 10m.
+	PurgeConfirmChecks int
+	PurgeConfirmAfter  time.Duration
 	JobLease      time.Duration // default 2m
 	JobPoll       time.Duration // default 1s
 	NodeID        string        // default a random ID
@@ -65,6 +73,12 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.ProbeInterval <= 0 {
 		cfg.ProbeInterval = 30 * time.Second
+	}
+	if cfg.PurgeConfirmChecks <= 0 {
+		cfg.PurgeConfirmChecks = 3
+	}
+	if cfg.PurgeConfirmAfter <= 0 {
+		cfg.PurgeConfirmAfter = 10 * time.Minute
 	}
 	if cfg.JobLease <= 0 {
 		cfg.JobLease = 2 * time.Minute // well above one step's remote calls with retries
