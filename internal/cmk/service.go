@@ -40,11 +40,11 @@ type Config struct {
 	// as deleted, purge not confirmed. Defaults 3 and 10m.
 	PurgeConfirmChecks int
 	PurgeConfirmAfter  time.Duration
-	JobLease      time.Duration // default 2m
-	JobPoll       time.Duration // default 1s
-	NodeID        string        // default a random ID
-	Now           func() time.Time
-	Logger        *slog.Logger
+	JobLease           time.Duration // default 2m
+	JobPoll            time.Duration // default 1s
+	NodeID             string        // default a random ID
+	Now                func() time.Time
+	Logger             *slog.Logger
 
 	// CrashAt, for crash tests only: the job step after which the process
 	// kills itself ("copied", "verified", "switched"); see jobs.go.
