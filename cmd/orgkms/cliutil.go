@@ -97,7 +97,7 @@ func apiHints(err error) []string {
 		}
 	case "unavailable":
 		return []string{"retry in a moment"}
-	case "cmk_key_disabled", "cmk_permission_missing", "cmk_key_deleted":
+	case "cmk_key_disabled", "cmk_permission_missing", "cmk_consent_revoked", "cmk_key_deleted":
 		return []string{"the org's customer managed key is unusable; its security admins can see why with \"orgkms cmk status\""}
 	case "cmk_key_destroyed":
 		return []string{"the org's customer managed key was purged; data encrypted for this org cannot be recovered"}

@@ -28,7 +28,7 @@ Server:
 Customer's Azure portal (talk to a running emulator):
   tenant create NAME | list
   app register --tenant T [--name N] [--redirect-uri U]...
-  consent grant|revoke TENANT CLIENTID
+  consent grant|revoke|revoke-tokens TENANT CLIENTID
   vault create NAME --tenant T [--purge-protection] [--soft-delete-days N] [--managed-hsm]
   key create|rotate|disable|enable|delete|recover|purge|show VAULT NAME
   key tag VAULT NAME KEY=VALUE...
@@ -65,8 +65,9 @@ func cmdEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return em.group("app", rest, map[string]func([]string) error{"register": em.appRegister})
 	case "consent":
 		return em.group("consent", rest, map[string]func([]string) error{
-			"grant":  func(a []string) error { return em.consent("grant", a) },
-			"revoke": func(a []string) error { return em.consent("revoke", a) },
+			"grant":         func(a []string) error { return em.consent("grant", a) },
+			"revoke":        func(a []string) error { return em.consent("revoke", a) },
+			"revoke-tokens": func(a []string) error { return em.consent("revoke-tokens", a) },
 		})
 	case "vault":
 		return em.group("vault", rest, map[string]func([]string) error{"create": em.vaultCreate})
@@ -346,7 +347,11 @@ func (em *emuCLI) appRegister(args []string) error {
 }
 
 func (em *emuCLI) consent(verb string, args []string) error {
-	fs := em.flags("consent "+verb+" TENANT CLIENTID", "Grants or revokes admin consent of TENANT for the app CLIENTID\n(revoking deletes the app's service principal in TENANT).")
+	help := "Grants or revokes admin consent of TENANT for the app CLIENTID\n(revoking deletes the app's service principal in TENANT)."
+	if verb == "revoke-tokens" {
+		help = "Invalidates every access token issued so far to the app CLIENTID in TENANT:\nvaults answer them with 401; new tokens work while consent stands."
+	}
+	fs := em.flags("consent "+verb+" TENANT CLIENTID", help)
 	em.connFlags(fs)
 	pos, err := em.parse(fs, args, 2, "TENANT CLIENTID")
 	if err != nil {
@@ -355,6 +360,13 @@ func (em *emuCLI) consent(verb string, args []string) error {
 	c, err := em.client()
 	if err != nil {
 		return err
+	}
+	if verb == "revoke-tokens" {
+		if err := c.RevokeTokens(em.ctx, pos[0], pos[1]); err != nil {
+			return err
+		}
+		fmt.Fprintf(em.stdout, "tokens of app %s in tenant %s revoked\n", pos[1], pos[0])
+		return nil
 	}
 	if verb == "revoke" {
 		if err := c.RevokeConsent(em.ctx, pos[0], pos[1]); err != nil {
