@@ -82,7 +82,7 @@ func orgCmd(env *cliEnv) *cobra.Command {
 		}
 		o, err := c.GetOrg(env.ctx, args[0])
 		if err != nil {
-			return err
+			return missing(env, c, err, args[0], "")
 		}
 		return showFmt.emit(env, o, func(w io.Writer) error {
 			_, err := fmt.Fprintf(w, "id:          %s\nname:        %s\nprotection:  %s\nmaster key:  %s\ncreated:     %s\n", o.ID, o.Name, o.Protection, o.MasterKey, o.CreatedAt.Format(time.RFC3339))
@@ -129,7 +129,7 @@ func keyCmd(env *cliEnv) *cobra.Command {
 			}
 			k, err := do(c, o, args[0])
 			if err != nil {
-				return err
+				return missing(env, c, err, o, args[0])
 			}
 			return f.emit(env, k, func(w io.Writer) error {
 				fmt.Fprintf(w, "key %s in org %s: latest version %d, min decryption version %d\n", k.Name, o, k.LatestVersion, k.MinDecryptionVersion)
@@ -177,7 +177,7 @@ func keyCmd(env *cliEnv) *cobra.Command {
 		}
 		ks, err := c.ListKeys(env.ctx, o)
 		if err != nil {
-			return err
+			return missing(env, c, err, o, "")
 		}
 		return f.emit(env, client.KeyList{Keys: ks}, func(w io.Writer) error {
 			tw := table(w)
@@ -278,7 +278,7 @@ func encryptCmd(env *cliEnv) *cobra.Command {
 		ct, v, err := c.Encrypt(env.ctx, f.org, f.key, pt, f.ctxBytes())
 		clear(pt)
 		if err != nil {
-			return err
+			return missing(env, c, err, f.org, f.key)
 		}
 		return out.emit(env, client.CryptoResponse{Ciphertext: ct, KeyVersion: v}, func(w io.Writer) error {
 			_, err := fmt.Fprintln(w, base64.StdEncoding.EncodeToString(ct))
@@ -340,7 +340,7 @@ func ciphertextCmd(env *cliEnv, name, short, long string, do func(*client.Client
 		}
 		r, err := do(c, f, ct)
 		if err != nil {
-			return err
+			return missing(env, c, err, f.org, f.key)
 		}
 		return out.emit(env, r, func(w io.Writer) error { return text(w, r) })
 	}
@@ -375,7 +375,7 @@ func dataKeyCmd(env *cliEnv) *cobra.Command {
 		}
 		dk, err := c.DataKey(env.ctx, f.org, f.key, client.DataKeyRequest{Type: typ, Bits: *bits, Context: f.ctxBytes()})
 		if err != nil {
-			return err
+			return missing(env, c, err, f.org, f.key)
 		}
 		return out.emit(env, dk, func(w io.Writer) error { return printJSON(w, dk) })
 	}
@@ -450,6 +450,9 @@ func tokenCmd(env *cliEnv) *cobra.Command {
 			return err
 		}
 		if err := c.RevokeToken(env.ctx, args[0]); err != nil {
+			if client.ErrorCode(err) == "not_found" {
+				return withHint(err, fmt.Sprintf("there is no token %q; \"orgkms token list\" lists the tokens", args[0]))
+			}
 			return err
 		}
 		fmt.Fprintf(env.stdout, "revoked token %s\n", args[0])
@@ -482,7 +485,7 @@ func auditCmd(env *cliEnv) *cobra.Command {
 		}
 		evs, err := c.Audit(env.ctx, o, *after, *limit)
 		if err != nil {
-			return err
+			return missing(env, c, err, o, "")
 		}
 		return listFmt.emit(env, client.AuditList{Events: evs}, func(w io.Writer) error {
 			tw := table(w)
@@ -529,7 +532,7 @@ func auditCmd(env *cliEnv) *cobra.Command {
 		for _, o := range orgs {
 			v, err := c.VerifyAudit(env.ctx, o)
 			if err != nil {
-				return err
+				return missing(env, c, err, o, "")
 			}
 			if !v.OK {
 				broken++

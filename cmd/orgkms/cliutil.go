@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/orgkms/orgkms/client"
+	"github.com/orgkms/orgkms/internal/fault"
 )
 
 // cliEnv is what a command may use.
@@ -492,33 +493,52 @@ func newClient() (*client.Client, error) {
 	return c, nil
 }
 
-// apiHints returns hints for well-known API errors.
+// apiHints returns the hints of an API error: the hint of its code in the
+// error table (fault), or, when the call never reached orgkms, what to
+// check. Hints that need to know the call (which object was missing) are
+// attached by missing.
 func apiHints(err error) []string {
-	if errors.Is(err, syscall.ECONNREFUSED) {
-		return []string{"is orgkms running? start one with \"orgkms dev\" and check ORGKMS_ADDR"}
-	}
-	switch client.ErrorCode(err) {
-	case "unauthenticated":
-		return []string{"set ORGKMS_TOKEN to a valid API token (orgkms dev writes one to DATA/dev.env)"}
-	case "permission_denied":
-		return []string{"use a token with the needed role; \"orgkms whoami\" shows the current one"}
-	case "ciphertext_invalid":
-		return []string{"decrypt with the same --org, --key and --context that encrypted it, and pass the ciphertext unmodified"}
-	case "key_version_retired":
-		return []string{"lower the key's minimum decryption version: orgkms key config --min-decryption-version N"}
-	case "not_found":
-		var e *client.Error
-		if errors.As(err, &e) && strings.Contains(e.Message, "org ") {
-			return []string{"list orgs with \"orgkms org list\""}
+	var e *client.Error
+	if !errors.As(err, &e) {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return []string{"is orgkms running? start one with \"orgkms dev\" and check ORGKMS_ADDR"}
 		}
-	case "unavailable":
-		return []string{"retry in a moment"}
-	case "cmk_key_disabled", "cmk_permission_missing", "cmk_key_deleted":
-		return []string{"the org's customer managed key is unusable; its security admins can see why with \"orgkms cmk status\""}
-	case "cmk_key_destroyed":
-		return []string{"the org's customer managed key was purged; data encrypted for this org cannot be recovered"}
+		return nil
 	}
-	return nil
+	kind := fault.KindFromCode(e.Code)
+	if kind.Code() != e.Code {
+		return nil // a code this CLI does not know, e.g. http_502 from a proxy
+	}
+	var hints []string
+	if h := kind.Hint(); h != "" {
+		hints = append(hints, h)
+	}
+	if kind.Retryable() && e.RetryAfter > 0 {
+		hints = append(hints, "the server asks to wait "+e.RetryAfter.String()+" before retrying")
+	}
+	return hints
+}
+
+// missing explains a not_found error of a call about org (and, when key
+// is not "", its data key): it asks the server which of the two does not
+// exist and names it, with the command that lists what does. Other errors
+// are returned as they are.
+func missing(env *cliEnv, c *client.Client, err error, org, key string) error {
+	if client.ErrorCode(err) != "not_found" || org == "" {
+		return err
+	}
+	orgHint := fmt.Sprintf("org %q does not exist; \"orgkms org list\" lists the orgs", org)
+	if key == "" {
+		return withHint(err, orgHint)
+	}
+	_, oerr := c.GetOrg(env.ctx, org)
+	switch {
+	case oerr == nil:
+		return withHint(err, fmt.Sprintf("org %s has no key %q; \"orgkms key list --org %s\" lists its keys, \"orgkms key create --org %s %s\" creates it", org, key, org, org, key))
+	case client.ErrorCode(oerr) == "not_found":
+		return withHint(err, orgHint)
+	}
+	return withHint(err, fmt.Sprintf("check that org %q exists and has a key %q", org, key))
 }
 
 // stdFlagsCmd is a command whose body parses its own flags with package

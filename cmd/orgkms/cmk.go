@@ -32,7 +32,7 @@ func cmkCmd(env *cliEnv) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return run(c, o)
+			return missing(env, c, run(c, o), o, "")
 		}
 	}
 

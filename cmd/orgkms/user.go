@@ -42,7 +42,7 @@ func userCmd(env *cliEnv) *cobra.Command {
 		}
 		u, err := c.CreateUser(env.ctx, *org, client.CreateUserRequest{Email: *email, Name: *name, Roles: strings.Split(*roles, ","), Password: password})
 		if err != nil {
-			return err
+			return missing(env, c, err, *org, "")
 		}
 		return createFmt.emit(env, u, func(w io.Writer) error {
 			where := "platform operator"
@@ -68,7 +68,7 @@ func userCmd(env *cliEnv) *cobra.Command {
 		}
 		us, err := c.ListUsers(env.ctx, *lorg)
 		if err != nil {
-			return err
+			return missing(env, c, err, *lorg, "")
 		}
 		return listFmt.emit(env, client.UserList{Users: us}, func(w io.Writer) error {
 			tw := table(w)
