@@ -324,12 +324,12 @@ func printTable(w io.Writer, v any) error {
 	tw := table(w)
 	var kv func(prefix string, sv reflect.Value)
 	kv = func(prefix string, sv reflect.Value) {
-		for i, f := range reflect.VisibleFields(sv.Type()) {
+		for _, f := range reflect.VisibleFields(sv.Type()) {
 			name := jsonName(f)
-			if name == "" || len(f.Index) > 1 {
+			if name == "" || f.Anonymous {
 				continue
 			}
-			fv := sv.Field(i)
+			fv := sv.FieldByIndex(f.Index)
 			switch {
 			case fv.Kind() == reflect.Slice && isStructSlice(fv.Type()):
 				if fv.Len() > 0 {
@@ -404,23 +404,39 @@ func printRows(w io.Writer, sv reflect.Value) error {
 	}
 	var cols []reflect.StructField
 	for _, f := range reflect.VisibleFields(et) {
-		if jsonName(f) != "" && len(f.Index) == 1 && !(f.Type.Kind() == reflect.Slice && isStructSlice(f.Type)) {
+		if jsonName(f) != "" && !f.Anonymous && !(f.Type.Kind() == reflect.Slice && isStructSlice(f.Type)) {
 			cols = append(cols, f)
 		}
 	}
+	// Rows first, so that a column empty in every row (such as a token's
+	// secret, sent only on creation) can be left out.
+	rows := make([][]string, sv.Len())
+	used := make([]bool, len(cols))
+	for i := range rows {
+		item := reflect.Indirect(sv.Index(i))
+		for j, f := range cols {
+			c := cell(item.FieldByIndex(f.Index))
+			used[j] = used[j] || c != ""
+			rows[i] = append(rows[i], orDefault(c, "-"))
+		}
+	}
+	keep := func(j int) bool { return used[j] || len(rows) == 0 }
 	tw := table(w)
 	var head []string
-	for _, f := range cols {
-		head = append(head, strings.ToUpper(jsonName(f)))
+	for j, f := range cols {
+		if keep(j) {
+			head = append(head, strings.ToUpper(jsonName(f)))
+		}
 	}
 	fmt.Fprintln(tw, strings.Join(head, "\t"))
-	for i := range sv.Len() {
-		item := reflect.Indirect(sv.Index(i))
-		var row []string
-		for _, f := range cols {
-			row = append(row, orDefault(cell(item.FieldByIndex(f.Index)), "-"))
+	for _, r := range rows {
+		var out []string
+		for j, c := range r {
+			if keep(j) {
+				out = append(out, c)
+			}
 		}
-		fmt.Fprintln(tw, strings.Join(row, "\t"))
+		fmt.Fprintln(tw, strings.Join(out, "\t"))
 	}
 	return tw.Flush()
 }
