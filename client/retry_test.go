@@ -82,10 +82,22 @@ func testClient(t *testing.T, addr string, cfg Config, waits *[]time.Duration) *
 
 func TestRetries(t *testing.T) {
 	getOrg := func(c *Client) error { _, err := c.GetOrg(t.Context(), "acme"); return err }
-	encrypt := func(c *Client) error { _, _, err := c.Encrypt(t.Context(), "acme", "default", []byte("x"), nil); return err }
-	decrypt := func(c *Client) error { _, err := c.Decrypt(t.Context(), "acme", "default", []byte("x"), nil); return err }
-	rewrap := func(c *Client) error { _, _, err := c.Rewrap(t.Context(), "acme", "default", []byte("x"), nil); return err }
-	datakey := func(c *Client) error { _, err := c.DataKey(t.Context(), "acme", "default", DataKeyRequest{}); return err }
+	encrypt := func(c *Client) error {
+		_, _, err := c.Encrypt(t.Context(), "acme", "default", []byte("x"), nil)
+		return err
+	}
+	decrypt := func(c *Client) error {
+		_, err := c.Decrypt(t.Context(), "acme", "default", []byte("x"), nil)
+		return err
+	}
+	rewrap := func(c *Client) error {
+		_, _, err := c.Rewrap(t.Context(), "acme", "default", []byte("x"), nil)
+		return err
+	}
+	datakey := func(c *Client) error {
+		_, err := c.DataKey(t.Context(), "acme", "default", DataKeyRequest{})
+		return err
+	}
 	createOrg := func(c *Client) error { _, err := c.CreateOrg(t.Context(), "acme", ""); return err }
 	rotate := func(c *Client) error { _, err := c.RotateKey(t.Context(), "acme", "default"); return err }
 	cmkEnable := func(c *Client) error { _, err := c.CMKEnable(t.Context(), "acme"); return err }
