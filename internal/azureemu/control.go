@@ -770,7 +770,32 @@ func (e *Emulator) deleteLocked(v *vaultState, k *keyState) (*deletedKey, error)
 		v.Keys[lk] = k
 		return nil, err
 	}
+	if e.cfg.DeletedKeyLagCalls > 0 {
+		e.hidden[v.Name+"/"+lk] = e.cfg.DeletedKeyLagCalls
+	}
 	return d, nil
+}
+
+// deletedHiddenLocked reports whether d, of vault v, is still inside the
+// soft-delete delay (Config.DeletedKeyLag, DeletedKeyLagCalls); a GET
+// (consume) uses up one of the calls.
+func (e *Emulator) deletedHiddenLocked(v *vaultState, d *deletedKey, consume bool) bool {
+	if lag := e.cfg.DeletedKeyLag; lag > 0 && e.now().Before(time.Unix(d.DeletedDate, 0).Add(lag)) {
+		return true
+	}
+	id := v.Name + "/" + strings.ToLower(d.Key.Name)
+	n := e.hidden[id]
+	if n <= 0 {
+		return false
+	}
+	if consume {
+		if n == 1 {
+			delete(e.hidden, id)
+		} else {
+			e.hidden[id] = n - 1
+		}
+	}
+	return true
 }
 
 // RecoverKey restores a soft-deleted key.

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"log/slog"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/orgkms/orgkms/internal/config"
 	"github.com/orgkms/orgkms/internal/masterkey/azurekv"
+	"github.com/orgkms/orgkms/internal/metrics"
 )
 
 // TestProvidersAzureBounds: cmk.azure.timeout reaches the Azure driver;
@@ -20,10 +21,11 @@ func TestProvidersAzureBounds(t *testing.T) {
 		{"default", 0, azurekv.DefaultTimeout},
 		{"configured", 2 * time.Second, 2 * time.Second},
 	}
+	zero := func() float64 { return 0 }
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := config.Config{CMK: config.CMK{Cloud: "azure", Azure: config.Azure{ClientID: "app", ClientSecret: "s", Timeout: config.Duration(tt.timeout)}}}
-			_, p, err := providers(cfg, slog.New(slog.DiscardHandler), nil)
+			_, p, err := providers(cfg, Options{}, slog.New(slog.DiscardHandler), metrics.New(zero, zero, zero))
 			if err != nil {
 				t.Fatal(err)
 			}
