@@ -149,6 +149,12 @@ func (s *Service) Test(ctx context.Context, orgID string) Report {
 		return finish()
 	}
 	if err := keeper.CheckCredentials(ctx, ref); err != nil {
+		if fault.KindOf(err) == fault.CMKConsentRevoked {
+			// Consent was recorded, but Entra ID says it is gone.
+			set("consent", Fail, fault.Message(err), remedyFor(err, rec))
+			set("token", Fail, "no token: orgkms is not authorized in tenant "+rec.TenantID, "")
+			return finish()
+		}
 		set("token", Fail, fault.Message(err), remedyFor(err, rec))
 		return finish()
 	}

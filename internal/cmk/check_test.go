@@ -165,3 +165,25 @@ func TestVaultURINormalized(t *testing.T) {
 		w.runJobs("acme", cmk.StateActive)
 	}
 }
+
+// TestTestSaysConsentWithdrawn: when the customer withdrew consent, Test
+// Managed Key fails the consent check itself (not only the token) and says
+// to grant consent again, even while the vault would still honour a cached
+// token.
+func TestTestSaysConsentWithdrawn(t *testing.T) {
+	w := newWorld(t)
+	ctx := t.Context()
+	w.keys.CreateOrg(ctx, "test", "acme", "")
+	w.activate("acme", w.demo.VaultURI, w.demo.KeyName, "")
+	if err := w.emu.RevokeConsent(w.demo.TenantID, w.demo.ClientID); err != nil {
+		t.Fatal(err)
+	}
+	rep := w.cmk.Test(ctx, "acme")
+	c := check(rep, "consent")
+	if rep.OK || c.Status != cmk.Fail || !strings.Contains(c.Detail, "consent") || !strings.Contains(c.Remedy, "authorize orgkms again") {
+		t.Fatalf("Test after consent was withdrawn: ok=%v consent=%+v, want a failed consent check saying to authorize again", rep.OK, c)
+	}
+	if tok := check(rep, "token"); tok.Status != cmk.Fail {
+		t.Fatalf("token check %+v, want fail", tok)
+	}
+}

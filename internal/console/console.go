@@ -449,6 +449,8 @@ func bannerOf(rec cmk.Record, now time.Time) *banner {
 		switch rec.ReasonCode {
 		case fault.CMKPermissionMissing.Code():
 			b.Remedy = "To restore access: give orgkms' application Get, Wrap Key and Unwrap Key in the vault's access policy, or authorize it again in Settings → Security (Step 1)."
+		case fault.CMKConsentRevoked.Code():
+			b.Remedy = "To restore access: an administrator of your Microsoft Entra ID tenant grants orgkms admin consent again (Settings → Security → Step 1, Authorize again)."
 		case fault.CMKDeleted.Code():
 			b.Remedy = "To restore access: recover the key in the Azure portal (Key Vault → Keys → Manage deleted keys)"
 			if !rec.RecoverableUntil.IsZero() {
