@@ -227,7 +227,7 @@ type CMKStatus struct {
 type CMKJob struct {
 	ID        int64     `json:"id"`
 	Kind      string    `json:"kind"`  // activate, rotate, replace, deactivate
-	State     string    `json:"state"` // pending, running, done, failed
+	State     string    `json:"state"` // pending, running, done, failed; stalled: running, but its worker is gone
 	Step      string    `json:"step"`  // last completed step: copied, verified, switched
 	Progress  int       `json:"progress"`
 	Attempts  int       `json:"attempts"`

@@ -681,3 +681,72 @@ func TestSameCauseSameAnswer(t *testing.T) {
 		}
 	}
 }
+
+// TestRestartedNodeReclaimsItsJobs: a node that dies holding a job's lease
+// takes the job back as soon as it starts again, instead of leaving it
+// running until the lease expires; meanwhile status shows it stalled.
+func TestRestartedNodeReclaimsItsJobs(t *testing.T) {
+	const lease = time.Hour // far beyond the test: only a reclaim frees the job
+	w := newWorld(t, option{cmk: func(c *cmk.Config) { c.NodeID, c.JobLease = "node-a", lease }})
+	ctx := t.Context()
+	w.keys.CreateOrg(ctx, "test", "acme", "")
+	s := w.encrypt("acme", "moves")
+	if _, err := w.consent("acme", w.demo.TenantID, "accept"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.cmk.Configure(ctx, "user:alice", "acme", w.demo.VaultURI, w.demo.KeyName, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.cmk.Enable(ctx, "user:alice", "acme"); err != nil {
+		t.Fatal(err)
+	}
+	// node-a claims the job, then dies before running it.
+	if _, err := w.st.ClaimJob(ctx, "node-a/worker-1", time.Now(), lease); err != nil {
+		t.Fatal(err)
+	}
+	jobState := func(cs *cmk.Service) cmk.JobState {
+		t.Helper()
+		st, err := cs.Status(ctx, "acme")
+		if err != nil || st.Job == nil {
+			t.Fatalf("Status: %+v, %v", st, err)
+		}
+		return st.Job.State
+	}
+	if got := jobState(w.cmk); got != cmk.JobRunning {
+		t.Fatalf("job held by the live node-a: %s, want running", got)
+	}
+	// Seen from another single node: the holder is gone.
+	if got := jobState(w.restart("node-b")); got != cmk.JobStalled {
+		t.Fatalf("job of node-a seen by node-b: %s, want stalled", got)
+	}
+	// Seen by node-a itself after the lease: stalled.
+	cs := w.restart("node-a")
+	w.skew.Store(int64(2 * lease))
+	if got := jobState(cs); got != cmk.JobStalled {
+		t.Fatalf("job with an expired lease: %s, want stalled", got)
+	}
+	w.skew.Store(0)
+
+	// node-a starts again: it reclaims and finishes the job at once.
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); cs.Run(runCtx, 1) }()
+	defer func() { stop(); <-done }()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		st, err := cs.Status(ctx, "acme")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.State == cmk.StateActive && st.Job.State == cmk.JobDone {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("restarted node-a did not reclaim its job: state %s, job %+v", st.State, st.Job)
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval, not a wait for the result
+	}
+	if err := w.decryptAll(s); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -40,11 +40,19 @@ type Config struct {
 	// as deleted, purge not confirmed. Defaults 3 and 10m.
 	PurgeConfirmChecks int
 	PurgeConfirmAfter  time.Duration
-	JobLease           time.Duration // default 2m
-	JobPoll            time.Duration // default 1s
-	NodeID             string        // default a random ID
-	Now                func() time.Time
-	Logger             *slog.Logger
+
+	JobLease time.Duration // default 2m
+	JobPoll  time.Duration // default 1s
+	// NodeID is this node's stable identity: a restarted node reclaims the
+	// jobs it held at once (see [Service.ReclaimJobs]) instead of waiting
+	// for their lease. Default a random ID (then only the lease frees them).
+	NodeID string
+	// SharedStore says that several live nodes share the store. By default
+	// (one node, as with SQLite) a running job held by another node ID is
+	// shown as stalled: its holder is gone.
+	SharedStore bool
+	Now         func() time.Time
+	Logger      *slog.Logger
 
 	// CrashAt, for crash tests only: the job step after which the process
 	// kills itself ("copied", "verified", "switched"); see jobs.go.
@@ -133,6 +141,9 @@ func (s *Service) Status(ctx context.Context, orgID string) (Status, error) {
 	}
 	st := Status{Record: rec}
 	if j, err := s.st.OrgJob(ctx, orgID); err == nil {
+		if j.State == JobRunning && s.holderGone(j) {
+			j.State = JobStalled
+		}
 		st.Job = &j
 	} else if fault.KindOf(err) != fault.NotFound {
 		return Status{}, err
