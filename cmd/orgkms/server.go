@@ -129,7 +129,7 @@ func openStack(ctx context.Context, cfg config.Config, log *slog.Logger, migrate
 	s.tokens = auth.NewService(st, s.keys, nil, time.Duration(cfg.TokenCacheTTL))
 	s.users = auth.NewUsers(st, nil, 8*time.Hour)
 	apiHandler := api.New(api.Config{Keys: s.keys, Tokens: s.tokens, CMK: s.cmk, Users: s.users, Metrics: m, Logger: log, LogRequests: cfg.LogRequests,
-		Ready: func(ctx context.Context) error { return st.DB().PingContext(ctx) }})
+		Ready: st.Health})
 	s.api = apiHandler
 	s.mount(nil)
 	return s, nil

@@ -422,6 +422,35 @@ func (e *Emulator) RevokeConsent(tenant, clientID string) error {
 	return nil
 }
 
+// RevokeTokens invalidates every access token issued so far to the app
+// clientID in tenant, as a token revocation (or a Continuous Access
+// Evaluation event) does: every vault answers them with 401, and tokens
+// requested afterwards work as long as consent stands. It works whether or
+// not consent was granted, so that with Config.KeepTokensAfterRevoke a test
+// can first withdraw consent (tokens still honoured, as in Azure) and then
+// end the tokens' life early.
+func (e *Emulator) RevokeTokens(tenant, clientID string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	t := e.tenantLocked(tenant)
+	if t == nil {
+		return fmt.Errorf("tenant %q: %w", tenant, ErrNotFound)
+	}
+	a, ok := e.st.Apps[strings.ToLower(clientID)]
+	if !ok {
+		return fmt.Errorf("app %q: %w", clientID, ErrNotFound)
+	}
+	if t.TokenGens == nil {
+		t.TokenGens = map[string]int{}
+	}
+	t.TokenGens[a.ClientID]++
+	if err := e.persist(); err != nil {
+		t.TokenGens[a.ClientID]--
+		return err
+	}
+	return nil
+}
+
 // ServicePrincipal returns the app's service principal in tenant, if
 // consent was granted (or tenant is the app's home tenant).
 func (e *Emulator) ServicePrincipal(tenant, clientID string) (ServicePrincipal, error) {

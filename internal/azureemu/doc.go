@@ -57,6 +57,10 @@
 // default the emulator then rejects the app's existing tokens for that
 // tenant at once (the real service honours them until they expire; set
 // [Config.KeepTokensAfterRevoke] for that behaviour).
+// [Emulator.RevokeTokens] (CLI: orgkms emulator consent revoke-tokens)
+// invalidates the tokens issued so far to an app in a tenant, with or
+// without consent, as a token revocation does: vaults answer them with 401
+// and a challenge, so a client must drop its cached token and ask again.
 //
 // # Key Vault data plane
 //

@@ -298,6 +298,9 @@ func (e *Emulator) checkToken(tok, resource, tenantID string, hsm bool) (tokenCl
 		}
 		return c, "Token not yet valid."
 	}
+	if t := e.st.Tenants[c.Tid]; t != nil && c.Gen != t.TokenGens[c.AppID] {
+		return c, fmt.Sprintf("Token was revoked: the tokens of application '%s' in tenant '%s' were invalidated (emulator token revocation).", c.AppID, c.Tid)
+	}
 	if !e.cfg.KeepTokensAfterRevoke {
 		t := e.st.Tenants[c.Tid]
 		var sp *spRec

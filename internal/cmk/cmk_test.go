@@ -144,16 +144,29 @@ func TestPermissionRemovedIsNamed(t *testing.T) {
 	}
 }
 
+// TestConsentRevokedRevokes: withdrawn consent has its own reason code: the
+// vault's 401 of the cached token makes the driver ask the token endpoint
+// again, whose AADSTS700016 names the cause; granting consent again
+// restores the org.
 func TestConsentRevokedRevokes(t *testing.T) {
 	w := newWorld(t)
 	w.keys.CreateOrg(t.Context(), "test", "acme", "")
+	s := w.encrypt("acme", "before")
 	w.activate("acme", w.demo.VaultURI, w.demo.KeyName, "")
 	if err := w.emu.RevokeConsent(w.demo.TenantID, w.demo.ClientID); err != nil {
 		t.Fatal(err)
 	}
 	st := w.probe("acme", cmk.StateRevoked)
-	if st.ReasonCode != fault.CMKPermissionMissing.Code() || !strings.Contains(st.Reason, "authorize") {
-		t.Fatalf("after consent revoked: %s %q, want cmk_permission_missing asking to authorize again", st.ReasonCode, st.Reason)
+	if st.ReasonCode != fault.CMKConsentRevoked.Code() || !strings.Contains(st.Reason, "consent") {
+		t.Fatalf("after consent revoked: %s %q, want cmk_consent_revoked asking to grant consent again", st.ReasonCode, st.Reason)
+	}
+	wantKind(t, "Decrypt without consent", w.decryptAll(s), fault.CMKConsentRevoked)
+	if _, err := w.emu.GrantConsent(w.demo.TenantID, w.demo.ClientID); err != nil {
+		t.Fatal(err)
+	}
+	w.probe("acme", cmk.StateActive)
+	if err := w.decryptAll(s); err != nil {
+		t.Fatal(err)
 	}
 }
 

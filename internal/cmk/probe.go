@@ -158,7 +158,7 @@ func (s *Service) probeFailed(ctx context.Context, rec Record, ref masterkey.Ref
 	kind := fault.KindOf(err)
 	rec.LastProbeError = fault.Message(err)
 	switch kind {
-	case fault.KeyDisabled, fault.KeyNotFound, fault.KeyDestroyed, fault.PermissionDenied, fault.CredentialsInvalid:
+	case fault.KeyDisabled, fault.KeyNotFound, fault.KeyDestroyed, fault.PermissionDenied, fault.CredentialsInvalid, fault.CMKConsentRevoked:
 		// The customer's key is unusable: revocation, below.
 	default:
 		// Not revocation (throttling, outage, or a fault of orgkms itself
@@ -181,6 +181,8 @@ func (s *Service) probeFailed(ctx context.Context, rec Record, ref masterkey.Ref
 		if fe := fault.As(err); fe != nil && fe.Permission != "" {
 			reason = fmt.Sprintf("orgkms lost the %s permission on key %s in vault %s; restore it in the vault's access policy", fe.Permission, name, vault)
 		}
+	case fault.CMKConsentRevoked:
+		code = fault.CMKConsentRevoked // the driver's reason says what to do
 	case fault.CredentialsInvalid:
 		code = fault.CMKPermissionMissing
 		reason = "orgkms is no longer authorized in tenant " + rec.TenantID + " (" + fault.Message(err) + "); an administrator must authorize it again"

@@ -514,6 +514,8 @@ func blockError(rec Record) error {
 	switch rec.ReasonCode {
 	case fault.CMKPermissionMissing.Code():
 		kind = fault.CMKPermissionMissing
+	case fault.CMKConsentRevoked.Code():
+		kind = fault.CMKConsentRevoked
 	case fault.CMKDeleted.Code():
 		kind = fault.CMKDeleted
 	case fault.CMKDestroyed.Code():
