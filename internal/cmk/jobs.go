@@ -324,7 +324,7 @@ func (s *Service) rewrap(ctx context.Context, j *Job) error {
 // afterSwitch is the org's record once the root key is wrapped by w.
 func (s *Service) afterSwitch(rec Record, j Job, w masterkey.Wrapped, now time.Time) Record {
 	rec.UpdatedAt = now
-	rec.Reason, rec.ReasonCode, rec.RevokedSince, rec.RecoverableUntil = "", "", time.Time{}, time.Time{}
+	rec.Reason, rec.ReasonCode, rec.RevokedSince, rec.RecoverableUntil, rec.Warning = "", "", time.Time{}, time.Time{}, ""
 	if j.Kind == JobDeactivate {
 		// Back on the platform key; the consent stays, the key config too,
 		// so the customer can enable again.

@@ -69,7 +69,8 @@ type Service struct {
 	wake chan struct{}
 
 	mu         sync.Mutex
-	blocked    map[string]error // org → fast-fail error while revoked or lost
+	blocked    map[string]error     // org → fast-fail error while revoked or lost
+	dataLost   map[string]time.Time // org → when it fell back after a purge (FallBack)
 	testLimits map[string]*rate.Limiter
 	loadedAt   time.Time
 }
@@ -128,6 +129,39 @@ func (s *Service) requireCloud() error {
 type Status struct {
 	Record
 	Job *Job
+	// Key is the customer's key wrapping the org's root key now (nil on the
+	// platform key); status and errors name it, never an unverified newly
+	// configured key.
+	Key *KeyConfig
+	// Pending is a configured key not in use yet while another key is: a
+	// replacement that Enable applies.
+	Pending *KeyConfig
+}
+
+// KeyConfig is a customer's key as they name it.
+type KeyConfig struct {
+	VaultURI   string
+	KeyName    string
+	KeyVersion string // "" = follow the latest version
+}
+
+// keys returns the key in use and the pending configuration of rec.
+func (rec Record) keys() (inUse, pending *KeyConfig) {
+	configured := &KeyConfig{VaultURI: rec.VaultURI, KeyName: rec.KeyName, KeyVersion: rec.KeyVersion}
+	if rec.ActiveKeyURI == "" {
+		return nil, nil
+	}
+	if rec.KeyURI == rec.ActiveKeyURI {
+		return configured, nil
+	}
+	inUse = &KeyConfig{}
+	if k, ok := locateKey(rec.ActiveKeyURI); ok {
+		inUse.VaultURI, inUse.KeyName = k.VaultURI, k.Name
+	}
+	if rec.KeyURI == "" {
+		return inUse, nil
+	}
+	return inUse, configured
 }
 
 // Status returns an org's CMK status.
@@ -140,6 +174,7 @@ func (s *Service) Status(ctx context.Context, orgID string) (Status, error) {
 		return Status{}, err
 	}
 	st := Status{Record: rec}
+	st.Key, st.Pending = rec.keys()
 	if j, err := s.st.OrgJob(ctx, orgID); err == nil {
 		if j.State == JobRunning && s.holderGone(j) {
 			j.State = JobStalled
@@ -444,7 +479,7 @@ func (s *Service) disableOnce(ctx context.Context, actor, orgID string) (Status,
 	case StatePlatform:
 		return Status{}, &fault.Error{Kind: fault.Conflict, Op: "disable", Reason: "customer managed keys are not enabled for this org"}
 	case StateAuthorized:
-		rec = Record{OrgID: orgID, State: StatePlatform, UpdatedAt: now, Revision: rec.Revision}
+		rec = Record{OrgID: orgID, State: StatePlatform, UpdatedAt: now, Revision: rec.Revision, DataLostAt: rec.DataLostAt}
 		ev := &audit.Event{OrgID: orgID, Time: now, Actor: actor, Action: "cmk.reset", Target: "cmk"}
 		return Status{Record: rec}, s.st.PutCMK(ctx, rec, ev)
 	case StateActive:
@@ -534,8 +569,18 @@ func (s *Service) LoadBlocks(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	all, err := s.st.ListCMK(ctx)
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	clear(s.blocked)
+	s.dataLost = map[string]time.Time{}
+	for _, r := range all {
+		if !r.DataLostAt.IsZero() {
+			s.dataLost[r.OrgID] = r.DataLostAt
+		}
+	}
 	s.mu.Unlock()
 	for _, r := range recs {
 		s.block(r.OrgID, blockError(r))
