@@ -1,3 +1,5 @@
+//go:build !orgkms_release
+
 package main
 
 import (

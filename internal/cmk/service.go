@@ -54,10 +54,12 @@ type Config struct {
 	Now         func() time.Time
 	Logger      *slog.Logger
 
-	// CrashAt, for crash tests only: the job step after which the process
-	// kills itself ("copied", "verified", "switched"); see jobs.go.
-	CrashAt string
-	Crash   func()
+	// OnJobStep, when set, is called after each durable step of a re-wrap
+	// job, with the job's kind ("activate", "rotate", "replace",
+	// "deactivate") and the step ("copied", "verified", "switched"), on the
+	// worker's goroutine: for metrics, logging and crash tests. It must not
+	// block.
+	OnJobStep func(kind, step string)
 }
 
 // Service runs the CMK lifecycle. Safe for concurrent use.
