@@ -45,7 +45,9 @@ func cmdServe(env *cliEnv, args []string) error {
 	log := newLogger(cfg, os.Stderr)
 	slog.SetDefault(log)
 	s, err := openStack(env.ctx, cfg, log, cfg.AutoMigrate)
-	if err != nil {
+	if errors.Is(err, sqlite.ErrDataDirInUse) {
+		return err
+	} else if err != nil {
 		return withHint(err, "a new or outdated database needs \"orgkms migrate\" (or serve --migrate)")
 	}
 	defer s.close()
