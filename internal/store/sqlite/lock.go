@@ -47,7 +47,7 @@ func lockDir(dir string, log *slog.Logger) (*os.File, error) {
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, &fault.Error{Kind: fault.Conflict, Op: op, Resource: "data directory " + dir,
 				Reason: fmt.Sprintf("data directory %s is in use by another orgkms server (%s); stop it, or give this server its own data directory", dir, holder),
-				Err: errors.Join(ErrDataDirInUse, err)}
+				Err:    errors.Join(ErrDataDirInUse, err)}
 		}
 		return nil, &fault.Error{Kind: fault.Unavailable, Op: op, Resource: "data directory " + dir, Reason: "cannot lock " + name, Err: err}
 	}
