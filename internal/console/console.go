@@ -425,9 +425,15 @@ func (h *handler) render(rq *request, status int, name string, v *view) {
 		http.Error(rq.w, "internal error", http.StatusInternalServerError)
 		return
 	}
+	page := buf.Bytes()
+	if rq.p.OrgID != "" || rq.user.ID == "" {
+		// Where the platform master key lives is none of an org's business:
+		// not in an error, an audit detail or a status line.
+		page = []byte(h.cfg.Keys.RedactPlatformKey(string(page)))
+	}
 	rq.w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	rq.w.WriteHeader(status)
-	rq.w.Write(buf.Bytes())
+	rq.w.Write(page)
 }
 
 // banner warns on every org page that the org's customer managed key is
