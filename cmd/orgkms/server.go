@@ -139,8 +139,12 @@ func openStack(ctx context.Context, cfg config.Config, log *slog.Logger, migrate
 // API everywhere else. demo, when set, shows the Azure emulator's demo
 // values in the console (orgkms dev).
 func (s *stack) mount(demo *console.Demo) {
+	proxies, err := s.cfg.TrustedProxyPrefixes() // checked by Validate
+	if err != nil {
+		s.log.Error("trusted_proxies ignored", slog.String("error", err.Error()))
+	}
 	consoleHandler := console.New(console.Config{Keys: s.keys, CMK: s.cmk, Users: s.users, Logger: s.log.With(slog.String("component", "console")),
-		SecureCookies: strings.HasPrefix(s.cfg.PublicURL, "https://"), Demo: demo})
+		SecureCookies: strings.HasPrefix(s.cfg.PublicURL, "https://"), Demo: demo, TrustedProxies: proxies})
 	mux := http.NewServeMux()
 	mux.Handle("/console/", consoleHandler)
 	mux.Handle("GET /{$}", http.RedirectHandler("/console/", http.StatusSeeOther))

@@ -37,3 +37,47 @@ func TestLoadRejects(t *testing.T) {
 		}
 	}
 }
+
+func TestTrustedProxies(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.json")
+	os.WriteFile(p, []byte(`{"trusted_proxies":["10.0.0.0/8"]}`), 0o600)
+	for _, tc := range []struct {
+		name    string
+		environ []string
+		want    []string
+		wantErr bool
+	}{
+		{"file", nil, []string{"10.0.0.0/8"}, false},
+		{"env overrides", []string{"ORGKMS_TRUSTED_PROXIES=192.0.2.10, 2001:db8::/32"}, []string{"192.0.2.10/32", "2001:db8::/32"}, false},
+		{"not a cidr", []string{"ORGKMS_TRUSTED_PROXIES=proxy.internal"}, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Load(p, tc.environ)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Defaults()
+			err = c.Validate()
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("Validate() = %v, want error %v", err, tc.wantErr)
+			}
+			if tc.wantErr {
+				return
+			}
+			got, err := c.TrustedProxyPrefixes()
+			if err != nil || len(got) != len(tc.want) {
+				t.Fatalf("TrustedProxyPrefixes() = %v, %v; want %v", got, err, tc.want)
+			}
+			for i := range got {
+				if got[i].String() != tc.want[i] {
+					t.Errorf("prefix %d = %v, want %v", i, got[i], tc.want[i])
+				}
+			}
+		})
+	}
+	var c Config
+	c.Defaults()
+	if ps, err := c.TrustedProxyPrefixes(); err != nil || len(ps) != 0 {
+		t.Errorf("default trusted proxies = %v, %v; want none", ps, err)
+	}
+}

@@ -6,8 +6,8 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -52,6 +52,10 @@ type Config struct {
 	// Demo, when set, is shown on the Security page so that a newcomer can
 	// complete the flow against the built-in Azure emulator (orgkms dev).
 	Demo *Demo
+	// TrustedProxies are the networks of reverse proxies whose
+	// X-Forwarded-For header names the client (for sign-in throttling);
+	// none by default: the client is the connection's peer.
+	TrustedProxies []netip.Prefix
 }
 
 // Demo names the Azure emulator's demo tenant, vault and key.
@@ -256,14 +260,6 @@ func safeNext(next string) string {
 func (h *handler) setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge int) {
 	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: "/", MaxAge: maxAge, HttpOnly: true,
 		Secure: h.cfg.SecureCookies || r.TLS != nil, SameSite: http.SameSiteStrictMode})
-}
-
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // home sends the user to their org's overview (platform operators to the
