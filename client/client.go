@@ -4,7 +4,8 @@
 // A Client is configured like Vault's: the server address and an API token,
 // by default from the environment variables ORGKMS_ADDR and ORGKMS_TOKEN.
 // Every method returns an *Error for API errors, carrying the stable code
-// (e.g. "ciphertext_invalid") and the server's message.
+// (e.g. "ciphertext_invalid") and the server's message; branch on the code
+// with errors.Is(err, client.CodeCiphertextInvalid) (see [Code]).
 //
 // # Retries
 //
@@ -126,7 +127,8 @@ func New(cfg Config) (*Client, error) {
 // Addr returns the server address.
 func (c *Client) Addr() string { return c.addr }
 
-// Error is an error returned by the API.
+// Error is an error returned by the API. Branch on its code with
+// errors.Is(err, client.CodeXxx) (see [Code]).
 type Error struct {
 	Status     int
 	Code       string // stable code, e.g. "ciphertext_invalid"
@@ -141,6 +143,13 @@ func (e *Error) Error() string {
 		return fmt.Sprintf("%s (HTTP %d)", e.Code, e.Status)
 	}
 	return e.Message
+}
+
+// Is reports whether target is the [Code] of e, so that errors.Is(err,
+// client.CodeNotFound) matches an API error with that code.
+func (e *Error) Is(target error) bool {
+	c, ok := target.(Code)
+	return ok && string(c) == e.Code
 }
 
 // ErrorCode returns the API error code of err, or "".

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -450,7 +451,7 @@ func tokenCmd(env *cliEnv) *cobra.Command {
 			return err
 		}
 		if err := c.RevokeToken(env.ctx, args[0]); err != nil {
-			if client.ErrorCode(err) == "not_found" {
+			if errors.Is(err, client.CodeNotFound) {
 				return withHint(err, fmt.Sprintf("there is no token %q; \"orgkms token list\" lists the tokens", args[0]))
 			}
 			return err

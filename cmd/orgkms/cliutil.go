@@ -540,7 +540,7 @@ func apiHints(err error) []string {
 // exist and names it, with the command that lists what does. Other errors
 // are returned as they are.
 func missing(env *cliEnv, c *client.Client, err error, org, key string) error {
-	if client.ErrorCode(err) != "not_found" || org == "" {
+	if !errors.Is(err, client.CodeNotFound) || org == "" {
 		return err
 	}
 	orgHint := fmt.Sprintf("org %q does not exist; \"orgkms org list\" lists the orgs", org)
@@ -551,7 +551,7 @@ func missing(env *cliEnv, c *client.Client, err error, org, key string) error {
 	switch {
 	case oerr == nil:
 		return withHint(err, fmt.Sprintf("org %s has no key %q; \"orgkms key list --org %s\" lists its keys, \"orgkms key create --org %s %s\" creates it", org, key, org, org, key))
-	case client.ErrorCode(oerr) == "not_found":
+	case errors.Is(oerr, client.CodeNotFound):
 		return withHint(err, orgHint)
 	}
 	return withHint(err, fmt.Sprintf("check that org %q exists and has a key %q", org, key))
