@@ -41,6 +41,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -252,6 +253,18 @@ func (c *Client) attempt(ctx context.Context, method, path string, body []byte, 
 	return false, nil
 }
 
+// nonNil returns a copy of items in which the field picked by f is never
+// nil, so that an empty value is sent (as "") rather than left out.
+func nonNil(items []BatchItem, f func(*BatchItem) *[]byte) []BatchItem {
+	out := slices.Clone(items)
+	for i := range out {
+		if p := f(&out[i]); *p == nil {
+			*p = []byte{}
+		}
+	}
+	return out
+}
+
 func esc(s string) string { return url.PathEscape(s) }
 
 // CreateOrg creates an org (operator).
@@ -351,21 +364,21 @@ func (c *Client) Rewrap(ctx context.Context, org, name string, ciphertext, conte
 // EncryptBatch encrypts many items; per-item failures are in the results.
 func (c *Client) EncryptBatch(ctx context.Context, org, name string, items []BatchItem) ([]BatchResult, error) {
 	var r CryptoResponse
-	err := c.doSafe(ctx, "POST", c.keyPath(org, name, "encrypt"), EncryptRequest{Batch: items}, &r)
+	err := c.doSafe(ctx, "POST", c.keyPath(org, name, "encrypt"), EncryptRequest{Batch: nonNil(items, func(it *BatchItem) *[]byte { return &it.Plaintext })}, &r)
 	return r.Batch, err
 }
 
 // DecryptBatch decrypts many items; per-item failures are in the results.
 func (c *Client) DecryptBatch(ctx context.Context, org, name string, items []BatchItem) ([]BatchResult, error) {
 	var r CryptoResponse
-	err := c.doSafe(ctx, "POST", c.keyPath(org, name, "decrypt"), DecryptRequest{Batch: items}, &r)
+	err := c.doSafe(ctx, "POST", c.keyPath(org, name, "decrypt"), DecryptRequest{Batch: nonNil(items, func(it *BatchItem) *[]byte { return &it.Ciphertext })}, &r)
 	return r.Batch, err
 }
 
 // RewrapBatch rewraps many items; per-item failures are in the results.
 func (c *Client) RewrapBatch(ctx context.Context, org, name string, items []BatchItem) ([]BatchResult, error) {
 	var r CryptoResponse
-	err := c.doSafe(ctx, "POST", c.keyPath(org, name, "rewrap"), DecryptRequest{Batch: items}, &r)
+	err := c.doSafe(ctx, "POST", c.keyPath(org, name, "rewrap"), DecryptRequest{Batch: nonNil(items, func(it *BatchItem) *[]byte { return &it.Ciphertext })}, &r)
 	return r.Batch, err
 }
 

@@ -3,10 +3,13 @@ package client
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -232,5 +235,48 @@ func TestParseRetryAfter(t *testing.T) {
 		if got := parseRetryAfter(tt.in, now); got != tt.want {
 			t.Errorf("parseRetryAfter(%q) = %v, want %v", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestBatchSendsEmptyItems: an empty plaintext in an encrypt batch is sent
+// as "" (the empty message), not left out, and likewise a decrypt item's
+// ciphertext; an encrypt item has no ciphertext field and the other way
+// round.
+func TestBatchSendsEmptyItems(t *testing.T) {
+	var bodies []string
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b strings.Builder
+		io.Copy(&b, r.Body)
+		mu.Lock()
+		bodies = append(bodies, b.String())
+		mu.Unlock()
+		w.Write([]byte(`{"batch":[]}`))
+	}))
+	defer srv.Close()
+	c, err := New(Config{Addr: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	items := []BatchItem{{Plaintext: nil}, {Plaintext: []byte{}}}
+	if _, err := c.EncryptBatch(t.Context(), "acme", "k", items); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.DecryptBatch(t.Context(), "acme", "k", []BatchItem{{}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RewrapBatch(t.Context(), "acme", "k", []BatchItem{{}}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`{"plaintext":null,"batch":[{"plaintext":""},{"plaintext":""}]}`,
+		`{"batch":[{"ciphertext":""}]}`,
+		`{"batch":[{"ciphertext":""}]}`,
+	}
+	if !slices.Equal(bodies, want) {
+		t.Errorf("request bodies:\n%s\nwant:\n%s", strings.Join(bodies, "\n"), strings.Join(want, "\n"))
+	}
+	if items[0].Plaintext != nil {
+		t.Error("EncryptBatch modified the caller's items")
 	}
 }
