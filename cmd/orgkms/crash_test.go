@@ -43,7 +43,8 @@ const crashKey2 = "orgkms-cmk-2"
 // TestCrash proves invariant 4 of DESIGN.md on a real orgkms process: for
 // every re-wrap job (activate, rotate, replace, deactivate), a SIGKILL right
 // after each step (copied, verified, switched; the server kills itself when
-// ORGKMS_TEST_CRASH_AT names the step) loses no org and no ciphertext.
+// ORGKMS_TEST_CRASH_AT names the step, which only a binary built with
+// -tags crashtest does: see crashhook.go) loses no org and no ciphertext.
 // After the crash the database must still hold the active wrapping (plus
 // the pending copy before the switch), or only the new one after the
 // switch; after a restart the same job must finish (resumed once its lease
@@ -52,9 +53,10 @@ const crashKey2 = "orgkms-cmk-2"
 // (invariant 3: no platform-wrapped copy after activation).
 //
 // The Azure emulator runs in the test process, so it survives the restarts;
-// orgkms is the test binary itself (TestMain, ORGKMS_TEST_AS_MAIN=1), one
-// data directory and org per case.
+// orgkms is built once with -tags crashtest; one data directory and org per
+// case.
 func TestCrash(t *testing.T) {
+	bin := buildOrgkms(t, t.TempDir(), "crashtest")
 	emu, demo := startCrashEmulator(t)
 	tests := []struct {
 		kind string // the job
@@ -68,7 +70,7 @@ func TestCrash(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.kind+"/"+tc.at, func(t *testing.T) {
 			t.Parallel()
-			c := newCrashCase(t, emu, demo, tc.kind+"-"+tc.at)
+			c := newCrashCase(t, bin, emu, demo, tc.kind+"-"+tc.at)
 			c.run(tc.kind, tc.at)
 		})
 	}
@@ -127,6 +129,7 @@ type sealed struct {
 // crashCase is one org in its own orgkms data directory.
 type crashCase struct {
 	t    *testing.T
+	bin  string // orgkms built with -tags crashtest
 	emu  *azureemu.Emulator
 	demo azureemu.Demo
 	org  string
@@ -142,7 +145,7 @@ type crashCase struct {
 	ciphertext []sealed
 }
 
-func newCrashCase(t *testing.T, emu *azureemu.Emulator, demo azureemu.Demo, org string) *crashCase {
+func newCrashCase(t *testing.T, bin string, emu *azureemu.Emulator, demo azureemu.Demo, org string) *crashCase {
 	dir := t.TempDir()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -150,7 +153,7 @@ func newCrashCase(t *testing.T, emu *azureemu.Emulator, demo azureemu.Demo, org 
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	c := &crashCase{t: t, emu: emu, demo: demo, org: org, dir: dir, cfg: filepath.Join(dir, "orgkms.json"), url: "http://" + addr,
+	c := &crashCase{t: t, bin: bin, emu: emu, demo: demo, org: org, dir: dir, cfg: filepath.Join(dir, "orgkms.json"), url: "http://" + addr,
 		// No keep-alive: the server behind the address restarts.
 		http: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}}
 	cfg := map[string]any{
@@ -651,7 +654,7 @@ func (c *crashCase) start(crashAt string) {
 		t.Fatal("start: a server is already running")
 	}
 	c.n++
-	cmd := exec.Command(os.Args[0], "serve", "--config", c.cfg, "--migrate")
+	cmd := exec.Command(c.bin, "serve", "--config", c.cfg, "--migrate")
 	cmd.Env = crashEnv()
 	if crashAt != "" {
 		cmd.Env = append(cmd.Env, "ORGKMS_TEST_CRASH_AT="+crashAt)
@@ -721,8 +724,8 @@ func (c *crashCase) stop() {
 }
 
 // crashEnv is the environment of an orgkms server: the test's, without
-// ORGKMS_* variables (they override the config file), running the test
-// binary as orgkms, and without the race detector's 1 s sleep at exit.
+// ORGKMS_* variables (they override the config file), and without the race
+// detector's 1 s sleep at exit.
 func crashEnv() []string {
 	var env []string
 	gorace := ""
@@ -738,7 +741,7 @@ func crashEnv() []string {
 	if !strings.Contains(gorace, "atexit_sleep_ms") {
 		gorace = strings.TrimSpace(gorace + " atexit_sleep_ms=0")
 	}
-	return append(env, "GORACE="+gorace, "ORGKMS_TEST_AS_MAIN=1")
+	return append(env, "GORACE="+gorace)
 }
 
 // syncBuffer is a bytes.Buffer safe for concurrent use.

@@ -1,3 +1,5 @@
+//go:build !orgkms_release
+
 package main
 
 import (
@@ -50,7 +52,8 @@ func emulatorCmd(env *cliEnv) *cobra.Command {
 			leaf("register --tenant T", "register a multi-tenant app", em.appRegister)),
 		group("consent <command>", "grant or revoke admin consent",
 			leaf("grant TENANT CLIENTID", "grant admin consent of a tenant for an app", func(a []string) error { return em.consent("grant", a) }),
-			leaf("revoke TENANT CLIENTID", "revoke admin consent of a tenant for an app", func(a []string) error { return em.consent("revoke", a) })),
+			leaf("revoke TENANT CLIENTID", "revoke admin consent of a tenant for an app", func(a []string) error { return em.consent("revoke", a) }),
+			leaf("revoke-tokens TENANT CLIENTID", "invalidate every token issued to an app in a tenant", func(a []string) error { return em.consent("revoke-tokens", a) })),
 		group("vault <command>", "create key vaults",
 			leaf("create NAME --tenant T", "create a key vault or Managed HSM", em.vaultCreate)),
 		group("key <command>", "create, rotate, disable, enable, delete, recover, purge, show and tag keys",
@@ -337,7 +340,11 @@ func (em *emuCLI) appRegister(args []string) error {
 }
 
 func (em *emuCLI) consent(verb string, args []string) error {
-	fs := em.flags("consent "+verb+" TENANT CLIENTID", "Grants or revokes admin consent of TENANT for the app CLIENTID\n(revoking deletes the app's service principal in TENANT).")
+	help := "Grants or revokes admin consent of TENANT for the app CLIENTID\n(revoking deletes the app's service principal in TENANT)."
+	if verb == "revoke-tokens" {
+		help = "Invalidates every access token issued so far to the app CLIENTID in TENANT:\nvaults answer them with 401; new tokens work while consent stands."
+	}
+	fs := em.flags("consent "+verb+" TENANT CLIENTID", help)
 	em.connFlags(fs)
 	pos, err := em.parse(fs, args, 2, "TENANT CLIENTID")
 	if err != nil {
@@ -346,6 +353,13 @@ func (em *emuCLI) consent(verb string, args []string) error {
 	c, err := em.client()
 	if err != nil {
 		return err
+	}
+	if verb == "revoke-tokens" {
+		if err := c.RevokeTokens(em.ctx, pos[0], pos[1]); err != nil {
+			return err
+		}
+		fmt.Fprintf(em.stdout, "tokens of app %s in tenant %s revoked\n", pos[1], pos[0])
+		return nil
 	}
 	if verb == "revoke" {
 		if err := c.RevokeConsent(em.ctx, pos[0], pos[1]); err != nil {

@@ -17,15 +17,8 @@ import (
 
 // TestMain lets the scripts run "orgkms" as a subprocess of the test binary,
 // with the same signal handling as main, so that "kill -INT" stops a dev
-// server gracefully. With ORGKMS_TEST_AS_MAIN=1 the test binary is orgkms
-// itself (the crash tests start it so).
+// server gracefully.
 func TestMain(m *testing.M) {
-	if os.Getenv("ORGKMS_TEST_AS_MAIN") == "1" {
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-		stop()
-		os.Exit(code)
-	}
 	testscript.Main(m, map[string]func(){
 		"orgkms": func() {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

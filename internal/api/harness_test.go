@@ -84,7 +84,7 @@ func startServer(t testing.TB, dir string) *testServer {
 	}
 	var cache *keys.Cache = ks.Cache()
 	m := metrics.New(func() float64 { return float64(cache.Hits.Load()) }, func() float64 { return float64(cache.Misses.Load()) }, func() float64 { return float64(cache.Len()) })
-	h := New(Config{Keys: ks, Tokens: toks, CMK: cs, Users: auth.NewUsers(st, nil, 0), Metrics: m, Logger: log, LogRequests: true})
+	h := New(Config{Keys: ks, Tokens: toks, CMK: cs, Users: auth.NewUsers(st, nil, 0), Metrics: m, Logger: log, LogRequests: true, Ready: st.Health})
 	srv := httptest.NewServer(h)
 	ts := &testServer{t: t, dir: dir, url: srv.URL, srv: srv, store: st, keys: ks, tokens: toks, logs: logs, master: platform, registry: reg}
 	t.Cleanup(ts.stop)

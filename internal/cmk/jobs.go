@@ -136,7 +136,7 @@ func (s *Service) execute(ctx context.Context, j Job) {
 // refusing orgkms (as opposed to an outage or a fault of orgkms).
 func customerSide(k fault.Kind) bool {
 	switch k {
-	case fault.KeyDisabled, fault.KeyNotFound, fault.KeyDestroyed, fault.PermissionDenied, fault.CredentialsInvalid:
+	case fault.KeyDisabled, fault.KeyNotFound, fault.KeyDestroyed, fault.PermissionDenied, fault.CredentialsInvalid, fault.CMKConsentRevoked:
 		return true
 	}
 	return false
@@ -151,14 +151,16 @@ func revocationKind(k fault.Kind) fault.Kind {
 		return fault.CMKDeleted
 	case fault.KeyDestroyed:
 		return fault.CMKDestroyed
+	case fault.CMKConsentRevoked:
+		return fault.CMKConsentRevoked
 	}
 	return fault.CMKDisabled
 }
 
-// crashPoint kills the process at step when the crash-test hook asks.
-func (s *Service) crashPoint(step string) {
-	if s.cfg.CrashAt == step && s.cfg.Crash != nil {
-		s.cfg.Crash()
+// stepDone reports a durable step of job j to Config.OnJobStep.
+func (s *Service) stepDone(j *Job, step string) {
+	if s.cfg.OnJobStep != nil {
+		s.cfg.OnJobStep(string(j.Kind), step)
 	}
 }
 
@@ -228,7 +230,7 @@ func (s *Service) rewrap(ctx context.Context, j *Job) error {
 		// finds and verifies it instead of wrapping again.
 		pending = &keys.RootKeyWrapping{ID: id, OrgID: j.OrgID, Wrapped: w, State: keys.WrappingPending}
 		j.Step = "copied"
-		s.crashPoint("copied")
+		s.stepDone(j, "copied")
 	}
 	// Verify: the new copy must unwrap to the same root key.
 	got, err := tk.Unwrap(ctx, pending.Wrapped, aad)
@@ -241,7 +243,7 @@ func (s *Service) rewrap(ctx context.Context, j *Job) error {
 		return &fault.Error{Kind: fault.Internal, Op: "verify", Reason: "the new wrapping does not unwrap to the org's root key"}
 	}
 	j.Step = "verified"
-	s.crashPoint("verified")
+	s.stepDone(j, "verified")
 
 	// Switch, drop and finish, in one transaction.
 	rec, err := s.record(ctx, j.OrgID)
@@ -269,7 +271,7 @@ func (s *Service) rewrap(ctx context.Context, j *Job) error {
 			}
 		}
 	}
-	s.crashPoint("switched")
+	s.stepDone(j, "switched")
 	s.block(j.OrgID, nil)
 	s.log.Info("job done", slog.String("org_id", j.OrgID), slog.String("job", string(j.Kind)), slog.String("key_version", pending.Wrapped.Key.Version))
 	return nil

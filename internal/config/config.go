@@ -1,6 +1,3 @@
-// Package config loads the orgkms server configuration from a JSON file and
-// ORGKMS_* environment variables (flags are applied by main), and
-// validates it.
 package config
 
 import (
@@ -76,23 +73,83 @@ type Azure struct {
 	ExtraHostSuffixes []string `json:"extra_host_suffixes"` // additional allowed vault host suffixes
 }
 
-// Load reads path (optional, "" = none) then applies environment variables
-// from environ (KEY=VALUE pairs): ORGKMS_ADDR_LISTEN, ORGKMS_DATA_DIR,
-// ORGKMS_DATABASE, ORGKMS_MASTER_KEY_URI, ORGKMS_CACHE_TTL, ORGKMS_LOG_LEVEL,
-// ORGKMS_LOG_FORMAT, ORGKMS_TLS_CERT, ORGKMS_TLS_KEY.
-func Load(path string, environ []string) (Config, error) {
-	var c Config
-	if path != "" {
-		b, err := os.ReadFile(path)
+// Sources are the layers of a configuration; each later one overrides the
+// earlier ones field by field.
+type Sources struct {
+	// Base holds the command's own defaults (orgkms dev: its data directory,
+	// text logs, migrations on); the zero Config for orgkms serve.
+	Base Config
+	// Path is the JSON config file; "" = none. Unknown fields are refused.
+	Path string
+	// Environ holds KEY=VALUE pairs (os.Environ()); the variables of
+	// [EnvVars] are read, empty ones ignored.
+	Environ []string
+	// Flags applies the command-line flags the user set, last.
+	Flags func(*Config)
+}
+
+// EnvVars are the environment variables Load reads, each naming the config
+// field it sets.
+var EnvVars = []struct{ Name, Field string }{
+	{"ORGKMS_LISTEN", "addr"},
+	{"ORGKMS_DATA_DIR", "data_dir"},
+	{"ORGKMS_DATABASE", "database"},
+	{"ORGKMS_MASTER_KEY_URI", "master_key"},
+	{"ORGKMS_CACHE_TTL", "cache_ttl"},
+	{"ORGKMS_TLS_CERT", "tls_cert"},
+	{"ORGKMS_TLS_KEY", "tls_key"},
+	{"ORGKMS_LOG_LEVEL", "log_level"},
+	{"ORGKMS_LOG_FORMAT", "log_format"},
+	{"ORGKMS_LOG_REQUESTS", "log_requests"},
+	{"ORGKMS_PUBLIC_URL", "public_url"},
+	{"ORGKMS_CMK_CLOUD", "cmk.cloud"},
+	{"ORGKMS_CMK_PROBE_INTERVAL", "cmk.probe_interval"},
+	{"ORGKMS_AZURE_CLIENT_ID", "cmk.azure.client_id"},
+	{"ORGKMS_AZURE_CLIENT_SECRET", "cmk.azure.client_secret"},
+	{"ORGKMS_AZURE_AUTHORITY_HOST", "cmk.azure.authority_host"},
+}
+
+// Load builds the configuration from src: Base, then the file, then the
+// environment, then the flags; then it fills the defaults and validates.
+// Every error names the file, variable or field to fix.
+func Load(src Sources) (Config, error) {
+	c := src.Base
+	if src.Path != "" {
+		b, err := os.ReadFile(src.Path)
 		if err != nil {
-			return c, fmt.Errorf("read config: %w", err)
+			return Config{}, fmt.Errorf("read config: %w", err)
 		}
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
-			return c, fmt.Errorf("config %s: %w", path, err)
+		if err := decodeFile(b, &c); err != nil {
+			return Config{}, fmt.Errorf("config %s: %w", src.Path, err)
 		}
 	}
+	if err := c.applyEnv(src.Environ); err != nil {
+		return Config{}, err
+	}
+	if src.Flags != nil {
+		src.Flags(&c)
+	}
+	c.Defaults()
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// decodeFile decodes one JSON object onto c.
+func decodeFile(b []byte, c *Config) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(c); err != nil {
+		return err
+	}
+	if dec.More() {
+		return fmt.Errorf("holds more than one JSON value")
+	}
+	return nil
+}
+
+func (c *Config) applyEnv(environ []string) error {
 	env := map[string]string{}
 	for _, kv := range environ {
 		if k, v, ok := strings.Cut(kv, "="); ok {
@@ -100,7 +157,7 @@ func Load(path string, environ []string) (Config, error) {
 		}
 	}
 	set := func(name string, dst *string) {
-		if v, ok := env[name]; ok && v != "" {
+		if v := env[name]; v != "" {
 			*dst = v
 		}
 	}
@@ -117,21 +174,30 @@ func Load(path string, environ []string) (Config, error) {
 	set("ORGKMS_AZURE_CLIENT_ID", &c.CMK.Azure.ClientID)
 	set("ORGKMS_AZURE_CLIENT_SECRET", &c.CMK.Azure.ClientSecret)
 	set("ORGKMS_AZURE_AUTHORITY_HOST", &c.CMK.Azure.AuthorityHost)
-	if v := env["ORGKMS_CACHE_TTL"]; v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return c, fmt.Errorf("ORGKMS_CACHE_TTL: %w", err)
+	duration := func(name string, dst *Duration) error {
+		if v := env[name]; v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return fmt.Errorf("%s=%q must be a duration such as 5m or 30s", name, v)
+			}
+			*dst = Duration(d)
 		}
-		c.CacheTTL = Duration(d)
+		return nil
+	}
+	if err := duration("ORGKMS_CACHE_TTL", &c.CacheTTL); err != nil {
+		return err
+	}
+	if err := duration("ORGKMS_CMK_PROBE_INTERVAL", &c.CMK.ProbeInterval); err != nil {
+		return err
 	}
 	if v := env["ORGKMS_LOG_REQUESTS"]; v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return c, fmt.Errorf("ORGKMS_LOG_REQUESTS: %w", err)
+			return fmt.Errorf("ORGKMS_LOG_REQUESTS=%q must be true or false", v)
 		}
 		c.LogRequests = b
 	}
-	return c, nil
+	return nil
 }
 
 // Defaults fills unset fields.
@@ -222,6 +288,9 @@ func (c Config) Validate() error {
 	}
 	if time.Duration(c.CMK.ProbeInterval) < time.Second {
 		return fmt.Errorf("cmk.probe_interval must be at least 1s")
+	}
+	if time.Duration(c.CMK.JobLease) < time.Second {
+		return fmt.Errorf("cmk.job_lease must be at least 1s")
 	}
 	if c.CMK.JobWorkers < 1 || c.CMK.JobWorkers > 256 {
 		return fmt.Errorf("cmk.job_workers must be between 1 and 256")

@@ -3,37 +3,139 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
 
-func TestLoadFileEnvDefaults(t *testing.T) {
+func writeConfig(t testing.TB, body string) string {
+	t.Helper()
 	p := filepath.Join(t.TempDir(), "c.json")
-	os.WriteFile(p, []byte(`{"addr":"127.0.0.1:9000","cache_ttl":"1m","log_format":"text"}`), 0o600)
-	c, err := Load(p, []string{"ORGKMS_CACHE_TTL=2m", "ORGKMS_DATA_DIR=/srv/kms", "OTHER=x"})
-	if err != nil {
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c.Defaults()
-	if c.Addr != "127.0.0.1:9000" || time.Duration(c.CacheTTL) != 2*time.Minute || c.DataDir != "/srv/kms" || c.Database != "/srv/kms/orgkms.db" || c.MasterKey != "local:///srv/kms/master.key" {
-		t.Fatalf("unexpected config %+v", c)
+	return p
+}
+
+func TestLoadLayers(t *testing.T) {
+	p := writeConfig(t, `{"addr":"127.0.0.1:9000","cache_ttl":"1m","log_format":"text","data_dir":"/from/file"}`)
+	tests := []struct {
+		name  string
+		src   Sources
+		check func(c Config) string
+	}{
+		{"file, then environment", Sources{Path: p, Environ: []string{"ORGKMS_CACHE_TTL=2m", "ORGKMS_DATA_DIR=/srv/kms", "OTHER=x"}}, func(c Config) string {
+			if c.Addr != "127.0.0.1:9000" || time.Duration(c.CacheTTL) != 2*time.Minute || c.DataDir != "/srv/kms" ||
+				c.Database != "/srv/kms/orgkms.db" || c.MasterKey != "local:///srv/kms/master.key" || c.LogFormat != "text" {
+				return "file or environment not applied, or defaults not derived from the data directory"
+			}
+			return ""
+		}},
+		{"flags win over the environment", Sources{Path: p, Environ: []string{"ORGKMS_LISTEN=127.0.0.1:9100"},
+			Flags: func(c *Config) { c.Addr = "127.0.0.1:9200" }}, func(c Config) string {
+			if c.Addr != "127.0.0.1:9200" {
+				return "addr is not the flag's"
+			}
+			return ""
+		}},
+		{"environment wins over the command's base", Sources{Base: Config{Addr: "127.0.0.1:8200", DataDir: ".orgkms-dev", LogFormat: "text"},
+			Environ: []string{"ORGKMS_LISTEN=127.0.0.1:9300", "ORGKMS_DATA_DIR=/dev-data", "ORGKMS_LOG_REQUESTS=true", "ORGKMS_CMK_PROBE_INTERVAL=5s"}}, func(c Config) string {
+			if c.Addr != "127.0.0.1:9300" || c.DataDir != "/dev-data" || !c.LogRequests || time.Duration(c.CMK.ProbeInterval) != 5*time.Second || c.LogFormat != "text" {
+				return "environment not applied over the base"
+			}
+			return ""
+		}},
+		{"empty variables are ignored", Sources{Base: Config{Addr: "127.0.0.1:8200"}, Environ: []string{"ORGKMS_LISTEN="}}, func(c Config) string {
+			if c.Addr != "127.0.0.1:8200" {
+				return "an empty ORGKMS_LISTEN replaced addr"
+			}
+			return ""
+		}},
+		{"a data directory flag moves the derived paths", Sources{Flags: func(c *Config) { c.DataDir = "/flag" }}, func(c Config) string {
+			if c.Database != "/flag/orgkms.db" || c.MasterKey != "local:///flag/master.key" {
+				return "database and master key not under the flag's data directory"
+			}
+			return ""
+		}},
 	}
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Load(tc.src)
+			if err != nil {
+				t.Fatalf("Load = %v", err)
+			}
+			if msg := tc.check(c); msg != "" {
+				t.Errorf("%s: %+v", msg, c)
+			}
+			if err := c.Validate(); err != nil {
+				t.Errorf("Load returned a config that fails Validate: %v", err)
+			}
+		})
 	}
 }
 
-func TestLoadRejects(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "c.json")
-	os.WriteFile(p, []byte(`{"adr":"x"}`), 0o600)
-	if _, err := Load(p, nil); err == nil {
-		t.Fatal("unknown field accepted")
+func TestLoadRefuses(t *testing.T) {
+	tests := []struct {
+		name     string
+		file     string // "" = no file
+		environ  []string
+		wantText string // the error names what to fix
+	}{
+		{"unknown field", `{"adr":"x"}`, nil, "adr"},
+		{"two JSON values", `{} {}`, nil, "more than one"},
+		{"bad addr", `{"addr":"nope"}`, nil, "addr"},
+		{"bad log level", `{"log_level":"loud"}`, nil, "log_level"},
+		{"cert without key", `{"tls_cert":"x"}`, nil, "tls_key"},
+		{"bad duration in file", `{"cache_ttl":"soon"}`, nil, "duration"},
+		{"bad duration in environment", "", []string{"ORGKMS_CACHE_TTL=soon"}, "ORGKMS_CACHE_TTL"},
+		{"bad boolean in environment", "", []string{"ORGKMS_LOG_REQUESTS=maybe"}, "ORGKMS_LOG_REQUESTS"},
+		{"bad listen address in environment", "", []string{"ORGKMS_LISTEN=nope"}, "addr"},
+		{"job lease too short", `{"cmk":{"job_lease":"1ms"}}`, nil, "job_lease"},
+		{"azure without credentials", `{"cmk":{"cloud":"azure"}}`, nil, "client_id"},
 	}
-	bad := []Config{{Addr: "nope"}, {LogLevel: "loud"}, {TLSCert: "x"}}
-	for _, c := range bad {
-		c.Defaults()
-		if c.Validate() == nil {
-			t.Errorf("Validate(%+v) = nil, want error", c)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src := Sources{Environ: tc.environ}
+			if tc.file != "" {
+				src.Path = writeConfig(t, tc.file)
+			}
+			c, err := Load(src)
+			if err == nil {
+				t.Fatalf("Load = %+v, nil; want an error naming %q", c, tc.wantText)
+			}
+			if !strings.Contains(err.Error(), tc.wantText) {
+				t.Errorf("Load error = %q, want it to name %q", err, tc.wantText)
+			}
+		})
+	}
+}
+
+// FuzzLoad feeds arbitrary JSON files and environment values to Load: it
+// never panics, and returns an error or a configuration that passes
+// Validate.
+func FuzzLoad(f *testing.F) {
+	f.Add(`{"addr":"127.0.0.1:9000","cache_ttl":"1m","log_format":"text"}`, "ORGKMS_CACHE_TTL", "2m")
+	f.Add(`{"cmk":{"cloud":"azure","probe_interval":"30s","azure":{"client_id":"a","client_secret":"s"}}}`, "ORGKMS_CMK_PROBE_INTERVAL", "-5s")
+	f.Add(`{"master_key":"local:env:K","tls_cert":"c","tls_key":"k"}`, "ORGKMS_LISTEN", "[::1]:0")
+	f.Add(`{"cache_ttl":"-1h","cmk":{"job_workers":-3}}`, "ORGKMS_LOG_REQUESTS", "1")
+	f.Add(`[]`, "ORGKMS_DATA_DIR", "")
+	f.Add(`{"log_level":"debug","key_metadata_ttl":"-1s"}`, "ORGKMS_LOG_FORMAT", "xml")
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, file, name, value string) {
+		p := filepath.Join(dir, "c.json")
+		if err := os.WriteFile(p, []byte(file), 0o600); err != nil {
+			t.Fatal(err)
 		}
-	}
+		c, err := Load(Sources{Path: p, Environ: []string{name + "=" + value}})
+		if err != nil {
+			if !reflect.DeepEqual(c, Config{}) {
+				t.Errorf("Load error %v came with a non-zero config %+v", err, c)
+			}
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Errorf("Load returned a config that fails Validate: %v\n%+v", err, c)
+		}
+	})
 }

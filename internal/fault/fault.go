@@ -36,6 +36,7 @@ const (
 	CMKPermissionMissing // orgkms lost a permission on the CMK, or consent was revoked
 	CMKDeleted           // the CMK is soft-deleted: recoverable until its purge date
 	CMKDestroyed         // the CMK was purged: the org's data is unrecoverable
+	CMKConsentRevoked    // the customer withdrew admin consent: orgkms cannot obtain a token in their tenant
 )
 
 // Row is one line of the error table: everything a Kind means to a caller.
@@ -111,6 +112,9 @@ var table = [...]Row{
 	CMKDestroyed: {Code: "cmk_key_destroyed", Status: 424,
 		Message: "the org's customer managed key was purged: the org's data is unrecoverable",
 		Hint:    "data encrypted for this org cannot be recovered; \"orgkms cmk status\" shows the way out"},
+	CMKConsentRevoked: {Code: "cmk_consent_revoked", Status: 424,
+		Message: "orgkms is no longer authorized in the org's Entra ID tenant (admin consent was withdrawn); an administrator of the tenant must grant consent again",
+		Hint:    "grant admin consent again: \"orgkms cmk authorize --tenant TENANT_ID\" (console: Settings → Security → Step 1, Authorize), accept as an administrator of the tenant, then run \"orgkms cmk test\""},
 }
 
 // Kinds returns every Kind, in table order.

@@ -1,0 +1,4 @@
+package main
+
+// raceEnabled reports whether the tests were built with -race (race_test.go).
+var raceEnabled bool

@@ -1,0 +1,433 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/orgkms/orgkms/internal/api"
+	"github.com/orgkms/orgkms/internal/auth"
+	"github.com/orgkms/orgkms/internal/cmk"
+	"github.com/orgkms/orgkms/internal/config"
+	"github.com/orgkms/orgkms/internal/console"
+	"github.com/orgkms/orgkms/internal/keys"
+	"github.com/orgkms/orgkms/internal/masterkey"
+	"github.com/orgkms/orgkms/internal/masterkey/azurekv"
+	"github.com/orgkms/orgkms/internal/masterkey/localkey"
+	"github.com/orgkms/orgkms/internal/metrics"
+	"github.com/orgkms/orgkms/internal/store/sqlite"
+)
+
+// Options are what only orgkms dev and tests inject; the zero value is what
+// orgkms serve uses.
+type Options struct {
+	// Logger receives every component's logs; default a logger built from
+	// the config's log_level and log_format, writing to stderr.
+	Logger *slog.Logger
+	// Migrate applies schema migrations; otherwise an outdated schema is
+	// refused (config auto_migrate also turns it on).
+	Migrate bool
+	// Now is the clock of the CMK service and of console sessions; default
+	// time.Now.
+	Now func() time.Time
+	// AzureHTTPClient carries every request of the azurekv driver
+	// (development and tests: one that reaches the Azure emulator); default
+	// a client trusting the system CAs and cmk.azure.ca_file.
+	AzureHTTPClient *http.Client
+	// AzureMaxRetries and AzureRetryDelay tune the azurekv driver's retries
+	// (tests: fewer and shorter); zero = the driver's defaults.
+	AzureMaxRetries int
+	AzureRetryDelay time.Duration
+	// Getenv reads the variable of a local:env: platform key; default
+	// os.Getenv.
+	Getenv func(string) string
+	// JobPoll is how often the job worker looks for work; default the CMK
+	// service's (1s).
+	JobPoll time.Duration
+	// SessionTTL is the console's session lifetime; default 8h.
+	SessionTTL time.Duration
+	// OnJobStep observes every durable step of a re-wrap job (see
+	// cmk.Config.OnJobStep): metrics, logging, and the crash tests.
+	OnJobStep func(kind, step string)
+	// Demo shows the Azure emulator's demo tenant, vault and key in the
+	// console (orgkms dev).
+	Demo *console.Demo
+}
+
+// Server is a whole orgkms. Its fields are for the commands and tests that
+// drive it; they are valid from Open until Close.
+type Server struct {
+	Config   config.Config
+	Log      *slog.Logger
+	NodeID   string
+	Store    *sqlite.Store
+	Registry *masterkey.Registry
+	Metrics  *metrics.Metrics
+	Keys     *keys.Service
+	CMK      *cmk.Service
+	Tokens   *auth.Service
+	Users    *auth.Users
+	API      http.Handler // the API alone
+	Handler  http.Handler // the API and the console: what Serve serves
+
+	mu        sync.Mutex
+	stopBG    context.CancelFunc
+	bg        sync.WaitGroup
+	closed    bool
+	closeErr  error
+	releaseDD func() error // releases the data directory
+}
+
+// Open builds a server from cfg in the order the package doc states. cfg
+// gets its defaults filled (config.Config.Defaults) and must validate. On
+// failure Open releases what it built and returns the error.
+func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err error) {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = NewLogger(cfg, os.Stderr)
+	}
+	s := &Server{Config: cfg, Log: log}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+
+	// 2. The data directory and the node identity.
+	if s.releaseDD, err = prepareDataDir(cfg); err != nil {
+		return nil, err
+	}
+	if s.NodeID, err = nodeID(cfg.DataDir); err != nil {
+		return nil, err
+	}
+
+	// 3. The store.
+	if s.Store, err = sqlite.Open(ctx, sqlite.Config{Path: cfg.Database, Logger: log, NoMigrate: !(opts.Migrate || cfg.AutoMigrate)}); err != nil {
+		return nil, err
+	}
+
+	// 4. Master-key drivers and the platform master key.
+	s.Metrics = metrics.New(
+		func() float64 { return float64(s.Keys.Cache().Hits.Load()) },
+		func() float64 { return float64(s.Keys.Cache().Misses.Load()) },
+		func() float64 { return float64(s.Keys.Cache().Len()) })
+	var azure *azurekv.Provider
+	if s.Registry, azure, err = providers(cfg, opts, log, s.Metrics); err != nil {
+		return nil, err
+	}
+	platform, err := s.Registry.ParseRef(cfg.MasterKey)
+	if err != nil {
+		return nil, fmt.Errorf("master_key: %w", err)
+	}
+	if platform.Provider == localkey.Scheme && !strings.HasPrefix(platform.ID, "env:") {
+		created, err := localkey.EnsureFile(platform.ID)
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			log.Warn("created a new platform master key; back it up: without it no org can be decrypted", slog.String("key_ref", platform.String()))
+		}
+	}
+	keeper, err := s.Registry.Keeper(platform)
+	if err != nil {
+		return nil, err
+	}
+	if rep := keeper.Probe(ctx, platform); !rep.OK() {
+		return nil, fmt.Errorf("platform master key %s is not usable (%s): %w", platform, rep.Failed, rep.Err)
+	}
+
+	// 5. Keys, then CMK; the keys guard asks the CMK service, which exists
+	// before any key is used.
+	var guard func(ctx context.Context, org string) error
+	if s.Keys, err = keys.New(keys.Config{Store: s.Store, Keepers: s.Registry, PlatformKey: platform,
+		CacheTTL: time.Duration(cfg.CacheTTL), KeyMetadataTTL: time.Duration(cfg.KeyMetadataTTL), Logger: log,
+		Guard: func(ctx context.Context, org string) error { return guard(ctx, org) }}); err != nil {
+		return nil, err
+	}
+	ccfg := cmk.Config{Store: s.Store, Keys: s.Keys, Keepers: s.Registry, CallbackURL: cfg.CMK.CallbackURL,
+		ProbeInterval: time.Duration(cfg.CMK.ProbeInterval), JobLease: time.Duration(cfg.CMK.JobLease), JobPoll: opts.JobPoll,
+		NodeID: s.NodeID, Now: opts.Now, Logger: log, OnJobStep: opts.OnJobStep}
+	if azure != nil {
+		ccfg.Cloud = cmk.Azure{Provider: azure, ClientID: cfg.CMK.Azure.ClientID, AuthorityHost: orDefault(cfg.CMK.Azure.AuthorityHost, "https://login.microsoftonline.com/"),
+			ConsentHost: cfg.CMK.Azure.ConsentHost}
+	}
+	if s.CMK, err = cmk.New(ccfg); err != nil {
+		return nil, err
+	}
+	guard = s.CMK.Guard
+
+	// 6. Tokens, users, API, console.
+	s.Tokens = auth.NewService(s.Store, s.Keys, nil, time.Duration(cfg.TokenCacheTTL))
+	s.Users = auth.NewUsers(s.Store, opts.Now, opts.SessionTTL)
+	st := s.Store
+	s.API = api.New(api.Config{Keys: s.Keys, Tokens: s.Tokens, CMK: s.CMK, Users: s.Users, Metrics: s.Metrics, Logger: log,
+		LogRequests: cfg.LogRequests, Ready: st.Health})
+	consoleHandler := console.New(console.Config{Keys: s.Keys, CMK: s.CMK, Users: s.Users, Logger: log.With(slog.String("component", "console")),
+		SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://"), Now: opts.Now, Demo: opts.Demo})
+	mux := http.NewServeMux()
+	mux.Handle("/console/", consoleHandler)
+	mux.Handle("GET /{$}", http.RedirectHandler("/console/", http.StatusSeeOther))
+	mux.Handle("/", s.API)
+
+	// 7. Revoked and lost orgs are refused from the first request on.
+	if err := s.CMK.LoadBlocks(ctx); err != nil {
+		return nil, fmt.Errorf("load revoked orgs: %w", err)
+	}
+	s.Handler = mux
+	return s, nil
+}
+
+// Start runs the background work (the CMK probe and re-wrap jobs, with
+// cmk.job_workers workers) until ctx is cancelled or Close is called. It is
+// for callers that serve Handler themselves (tests); Serve calls it.
+func (s *Server) Start(ctx context.Context) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.stopBG != nil {
+		return
+	}
+	bg, stop := context.WithCancel(ctx)
+	s.stopBG = stop
+	s.bg.Go(func() { s.CMK.Run(bg, s.Config.CMK.JobWorkers) })
+}
+
+// Listen binds the configured address.
+func (s *Server) Listen() (net.Listener, error) {
+	ln, err := net.Listen("tcp", s.Config.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", s.Config.Addr, err)
+	}
+	return ln, nil
+}
+
+// URL returns the base URL of a server listening on ln.
+func (s *Server) URL(ln net.Listener) string {
+	scheme := "http"
+	if s.Config.TLSCert != "" {
+		scheme = "https"
+	}
+	return scheme + "://" + ln.Addr().String()
+}
+
+// Serve serves Handler on ln (HTTPS with the configured certificate) and
+// runs the background work until ctx is cancelled, then shuts down
+// gracefully. It closes ln.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: s.Handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
+		ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
+	go func() {
+		if s.Config.TLSCert != "" {
+			errc <- srv.ServeTLS(ln, s.Config.TLSCert, s.Config.TLSKey)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	s.Start(ctx)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.Log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if e := <-errc; !errors.Is(e, http.ErrServerClosed) && err == nil {
+		err = e
+	}
+	s.stopBackground()
+	return err
+}
+
+func (s *Server) stopBackground() {
+	s.mu.Lock()
+	stop := s.stopBG
+	s.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	s.bg.Wait()
+}
+
+// Close stops the background work and releases everything in reverse
+// order: usage counters flushed, keepers closed, store closed, data
+// directory released. It is idempotent, safe on a Server whose Open failed
+// half-way, and returns the first error.
+func (s *Server) Close() error {
+	if s == nil {
+		return nil
+	}
+	s.stopBackground()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return s.closeErr
+	}
+	s.closed = true
+	keep := func(err error) {
+		if err != nil && s.closeErr == nil {
+			s.closeErr = err
+		}
+	}
+	if s.Keys != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := s.Keys.Close(ctx); err != nil {
+			s.Log.Warn("flush usage counters failed", slog.String("error", err.Error()))
+			keep(err)
+		}
+		cancel()
+	}
+	if s.Registry != nil {
+		keep(s.Registry.Close())
+	}
+	if s.Store != nil {
+		keep(s.Store.Close())
+	}
+	if s.releaseDD != nil {
+		keep(s.releaseDD())
+	}
+	return s.closeErr
+}
+
+// prepareDataDir makes the data directory ready before anything opens a
+// file in it, and returns what releases it at Close. Start-up checks of the
+// directory itself (ownership, mode, a lock against a second server) belong
+// here.
+func prepareDataDir(cfg config.Config) (release func() error, err error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	return func() error { return nil }, nil
+}
+
+var nodeIDRe = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// nodeID returns the node's stable identity, kept in DATA_DIR/node-id
+// (created on first start), so that the jobs a node leased before a restart
+// are recognized as its own.
+func nodeID(dir string) (string, error) {
+	p := filepath.Join(dir, "node-id")
+	b, err := os.ReadFile(p)
+	if err == nil {
+		id := strings.TrimSpace(string(b))
+		if !nodeIDRe.MatchString(id) {
+			return "", fmt.Errorf("%s must hold one node ID (letters, digits, '.', '_', '-'; at most 64); delete it to get a new one", p)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read node ID: %w", err)
+	}
+	var r [6]byte
+	if _, err := io.ReadFull(rand.Reader, r[:]); err != nil {
+		return "", err
+	}
+	id := "node-" + hex.EncodeToString(r[:])
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("create node ID: %w", err)
+	}
+	if _, err := f.WriteString(id + "\n"); err != nil {
+		f.Close()
+		return "", fmt.Errorf("write node ID: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("write node ID: %w", err)
+	}
+	return id, nil
+}
+
+// providers builds the explicit registry of master-key drivers: localkey
+// always, azurekv when the platform's cloud is azure.
+func providers(cfg config.Config, opts Options, log *slog.Logger, m *metrics.Metrics) (*masterkey.Registry, *azurekv.Provider, error) {
+	kopts := masterkey.KeeperOptions{Logger: log, Observer: m.ObserveMasterKey}
+	r := masterkey.NewRegistry()
+	r.Register(localkey.Driver(), masterkey.NewKeeper(localkey.Scheme, localkey.New(localkey.Config{Getenv: opts.Getenv}), kopts))
+	if cfg.CMK.Cloud != "azure" {
+		return r, nil, nil
+	}
+	a := cfg.CMK.Azure
+	hc := opts.AzureHTTPClient
+	if hc == nil {
+		var err error
+		if hc, err = AzureHTTPClient(a, nil); err != nil {
+			return nil, nil, err
+		}
+	}
+	p, err := azurekv.New(azurekv.Config{ClientID: a.ClientID, ClientSecret: a.ClientSecret, AuthorityHost: a.AuthorityHost,
+		ExtraHostSuffixes: a.ExtraHostSuffixes, HTTPClient: hc, MaxRetries: opts.AzureMaxRetries, RetryDelay: opts.AzureRetryDelay})
+	if err != nil {
+		return nil, nil, err
+	}
+	azOpts := kopts
+	azOpts.Timeout = 30 * time.Second // includes the SDK's retries with backoff
+	r.Register(p.Driver(), masterkey.NewKeeper(azurekv.Scheme, p, azOpts))
+	return r, p, nil
+}
+
+// AzureHTTPClient returns the client of the azurekv driver: TLS 1.2 or
+// later, trusting the system CAs and cmk.azure.ca_file. transport, when not
+// nil, replaces the default transport (its TLS settings are the caller's).
+func AzureHTTPClient(a config.Azure, transport func(roots *x509.CertPool) http.RoundTripper) (*http.Client, error) {
+	var pool *x509.CertPool
+	if a.CAFile != "" {
+		pem, err := os.ReadFile(a.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("cmk.azure.ca_file: %w", err)
+		}
+		pool, err = x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("cmk.azure.ca_file %s holds no PEM certificate", a.CAFile)
+		}
+	}
+	if transport != nil {
+		return &http.Client{Transport: transport(pool), Timeout: 60 * time.Second}, nil
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+	return &http.Client{Transport: tr, Timeout: 60 * time.Second}, nil
+}
+
+// NewLogger returns the logger the configuration asks for (log_level,
+// log_format) writing to w.
+func NewLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
