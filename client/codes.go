@@ -35,6 +35,7 @@ const (
 	CodeCMKPermissionMissing        Code = "cmk_permission_missing"         // 424: orgkms lost access to the org's customer managed key
 	CodeCMKKeyDeleted               Code = "cmk_key_deleted"                // 424: the org's customer managed key is soft-deleted
 	CodeCMKKeyDestroyed             Code = "cmk_key_destroyed"              // 424: the org's customer managed key was purged
+	CodeCMKConsentRevoked           Code = "cmk_consent_revoked"            // 424: the customer withdrew admin consent for orgkms
 )
 
 // Codes returns every code the API sends.
@@ -44,5 +45,6 @@ func Codes() []Code {
 		CodeUnauthenticated, CodePermissionDenied, CodeMasterKeyNotFound, CodeMasterKeyDisabled, CodeMasterKeyDestroyed,
 		CodeMasterKeyPermissionMissing, CodeMasterKeyCredentialsInvalid, CodeUnavailable, CodeRateLimited,
 		CodeKeyVersionRetired, CodeCMKKeyDisabled, CodeCMKPermissionMissing, CodeCMKKeyDeleted, CodeCMKKeyDestroyed,
+		CodeCMKConsentRevoked,
 	}
 }
