@@ -340,6 +340,8 @@ func printTable(w io.Writer, v any) error {
 				if !fv.IsNil() {
 					kv(prefix+name+".", fv.Elem())
 				}
+			case strings.Contains(f.Tag.Get("json"), ",omitempty") && fv.IsZero():
+				// absent from the JSON too
 			default:
 				if c := cell(fv); c != "" {
 					fmt.Fprintf(tw, "%s\t%s\n", prefix+name, c)
