@@ -26,11 +26,13 @@
 // bounded by Config.MaxRetries and by Config.MaxRetryElapsed, the total time
 // a call may spend waiting to retry; a Retry-After beyond that budget ends
 // the call with the server's error, whose RetryAfter says how long to wait.
-// Set MaxRetries to a negative number to turn retries off.
+// Set MaxRetries to a negative number (or ORGKMS_MAX_RETRIES to 0) to turn
+// retries off.
 package client
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -65,7 +67,8 @@ type Config struct {
 
 	// MaxRetries is how many times a call may be retried after its first
 	// attempt (see the package doc for which calls): 0 means
-	// DefaultMaxRetries, a negative value turns retries off.
+	// $ORGKMS_MAX_RETRIES when set, else DefaultMaxRetries; a negative
+	// value turns retries off.
 	MaxRetries int
 	// MinRetryWait and MaxRetryWait bound the exponential backoff between
 	// attempts when the server sends no Retry-After; defaults 100ms and 2s.
@@ -93,6 +96,15 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.CACert == "" {
 		cfg.CACert = os.Getenv("ORGKMS_CACERT")
+	}
+	if cfg.MaxRetries == 0 {
+		if v := os.Getenv("ORGKMS_MAX_RETRIES"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return nil, fmt.Errorf("ORGKMS_MAX_RETRIES=%q is not a number (a negative one turns retries off)", v)
+			}
+			cfg.MaxRetries = cmp.Or(n, -1) // 0 in the environment: no retries
+		}
 	}
 	if cfg.Addr == "" {
 		return nil, errors.New("no server address: set ORGKMS_ADDR (e.g. http://127.0.0.1:8200)")

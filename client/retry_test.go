@@ -280,3 +280,39 @@ func TestBatchSendsEmptyItems(t *testing.T) {
 		t.Error("EncryptBatch modified the caller's items")
 	}
 }
+
+// TestMaxRetriesFromEnvironment: ORGKMS_MAX_RETRIES sets MaxRetries when
+// the Config leaves it 0; 0 or a negative number there turns retries off.
+func TestMaxRetriesFromEnvironment(t *testing.T) {
+	tests := []struct {
+		env     string
+		cfg     int
+		want    int
+		wantErr bool
+	}{
+		{"", 0, DefaultMaxRetries, false},
+		{"5", 0, 5, false},
+		{"0", 0, 0, false},
+		{"-1", 0, 0, false},
+		{"5", 2, 2, false}, // the Config wins
+		{"many", 0, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.env, func(t *testing.T) {
+			t.Setenv("ORGKMS_MAX_RETRIES", tt.env)
+			c, err := New(Config{Addr: "http://127.0.0.1:1", MaxRetries: tt.cfg})
+			if tt.wantErr {
+				if err == nil {
+					t.Fatalf("New with ORGKMS_MAX_RETRIES=%q: no error", tt.env)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.retry.max != tt.want {
+				t.Errorf("ORGKMS_MAX_RETRIES=%q, MaxRetries %d: %d retries, want %d", tt.env, tt.cfg, c.retry.max, tt.want)
+			}
+		})
+	}
+}
