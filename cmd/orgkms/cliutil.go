@@ -274,8 +274,6 @@ func (f *format) get() (string, error) {
 	return "", usageError{fmt.Sprintf("unknown --format %q", f.value), "use --format json or --format table"}
 }
 
-func (f *format) json() bool { v, _ := f.get(); return v == "json" }
-
 // emit prints v as JSON or as a table, or calls text for the default
 // output.
 func (f *format) emit(env *cliEnv, v any, text func(io.Writer) error) error {

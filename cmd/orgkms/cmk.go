@@ -102,7 +102,7 @@ func cmkCmd(env *cliEnv) *cobra.Command {
 			return err
 		}
 		if !rep.OK {
-			return fmt.Errorf("Test Managed Key failed")
+			return fmt.Errorf("test managed key failed: %d of %d checks failed", failedChecks(rep), len(rep.Checks))
 		}
 		return nil
 	})
@@ -161,7 +161,7 @@ func printCMKTest(w io.Writer, rep client.CMKTestReport, org string) error {
 		}
 	}
 	if !rep.OK {
-		return fmt.Errorf("Test Managed Key failed: %d of %d checks failed", failed, len(rep.Checks))
+		return fmt.Errorf("test managed key failed: %d of %d checks failed", failed, len(rep.Checks))
 	}
 	switch warned {
 	case 0:
@@ -172,6 +172,17 @@ func printCMKTest(w io.Writer, rep client.CMKTestReport, org string) error {
 		fmt.Fprintf(w, "passed with %d warnings (see WARN above); next: orgkms cmk enable --org %s\n", warned, org)
 	}
 	return nil
+}
+
+// failedChecks counts the checks of rep that failed.
+func failedChecks(rep client.CMKTestReport) int {
+	n := 0
+	for _, ch := range rep.Checks {
+		if ch.Status == "fail" {
+			n++
+		}
+	}
+	return n
 }
 
 func waitCMK(env *cliEnv, c *client.Client, org string, timeout time.Duration) (client.CMKStatus, error) {
