@@ -534,6 +534,35 @@ func apiHints(err error) []string {
 	return hints
 }
 
+// fieldInputs names, for request fields whose flag is not simply the field
+// with dashes, what gives them on the command line.
+var fieldInputs = map[string]string{
+	"roles":      "--role",
+	"tenant_id":  "--tenant",
+	"plaintext":  "the input (stdin or --in)",
+	"ciphertext": "the input (stdin or --in)",
+	"password":   "the password on stdin",
+	"id":         "the ID argument",
+}
+
+// fieldHint says which flag (or input) of cmd gave the request field that
+// an invalid_argument or payload_too_large error names: the error table
+// speaks of API fields, the CLI user typed flags.
+func fieldHint(cmd *cobra.Command, err error) []string {
+	var e *client.Error
+	if cmd == nil || !errors.As(err, &e) || e.Field == "" || (e.Code != string(client.CodeInvalidArgument) && e.Code != string(client.CodePayloadTooLarge)) {
+		return nil
+	}
+	what := fieldInputs[e.Field]
+	if f := cmd.Flags().Lookup(strings.ReplaceAll(e.Field, "_", "-")); f != nil {
+		what = "--" + f.Name
+	}
+	if what == "" {
+		return nil
+	}
+	return []string{"fix " + what + "; \"" + cmd.CommandPath() + " --help\" describes it"}
+}
+
 // missing explains a not_found error of a call about org (and, when key
 // is not "", its data key): it asks the server which of the two does not
 // exist and names it, with the command that lists what does. Other errors

@@ -65,11 +65,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	env := &cliEnv{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
 	root := newRootCmd(env)
 	root.SetArgs(longFlags(root, args))
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
-	printError(stderr, err)
+	printError(stderr, withHint(err, fieldHint(cmd, err)...))
 	var ue usageError
 	if errors.As(err, &ue) {
 		return exitUsage
