@@ -10,7 +10,7 @@ GO ?= go
 BIN := bin/orgkms
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build build-release dev test vet fmt-check test-race bench fuzz clean
+.PHONY: all build build-release dev test vet fmt-check test-race bench check lint vuln fuzz tools clean
 
 all: build
 
@@ -45,9 +45,42 @@ test-race:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/envelope/ ./internal/keys/
 
-## fuzz: a short run of the ciphertext parser fuzzer
+## check: what CI runs besides the tests: staticcheck, govulncheck (offline) and every fuzz target
+check: lint vuln fuzz
+
+# Pinned tool versions (installed by "make tools" into $(GOBIN_DIR)).
+STATICCHECK_VERSION := v0.8.2
+GOVULNCHECK_VERSION := v1.9.0
+VULNDB_VERSION := v0.0.0-20261105234957-e22db6528018
+GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
+# VULNDB: an offline vulnerability database (built by "make tools" from the
+# golang.org/x/vulndb module; govulncheck's default database is not reachable).
+VULNDB ?= $(CURDIR)/.cache/vulndb
+
+tools:
+	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	$(GO) install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION)
+	$(GO) install golang.org/x/vulndb/cmd/indexdb@$(VULNDB_VERSION)
+	$(GO) mod download golang.org/x/vulndb@$(VULNDB_VERSION)
+	rm -rf $(VULNDB) && mkdir -p $(dir $(VULNDB))
+	$(GOBIN_DIR)/indexdb -vulns "$$($(GO) env GOMODCACHE)/golang.org/x/vulndb@$(VULNDB_VERSION)/data/osv" -out $(VULNDB)
+
+lint:
+	$(GOBIN_DIR)/staticcheck ./...
+
+vuln:
+	@test -d $(VULNDB) || { echo "no vulnerability database at $(VULNDB): run make tools"; exit 1; }
+	$(GOBIN_DIR)/govulncheck -db file://$(VULNDB) ./...
+
+## fuzz: every fuzz target (func FuzzXxx in a _test.go file), FUZZTIME each
+FUZZTIME ?= 10s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./internal/envelope/
+	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for f in $$(grep -h '^func Fuzz' $$dir/*_test.go | sed 's/^func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+			echo "fuzz $$dir $$f ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz '^'"$$f"'$$' -fuzztime $(FUZZTIME) $$dir; \
+		done; \
+	done
 
 clean:
 	rm -rf bin

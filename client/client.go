@@ -5,6 +5,27 @@
 // by default from the environment variables ORGKMS_ADDR and ORGKMS_TOKEN.
 // Every method returns an *Error for API errors, carrying the stable code
 // (e.g. "ciphertext_invalid") and the server's message.
+//
+// # Retries
+//
+// A call that is safe to repeat is retried when the server answers 429 or
+// 503, or when the connection fails before a response arrives: every GET,
+// and the data plane's POSTs (Encrypt, Decrypt, Rewrap, their batches, and
+// DataKey), whose repetition changes nothing on the server. Any other call
+// (creating an org, a key or a token, rotating, CMK changes, ...) is
+// retried only when the server cannot have acted on it: a 429, which the
+// server sends only when it refused the request, or a connection that could
+// not be opened, so that nothing was sent. A 503 or a broken connection
+// after the request was sent is returned as it is, since the call may have
+// been applied.
+//
+// The wait before a retry honours the server's Retry-After, and otherwise
+// grows exponentially from Config.MinRetryWait to Config.MaxRetryWait, with
+// random jitter so that many clients do not retry in step. Retries are
+// bounded by Config.MaxRetries and by Config.MaxRetryElapsed, the total time
+// a call may spend waiting to retry; a Retry-After beyond that budget ends
+// the call with the server's error, whose RetryAfter says how long to wait.
+// Set MaxRetries to a negative number to turn retries off.
 package client
 
 import (
@@ -29,16 +50,36 @@ type Client struct {
 	addr  string
 	token string
 	http  *http.Client
+	retry retryPolicy
 }
 
 // Config configures a Client. Zero fields take their defaults.
 type Config struct {
-	Addr       string       // e.g. http://127.0.0.1:8200; default $ORGKMS_ADDR
-	Token      string       // default $ORGKMS_TOKEN
-	CACert     string       // PEM file of a CA to trust; default $ORGKMS_CACERT
-	HTTPClient *http.Client // overrides everything transport-related
-	Timeout    time.Duration
+	Addr       string        // e.g. http://127.0.0.1:8200; default $ORGKMS_ADDR
+	Token      string        // default $ORGKMS_TOKEN
+	CACert     string        // PEM file of a CA to trust; default $ORGKMS_CACERT
+	HTTPClient *http.Client  // overrides everything transport-related
+	Timeout    time.Duration // of one attempt, default 60s (ignored with HTTPClient)
+
+	// MaxRetries is how many times a call may be retried after its first
+	// attempt (see the package doc for which calls): 0 means
+	// DefaultMaxRetries, a negative value turns retries off.
+	MaxRetries int
+	// MinRetryWait and MaxRetryWait bound the exponential backoff between
+	// attempts when the server sends no Retry-After; defaults 100ms and 2s.
+	MinRetryWait, MaxRetryWait time.Duration
+	// MaxRetryElapsed bounds the total time one call spends waiting to
+	// retry; default 30s. A Retry-After that does not fit ends the call.
+	MaxRetryElapsed time.Duration
 }
+
+// Retry defaults of Config.
+const (
+	DefaultMaxRetries      = 3
+	DefaultMinRetryWait    = 100 * time.Millisecond
+	DefaultMaxRetryWait    = 2 * time.Second
+	DefaultMaxRetryElapsed = 30 * time.Second
+)
 
 // New returns a client.
 func New(cfg Config) (*Client, error) {
@@ -79,7 +120,7 @@ func New(cfg Config) (*Client, error) {
 		}
 		hc = &http.Client{Transport: tr, Timeout: timeout}
 	}
-	return &Client{addr: strings.TrimRight(cfg.Addr, "/"), token: cfg.Token, http: hc}, nil
+	return &Client{addr: strings.TrimRight(cfg.Addr, "/"), token: cfg.Token, http: hc, retry: newRetryPolicy(cfg)}, nil
 }
 
 // Addr returns the server address.
@@ -111,20 +152,56 @@ func ErrorCode(err error) string {
 	return ""
 }
 
+// do sends a call that is retried only when the server cannot have acted
+// on it (GETs are always retry-safe).
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
+	return c.call(ctx, method, path, in, out, method == http.MethodGet)
+}
+
+// doSafe sends a call that is safe to repeat whatever happened to an
+// earlier attempt (the data plane's POSTs).
+func (c *Client) doSafe(ctx context.Context, method, path string, in, out any) error {
+	return c.call(ctx, method, path, in, out, true)
+}
+
+// call sends one API call, with retries as the package doc describes.
+func (c *Client) call(ctx context.Context, method, path string, in, out any, safe bool) error {
+	var body []byte
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return err
 		}
-		body = bytes.NewReader(b)
+		body = b
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.addr+path, body)
+	var waited time.Duration
+	for attempt := 0; ; attempt++ {
+		retry, err := c.attempt(ctx, method, path, body, out, safe)
+		if !retry || attempt >= c.retry.max || ctx.Err() != nil {
+			return err
+		}
+		wait, ok := c.retry.wait(attempt, retryAfter(err), waited)
+		if !ok {
+			return err
+		}
+		if werr := c.retry.sleep(ctx, wait); werr != nil {
+			return fmt.Errorf("%w (cancelled while waiting to retry: %w)", werr, err)
+		}
+		waited += wait
+	}
+}
+
+// attempt sends the call once; retry reports whether it may be sent again.
+func (c *Client) attempt(ctx context.Context, method, path string, body []byte, out any, safe bool) (retry bool, err error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.addr+path, rd)
 	if err != nil {
-		return err
+		return false, err
 	}
-	if in != nil {
+	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.token != "" {
@@ -132,7 +209,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach orgkms at %s: %w", c.addr, err)
+		// Before a response: a safe call may be repeated; any call may
+		// when the connection was never made.
+		return (safe || notSent(err)) && !permanent(err), fmt.Errorf("cannot reach orgkms at %s: %w", c.addr, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
@@ -145,19 +224,23 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 			apiErr.Code = "http_" + strconv.Itoa(resp.StatusCode)
 			apiErr.Message = fmt.Sprintf("unexpected HTTP %d from %s", resp.StatusCode, c.addr)
 		}
-		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
-			apiErr.RetryAfter = time.Duration(s) * time.Second
+		apiErr.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		switch resp.StatusCode {
+		case http.StatusTooManyRequests: // refused: not applied
+			return true, apiErr
+		case http.StatusServiceUnavailable:
+			return safe, apiErr
 		}
-		return apiErr
+		return false, apiErr
 	}
 	if out == nil {
 		_, err := io.Copy(io.Discard, resp.Body)
-		return err
+		return false, err
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("decode response of %s %s: %w", method, path, err)
+		return false, fmt.Errorf("decode response of %s %s: %w", method, path, err)
 	}
-	return nil
+	return false, nil
 }
 
 func esc(s string) string { return url.PathEscape(s) }
@@ -235,14 +318,14 @@ func (c *Client) Encrypt(ctx context.Context, org, name string, plaintext, conte
 		plaintext = []byte{}
 	}
 	var r CryptoResponse
-	err = c.do(ctx, "POST", c.keyPath(org, name, "encrypt"), EncryptRequest{Plaintext: plaintext, Context: context}, &r)
+	err = c.doSafe(ctx, "POST", c.keyPath(org, name, "encrypt"), EncryptRequest{Plaintext: plaintext, Context: context}, &r)
 	return r.Ciphertext, r.KeyVersion, err
 }
 
 // Decrypt decrypts a ciphertext made by Encrypt with the same org, key and context.
 func (c *Client) Decrypt(ctx context.Context, org, name string, ciphertext, context []byte) ([]byte, error) {
 	var r CryptoResponse
-	err := c.do(ctx, "POST", c.keyPath(org, name, "decrypt"), DecryptRequest{Ciphertext: ciphertext, Context: context}, &r)
+	err := c.doSafe(ctx, "POST", c.keyPath(org, name, "decrypt"), DecryptRequest{Ciphertext: ciphertext, Context: context}, &r)
 	if err == nil && r.Plaintext == nil {
 		r.Plaintext = []byte{}
 	}
@@ -252,35 +335,35 @@ func (c *Client) Decrypt(ctx context.Context, org, name string, ciphertext, cont
 // Rewrap re-encrypts a ciphertext under the latest key version, server-side.
 func (c *Client) Rewrap(ctx context.Context, org, name string, ciphertext, context []byte) ([]byte, uint32, error) {
 	var r CryptoResponse
-	err := c.do(ctx, "POST", c.keyPath(org, name, "rewrap"), DecryptRequest{Ciphertext: ciphertext, Context: context}, &r)
+	err := c.doSafe(ctx, "POST", c.keyPath(org, name, "rewrap"), DecryptRequest{Ciphertext: ciphertext, Context: context}, &r)
 	return r.Ciphertext, r.KeyVersion, err
 }
 
 // EncryptBatch encrypts many items; per-item failures are in the results.
 func (c *Client) EncryptBatch(ctx context.Context, org, name string, items []BatchItem) ([]BatchResult, error) {
 	var r CryptoResponse
-	err := c.do(ctx, "POST", c.keyPath(org, name, "encrypt"), EncryptRequest{Batch: items}, &r)
+	err := c.doSafe(ctx, "POST", c.keyPath(org, name, "encrypt"), EncryptRequest{Batch: items}, &r)
 	return r.Batch, err
 }
 
 // DecryptBatch decrypts many items; per-item failures are in the results.
 func (c *Client) DecryptBatch(ctx context.Context, org, name string, items []BatchItem) ([]BatchResult, error) {
 	var r CryptoResponse
-	err := c.do(ctx, "POST", c.keyPath(org, name, "decrypt"), DecryptRequest{Batch: items}, &r)
+	err := c.doSafe(ctx, "POST", c.keyPath(org, name, "decrypt"), DecryptRequest{Batch: items}, &r)
 	return r.Batch, err
 }
 
 // RewrapBatch rewraps many items; per-item failures are in the results.
 func (c *Client) RewrapBatch(ctx context.Context, org, name string, items []BatchItem) ([]BatchResult, error) {
 	var r CryptoResponse
-	err := c.do(ctx, "POST", c.keyPath(org, name, "rewrap"), DecryptRequest{Batch: items}, &r)
+	err := c.doSafe(ctx, "POST", c.keyPath(org, name, "rewrap"), DecryptRequest{Batch: items}, &r)
 	return r.Batch, err
 }
 
 // DataKey generates a data key encrypted under org's key name.
 func (c *Client) DataKey(ctx context.Context, org, name string, req DataKeyRequest) (DataKeyResponse, error) {
 	var r DataKeyResponse
-	err := c.do(ctx, "POST", c.keyPath(org, name, "datakey"), req, &r)
+	err := c.doSafe(ctx, "POST", c.keyPath(org, name, "datakey"), req, &r)
 	return r, err
 }
 

@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/orgkms/orgkms/client"
 )
 
@@ -43,14 +45,19 @@ type benchReport struct {
 	Ratio       float64       `json:"ratio_to_baseline,omitempty"`
 }
 
-func cmdBench(env *cliEnv, args []string) error {
-	fs := newFlags(env, "bench", "bench [--op encrypt] [--size 1024] [--concurrency 64] [--duration 10s] [--baseline] [--json]",
-		"Load-tests a running orgkms (ORGKMS_ADDR, ORGKMS_TOKEN; the token needs the service\n"+
-			"role, and operator to create the org if missing) and prints req/s and latency\n"+
-			"percentiles. With --baseline it then runs the same load against an in-process\n"+
-			"minimal net/http handler that only decodes the same JSON body, runs AES-256-GCM\n"+
-			"Seal (encrypt) or Open (decrypt) and writes the JSON response, and prints\n"+
-			"orgkms / baseline. Requests are bounded by --duration and go to ORGKMS_ADDR only.")
+func benchCmd(env *cliEnv) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "load-test a running server (with an in-process baseline)",
+		Long: "Load-tests a running orgkms (ORGKMS_ADDR, ORGKMS_TOKEN; the token needs the service\n" +
+			"role, and operator to create the org if missing) and prints req/s and latency\n" +
+			"percentiles. With --baseline it then runs the same load against an in-process\n" +
+			"minimal net/http handler that only decodes the same JSON body, runs AES-256-GCM\n" +
+			"Seal (encrypt) or Open (decrypt) and writes the JSON response, and prints\n" +
+			"orgkms / baseline. Requests are bounded by --duration and go to ORGKMS_ADDR only.",
+		Args: argNames(),
+	}
+	fs := cmd.Flags()
 	op := fs.String("op", "encrypt", "operation: encrypt, decrypt, rewrap or datakey")
 	size := fs.Int("size", 1024, "plaintext bytes per request")
 	conc := fs.Int("concurrency", 64, "concurrent requests in flight")
@@ -59,10 +66,26 @@ func cmdBench(env *cliEnv, args []string) error {
 	org := fs.String("org", "bench", "org to use (created when missing)")
 	key := fs.String("key", "default", "data key")
 	baseline := fs.Bool("baseline", false, "also measure the in-process AES-256-GCM baseline")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parse(fs, args, 0, 0); err != nil {
-		return err
+	out := addFormat(cmd)
+	cmd.RunE = func(*cobra.Command, []string) error {
+		return runBench(env, benchOptions{op: *op, size: *size, conc: *conc, dur: *dur, warm: *warm, org: *org, key: *key, baseline: *baseline, out: out})
 	}
+	return cmd
+}
+
+// benchOptions are the flags of orgkms bench.
+type benchOptions struct {
+	op, org, key string
+	size, conc   int
+	dur, warm    time.Duration
+	baseline     bool
+	out          *format
+}
+
+func runBench(env *cliEnv, o benchOptions) error {
+	op, size, conc, dur, warm, org, key, baseline := &o.op, &o.size, &o.conc, &o.dur, &o.warm, &o.org, &o.key, &o.baseline
+	format, _ := o.out.get()
+	quiet := format != "" // json or table: print only the report at the end
 	switch *op {
 	case "encrypt", "decrypt", "rewrap", "datakey":
 	default:
@@ -102,12 +125,12 @@ func cmdBench(env *cliEnv, args []string) error {
 	url := c.Addr() + "/v1/orgs/" + *org + "/keys/" + *key + "/" + *op
 	hc := benchHTTPClient(*conc)
 	rep := benchReport{Op: *op, Size: *size, Concurrency: *conc, Duration: dur.String()}
-	if !*asJSON {
+	if !quiet {
 		fmt.Fprintf(env.stdout, "op=%s size=%d concurrency=%d duration=%s\n", *op, *size, *conc, *dur)
 	}
 	r := runLoad(ctx, hc, "orgkms", url, token, body, *conc, *warm, *dur, *size)
 	rep.Results = append(rep.Results, r)
-	if !*asJSON {
+	if !quiet {
 		printBench(env.stdout, r)
 	}
 	if *baseline {
@@ -119,13 +142,18 @@ func cmdBench(env *cliEnv, args []string) error {
 		if b.RPS > 0 {
 			rep.Ratio = r.RPS / b.RPS
 		}
-		if !*asJSON {
+		if !quiet {
 			printBench(env.stdout, b)
 			fmt.Fprintf(env.stdout, "ratio orgkms/baseline: %.2f\n", rep.Ratio)
 		}
 	}
-	if *asJSON {
+	switch format {
+	case "json":
 		return printJSON(env.stdout, rep)
+	case "table":
+		if err := printTable(env.stdout, rep); err != nil {
+			return err
+		}
 	}
 	if r.Errors > 0 {
 		return fmt.Errorf("%d of %d requests failed; first: %s", r.Errors, r.Requests, r.FirstError)

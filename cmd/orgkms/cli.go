@@ -1,91 +1,173 @@
 package main
 
 import (
-	"bufio"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
+	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/orgkms/orgkms/client"
 )
 
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+// group returns a command that only groups subs.
+func group(use, short string, subs ...*cobra.Command) *cobra.Command {
+	c := &cobra.Command{Use: use, Short: short, Args: groupArgs, RunE: groupRun}
+	c.AddCommand(subs...)
+	return c
 }
 
-func table(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
-
-func cmdOrg(env *cliEnv, args []string) error {
-	verb, rest, err := subcommand(args, "org", "create ORG [--name NAME] | list | show ORG")
-	if err != nil {
-		return err
+func orgCmd(env *cliEnv) *cobra.Command {
+	create := &cobra.Command{
+		Use:   "create ORG",
+		Short: "create an org with a root key and a data key named \"default\" (operator)",
+		Args:  argNames("ORG"),
 	}
-	switch verb {
-	case "create":
-		fs := newFlags(env, "org create", "org create ORG [--name NAME] [--json]", "Creates an org with a root key and a data key named \"default\" (operator).")
-		name := fs.String("name", "", "display name (default: the ID)")
-		asJSON := fs.Bool("json", false, "print JSON")
-		pos, err := parse(fs, rest, 1, 1)
-		if err != nil {
-			return err
-		}
+	name := create.Flags().String("name", "", "display `name` (default: the ID)")
+	createFmt := addFormat(create)
+	create.RunE = func(_ *cobra.Command, args []string) error {
 		c, err := newClient()
 		if err != nil {
 			return err
 		}
-		o, err := c.CreateOrg(env.ctx, pos[0], *name)
+		o, err := c.CreateOrg(env.ctx, args[0], *name)
 		if err != nil {
 			return err
 		}
-		if *asJSON {
-			return printJSON(env.stdout, o)
-		}
-		fmt.Fprintf(env.stdout, "created org %s (protected by the %s master key); data key \"default\" is ready\n", o.ID, o.Protection)
-		return nil
-	case "list":
-		fs := newFlags(env, "org list", "org list [--json]", "Lists every org (operator).")
-		asJSON := fs.Bool("json", false, "print JSON")
-		if _, err := parse(fs, rest, 0, 0); err != nil {
+		return createFmt.emit(env, o, func(w io.Writer) error {
+			_, err := fmt.Fprintf(w, "created org %s (protected by the %s master key); data key \"default\" is ready\n", o.ID, o.Protection)
 			return err
-		}
+		})
+	}
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "list every org (operator)",
+		Args:  argNames(),
+	}
+	listFmt := addFormat(list)
+	list.RunE = func(*cobra.Command, []string) error {
 		c, err := newClient()
 		if err != nil {
 			return err
 		}
-		var all []client.Org
-		after := ""
-		for {
-			page, err := c.ListOrgs(env.ctx, after, 1000)
+		all, err := allOrgs(env, c)
+		if err != nil {
+			return err
+		}
+		return listFmt.emit(env, client.OrgList{Orgs: all}, func(w io.Writer) error {
+			tw := table(w)
+			fmt.Fprintln(tw, "ID\tNAME\tPROTECTION\tCREATED")
+			for _, o := range all {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", o.ID, o.Name, o.Protection, o.CreatedAt.Format(time.RFC3339))
+			}
+			return tw.Flush()
+		})
+	}
+
+	show := &cobra.Command{
+		Use:   "show ORG",
+		Short: "show an org",
+		Args:  argNames("ORG"),
+	}
+	showFmt := addFormat(show)
+	show.RunE = func(_ *cobra.Command, args []string) error {
+		c, err := newClient()
+		if err != nil {
+			return err
+		}
+		o, err := c.GetOrg(env.ctx, args[0])
+		if err != nil {
+			return missing(env, c, err, args[0], "")
+		}
+		return showFmt.emit(env, o, func(w io.Writer) error {
+			_, err := fmt.Fprintf(w, "id:          %s\nname:        %s\nprotection:  %s\nmaster key:  %s\ncreated:     %s\n", o.ID, o.Name, o.Protection, o.MasterKey, o.CreatedAt.Format(time.RFC3339))
+			return err
+		})
+	}
+	return group("org <command>", "create, list and show orgs", create, list, show)
+}
+
+// allOrgs lists every org, page by page.
+func allOrgs(env *cliEnv, c *client.Client) ([]client.Org, error) {
+	var all []client.Org
+	after := ""
+	for {
+		page, err := c.ListOrgs(env.ctx, after, 1000)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page.Orgs...)
+		if page.NextAfter == "" {
+			return all, nil
+		}
+		after = page.NextAfter
+	}
+}
+
+func keyCmd(env *cliEnv) *cobra.Command {
+	// one returns a command acting on one named key.
+	one := func(verb, short string, do func(c *client.Client, org, name string) (client.Key, error), flags func(*cobra.Command)) *cobra.Command {
+		cmd := &cobra.Command{Use: verb + " NAME", Short: short, Args: argNames("NAME")}
+		org := orgFlag(cmd)
+		if flags != nil {
+			flags(cmd)
+		}
+		f := addFormat(cmd)
+		cmd.RunE = func(_ *cobra.Command, args []string) error {
+			o, err := requireOrg(*org)
 			if err != nil {
 				return err
 			}
-			all = append(all, page.Orgs...)
-			if page.NextAfter == "" {
-				break
+			c, err := newClient()
+			if err != nil {
+				return err
 			}
-			after = page.NextAfter
+			k, err := do(c, o, args[0])
+			if err != nil {
+				return missing(env, c, err, o, args[0])
+			}
+			return f.emit(env, k, func(w io.Writer) error {
+				fmt.Fprintf(w, "key %s in org %s: latest version %d, min decryption version %d\n", k.Name, o, k.LatestVersion, k.MinDecryptionVersion)
+				for _, v := range k.Versions {
+					fmt.Fprintf(w, "  version %d  created %s\n", v.Version, v.CreatedAt.Format(time.RFC3339))
+				}
+				return nil
+			})
 		}
-		if *asJSON {
-			return printJSON(env.stdout, all)
+		return cmd
+	}
+	create := one("create", "create a data key with version 1", func(c *client.Client, org, name string) (client.Key, error) {
+		return c.CreateKey(env.ctx, org, name)
+	}, nil)
+	show := one("show", "show a data key and its versions", func(c *client.Client, org, name string) (client.Key, error) {
+		return c.GetKey(env.ctx, org, name)
+	}, nil)
+	rotate := one("rotate", "add a new version; new ciphertexts use it, old ones still decrypt", func(c *client.Client, org, name string) (client.Key, error) {
+		return c.RotateKey(env.ctx, org, name)
+	}, nil)
+	var minDec uint32
+	config := one("config", "set the minimum version allowed to decrypt (retires older versions)", func(c *client.Client, org, name string) (client.Key, error) {
+		return c.SetMinDecryptionVersion(env.ctx, org, name, minDec)
+	}, func(cmd *cobra.Command) {
+		cmd.Flags().Uint32Var(&minDec, "min-decryption-version", 0, "oldest `version` allowed to decrypt")
+		cmd.PreRunE = func(*cobra.Command, []string) error {
+			if minDec == 0 {
+				return usageError{"nothing to change", "give --min-decryption-version N"}
+			}
+			return nil
 		}
-		tw := table(env.stdout)
-		fmt.Fprintln(tw, "ID\tNAME\tPROTECTION\tCREATED")
-		for _, o := range all {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", o.ID, o.Name, o.Protection, o.CreatedAt.Format(time.RFC3339))
-		}
-		return tw.Flush()
-	case "show":
-		fs := newFlags(env, "org show", "org show ORG [--json]", "Shows an org.")
-		asJSON := fs.Bool("json", false, "print JSON")
-		pos, err := parse(fs, rest, 1, 1)
+	})
+
+	list := &cobra.Command{Use: "list", Short: "list the org's data keys", Args: argNames()}
+	org := orgFlag(list)
+	f := addFormat(list)
+	list.RunE = func(*cobra.Command, []string) error {
+		o, err := requireOrg(*org)
 		if err != nil {
 			return err
 		}
@@ -93,127 +175,50 @@ func cmdOrg(env *cliEnv, args []string) error {
 		if err != nil {
 			return err
 		}
-		o, err := c.GetOrg(env.ctx, pos[0])
+		ks, err := c.ListKeys(env.ctx, o)
 		if err != nil {
-			return err
+			return missing(env, c, err, o, "")
 		}
-		if *asJSON {
-			return printJSON(env.stdout, o)
-		}
-		fmt.Fprintf(env.stdout, "id:          %s\nname:        %s\nprotection:  %s\nmaster key:  %s\ncreated:     %s\n", o.ID, o.Name, o.Protection, o.MasterKey, o.CreatedAt.Format(time.RFC3339))
-		return nil
+		return f.emit(env, client.KeyList{Keys: ks}, func(w io.Writer) error {
+			tw := table(w)
+			fmt.Fprintln(tw, "NAME\tLATEST\tMIN DECRYPTION\tCREATED")
+			for _, k := range ks {
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", k.Name, k.LatestVersion, k.MinDecryptionVersion, k.CreatedAt.Format(time.RFC3339))
+			}
+			return tw.Flush()
+		})
 	}
-	return usageError{"unknown org command " + strconv.Quote(verb), "orgkms org create|list|show"}
-}
-
-func cmdKey(env *cliEnv, args []string) error {
-	verb, rest, err := subcommand(args, "key", "create|list|show|rotate|config --org ORG [NAME]")
-	if err != nil {
-		return err
-	}
-	fs := newFlags(env, "key "+verb, "key "+verb+" --org ORG [NAME]", keyHelp[verb])
-	org := fs.String("org", os.Getenv("ORGKMS_ORG"), "org ID (default $ORGKMS_ORG)")
-	asJSON := fs.Bool("json", false, "print JSON")
-	var minDec *uint
-	if verb == "config" {
-		minDec = fs.Uint("min-decryption-version", 0, "oldest version allowed to decrypt")
-	}
-	if _, ok := keyHelp[verb]; !ok {
-		return usageError{"unknown key command " + strconv.Quote(verb), "orgkms key create|list|show|rotate|config"}
-	}
-	minArgs, maxArgs := 1, 1
-	if verb == "list" {
-		minArgs, maxArgs = 0, 0
-	}
-	pos, err := parse(fs, rest, minArgs, maxArgs)
-	if err != nil {
-		return err
-	}
-	if *org == "" {
-		return usageError{"--org is required", "give --org ORG or set ORGKMS_ORG"}
-	}
-	c, err := newClient()
-	if err != nil {
-		return err
-	}
-	var k client.Key
-	switch verb {
-	case "list":
-		ks, err := c.ListKeys(env.ctx, *org)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSON(env.stdout, ks)
-		}
-		tw := table(env.stdout)
-		fmt.Fprintln(tw, "NAME\tLATEST\tMIN DECRYPTION\tCREATED")
-		for _, k := range ks {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", k.Name, k.LatestVersion, k.MinDecryptionVersion, k.CreatedAt.Format(time.RFC3339))
-		}
-		return tw.Flush()
-	case "create":
-		k, err = c.CreateKey(env.ctx, *org, pos[0])
-	case "show":
-		k, err = c.GetKey(env.ctx, *org, pos[0])
-	case "rotate":
-		k, err = c.RotateKey(env.ctx, *org, pos[0])
-	case "config":
-		if *minDec == 0 {
-			return usageError{"nothing to change", "give --min-decryption-version N"}
-		}
-		k, err = c.SetMinDecryptionVersion(env.ctx, *org, pos[0], uint32(*minDec))
-	}
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(env.stdout, k)
-	}
-	fmt.Fprintf(env.stdout, "key %s in org %s: latest version %d, min decryption version %d\n", k.Name, *org, k.LatestVersion, k.MinDecryptionVersion)
-	for _, v := range k.Versions {
-		fmt.Fprintf(env.stdout, "  version %d  created %s\n", v.Version, v.CreatedAt.Format(time.RFC3339))
-	}
-	return nil
-}
-
-var keyHelp = map[string]string{
-	"create": "Creates a data key with version 1.",
-	"list":   "Lists the org's data keys.",
-	"show":   "Shows a data key and its versions.",
-	"rotate": "Adds a new version; new ciphertexts use it, old ones still decrypt.",
-	"config": "Sets the minimum version allowed to decrypt (retires older versions).",
+	return group("key <command>", "create, list, show, rotate and configure data keys", create, list, show, rotate, config)
 }
 
 // cryptoFlags are the flags shared by encrypt, decrypt, rewrap and datakey.
 type cryptoFlags struct {
-	org, key, context *string
-	in                *string
+	org, key, context, in string
 }
 
-func addCryptoFlags(fs interface {
-	String(name, value, usage string) *string
-}) cryptoFlags {
-	return cryptoFlags{
-		org:     fs.String("org", os.Getenv("ORGKMS_ORG"), "org ID (default $ORGKMS_ORG)"),
-		key:     fs.String("key", "default", "data key name"),
-		context: fs.String("context", "", "caller context bound to the ciphertext (must be given again to decrypt)"),
-		in:      fs.String("in", "-", "input file (- = stdin)"),
+func addCryptoFlags(c *cobra.Command, withInput bool) *cryptoFlags {
+	f := &cryptoFlags{}
+	fs := c.Flags()
+	fs.StringVar(&f.org, "org", "", "org `ID` (default $ORGKMS_ORG)")
+	fs.StringVar(&f.key, "key", "default", "data key `name`")
+	fs.StringVar(&f.context, "context", "", "caller context bound to the ciphertext (must be given again to decrypt)")
+	if withInput {
+		fs.StringVar(&f.in, "in", "-", "input `file` (- = stdin)")
 	}
+	return f
 }
 
-func (f cryptoFlags) check() error {
-	if *f.org == "" {
-		return usageError{"--org is required", "give --org ORG or set ORGKMS_ORG"}
-	}
-	return nil
+func (f *cryptoFlags) check() error {
+	org, err := requireOrg(f.org)
+	f.org = org
+	return err
 }
 
-func (f cryptoFlags) ctxBytes() []byte {
-	if *f.context == "" {
+func (f *cryptoFlags) ctxBytes() []byte {
+	if f.context == "" {
 		return nil
 	}
-	return []byte(*f.context)
+	return []byte(f.context)
 }
 
 func readInput(env *cliEnv, path string, limit int64) ([]byte, error) {
@@ -248,136 +253,151 @@ func decodeCiphertext(b []byte) ([]byte, error) {
 	return ct, nil
 }
 
-func cmdEncrypt(env *cliEnv, args []string) error {
-	fs := newFlags(env, "encrypt", "encrypt --org ORG [--key NAME] [--context TEXT] [--in FILE]",
-		"Reads plaintext from stdin (or --in) and prints the base64 ciphertext.")
-	f := addCryptoFlags(fs)
-	asJSON := fs.Bool("json", false, "print JSON with the key version")
-	if _, err := parse(fs, args, 0, 0); err != nil {
-		return err
+func encryptCmd(env *cliEnv) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "encrypt",
+		Short: "encrypt stdin under an org's key, print the ciphertext",
+		Long: "Reads plaintext from stdin (or --in) and prints the base64 ciphertext\n" +
+			"(with --format json or table: the ciphertext and the key version).",
+		Args: argNames(),
 	}
-	if err := f.check(); err != nil {
-		return err
-	}
-	pt, err := readInput(env, *f.in, 4<<20)
-	if err != nil {
-		return err
-	}
-	c, err := newClient()
-	if err != nil {
-		return err
-	}
-	ct, v, err := c.Encrypt(env.ctx, *f.org, *f.key, pt, f.ctxBytes())
-	clear(pt)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(env.stdout, client.CryptoResponse{Ciphertext: ct, KeyVersion: v})
-	}
-	fmt.Fprintln(env.stdout, base64.StdEncoding.EncodeToString(ct))
-	return nil
-}
-
-func cmdDecrypt(env *cliEnv, args []string) error {
-	return ciphertextCommand(env, args, "decrypt", "Reads a base64 ciphertext from stdin (or --in) and writes the plaintext to stdout.",
-		func(c *client.Client, f cryptoFlags, ct []byte) error {
-			pt, err := c.Decrypt(env.ctx, *f.org, *f.key, ct, f.ctxBytes())
-			if err != nil {
-				return err
-			}
-			_, err = env.stdout.Write(pt)
-			return err
-		})
-}
-
-func cmdRewrap(env *cliEnv, args []string) error {
-	return ciphertextCommand(env, args, "rewrap", "Re-encrypts a ciphertext under the key's latest version, on the server, and\nprints the new ciphertext. The plaintext never leaves the server.",
-		func(c *client.Client, f cryptoFlags, ct []byte) error {
-			out, _, err := c.Rewrap(env.ctx, *f.org, *f.key, ct, f.ctxBytes())
-			if err != nil {
-				return err
-			}
-			_, err = fmt.Fprintln(env.stdout, base64.StdEncoding.EncodeToString(out))
-			return err
-		})
-}
-
-// ciphertextCommand parses the flags of a command that reads a ciphertext
-// (decrypt, rewrap), reads and decodes it, and runs do.
-func ciphertextCommand(env *cliEnv, args []string, name, help string, do func(*client.Client, cryptoFlags, []byte) error) error {
-	fs := newFlags(env, name, name+" --org ORG [--key NAME] [--context TEXT] [--in FILE]", help)
-	f := addCryptoFlags(fs)
-	if _, err := parse(fs, args, 0, 0); err != nil {
-		return err
-	}
-	if err := f.check(); err != nil {
-		return err
-	}
-	in, err := readInput(env, *f.in, 8<<20)
-	if err != nil {
-		return err
-	}
-	ct, err := decodeCiphertext(in)
-	if err != nil {
-		return err
-	}
-	c, err := newClient()
-	if err != nil {
-		return err
-	}
-	return do(c, f, ct)
-}
-
-func cmdDataKey(env *cliEnv, args []string) error {
-	fs := newFlags(env, "datakey", "datakey --org ORG [--key NAME] [--bits 256] [--wrapped] [--context TEXT]",
-		"Generates a random data key for client-side encryption and prints it as JSON:\n"+
-			"the plaintext key (base64, unless --wrapped) and the key encrypted under the\n"+
-			"org's data key (decrypt it later with orgkms decrypt).")
-	f := addCryptoFlags(fs)
-	bits := fs.Int("bits", 256, "key size: 128, 256 or 512")
-	wrapped := fs.Bool("wrapped", false, "return only the encrypted key")
-	if _, err := parse(fs, args, 0, 0); err != nil {
-		return err
-	}
-	if err := f.check(); err != nil {
-		return err
-	}
-	c, err := newClient()
-	if err != nil {
-		return err
-	}
-	typ := "plaintext"
-	if *wrapped {
-		typ = "wrapped"
-	}
-	dk, err := c.DataKey(env.ctx, *f.org, *f.key, client.DataKeyRequest{Type: typ, Bits: *bits, Context: f.ctxBytes()})
-	if err != nil {
-		return err
-	}
-	return printJSON(env.stdout, dk)
-}
-
-func cmdToken(env *cliEnv, args []string) error {
-	verb, rest, err := subcommand(args, "token", "create --principal NAME --role ROLE[,ROLE] [--org ORG] [--ttl 720h] | list | revoke ID")
-	if err != nil {
-		return err
-	}
-	switch verb {
-	case "create":
-		fs := newFlags(env, "token create", "token create --principal NAME --role ROLE[,ROLE] [--org ORG] [--ttl DURATION] [--description TEXT]",
-			"Creates an API token and prints its secret once (operator). Roles: operator\n"+
-				"(platform-wide), service (data plane; with --org for one org, without for all),\n"+
-				"admin, key_admin, member (need --org).")
-		principal := fs.String("principal", "", "who uses the token, e.g. billing-service")
-		roles := fs.String("role", "", "comma-separated roles")
-		org := fs.String("org", "", "limit the token to one org")
-		ttl := fs.String("ttl", "", "lifetime, e.g. 720h (default: no expiry)")
-		desc := fs.String("description", "", "free text")
-		asJSON := fs.Bool("json", false, "print JSON")
-		if _, err := parse(fs, rest, 0, 0); err != nil {
+	f := addCryptoFlags(cmd, true)
+	out := addFormat(cmd)
+	cmd.RunE = func(*cobra.Command, []string) error {
+		if err := f.check(); err != nil {
 			return err
 		}
+		pt, err := readInput(env, f.in, 4<<20)
+		if err != nil {
+			return err
+		}
+		c, err := newClient()
+		if err != nil {
+			return err
+		}
+		ct, v, err := c.Encrypt(env.ctx, f.org, f.key, pt, f.ctxBytes())
+		clear(pt)
+		if err != nil {
+			return missing(env, c, err, f.org, f.key)
+		}
+		return out.emit(env, client.CryptoResponse{Ciphertext: ct, KeyVersion: v}, func(w io.Writer) error {
+			_, err := fmt.Fprintln(w, base64.StdEncoding.EncodeToString(ct))
+			return err
+		})
+	}
+	return cmd
+}
+
+func decryptCmd(env *cliEnv) *cobra.Command {
+	return ciphertextCmd(env, "decrypt", "decrypt a ciphertext read from stdin, write the plaintext",
+		"Reads a base64 ciphertext from stdin (or --in) and writes the plaintext to stdout\n"+
+			"(with --format json or table: the plaintext in base64).",
+		func(c *client.Client, f *cryptoFlags, ct []byte) (client.CryptoResponse, error) {
+			pt, err := c.Decrypt(env.ctx, f.org, f.key, ct, f.ctxBytes())
+			return client.CryptoResponse{Plaintext: pt}, err
+		},
+		func(w io.Writer, r client.CryptoResponse) error {
+			_, err := w.Write(r.Plaintext)
+			return err
+		})
+}
+
+func rewrapCmd(env *cliEnv) *cobra.Command {
+	return ciphertextCmd(env, "rewrap", "re-encrypt a ciphertext under the latest key version",
+		"Re-encrypts a ciphertext under the key's latest version, on the server, and\n"+
+			"prints the new ciphertext. The plaintext never leaves the server.",
+		func(c *client.Client, f *cryptoFlags, ct []byte) (client.CryptoResponse, error) {
+			out, v, err := c.Rewrap(env.ctx, f.org, f.key, ct, f.ctxBytes())
+			return client.CryptoResponse{Ciphertext: out, KeyVersion: v}, err
+		},
+		func(w io.Writer, r client.CryptoResponse) error {
+			_, err := fmt.Fprintln(w, base64.StdEncoding.EncodeToString(r.Ciphertext))
+			return err
+		})
+}
+
+// ciphertextCmd is a command that reads a ciphertext (decrypt, rewrap),
+// decodes it, calls do and prints the result.
+func ciphertextCmd(env *cliEnv, name, short, long string, do func(*client.Client, *cryptoFlags, []byte) (client.CryptoResponse, error), text func(io.Writer, client.CryptoResponse) error) *cobra.Command {
+	cmd := &cobra.Command{Use: name, Short: short, Long: long, Args: argNames()}
+	f := addCryptoFlags(cmd, true)
+	out := addFormat(cmd)
+	cmd.RunE = func(*cobra.Command, []string) error {
+		if err := f.check(); err != nil {
+			return err
+		}
+		in, err := readInput(env, f.in, 8<<20)
+		if err != nil {
+			return err
+		}
+		ct, err := decodeCiphertext(in)
+		if err != nil {
+			return err
+		}
+		c, err := newClient()
+		if err != nil {
+			return err
+		}
+		r, err := do(c, f, ct)
+		if err != nil {
+			return missing(env, c, err, f.org, f.key)
+		}
+		return out.emit(env, r, func(w io.Writer) error { return text(w, r) })
+	}
+	return cmd
+}
+
+func dataKeyCmd(env *cliEnv) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "datakey",
+		Short: "generate a data key for client-side encryption",
+		Long: "Generates a random data key for client-side encryption and prints it as JSON\n" +
+			"(or a table with --format table): the plaintext key (base64, unless --wrapped)\n" +
+			"and the key encrypted under the org's data key (decrypt it later with\n" +
+			"orgkms decrypt).",
+		Args: argNames(),
+	}
+	f := addCryptoFlags(cmd, false)
+	bits := cmd.Flags().Int("bits", 256, "key size: 128, 256 or 512")
+	wrapped := cmd.Flags().Bool("wrapped", false, "return only the encrypted key")
+	out := addFormat(cmd)
+	cmd.RunE = func(*cobra.Command, []string) error {
+		if err := f.check(); err != nil {
+			return err
+		}
+		c, err := newClient()
+		if err != nil {
+			return err
+		}
+		typ := "plaintext"
+		if *wrapped {
+			typ = "wrapped"
+		}
+		dk, err := c.DataKey(env.ctx, f.org, f.key, client.DataKeyRequest{Type: typ, Bits: *bits, Context: f.ctxBytes()})
+		if err != nil {
+			return missing(env, c, err, f.org, f.key)
+		}
+		return out.emit(env, dk, func(w io.Writer) error { return printJSON(w, dk) })
+	}
+	return cmd
+}
+
+func tokenCmd(env *cliEnv) *cobra.Command {
+	create := &cobra.Command{
+		Use:   "create --principal NAME --role ROLE[,ROLE]",
+		Short: "create an API token and print its secret once (operator)",
+		Long: "Creates an API token and prints its secret once (operator). Roles: operator\n" +
+			"(platform-wide), service (data plane; with --org for one org, without for all),\n" +
+			"admin, key_admin, member (need --org).",
+		Args: argNames(),
+	}
+	principal := create.Flags().String("principal", "", "who uses the token, e.g. billing-service")
+	roles := create.Flags().String("role", "", "comma-separated `roles`")
+	org := create.Flags().String("org", "", "limit the token to one org")
+	ttl := create.Flags().String("ttl", "", "`lifetime`, e.g. 720h (default: no expiry)")
+	desc := create.Flags().String("description", "", "free `text`")
+	createFmt := addFormat(create)
+	create.RunE = func(*cobra.Command, []string) error {
 		if *principal == "" || *roles == "" {
 			return usageError{"--principal and --role are required", "e.g. orgkms token create --principal billing --role service --org acme"}
 		}
@@ -389,18 +409,16 @@ func cmdToken(env *cliEnv, args []string) error {
 		if err != nil {
 			return err
 		}
-		if *asJSON {
-			return printJSON(env.stdout, t)
-		}
-		fmt.Fprintf(env.stdout, "token %s for %s (roles %s)\n%s\n", t.ID, t.Principal, strings.Join(t.Roles, ","), t.Secret)
 		fmt.Fprintln(env.stderr, "orgkms: store the secret now: it is not shown again")
-		return nil
-	case "list":
-		fs := newFlags(env, "token list", "token list [--json]", "Lists API tokens (never their secrets).")
-		asJSON := fs.Bool("json", false, "print JSON")
-		if _, err := parse(fs, rest, 0, 0); err != nil {
+		return createFmt.emit(env, t, func(w io.Writer) error {
+			_, err := fmt.Fprintf(w, "token %s for %s (roles %s)\n%s\n", t.ID, t.Principal, strings.Join(t.Roles, ","), t.Secret)
 			return err
-		}
+		})
+	}
+
+	list := &cobra.Command{Use: "list", Short: "list API tokens (never their secrets)", Args: argNames()}
+	listFmt := addFormat(list)
+	list.RunE = func(*cobra.Command, []string) error {
 		c, err := newClient()
 		if err != nil {
 			return err
@@ -409,171 +427,208 @@ func cmdToken(env *cliEnv, args []string) error {
 		if err != nil {
 			return err
 		}
-		if *asJSON {
-			return printJSON(env.stdout, ts)
-		}
-		tw := table(env.stdout)
-		fmt.Fprintln(tw, "ID\tPRINCIPAL\tORG\tROLES\tSTATE")
-		for _, t := range ts {
-			state := "active"
-			if t.RevokedAt != nil {
-				state = "revoked"
-			} else if t.ExpiresAt != nil && t.ExpiresAt.Before(time.Now()) {
-				state = "expired"
+		return listFmt.emit(env, client.TokenList{Tokens: ts}, func(w io.Writer) error {
+			tw := table(w)
+			fmt.Fprintln(tw, "ID\tPRINCIPAL\tORG\tROLES\tSTATE")
+			for _, t := range ts {
+				state := "active"
+				if t.RevokedAt != nil {
+					state = "revoked"
+				} else if t.ExpiresAt != nil && t.ExpiresAt.Before(time.Now()) {
+					state = "expired"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Principal, orDefault(t.Org, "(all)"), strings.Join(t.Roles, ","), state)
 			}
-			org := t.Org
-			if org == "" {
-				org = "(all)"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Principal, org, strings.Join(t.Roles, ","), state)
-		}
-		return tw.Flush()
-	case "revoke":
-		fs := newFlags(env, "token revoke", "token revoke ID", "Revokes an API token.")
-		pos, err := parse(fs, rest, 1, 1)
-		if err != nil {
-			return err
-		}
+			return tw.Flush()
+		})
+	}
+
+	revoke := &cobra.Command{Use: "revoke ID", Short: "revoke an API token", Args: argNames("ID")}
+	revoke.RunE = func(_ *cobra.Command, args []string) error {
 		c, err := newClient()
 		if err != nil {
 			return err
 		}
-		if err := c.RevokeToken(env.ctx, pos[0]); err != nil {
+		if err := c.RevokeToken(env.ctx, args[0]); err != nil {
+			if client.ErrorCode(err) == "not_found" {
+				return withHint(err, fmt.Sprintf("there is no token %q; \"orgkms token list\" lists the tokens", args[0]))
+			}
 			return err
 		}
-		fmt.Fprintf(env.stdout, "revoked token %s\n", pos[0])
+		fmt.Fprintf(env.stdout, "revoked token %s\n", args[0])
 		return nil
 	}
-	return usageError{"unknown token command " + strconv.Quote(verb), "orgkms token create|list|revoke"}
+	return group("token <command>", "create, list and revoke API tokens", create, list, revoke)
 }
 
-func cmdAudit(env *cliEnv, args []string) error {
-	verb, rest, err := subcommand(args, "audit", "list --org ORG | verify [--org ORG | --all]")
-	if err != nil {
-		return err
+func auditCmd(env *cliEnv) *cobra.Command {
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "list an org's audit events",
+		Long: "Prints an org's audit events, one per line: sequence number, time, actor,\n" +
+			"action, target and details (use --org _platform for the platform's chain).\n" +
+			"--format json prints them as the API returns them, with their hashes.",
+		Args: argNames(),
 	}
-	switch verb {
-	case "list":
-		fs := newFlags(env, "audit list", "audit list --org ORG [--after SEQ] [--limit N]",
-			"Prints audit events as JSON lines (use --org _platform for the platform's chain).")
-		org := fs.String("org", os.Getenv("ORGKMS_ORG"), "org ID")
-		after := fs.Int64("after", 0, "only events after this sequence number")
-		limit := fs.Int("limit", 1000, "at most this many events")
-		if _, err := parse(fs, rest, 0, 0); err != nil {
-			return err
-		}
-		if *org == "" {
+	org := orgFlag(list)
+	after := list.Flags().Int64("after", 0, "only events after this sequence `number`")
+	limit := list.Flags().Int("limit", 1000, "at most this many events")
+	listFmt := addFormat(list)
+	list.RunE = func(*cobra.Command, []string) error {
+		o := orgOrEnv(*org)
+		if o == "" {
 			return usageError{"--org is required", "give --org ORG (or _platform)"}
 		}
 		c, err := newClient()
 		if err != nil {
 			return err
 		}
-		evs, err := c.Audit(env.ctx, *org, *after, *limit)
+		evs, err := c.Audit(env.ctx, o, *after, *limit)
 		if err != nil {
-			return err
+			return missing(env, c, err, o, "")
 		}
-		w := bufio.NewWriter(env.stdout)
-		enc := json.NewEncoder(w)
-		for _, e := range evs {
-			enc.Encode(e)
-		}
-		return w.Flush()
-	case "verify":
-		fs := newFlags(env, "audit verify", "audit verify [--org ORG | --all]",
-			"Verifies the hash chain of an org's audit log (or of every org and the\nplatform with --all). Exits 1 if any chain is broken.")
-		org := fs.String("org", os.Getenv("ORGKMS_ORG"), "org ID")
-		all := fs.Bool("all", false, "verify every org and the platform chain (operator)")
-		if _, err := parse(fs, rest, 0, 0); err != nil {
-			return err
-		}
-		if *org == "" && !*all {
-			return usageError{"give --org ORG or --all", ""}
+		return listFmt.emit(env, client.AuditList{Events: evs}, func(w io.Writer) error {
+			tw := table(w)
+			fmt.Fprintln(tw, "SEQ\tTIME\tACTOR\tACTION\tTARGET\tDETAILS")
+			for _, e := range evs {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Format(time.RFC3339), e.Actor, e.Action, orDefault(e.Target, "-"), detailsText(e.Details))
+			}
+			return tw.Flush()
+		})
+	}
+
+	verify := &cobra.Command{
+		Use:   "verify",
+		Short: "verify the hash chain of an audit log",
+		Long: "Verifies the hash chain of an org's audit log (or of every org and the\n" +
+			"platform with --all). Exits 1 if any chain is broken.",
+		Args: argNames(),
+	}
+	vorg := orgFlag(verify)
+	all := verify.Flags().Bool("all", false, "verify every org and the platform chain (operator)")
+	verifyFmt := addFormat(verify)
+	verify.RunE = func(*cobra.Command, []string) error {
+		o := orgOrEnv(*vorg)
+		if o == "" && !*all {
+			return usageError{"give --org ORG or --all", helpHint(verify)}
 		}
 		c, err := newClient()
 		if err != nil {
 			return err
 		}
-		orgs := []string{*org}
+		orgs := []string{o}
 		if *all {
+			list, err := allOrgs(env, c)
+			if err != nil {
+				return err
+			}
 			orgs = []string{"_platform"}
-			after := ""
-			for {
-				page, err := c.ListOrgs(env.ctx, after, 1000)
-				if err != nil {
-					return err
-				}
-				for _, o := range page.Orgs {
-					orgs = append(orgs, o.ID)
-				}
-				if page.NextAfter == "" {
-					break
-				}
-				after = page.NextAfter
+			for _, o := range list {
+				orgs = append(orgs, o.ID)
 			}
 		}
+		var results []auditChain
 		broken := 0
 		for _, o := range orgs {
 			v, err := c.VerifyAudit(env.ctx, o)
 			if err != nil {
-				return err
+				return missing(env, c, err, o, "")
 			}
-			if v.OK {
-				fmt.Fprintf(env.stdout, "%s: ok (%d events)\n", o, v.Events)
-			} else {
+			if !v.OK {
 				broken++
-				fmt.Fprintf(env.stdout, "%s: BROKEN at event %d: %s\n", o, v.BrokenAt, v.Reason)
 			}
+			results = append(results, auditChain{Org: o, AuditVerify: v})
+		}
+		var out any = auditChains{Chains: results}
+		if !*all {
+			out = results[0].AuditVerify
+		}
+		err = verifyFmt.emit(env, out, func(w io.Writer) error {
+			for _, r := range results {
+				if r.OK {
+					fmt.Fprintf(w, "%s: ok (%d events)\n", r.Org, r.Events)
+				} else {
+					fmt.Fprintf(w, "%s: BROKEN at event %d: %s\n", r.Org, r.BrokenAt, r.Reason)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		if broken > 0 {
 			return withHint(fmt.Errorf("%d audit chain(s) failed verification", broken), "the audit log was modified outside orgkms; investigate and restore from backup")
 		}
 		return nil
 	}
-	return usageError{"unknown audit command " + strconv.Quote(verb), "orgkms audit list|verify"}
+	return group("audit <command>", "list and verify the audit log", list, verify)
 }
 
-func cmdCache(env *cliEnv, args []string) error {
-	verb, rest, err := subcommand(args, "cache", "purge [--org ORG]")
-	if err != nil {
-		return err
-	}
-	if verb != "purge" {
-		return usageError{"unknown cache command " + strconv.Quote(verb), "orgkms cache purge [--org ORG]"}
-	}
-	fs := newFlags(env, "cache purge", "cache purge [--org ORG]", "Drops unwrapped keys of one org (or all) from the server's memory (operator).")
-	org := fs.String("org", "", "org ID (default: all orgs)")
-	if _, err := parse(fs, rest, 0, 0); err != nil {
-		return err
-	}
-	c, err := newClient()
-	if err != nil {
-		return err
-	}
-	if err := c.PurgeCache(env.ctx, *org); err != nil {
-		return err
-	}
-	fmt.Fprintln(env.stdout, "purged")
-	return nil
+// auditChain is one org's result of audit verify --all.
+type auditChain struct {
+	Org string `json:"org"`
+	client.AuditVerify
 }
 
-func cmdWhoAmI(env *cliEnv, args []string) error {
-	fs := newFlags(env, "whoami", "whoami", "Shows the principal, org scope and roles of ORGKMS_TOKEN.")
-	if _, err := parse(fs, args, 0, 0); err != nil {
-		return err
+// auditChains is the JSON of audit verify --all.
+type auditChains struct {
+	Chains []auditChain `json:"chains"`
+}
+
+func detailsText(d map[string]string) string {
+	if len(d) == 0 {
+		return "-"
 	}
-	c, err := newClient()
-	if err != nil {
-		return err
+	var parts []string
+	for k, v := range d {
+		parts = append(parts, k+"="+v)
 	}
-	w, err := c.WhoAmI(env.ctx)
-	if err != nil {
-		return err
+	slices.Sort(parts)
+	return strings.Join(parts, " ")
+}
+
+func cacheCmd(env *cliEnv) *cobra.Command {
+	purge := &cobra.Command{
+		Use:   "purge",
+		Short: "drop unwrapped keys of one org (or all) from the server's memory (operator)",
+		Args:  argNames(),
 	}
-	scope := w.Org
-	if scope == "" {
-		scope = "platform (all orgs)"
+	org := purge.Flags().String("org", "", "org `ID` (default: all orgs)")
+	purge.RunE = func(*cobra.Command, []string) error {
+		c, err := newClient()
+		if err != nil {
+			return err
+		}
+		if err := c.PurgeCache(env.ctx, *org); err != nil {
+			return err
+		}
+		fmt.Fprintln(env.stdout, "purged")
+		return nil
 	}
-	fmt.Fprintf(env.stdout, "principal: %s\ntoken:     %s\nscope:     %s\nroles:     %s\n", w.Principal, w.TokenID, scope, strings.Join(w.Roles, ", "))
-	return nil
+	return group("cache <command>", "purge unwrapped keys from the server's memory", purge)
+}
+
+func whoAmICmd(env *cliEnv) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "whoami",
+		Short: "show the current token's principal and roles",
+		Long:  "Shows the principal, org scope and roles of ORGKMS_TOKEN.",
+		Args:  argNames(),
+	}
+	f := addFormat(cmd)
+	cmd.RunE = func(*cobra.Command, []string) error {
+		c, err := newClient()
+		if err != nil {
+			return err
+		}
+		w, err := c.WhoAmI(env.ctx)
+		if err != nil {
+			return err
+		}
+		return f.emit(env, w, func(out io.Writer) error {
+			_, err := fmt.Fprintf(out, "principal: %s\ntoken:     %s\nscope:     %s\nroles:     %s\n", w.Principal, w.TokenID, orDefault(w.Org, "platform (all orgs)"), strings.Join(w.Roles, ", "))
+			return err
+		})
+	}
+	return cmd
 }

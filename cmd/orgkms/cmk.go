@@ -2,141 +2,152 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"strconv"
+	"io"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/orgkms/orgkms/client"
 )
 
-func cmdCMK(env *cliEnv, args []string) error {
-	verb, rest, err := subcommand(args, "cmk", "status|authorize|configure|test|enable|disable --org ORG")
-	if err != nil {
-		return err
+func cmkCmd(env *cliEnv) *cobra.Command {
+	// sub returns a cmk command; run gets the client and the org.
+	sub := func(use, short, long string, flags func(*cobra.Command)) (*cobra.Command, *format, *string) {
+		cmd := &cobra.Command{Use: use, Short: short, Long: long, Args: argNames()}
+		org := orgFlag(cmd)
+		if flags != nil {
+			flags(cmd)
+		}
+		return cmd, addFormat(cmd), org
 	}
-	help, ok := cmkHelp[verb]
-	if !ok {
-		return usageError{"unknown cmk command " + strconv.Quote(verb), "orgkms cmk status|authorize|configure|test|enable|disable"}
-	}
-	fs := newFlags(env, "cmk "+verb, "cmk "+verb+" --org ORG "+help[0], help[1])
-	org := fs.String("org", os.Getenv("ORGKMS_ORG"), "org ID (default $ORGKMS_ORG)")
-	asJSON := fs.Bool("json", false, "print JSON")
-	var tenant, vault, keyName, keyVersion *string
-	var wait *bool
-	var timeout *time.Duration
-	switch verb {
-	case "authorize":
-		tenant = fs.String("tenant", "", "your Entra ID tenant ID (GUID)")
-	case "configure":
-		vault = fs.String("vault-uri", "", "Key Vault URI, e.g. https://contoso-kv.vault.azure.net/")
-		keyName = fs.String("key-name", "", "key name")
-		keyVersion = fs.String("key-version", "", "key version (empty: follow the latest version)")
-	case "enable", "disable":
-		wait = fs.Bool("wait", true, "wait until the job finishes")
-		timeout = fs.Duration("timeout", 2*time.Minute, "how long to wait")
-	}
-	if _, err := parse(fs, rest, 0, 0); err != nil {
-		return err
-	}
-	if *org == "" {
-		return usageError{"--org is required", "give --org ORG or set ORGKMS_ORG"}
-	}
-	c, err := newClient()
-	if err != nil {
-		return err
-	}
-	ctx := env.ctx
-	switch verb {
-	case "status":
-		st, err := c.CMKStatus(ctx, *org)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSON(env.stdout, st)
-		}
-		printCMKStatus(env, st)
-		return nil
-	case "authorize":
-		if *tenant == "" {
-			return usageError{"--tenant is required", "your tenant ID is on the Overview page of Microsoft Entra ID"}
-		}
-		r, err := c.CMKAuthorize(ctx, *org, *tenant)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSON(env.stdout, r)
-		}
-		fmt.Fprintf(env.stdout, "Open this URL in a browser and accept as an administrator of tenant %s\n(it expires at %s):\n\n  %s\n\nThen check: orgkms cmk status --org %s\n", *tenant, r.ExpiresAt.Local().Format(time.Kitchen), r.ConsentURL, *org)
-		return nil
-	case "configure":
-		if *vault == "" || *keyName == "" {
-			return usageError{"--vault-uri and --key-name are required", "copy them from the key vault in the Azure portal"}
-		}
-		st, err := c.CMKConfigure(ctx, *org, client.CMKConfigureRequest{VaultURI: *vault, KeyName: *keyName, KeyVersion: *keyVersion})
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSON(env.stdout, st)
-		}
-		fmt.Fprintf(env.stdout, "configured key %s in %s (version %s); next: orgkms cmk test --org %s\n", st.KeyName, st.VaultURI, orDefault(st.KeyVersion, "latest"), *org)
-		return nil
-	case "test":
-		rep, err := c.CMKTest(ctx, *org)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSON(env.stdout, rep)
-		}
-		marks := map[string]string{"pass": "PASS", "warn": "WARN", "fail": "FAIL", "skip": "SKIP"}
-		for _, ch := range rep.Checks {
-			fmt.Fprintf(env.stdout, "%s  %-34s %s\n", marks[ch.Status], ch.Name, ch.Detail)
-			if ch.Remedy != "" && ch.Status != "pass" {
-				fmt.Fprintf(env.stdout, "      fix: %s\n", ch.Remedy)
-			}
-		}
-		if !rep.OK {
-			return fmt.Errorf("Test Managed Key failed")
-		}
-		fmt.Fprintf(env.stdout, "all checks passed; next: orgkms cmk enable --org %s\n", *org)
-		return nil
-	case "enable", "disable":
-		var st client.CMKStatus
-		if verb == "enable" {
-			st, err = c.CMKEnable(ctx, *org)
-		} else {
-			fmt.Fprintln(env.stderr, "orgkms: moving the org's root key back to the platform master key; your key is no longer used afterwards")
-			st, err = c.CMKDisable(ctx, *org)
-		}
-		if err != nil {
-			return err
-		}
-		if *wait {
-			st, err = waitCMK(env, c, *org, *timeout)
+	// start wraps run with --org and the client.
+	start := func(cmd *cobra.Command, org *string, run func(c *client.Client, org string) error) {
+		cmd.RunE = func(*cobra.Command, []string) error {
+			o, err := requireOrg(*org)
 			if err != nil {
 				return err
 			}
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			return missing(env, c, run(c, o), o, "")
 		}
-		if *asJSON {
-			return printJSON(env.stdout, st)
-		}
-		printCMKStatus(env, st)
-		return nil
 	}
-	return nil
-}
 
-var cmkHelp = map[string][2]string{
-	"status":    {"", "Shows the org's customer managed key state, key, current version, last probe and job."},
-	"authorize": {"--tenant TENANT_ID", "Step 1: prints the Entra ID admin-consent URL for your tenant. Needs admin and key_admin."},
-	"configure": {"--vault-uri URI --key-name NAME [--key-version V]", "Step 2: sets the key. An empty version follows the latest version (rotations are followed)."},
-	"test":      {"", "Test Managed Key: runs every check and prints pass/warn/fail with a fix for each problem."},
-	"enable":    {"[--wait=true]", "Moves the org's root key to your key (or to a newly configured one) and waits until active."},
-	"disable":   {"[--wait=true]", "Moves the org's root key back to the platform key. Your key must still be usable."},
+	status, statusFmt, statusOrg := sub("status", "show the org's customer managed key state",
+		"Shows the org's customer managed key state, key, current version, last probe and job.", nil)
+	start(status, statusOrg, func(c *client.Client, org string) error {
+		st, err := c.CMKStatus(env.ctx, org)
+		if err != nil {
+			return err
+		}
+		return statusFmt.emit(env, st, func(io.Writer) error { printCMKStatus(env, st); return nil })
+	})
+
+	var tenant string
+	authorize, authFmt, authOrg := sub("authorize --tenant TENANT_ID", "step 1: print the Entra ID admin-consent URL for your tenant",
+		"Step 1: prints the Entra ID admin-consent URL for your tenant. Needs admin and key_admin.",
+		func(cmd *cobra.Command) {
+			cmd.Flags().StringVar(&tenant, "tenant", "", "your Entra ID `tenant` ID (GUID)")
+		})
+	start(authorize, authOrg, func(c *client.Client, org string) error {
+		if tenant == "" {
+			return usageError{"--tenant is required", "your tenant ID is on the Overview page of Microsoft Entra ID"}
+		}
+		r, err := c.CMKAuthorize(env.ctx, org, tenant)
+		if err != nil {
+			return err
+		}
+		return authFmt.emit(env, r, func(w io.Writer) error {
+			_, err := fmt.Fprintf(w, "Open this URL in a browser and accept as an administrator of tenant %s\n(it expires at %s):\n\n  %s\n\nThen check: orgkms cmk status --org %s\n", tenant, r.ExpiresAt.Local().Format(time.Kitchen), r.ConsentURL, org)
+			return err
+		})
+	})
+
+	var req client.CMKConfigureRequest
+	configure, confFmt, confOrg := sub("configure --vault-uri URI --key-name NAME [--key-version V]", "step 2: set the key",
+		"Step 2: sets the key. An empty version follows the latest version (rotations are followed).",
+		func(cmd *cobra.Command) {
+			cmd.Flags().StringVar(&req.VaultURI, "vault-uri", "", "Key Vault `URI`, e.g. https://contoso-kv.vault.azure.net/")
+			cmd.Flags().StringVar(&req.KeyName, "key-name", "", "key `name`")
+			cmd.Flags().StringVar(&req.KeyVersion, "key-version", "", "key `version` (empty: follow the latest version)")
+		})
+	start(configure, confOrg, func(c *client.Client, org string) error {
+		if req.VaultURI == "" || req.KeyName == "" {
+			return usageError{"--vault-uri and --key-name are required", "copy them from the key vault in the Azure portal"}
+		}
+		st, err := c.CMKConfigure(env.ctx, org, req)
+		if err != nil {
+			return err
+		}
+		return confFmt.emit(env, st, func(w io.Writer) error {
+			_, err := fmt.Fprintf(w, "configured key %s in %s (version %s); next: orgkms cmk test --org %s\n", st.KeyName, st.VaultURI, orDefault(st.KeyVersion, "latest"), org)
+			return err
+		})
+	})
+
+	test, testFmt, testOrg := sub("test", "Test Managed Key: run every check",
+		"Test Managed Key: runs every check and prints pass/warn/fail with a fix for each problem.", nil)
+	start(test, testOrg, func(c *client.Client, org string) error {
+		rep, err := c.CMKTest(env.ctx, org)
+		if err != nil {
+			return err
+		}
+		err = testFmt.emit(env, rep, func(w io.Writer) error {
+			marks := map[string]string{"pass": "PASS", "warn": "WARN", "fail": "FAIL", "skip": "SKIP"}
+			for _, ch := range rep.Checks {
+				fmt.Fprintf(w, "%s  %-34s %s\n", marks[ch.Status], ch.Name, ch.Detail)
+				if ch.Remedy != "" && ch.Status != "pass" {
+					fmt.Fprintf(w, "      fix: %s\n", ch.Remedy)
+				}
+			}
+			if rep.OK {
+				fmt.Fprintf(w, "all checks passed; next: orgkms cmk enable --org %s\n", org)
+			}
+			return nil
+		})
+		if err == nil && !rep.OK {
+			err = fmt.Errorf("Test Managed Key failed")
+		}
+		return err
+	})
+
+	job := func(verb, short, long string) *cobra.Command {
+		var wait bool
+		var timeout time.Duration
+		cmd, f, org := sub(verb, short, long, func(cmd *cobra.Command) {
+			cmd.Flags().BoolVar(&wait, "wait", true, "wait until the job finishes")
+			cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long to wait")
+		})
+		start(cmd, org, func(c *client.Client, org string) error {
+			var st client.CMKStatus
+			var err error
+			if verb == "enable" {
+				st, err = c.CMKEnable(env.ctx, org)
+			} else {
+				fmt.Fprintln(env.stderr, "orgkms: moving the org's root key back to the platform master key; your key is no longer used afterwards")
+				st, err = c.CMKDisable(env.ctx, org)
+			}
+			if err != nil {
+				return err
+			}
+			if wait {
+				if st, err = waitCMK(env, c, org, timeout); err != nil {
+					return err
+				}
+			}
+			return f.emit(env, st, func(io.Writer) error { printCMKStatus(env, st); return nil })
+		})
+		return cmd
+	}
+	enable := job("enable", "move the org's root key to your key and wait until active",
+		"Moves the org's root key to your key (or to a newly configured one) and waits until active.")
+	disable := job("disable", "move the org's root key back to the platform key",
+		"Moves the org's root key back to the platform key. Your key must still be usable.")
+	return group("cmk <command>", "customer managed keys: status, authorize, configure, test, enable, disable",
+		status, authorize, configure, test, enable, disable)
 }
 
 func waitCMK(env *cliEnv, c *client.Client, org string, timeout time.Duration) (client.CMKStatus, error) {

@@ -17,77 +17,66 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/orgkms/orgkms/internal/azureemu"
 )
 
-const emulatorUsage = `Usage: orgkms emulator <command> [flags] [args]
-
-The Azure Key Vault + Entra ID emulator, for development and tests.
-
-Server:
-  serve                      run the emulator (TLS) until interrupted
-
-Customer's Azure portal (talk to a running emulator):
-  tenant create NAME | list
-  app register --tenant T [--name N] [--redirect-uri U]...
-  consent grant|revoke TENANT CLIENTID
-  vault create NAME --tenant T [--purge-protection] [--soft-delete-days N] [--managed-hsm]
-  key create|rotate|disable|enable|delete|recover|purge|show VAULT NAME
-  key tag VAULT NAME KEY=VALUE...
-  policy set VAULT PRINCIPAL PERM[,PERM...]
-  policy remove VAULT PRINCIPAL
-  fault set VAULT [--latency 10ms] [--status 429] [--retry-after 2s] [--outage] [--count N]
-  fault clear VAULT
-  counters [--reset]
-  demo                       create the contoso demo tenant, vault, key and app
+const emulatorLong = `The Azure Key Vault + Entra ID emulator, for development and tests: "serve"
+runs it; the other commands act as the customer in their Azure portal.
 
 Control commands find the emulator with --emulator URL (or ORGKMS_EMULATOR_URL)
 and read its admin token and CA from --data DIR (or ORGKMS_EMULATOR_DATA); the
-token can also come from ORGKMS_EMULATOR_TOKEN and the CA from ORGKMS_EMULATOR_CA.
-Run "orgkms emulator <command> -h" for the flags of a command.
-`
+token can also come from ORGKMS_EMULATOR_TOKEN and the CA from ORGKMS_EMULATOR_CA.`
 
-// cmdEmulator runs "orgkms emulator ...".
-func cmdEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, emulatorUsage)
-		if len(args) == 0 {
-			return errors.New("emulator: missing command")
-		}
-		return flag.ErrHelp
+// emulatorCmd is "orgkms emulator ...". Each command parses its own flags
+// (package flag, in its body below); cobra only dispatches to it, and its
+// help is the body's own -h.
+func emulatorCmd(env *cliEnv) *cobra.Command {
+	em := &emuCLI{ctx: env.ctx, stdout: env.stdout, stderr: env.stderr}
+	leaf := func(use, short string, fn func([]string) error) *cobra.Command {
+		c := &cobra.Command{Use: use, Short: short, DisableFlagParsing: true, Args: groupArgs}
+		c.RunE = func(_ *cobra.Command, args []string) error { return em.run(fn, args) }
+		c.SetHelpFunc(func(*cobra.Command, []string) { _ = em.run(fn, []string{"-h"}) })
+		return c
 	}
-	em := &emuCLI{ctx: ctx, stdout: stdout, stderr: stderr}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "serve":
-		return em.serve(rest)
-	case "tenant":
-		return em.group("tenant", rest, map[string]func([]string) error{"create": em.tenantCreate, "list": em.tenantList})
-	case "app":
-		return em.group("app", rest, map[string]func([]string) error{"register": em.appRegister})
-	case "consent":
-		return em.group("consent", rest, map[string]func([]string) error{
-			"grant":  func(a []string) error { return em.consent("grant", a) },
-			"revoke": func(a []string) error { return em.consent("revoke", a) },
-		})
-	case "vault":
-		return em.group("vault", rest, map[string]func([]string) error{"create": em.vaultCreate})
-	case "key":
-		verbs := map[string]func([]string) error{"create": em.keyCreate, "tag": em.keyTag}
-		for _, v := range []string{"rotate", "disable", "enable", "delete", "recover", "purge", "show"} {
-			verbs[v] = func(a []string) error { return em.keyAction(v, a) }
-		}
-		return em.group("key", rest, verbs)
-	case "policy":
-		return em.group("policy", rest, map[string]func([]string) error{"set": em.policySet, "remove": em.policyRemove})
-	case "fault":
-		return em.group("fault", rest, map[string]func([]string) error{"set": em.faultSet, "clear": em.faultClear})
-	case "counters":
-		return em.counters(rest)
-	case "demo":
-		return em.demo(rest)
+	keyVerb := func(v, short string) *cobra.Command {
+		return leaf(v+" VAULT NAME", short, func(a []string) error { return em.keyAction(v, a) })
 	}
-	return fmt.Errorf("emulator: unknown command %q (run \"orgkms emulator -h\")", cmd)
+	c := group("emulator <command>", "serve the emulator, or act as the customer: vaults, keys, policies, faults",
+		leaf("serve", "run the emulator (TLS) until interrupted", em.serve),
+		group("tenant <command>", "create and list Entra ID tenants",
+			leaf("create NAME", "create a tenant", em.tenantCreate),
+			leaf("list", "list the tenants", em.tenantList)),
+		group("app <command>", "register apps",
+			leaf("register --tenant T", "register a multi-tenant app", em.appRegister)),
+		group("consent <command>", "grant or revoke admin consent",
+			leaf("grant TENANT CLIENTID", "grant admin consent of a tenant for an app", func(a []string) error { return em.consent("grant", a) }),
+			leaf("revoke TENANT CLIENTID", "revoke admin consent of a tenant for an app", func(a []string) error { return em.consent("revoke", a) }),
+			leaf("revoke-tokens TENANT CLIENTID", "invalidate every token issued to an app in a tenant", func(a []string) error { return em.consent("revoke-tokens", a) })),
+		group("vault <command>", "create key vaults",
+			leaf("create NAME --tenant T", "create a key vault or Managed HSM", em.vaultCreate)),
+		group("key <command>", "create, rotate, disable, enable, delete, recover, purge, show and tag keys",
+			leaf("create VAULT NAME", "create a key", em.keyCreate),
+			keyVerb("rotate", "add a new version and make it current"),
+			keyVerb("disable", "disable a version"),
+			keyVerb("enable", "enable a version"),
+			keyVerb("delete", "soft-delete a key"),
+			keyVerb("recover", "recover a soft-deleted key"),
+			keyVerb("purge", "purge a soft-deleted key for good"),
+			keyVerb("show", "show a key's versions and state"),
+			leaf("tag VAULT NAME [KEY=VALUE...]", "replace the tags of a key version", em.keyTag)),
+		group("policy <command>", "set and remove vault access policies",
+			leaf("set VAULT PRINCIPAL PERM[,PERM...]", "set an access policy", em.policySet),
+			leaf("remove VAULT PRINCIPAL", "remove an access policy", em.policyRemove)),
+		group("fault <command>", "make a vault misbehave: latency, errors, outage",
+			leaf("set VAULT", "make a vault misbehave", em.faultSet),
+			leaf("clear VAULT", "remove a vault's fault", em.faultClear)),
+		leaf("counters", "show the number of requests per vault and operation", em.counters),
+		leaf("demo", "create the contoso demo tenant, vault, key and app", em.demo),
+	)
+	c.Long = emulatorLong
+	return c
 }
 
 type emuCLI struct {
@@ -96,24 +85,24 @@ type emuCLI struct {
 	stderr io.Writer
 	// connection flags, bound by connFlags
 	url, data string
+	// usage prints the help of the command being run (set by flags)
+	usage func(io.Writer)
 }
 
-func (em *emuCLI) group(name string, args []string, verbs map[string]func([]string) error) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(em.stderr, emulatorUsage)
-		if len(args) == 0 {
-			return fmt.Errorf("emulator %s: missing command", name)
+// run runs one command body: its -h prints its help on stdout and succeeds.
+func (em *emuCLI) run(fn func([]string) error, args []string) error {
+	err := fn(args)
+	if errors.Is(err, flag.ErrHelp) {
+		if em.usage != nil {
+			em.usage(em.stdout)
 		}
-		return flag.ErrHelp
+		return nil
 	}
-	fn, ok := verbs[args[0]]
-	if !ok {
-		return fmt.Errorf("emulator %s: unknown command %q (run \"orgkms emulator -h\")", name, args[0])
-	}
-	return fn(args[1:])
+	return err
 }
 
-// flags returns a FlagSet whose -h prints synopsis and description.
+// flags returns a FlagSet whose usage (on -h) prints synopsis and
+// description; it prints nothing itself, errors are returned.
 func (em *emuCLI) flags(synopsis, description string) *flag.FlagSet {
 	var words []string
 	for _, w := range strings.Fields(synopsis) {
@@ -123,10 +112,13 @@ func (em *emuCLI) flags(synopsis, description string) *flag.FlagSet {
 		words = append(words, w)
 	}
 	fs := flag.NewFlagSet("emulator "+strings.Join(words, " "), flag.ContinueOnError)
-	fs.SetOutput(em.stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(em.stderr, "Usage: orgkms emulator %s\n\n%s\n\nFlags:\n", synopsis, description)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	em.usage = func(w io.Writer) {
+		fmt.Fprintf(w, "Usage: orgkms emulator %s\n\n%s\n\nFlags:\n", synopsis, description)
+		fs.SetOutput(w)
 		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
 	}
 	return fs
 }
@@ -146,7 +138,7 @@ func (em *emuCLI) parse(fs *flag.FlagSet, args []string, want int, names string)
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, err
 			}
-			return nil, fmt.Errorf("orgkms %s: %w", fs.Name(), err)
+			return nil, usageError{fs.Name() + ": " + err.Error(), "run \"orgkms " + fs.Name() + " -h\" for usage"}
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -156,7 +148,7 @@ func (em *emuCLI) parse(fs *flag.FlagSet, args []string, want int, names string)
 		args = args[1:]
 	}
 	if len(pos) != want {
-		return nil, fmt.Errorf("orgkms %s: want arguments %s (run \"orgkms %s -h\")", fs.Name(), names, fs.Name())
+		return nil, usageError{fmt.Sprintf("%s: want arguments %s, got %d", fs.Name(), names, len(pos)), "run \"orgkms " + fs.Name() + " -h\" for usage"}
 	}
 	return pos, nil
 }
@@ -348,7 +340,11 @@ func (em *emuCLI) appRegister(args []string) error {
 }
 
 func (em *emuCLI) consent(verb string, args []string) error {
-	fs := em.flags("consent "+verb+" TENANT CLIENTID", "Grants or revokes admin consent of TENANT for the app CLIENTID\n(revoking deletes the app's service principal in TENANT).")
+	help := "Grants or revokes admin consent of TENANT for the app CLIENTID\n(revoking deletes the app's service principal in TENANT)."
+	if verb == "revoke-tokens" {
+		help = "Invalidates every access token issued so far to the app CLIENTID in TENANT:\nvaults answer them with 401; new tokens work while consent stands."
+	}
+	fs := em.flags("consent "+verb+" TENANT CLIENTID", help)
 	em.connFlags(fs)
 	pos, err := em.parse(fs, args, 2, "TENANT CLIENTID")
 	if err != nil {
@@ -357,6 +353,13 @@ func (em *emuCLI) consent(verb string, args []string) error {
 	c, err := em.client()
 	if err != nil {
 		return err
+	}
+	if verb == "revoke-tokens" {
+		if err := c.RevokeTokens(em.ctx, pos[0], pos[1]); err != nil {
+			return err
+		}
+		fmt.Fprintf(em.stdout, "tokens of app %s in tenant %s revoked\n", pos[1], pos[0])
+		return nil
 	}
 	if verb == "revoke" {
 		if err := c.RevokeConsent(em.ctx, pos[0], pos[1]); err != nil {

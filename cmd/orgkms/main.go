@@ -1,4 +1,10 @@
 // Command orgkms is the orgkms key management service and its CLI.
+//
+// The command tree is built with github.com/spf13/cobra in [newRootCmd];
+// [run] executes one command line and maps its outcome to an exit code:
+// 0 for success and for every kind of help (printed on stdout), 2 for a
+// usage mistake, 1 for a failed call. Errors are printed once, as one
+// "orgkms: error: …" line and "orgkms: hint: …" lines on stderr.
 package main
 
 import (
@@ -13,43 +19,12 @@ import (
 	"runtime/pprof"
 	"strings"
 	"syscall"
+
+	"github.com/spf13/cobra"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
-
-const usage = `orgkms: per-organization key management with customer managed keys
-
-Usage:
-  orgkms <command> [flags] [args]
-
-Server:
-  dev        run a self-contained server for development (SQLite, local master key)
-  serve      run the server from a config file, environment and flags
-  migrate    apply database schema migrations
-
-Client (set ORGKMS_ADDR and ORGKMS_TOKEN, e.g. source DATA/dev.env):
-  org        create, list and show orgs
-  key        create, list, show, rotate and configure data keys
-  encrypt    encrypt stdin under an org's key, print the ciphertext
-  decrypt    decrypt a ciphertext read from stdin, write the plaintext
-  rewrap     re-encrypt a ciphertext under the latest key version
-  datakey    generate a data key for client-side encryption
-  cmk        customer managed keys: status, authorize, configure, test, enable, disable
-  token      create, list and revoke API tokens
-  user       create and list console users (password on stdin)
-  audit      list and verify the audit log
-  cache      purge unwrapped keys from the server's memory
-  whoami     show the current token's principal and roles
-  bench      load-test a running server (with an in-process baseline)
-
-Azure emulator (Key Vault + Entra ID, for development and tests):
-  emulator   serve the emulator, or act as the customer: vaults, keys, policies, faults
-
-  version    print the version
-
-Run "orgkms <command> -h" for the flags of a command.
-`
 
 // defaultGOGC is the garbage collector target unless GOGC is set: orgkms'
 // live heap is small and its per-request garbage large, so the default (100)
@@ -77,104 +52,146 @@ func main() {
 	os.Exit(code)
 }
 
+// Exit codes of run.
+const (
+	exitOK    = 0
+	exitError = 1 // the command ran and failed
+	exitUsage = 2 // the command line is wrong
+)
+
 // run executes one command and returns the process exit code.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	cmd, rest := args[0], args[1:]
 	env := &cliEnv{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
-	var err error
-	switch cmd {
-	case "-h", "--help", "help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	case "version", "--version":
-		fmt.Fprintln(stdout, "orgkms", version)
-		return 0
-	case "serve":
-		err = cmdServe(env, rest)
-	case "dev":
-		err = cmdDev(env, rest)
-	case "migrate":
-		err = cmdMigrate(env, rest)
-	case "org":
-		err = cmdOrg(env, rest)
-	case "key":
-		err = cmdKey(env, rest)
-	case "encrypt":
-		err = cmdEncrypt(env, rest)
-	case "decrypt":
-		err = cmdDecrypt(env, rest)
-	case "rewrap":
-		err = cmdRewrap(env, rest)
-	case "datakey":
-		err = cmdDataKey(env, rest)
-	case "token":
-		err = cmdToken(env, rest)
-	case "audit":
-		err = cmdAudit(env, rest)
-	case "cache":
-		err = cmdCache(env, rest)
-	case "whoami":
-		err = cmdWhoAmI(env, rest)
-	case "cmk":
-		err = cmdCMK(env, rest)
-	case "user":
-		err = cmdUser(env, rest)
-	case "bench":
-		err = cmdBench(env, rest)
-	case "emulator":
-		err = cmdEmulator(env.ctx, rest, env.stdout, env.stderr)
-	default:
-		err = usageError{fmt.Sprintf("unknown command %q", cmd), "run \"orgkms help\" for the list of commands"}
-	}
-	if err == nil {
-		return 0
-	}
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
+	root := newRootCmd(env)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return exitOK
 	}
 	printError(stderr, err)
 	var ue usageError
 	if errors.As(err, &ue) {
-		return 2
+		return exitUsage
 	}
-	return 1
+	return exitError
 }
 
-// usageError is a mistake in the command line.
-type usageError struct{ msg, hint string }
-
-func (e usageError) Error() string { return e.msg }
-
-// hinted attaches hint lines to an error.
-type hinted struct {
-	err   error
-	hints []string
-}
-
-func (h hinted) Error() string { return h.err.Error() }
-func (h hinted) Unwrap() error { return h.err }
-
-func withHint(err error, hints ...string) error { return hinted{err, hints} }
-
-func printError(w io.Writer, err error) {
-	fmt.Fprintf(w, "orgkms: error: %s\n", oneLine(err.Error()))
-	var ue usageError
-	if errors.As(err, &ue) && ue.hint != "" {
-		fmt.Fprintf(w, "orgkms: hint: %s\n", ue.hint)
+// newRootCmd returns the whole command tree, writing to env.
+func newRootCmd(env *cliEnv) *cobra.Command {
+	cobra.EnableCommandSorting = false // the order below is the order of the help
+	root := &cobra.Command{
+		Use:   "orgkms <command>",
+		Short: "per-organization key management with customer managed keys",
+		Long: "orgkms: per-organization key management with customer managed keys\n\n" +
+			"Client commands talk to a running server: set ORGKMS_ADDR and ORGKMS_TOKEN\n" +
+			"(\"source DATA/dev.env\" after \"orgkms dev\"), and ORGKMS_ORG for --org.",
+		Version:       version,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		// Errors (and help) are printed by run and the help command.
+		Args: groupArgs,
+		RunE: groupRun,
 	}
-	var h hinted
-	if errors.As(err, &h) {
-		for _, s := range h.hints {
-			fmt.Fprintf(w, "orgkms: hint: %s\n", s)
+	root.SetIn(env.stdin)
+	root.SetOut(env.stdout)
+	root.SetErr(env.stderr)
+	root.SetVersionTemplate("orgkms {{.Version}}\n")
+	root.SetFlagErrorFunc(flagError)
+	root.SetHelpFunc(printHelp)
+	root.SetHelpCommand(helpCmd())
+	root.AddGroup(
+		&cobra.Group{ID: "server", Title: "Server:"},
+		&cobra.Group{ID: "client", Title: "Client (set ORGKMS_ADDR and ORGKMS_TOKEN, e.g. source DATA/dev.env):"},
+		&cobra.Group{ID: "emulator", Title: "Azure emulator (Key Vault + Entra ID, for development and tests):"},
+	)
+	add := func(group string, cmds ...*cobra.Command) {
+		for _, c := range cmds {
+			c.GroupID = group
+			root.AddCommand(c)
 		}
 	}
-	for _, s := range apiHints(err) {
-		fmt.Fprintf(w, "orgkms: hint: %s\n", s)
-	}
+	add("server", devCmd(env), serveCmd(env), migrateCmd(env))
+	add("client", orgCmd(env), keyCmd(env), encryptCmd(env), decryptCmd(env), rewrapCmd(env), dataKeyCmd(env),
+		cmkCmd(env), tokenCmd(env), userCmd(env), auditCmd(env), cacheCmd(env), whoAmICmd(env), benchCmd(env))
+	add("emulator", emulatorCmd(env))
+	root.AddCommand(versionCmd(env), completionCmd(env))
+	return root
 }
 
-func oneLine(s string) string { return strings.ReplaceAll(strings.TrimSpace(s), "\n", " ") }
+func versionCmd(env *cliEnv) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "version",
+		Short: "print the version",
+		Args:  argNames(),
+	}
+	f := addFormat(c)
+	c.RunE = func(*cobra.Command, []string) error {
+		return f.emit(env, map[string]string{"version": version}, func(w io.Writer) error {
+			_, err := fmt.Fprintln(w, "orgkms", version)
+			return err
+		})
+	}
+	return c
+}
+
+func completionCmd(env *cliEnv) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "completion bash|zsh|fish|powershell",
+		Short: "print a shell completion script",
+		Long: "Prints the completion script of a shell on stdout. For example:\n\n" +
+			"  source <(orgkms completion bash)                         # bash, this shell\n" +
+			"  orgkms completion zsh > \"${fpath[1]}/_orgkms\"            # zsh\n" +
+			"  orgkms completion fish > ~/.config/fish/completions/orgkms.fish",
+		ValidArgs: []string{"bash", "zsh", "fish", "powershell"},
+		Args:      argNames("SHELL"),
+	}
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		root, w := cmd.Root(), env.stdout
+		switch args[0] {
+		case "bash":
+			return root.GenBashCompletionV2(w, true)
+		case "zsh":
+			return root.GenZshCompletion(w)
+		case "fish":
+			return root.GenFishCompletion(w, true)
+		case "powershell":
+			return root.GenPowerShellCompletionWithDesc(w)
+		}
+		return usageError{fmt.Sprintf("unknown shell %q", args[0]), "use bash, zsh, fish or powershell"}
+	}
+	return c
+}
+
+// helpCmd is "orgkms help [command...]": help on stdout, and a usage error
+// for an unknown topic.
+func helpCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "show help for a command",
+		ValidArgsFunction: func(c *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			cmd, _, err := c.Root().Find(args)
+			if err != nil || cmd == nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var out []cobra.Completion
+			for _, sub := range cmd.Commands() {
+				if sub.IsAvailableCommand() && strings.HasPrefix(sub.Name(), toComplete) {
+					out = append(out, cobra.CompletionWithDesc(sub.Name(), sub.Short))
+				}
+			}
+			return out, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			cmd, rest, err := c.Root().Find(args)
+			if err != nil {
+				return err
+			}
+			if len(rest) > 0 && !cmd.DisableFlagParsing {
+				msg := fmt.Sprintf("unknown help topic %q", strings.Join(args, " "))
+				return withHint(usageError{msg, "run \"" + cmd.CommandPath() + " --help\" for its commands"}, suggest(cmd, rest[0])...)
+			}
+			cmd.InitDefaultHelpFlag()
+			return cmd.Help()
+		},
+	}
+}

@@ -290,7 +290,12 @@ func (h *Handler) readyz(c *call) error {
 		ctx, cancel := context.WithTimeout(c.r.Context(), 2*time.Second)
 		defer cancel()
 		if err := h.ready(ctx); err != nil {
-			return &fault.Error{Kind: fault.Unavailable, Resource: "the database", Err: err}
+			// The check's own reason (disk full, read-only, ...) says why;
+			// it never names a path.
+			if fe := fault.As(err); fe != nil && fe.Kind == fault.Unavailable {
+				return &fault.Error{Kind: fault.Unavailable, Op: "not ready", Resource: "the database", Reason: fe.Reason, RetryAfter: fe.RetryAfter, Err: err}
+			}
+			return &fault.Error{Kind: fault.Unavailable, Op: "not ready", Resource: "the database", Err: err}
 		}
 	}
 	return c.reply(http.StatusOK, map[string]string{"status": "ready"})

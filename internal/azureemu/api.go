@@ -125,6 +125,9 @@ func (e *Emulator) controlMux() http.Handler {
 	handle("DELETE /_emulator/tenants/{tenant}/consents/{client}", 0, func(r *http.Request) (any, error) {
 		return nil, e.RevokeConsent(r.PathValue("tenant"), r.PathValue("client"))
 	})
+	handle("POST /_emulator/tenants/{tenant}/consents/{client}/revoke-tokens", 0, func(r *http.Request) (any, error) {
+		return nil, e.RevokeTokens(r.PathValue("tenant"), r.PathValue("client"))
+	})
 	handle("POST /_emulator/vaults", http.StatusCreated, func(r *http.Request) (any, error) {
 		var in createVaultIn
 		if err := decode(r, &in); err != nil {
@@ -343,6 +346,11 @@ func (c *ControlClient) GrantConsent(ctx context.Context, tenant, clientID strin
 // RevokeConsent is [Emulator.RevokeConsent] over the control API.
 func (c *ControlClient) RevokeConsent(ctx context.Context, tenant, clientID string) error {
 	return c.do(ctx, http.MethodDelete, "/_emulator/tenants/"+esc(tenant)+"/consents/"+esc(clientID), nil, nil)
+}
+
+// RevokeTokens is [Emulator.RevokeTokens] over the control API.
+func (c *ControlClient) RevokeTokens(ctx context.Context, tenant, clientID string) error {
+	return c.do(ctx, http.MethodPost, "/_emulator/tenants/"+esc(tenant)+"/consents/"+esc(clientID)+"/revoke-tokens", nil, nil)
 }
 
 // CreateVault is [Emulator.CreateVault] over the control API.

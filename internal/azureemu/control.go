@@ -422,6 +422,35 @@ func (e *Emulator) RevokeConsent(tenant, clientID string) error {
 	return nil
 }
 
+// RevokeTokens invalidates every access token issued so far to the app
+// clientID in tenant, as a token revocation (or a Continuous Access
+// Evaluation event) does: every vault answers them with 401, and tokens
+// requested afterwards work as long as consent stands. It works whether or
+// not consent was granted, so that with Config.KeepTokensAfterRevoke a test
+// can first withdraw consent (tokens still honoured, as in Azure) and then
+// end the tokens' life early.
+func (e *Emulator) RevokeTokens(tenant, clientID string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	t := e.tenantLocked(tenant)
+	if t == nil {
+		return fmt.Errorf("tenant %q: %w", tenant, ErrNotFound)
+	}
+	a, ok := e.st.Apps[strings.ToLower(clientID)]
+	if !ok {
+		return fmt.Errorf("app %q: %w", clientID, ErrNotFound)
+	}
+	if t.TokenGens == nil {
+		t.TokenGens = map[string]int{}
+	}
+	t.TokenGens[a.ClientID]++
+	if err := e.persist(); err != nil {
+		t.TokenGens[a.ClientID]--
+		return err
+	}
+	return nil
+}
+
 // ServicePrincipal returns the app's service principal in tenant, if
 // consent was granted (or tenant is the app's home tenant).
 func (e *Emulator) ServicePrincipal(tenant, clientID string) (ServicePrincipal, error) {
@@ -741,7 +770,32 @@ func (e *Emulator) deleteLocked(v *vaultState, k *keyState) (*deletedKey, error)
 		v.Keys[lk] = k
 		return nil, err
 	}
+	if e.cfg.DeletedKeyLagCalls > 0 {
+		e.hidden[v.Name+"/"+lk] = e.cfg.DeletedKeyLagCalls
+	}
 	return d, nil
+}
+
+// deletedHiddenLocked reports whether d, of vault v, is still inside the
+// soft-delete delay (Config.DeletedKeyLag, DeletedKeyLagCalls); a GET
+// (consume) uses up one of the calls.
+func (e *Emulator) deletedHiddenLocked(v *vaultState, d *deletedKey, consume bool) bool {
+	if lag := e.cfg.DeletedKeyLag; lag > 0 && e.now().Before(time.Unix(d.DeletedDate, 0).Add(lag)) {
+		return true
+	}
+	id := v.Name + "/" + strings.ToLower(d.Key.Name)
+	n := e.hidden[id]
+	if n <= 0 {
+		return false
+	}
+	if consume {
+		if n == 1 {
+			delete(e.hidden, id)
+		} else {
+			e.hidden[id] = n - 1
+		}
+	}
+	return true
 }
 
 // RecoverKey restores a soft-deleted key.

@@ -57,6 +57,10 @@
 // default the emulator then rejects the app's existing tokens for that
 // tenant at once (the real service honours them until they expire; set
 // [Config.KeepTokensAfterRevoke] for that behaviour).
+// [Emulator.RevokeTokens] (CLI: orgkms emulator consent revoke-tokens)
+// invalidates the tokens issued so far to an app in a tenant, with or
+// without consent, as a token revocation does: vaults answer them with 401
+// and a challenge, so a client must drop its cached token and ask again.
 //
 // # Key Vault data plane
 //
@@ -105,7 +109,10 @@
 // (KeyNotYetValid, KeyExpired), algorithm/key-type mismatches (400
 // BadParameter), malformed ciphertexts (400 BadParameter), invalid token
 // signatures (AKV10046), expired tokens and revoked tokens. Deletion,
-// recovery and consent take effect at once (Azure can take seconds).
+// recovery and consent take effect at once (Azure can take seconds); the
+// delay before a deleted key shows up under /deletedkeys, during which Azure
+// answers 404 "Deleted Key not found", is reproduced on request by
+// [Config.DeletedKeyLag] and [Config.DeletedKeyLagCalls].
 // Throttling happens only through faults, never by rate. A host naming a
 // vault that does not exist gets its connection dropped (in Azure the name
 // would not resolve). Entra error pages answer 400 so scripts can tell them

@@ -45,6 +45,14 @@ type Config struct {
 	// key version, as a live report says Azure does. By default every
 	// crypto operation on a disabled version is 403 KeyDisabled.
 	DisabledKeyAllowsWrap bool
+	// DeletedKeyLag and DeletedKeyLagCalls reproduce Azure's soft-delete
+	// delay: after a key is deleted, GET /deletedkeys/{name} answers 404
+	// KeyNotFound "Deleted Key not found" (and the deleted-key list omits
+	// the key) for DeletedKeyLag, and GET /deletedkeys/{name} for its first
+	// DeletedKeyLagCalls requests, as if the key had been purged. By
+	// default a deleted key is listed as deleted at once.
+	DeletedKeyLag      time.Duration
+	DeletedKeyLagCalls int
 	// ChallengeAuthority is the authority named in the 401 challenge
 	// (the SDK takes only the tenant from it); default
 	// https://login.microsoftonline.com.
@@ -74,6 +82,9 @@ type Emulator struct {
 	faults   map[string]*Fault          // by lower-case vault name
 	counters map[string]map[string]int  // vault → op → requests
 	consents map[string]*consentRequest // pending consent pages by anti-forgery token
+	// hidden counts, per deleted key ("vault/key", lower case), the GETs
+	// of its deleted entry still to answer 404 (Config.DeletedKeyLagCalls).
+	hidden map[string]int
 
 	srvMu   sync.Mutex
 	srv     *http.Server
@@ -106,6 +117,7 @@ func Open(ctx context.Context, cfg Config) (*Emulator, error) {
 		faults:    map[string]*Fault{},
 		counters:  map[string]map[string]int{},
 		consents:  map[string]*consentRequest{},
+		hidden:    map[string]int{},
 		rsaKeyGen: func(bits int) (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, bits) },
 	}
 	if e.log == nil {

@@ -39,6 +39,9 @@ type tokenClaims struct {
 	Tid      string `json:"tid"`
 	Uti      string `json:"uti"`
 	Ver      string `json:"ver"`
+	// Gen is the emulator's token generation of the app in the tenant (see
+	// [Emulator.RevokeTokens]); omitted while 0.
+	Gen int `json:"xms_emu_gen,omitempty"`
 }
 
 func issuerV1(tid string) string { return "https://sts.windows.net/" + tid + "/" }
@@ -293,7 +296,7 @@ func (e *Emulator) handleToken(w http.ResponseWriter, r *http.Request) {
 	c := tokenClaims{
 		Aud: resource, Iss: issuerV1(t.ID), Iat: now.Unix(), Nbf: now.Unix(), Exp: now.Add(life).Unix(),
 		AppID: a.ClientID, AppIDAcr: "1", Idp: issuerV1(t.ID), Oid: sp.ObjectID, Sub: sp.ObjectID, Tid: t.ID,
-		Uti: newHexID(8), Ver: "1.0",
+		Uti: newHexID(8), Ver: "1.0", Gen: t.TokenGens[a.ClientID],
 	}
 	tok := e.issueTokenLocked(c)
 	secs := int(life / time.Second)

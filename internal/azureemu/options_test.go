@@ -3,8 +3,10 @@ package azureemu
 import (
 	"bytes"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestOptions(t *testing.T) {
@@ -54,5 +56,52 @@ func TestConcurrentRoundTrips(t *testing.T) {
 	wg.Wait()
 	if got := e.VaultCounters("demo"); got[OpWrapKey] != 32 || got[OpUnwrapKey] != 32 {
 		t.Errorf("counters %v", got)
+	}
+}
+
+// TestDeletedKeyLag: inside the soft-delete delay the deleted key is
+// absent from both /keys and /deletedkeys, as right after a delete in
+// Azure; afterwards it is listed as deleted.
+func TestDeletedKeyLag(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	for _, tt := range []struct {
+		name    string
+		cfg     Config
+		advance time.Duration // after the first GET
+	}{
+		{"calls", Config{DeletedKeyLagCalls: 2}, 0},
+		{"duration", Config{DeletedKeyLag: time.Minute}, 2 * time.Minute},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.Now = clock
+			e := startEmu(t, tt.cfg)
+			w := newWorld(t, e)
+			c := e.HTTPClient()
+			base := "https://demo.vault.azure.net"
+			tok := token(t, e, w.customer.ID, w.app.ClientID, w.app.Secret, "https://vault.azure.net/.default")
+			if r := send(t, c, http.MethodDelete, base+"/keys/k1"+apiV, tok, nil); r.status != 200 {
+				t.Fatalf("delete: %d %s", r.status, r.body)
+			}
+			r := send(t, c, http.MethodGet, base+"/deletedkeys/k1"+apiV, tok, nil)
+			if code, _, msg := r.errCodes(t); r.status != 404 || code != "KeyNotFound" || !strings.Contains(msg, "Deleted Key not found") {
+				t.Fatalf("GET deleted key inside the delay: %d %s %q, want 404 KeyNotFound", r.status, code, msg)
+			}
+			if r := send(t, c, http.MethodGet, base+"/keys/k1"+apiV, tok, nil); r.status != 404 {
+				t.Fatalf("GET key after delete: %d", r.status)
+			}
+			mu.Lock()
+			now = now.Add(tt.advance)
+			mu.Unlock()
+			if tt.name == "calls" {
+				if r := send(t, c, http.MethodGet, base+"/deletedkeys/k1"+apiV, tok, nil); r.status != 404 {
+					t.Fatalf("second GET inside a 2-call delay: %d", r.status)
+				}
+			}
+			if r := send(t, c, http.MethodGet, base+"/deletedkeys/k1"+apiV, tok, nil); r.status != 200 {
+				t.Fatalf("GET deleted key after the delay: %d %s", r.status, r.body)
+			}
+		})
 	}
 }

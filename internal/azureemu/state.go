@@ -34,6 +34,10 @@ type tenantRec struct {
 	// SPs are the service principals of multi-tenant apps in this tenant,
 	// by app client id.
 	SPs map[string]*spRec `json:"service_principals"`
+	// TokenGens is, by app client id, the generation of the app's tokens
+	// in this tenant: [Emulator.RevokeTokens] increments it, and a token
+	// of an older generation is rejected by every vault.
+	TokenGens map[string]int `json:"token_generations,omitempty"`
 }
 
 type spRec struct {

@@ -298,6 +298,9 @@ func (e *Emulator) checkToken(tok, resource, tenantID string, hsm bool) (tokenCl
 		}
 		return c, "Token not yet valid."
 	}
+	if t := e.st.Tenants[c.Tid]; t != nil && c.Gen != t.TokenGens[c.AppID] {
+		return c, fmt.Sprintf("Token was revoked: the tokens of application '%s' in tenant '%s' were invalidated (emulator token revocation).", c.AppID, c.Tid)
+	}
 	if !e.cfg.KeepTokensAfterRevoke {
 		t := e.st.Tenants[c.Tid]
 		var sp *spRec
@@ -774,6 +777,10 @@ func (e *Emulator) kvGetDeleted(q *vaultReq) {
 	if !ok {
 		return
 	}
+	if e.deletedHiddenLocked(v, d, true) {
+		kvError(q.w, http.StatusNotFound, "KeyNotFound", "Deleted Key not found: "+q.name, "")
+		return
+	}
 	writeJSON(q.w, http.StatusOK, bundle(q, v, d.Key, d.Key.Versions[d.Key.Current], d))
 }
 
@@ -788,6 +795,9 @@ func (e *Emulator) kvListDeleted(q *vaultReq) {
 	items := []keyItem{}
 	for _, lk := range slices.Sorted(maps.Keys(v.Deleted)) {
 		d := v.Deleted[lk]
+		if e.deletedHiddenLocked(v, d, false) {
+			continue
+		}
 		kv := d.Key.Versions[d.Key.Current]
 		dd, sp := d.DeletedDate, d.ScheduledPurgeDate
 		items = append(items, keyItem{RecoveryID: q.base() + "/deletedkeys/" + d.Key.Name, DeletedDate: &dd, ScheduledPurgeDate: &sp,

@@ -249,7 +249,7 @@ func permissionLabel(p string) string {
 // remedyFor suggests what the customer can do about err.
 func remedyFor(err error, rec Record) string {
 	switch fault.KindOf(err) {
-	case fault.CredentialsInvalid:
+	case fault.CredentialsInvalid, fault.CMKConsentRevoked:
 		return "authorize orgkms again in tenant " + rec.TenantID + " (Step 1), as an administrator of that tenant"
 	case fault.PermissionDenied:
 		return "grant orgkms Get, List, Wrap Key and Unwrap Key in the vault's access policies"

@@ -60,3 +60,26 @@ func (a Azure) ParseKey(vaultURI, name, version, tenant string) (masterkey.Ref, 
 
 // KeyURI renders an azurekv ref.
 func (a Azure) KeyURI(ref masterkey.Ref) string { return ref.Unversioned().Provider + "://" + ref.ID }
+
+// keyLocation is where a customer's key lives, as the customer names it.
+type keyLocation struct {
+	VaultURI string // https://contoso-kv.vault.azure.net/
+	Vault    string // contoso-kv
+	Name     string // orgkms-cmk
+	Tenant   string
+}
+
+// locateKey splits a master-key URI of a customer key
+// (scheme://HOST/keys/NAME[/VERSION]?tenant=T) into its vault and key name.
+func locateKey(uri string) (keyLocation, bool) {
+	u, err := url.Parse(uri)
+	if err != nil || uri == "" || u.Host == "" {
+		return keyLocation{}, false
+	}
+	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
+	if len(parts) < 2 || parts[0] != "keys" || parts[1] == "" {
+		return keyLocation{}, false
+	}
+	vault, _, _ := strings.Cut(u.Host, ".")
+	return keyLocation{VaultURI: "https://" + u.Host + "/", Vault: vault, Name: parts[1], Tenant: u.Query().Get("tenant")}, true
+}

@@ -2,6 +2,7 @@ package cmk_test
 
 import (
 	"context"
+	"fmt"
 	"github.com/orgkms/orgkms/internal/audit"
 	"github.com/orgkms/orgkms/internal/store/sqlite"
 	"strings"
@@ -72,8 +73,8 @@ func TestLifecycle(t *testing.T) {
 	if err := w.decryptAll(other); err != nil {
 		t.Fatalf("another org is affected by acme's revocation: %v", err)
 	}
-	if _, err := w.cmk.Disable(ctx, "user:alice", "acme"); fault.KindOf(err) != fault.Conflict {
-		t.Fatalf("Disable while the CMK is unusable: kind %v, want conflict", fault.KindOf(err))
+	if _, err := w.cmk.Disable(ctx, "user:alice", "acme"); fault.KindOf(err) != fault.CMKDisabled {
+		t.Fatalf("Disable while the CMK is unusable: kind %v, want %v", fault.KindOf(err), fault.CMKDisabled)
 	}
 	// ... and enables it again.
 	w.emu.UpdateKey(azureemu.DemoVault, w.demo.KeyName, "", boolp(true), nil, nil)
@@ -143,16 +144,29 @@ func TestPermissionRemovedIsNamed(t *testing.T) {
 	}
 }
 
+// TestConsentRevokedRevokes: withdrawn consent has its own reason code: the
+// vault's 401 of the cached token makes the driver ask the token endpoint
+// again, whose AADSTS700016 names the cause; granting consent again
+// restores the org.
 func TestConsentRevokedRevokes(t *testing.T) {
 	w := newWorld(t)
 	w.keys.CreateOrg(t.Context(), "test", "acme", "")
+	s := w.encrypt("acme", "before")
 	w.activate("acme", w.demo.VaultURI, w.demo.KeyName, "")
 	if err := w.emu.RevokeConsent(w.demo.TenantID, w.demo.ClientID); err != nil {
 		t.Fatal(err)
 	}
 	st := w.probe("acme", cmk.StateRevoked)
-	if st.ReasonCode != fault.CMKPermissionMissing.Code() || !strings.Contains(st.Reason, "authorize") {
-		t.Fatalf("after consent revoked: %s %q, want cmk_permission_missing asking to authorize again", st.ReasonCode, st.Reason)
+	if st.ReasonCode != fault.CMKConsentRevoked.Code() || !strings.Contains(st.Reason, "consent") {
+		t.Fatalf("after consent revoked: %s %q, want cmk_consent_revoked asking to grant consent again", st.ReasonCode, st.Reason)
+	}
+	wantKind(t, "Decrypt without consent", w.decryptAll(s), fault.CMKConsentRevoked)
+	if _, err := w.emu.GrantConsent(w.demo.TenantID, w.demo.ClientID); err != nil {
+		t.Fatal(err)
+	}
+	w.probe("acme", cmk.StateActive)
+	if err := w.decryptAll(s); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -210,6 +224,16 @@ func TestDeleteRecoverAndPurge(t *testing.T) {
 	if err := w.emu.PurgeKey("initech-kv", "cmk"); err != nil {
 		t.Fatal(err)
 	}
+	// Proof of purge: absent on several probes spread over time, never
+	// one 404.
+	for _, gap := range []time.Duration{0, 5 * time.Minute} {
+		w.skew.Add(int64(gap))
+		if st := w.probe("initech", cmk.StateRevoked); st.ReasonCode != fault.CMKDeleted.Code() || !strings.Contains(st.Reason, "purge not confirmed") {
+			t.Fatalf("purged key, before proof: %s %q, want cmk_key_deleted, purge not confirmed", st.ReasonCode, st.Reason)
+		}
+		wantKind(t, "Decrypt with a deleted key, purge not confirmed", w.decryptAll(i), fault.CMKDeleted)
+	}
+	w.skew.Add(int64(6 * time.Minute))
 	st = w.probe("initech", cmk.StateLost)
 	if st.ReasonCode != fault.CMKDestroyed.Code() || !strings.Contains(st.Reason, "unrecoverable") {
 		t.Fatalf("after purge: %s %q, want cmk_key_destroyed saying unrecoverable", st.ReasonCode, st.Reason)
@@ -343,8 +367,11 @@ func TestTestManagedKeyDiagnostics(t *testing.T) {
 			}
 		})
 	}
-	if _, err := w.cmk.Enable(ctx, "user:alice", "acme"); fault.KindOf(err) != fault.Conflict || !strings.Contains(fault.Message(err), "Test Managed Key failed") {
-		t.Fatalf("Enable with a failing test: %v, want conflict naming the test", err)
+	if _, err := w.cmk.Configure(ctx, "user:alice", "acme", w.demo.VaultURI, "disabled-key", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.cmk.Enable(ctx, "user:alice", "acme"); fault.KindOf(err) != fault.CMKDisabled || !strings.Contains(fault.Message(err), "Test Managed Key failed") {
+		t.Fatalf("Enable with a failing test: %v, want cmk_key_disabled naming the test", err)
 	}
 }
 
@@ -519,5 +546,151 @@ func TestUserActionsSurviveARacingProbe(t *testing.T) {
 	}
 	if !st.done.Load() {
 		t.Fatal("the race was not exercised")
+	}
+}
+
+// TestDeletionIsNotLostWithoutProofOfPurge: right after a delete, Azure may
+// answer 404 for the key and for its deleted entry alike. However far apart
+// the probes, an org is not lost on that evidence until enough checks agree
+// over enough time; meanwhile it is revoked as deleted.
+func TestDeletionIsNotLostWithoutProofOfPurge(t *testing.T) {
+	tests := []struct {
+		name     string
+		lagCalls int           // deleted entry invisible for this many GETs
+		gap      time.Duration // between probes
+		probes   int           // inside the window
+	}{
+		{"fewer absent checks than the proof needs", 2, time.Hour, 2},
+		{"more checks, but in less time than the proof needs", 1000, time.Minute, 6},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t, option{emu: func(c *azureemu.Config) { c.DeletedKeyLagCalls = tt.lagCalls }})
+			ctx := t.Context()
+			w.keys.CreateOrg(ctx, "test", "acme", "")
+			s := w.encrypt("acme", "kept")
+			w.activate("acme", w.demo.VaultURI, w.demo.KeyName, "")
+			if _, err := w.emu.DeleteKey(azureemu.DemoVault, w.demo.KeyName); err != nil {
+				t.Fatal(err)
+			}
+			for i := range tt.probes {
+				st := w.probe("acme", cmk.StateRevoked)
+				if st.ReasonCode != fault.CMKDeleted.Code() || !strings.Contains(st.Reason, "purge not confirmed") || st.PurgeChecks != i+1 {
+					t.Fatalf("probe %d inside the delete window: %s %q (checks %d), want cmk_key_deleted, purge not confirmed", i+1, st.ReasonCode, st.Reason, st.PurgeChecks)
+				}
+				wantKind(t, "Decrypt inside the delete window", w.decryptAll(s), fault.CMKDeleted)
+				w.skew.Add(int64(tt.gap))
+			}
+			if tt.lagCalls > tt.probes {
+				return // still inside the window: never lost
+			}
+			// The deleted entry shows up: recoverable, the evidence is reset.
+			st := w.probe("acme", cmk.StateRevoked)
+			if st.ReasonCode != fault.CMKDeleted.Code() || st.RecoverableUntil.IsZero() || st.PurgeChecks != 0 || !st.PurgeSuspectedSince.IsZero() {
+				t.Fatalf("deleted entry visible: %s until %v checks %d, want recoverable with the evidence reset", st.ReasonCode, st.RecoverableUntil, st.PurgeChecks)
+			}
+			if _, err := w.emu.RecoverKey(azureemu.DemoVault, w.demo.KeyName); err != nil {
+				t.Fatal(err)
+			}
+			w.probe("acme", cmk.StateActive)
+			if err := w.decryptAll(s); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestSameCauseSameAnswer: a condition of the customer's key gives the same
+// code and status from every action, before and after the probe saw it; a
+// transient vault condition is retryable, never a 409.
+func TestSameCauseSameAnswer(t *testing.T) {
+	causes := []struct {
+		name  string
+		apply func(w *world)
+		want  fault.Kind
+	}{
+		{"key disabled", func(w *world) {
+			w.emu.UpdateKey(azureemu.DemoVault, w.demo.KeyName, "", boolp(false), nil, nil)
+		}, fault.CMKDisabled},
+		{"unwrapKey removed", func(w *world) {
+			w.emu.SetPolicy(azureemu.DemoVault, w.demo.ClientID, []string{"get", "list", "wrapKey"})
+		}, fault.CMKPermissionMissing},
+		{"throttled", func(w *world) {
+			w.emu.SetFault(azureemu.DemoVault, azureemu.Fault{Status: 429, RetryAfter: 2 * time.Second})
+		}, fault.Unavailable},
+		{"server error", func(w *world) { w.emu.SetFault(azureemu.DemoVault, azureemu.Fault{Status: 503}) }, fault.Unavailable},
+		{"outage", func(w *world) { w.emu.SetFault(azureemu.DemoVault, azureemu.Fault{Outage: true}) }, fault.Unavailable},
+	}
+	// Each action starts from its own org: acme is authorized with the
+	// demo key configured (enable activates it); the others are active on
+	// the demo key, initech with a second key configured (enable replaces).
+	actions := []struct {
+		name string
+		org  string
+		do   func(w *world, org string) error
+	}{
+		{"enable", "acme", func(w *world, org string) error { _, err := w.cmk.Enable(w.t.Context(), "user:alice", org); return err }},
+		{"replace", "initech", func(w *world, org string) error { _, err := w.cmk.Enable(w.t.Context(), "user:alice", org); return err }},
+		{"disable", "globex", func(w *world, org string) error {
+			_, err := w.cmk.Disable(w.t.Context(), "user:alice", org)
+			return err
+		}},
+	}
+	for _, c := range causes {
+		for _, probed := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/probed=%v", c.name, probed), func(t *testing.T) {
+				w := newWorld(t)
+				ctx := t.Context()
+				for _, org := range []string{"acme", "globex", "initech"} {
+					w.keys.CreateOrg(ctx, "test", org, "")
+				}
+				w.activate("globex", w.demo.VaultURI, w.demo.KeyName, "")
+				w.activate("initech", w.demo.VaultURI, w.demo.KeyName, "")
+				other, err := w.emu.CreateVault(w.demo.TenantID, "other-kv", azureemu.VaultOptions{PurgeProtection: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				w.emu.CreateKey("other-kv", "k2", azureemu.KeyOptions{})
+				w.emu.SetKeyTags("other-kv", "k2", "", map[string]string{"orgkms-org": "initech"})
+				w.emu.SetPolicy("other-kv", w.demo.ClientID, azureemu.DemoPermissions)
+				if _, err := w.cmk.Configure(ctx, "user:alice", "initech", other.URI, "k2", ""); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := w.consent("acme", w.demo.TenantID, "accept"); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := w.cmk.Configure(ctx, "user:alice", "acme", w.demo.VaultURI, w.demo.KeyName, ""); err != nil {
+					t.Fatal(err)
+				}
+				w.keys.Cache().PurgeAll() // the root keys are unwrapped through the vault
+				c.apply(w)
+				if probed {
+					for _, org := range []string{"globex", "initech"} {
+						if err := w.cmk.Probe(ctx, org); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				for _, a := range actions {
+					err := a.do(w, a.org)
+					got := fault.KindOf(err)
+					if err == nil || got != c.want || got.HTTPStatus() != c.want.HTTPStatus() {
+						t.Errorf("%s: kind %v (status %d, err %v), want %v (%d)", a.name, got, got.HTTPStatus(), err, c.want, c.want.HTTPStatus())
+						continue
+					}
+					if c.want == fault.Unavailable && (!got.Retryable() || fault.As(err).RetryAfter <= 0) {
+						t.Errorf("%s: %v is not retryable with a Retry-After", a.name, err)
+					}
+					if st, _ := w.cmk.Status(ctx, a.org); st.Job != nil && st.Job.State == cmk.JobPending {
+						t.Errorf("%s: a refused action started a job %+v", a.name, st.Job)
+					}
+				}
+				// Configure only stores the choice: it answers the same
+				// whatever the key's condition and the probe's timing.
+				if _, err := w.cmk.Configure(ctx, "user:alice", "globex", other.URI, "k2", ""); err != nil {
+					t.Errorf("configure: %v, want success", err)
+				}
+			})
+		}
 	}
 }

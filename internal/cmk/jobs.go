@@ -136,7 +136,7 @@ func (s *Service) execute(ctx context.Context, j Job) {
 // refusing orgkms (as opposed to an outage or a fault of orgkms).
 func customerSide(k fault.Kind) bool {
 	switch k {
-	case fault.KeyDisabled, fault.KeyNotFound, fault.KeyDestroyed, fault.PermissionDenied, fault.CredentialsInvalid:
+	case fault.KeyDisabled, fault.KeyNotFound, fault.KeyDestroyed, fault.PermissionDenied, fault.CredentialsInvalid, fault.CMKConsentRevoked:
 		return true
 	}
 	return false
@@ -151,6 +151,8 @@ func revocationKind(k fault.Kind) fault.Kind {
 		return fault.CMKDeleted
 	case fault.KeyDestroyed:
 		return fault.CMKDestroyed
+	case fault.CMKConsentRevoked:
+		return fault.CMKConsentRevoked
 	}
 	return fault.CMKDisabled
 }

@@ -106,6 +106,7 @@ func (s *Service) Probe(ctx context.Context, orgID string) error {
 	// Healthy.
 	wasBlocked := rec.State != StateActive
 	rec.LastProbeError, rec.Degraded = "", false
+	rec.PurgeSuspectedSince, rec.PurgeChecks = time.Time{}, 0
 	var ev *audit.Event
 	if wasBlocked {
 		rec.State, rec.Reason, rec.ReasonCode, rec.RevokedSince, rec.RecoverableUntil = StateActive, "", "", time.Time{}, time.Time{}
@@ -128,20 +129,28 @@ func (s *Service) Probe(ctx context.Context, orgID string) error {
 }
 
 func disabledReason(d masterkey.Description, rec Record, now time.Time) string {
+	vault, name := activeKeyName(rec)
 	switch {
 	case !d.Enabled:
-		return fmt.Sprintf("key %s in vault %s is disabled; enable it in the Azure portal to restore access", rec.KeyName, vaultName(rec))
+		return fmt.Sprintf("key %s in vault %s is disabled; enable it in the Azure portal to restore access", name, vault)
 	case !d.NotBefore.IsZero() && now.Before(d.NotBefore):
-		return fmt.Sprintf("key %s in vault %s is not active until %s", rec.KeyName, vaultName(rec), d.NotBefore.UTC().Format(time.RFC3339))
+		return fmt.Sprintf("key %s in vault %s is not active until %s", name, vault, d.NotBefore.UTC().Format(time.RFC3339))
 	default:
-		return fmt.Sprintf("key %s in vault %s expired on %s; extend its expiration date or rotate it", rec.KeyName, vaultName(rec), d.Expires.UTC().Format(time.RFC3339))
+		return fmt.Sprintf("key %s in vault %s expired on %s; extend its expiration date or rotate it", name, vault, d.Expires.UTC().Format(time.RFC3339))
 	}
 }
 
-func vaultName(rec Record) string {
-	v := strings.TrimPrefix(strings.TrimSpace(rec.VaultURI), "https://")
-	v, _, _ = strings.Cut(v, ".")
-	return v
+// activeKeyName returns the vault and key name of the key wrapping the
+// org's root key (not of a newly configured, unverified one); the
+// configured key while none is in use.
+func activeKeyName(rec Record) (vault, name string) {
+	if k, ok := locateKey(rec.ActiveKeyURI); ok {
+		return k.Vault, k.Name
+	}
+	if k, ok := locateKey(rec.KeyURI); ok {
+		return k.Vault, k.Name
+	}
+	return "", rec.KeyName
 }
 
 func (s *Service) probeFailed(ctx context.Context, rec Record, ref masterkey.Ref, keeper *masterkey.Keeper, err error) error {
@@ -149,7 +158,7 @@ func (s *Service) probeFailed(ctx context.Context, rec Record, ref masterkey.Ref
 	kind := fault.KindOf(err)
 	rec.LastProbeError = fault.Message(err)
 	switch kind {
-	case fault.KeyDisabled, fault.KeyNotFound, fault.KeyDestroyed, fault.PermissionDenied, fault.CredentialsInvalid:
+	case fault.KeyDisabled, fault.KeyNotFound, fault.KeyDestroyed, fault.PermissionDenied, fault.CredentialsInvalid, fault.CMKConsentRevoked:
 		// The customer's key is unusable: revocation, below.
 	default:
 		// Not revocation (throttling, outage, or a fault of orgkms itself
@@ -164,28 +173,54 @@ func (s *Service) probeFailed(ctx context.Context, rec Record, ref masterkey.Ref
 	}
 	code, reason := fault.CMKDisabled, fault.Message(err)
 	var until time.Time
+	purged := false // this probe is evidence of a purge
+	vault, name := activeKeyName(rec)
 	switch kind {
 	case fault.PermissionDenied:
 		code = fault.CMKPermissionMissing
 		if fe := fault.As(err); fe != nil && fe.Permission != "" {
-			reason = fmt.Sprintf("orgkms lost the %s permission on key %s in vault %s; restore it in the vault's access policy", fe.Permission, rec.KeyName, vaultName(rec))
+			reason = fmt.Sprintf("orgkms lost the %s permission on key %s in vault %s; restore it in the vault's access policy", fe.Permission, name, vault)
 		}
+	case fault.CMKConsentRevoked:
+		code = fault.CMKConsentRevoked // the driver's reason says what to do
 	case fault.CredentialsInvalid:
 		code = fault.CMKPermissionMissing
 		reason = "orgkms is no longer authorized in tenant " + rec.TenantID + " (" + fault.Message(err) + "); an administrator must authorize it again"
 	case fault.KeyNotFound, fault.KeyDestroyed:
 		del, ok, derr := keeper.DeletedKey(ctx, ref)
+		dkind := fault.KindOf(derr)
 		switch {
 		case derr == nil && ok:
 			code, until = fault.CMKDeleted, del.ScheduledPurge
-			reason = fmt.Sprintf("key %s was deleted from vault %s; recover it (Key Vault → Keys → Manage deleted keys) before %s, or the org's data is lost", rec.KeyName, vaultName(rec), del.ScheduledPurge.UTC().Format(time.RFC3339))
-		case fault.KindOf(derr) == fault.Unavailable:
+			reason = fmt.Sprintf("key %s was deleted from vault %s; recover it (Key Vault → Keys → Manage deleted keys) before %s, or the org's data is lost", name, vault, del.ScheduledPurge.UTC().Format(time.RFC3339))
+		case dkind == fault.Unavailable:
 			rec.Degraded = true
 			return ignoreStale(s.st.PutCMK(ctx, rec, nil))
+		case derr != nil && dkind != fault.KeyNotFound && dkind != fault.KeyDestroyed:
+			// The deleted entry could not be read (e.g. a permission):
+			// no evidence either way.
+			code = fault.CMKDeleted
+			reason = fmt.Sprintf("key %s is not in vault %s and orgkms cannot read the vault's deleted keys (%s); if the key was deleted, recover it (Key Vault → Keys → Manage deleted keys)", name, vault, fault.Message(derr))
 		default:
-			code = fault.CMKDestroyed
-			reason = fmt.Sprintf("key %s was purged from vault %s: the org's data is unrecoverable", rec.KeyName, vaultName(rec))
+			// Absent, and not listed as deleted: a purge, or a delete that
+			// Azure does not list yet. Only repeated evidence over time
+			// proves a purge.
+			if rec.PurgeSuspectedSince.IsZero() {
+				rec.PurgeSuspectedSince, rec.PurgeChecks = now, 0
+			}
+			rec.PurgeChecks++
+			purged = true
+			if rec.PurgeChecks >= s.cfg.PurgeConfirmChecks && now.Sub(rec.PurgeSuspectedSince) >= s.cfg.PurgeConfirmAfter {
+				code = fault.CMKDestroyed
+				reason = fmt.Sprintf("key %s was purged from vault %s (absent, and not among its deleted keys, since %s): the org's data is unrecoverable", name, vault, rec.PurgeSuspectedSince.Format(time.RFC3339))
+			} else {
+				code = fault.CMKDeleted
+				reason = fmt.Sprintf("key %s is not in vault %s: it was deleted, purge not confirmed (not yet listed among the vault's deleted keys, which Azure can take a while to show); recover it (Key Vault → Keys → Manage deleted keys) if you can", name, vault)
+			}
 		}
+	}
+	if !purged {
+		rec.PurgeSuspectedSince, rec.PurgeChecks = time.Time{}, 0
 	}
 	newState := StateRevoked
 	if code == fault.CMKDestroyed {

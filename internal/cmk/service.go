@@ -32,11 +32,19 @@ type Config struct {
 	CallbackURL string
 
 	ProbeInterval time.Duration // default 30s
-	JobLease      time.Duration // default 2m
-	JobPoll       time.Duration // default 1s
-	NodeID        string        // default a random ID
-	Now           func() time.Time
-	Logger        *slog.Logger
+	// PurgeConfirmChecks and PurgeConfirmAfter are the proof of a purge: an
+	// org is lost only when its key and the key's deleted entry were both
+	// absent on at least PurgeConfirmChecks consecutive probes spanning at
+	// least PurgeConfirmAfter. Until then (Azure may answer 404 "Deleted
+	// Key not found" for a while right after a delete) the org is revoked
+	// as deleted, purge not confirmed. Defaults 3 and 10m.
+	PurgeConfirmChecks int
+	PurgeConfirmAfter  time.Duration
+	JobLease           time.Duration // default 2m
+	JobPoll            time.Duration // default 1s
+	NodeID             string        // default a random ID
+	Now                func() time.Time
+	Logger             *slog.Logger
 
 	// OnJobStep, when set, is called after each durable step of a re-wrap
 	// job, with the job's kind ("activate", "rotate", "replace",
@@ -67,6 +75,12 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.ProbeInterval <= 0 {
 		cfg.ProbeInterval = 30 * time.Second
+	}
+	if cfg.PurgeConfirmChecks <= 0 {
+		cfg.PurgeConfirmChecks = 3
+	}
+	if cfg.PurgeConfirmAfter <= 0 {
+		cfg.PurgeConfirmAfter = 10 * time.Minute
 	}
 	if cfg.JobLease <= 0 {
 		cfg.JobLease = 2 * time.Minute // well above one step's remote calls with retries
@@ -274,7 +288,11 @@ func (s *Service) configureOnce(ctx context.Context, actor, orgID, vaultURI, key
 	switch rec.State {
 	case StatePlatform:
 		return Record{}, &fault.Error{Kind: fault.Conflict, Op: "configure", Reason: "authorize orgkms in your tenant first (Step 1)"}
-	case StateAuthorized, StateActive:
+	case StateAuthorized, StateActive, StateRevoked:
+		// While revoked, a new key may be staged; Enable applies it once the
+		// key in use works again (it must, to move the org's keys off it).
+	case StateLost:
+		return Record{}, recordedCondition("configure", rec, lostReason(rec))
 	default:
 		return Record{}, &fault.Error{Kind: fault.Conflict, Op: "configure", Reason: "the customer managed key is " + string(rec.State) + "; wait until it is active, or restore access to it first"}
 	}
@@ -334,6 +352,10 @@ func (s *Service) enableOnce(ctx context.Context, actor, orgID string) (Status, 
 		return Status{}, &fault.Error{Kind: fault.Conflict, Op: "enable", Reason: "the customer managed key is already active"}
 	case rec.State == StatePlatform:
 		return Status{}, &fault.Error{Kind: fault.Conflict, Op: "enable", Reason: "authorize orgkms in your tenant first (Step 1)"}
+	case rec.State == StateLost:
+		return Status{}, recordedCondition("enable", rec, lostReason(rec))
+	case rec.State == StateRevoked:
+		return Status{}, recordedCondition("enable", rec, "the customer managed key in use is unusable ("+orElse(rec.Reason, string(rec.State))+"); restore access to it: orgkms serves the org again within a probe interval, and then a newly configured key can be enabled")
 	default:
 		return Status{}, &fault.Error{Kind: fault.Conflict, Op: "enable", Reason: "the customer managed key is " + string(rec.State)}
 	}
@@ -341,9 +363,12 @@ func (s *Service) enableOnce(ctx context.Context, actor, orgID string) (Status, 
 	if err != nil {
 		return Status{}, err
 	}
+	if wait := s.testWait(orgID); wait > 0 {
+		return Status{}, &fault.Error{Kind: fault.RateLimited, Op: "enable", RetryAfter: wait, Reason: "Test Managed Key, which enable runs, was run too often for this org; retry in a few seconds"}
+	}
 	rep := s.Test(ctx, orgID)
 	if !rep.OK {
-		return Status{}, &fault.Error{Kind: fault.Conflict, Op: "enable", Reason: "Test Managed Key failed: " + rep.FirstFailure() + "; fix it and test again"}
+		return Status{}, s.testFailed(ctx, rep, ref)
 	}
 	if kind == JobReplace {
 		// The old key must still be usable to move away from it.
@@ -388,8 +413,7 @@ func (s *Service) checkActiveUsable(ctx context.Context, orgID string) error {
 	}
 	raw, err := k.Unwrap(ctx, roots[0].Wrapped, keys.RootAAD(orgID))
 	if err != nil {
-		return &fault.Error{Kind: fault.KindOf(err), Op: "check current key", Reason: "the customer managed key in use must still work to move the org's keys off it: " + fault.Message(err), Err: err,
-			Permission: fault.As(err).Permission}
+		return conditionError("check current key", err, "the customer managed key in use must still work to move the org's keys off it: "+fault.Message(err))
 	}
 	clear(raw)
 	return nil
@@ -415,8 +439,10 @@ func (s *Service) disableOnce(ctx context.Context, actor, orgID string) (Status,
 		ev := &audit.Event{OrgID: orgID, Time: now, Actor: actor, Action: "cmk.reset", Target: "cmk"}
 		return Status{Record: rec}, s.st.PutCMK(ctx, rec, ev)
 	case StateActive:
-	case StateRevoked, StateLost:
-		return Status{}, &fault.Error{Kind: fault.Conflict, Op: "disable", Reason: "the customer managed key is unusable (" + orElse(rec.Reason, string(rec.State)) + "): orgkms needs it to move the org back to the platform key; restore access to it first"}
+	case StateLost:
+		return Status{}, recordedCondition("disable", rec, lostReason(rec))
+	case StateRevoked:
+		return Status{}, recordedCondition("disable", rec, "the customer managed key is unusable ("+orElse(rec.Reason, string(rec.State))+"): orgkms needs it to move the org back to the platform key; restore access to it first")
 	default:
 		return Status{}, &fault.Error{Kind: fault.Conflict, Op: "disable", Reason: "a key operation is in progress (" + string(rec.State) + "); try again when it finishes"}
 	}
@@ -479,6 +505,8 @@ func blockError(rec Record) error {
 	switch rec.ReasonCode {
 	case fault.CMKPermissionMissing.Code():
 		kind = fault.CMKPermissionMissing
+	case fault.CMKConsentRevoked.Code():
+		kind = fault.CMKConsentRevoked
 	case fault.CMKDeleted.Code():
 		kind = fault.CMKDeleted
 	case fault.CMKDestroyed.Code():

@@ -53,6 +53,21 @@ type Record struct {
 	LastProbeError string // "" when the last probe passed
 	Degraded       bool   // provider throttled or unreachable: serving from cache
 
+	// PurgeSuspectedSince is when the probe first found the key and its
+	// deleted entry both absent, PurgeChecks on how many consecutive
+	// probes: the org is lost only when they prove a purge (see
+	// [Config.PurgeConfirmChecks]). Zero while the key or its deleted entry
+	// is seen.
+	PurgeSuspectedSince time.Time
+	PurgeChecks         int
+	// Warning is a customer-readable condition with its remedy that does
+	// not stop the org, e.g. a newer key version orgkms does not follow
+	// because it lacks the ownership tag; "" when none.
+	Warning string
+	// DataLostAt is when the org, its key purged, fell back to a new
+	// platform root key: data encrypted before then is unrecoverable.
+	DataLostAt time.Time
+
 	UpdatedAt time.Time
 	// Revision is the stored revision this record was read at (0 for a
 	// record never stored). A write of a record read at an older revision

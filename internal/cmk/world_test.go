@@ -39,13 +39,42 @@ type world struct {
 
 	keepers *masterkey.Registry
 	cloud   cmk.Cloud
+	cfg     cmk.Config // the service's configuration, for a restarted service
+	guard   *atomic.Pointer[cmk.Service]
 }
 
-func newWorld(t *testing.T) *world {
+// restart replaces the service by a new one on the same store, as after a
+// restart of the process, with node identity nodeID.
+func (w *world) restart(nodeID string) *cmk.Service {
+	w.t.Helper()
+	cfg := w.cfg
+	cfg.NodeID = nodeID
+	cs, err := cmk.New(cfg)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.cmk = cs
+	w.guard.Store(cs)
+	return cs
+}
+
+// option changes the emulator's or the service's configuration of a world.
+type option struct {
+	emu func(*azureemu.Config)
+	cmk func(*cmk.Config)
+}
+
+func newWorld(t *testing.T, opts ...option) *world {
 	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.DiscardHandler)
-	emu, err := azureemu.Open(ctx, azureemu.Config{Dir: t.TempDir(), Logger: log})
+	ecfg := azureemu.Config{Dir: t.TempDir(), Logger: log}
+	for _, o := range opts {
+		if o.emu != nil {
+			o.emu(&ecfg)
+		}
+	}
+	emu, err := azureemu.Open(ctx, ecfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,23 +107,29 @@ func newWorld(t *testing.T) *world {
 	}
 	reg.Register(az.Driver(), masterkey.NewKeeper(azurekv.Scheme, az, masterkey.KeeperOptions{Logger: log}))
 	platform, _ := reg.ParseRef("local://" + kp)
-	var guard func(context.Context, string) error
+	guard := &atomic.Pointer[cmk.Service]{}
 	ks, err := keys.New(keys.Config{Store: st, Keepers: reg, PlatformKey: platform, Logger: log,
-		Guard: func(ctx context.Context, org string) error { return guard(ctx, org) }})
+		Guard: func(ctx context.Context, org string) error { return guard.Load().Guard(ctx, org) }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ks.Close(context.Background()) })
 	skew := &atomic.Int64{}
-	cs, err := cmk.New(cmk.Config{Store: st, Keys: ks, Keepers: reg, Logger: log, CallbackURL: callbackURL,
+	ccfg := cmk.Config{Store: st, Keys: ks, Keepers: reg, Logger: log, CallbackURL: callbackURL,
 		Now:   func() time.Time { return time.Now().Add(time.Duration(skew.Load())) },
-		Cloud: cmk.Azure{Provider: az, ClientID: demo.ClientID, AuthorityHost: emu.URL() + "/"}})
+		Cloud: cmk.Azure{Provider: az, ClientID: demo.ClientID, AuthorityHost: emu.URL() + "/"}}
+	for _, o := range opts {
+		if o.cmk != nil {
+			o.cmk(&ccfg)
+		}
+	}
+	cs, err := cmk.New(ccfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	guard = cs.Guard
+	guard.Store(cs)
 	return &world{t: t, emu: emu, demo: demo, st: st, keys: ks, cmk: cs, calls: emu.Counters, skew: skew,
-		keepers: reg, cloud: cmk.Azure{Provider: az, ClientID: demo.ClientID, AuthorityHost: emu.URL() + "/"}}
+		keepers: reg, cloud: ccfg.Cloud, cfg: ccfg, guard: guard}
 }
 
 var (

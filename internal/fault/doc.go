@@ -4,7 +4,9 @@
 // # Kinds are part of the API
 //
 // A Kind picks the HTTP status, the stable error code, whether a caller may
-// retry, and the customer-facing message. The message is built from the
+// retry, the customer-facing message and the hint on what to do: one [Row]
+// of one table, read by the API, the console and the CLI alike (testdata/
+// table.golden pins it). The message is built from the
 // fields of [Error] (Op, Resource, Permission, Provider, ...), never from the
 // wrapped Err, which exists only for logs and [errors.As]. API, console and
 // CLI all render the same text through [Message].

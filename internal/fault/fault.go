@@ -36,46 +36,113 @@ const (
 	CMKPermissionMissing // orgkms lost a permission on the CMK, or consent was revoked
 	CMKDeleted           // the CMK is soft-deleted: recoverable until its purge date
 	CMKDestroyed         // the CMK was purged: the org's data is unrecoverable
+	CMKConsentRevoked    // the customer withdrew admin consent: orgkms cannot obtain a token in their tenant
 )
 
-var kindNames = [...]string{
-	Internal:           "internal",
-	Invalid:            "invalid_argument",
-	Integrity:          "ciphertext_invalid",
-	NotFound:           "not_found",
-	Conflict:           "conflict",
-	TooLarge:           "payload_too_large",
-	Unauthenticated:    "unauthenticated",
-	Forbidden:          "permission_denied",
-	KeyNotFound:        "master_key_not_found",
-	KeyDisabled:        "master_key_disabled",
-	KeyDestroyed:       "master_key_destroyed",
-	PermissionDenied:   "master_key_permission_missing",
-	CredentialsInvalid: "master_key_credentials_invalid",
-	Unavailable:        "unavailable",
-	RateLimited:        "rate_limited",
-	VersionRetired:     "key_version_retired",
+// Row is one line of the error table: everything a Kind means to a caller.
+// API responses, CLI hints and console pages all read it; nothing else maps
+// a Kind to a status, a retry decision or words.
+type Row struct {
+	Code      string // stable snake_case code, sent in API error bodies
+	Status    int    // HTTP status of the API and the console
+	Retryable bool   // a caller may retry the same request later
+	// Message is the customer message when the error names no Reason.
+	// "%s" stands for the error's Resource, or for Subject when it has none.
+	Message string
+	Subject string // what "%s" reads when the error has no Resource
+	// Hint says what to do about it, in words for whoever made the call
+	// (CLI hint lines, console remedies); "" when the message says it all.
+	Hint string
+}
 
-	CMKDisabled:          "cmk_key_disabled",
-	CMKPermissionMissing: "cmk_permission_missing",
-	CMKDeleted:           "cmk_key_deleted",
-	CMKDestroyed:         "cmk_key_destroyed",
+// table is the error table, indexed by Kind. Status 424 (Failed Dependency)
+// means "your request was fine, but a key you control is not".
+var table = [...]Row{
+	Internal: {Code: "internal", Status: 500,
+		Message: "internal error"},
+	Invalid: {Code: "invalid_argument", Status: 400,
+		Message: "the request is invalid", Hint: "check the named field against the API reference (GET /v1/openapi.json)"},
+	Integrity: {Code: "ciphertext_invalid", Status: 400,
+		Message: "ciphertext is invalid: it was not produced by this org, key and context, or it was modified",
+		Hint:    "decrypt with the same org, key and context that encrypted it, and pass the ciphertext unmodified"},
+	NotFound: {Code: "not_found", Status: 404,
+		Message: "%s not found", Subject: "object"},
+	Conflict: {Code: "conflict", Status: 409,
+		Message: "%s conflicts with the current state", Subject: "object"},
+	TooLarge: {Code: "payload_too_large", Status: 413,
+		Message: "payload too large", Hint: "send at most 4 MiB of plaintext per item and 1000 items per batch"},
+	Unauthenticated: {Code: "unauthenticated", Status: 401,
+		Message: "missing or invalid credentials: send an API token as \"Authorization: Bearer <token>\"",
+		Hint:    "set ORGKMS_TOKEN to a valid API token (orgkms dev writes one to DATA/dev.env)"},
+	Forbidden: {Code: "permission_denied", Status: 403,
+		Message: "the caller's roles do not allow this action",
+		Hint:    "use a token with the needed role; \"orgkms whoami\" shows the current one"},
+	KeyNotFound: {Code: "master_key_not_found", Status: 424,
+		Message: "%s was not found; check the key name and version, or recover it if it was deleted", Subject: "master key",
+		Hint: "check the vault URI, key name and version; \"orgkms cmk test\" runs every check"},
+	KeyDisabled: {Code: "master_key_disabled", Status: 424,
+		Message: "%s is disabled or outside its validity period; enable it to restore access", Subject: "master key",
+		Hint: "enable the key version in the vault and check its activation and expiration dates, then run \"orgkms cmk test\""},
+	KeyDestroyed: {Code: "master_key_destroyed", Status: 424,
+		Message: "%s was destroyed; data protected by it is unrecoverable", Subject: "master key",
+		Hint: "choose another key: data wrapped only by a destroyed key cannot be recovered"},
+	PermissionDenied: {Code: "master_key_permission_missing", Status: 424,
+		Message: "permission missing: %p on %s; grant it to orgkms", Subject: "the master key",
+		Hint: "grant orgkms' application the named permission on the key (access policy or role), then run \"orgkms cmk test\""},
+	CredentialsInvalid: {Code: "master_key_credentials_invalid", Status: 424,
+		Message: "credentials for %v are invalid, expired or not consented",
+		Hint:    "authorize orgkms for the key's tenant again (orgkms cmk authorize), then run \"orgkms cmk test\""},
+	Unavailable: {Code: "unavailable", Status: 503, Retryable: true,
+		Message: "%s is unavailable; retry later", Subject: "a dependency", Hint: "retry in a moment; the condition is transient"},
+	RateLimited: {Code: "rate_limited", Status: 429, Retryable: true,
+		Message: "too many requests; retry later", Hint: "wait for the time in Retry-After, then retry"},
+	VersionRetired: {Code: "key_version_retired", Status: 400,
+		Message: "the ciphertext's key version was retired for decryption; lower the key's min_decryption_version or rewrap ciphertexts before retiring versions",
+		Hint:    "lower the key's minimum decryption version: orgkms key config --min-decryption-version N"},
+
+	CMKDisabled: {Code: "cmk_key_disabled", Status: 424,
+		Message: "the org's customer managed key is disabled; its administrators must enable it in their key vault",
+		Hint:    "enable the key in the vault and check its activation and expiration dates; \"orgkms cmk status\" shows why it is unusable"},
+	CMKPermissionMissing: {Code: "cmk_permission_missing", Status: 424,
+		Message: "orgkms lost access to the org's customer managed key; its administrators must restore the access policy or consent",
+		Hint:    "give orgkms' application Get, Wrap Key and Unwrap Key on the key again; \"orgkms cmk status\" shows what is missing"},
+	CMKDeleted: {Code: "cmk_key_deleted", Status: 424,
+		Message: "the org's customer managed key was deleted; its administrators can recover it before it is purged",
+		Hint:    "recover the deleted key in the vault before its purge date; \"orgkms cmk status\" shows the date"},
+	CMKDestroyed: {Code: "cmk_key_destroyed", Status: 424,
+		Message: "the org's customer managed key was purged: the org's data is unrecoverable",
+		Hint:    "data encrypted for this org cannot be recovered; \"orgkms cmk status\" shows the way out"},
+	CMKConsentRevoked: {Code: "cmk_consent_revoked", Status: 424,
+		Message: "orgkms is no longer authorized in the org's Entra ID tenant (admin consent was withdrawn); an administrator of the tenant must grant consent again",
+		Hint:    "grant admin consent again: \"orgkms cmk authorize --tenant TENANT_ID\" (console: Settings → Security → Step 1, Authorize), accept as an administrator of the tenant, then run \"orgkms cmk test\""},
+}
+
+// Kinds returns every Kind, in table order.
+func Kinds() []Kind {
+	ks := make([]Kind, len(table))
+	for i := range table {
+		ks[i] = Kind(i)
+	}
+	return ks
+}
+
+// Info returns the table row of k; an unknown Kind reads as Internal.
+func (k Kind) Info() Row {
+	if k < 0 || int(k) >= len(table) {
+		return table[Internal]
+	}
+	return table[k]
 }
 
 // Code returns the stable snake_case code of k, as sent in API error bodies.
-func (k Kind) Code() string {
-	if k < 0 || int(k) >= len(kindNames) {
-		return kindNames[Internal]
-	}
-	return kindNames[k]
-}
+func (k Kind) Code() string { return k.Info().Code }
 
 func (k Kind) String() string { return k.Code() }
 
 // KindFromCode is the inverse of [Kind.Code]; unknown codes give Internal.
 func KindFromCode(code string) Kind {
-	for k, name := range kindNames {
-		if name == code {
+	for k, row := range table {
+		if row.Code == code {
 			return Kind(k)
 		}
 	}
@@ -83,7 +150,14 @@ func KindFromCode(code string) Kind {
 }
 
 // Retryable reports whether a caller may retry an operation that failed with k.
-func (k Kind) Retryable() bool { return k == Unavailable || k == RateLimited }
+func (k Kind) Retryable() bool { return k.Info().Retryable }
+
+// HTTPStatus is the HTTP status of an error of kind k, for the API and the
+// console alike.
+func (k Kind) HTTPStatus() int { return k.Info().Status }
+
+// Hint is what to do about an error of kind k, or "".
+func (k Kind) Hint() string { return k.Info().Hint }
 
 // Error is the error type of orgkms. Every field except Err may be shown to
 // the customer; Err is for logs only.
@@ -158,63 +232,35 @@ func As(err error) *Error {
 }
 
 // Message renders the customer-facing message of err: what happened and what
-// to do. It is built from the fields of the outermost *Error only, never from
-// the text of wrapped errors, so it is safe to show to any caller.
+// to do. It is built from the fields of the outermost *Error and the table
+// only, never from the text of wrapped errors, so it is safe to show to any
+// caller.
 func Message(err error) string {
 	fe := As(err)
 	if fe == nil {
 		if KindOf(err) == Unavailable {
 			return "the operation timed out or was cancelled; retry"
 		}
-		return "internal error"
+		return table[Internal].Message
 	}
-	subject := fe.Resource
-	reason := fe.Reason
-	switch fe.Kind {
-	case Invalid:
-		return joinReason(fieldPrefix(fe.Field), reason, "the request is invalid")
-	case Integrity:
-		return joinReason("", reason, "ciphertext is invalid: it was not produced by this org, key and context, or it was modified")
-	case NotFound:
-		return joinReason("", reason, orElse(subject, "object")+" not found")
-	case Conflict:
-		return joinReason("", reason, orElse(subject, "object")+" conflicts with the current state")
-	case TooLarge:
-		return joinReason("", reason, "payload too large")
-	case Unauthenticated:
-		return joinReason("", reason, "missing or invalid credentials: send an API token as \"Authorization: Bearer <token>\"")
-	case Forbidden:
-		return joinReason("", reason, "the caller's roles do not allow this action")
-	case KeyNotFound:
-		return joinReason("", reason, orElse(subject, "master key")+" was not found; check the key name and version, or recover it if it was deleted")
-	case KeyDisabled:
-		return joinReason("", reason, orElse(subject, "master key")+" is disabled or outside its validity period; enable it to restore access")
-	case KeyDestroyed:
-		return joinReason("", reason, orElse(subject, "master key")+" was destroyed; data protected by it is unrecoverable")
-	case PermissionDenied:
-		perm := fe.Permission
-		if perm == "" {
-			perm = "a required permission"
+	row := fe.Kind.Info()
+	if fe.Kind == Internal {
+		return row.Message
+	}
+	if fe.Reason != "" {
+		if fe.Kind == Invalid {
+			return fieldPrefix(fe.Field) + fe.Reason
 		}
-		return joinReason("", reason, "permission missing: "+perm+" on "+orElse(subject, "the master key")+"; grant it to orgkms")
-	case CredentialsInvalid:
-		return joinReason("", reason, "credentials for "+orElse(fe.Provider, "the master-key provider")+" are invalid, expired or not consented")
-	case Unavailable:
-		return joinReason("", reason, orElse(subject, "a dependency")+" is unavailable; retry later")
-	case RateLimited:
-		return joinReason("", reason, "too many requests; retry later")
-	case CMKDisabled:
-		return joinReason("", reason, "the org's customer managed key is disabled; its administrators must enable it in their key vault")
-	case CMKPermissionMissing:
-		return joinReason("", reason, "orgkms lost access to the org's customer managed key; its administrators must restore the access policy or consent")
-	case CMKDeleted:
-		return joinReason("", reason, "the org's customer managed key was deleted; its administrators can recover it before it is purged")
-	case CMKDestroyed:
-		return joinReason("", reason, "the org's customer managed key was purged: the org's data is unrecoverable")
-	case VersionRetired:
-		return joinReason("", reason, "the ciphertext's key version was retired for decryption; lower the key's min_decryption_version or rewrap ciphertexts before retiring versions")
+		return fe.Reason
 	}
-	return "internal error"
+	if fe.Kind == Invalid {
+		return fieldPrefix(fe.Field) + row.Message
+	}
+	return strings.NewReplacer(
+		"%s", orElse(fe.Resource, row.Subject),
+		"%p", orElse(fe.Permission, "a required permission"),
+		"%v", orElse(fe.Provider, "the master-key provider"),
+	).Replace(row.Message)
 }
 
 func fieldPrefix(field string) string {
@@ -222,13 +268,6 @@ func fieldPrefix(field string) string {
 		return ""
 	}
 	return field + ": "
-}
-
-func joinReason(prefix, reason, fallback string) string {
-	if reason == "" {
-		return prefix + fallback
-	}
-	return prefix + reason
 }
 
 func orElse(s, def string) string {
@@ -241,32 +280,4 @@ func orElse(s, def string) string {
 // Invalidf returns an Invalid error for field with a formatted reason.
 func Invalidf(field, format string, args ...any) *Error {
 	return &Error{Kind: Invalid, Field: field, Reason: fmt.Sprintf(format, args...)}
-}
-
-// HTTPStatus is the HTTP status of an error of kind k, for the API and the
-// console alike. 424 (Failed Dependency) means "your request was fine, but a
-// key you control is not".
-func (k Kind) HTTPStatus() int {
-	switch k {
-	case Invalid, Integrity, VersionRetired:
-		return 400
-	case NotFound:
-		return 404
-	case Conflict:
-		return 409
-	case TooLarge:
-		return 413
-	case Unauthenticated:
-		return 401
-	case Forbidden:
-		return 403
-	case KeyNotFound, KeyDisabled, KeyDestroyed, PermissionDenied, CredentialsInvalid,
-		CMKDisabled, CMKPermissionMissing, CMKDeleted, CMKDestroyed:
-		return 424
-	case Unavailable:
-		return 503
-	case RateLimited:
-		return 429
-	}
-	return 500
 }

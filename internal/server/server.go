@@ -179,7 +179,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 	s.Users = auth.NewUsers(s.Store, opts.Now, opts.SessionTTL)
 	st := s.Store
 	s.API = api.New(api.Config{Keys: s.Keys, Tokens: s.Tokens, CMK: s.CMK, Users: s.Users, Metrics: s.Metrics, Logger: log,
-		LogRequests: cfg.LogRequests, Ready: func(ctx context.Context) error { return st.DB().PingContext(ctx) }})
+		LogRequests: cfg.LogRequests, Ready: st.Health})
 	consoleHandler := console.New(console.Config{Keys: s.Keys, CMK: s.CMK, Users: s.Users, Logger: log.With(slog.String("component", "console")),
 		SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://"), Now: opts.Now, Demo: opts.Demo})
 	mux := http.NewServeMux()

@@ -36,10 +36,21 @@ type Config struct {
 	// HTTPClient carries every request (trusted CAs, proxies, the
 	// emulator's dialer); default http.DefaultClient.
 	HTTPClient *http.Client
-	// MaxRetries of throttled and failed calls; default 3. RetryDelay is the
-	// base backoff (default 800ms); Retry-After is honoured when present.
-	MaxRetries int
-	RetryDelay time.Duration
+	// Timeout bounds each operation of the driver (Describe, Wrap, Unwrap,
+	// the token check), its retries included; default 6s. TryTimeout bounds
+	// each HTTP attempt within it (default 3s), so that a vault that accepts
+	// connections but never answers costs at most MaxRetries+1 attempts.
+	Timeout    time.Duration
+	TryTimeout time.Duration
+	// MaxRetries of throttled and failed attempts; default 2, negative for
+	// none. RetryDelay is the base backoff (default 200ms), doubled per
+	// attempt up to MaxRetryDelay (default 1s). A Retry-After the vault
+	// sends is honoured when it is at most MaxRetryDelay; a longer one ends
+	// the call at once with Unavailable and that Retry-After, for the
+	// caller to wait instead of holding a request open.
+	MaxRetries    int
+	RetryDelay    time.Duration
+	MaxRetryDelay time.Duration
 	// AttributeTTL is how long Wrap trusts key attributes read by a recent
 	// Describe or Wrap of the same version instead of reading them again
 	// (default 5s). A probe followed by a re-wrap then costs one read.
@@ -57,11 +68,20 @@ type Provider struct {
 	suffixes []string
 
 	mu       sync.Mutex
-	attrs    map[string]attrEntry              // recent key attributes, by kid
-	creds    map[string]azcore.TokenCredential // by tenant
-	clients  map[string]sdkClient              // by tenant|host
-	limiters map[string]*rate.Limiter          // by host
+	attrs    map[string]attrEntry     // recent key attributes, by kid
+	creds    map[string]*tenantCred   // by tenant
+	clients  map[string]sdkClient     // by tenant|host
+	limiters map[string]*rate.Limiter // by host
 }
+
+// Defaults of the Config fields of the same names.
+const (
+	DefaultTimeout       = 6 * time.Second
+	DefaultTryTimeout    = 3 * time.Second
+	DefaultMaxRetries    = 2
+	DefaultRetryDelay    = 200 * time.Millisecond
+	DefaultMaxRetryDelay = time.Second
+)
 
 var _ masterkey.Provider = (*Provider)(nil)
 
@@ -86,11 +106,23 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = http.DefaultClient
 	}
-	if cfg.MaxRetries == 0 {
-		cfg.MaxRetries = 3
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
 	}
-	if cfg.RetryDelay == 0 {
-		cfg.RetryDelay = 800 * time.Millisecond
+	if cfg.TryTimeout <= 0 {
+		cfg.TryTimeout = DefaultTryTimeout
+	}
+	switch {
+	case cfg.MaxRetries == 0:
+		cfg.MaxRetries = DefaultMaxRetries
+	case cfg.MaxRetries < 0:
+		cfg.MaxRetries = -1 // azcore: no retries
+	}
+	if cfg.RetryDelay <= 0 {
+		cfg.RetryDelay = DefaultRetryDelay
+	}
+	if cfg.MaxRetryDelay <= 0 {
+		cfg.MaxRetryDelay = DefaultMaxRetryDelay
 	}
 	if cfg.AttributeTTL == 0 {
 		cfg.AttributeTTL = 5 * time.Second
@@ -111,7 +143,7 @@ func New(cfg Config) (*Provider, error) {
 			suffixes = append(suffixes, s)
 		}
 	}
-	return &Provider{cfg: cfg, suffixes: suffixes, attrs: map[string]attrEntry{}, creds: map[string]azcore.TokenCredential{}, clients: map[string]sdkClient{}, limiters: map[string]*rate.Limiter{}}, nil
+	return &Provider{cfg: cfg, suffixes: suffixes, attrs: map[string]attrEntry{}, creds: map[string]*tenantCred{}, clients: map[string]sdkClient{}, limiters: map[string]*rate.Limiter{}}, nil
 }
 
 // Driver returns the registry entry of this driver, using p's allowed hosts.
@@ -131,22 +163,40 @@ func (p *Provider) options() azcore.ClientOptions {
 	return azcore.ClientOptions{
 		Transport: p.cfg.HTTPClient,
 		Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: p.cfg.AuthorityHost},
-		Retry:     policy.RetryOptions{MaxRetries: int32(p.cfg.MaxRetries), RetryDelay: p.cfg.RetryDelay, MaxRetryDelay: 30 * time.Second},
+		Retry: policy.RetryOptions{MaxRetries: int32(p.cfg.MaxRetries), TryTimeout: p.cfg.TryTimeout,
+			RetryDelay: p.cfg.RetryDelay, MaxRetryDelay: p.cfg.MaxRetryDelay},
 		Telemetry: policy.TelemetryOptions{Disabled: true},
 	}
 }
 
-func (p *Provider) client(k KeyID) (sdkClient, *rate.Limiter, error) {
+// remote is what an operation needs to call one vault: its SDK client, the
+// vault's rate limiter and the tenant's credential.
+type remote struct {
+	cl   sdkClient
+	lim  *rate.Limiter
+	cred *tenantCred
+}
+
+func (p *Provider) newCredential(tenant string) (azcore.TokenCredential, error) {
+	c, err := azidentity.NewClientSecretCredential(tenant, p.cfg.ClientID, p.cfg.ClientSecret,
+		&azidentity.ClientSecretCredentialOptions{ClientOptions: p.options(), DisableInstanceDiscovery: true})
+	if err != nil {
+		return nil, &fault.Error{Kind: fault.CredentialsInvalid, Provider: Scheme, Err: err}
+	}
+	return c, nil
+}
+
+func (p *Provider) client(k KeyID) (remote, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cred, ok := p.creds[k.Tenant]
 	if !ok {
-		c, err := azidentity.NewClientSecretCredential(k.Tenant, p.cfg.ClientID, p.cfg.ClientSecret,
-			&azidentity.ClientSecretCredentialOptions{ClientOptions: p.options(), DisableInstanceDiscovery: true})
+		tenant := k.Tenant
+		c, err := p.newCredential(tenant)
 		if err != nil {
-			return nil, nil, &fault.Error{Kind: fault.CredentialsInvalid, Provider: Scheme, Err: err}
+			return remote{}, err
 		}
-		cred = tenantGuard{c, k.Tenant, k.Host}
+		cred = &tenantCred{tenant: tenant, cred: c, renew: func() (azcore.TokenCredential, error) { return p.newCredential(tenant) }}
 		p.creds[k.Tenant] = cred
 	}
 	ck := k.Tenant + "|" + k.Host
@@ -154,7 +204,7 @@ func (p *Provider) client(k KeyID) (sdkClient, *rate.Limiter, error) {
 	if !ok {
 		c, err := azkeys.NewClient(k.VaultURL(), cred, &azkeys.ClientOptions{ClientOptions: p.options()})
 		if err != nil {
-			return nil, nil, &fault.Error{Kind: fault.Invalid, Field: "vault_uri", Err: err}
+			return remote{}, &fault.Error{Kind: fault.Invalid, Field: "vault_uri", Err: err}
 		}
 		cl = c
 		p.clients[ck] = cl
@@ -164,22 +214,90 @@ func (p *Provider) client(k KeyID) (sdkClient, *rate.Limiter, error) {
 		lim = rate.NewLimiter(rate.Limit(p.cfg.VaultRate), p.cfg.VaultBurst)
 		p.limiters[k.Host] = lim
 	}
-	return cl, lim, nil
+	return remote{cl, lim, cred}, nil
 }
 
-// tenantGuard refuses tokens for any tenant but the authorized one, with a
-// typed error (the SDK asks for the tenant named by the vault's challenge).
-type tenantGuard struct {
-	azcore.TokenCredential
-	tenant, host string
+// tenantCred is the credential of one customer tenant. It refuses tokens
+// for any other tenant with a typed error (the SDK asks for the tenant named
+// by the vault's challenge), and it can drop its cached token: a credential
+// caches its token until it expires (about an hour), and a token the vault
+// refuses must not be offered again.
+type tenantCred struct {
+	tenant string
+	renew  func() (azcore.TokenCredential, error)
+
+	mu   sync.Mutex
+	cred azcore.TokenCredential
+	gen  uint64 // incremented by every renewal
 }
 
-func (g tenantGuard) GetToken(ctx context.Context, o policy.TokenRequestOptions) (azcore.AccessToken, error) {
-	if o.TenantID != "" && !strings.EqualFold(o.TenantID, g.tenant) {
-		return azcore.AccessToken{}, &fault.Error{Kind: fault.CredentialsInvalid, Provider: Scheme, Resource: "vault " + g.host,
-			Reason: fmt.Sprintf("vault %s belongs to Entra ID tenant %s, not to the authorized tenant %s: use the vault's tenant ID and authorize orgkms there", g.host, o.TenantID, g.tenant)}
+// errOtherTenant is the tenant a vault's challenge named when it is not the
+// authorized one; classify turns it into a message naming the vault.
+type errOtherTenant struct{ vaultTenant, authorized string }
+
+func (e *errOtherTenant) Error() string {
+	return "the vault's challenge names tenant " + e.vaultTenant + ", not the authorized tenant " + e.authorized
+}
+
+func (c *tenantCred) GetToken(ctx context.Context, o policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	if o.TenantID != "" && !strings.EqualFold(o.TenantID, c.tenant) {
+		return azcore.AccessToken{}, &errOtherTenant{vaultTenant: o.TenantID, authorized: c.tenant}
 	}
-	return g.TokenCredential.GetToken(ctx, o)
+	c.mu.Lock()
+	cred := c.cred
+	c.mu.Unlock()
+	return cred.GetToken(ctx, o)
+}
+
+// generation identifies the credential (and so its cached token) in use.
+func (c *tenantCred) generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
+// renewAfter replaces the credential, and with it its cached token, unless
+// another caller already replaced the one of generation gen.
+func (c *tenantCred) renewAfter(gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen {
+		return
+	}
+	fresh, err := c.renew()
+	if err != nil {
+		return // keep the old one; the retry reports its error
+	}
+	c.cred, c.gen = fresh, c.gen+1
+}
+
+// invoke runs one SDK call f on r under the vault's rate limit. When the
+// vault refuses the token (401), it drops the tenant's cached token and
+// tries once more with a fresh one: a token can be refused long before it
+// expires (consent withdrawn, the token revoked), and only the token
+// endpoint's answer says why. Errors are classified for operation op.
+func invoke[T any](ctx context.Context, r remote, k KeyID, op string, f func() (T, error)) (T, error) {
+	gen := r.cred.generation()
+	out, err := call(ctx, r.lim, f)
+	if tokenRefused(err) && ctx.Err() == nil {
+		r.cred.renewAfter(gen)
+		out, err = call(ctx, r.lim, f)
+	}
+	if err != nil {
+		return out, classify(op, k, err)
+	}
+	return out, nil
+}
+
+// tokenRefused reports whether err is the vault's 401.
+func tokenRefused(err error) bool {
+	var re *azcore.ResponseError
+	return errors.As(err, &re) && re.StatusCode == http.StatusUnauthorized
+}
+
+// budget bounds one operation of the driver by Config.Timeout.
+func (p *Provider) budget(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, p.cfg.Timeout)
 }
 
 // call runs f with the per-vault rate limit, and turns an SDK panic into an
@@ -205,13 +323,15 @@ func (p *Provider) Describe(ctx context.Context, ref masterkey.Ref) (masterkey.D
 	if err != nil {
 		return masterkey.Description{}, err
 	}
-	cl, lim, err := p.client(k)
+	r, err := p.client(k)
 	if err != nil {
 		return masterkey.Description{}, err
 	}
-	resp, err := call(ctx, lim, func() (azkeys.GetKeyResponse, error) { return cl.GetKey(ctx, k.Name, k.Version, nil) })
+	ctx, cancel := p.budget(ctx)
+	defer cancel()
+	resp, err := invoke(ctx, r, k, "get", func() (azkeys.GetKeyResponse, error) { return r.cl.GetKey(ctx, k.Name, k.Version, nil) })
 	if err != nil {
-		return masterkey.Description{}, classify("get", k, err)
+		return masterkey.Description{}, err
 	}
 	d := describe(k, resp.KeyBundle)
 	p.remember(k, d)
@@ -287,18 +407,20 @@ func (p *Provider) Wrap(ctx context.Context, ref masterkey.Ref, dek, aad []byte)
 	if err != nil {
 		return masterkey.Wrapped{}, err
 	}
-	cl, lim, err := p.client(k)
+	r, err := p.client(k)
 	if err != nil {
 		return masterkey.Wrapped{}, err
 	}
+	ctx, cancel := p.budget(ctx)
+	defer cancel()
 	// The service does not always refuse to wrap with a disabled or expired
 	// key: check the attributes of the exact version first (read at most
 	// AttributeTTL ago).
 	d, ok := p.recent(k)
 	if !ok {
-		resp, err := call(ctx, lim, func() (azkeys.GetKeyResponse, error) { return cl.GetKey(ctx, k.Name, k.Version, nil) })
+		resp, err := invoke(ctx, r, k, "get", func() (azkeys.GetKeyResponse, error) { return r.cl.GetKey(ctx, k.Name, k.Version, nil) })
 		if err != nil {
-			return masterkey.Wrapped{}, classify("get", k, err)
+			return masterkey.Wrapped{}, err
 		}
 		d = describe(k, resp.KeyBundle)
 		p.remember(k, d)
@@ -312,11 +434,11 @@ func (p *Provider) Wrap(ctx context.Context, ref masterkey.Ref, dek, aad []byte)
 	}
 	k.Version = d.Key.Version
 	alg := azkeys.EncryptionAlgorithm(d.Algorithm)
-	wr, err := call(ctx, lim, func() (azkeys.WrapKeyResponse, error) {
-		return cl.WrapKey(ctx, k.Name, k.Version, azkeys.KeyOperationParameters{Algorithm: &alg, Value: dek}, nil)
+	wr, err := invoke(ctx, r, k, "wrapKey", func() (azkeys.WrapKeyResponse, error) {
+		return r.cl.WrapKey(ctx, k.Name, k.Version, azkeys.KeyOperationParameters{Algorithm: &alg, Value: dek}, nil)
 	})
 	if err != nil {
-		return masterkey.Wrapped{}, classify("wrapKey", k, err)
+		return masterkey.Wrapped{}, err
 	}
 	if wr.KID == nil || wr.KID.Version() == "" {
 		return masterkey.Wrapped{}, &fault.Error{Kind: fault.Internal, Op: "wrap", Provider: Scheme, Resource: resource(k), Reason: "vault did not return the versioned key ID"}
@@ -334,19 +456,21 @@ func (p *Provider) Unwrap(ctx context.Context, ref masterkey.Ref, ciphertext, aa
 	if k.Version == "" {
 		return nil, &fault.Error{Kind: fault.Internal, Op: "unwrap", Provider: Scheme, Resource: resource(k), Reason: "unwrap needs the exact key version"}
 	}
-	cl, lim, err := p.client(k)
+	r, err := p.client(k)
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := p.budget(ctx)
+	defer cancel()
 	alg := azkeys.EncryptionAlgorithmRSAOAEP256
 	if len(ciphertext) < 256 { // RSA output is the modulus size (>= 256 bytes); AES key wrap output is payload+8
 		alg = azkeys.EncryptionAlgorithmA256KW
 	}
-	ur, err := call(ctx, lim, func() (azkeys.UnwrapKeyResponse, error) {
-		return cl.UnwrapKey(ctx, k.Name, k.Version, azkeys.KeyOperationParameters{Algorithm: &alg, Value: ciphertext}, nil)
+	ur, err := invoke(ctx, r, k, "unwrapKey", func() (azkeys.UnwrapKeyResponse, error) {
+		return r.cl.UnwrapKey(ctx, k.Name, k.Version, azkeys.KeyOperationParameters{Algorithm: &alg, Value: ciphertext}, nil)
 	})
 	if err != nil {
-		return nil, classify("unwrapKey", k, err)
+		return nil, err
 	}
 	return ur.Result, nil
 }
@@ -368,22 +492,24 @@ func resource(k KeyID) string {
 	return "key " + k.Name + v + " in vault " + k.Vault()
 }
 
-// CheckCredentials obtains a token for the key's vault in the key's tenant.
+// CheckCredentials obtains a fresh token for the key's vault in the key's
+// tenant: never a cached one, which the vault would honour until it expires
+// even after the customer withdrew consent.
 func (p *Provider) CheckCredentials(ctx context.Context, ref masterkey.Ref) error {
 	k, err := p.keyID(ref)
 	if err != nil {
 		return err
 	}
-	if _, _, err := p.client(k); err != nil {
-		return err
+	cred, err := p.newCredential(k.Tenant)
+	if err != nil {
+		return classify("token", k, err)
 	}
-	p.mu.Lock()
-	cred := p.creds[k.Tenant]
-	p.mu.Unlock()
 	scope := "https://vault.azure.net/.default"
 	if k.ManagedHSM() {
 		scope = "https://managedhsm.azure.net/.default"
 	}
+	ctx, cancel := p.budget(ctx)
+	defer cancel()
 	_, err = call(ctx, rate.NewLimiter(rate.Inf, 1), func() (azcore.AccessToken, error) {
 		return cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{scope}, TenantID: k.Tenant})
 	})
@@ -400,19 +526,21 @@ func (p *Provider) DeletedKey(ctx context.Context, ref masterkey.Ref) (masterkey
 	if err != nil {
 		return masterkey.DeletedKey{}, err
 	}
-	cl, lim, err := p.client(k)
+	r, err := p.client(k)
 	if err != nil {
 		return masterkey.DeletedKey{}, err
 	}
-	dc, ok := cl.(interface {
+	dc, ok := r.cl.(interface {
 		GetDeletedKey(ctx context.Context, name string, o *azkeys.GetDeletedKeyOptions) (azkeys.GetDeletedKeyResponse, error)
 	})
 	if !ok {
 		return masterkey.DeletedKey{}, &fault.Error{Kind: fault.KeyNotFound, Provider: Scheme, Resource: resource(k)}
 	}
-	resp, err := call(ctx, lim, func() (azkeys.GetDeletedKeyResponse, error) { return dc.GetDeletedKey(ctx, k.Name, nil) })
+	ctx, cancel := p.budget(ctx)
+	defer cancel()
+	resp, err := invoke(ctx, r, k, "get", func() (azkeys.GetDeletedKeyResponse, error) { return dc.GetDeletedKey(ctx, k.Name, nil) })
 	if err != nil {
-		return masterkey.DeletedKey{}, classify("get", k, err)
+		return masterkey.DeletedKey{}, err
 	}
 	var d masterkey.DeletedKey
 	if resp.DeletedDate != nil {

@@ -55,6 +55,13 @@ func classify(op string, k KeyID, err error) error {
 		return &c
 	}
 	base := fault.Error{Op: op, Provider: Scheme, Resource: resource(k), Err: err}
+	var other *errOtherTenant
+	if errors.As(err, &other) {
+		base.Kind, base.Resource = fault.CredentialsInvalid, "vault "+k.Host
+		base.Reason = fmt.Sprintf("vault %s belongs to Entra ID tenant %s, not to tenant %s in which orgkms is authorized: authorize orgkms in the vault's tenant (Step 1), or use a vault of tenant %s",
+			k.Host, strings.ToLower(other.vaultTenant), k.Tenant, k.Tenant)
+		return &base
+	}
 	var authErr *azidentity.AuthenticationFailedError
 	if errors.As(err, &authErr) {
 		return classifyEntra(base, k, authErr)
@@ -64,7 +71,7 @@ func classify(op string, k KeyID, err error) error {
 		return classifyVault(base, op, k, re)
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		base.Kind, base.Reason = fault.Unavailable, "vault "+k.Vault()+" did not answer in time"
+		base.Kind, base.Reason, base.RetryAfter = fault.Unavailable, "vault "+k.Vault()+" did not answer in time", outageRetryAfter
 		return &base
 	}
 	var dnsErr *net.DNSError
@@ -76,12 +83,31 @@ func classify(op string, k KeyID, err error) error {
 	}
 	var netErr net.Error
 	if errors.As(err, &netErr) {
-		base.Kind, base.Reason = fault.Unavailable, "vault "+k.Vault()+" is unreachable"
+		base.Kind, base.Reason, base.RetryAfter = fault.Unavailable, "vault "+k.Vault()+" is unreachable", outageRetryAfter
 		return &base
 	}
-	base.Kind, base.Reason = fault.Unavailable, "vault "+k.Vault()+" could not be reached"
+	base.Kind, base.Reason, base.RetryAfter = fault.Unavailable, "vault "+k.Vault()+" could not be reached", outageRetryAfter
 	return &base
 }
+
+// outageRetryAfter is the Retry-After of an outage or a timeout, when the
+// vault named none.
+const outageRetryAfter = 2 * time.Second
+
+// Entra ID error codes (AADSTS...) that mean the customer's tenant does not,
+// or no longer, let orgkms' application in: consent was never granted or was
+// withdrawn (the service principal deleted), or the application was
+// disabled in that tenant. The customer fixes these by granting consent.
+const (
+	aadConsentRequired = 65001   // the user or administrator has not consented to use the application
+	aadAppNotInTenant  = 700016  // application not found in the directory: no service principal
+	aadAppDisabled     = 7000112 // the application is disabled in the tenant
+	aadTenantNotFound  = 90002
+	aadSecretInvalid   = 7000215
+	aadSecretExpired   = 7000222
+	aadNoSecret        = 7000216
+	aadCertInvalid     = 700027
+)
 
 func classifyEntra(base fault.Error, k KeyID, authErr *azidentity.AuthenticationFailedError) error {
 	base.Kind = fault.CredentialsInvalid
@@ -99,13 +125,18 @@ func classifyEntra(base fault.Error, k KeyID, authErr *azidentity.Authentication
 	if len(body.Codes) > 0 {
 		code = body.Codes[0]
 	}
+	grantAgain := "an administrator of that tenant must grant admin consent again (Settings → Security → Step 1, Authorize; or orgkms cmk authorize --tenant " + k.Tenant + ")"
 	switch code {
-	case 700016:
-		base.Reason = "orgkms is not authorized in Entra ID tenant " + k.Tenant + ": an administrator of that tenant must grant admin consent (Step 1, Authorize)"
-	case 90002:
+	case aadConsentRequired, aadAppNotInTenant:
+		base.Kind = fault.CMKConsentRevoked
+		base.Reason = "orgkms is not authorized in Entra ID tenant " + k.Tenant + " (admin consent was withdrawn or never granted): " + grantAgain
+	case aadAppDisabled:
+		base.Kind = fault.CMKConsentRevoked
+		base.Reason = "orgkms' application is disabled in Entra ID tenant " + k.Tenant + ": enable it for sign-in (Enterprise applications → orgkms → Properties), or " + grantAgain
+	case aadTenantNotFound:
 		base.Reason = "Entra ID tenant " + k.Tenant + " does not exist: check the tenant ID"
-	case 7000215, 7000222:
-		base.Reason = "the platform's Entra ID application secret is invalid or expired: the platform operator must renew it"
+	case aadSecretInvalid, aadSecretExpired, aadNoSecret, aadCertInvalid:
+		base.Reason = "the platform's Entra ID application credentials are invalid or expired: the platform operator must renew them"
 	default:
 		base.Reason = "orgkms could not obtain a token in Entra ID tenant " + k.Tenant
 		if body.Error != "" {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,17 +12,28 @@ import (
 	"testing"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"github.com/orgkms/orgkms/internal/fault"
 )
 
-func responseError(status int, body string, header http.Header) error {
+func rawResponse(status int, body string, header http.Header) *http.Response {
 	if header == nil {
 		header = http.Header{}
 	}
-	resp := &http.Response{StatusCode: status, Header: header, Body: io.NopCloser(bytes.NewReader([]byte(body))),
+	return &http.Response{StatusCode: status, Header: header, Body: io.NopCloser(bytes.NewReader([]byte(body))),
 		Request: &http.Request{Method: "POST", URL: &url.URL{Scheme: "https", Host: "contoso-kv.vault.azure.net", Path: "/keys/cmk/wrapkey"}}}
-	return runtime.NewResponseError(resp)
+}
+
+func responseError(status int, body string, header http.Header) error {
+	return runtime.NewResponseError(rawResponse(status, body, header))
+}
+
+// tokenError is the error azidentity returns for a token endpoint answer
+// with AADSTS code aadsts.
+func tokenError(status int, code string, aadsts int) error {
+	body := fmt.Sprintf(`{"error":%q,"error_description":"AADSTS%d: ...","error_codes":[%d]}`, code, aadsts, aadsts)
+	return &azidentity.AuthenticationFailedError{RawResponse: rawResponse(status, body, nil)}
 }
 
 func TestClassify(t *testing.T) {
@@ -48,6 +60,15 @@ func TestClassify(t *testing.T) {
 		{"unknown", "get", errors.New("boom"), fault.Unavailable, ""},
 		{"no such host", "get", &net.DNSError{Err: "no such host", Name: "x.vault.azure.net", IsNotFound: true}, fault.KeyNotFound, ""},
 		{"dns timeout", "get", &net.DNSError{Err: "i/o timeout", Name: "x.vault.azure.net", IsTimeout: true}, fault.Unavailable, ""},
+		{"consent missing", "get", tokenError(400, "unauthorized_client", 700016), fault.CMKConsentRevoked, ""},
+		{"consent required", "get", tokenError(400, "invalid_grant", 65001), fault.CMKConsentRevoked, ""},
+		{"app disabled in tenant", "get", tokenError(400, "unauthorized_client", 7000112), fault.CMKConsentRevoked, ""},
+		{"platform secret invalid", "get", tokenError(401, "invalid_client", 7000215), fault.CredentialsInvalid, ""},
+		{"platform secret expired", "get", tokenError(401, "invalid_client", 7000222), fault.CredentialsInvalid, ""},
+		{"tenant not found", "get", tokenError(400, "invalid_request", 90002), fault.CredentialsInvalid, ""},
+		{"entra unavailable", "get", tokenError(503, "temporarily_unavailable", 0), fault.Unavailable, ""},
+		{"entra garbage", "get", &azidentity.AuthenticationFailedError{RawResponse: rawResponse(400, "not json", nil)}, fault.CredentialsInvalid, ""},
+		{"other tenant", "get", &errOtherTenant{vaultTenant: "99999999-2222-3333-4444-555555555555", authorized: k.Tenant}, fault.CredentialsInvalid, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -97,7 +97,10 @@ func startEmulator(t *testing.T) (*azureemu.Emulator, azureemu.Demo) {
 
 func newProvider(t *testing.T, emu *azureemu.Emulator, demo azureemu.Demo) *azurekv.Provider {
 	p, err := azurekv.New(azurekv.Config{ClientID: demo.ClientID, ClientSecret: demo.Secret, AuthorityHost: emu.URL() + "/",
-		HTTPClient: emu.HTTPClient(), MaxRetries: 1, RetryDelay: 10 * time.Millisecond})
+		HTTPClient: emu.HTTPClient(), MaxRetries: 1, RetryDelay: 10 * time.Millisecond,
+		// Generous: 32 concurrent first calls on a loaded machine; the
+		// outage tests set their own bounds.
+		Timeout: 2 * time.Minute, TryTimeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

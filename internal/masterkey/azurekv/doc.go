@@ -21,6 +21,20 @@
 // runs under recover(), because the SDK panics on some malformed auth
 // challenges.
 //
+// # Tokens and consent
+//
+// A credential caches its token until it expires (about an hour). When a
+// vault refuses a token (401) the driver drops the tenant's cached token
+// and tries once more with a fresh one: a token can be refused long before
+// it expires, and only the token endpoint's answer says why. Its AADSTS
+// code classifies the cause: 65001, 700016 (no service principal) and
+// 7000112 (application disabled in the tenant) mean the customer withdrew
+// (or never granted) admin consent, Kind CMKConsentRevoked; 7000215,
+// 7000222 and 700027 mean the platform's own application credentials are
+// invalid, Kind CredentialsInvalid. The token check of Test Managed Key
+// ([Provider.CheckCredentials]) always asks for a fresh token, since a vault
+// honours a cached one until it expires even after consent was withdrawn.
+//
 // # Operations
 //
 // Wrap checks the key's enabled, nbf and exp attributes itself (the service

@@ -23,13 +23,14 @@ func jobRes(id int64) string     { return fmt.Sprintf("CMK job %d", id) }
 
 const cmkColumns = `org_id, state, tenant_id, consented_at, consented_by, vault_uri, key_name, key_version, key_uri,
 	active_key_uri, active_version, reason_code, reason, recoverable_until, revoked_since,
-	last_probe_at, last_probe_error, degraded, updated_at, revision`
+	last_probe_at, last_probe_error, degraded, updated_at, purge_suspected_since, purge_checks, warning, data_lost_at, revision`
 
 func scanCMK(row interface{ Scan(...any) error }) (cmk.Record, error) {
 	var r cmk.Record
 	err := row.Scan(&r.OrgID, &r.State, &r.TenantID, scanTime(&r.ConsentedAt), &r.ConsentedBy, &r.VaultURI, &r.KeyName, &r.KeyVersion, &r.KeyURI,
 		&r.ActiveKeyURI, &r.ActiveVersion, &r.ReasonCode, &r.Reason, scanTime(&r.RecoverableUntil), scanTime(&r.RevokedSince),
-		scanTime(&r.LastProbeAt), &r.LastProbeError, &r.Degraded, scanTime(&r.UpdatedAt), &r.Revision)
+		scanTime(&r.LastProbeAt), &r.LastProbeError, &r.Degraded, scanTime(&r.UpdatedAt),
+		scanTime(&r.PurgeSuspectedSince), &r.PurgeChecks, &r.Warning, scanTime(&r.DataLostAt), &r.Revision)
 	return r, err
 }
 
@@ -58,12 +59,13 @@ func putCMK(ctx context.Context, tx *sql.Tx, op string, r cmk.Record) error {
 	}
 	args := []any{r.OrgID, string(r.State), r.TenantID, nullTimeArg(r.ConsentedAt), r.ConsentedBy, r.VaultURI, r.KeyName, r.KeyVersion, r.KeyURI,
 		r.ActiveKeyURI, r.ActiveVersion, r.ReasonCode, r.Reason, nullTimeArg(r.RecoverableUntil), nullTimeArg(r.RevokedSince),
-		nullTimeArg(r.LastProbeAt), r.LastProbeError, r.Degraded, nullTimeArg(r.UpdatedAt)}
+		nullTimeArg(r.LastProbeAt), r.LastProbeError, r.Degraded, nullTimeArg(r.UpdatedAt),
+		nullTimeArg(r.PurgeSuspectedSince), r.PurgeChecks, r.Warning, nullTimeArg(r.DataLostAt)}
 	stale := &fault.Error{Kind: fault.Conflict, Op: op, Resource: cmkRes(r.OrgID), Reason: "the customer managed key settings changed meanwhile; reload and try again", Err: cmk.ErrStale}
 	if r.Revision == 0 {
 		// A first record: it must not exist yet.
 		_, err := tx.ExecContext(ctx, `INSERT INTO cmk_orgs (`+cmkColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`, args...)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`, args...)
 		if err != nil && fault.KindOf(classify(ctx, op, cmkRes(r.OrgID), err)) == fault.Conflict {
 			return stale
 		}
@@ -73,6 +75,7 @@ func putCMK(ctx context.Context, tx *sql.Tx, op string, r cmk.Record) error {
 			consented_at = ?, consented_by = ?, vault_uri = ?, key_name = ?, key_version = ?, key_uri = ?,
 			active_key_uri = ?, active_version = ?, reason_code = ?, reason = ?, recoverable_until = ?,
 			revoked_since = ?, last_probe_at = ?, last_probe_error = ?, degraded = ?, updated_at = ?,
+			purge_suspected_since = ?, purge_checks = ?, warning = ?, data_lost_at = ?,
 			revision = revision + 1
 		WHERE org_id = ? AND revision = ?`, append(args[1:], r.OrgID, r.Revision)...)
 	if err != nil {

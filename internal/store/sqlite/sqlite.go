@@ -7,7 +7,10 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/orgkms/orgkms/internal/auth"
 	"github.com/orgkms/orgkms/internal/cmk"
@@ -58,6 +61,13 @@ type Store struct {
 	log   *slog.Logger
 	path  string
 	stmts statements
+	guard *fileGuard // nil for a Memory database
+	lock  *os.File   // the data directory lock; nil for a Memory database
+
+	healthMu  sync.Mutex
+	healthAt  time.Time // of the last write probe
+	healthErr error     // its result
+	healthSeq int
 }
 
 var (
@@ -71,7 +81,10 @@ var (
 // embedded migrations, or with cfg.NoMigrate only checks that the schema is
 // current. It returns Kind Invalid for a bad path, Unavailable when the file
 // cannot be opened or is locked, and Conflict for a schema of another
-// version (see [Store.Migrate]).
+// version (see [Store.Migrate]). A file database locks its directory (the
+// data directory, [LockFile]) until Close: a second Open of it, by this or
+// another process, returns Kind Conflict naming the directory and the
+// process holding it.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	const op = "open database"
 	log := cfg.Logger
@@ -98,25 +111,29 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		db.SetConnMaxIdleTime(0)
 		s.w, s.r = db, db
 	} else {
-		if err := createFile(cfg.Path, log); err != nil {
-			return nil, &fault.Error{Kind: fault.Unavailable, Op: op, Resource: "database", Reason: "cannot create or open the database file", Err: err}
-		}
-		w, err := sql.Open("sqlite", cfg.Path+writerParams)
+		lock, err := lockDir(filepath.Dir(cfg.Path), log)
 		if err != nil {
-			return nil, classify(ctx, op, "database", err)
+			return nil, err
 		}
+		s.lock = lock
+		if err := createFile(cfg.Path, log); err != nil {
+			return nil, s.closeAfter(&fault.Error{Kind: fault.Unavailable, Op: op, Resource: "database", Reason: "cannot create or open the database file", Err: err})
+		}
+		if s.guard, err = newFileGuard(cfg.Path, log); err != nil {
+			return nil, s.closeAfter(&fault.Error{Kind: fault.Unavailable, Op: op, Resource: "database", Reason: "cannot open the database file", Err: err})
+		}
+		w, r, err := openGuarded(s.guard)
+		if err != nil {
+			return nil, s.closeAfter(classify(ctx, op, "database", err))
+		}
+		s.w, s.r = w, r
 		w.SetMaxOpenConns(1)
 		w.SetMaxIdleConns(1)
 		w.SetConnMaxLifetime(0)
 		w.SetConnMaxIdleTime(0)
-		s.w = w
 		// Open the writer first: it switches the file to WAL, which readers
 		// then find persistent in the file.
 		if err := w.PingContext(ctx); err != nil {
-			return nil, s.closeAfter(classify(ctx, op, "database", err))
-		}
-		r, err := sql.Open("sqlite", cfg.Path+readerParams)
-		if err != nil {
 			return nil, s.closeAfter(classify(ctx, op, "database", err))
 		}
 		r.SetMaxOpenConns(readers)
@@ -173,14 +190,28 @@ func (s *Store) closeAfter(err error) error {
 	return err
 }
 
-// Close closes the database. It is safe to call more than once.
+// Close closes the database and releases the data directory. It is safe to
+// call more than once. A database file deleted under the store is first
+// restored (see [Store.Health]), so nothing committed is lost.
 func (s *Store) Close() error {
-	errs := []error{s.closeStatements()}
+	var errs []error
+	if s.guard != nil && s.w != nil && s.lock != nil {
+		if _, err := os.Stat(s.path); errors.Is(err, fs.ErrNotExist) {
+			_, err := s.w.ExecContext(context.Background(), `PRAGMA user_version`)
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, s.closeStatements())
 	if s.r != nil && s.r != s.w {
 		errs = append(errs, s.r.Close())
 	}
 	if s.w != nil {
 		errs = append(errs, s.w.Close())
+	}
+	if s.lock != nil {
+		// Closing the descriptor releases the flock.
+		errs = append(errs, s.lock.Close())
+		s.lock = nil
 	}
 	if err := errors.Join(errs...); err != nil {
 		return &fault.Error{Kind: fault.Internal, Op: "close database", Resource: "database", Err: err}

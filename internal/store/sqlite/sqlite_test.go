@@ -96,12 +96,17 @@ func TestOpenTwiceMigratesOnce(t *testing.T) {
 	if err != nil || len(applied) != 0 {
 		t.Errorf("Migrate(ctx) on a current schema = %v, %v; want nothing applied", applied, err)
 	}
-	// A second store on the same file (another process, or serve after migrate).
+	// The next store on the same file (serve after migrate), then one more.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 	s2, err := Open(t.Context(), Config{Path: path, NoMigrate: true})
 	if err != nil {
 		t.Fatalf("Open(NoMigrate) on a current schema = %v", err)
 	}
-	defer s2.Close()
+	if err := s2.Close(); err != nil {
+		t.Fatal(err)
+	}
 	s3 := openFile(t, path)
 	if err := s3.DB().QueryRowContext(t.Context(), `SELECT COUNT(*) FROM schema_migrations`).Scan(&n); err != nil || n != len(ms) {
 		t.Errorf("after a second Open schema_migrations has %d rows (%v), want %d", n, err, len(ms))
@@ -174,6 +179,9 @@ func TestNoMigrateRefusesOutdatedAndNewerSchema(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			if err := s.Close(); err != nil { // one store per data directory
+				t.Fatal(err)
+			}
 			s2, err := Open(t.Context(), Config{Path: path, NoMigrate: true})
 			if tc.wantMsg == "" {
 				if err != nil {
@@ -196,8 +204,12 @@ func TestNoMigrateRefusesOutdatedAndNewerSchema(t *testing.T) {
 			}
 			if tc.name == "newer" {
 				// Migrating refuses a newer schema too.
-				if _, err := s.Migrate(t.Context()); fault.KindOf(err) != fault.Conflict {
-					t.Errorf("Migrate(ctx) on a newer schema kind = %v (%v), want %v", fault.KindOf(err), err, fault.Conflict)
+				s3, err := Open(t.Context(), Config{Path: path})
+				if s3 != nil {
+					s3.Close()
+				}
+				if fault.KindOf(err) != fault.Conflict {
+					t.Errorf("Open (migrating) on a newer schema kind = %v (%v), want %v", fault.KindOf(err), err, fault.Conflict)
 				}
 			}
 		})

@@ -14,6 +14,14 @@ import (
 // connection) and commits it if fn returns nil. fn returns *fault.Error
 // values; a failed rollback is attached to fn's error, never dropped.
 func (s *Store) inTx(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+	err := s.inTx1(ctx, op, fn)
+	if s.guard != nil {
+		s.guard.noteWrite(err)
+	}
+	return err
+}
+
+func (s *Store) inTx1(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return classify(ctx, op, "database", err)
