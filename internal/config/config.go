@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/orgkms/orgkms/internal/masterkey"
 )
 
 // Duration is a time.Duration that reads and writes as "5m", "30s".
@@ -229,7 +231,7 @@ func (c *Config) Defaults() {
 		c.Database = filepath.Join(c.DataDir, "orgkms.db")
 	}
 	if c.MasterKey == "" {
-		c.MasterKey = "local://" + filepath.Join(c.DataDir, "master.key")
+		c.MasterKey = masterkey.Ref{Provider: "local", ID: filepath.Join(c.DataDir, "master.key")}.String()
 	}
 	if c.CacheTTL == 0 {
 		c.CacheTTL = Duration(5 * time.Minute)
