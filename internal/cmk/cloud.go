@@ -62,7 +62,7 @@ func (a Azure) ParseKey(vaultURI, name, version, tenant string) (masterkey.Ref, 
 }
 
 // KeyURI renders an azurekv ref.
-func (a Azure) KeyURI(ref masterkey.Ref) string { return ref.Unversioned().Provider + "://" + ref.ID }
+func (a Azure) KeyURI(ref masterkey.Ref) string { return ref.Unversioned().String() }
 
 // VaultURI returns the canonical https://HOST/ of an azurekv ref's vault.
 func (a Azure) VaultURI(ref masterkey.Ref) string {
