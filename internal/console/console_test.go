@@ -888,6 +888,9 @@ func TestBannersAndStates(t *testing.T) {
 	}
 	p.wantText("banner", "recover the key")
 	p.wantText("cmk-state", "revoked")
+
+	// Test Managed Key stays available while revoked.
+	wantTestWhileRevoked(t, h, b)
 }
 
 // TestDemoHints: in development the Security page names the emulator's
