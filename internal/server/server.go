@@ -157,9 +157,11 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 	// 5. Keys, then CMK; the keys guard asks the CMK service, which exists
 	// before any key is used.
 	var guard func(ctx context.Context, org string) error
+	var dataLost func(org string) time.Time
 	if s.Keys, err = keys.New(keys.Config{Store: s.Store, Keepers: s.Registry, PlatformKey: platform,
 		CacheTTL: time.Duration(cfg.CacheTTL), KeyMetadataTTL: time.Duration(cfg.KeyMetadataTTL), Logger: log,
-		Guard: func(ctx context.Context, org string) error { return guard(ctx, org) }}); err != nil {
+		Guard:    func(ctx context.Context, org string) error { return guard(ctx, org) },
+		DataLost: func(org string) time.Time { return dataLost(org) }}); err != nil {
 		return nil, err
 	}
 	ccfg := cmk.Config{Store: s.Store, Keys: s.Keys, Keepers: s.Registry, CallbackURL: cfg.CMK.CallbackURL,
@@ -172,7 +174,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 	if s.CMK, err = cmk.New(ccfg); err != nil {
 		return nil, err
 	}
-	guard = s.CMK.Guard
+	guard, dataLost = s.CMK.Guard, s.CMK.DataLost
 
 	// 6. Tokens, users, API, console.
 	s.Tokens = auth.NewService(s.Store, s.Keys, nil, time.Duration(cfg.TokenCacheTTL))
