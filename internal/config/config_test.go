@@ -92,6 +92,7 @@ func TestLoadRefuses(t *testing.T) {
 		{"bad boolean in environment", "", []string{"ORGKMS_LOG_REQUESTS=maybe"}, "ORGKMS_LOG_REQUESTS"},
 		{"bad listen address in environment", "", []string{"ORGKMS_LISTEN=nope"}, "addr"},
 		{"job lease too short", `{"cmk":{"job_lease":"1ms"}}`, nil, "job_lease"},
+		{"negative purge proof", `{"cmk":{"purge_confirm_checks":-1,"purge_confirm_after":"20m"}}`, nil, "purge_confirm_checks"},
 		{"azure without credentials", `{"cmk":{"cloud":"azure"}}`, nil, "client_id"},
 	}
 	for _, tc := range tests {
