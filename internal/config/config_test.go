@@ -140,3 +140,14 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+// TestLoadPurgeProof: the proof of a purge is configurable.
+func TestLoadPurgeProof(t *testing.T) {
+	c, err := Load(Sources{Path: writeConfig(t, `{"cmk":{"purge_confirm_checks":5,"purge_confirm_after":"30m"}}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CMK.PurgeConfirmChecks != 5 || time.Duration(c.CMK.PurgeConfirmAfter) != 30*time.Minute {
+		t.Fatalf("purge proof = %d over %v, want 5 over 30m", c.CMK.PurgeConfirmChecks, time.Duration(c.CMK.PurgeConfirmAfter))
+	}
+}
