@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -55,6 +56,9 @@ func runServe(ctx context.Context, env *cliEnv, cfg config.Config, migrate bool)
 		if ctx.Err() != nil {
 			return nil // interrupted while starting: a clean stop
 		}
+		if errors.Is(err, sqlite.ErrDataDirInUse) {
+			return err // a second server: a migration would not help
+		}
 		return withHint(err, "a new or outdated database needs \"orgkms migrate\" (or serve --migrate)")
 	}
 	defer s.Close()
@@ -62,6 +66,12 @@ func runServe(ctx context.Context, env *cliEnv, cfg config.Config, migrate bool)
 		return err
 	} else if p != "" {
 		log.Warn("created a bootstrap operator token", slog.String("path", p))
+	}
+	if tok, left, err := s.Tokens.BootstrapTokenLeft(ctx, filepath.Join(cfg.DataDir, "bootstrap-token")); err != nil {
+		log.Warn("cannot check the bootstrap token", slog.String("error", err.Error()))
+	} else if left {
+		log.Warn("the bootstrap operator token is still valid although other operator tokens exist: revoke it (orgkms token revoke ID) and delete its file",
+			slog.String("token_id", tok.ID), slog.String("path", filepath.Join(cfg.DataDir, "bootstrap-token")))
 	}
 	ln, err := s.Listen()
 	if err != nil {
