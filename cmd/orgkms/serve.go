@@ -16,10 +16,10 @@ import (
 
 func cmdServe(env *cliEnv, args []string) error {
 	fs := newFlags(env, "serve", "serve [--config FILE] [flags]",
-		"Runs the orgkms server. Settings come from the JSON config file, then ORGKMS_*\n"+
-			"environment variables ("+envVarList()+"),\n"+
+		"Runs the orgkms server. Settings come from the JSON config file, then the\n"+
+			"environment variables\n"+envVarList()+"\n"+
 			"then flags. On first start it creates the platform master key\n"+
-			"(local:///DATA_DIR/master.key unless master_key is set) and an operator\n"+
+			"(local://DATA_DIR/master.key unless master_key is set) and an operator\n"+
 			"token in DATA_DIR/bootstrap-token.")
 	cfgPath := fs.String("config", "", "JSON config file")
 	fs.String("addr", "", "listen address (default 127.0.0.1:8200)")
@@ -80,13 +80,24 @@ func serverFlags(fs *flag.FlagSet) func(*config.Config) {
 	}
 }
 
-// envVarList names the ORGKMS_* variables the server reads.
+// envVarList names the ORGKMS_* variables the server reads, indented, a
+// few per line.
 func envVarList() string {
-	var names []string
-	for _, v := range config.EnvVars {
-		names = append(names, v.Name)
+	var b strings.Builder
+	line := "  "
+	for i, v := range config.EnvVars {
+		name := v.Name
+		if i < len(config.EnvVars)-1 {
+			name += ","
+		}
+		if len(line)+len(name) > 78 {
+			b.WriteString(strings.TrimRight(line, " ") + "\n")
+			line = "  "
+		}
+		line += name + " "
 	}
-	return strings.Join(names, ", ")
+	b.WriteString(strings.TrimRight(line, " "))
+	return b.String()
 }
 
 func cmdMigrate(env *cliEnv, args []string) error {
