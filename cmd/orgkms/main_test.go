@@ -52,10 +52,10 @@ func TestScripts(t *testing.T) {
 	})
 }
 
-// waitEnvTimeout bounds how long waitenv waits for a dev server. It only
-// fails a stuck script with a message: waitenv returns as soon as the file
-// is there, and a dev server that exits fails it at once, so the bound is
-// generous (a race-enabled start-up on a loaded machine).
+// waitEnvTimeout bounds how long waitenv waits for a dev server. It is
+// generous: a loaded 2-core machine running -race tests in parallel can
+// take well over 20 s to start one, and waitenv returns as soon as the
+// file is there (or fails at once when the server exits).
 const waitEnvTimeout = 3 * time.Minute
 
 // cmdWaitEnv implements "waitenv FILE": it waits until the dev server has

@@ -24,11 +24,13 @@ func errNotInRelease(cmd string) error {
 
 func cmdDev(env *cliEnv, args []string) error { return errNotInRelease("dev") }
 
-func emulatorCmd(env *cliEnv) *cobra.Command {
+// emulatorCmd is "orgkms emulator", which a release build does not have.
+func emulatorCmd(*cliEnv) *cobra.Command {
 	return &cobra.Command{
 		Use:                "emulator",
-		Short:              "not in this build (a release build has no Azure emulator)",
+		Short:              "not in this build (the Azure emulator is for development and tests)",
 		DisableFlagParsing: true,
+		Args:               groupArgs,
 		RunE:               func(*cobra.Command, []string) error { return errNotInRelease("emulator") },
 	}
 }

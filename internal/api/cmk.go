@@ -25,7 +25,15 @@ func (h *Handler) cmkJSON(st cmk.Status) client.CMKStatus {
 	r := st.Record
 	out := client.CMKStatus{Org: r.OrgID, Cloud: h.cmk.CloudName(), State: string(r.State), TenantID: r.TenantID, ConsentedAt: optTime(r.ConsentedAt),
 		ConsentedBy: r.ConsentedBy, VaultURI: r.VaultURI, KeyName: r.KeyName, KeyVersion: r.KeyVersion, CurrentVersion: r.ActiveVersion,
-		ReasonCode: r.ReasonCode, Reason: r.Reason, RecoverableUntil: optTime(r.RecoverableUntil), LastProbeAt: optTime(r.LastProbeAt), Degraded: r.Degraded}
+		ReasonCode: r.ReasonCode, Reason: h.redact(r.Reason), RecoverableUntil: optTime(r.RecoverableUntil), LastProbeAt: optTime(r.LastProbeAt), Degraded: r.Degraded,
+		Warning: r.Warning, DataLostAt: optTime(r.DataLostAt)}
+	if k := st.Key; k != nil {
+		// The key in use, never an unverified newly configured one.
+		out.VaultURI, out.KeyName, out.KeyVersion = k.VaultURI, k.KeyName, k.KeyVersion
+	}
+	if p := st.Pending; p != nil {
+		out.Pending = &client.CMKKeyConfig{VaultURI: p.VaultURI, KeyName: p.KeyName, KeyVersion: p.KeyVersion}
+	}
 	if r.ActiveKeyURI != "" {
 		out.Provider, out.MasterKey = "azurekv", r.ActiveKeyURI
 	} else {
@@ -35,12 +43,12 @@ func (h *Handler) cmkJSON(st cmk.Status) client.CMKStatus {
 	if !r.LastProbeAt.IsZero() {
 		out.LastProbeResult = "ok"
 		if r.LastProbeError != "" {
-			out.LastProbeResult = r.LastProbeError
+			out.LastProbeResult = h.redact(r.LastProbeError)
 		}
 	}
 	if j := st.Job; j != nil {
 		out.Job = &client.CMKJob{ID: j.ID, Kind: string(j.Kind), State: string(j.State), Step: j.Step, Progress: jobProgress[j.Step],
-			Attempts: j.Attempts, Error: j.Error, UpdatedAt: j.UpdatedAt}
+			Attempts: j.Attempts, Error: h.redact(j.Error), UpdatedAt: j.UpdatedAt}
 		if j.State == cmk.JobDone {
 			out.Job.Progress = 100
 		}
@@ -83,7 +91,7 @@ func (h *Handler) cmkTest(c *call) error {
 	rep := h.cmk.Test(c.r.Context(), c.org)
 	out := client.CMKTestReport{OK: rep.OK, Key: rep.Key, Version: rep.Version}
 	for _, ch := range rep.Checks {
-		out.Checks = append(out.Checks, client.CMKCheck{ID: ch.ID, Name: ch.Name, Status: string(ch.Status), Detail: ch.Detail, Remedy: ch.Remedy})
+		out.Checks = append(out.Checks, client.CMKCheck{ID: ch.ID, Name: ch.Name, Status: string(ch.Status), Detail: h.redact(ch.Detail), Remedy: h.redact(ch.Remedy)})
 	}
 	return c.reply(http.StatusOK, out)
 }
@@ -102,6 +110,21 @@ func (h *Handler) cmkDisable(c *call) error {
 		return err
 	}
 	return c.reply(http.StatusAccepted, h.cmkJSON(st))
+}
+
+func (h *Handler) cmkFallback(c *call) error {
+	var req client.CMKFallbackRequest
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	if !req.ConfirmDataLoss {
+		return &fault.Error{Kind: fault.Invalid, Field: "confirm_data_loss", Reason: "must be true: data encrypted before the fallback is lost for good"}
+	}
+	st, err := h.cmk.FallBack(c.r.Context(), c.actor(), c.org)
+	if err != nil {
+		return err
+	}
+	return c.reply(http.StatusOK, h.cmkJSON(st))
 }
 
 var callbackPage = template.Must(template.New("cb").Parse(`<!doctype html>
@@ -140,7 +163,7 @@ func (h *Handler) cmkCallback(c *call) error {
 	console := strings.HasPrefix(req.Actor, "user:") && req.OrgID != ""
 	if err != nil {
 		status = Status(fault.KindOf(err))
-		data.Title, data.Class, data.Message = "Authorization failed", "fail", fault.Message(err)
+		data.Title, data.Class, data.Message = "Authorization failed", "fail", h.redact(fault.Message(err))
 		data.Next = "start again from Step 1 (Authorize)."
 	} else {
 		data.Message = "Consent for tenant " + req.TenantID + " was recorded for org " + req.OrgID + "."

@@ -6,8 +6,8 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -52,6 +52,10 @@ type Config struct {
 	// Demo, when set, is shown on the Security page so that a newcomer can
 	// complete the flow against the built-in Azure emulator (orgkms dev).
 	Demo *Demo
+	// TrustedProxies are the networks of reverse proxies whose
+	// X-Forwarded-For header names the client (for sign-in throttling);
+	// none by default: the client is the connection's peer.
+	TrustedProxies []netip.Prefix
 }
 
 // Demo names the Azure emulator's demo tenant, vault and key.
@@ -258,14 +262,6 @@ func (h *handler) setCookie(w http.ResponseWriter, r *http.Request, name, value 
 		Secure: h.cfg.SecureCookies || r.TLS != nil, SameSite: http.SameSiteStrictMode})
 }
 
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
 // home sends the user to their org's overview (platform operators to the
 // org list), or to sign-in.
 func (h *handler) home(w http.ResponseWriter, r *http.Request) {
@@ -425,9 +421,15 @@ func (h *handler) render(rq *request, status int, name string, v *view) {
 		http.Error(rq.w, "internal error", http.StatusInternalServerError)
 		return
 	}
+	page := buf.Bytes()
+	if rq.p.OrgID != "" || rq.user.ID == "" {
+		// Where the platform master key lives is none of an org's business:
+		// not in an error, an audit detail or a status line.
+		page = []byte(h.cfg.Keys.RedactPlatformKey(string(page)))
+	}
 	rq.w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	rq.w.WriteHeader(status)
-	rq.w.Write(buf.Bytes())
+	rq.w.Write(page)
 }
 
 // banner warns on every org page that the org's customer managed key is
@@ -441,7 +443,7 @@ func bannerOf(rec cmk.Record, now time.Time) *banner {
 	case rec.State == cmk.StateLost:
 		return &banner{Class: "banner-lost", Title: "Customer managed key destroyed.",
 			Text:   orElse(rec.Reason, "the org's customer managed key was purged from its vault") + ".",
-			Remedy: "The org's data protected by this key is unrecoverable: nobody, including orgkms, can decrypt it any more. Create a new org for new data."}
+			Remedy: "The org's data protected by this key is unrecoverable: nobody, including orgkms, can decrypt it any more. To use the org for new data, fall back to a new platform root key: orgkms cmk fallback --org " + rec.OrgID + " --confirm-data-loss (the loss is recorded)."}
 	case rec.State == cmk.StateRevoked:
 		b := &banner{Class: "banner-revoked", Title: "Customer managed key revoked.",
 			Text: orElse(rec.Reason, "the org's customer managed key cannot be used") + ". Until it can, orgkms refuses to encrypt or decrypt this org's data."}
@@ -463,6 +465,13 @@ func bannerOf(rec cmk.Record, now time.Time) *banner {
 		return &banner{Class: "banner-degraded", Title: "Key vault unreachable.",
 			Text:   "orgkms cannot reach the org's customer managed key (" + orElse(rec.LastProbeError, "the vault did not answer") + "). It keeps serving the org from its short-lived in-memory cache.",
 			Remedy: "If this lasts, requests for the org will fail; check the vault's availability and network rules."}
+	case !rec.DataLostAt.IsZero() && rec.State == cmk.StatePlatform:
+		return &banner{Class: "banner-lost", Title: "Data lost on " + fmtTime(rec.DataLostAt) + ".",
+			Text:   "The org's customer managed key was purged; the org fell back to a new platform root key. Data encrypted before then is unrecoverable.",
+			Remedy: "New data is protected and works as usual; to protect it with your own key again, enable customer managed keys in Settings → Security."}
+	case rec.Warning != "":
+		return &banner{Class: "banner-degraded", Title: "Key rotation not followed.", Text: rec.Warning + ".",
+			Remedy: "The org keeps working with the key version in use; orgkms follows the new version at its next check once it is tagged."}
 	}
 	return nil
 }
