@@ -121,6 +121,7 @@ func (h *handler) routes() {
 	h.orgRoute("POST /console/orgs/{org}/security/configure", auth.ActCMKManage, (*handler).configure)
 	h.orgRoute("GET /console/orgs/{org}/security/disable", auth.ActCMKManage, (*handler).disablePage)
 	h.orgRoute("POST /console/orgs/{org}/security/disable", auth.ActCMKManage, (*handler).disable)
+	h.orgRoute("POST /console/orgs/{org}/security/fallback", auth.ActCMKManage, (*handler).fallback)
 
 	h.orgRoute("GET /console/orgs/{org}/keys", auth.ActKeyRead, (*handler).keys)
 	h.orgRoute("POST /console/orgs/{org}/keys", auth.ActKeyManage, (*handler).createKey)
