@@ -124,6 +124,17 @@ type devSettings struct {
 
 // runDev is the body of orgkms dev.
 func runDev(env *cliEnv, d devSettings) error {
+	err := startDev(env, d)
+	if err != nil && env.ctx.Err() != nil {
+		// Interrupted while starting (creating the demo org, users or
+		// tokens): a clean stop, whichever step it was in.
+		return nil
+	}
+	return err
+}
+
+// startDev starts the development server and serves until interrupted.
+func startDev(env *cliEnv, d devSettings) error {
 	load := func(extra func(*config.Config)) (config.Config, error) {
 		return config.Load(config.Sources{Base: devBase(), Environ: d.environ, Flags: func(c *config.Config) {
 			if d.flags != nil {
@@ -251,8 +262,8 @@ Connect the CLI:
 Customer managed keys, against the built-in Azure emulator (%s):
   source %s       # ORGKMS_TOKEN: admin + key_admin of org "demo"
   orgkms cmk authorize --tenant %s
-      Step 1: open the printed URL and click Accept (consent page: %s; the
-      emulator's CA, for other tools: %s)
+      Step 1: open the printed URL and click Accept (the consent page is
+      served at %s; the emulator's CA, for other tools: %s)
   orgkms cmk configure --vault-uri %s --key-name %s
       Step 2: key version empty = follow the latest version
   orgkms cmk test && orgkms cmk enable

@@ -141,17 +141,6 @@ func FuzzLoad(f *testing.F) {
 	})
 }
 
-// TestLoadPurgeProof: the proof of a purge is configurable.
-func TestLoadPurgeProof(t *testing.T) {
-	c, err := Load(Sources{Path: writeConfig(t, `{"cmk":{"purge_confirm_checks":5,"purge_confirm_after":"30m"}}`)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.CMK.PurgeConfirmChecks != 5 || time.Duration(c.CMK.PurgeConfirmAfter) != 30*time.Minute {
-		t.Fatalf("purge proof = %d over %v, want 5 over 30m", c.CMK.PurgeConfirmChecks, time.Duration(c.CMK.PurgeConfirmAfter))
-	}
-}
-
 func TestTrustedProxies(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "c.json")
 	os.WriteFile(p, []byte(`{"trusted_proxies":["10.0.0.0/8"]}`), 0o600)
@@ -193,5 +182,16 @@ func TestTrustedProxies(t *testing.T) {
 	}
 	if ps, err := c.TrustedProxyPrefixes(); err != nil || len(ps) != 0 {
 		t.Errorf("default trusted proxies = %v, %v; want none", ps, err)
+	}
+}
+
+// TestLoadPurgeProof: the proof of a purge is configurable.
+func TestLoadPurgeProof(t *testing.T) {
+	c, err := Load(Sources{Path: writeConfig(t, `{"cmk":{"purge_confirm_checks":5,"purge_confirm_after":"30m"}}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CMK.PurgeConfirmChecks != 5 || time.Duration(c.CMK.PurgeConfirmAfter) != 30*time.Minute {
+		t.Fatalf("purge proof = %d over %v, want 5 over 30m", c.CMK.PurgeConfirmChecks, time.Duration(c.CMK.PurgeConfirmAfter))
 	}
 }
