@@ -122,6 +122,7 @@ func (h *handler) routes() {
 	h.orgRoute("POST /console/orgs/{org}/security/test", auth.ActCMKManage, (*handler).testKey)
 	h.orgRoute("GET /console/orgs/{org}/security/disable", auth.ActCMKManage, (*handler).disablePage)
 	h.orgRoute("POST /console/orgs/{org}/security/disable", auth.ActCMKManage, (*handler).disable)
+	h.orgRoute("POST /console/orgs/{org}/security/fallback", auth.ActCMKManage, (*handler).fallback)
 
 	h.orgRoute("GET /console/orgs/{org}/keys", auth.ActKeyRead, (*handler).keys)
 	h.orgRoute("POST /console/orgs/{org}/keys", auth.ActKeyManage, (*handler).createKey)

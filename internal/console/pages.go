@@ -25,6 +25,7 @@ var flashes = map[string]string{
 	"enabling-warned": "Test Managed Key passed with warnings (Test Managed Key shows them again). orgkms is moving the org's root key to your key.",
 	"disabling":       "orgkms is moving the org's root key back to the platform key.",
 	"reset":           "Customer managed keys are off: the authorization and key configuration were removed.",
+	"fallback":        "The org now uses a new platform root key. Data encrypted before was lost with the purged key; new data works.",
 	"consent-ok":      "Authorization complete: orgkms may now use keys in your tenant. Continue with Step 2.",
 	"consent-fail":    "Authorization was not completed (the previous page says why). Start again with Step 1.",
 	"already-reset":   "Customer managed keys are already off.",

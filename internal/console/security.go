@@ -74,7 +74,7 @@ func (h *handler) renderSecurity(rq *request, status int, v *view, switchOn bool
 	d.CanConfigure = rec.State == cmk.StateAuthorized || rec.State == cmk.StateActive
 	d.CanTest = !d.CanConfigure && rec.KeyURI != "" && (rec.State == cmk.StateRevoked || rec.State == cmk.StateLost)
 	d.Replacing = rec.State == cmk.StateActive
-	d.CanDisable = rec.State == cmk.StateAuthorized || rec.State == cmk.StateActive
+	d.CanDisable = rec.State == cmk.StateAuthorized || rec.State == cmk.StateActive || rec.State == cmk.StateLost
 	if !rec.ConsentedAt.IsZero() {
 		d.Consent = "Authorized for tenant " + rec.TenantID + " on " + fmtTime(rec.ConsentedAt) + " by " + strings.TrimPrefix(rec.ConsentedBy, "user:")
 	}
@@ -199,6 +199,7 @@ type disableData struct {
 	Reset    bool // before activation: turning off forgets the configuration
 	Possible bool
 	Why      string // why disabling is not possible now
+	Lost     bool   // the key was purged: the way out is a fallback
 }
 
 func (h *handler) disablePage(rq *request) error {
@@ -215,7 +216,9 @@ func (h *handler) renderDisable(rq *request, status int, v *view) error {
 		d.Possible = true
 	case cmk.StatePlatform:
 		d.Why = "Customer managed keys are already off for this org."
-	case cmk.StateRevoked, cmk.StateLost:
+	case cmk.StateLost:
+		d.Lost = true
+	case cmk.StateRevoked:
 		d.Why = "orgkms must unwrap the org's root key with your key to move it back to the platform key, and your key cannot be used now. Restore access to the key first."
 	default:
 		d.Why = "A key operation is in progress (" + string(rec.State) + "). Try again when it finishes."
@@ -223,6 +226,17 @@ func (h *handler) renderDisable(rq *request, status int, v *view) error {
 	v.Title, v.Active, v.Data = "Disable customer managed keys", "security", d
 	h.render(rq, status, "disable", v)
 	return nil
+}
+
+// fallback gives a lost org a new platform root key (cmk.Service.FallBack).
+func (h *handler) fallback(rq *request) error {
+	if rq.r.FormValue("confirm_data_loss") != "yes" {
+		return h.renderDisable(rq, http.StatusBadRequest, &view{Error: "tick the box to confirm that the data encrypted before is lost for good"})
+	}
+	if _, err := h.cfg.CMK.FallBack(rq.r.Context(), rq.p.Name, rq.org); err != nil {
+		return h.renderDisable(rq, h.errStatus(rq, err), &view{Error: fault.Message(err)})
+	}
+	return rq.redirect(orgPath(rq.org, "security?done=fallback"))
 }
 
 func (h *handler) disable(rq *request) error {
