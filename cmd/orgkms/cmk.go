@@ -51,11 +51,14 @@ func cmkCmd(env *cliEnv) *cobra.Command {
 		"Step 1: prints the Entra ID admin-consent URL for your tenant. Needs admin and key_admin.",
 		func(cmd *cobra.Command) {
 			cmd.Flags().StringVar(&tenant, "tenant", "", "your Entra ID `tenant` ID (GUID)")
+			cmd.PreRunE = func(*cobra.Command, []string) error {
+				if tenant == "" {
+					return usageError{"--tenant is required", "your tenant ID is on the Overview page of Microsoft Entra ID"}
+				}
+				return nil
+			}
 		})
 	start(authorize, authOrg, func(c *client.Client, org string) error {
-		if tenant == "" {
-			return usageError{"--tenant is required", "your tenant ID is on the Overview page of Microsoft Entra ID"}
-		}
 		r, err := c.CMKAuthorize(env.ctx, org, tenant)
 		if err != nil {
 			return err
@@ -73,17 +76,24 @@ func cmkCmd(env *cliEnv) *cobra.Command {
 			cmd.Flags().StringVar(&req.VaultURI, "vault-uri", "", "Key Vault `URI`, e.g. https://contoso-kv.vault.azure.net/")
 			cmd.Flags().StringVar(&req.KeyName, "key-name", "", "key `name`")
 			cmd.Flags().StringVar(&req.KeyVersion, "key-version", "", "key `version` (empty: follow the latest version)")
+			cmd.PreRunE = func(*cobra.Command, []string) error {
+				if req.VaultURI == "" || req.KeyName == "" {
+					return usageError{"--vault-uri and --key-name are required", "copy them from the key vault in the Azure portal"}
+				}
+				return nil
+			}
 		})
 	start(configure, confOrg, func(c *client.Client, org string) error {
-		if req.VaultURI == "" || req.KeyName == "" {
-			return usageError{"--vault-uri and --key-name are required", "copy them from the key vault in the Azure portal"}
-		}
 		st, err := c.CMKConfigure(env.ctx, org, req)
 		if err != nil {
 			return err
 		}
 		return confFmt.emit(env, st, func(w io.Writer) error {
-			_, err := fmt.Fprintf(w, "configured key %s in %s (version %s); next: orgkms cmk test --org %s\n", st.KeyName, st.VaultURI, orDefault(st.KeyVersion, "latest"), org)
+			conf := client.CMKKeyConfig{VaultURI: st.VaultURI, KeyName: st.KeyName, KeyVersion: st.KeyVersion}
+			if st.Pending != nil {
+				conf = *st.Pending // a replacement: the key in use stays until enable
+			}
+			_, err := fmt.Fprintf(w, "configured key %s in %s (version %s); next: orgkms cmk test --org %s\n", conf.KeyName, conf.VaultURI, orDefault(conf.KeyVersion, "latest"), org)
 			return err
 		})
 	})
@@ -95,23 +105,16 @@ func cmkCmd(env *cliEnv) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		err = testFmt.emit(env, rep, func(w io.Writer) error {
-			marks := map[string]string{"pass": "PASS", "warn": "WARN", "fail": "FAIL", "skip": "SKIP"}
-			for _, ch := range rep.Checks {
-				fmt.Fprintf(w, "%s  %-34s %s\n", marks[ch.Status], ch.Name, ch.Detail)
-				if ch.Remedy != "" && ch.Status != "pass" {
-					fmt.Fprintf(w, "      fix: %s\n", ch.Remedy)
-				}
-			}
-			if rep.OK {
-				fmt.Fprintf(w, "all checks passed; next: orgkms cmk enable --org %s\n", org)
-			}
-			return nil
-		})
-		if err == nil && !rep.OK {
-			err = fmt.Errorf("Test Managed Key failed")
+		if f, _ := testFmt.get(); f == "" {
+			return printCMKTest(env.stdout, rep, org)
 		}
-		return err
+		if err := testFmt.emit(env, rep, nil); err != nil {
+			return err
+		}
+		if !rep.OK {
+			return fmt.Errorf("test managed key failed: %d of %d checks failed", failedChecks(rep), len(rep.Checks))
+		}
+		return nil
 	})
 
 	job := func(verb, short, long string) *cobra.Command {
@@ -146,8 +149,71 @@ func cmkCmd(env *cliEnv) *cobra.Command {
 		"Moves the org's root key to your key (or to a newly configured one) and waits until active.")
 	disable := job("disable", "move the org's root key back to the platform key",
 		"Moves the org's root key back to the platform key. Your key must still be usable.")
-	return group("cmk <command>", "customer managed keys: status, authorize, configure, test, enable, disable",
-		status, authorize, configure, test, enable, disable)
+	var confirm bool
+	fallback, fbFmt, fbOrg := sub("fallback --confirm-data-loss", "after a purge (state lost): give the org a new platform root key",
+		"After the org's customer managed key was purged (state lost): gives the org a new root key wrapped by the\n"+
+			"platform key and a new version of each data key, and records the data loss. Data encrypted before is lost\n"+
+			"for good (its ciphertexts fail with cmk_key_destroyed); new data works at once. Needs admin and key_admin.",
+		func(cmd *cobra.Command) {
+			cmd.Flags().BoolVar(&confirm, "confirm-data-loss", false, "confirm that data encrypted before is unrecoverable")
+			cmd.PreRunE = func(*cobra.Command, []string) error {
+				if !confirm {
+					return usageError{"--confirm-data-loss is required", "data encrypted before the fallback is lost for good; check that \"orgkms cmk status\" says lost"}
+				}
+				return nil
+			}
+		})
+	start(fallback, fbOrg, func(c *client.Client, org string) error {
+		st, err := c.CMKFallback(env.ctx, org)
+		if err != nil {
+			return err
+		}
+		return fbFmt.emit(env, st, func(io.Writer) error { printCMKStatus(env, st); return nil })
+	})
+	return group("cmk <command>", "customer managed keys: status, authorize, configure, test, enable, disable, fallback",
+		status, authorize, configure, test, enable, disable, fallback)
+}
+
+// printCMKTest prints a Test Managed Key report: every check, then a
+// summary that says "all checks passed" only when no check warned.
+func printCMKTest(w io.Writer, rep client.CMKTestReport, org string) error {
+	marks := map[string]string{"pass": "PASS", "warn": "WARN", "fail": "FAIL", "skip": "SKIP"}
+	warned, failed := 0, 0
+	for _, ch := range rep.Checks {
+		fmt.Fprintf(w, "%s  %-34s %s\n", marks[ch.Status], ch.Name, ch.Detail)
+		if ch.Remedy != "" && ch.Status != "pass" {
+			fmt.Fprintf(w, "      fix: %s\n", ch.Remedy)
+		}
+		switch ch.Status {
+		case "warn":
+			warned++
+		case "fail":
+			failed++
+		}
+	}
+	if !rep.OK {
+		return fmt.Errorf("test managed key failed: %d of %d checks failed", failed, len(rep.Checks))
+	}
+	switch warned {
+	case 0:
+		fmt.Fprintf(w, "all checks passed; next: orgkms cmk enable --org %s\n", org)
+	case 1:
+		fmt.Fprintf(w, "passed with 1 warning (see WARN above); next: orgkms cmk enable --org %s\n", org)
+	default:
+		fmt.Fprintf(w, "passed with %d warnings (see WARN above); next: orgkms cmk enable --org %s\n", warned, org)
+	}
+	return nil
+}
+
+// failedChecks counts the checks of rep that failed.
+func failedChecks(rep client.CMKTestReport) int {
+	n := 0
+	for _, ch := range rep.Checks {
+		if ch.Status == "fail" {
+			n++
+		}
+	}
+	return n
 }
 
 func waitCMK(env *cliEnv, c *client.Client, org string, timeout time.Duration) (client.CMKStatus, error) {
@@ -204,9 +270,16 @@ func printCMKStatus(env *cliEnv, st client.CMKStatus) {
 	if st.KeyName != "" {
 		row("key version", orDefault(st.KeyVersion, "latest (rotations followed)"))
 	}
+	if p := st.Pending; p != nil {
+		row("pending key", fmt.Sprintf("%s in %s (version %s): not in use until enable", p.KeyName, p.VaultURI, orDefault(p.KeyVersion, "latest")))
+	}
+	if st.DataLostAt != nil {
+		row("data lost", st.DataLostAt.Local().Format(time.RFC3339)+": data encrypted before is unrecoverable")
+	}
 	if st.LastProbeAt != nil {
 		row("last probe", st.LastProbeAt.Local().Format(time.RFC3339)+" "+st.LastProbeResult)
 	}
+	row("warning", st.Warning)
 	if st.Degraded {
 		row("degraded", "the key service is throttling or unreachable: serving from cache")
 	}

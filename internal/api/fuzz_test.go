@@ -1,4 +1,4 @@
-package api
+package api_test
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/orgkms/orgkms/client"
+	"github.com/orgkms/orgkms/internal/api"
 	"github.com/orgkms/orgkms/internal/auth"
 	"github.com/orgkms/orgkms/internal/fault"
 )
@@ -18,7 +19,7 @@ import (
 // consent callback: a page for the administrator's browser, HTML by design.
 func fuzzRoutes() []string {
 	var out []string
-	for _, rt := range routes {
+	for _, rt := range api.Routes {
 		if rt.Pattern == "GET /v1/cmk/callback" {
 			continue
 		}

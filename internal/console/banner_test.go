@@ -27,9 +27,13 @@ func TestBanner(t *testing.T) {
 		{"deleted", cmk.Record{State: cmk.StateRevoked, ReasonCode: fault.CMKDeleted.Code(), Reason: "key k was deleted", RecoverableUntil: now.Add(90 * 24 * time.Hour)},
 			"banner-revoked", []string{"recover the key", "2025-08-30"}},
 		{"lost", cmk.Record{State: cmk.StateLost, ReasonCode: fault.CMKDestroyed.Code(), Reason: "key k was purged from vault v: the org's data is unrecoverable"},
-			"banner-lost", []string{"purged", "unrecoverable"}},
+			"banner-lost", []string{"purged", "unrecoverable", "orgkms cmk fallback"}},
+		{"fell back", cmk.Record{State: cmk.StatePlatform, DataLostAt: now},
+			"banner-lost", []string{"Data lost on", "new platform root key", "unrecoverable"}},
 		{"degraded", cmk.Record{State: cmk.StateActive, Degraded: true, LastProbeError: "azurekv is unavailable; retry later"},
 			"banner-degraded", []string{"cannot reach", "unavailable", "cache"}},
+		{"untagged version", cmk.Record{State: cmk.StateActive, Warning: "key k in vault v has a new version 2 without the tag orgkms-org naming org acme; tag version 2 with orgkms-org=acme"},
+			"banner-degraded", []string{"not followed", "tag version 2 with orgkms-org=acme", "keeps working"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,5 +80,16 @@ func TestVaultAndKey(t *testing.T) {
 		if v, k := vaultAndKey(tt.uri); v != tt.vault || k != tt.key {
 			t.Errorf("vaultAndKey(%q) = %q, %q; want %q, %q", tt.uri, v, k, tt.vault, tt.key)
 		}
+	}
+}
+
+// TestStalledJobShown: a job whose worker is gone is still shown, saying
+// that it stalled and what happens next.
+func TestStalledJobShown(t *testing.T) {
+	t.Parallel()
+	j := &cmk.Job{Kind: cmk.JobActivate, State: cmk.JobStalled, Step: "copied"}
+	v := runningJob(cmk.Status{Record: cmk.Record{State: cmk.StateActivating}, Job: j})
+	if v == nil || v.State != "stalled" || !strings.Contains(v.Error, "resumed") {
+		t.Fatalf("runningJob(stalled) = %+v, want the job shown as stalled with what happens next", v)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/orgkms/orgkms/internal/cmk"
 	"github.com/orgkms/orgkms/internal/fault"
 	"github.com/orgkms/orgkms/internal/keys"
+	"github.com/orgkms/orgkms/internal/masterkey"
 )
 
 // flashes are the messages a page shows after a successful form post
@@ -81,10 +82,14 @@ var jobProgress = map[string]int{"": 5, "copied": 40, "verified": 70, "switched"
 // runningJob returns the org's job while it is pending or running.
 func runningJob(st cmk.Status) *jobView {
 	j := st.Job
-	if j == nil || (j.State != cmk.JobPending && j.State != cmk.JobRunning) {
+	if j == nil || (j.State != cmk.JobPending && j.State != cmk.JobRunning && j.State != cmk.JobStalled) {
 		return nil
 	}
-	return &jobView{Kind: string(j.Kind), Title: jobTitles[j.Kind], State: string(j.State), Progress: jobProgress[j.Step], Error: j.Error}
+	v := &jobView{Kind: string(j.Kind), Title: jobTitles[j.Kind], State: string(j.State), Progress: jobProgress[j.Step], Error: j.Error}
+	if j.State == cmk.JobStalled && v.Error == "" {
+		v.Error = "stalled: the orgkms node working on it stopped; it is resumed when orgkms restarts or its lease expires, and your data stays protected by the current key meanwhile"
+	}
+	return v
 }
 
 // busy reports whether the org's CMK is in a transitional state whose page
@@ -140,12 +145,12 @@ func (h *handler) cmkView(st cmk.Status) cmkView {
 // vaultAndKey names the vault and key of a master key URI such as
 // azurekv://contoso-kv.vault.azure.net/keys/orgkms-cmk?tenant=....
 func vaultAndKey(uri string) (vault, key string) {
-	uri, _, _ = strings.Cut(uri, "?")
-	_, rest, ok := strings.Cut(uri, "://")
-	if !ok {
+	ref, err := masterkey.ParseRef(uri)
+	if err != nil {
 		return "", ""
 	}
-	host, path, _ := strings.Cut(rest, "/")
+	id, _, _ := strings.Cut(ref.ID, "?")
+	host, path, _ := strings.Cut(id, "/")
 	vault, _, _ = strings.Cut(host, ".")
 	key = path[strings.LastIndex(path, "/")+1:]
 	if vault == "" || key == "" {
