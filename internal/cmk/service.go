@@ -74,7 +74,6 @@ type Service struct {
 	blocked    map[string]error     // org → fast-fail error while revoked or lost
 	dataLost   map[string]time.Time // org → when it fell back after a purge (FallBack)
 	testLimits map[string]*rate.Limiter
-	loadedAt   time.Time
 }
 
 // New returns a Service. Call Run to start its probe and job worker.

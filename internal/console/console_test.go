@@ -964,7 +964,7 @@ func TestLostOrgFallBack(t *testing.T) {
 	if st, _ := h.cmk.Status(ctx, "acme"); st.State != cmk.StateLost {
 		t.Fatalf("state %s after an unconfirmed fallback, want lost", st.State)
 	}
-	p = b.postForm("/console/orgs/acme/security/disable", "/console/orgs/acme/security/fallback", url.Values{"confirm_data_loss": {"yes"}}).want(http.StatusSeeOther)
+	b.postForm("/console/orgs/acme/security/disable", "/console/orgs/acme/security/fallback", url.Values{"confirm_data_loss": {"yes"}}).want(http.StatusSeeOther)
 	st, err := h.cmk.Status(ctx, "acme")
 	if err != nil || st.State != cmk.StatePlatform || st.DataLostAt.IsZero() {
 		t.Fatalf("after the fallback: %+v, %v; want platform with the loss date", st.Record, err)
