@@ -343,8 +343,12 @@ func (s *Service) finish(ctx context.Context, j *Job, w masterkey.Wrapped) error
 		rec = s.afterSwitch(rec, *j, w, now)
 	}
 	j.State, j.Step, j.Error = JobDone, "switched", ""
+	key := w.Key.Unversioned().String()
+	if j.Kind == JobDeactivate {
+		key = "platform" // never where the platform key lives: the org reads its audit log
+	}
 	ev := audit.Event{OrgID: j.OrgID, Time: now, Actor: "orgkms", Action: "cmk." + string(j.Kind) + ".done", Target: "cmk",
-		Details: map[string]string{"key": w.Key.Unversioned().String(), "key_version": w.Key.Version}}
+		Details: map[string]string{"key": key, "key_version": w.Key.Version}}
 	if err := s.st.FinishJob(ctx, *j, rec, ev); err != nil {
 		return err
 	}

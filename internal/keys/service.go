@@ -195,7 +195,9 @@ func (s *Service) CreateOrg(ctx context.Context, actor, id, name string) (Org, e
 	org := Org{ID: id, Name: name, CreatedAt: now, MasterKey: s.platformKey}
 	rw := RootKeyWrapping{OrgID: id, Wrapped: w, State: WrappingActive, CreatedAt: now}
 	ev := audit.Event{OrgID: id, Time: now, Actor: actor, Action: "org.create", Target: "org/" + id,
-		Details: map[string]string{"name": name, "master_key": w.Key.Unversioned().String(), "master_key_version": w.Key.Version}}
+		// "platform", not the key's reference: the org reads its audit log,
+		// and where the platform key lives is none of its business.
+		Details: map[string]string{"name": name, "master_key": "platform", "master_key_version": w.Key.Version}}
 	if err := s.store.CreateOrg(ctx, org, rw, first, ev); err != nil {
 		return Org{}, err
 	}
