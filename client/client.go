@@ -469,6 +469,14 @@ func (c *Client) CMKDisable(ctx context.Context, org string) (CMKStatus, error) 
 	return s, err
 }
 
+// CMKFallback gives a lost org (its customer managed key purged) a new
+// platform root key; data encrypted before is lost for good.
+func (c *Client) CMKFallback(ctx context.Context, org string) (CMKStatus, error) {
+	var s CMKStatus
+	err := c.do(ctx, "POST", "/v1/orgs/"+esc(org)+"/cmk/fallback", CMKFallbackRequest{ConfirmDataLoss: true}, &s)
+	return s, err
+}
+
 // CreateUser creates a console user in org ("" = a platform operator user).
 func (c *Client) CreateUser(ctx context.Context, org string, req CreateUserRequest) (User, error) {
 	path := "/v1/users"

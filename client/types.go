@@ -220,14 +220,35 @@ type CMKStatus struct {
 	LastProbeAt      *time.Time `json:"last_probe_at,omitempty"`
 	LastProbeResult  string     `json:"last_probe_result,omitempty"` // "ok" or the error
 	Degraded         bool       `json:"degraded,omitempty"`
-	Job              *CMKJob    `json:"job,omitempty"`
+	// Warning: a condition that does not stop the org, with its remedy
+	// (e.g. a newer key version without the org's ownership tag).
+	Warning string `json:"warning,omitempty"`
+	// DataLostAt: when the org fell back to a new platform root key after
+	// its customer managed key was purged; older data is unrecoverable.
+	DataLostAt *time.Time `json:"data_lost_at,omitempty"`
+	// Pending: a configured key not in use yet while another key protects
+	// the org (vault_uri, key_name, key_version name the key in use).
+	Pending *CMKKeyConfig `json:"pending,omitempty"`
+	Job     *CMKJob       `json:"job,omitempty"`
+}
+
+// CMKFallbackRequest is the body of POST /v1/orgs/{org}/cmk/fallback.
+type CMKFallbackRequest struct {
+	ConfirmDataLoss bool `json:"confirm_data_loss"` // must be true
+}
+
+// CMKKeyConfig is a customer's key as configured.
+type CMKKeyConfig struct {
+	VaultURI   string `json:"vault_uri"`
+	KeyName    string `json:"key_name"`
+	KeyVersion string `json:"key_version,omitempty"` // empty = follow the latest
 }
 
 // CMKJob is a re-wrap job's progress.
 type CMKJob struct {
 	ID        int64     `json:"id"`
 	Kind      string    `json:"kind"`  // activate, rotate, replace, deactivate
-	State     string    `json:"state"` // pending, running, done, failed
+	State     string    `json:"state"` // pending, running, done, failed; stalled: running, but its worker is gone
 	Step      string    `json:"step"`  // last completed step: copied, verified, switched
 	Progress  int       `json:"progress"`
 	Attempts  int       `json:"attempts"`

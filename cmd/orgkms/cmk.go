@@ -83,7 +83,11 @@ func cmkCmd(env *cliEnv) *cobra.Command {
 			return err
 		}
 		return confFmt.emit(env, st, func(w io.Writer) error {
-			_, err := fmt.Fprintf(w, "configured key %s in %s (version %s); next: orgkms cmk test --org %s\n", st.KeyName, st.VaultURI, orDefault(st.KeyVersion, "latest"), org)
+			conf := client.CMKKeyConfig{VaultURI: st.VaultURI, KeyName: st.KeyName, KeyVersion: st.KeyVersion}
+			if st.Pending != nil {
+				conf = *st.Pending // a replacement: the key in use stays until enable
+			}
+			_, err := fmt.Fprintf(w, "configured key %s in %s (version %s); next: orgkms cmk test --org %s\n", conf.KeyName, conf.VaultURI, orDefault(conf.KeyVersion, "latest"), org)
 			return err
 		})
 	})
@@ -146,8 +150,26 @@ func cmkCmd(env *cliEnv) *cobra.Command {
 		"Moves the org's root key to your key (or to a newly configured one) and waits until active.")
 	disable := job("disable", "move the org's root key back to the platform key",
 		"Moves the org's root key back to the platform key. Your key must still be usable.")
-	return group("cmk <command>", "customer managed keys: status, authorize, configure, test, enable, disable",
-		status, authorize, configure, test, enable, disable)
+	var confirm bool
+	fallback, fbFmt, fbOrg := sub("fallback --confirm-data-loss", "after a purge (state lost): give the org a new platform root key",
+		"After the org's customer managed key was purged (state lost): gives the org a new root key wrapped by the\n"+
+			"platform key and a new version of each data key, and records the data loss. Data encrypted before is lost\n"+
+			"for good (its ciphertexts fail with cmk_key_destroyed); new data works at once. Needs admin and key_admin.",
+		func(cmd *cobra.Command) {
+			cmd.Flags().BoolVar(&confirm, "confirm-data-loss", false, "confirm that data encrypted before is unrecoverable")
+		})
+	start(fallback, fbOrg, func(c *client.Client, org string) error {
+		if !confirm {
+			return usageError{"--confirm-data-loss is required", "data encrypted before the fallback is lost for good; check orgkms cmk status --org " + org + " says lost"}
+		}
+		st, err := c.CMKFallback(env.ctx, org)
+		if err != nil {
+			return err
+		}
+		return fbFmt.emit(env, st, func(io.Writer) error { printCMKStatus(env, st); return nil })
+	})
+	return group("cmk <command>", "customer managed keys: status, authorize, configure, test, enable, disable, fallback",
+		status, authorize, configure, test, enable, disable, fallback)
 }
 
 func waitCMK(env *cliEnv, c *client.Client, org string, timeout time.Duration) (client.CMKStatus, error) {
@@ -204,9 +226,16 @@ func printCMKStatus(env *cliEnv, st client.CMKStatus) {
 	if st.KeyName != "" {
 		row("key version", orDefault(st.KeyVersion, "latest (rotations followed)"))
 	}
+	if p := st.Pending; p != nil {
+		row("pending key", fmt.Sprintf("%s in %s (version %s): not in use until enable", p.KeyName, p.VaultURI, orDefault(p.KeyVersion, "latest")))
+	}
+	if st.DataLostAt != nil {
+		row("data lost", st.DataLostAt.Local().Format(time.RFC3339)+": data encrypted before is unrecoverable")
+	}
 	if st.LastProbeAt != nil {
 		row("last probe", st.LastProbeAt.Local().Format(time.RFC3339)+" "+st.LastProbeResult)
 	}
+	row("warning", st.Warning)
 	if st.Degraded {
 		row("degraded", "the key service is throttling or unreachable: serving from cache")
 	}

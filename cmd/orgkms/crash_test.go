@@ -212,6 +212,7 @@ func (c *crashCase) run(kind, at string) {
 		if err != nil {
 			t.Fatalf("RotateKey %s: %v", name, err)
 		}
+		tagKey(t, c.emu, name, c.org) // orgkms follows only versions tagged for the org
 		to = from
 		to.Version = rotated.Version
 		// The first probe, at start, sees the new version and starts the

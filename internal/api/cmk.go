@@ -25,7 +25,15 @@ func (h *Handler) cmkJSON(st cmk.Status) client.CMKStatus {
 	r := st.Record
 	out := client.CMKStatus{Org: r.OrgID, Cloud: h.cmk.CloudName(), State: string(r.State), TenantID: r.TenantID, ConsentedAt: optTime(r.ConsentedAt),
 		ConsentedBy: r.ConsentedBy, VaultURI: r.VaultURI, KeyName: r.KeyName, KeyVersion: r.KeyVersion, CurrentVersion: r.ActiveVersion,
-		ReasonCode: r.ReasonCode, Reason: r.Reason, RecoverableUntil: optTime(r.RecoverableUntil), LastProbeAt: optTime(r.LastProbeAt), Degraded: r.Degraded}
+		ReasonCode: r.ReasonCode, Reason: r.Reason, RecoverableUntil: optTime(r.RecoverableUntil), LastProbeAt: optTime(r.LastProbeAt), Degraded: r.Degraded,
+		Warning: r.Warning, DataLostAt: optTime(r.DataLostAt)}
+	if k := st.Key; k != nil {
+		// The key in use, never an unverified newly configured one.
+		out.VaultURI, out.KeyName, out.KeyVersion = k.VaultURI, k.KeyName, k.KeyVersion
+	}
+	if p := st.Pending; p != nil {
+		out.Pending = &client.CMKKeyConfig{VaultURI: p.VaultURI, KeyName: p.KeyName, KeyVersion: p.KeyVersion}
+	}
 	if r.ActiveKeyURI != "" {
 		out.Provider, out.MasterKey = "azurekv", r.ActiveKeyURI
 	} else {
@@ -102,6 +110,21 @@ func (h *Handler) cmkDisable(c *call) error {
 		return err
 	}
 	return c.reply(http.StatusAccepted, h.cmkJSON(st))
+}
+
+func (h *Handler) cmkFallback(c *call) error {
+	var req client.CMKFallbackRequest
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	if !req.ConfirmDataLoss {
+		return &fault.Error{Kind: fault.Invalid, Field: "confirm_data_loss", Reason: "must be true: data encrypted before the fallback is lost for good"}
+	}
+	st, err := h.cmk.FallBack(c.r.Context(), c.actor(), c.org)
+	if err != nil {
+		return err
+	}
+	return c.reply(http.StatusOK, h.cmkJSON(st))
 }
 
 var callbackPage = template.Must(template.New("cb").Parse(`<!doctype html>

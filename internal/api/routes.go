@@ -37,6 +37,7 @@ var routes = []route{
 	{"POST /v1/orgs/{org}/cmk/test", auth.ActCMKManage, (*Handler).cmkTest},
 	{"POST /v1/orgs/{org}/cmk/enable", auth.ActCMKManage, (*Handler).cmkEnable},
 	{"POST /v1/orgs/{org}/cmk/disable", auth.ActCMKManage, (*Handler).cmkDisable},
+	{"POST /v1/orgs/{org}/cmk/fallback", auth.ActCMKManage, (*Handler).cmkFallback},
 	{"GET /v1/cmk/callback", "", (*Handler).cmkCallback},
 
 	{"GET /v1/orgs/{org}/users", auth.ActUsersManage, (*Handler).listUsers},

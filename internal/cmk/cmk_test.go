@@ -45,10 +45,7 @@ func TestLifecycle(t *testing.T) {
 	during := w.encrypt("acme", "on the CMK")
 
 	// Rotation in the vault is detected by the probe and followed.
-	rot, err := w.emu.RotateKey(azureemu.DemoVault, w.demo.KeyName)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rot := w.rotate()
 	st = w.probe("acme", cmk.StateActive)
 	if st.ActiveVersion != rot.Version || st.Job == nil || st.Job.Kind != cmk.JobRotate || st.Job.State != cmk.JobDone {
 		t.Fatalf("after rotation: version %s job %+v, want %s and a finished rotate job", st.ActiveVersion, st.Job, rot.Version)
@@ -68,7 +65,7 @@ func TestLifecycle(t *testing.T) {
 	if st.ReasonCode != fault.CMKDisabled.Code() || !strings.Contains(st.Reason, "contoso-kv") {
 		t.Fatalf("revoked reason %s %q, want cmk_key_disabled naming the vault", st.ReasonCode, st.Reason)
 	}
-	_, err = w.keys.Encrypt(ctx, "svc", "acme", "default", []byte("x"), nil)
+	_, err := w.keys.Encrypt(ctx, "svc", "acme", "default", []byte("x"), nil)
 	wantKind(t, "Encrypt for a revoked org", err, fault.CMKDisabled)
 	if err := w.decryptAll(other); err != nil {
 		t.Fatalf("another org is affected by acme's revocation: %v", err)
@@ -310,7 +307,7 @@ func TestPinnedVersionThenFollowNewer(t *testing.T) {
 	if st.ActiveVersion != w.demo.KeyVersion || st.KeyVersion != w.demo.KeyVersion {
 		t.Fatalf("pinned activation used %s", st.ActiveVersion)
 	}
-	rot, _ := w.emu.RotateKey(azureemu.DemoVault, w.demo.KeyName)
+	rot := w.rotate()
 	if st := w.probe("acme", cmk.StateActive); st.ActiveVersion != rot.Version {
 		t.Fatalf("a newer version was not followed: %s, want %s", st.ActiveVersion, rot.Version)
 	}
@@ -444,9 +441,7 @@ func TestRotationRefusedByTheKeyRevokes(t *testing.T) {
 	w.keys.CreateOrg(ctx, "test", "acme", "")
 	s := w.encrypt("acme", "x")
 	w.activate("acme", w.demo.VaultURI, w.demo.KeyName, "")
-	if _, err := w.emu.RotateKey(azureemu.DemoVault, w.demo.KeyName); err != nil {
-		t.Fatal(err)
-	}
+	w.rotate()
 	w.emu.SetPolicy(azureemu.DemoVault, w.demo.ClientID, []string{"get", "list", "unwrapKey"})
 	if err := w.cmk.Probe(ctx, "acme"); err != nil {
 		t.Fatal(err)
@@ -692,5 +687,314 @@ func TestSameCauseSameAnswer(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestRestartedNodeReclaimsItsJobs: a node that dies holding a job's lease
+// takes the job back as soon as it starts again, instead of leaving it
+// running until the lease expires; meanwhile status shows it stalled.
+func TestRestartedNodeReclaimsItsJobs(t *testing.T) {
+	const lease = time.Hour // far beyond the test: only a reclaim frees the job
+	w := newWorld(t, option{cmk: func(c *cmk.Config) { c.NodeID, c.JobLease = "node-a", lease }})
+	ctx := t.Context()
+	w.keys.CreateOrg(ctx, "test", "acme", "")
+	s := w.encrypt("acme", "moves")
+	if _, err := w.consent("acme", w.demo.TenantID, "accept"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.cmk.Configure(ctx, "user:alice", "acme", w.demo.VaultURI, w.demo.KeyName, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.cmk.Enable(ctx, "user:alice", "acme"); err != nil {
+		t.Fatal(err)
+	}
+	// node-a claims the job, then dies before running it.
+	if _, err := w.st.ClaimJob(ctx, "node-a/worker-1", time.Now(), lease); err != nil {
+		t.Fatal(err)
+	}
+	jobState := func(cs *cmk.Service) cmk.JobState {
+		t.Helper()
+		st, err := cs.Status(ctx, "acme")
+		if err != nil || st.Job == nil {
+			t.Fatalf("Status: %+v, %v", st, err)
+		}
+		return st.Job.State
+	}
+	if got := jobState(w.cmk); got != cmk.JobRunning {
+		t.Fatalf("job held by the live node-a: %s, want running", got)
+	}
+	// Seen from another single node: the holder is gone.
+	if got := jobState(w.restart("node-b")); got != cmk.JobStalled {
+		t.Fatalf("job of node-a seen by node-b: %s, want stalled", got)
+	}
+	// Seen by node-a itself after the lease: stalled.
+	cs := w.restart("node-a")
+	w.skew.Store(int64(2 * lease))
+	if got := jobState(cs); got != cmk.JobStalled {
+		t.Fatalf("job with an expired lease: %s, want stalled", got)
+	}
+	w.skew.Store(0)
+
+	// node-a starts again: it reclaims and finishes the job at once.
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); cs.Run(runCtx, 1) }()
+	defer func() { stop(); <-done }()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		st, err := cs.Status(ctx, "acme")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.State == cmk.StateActive && st.Job.State == cmk.JobDone {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("restarted node-a did not reclaim its job: state %s, job %+v", st.State, st.Job)
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval, not a wait for the result
+	}
+	if err := w.decryptAll(s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRotationToAnUntaggedVersionIsNotFollowed: every version orgkms wraps
+// with must carry the org's ownership tag, like the key at Enable. A newer
+// version without it is not followed: the current version keeps wrapping,
+// the org stays usable and gets a warning naming the remedy; once the
+// customer tags the version, the probe follows it.
+func TestRotationToAnUntaggedVersionIsNotFollowed(t *testing.T) {
+	w := newWorld(t)
+	ctx := t.Context()
+	w.keys.CreateOrg(ctx, "test", "acme", "")
+	s := w.encrypt("acme", "stays readable")
+	w.activate("acme", w.demo.VaultURI, w.demo.KeyName, "")
+	rot, err := w.emu.RotateKey(azureemu.DemoVault, w.demo.KeyName) // no tags on the new version
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := w.probe("acme", cmk.StateActive)
+	if st.ActiveVersion != w.demo.KeyVersion || st.Job.Kind == cmk.JobRotate {
+		t.Fatalf("untagged version followed: active %s, job %+v; want %s kept", st.ActiveVersion, st.Job, w.demo.KeyVersion)
+	}
+	for _, want := range []string{rot.Version, "orgkms-org=acme", "keeps using version " + w.demo.KeyVersion} {
+		if !strings.Contains(st.Warning, want) {
+			t.Fatalf("warning %q does not say %q", st.Warning, want)
+		}
+	}
+	if ws := w.wrappings("acme"); len(ws) != 1 || ws[0].Wrapped.Key.Version != w.demo.KeyVersion {
+		t.Fatalf("wrappings = %+v, want one by version %s", ws, w.demo.KeyVersion)
+	}
+	if err := w.decryptAll(s); err != nil {
+		t.Fatalf("org with an untagged newer version: %v", err)
+	}
+	// Once per new condition in the audit log.
+	w.probe("acme", cmk.StateActive)
+	evs, err := w.st.AuditEvents(ctx, "acme", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range evs {
+		if e.Action == "cmk.rotation_not_followed" && e.Details["version"] == rot.Version {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d cmk.rotation_not_followed events, want 1", n)
+	}
+	// The customer tags the version: followed, warning gone.
+	if _, err := w.emu.SetKeyTags(azureemu.DemoVault, w.demo.KeyName, rot.Version, map[string]string{"orgkms-org": "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	st = w.probe("acme", cmk.StateActive)
+	if st.ActiveVersion != rot.Version || st.Warning != "" {
+		t.Fatalf("after tagging: active %s warning %q, want %s and no warning", st.ActiveVersion, st.Warning, rot.Version)
+	}
+	if rep := w.cmk.Test(ctx, "acme"); !rep.OK {
+		t.Fatalf("Test after following the tagged version: %s", rep.FirstFailure())
+	}
+	if err := w.decryptAll(s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStatusAndErrorsNameTheKeyInUse: a newly configured key is only a
+// pending choice until enable: status, revocation reasons and errors name
+// the key that wraps the org, and show the pending one apart.
+func TestStatusAndErrorsNameTheKeyInUse(t *testing.T) {
+	w := newWorld(t)
+	ctx := t.Context()
+	w.keys.CreateOrg(ctx, "test", "acme", "")
+	s := w.encrypt("acme", "x")
+	w.activate("acme", w.demo.VaultURI, w.demo.KeyName, "")
+	other, err := w.emu.CreateVault(w.demo.TenantID, "other-kv", azureemu.VaultOptions{PurgeProtection: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.emu.CreateKey("other-kv", "k2", azureemu.KeyOptions{})
+	w.emu.SetKeyTags("other-kv", "k2", "", map[string]string{"orgkms-org": "acme"})
+	w.emu.SetPolicy("other-kv", w.demo.ClientID, azureemu.DemoPermissions)
+	if _, err := w.cmk.Configure(ctx, "user:alice", "acme", other.URI, "k2", ""); err != nil {
+		t.Fatal(err)
+	}
+	st, err := w.cmk.Status(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Key == nil || st.Key.VaultURI != w.demo.VaultURI || st.Key.KeyName != w.demo.KeyName {
+		t.Fatalf("key in use %+v, want %s %s", st.Key, w.demo.VaultURI, w.demo.KeyName)
+	}
+	if st.Pending == nil || st.Pending.VaultURI != other.URI || st.Pending.KeyName != "k2" {
+		t.Fatalf("pending %+v, want %s k2", st.Pending, other.URI)
+	}
+	// The key in use is disabled: every answer names it, not the new one.
+	w.emu.UpdateKey(azureemu.DemoVault, w.demo.KeyName, "", boolp(false), nil, nil)
+	names := func(what, msg string) {
+		t.Helper()
+		if !strings.Contains(msg, "contoso-kv") || !strings.Contains(msg, w.demo.KeyName) || strings.Contains(msg, "other-kv") || strings.Contains(msg, "k2") {
+			t.Errorf("%s %q: want the key in use (contoso-kv, %s), not the pending other-kv/k2", what, msg, w.demo.KeyName)
+		}
+	}
+	w.keys.Cache().PurgeAll()
+	_, err = w.cmk.Disable(ctx, "user:alice", "acme")
+	names("Disable before the probe", fault.Message(err))
+	st = w.probe("acme", cmk.StateRevoked)
+	names("revocation reason", st.Reason)
+	_, err = w.cmk.Disable(ctx, "user:alice", "acme")
+	names("Disable after the probe", fault.Message(err))
+	_, err = w.cmk.Enable(ctx, "user:alice", "acme")
+	names("Enable (replace) while revoked", fault.Message(err))
+	names("data-plane error", fault.Message(w.decryptAll(s)))
+	if st.Key == nil || st.Key.VaultURI != w.demo.VaultURI || st.Pending == nil || st.Pending.KeyName != "k2" {
+		t.Fatalf("revoked status: key %+v pending %+v", st.Key, st.Pending)
+	}
+
+	// The wrong-tenant error names the vault and tenant the customer entered.
+	fab, err := w.emu.CreateTenant("fabrikam")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fv, err := w.emu.CreateVault(fab.ID, "fabrikam-kv", azureemu.VaultOptions{PurgeProtection: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.emu.CreateKey("fabrikam-kv", "k3", azureemu.KeyOptions{})
+	w.keys.CreateOrg(ctx, "test", "globex", "")
+	if _, err := w.consent("globex", w.demo.TenantID, "accept"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.cmk.Configure(ctx, "user:alice", "globex", fv.URI, "k3", ""); err != nil {
+		t.Fatal(err)
+	}
+	rep := w.cmk.Test(ctx, "globex")
+	if f := rep.FirstFailure(); !strings.Contains(f, "fabrikam-kv") || !strings.Contains(f, w.demo.TenantID) || strings.Contains(f, "contoso-kv") {
+		t.Errorf("wrong-tenant failure %q: want the vault (fabrikam-kv) and tenant (%s) entered", f, w.demo.TenantID)
+	}
+}
+
+// TestLostOrgFallsBack: an org whose key was purged is not stuck: an
+// explicit fallback gives it a new platform root key with the loss
+// recorded; old ciphertexts fail with cmk_key_destroyed, new data works.
+func TestLostOrgFallsBack(t *testing.T) {
+	w := newWorld(t)
+	ctx := t.Context()
+	w.keys.CreateOrg(ctx, "test", "initech", "")
+	if _, err := w.keys.CreateDataKey(ctx, "test", "initech", "invoices"); err != nil {
+		t.Fatal(err)
+	}
+	old := w.encrypt("initech", "before the loss")
+	v, err := w.emu.CreateVault(w.demo.TenantID, "initech-kv", azureemu.VaultOptions{SoftDeleteDays: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.emu.CreateKey("initech-kv", "cmk", azureemu.KeyOptions{})
+	w.emu.SetKeyTags("initech-kv", "cmk", "", map[string]string{"orgkms-org": "initech"})
+	w.emu.SetPolicy("initech-kv", w.demo.ClientID, azureemu.DemoPermissions)
+	w.activate("initech", v.URI, "cmk", "")
+	w.emu.DeleteKey("initech-kv", "cmk")
+	if err := w.emu.PurgeKey("initech-kv", "cmk"); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		w.cmk.Probe(ctx, "initech")
+		w.skew.Add(int64(6 * time.Minute))
+	}
+	if st, _ := w.cmk.Status(ctx, "initech"); st.State != cmk.StateLost {
+		t.Fatalf("state %s, want lost", st.State)
+	}
+	// Every other action points at the way out.
+	for name, do := range map[string]func() error{
+		"disable": func() error { _, err := w.cmk.Disable(ctx, "user:alice", "initech"); return err },
+		"enable":  func() error { _, err := w.cmk.Enable(ctx, "user:alice", "initech"); return err },
+	} {
+		err := do()
+		if fault.KindOf(err) != fault.CMKDestroyed || !strings.Contains(fault.Message(err), "orgkms cmk fallback") {
+			t.Errorf("%s of a lost org: %v, want cmk_key_destroyed pointing at the fallback", name, err)
+		}
+	}
+	if _, err := w.cmk.FallBack(ctx, "user:alice", "globex-not-an-org"); fault.KindOf(err) != fault.NotFound {
+		t.Errorf("FallBack of a missing org: %v, want not found", err)
+	}
+
+	st, err := w.cmk.FallBack(ctx, "user:alice", "initech")
+	if err != nil {
+		t.Fatalf("FallBack: %v", err)
+	}
+	if st.State != cmk.StatePlatform || st.DataLostAt.IsZero() || st.Key != nil {
+		t.Fatalf("after fallback: state %s data lost at %v key %+v, want platform with the loss date", st.State, st.DataLostAt, st.Key)
+	}
+	if ws := w.wrappings("initech"); len(ws) != 1 || ws[0].Wrapped.Key.Provider != "local" {
+		t.Fatalf("wrappings after fallback = %+v, want one by the platform key", ws)
+	}
+	check := func(when string) {
+		t.Helper()
+		err := w.decryptAll(old)
+		if fault.KindOf(err) != fault.CMKDestroyed || !strings.Contains(fault.Message(err), "data loss") {
+			t.Fatalf("%s: old ciphertext: %v, want cmk_key_destroyed naming the data loss", when, err)
+		}
+		for _, key := range []string{"default", "invoices"} {
+			ct, err := w.keys.Encrypt(ctx, "svc", "initech", key, []byte("after"), nil)
+			if err != nil {
+				t.Fatalf("%s: encrypt with %s: %v", when, key, err)
+			}
+			w.keys.Cache().PurgeAll()
+			if pt, _, err := w.keys.Decrypt(ctx, "svc", "initech", key, ct.Bytes, nil); err != nil || string(pt) != "after" {
+				t.Fatalf("%s: decrypt with %s: %q, %v", when, key, pt, err)
+			}
+		}
+	}
+	check("after fallback")
+	// A restarted node knows the loss too.
+	cs := w.restart("node-b")
+	if err := cs.LoadBlocks(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("after a restart")
+
+	evs, err := w.st.AuditEvents(ctx, "initech", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range evs {
+		found = found || e.Action == "cmk.fallback" && e.Actor == "user:alice" && e.Details["data_lost_at"] != ""
+	}
+	if !found {
+		t.Fatal("no cmk.fallback audit event with the loss date")
+	}
+	if _, err := w.keys.VerifyAudit(ctx, "initech"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.cmk.FallBack(ctx, "user:alice", "initech"); fault.KindOf(err) != fault.Conflict {
+		t.Fatalf("second FallBack: %v, want conflict", err)
+	}
+	// The org may start the CMK flow again.
+	if _, err := w.consent("initech", w.demo.TenantID, "accept"); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := w.cmk.Status(ctx, "initech"); st.State != cmk.StateAuthorized || st.DataLostAt.IsZero() {
+		t.Fatalf("after authorizing again: %s, loss date %v; want authorized, the loss still recorded", st.State, st.DataLostAt)
 	}
 }

@@ -20,6 +20,9 @@ func (s *Service) Run(ctx context.Context, jobWorkers int) {
 	if err := s.LoadBlocks(ctx); err != nil && ctx.Err() == nil {
 		s.log.Error("load revoked orgs failed", slog.String("error", err.Error()))
 	}
+	if err := s.ReclaimJobs(ctx); err != nil && ctx.Err() == nil {
+		s.log.Error("reclaim jobs failed", slog.String("error", err.Error()))
+	}
 	if jobWorkers < 1 {
 		jobWorkers = 4
 	}
@@ -29,6 +32,47 @@ func (s *Service) Run(ctx context.Context, jobWorkers int) {
 		wg.Go(func() { s.worker(ctx) })
 	}
 	wg.Wait()
+}
+
+// ReclaimJobs makes the jobs this node (Config.NodeID) held before it
+// restarted claimable at once: they were interrupted, and their lease would
+// keep them running, untouched, until it expires. Run calls it at start.
+func (s *Service) ReclaimJobs(ctx context.Context) error {
+	recs, err := s.st.ListCMK(ctx, StateActivating, StateRotating, StateReplacing, StateDeactivating)
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		j, err := s.st.OrgJob(ctx, r.OrgID)
+		if fault.KindOf(err) == fault.NotFound {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if j.State != JobRunning || !s.ownLease(j) {
+			continue
+		}
+		j.State, j.LeaseUntil, j.NotBefore, j.UpdatedAt = JobPending, time.Time{}, s.now(), s.now().UTC()
+		if err := s.st.UpdateJob(ctx, j); err != nil && fault.KindOf(err) != fault.Conflict {
+			return err
+		}
+		s.log.Info("reclaimed an interrupted job", slog.String("org_id", j.OrgID), slog.String("job", string(j.Kind)), slog.Int64("job_id", j.ID))
+	}
+	s.kick()
+	return nil
+}
+
+// ownLease reports whether this node (by NodeID) holds j's lease.
+func (s *Service) ownLease(j Job) bool { return strings.HasPrefix(j.Owner, s.cfg.NodeID+"/") }
+
+// holderGone reports whether the holder of running job j is gone: its lease
+// expired, or (one node) it is not this live node.
+func (s *Service) holderGone(j Job) bool {
+	if !j.LeaseUntil.IsZero() && !s.now().Before(j.LeaseUntil) {
+		return true
+	}
+	return !s.cfg.SharedStore && !s.ownLease(j)
 }
 
 func (s *Service) worker(ctx context.Context) {
@@ -280,7 +324,7 @@ func (s *Service) rewrap(ctx context.Context, j *Job) error {
 // afterSwitch is the org's record once the root key is wrapped by w.
 func (s *Service) afterSwitch(rec Record, j Job, w masterkey.Wrapped, now time.Time) Record {
 	rec.UpdatedAt = now
-	rec.Reason, rec.ReasonCode, rec.RevokedSince, rec.RecoverableUntil = "", "", time.Time{}, time.Time{}
+	rec.Reason, rec.ReasonCode, rec.RevokedSince, rec.RecoverableUntil, rec.Warning = "", "", time.Time{}, time.Time{}, ""
 	if j.Kind == JobDeactivate {
 		// Back on the platform key; the consent stays, the key config too,
 		// so the customer can enable again.

@@ -83,6 +83,13 @@ func (s *Service) Probe(ctx context.Context, orgID string) error {
 		err = &fault.Error{Kind: fault.KeyDisabled, Reason: disabledReason(desc, rec, now)}
 	}
 	rotated := err == nil && !strings.EqualFold(desc.Key.Version, rec.ActiveVersion)
+	// Every version followed must carry the org's ownership tag, like the
+	// key at Enable: an untagged newer version is not followed; the current
+	// version keeps wrapping and the org gets a warning with the remedy.
+	warning := ""
+	if rotated && !taggedFor(desc.Tags, orgID) {
+		rotated, warning = false, untaggedWarning(rec, desc.Key.Version)
+	}
 	if err == nil && !rotated {
 		// A real unwrap of the org's root key: proves the unwrap permission.
 		// (After a rotation, the re-wrap job proves it instead.)
@@ -108,6 +115,11 @@ func (s *Service) Probe(ctx context.Context, orgID string) error {
 	rec.LastProbeError, rec.Degraded = "", false
 	rec.PurgeSuspectedSince, rec.PurgeChecks = time.Time{}, 0
 	var ev *audit.Event
+	if warning != "" && warning != rec.Warning {
+		ev = &audit.Event{OrgID: orgID, Time: now, Actor: "orgkms", Action: "cmk.rotation_not_followed", Target: "cmk",
+			Details: map[string]string{"version": desc.Key.Version, "reason": "no " + OwnershipTag + " tag naming the org"}}
+	}
+	rec.Warning = warning
 	if wasBlocked {
 		rec.State, rec.Reason, rec.ReasonCode, rec.RevokedSince, rec.RecoverableUntil = StateActive, "", "", time.Time{}, time.Time{}
 		ev = &audit.Event{OrgID: orgID, Time: now, Actor: "orgkms", Action: "cmk.restored", Target: "cmk"}
@@ -126,6 +138,14 @@ func (s *Service) Probe(ctx context.Context, orgID string) error {
 		return s.startRotation(ctx, rec, desc.Key.Version)
 	}
 	return nil
+}
+
+// untaggedWarning is the warning of an org whose key has a newer version
+// without the org's ownership tag.
+func untaggedWarning(rec Record, version string) string {
+	vault, name := activeKeyName(rec)
+	return fmt.Sprintf("key %s in vault %s has a new version %s without the tag %s naming org %s, so orgkms does not follow it and keeps using version %s; tag version %s with %s=%s (Keys → %s → version → Tags) to follow the rotation",
+		name, vault, version, OwnershipTag, rec.OrgID, rec.ActiveVersion, version, OwnershipTag, rec.OrgID, name)
 }
 
 func disabledReason(d masterkey.Description, rec Record, now time.Time) string {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -116,6 +117,14 @@ func benchRotation(b *testing.B, n int) {
 	// jobs re-wrap every org.
 	rot, err := emu.RotateKey(azureemu.DemoVault, demo.KeyName)
 	if err != nil {
+		b.Fatal(err)
+	}
+	// orgkms follows only versions tagged for the org.
+	orgs := make([]string, n)
+	for i := range n {
+		orgs[i] = fmt.Sprintf("org-%05d", i)
+	}
+	if _, err := emu.SetKeyTags(azureemu.DemoVault, demo.KeyName, rot.Version, map[string]string{cmk.OwnershipTag: strings.Join(orgs, ",")}); err != nil {
 		b.Fatal(err)
 	}
 	emu.SetFault(azureemu.DemoVault, azureemu.Fault{Latency: 10 * time.Millisecond})

@@ -40,11 +40,19 @@ type Config struct {
 	// as deleted, purge not confirmed. Defaults 3 and 10m.
 	PurgeConfirmChecks int
 	PurgeConfirmAfter  time.Duration
-	JobLease           time.Duration // default 2m
-	JobPoll            time.Duration // default 1s
-	NodeID             string        // default a random ID
-	Now                func() time.Time
-	Logger             *slog.Logger
+
+	JobLease time.Duration // default 2m
+	JobPoll  time.Duration // default 1s
+	// NodeID is this node's stable identity: a restarted node reclaims the
+	// jobs it held at once (see [Service.ReclaimJobs]) instead of waiting
+	// for their lease. Default a random ID (then only the lease frees them).
+	NodeID string
+	// SharedStore says that several live nodes share the store. By default
+	// (one node, as with SQLite) a running job held by another node ID is
+	// shown as stalled: its holder is gone.
+	SharedStore bool
+	Now         func() time.Time
+	Logger      *slog.Logger
 
 	// OnJobStep, when set, is called after each durable step of a re-wrap
 	// job, with the job's kind ("activate", "rotate", "replace",
@@ -63,7 +71,8 @@ type Service struct {
 	wake chan struct{}
 
 	mu         sync.Mutex
-	blocked    map[string]error // org → fast-fail error while revoked or lost
+	blocked    map[string]error     // org → fast-fail error while revoked or lost
+	dataLost   map[string]time.Time // org → when it fell back after a purge (FallBack)
 	testLimits map[string]*rate.Limiter
 	loadedAt   time.Time
 }
@@ -122,6 +131,39 @@ func (s *Service) requireCloud() error {
 type Status struct {
 	Record
 	Job *Job
+	// Key is the customer's key wrapping the org's root key now (nil on the
+	// platform key); status and errors name it, never an unverified newly
+	// configured key.
+	Key *KeyConfig
+	// Pending is a configured key not in use yet while another key is: a
+	// replacement that Enable applies.
+	Pending *KeyConfig
+}
+
+// KeyConfig is a customer's key as they name it.
+type KeyConfig struct {
+	VaultURI   string
+	KeyName    string
+	KeyVersion string // "" = follow the latest version
+}
+
+// keys returns the key in use and the pending configuration of rec.
+func (rec Record) keys() (inUse, pending *KeyConfig) {
+	configured := &KeyConfig{VaultURI: rec.VaultURI, KeyName: rec.KeyName, KeyVersion: rec.KeyVersion}
+	if rec.ActiveKeyURI == "" {
+		return nil, nil
+	}
+	if rec.KeyURI == rec.ActiveKeyURI {
+		return configured, nil
+	}
+	inUse = &KeyConfig{}
+	if k, ok := locateKey(rec.ActiveKeyURI); ok {
+		inUse.VaultURI, inUse.KeyName = k.VaultURI, k.Name
+	}
+	if rec.KeyURI == "" {
+		return inUse, nil
+	}
+	return inUse, configured
 }
 
 // Status returns an org's CMK status.
@@ -134,7 +176,11 @@ func (s *Service) Status(ctx context.Context, orgID string) (Status, error) {
 		return Status{}, err
 	}
 	st := Status{Record: rec}
+	st.Key, st.Pending = rec.keys()
 	if j, err := s.st.OrgJob(ctx, orgID); err == nil {
+		if j.State == JobRunning && s.holderGone(j) {
+			j.State = JobStalled
+		}
 		st.Job = &j
 	} else if fault.KindOf(err) != fault.NotFound {
 		return Status{}, err
@@ -435,7 +481,7 @@ func (s *Service) disableOnce(ctx context.Context, actor, orgID string) (Status,
 	case StatePlatform:
 		return Status{}, &fault.Error{Kind: fault.Conflict, Op: "disable", Reason: "customer managed keys are not enabled for this org"}
 	case StateAuthorized:
-		rec = Record{OrgID: orgID, State: StatePlatform, UpdatedAt: now, Revision: rec.Revision}
+		rec = Record{OrgID: orgID, State: StatePlatform, UpdatedAt: now, Revision: rec.Revision, DataLostAt: rec.DataLostAt}
 		ev := &audit.Event{OrgID: orgID, Time: now, Actor: actor, Action: "cmk.reset", Target: "cmk"}
 		return Status{Record: rec}, s.st.PutCMK(ctx, rec, ev)
 	case StateActive:
@@ -525,8 +571,18 @@ func (s *Service) LoadBlocks(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	all, err := s.st.ListCMK(ctx)
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	clear(s.blocked)
+	s.dataLost = map[string]time.Time{}
+	for _, r := range all {
+		if !r.DataLostAt.IsZero() {
+			s.dataLost[r.OrgID] = r.DataLostAt
+		}
+	}
 	s.mu.Unlock()
 	for _, r := range recs {
 		s.block(r.OrgID, blockError(r))

@@ -107,6 +107,10 @@ const (
 	JobRunning JobState = "running"
 	JobDone    JobState = "done"
 	JobFailed  JobState = "failed"
+	// JobStalled is never stored: [Service.Status] shows a running job as
+	// stalled when its lease holder is gone (the lease expired, or, on a
+	// single node, another node ID than this live node holds it).
+	JobStalled JobState = "stalled"
 )
 
 // Job is a durable re-wrap of one org's root key to Target. Its steps are

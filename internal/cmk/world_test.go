@@ -109,7 +109,8 @@ func newWorld(t *testing.T, opts ...option) *world {
 	platform, _ := reg.ParseRef("local://" + kp)
 	guard := &atomic.Pointer[cmk.Service]{}
 	ks, err := keys.New(keys.Config{Store: st, Keepers: reg, PlatformKey: platform, Logger: log,
-		Guard: func(ctx context.Context, org string) error { return guard.Load().Guard(ctx, org) }})
+		Guard:    func(ctx context.Context, org string) error { return guard.Load().Guard(ctx, org) },
+		DataLost: func(org string) time.Time { return guard.Load().DataLost(org) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,6 +190,20 @@ func (w *world) activate(org, vaultURI, keyName, version string) cmk.Status {
 		w.t.Fatalf("Enable: %v", err)
 	}
 	return w.runJobs(org, cmk.StateActive)
+}
+
+// rotate rotates the demo key in the vault, as the customer does, and tags
+// the new version for the test orgs (orgkms follows only tagged versions).
+func (w *world) rotate() azureemu.KeyInfo {
+	w.t.Helper()
+	k, err := w.emu.RotateKey(azureemu.DemoVault, w.demo.KeyName)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if _, err := w.emu.SetKeyTags(azureemu.DemoVault, w.demo.KeyName, k.Version, map[string]string{"orgkms-org": "acme,globex,initech"}); err != nil {
+		w.t.Fatal(err)
+	}
+	return k
 }
 
 func (w *world) runJobs(org string, want cmk.State) cmk.Status {

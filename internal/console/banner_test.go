@@ -27,9 +27,13 @@ func TestBanner(t *testing.T) {
 		{"deleted", cmk.Record{State: cmk.StateRevoked, ReasonCode: fault.CMKDeleted.Code(), Reason: "key k was deleted", RecoverableUntil: now.Add(90 * 24 * time.Hour)},
 			"banner-revoked", []string{"recover the key", "2025-08-30"}},
 		{"lost", cmk.Record{State: cmk.StateLost, ReasonCode: fault.CMKDestroyed.Code(), Reason: "key k was purged from vault v: the org's data is unrecoverable"},
-			"banner-lost", []string{"purged", "unrecoverable"}},
+			"banner-lost", []string{"purged", "unrecoverable", "orgkms cmk fallback"}},
+		{"fell back", cmk.Record{State: cmk.StatePlatform, DataLostAt: now},
+			"banner-lost", []string{"Data lost on", "new platform root key", "unrecoverable"}},
 		{"degraded", cmk.Record{State: cmk.StateActive, Degraded: true, LastProbeError: "azurekv is unavailable; retry later"},
 			"banner-degraded", []string{"cannot reach", "unavailable", "cache"}},
+		{"untagged version", cmk.Record{State: cmk.StateActive, Warning: "key k in vault v has a new version 2 without the tag orgkms-org naming org acme; tag version 2 with orgkms-org=acme"},
+			"banner-degraded", []string{"not followed", "tag version 2 with orgkms-org=acme", "keeps working"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

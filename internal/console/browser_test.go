@@ -553,6 +553,10 @@ func TestBrowserConsole(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// orgkms follows only versions tagged for the org.
+		if _, err := s.emu.SetKeyTags(azureemu.DemoVault, s.demo.KeyName, rot.Version, map[string]string{"orgkms-org": "acme,globex,demo"}); err != nil {
+			t.Fatal(err)
+		}
 		admin.waitFor(t, "the rotated version on the Security page", "#cmk-version",
 			func(e elem) bool { return strings.Contains(e.Text, rot.Version) }, s.orgURL("security"))
 		admin.waitFor(t, "active after rotation", "#cmk-state", func(e elem) bool { return hasWord(e.Text, "active") }, s.orgURL("security"))

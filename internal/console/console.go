@@ -441,7 +441,7 @@ func bannerOf(rec cmk.Record, now time.Time) *banner {
 	case rec.State == cmk.StateLost:
 		return &banner{Class: "banner-lost", Title: "Customer managed key destroyed.",
 			Text:   orElse(rec.Reason, "the org's customer managed key was purged from its vault") + ".",
-			Remedy: "The org's data protected by this key is unrecoverable: nobody, including orgkms, can decrypt it any more. Create a new org for new data."}
+			Remedy: "The org's data protected by this key is unrecoverable: nobody, including orgkms, can decrypt it any more. To use the org for new data, fall back to a new platform root key: orgkms cmk fallback --org " + rec.OrgID + " --confirm-data-loss (the loss is recorded)."}
 	case rec.State == cmk.StateRevoked:
 		b := &banner{Class: "banner-revoked", Title: "Customer managed key revoked.",
 			Text: orElse(rec.Reason, "the org's customer managed key cannot be used") + ". Until it can, orgkms refuses to encrypt or decrypt this org's data."}
@@ -463,6 +463,13 @@ func bannerOf(rec cmk.Record, now time.Time) *banner {
 		return &banner{Class: "banner-degraded", Title: "Key vault unreachable.",
 			Text:   "orgkms cannot reach the org's customer managed key (" + orElse(rec.LastProbeError, "the vault did not answer") + "). It keeps serving the org from its short-lived in-memory cache.",
 			Remedy: "If this lasts, requests for the org will fail; check the vault's availability and network rules."}
+	case !rec.DataLostAt.IsZero() && rec.State == cmk.StatePlatform:
+		return &banner{Class: "banner-lost", Title: "Data lost on " + fmtTime(rec.DataLostAt) + ".",
+			Text:   "The org's customer managed key was purged; the org fell back to a new platform root key. Data encrypted before then is unrecoverable.",
+			Remedy: "New data is protected and works as usual; to protect it with your own key again, enable customer managed keys in Settings → Security."}
+	case rec.Warning != "":
+		return &banner{Class: "banner-degraded", Title: "Key rotation not followed.", Text: rec.Warning + ".",
+			Remedy: "The org keeps working with the key version in use; orgkms follows the new version at its next check once it is tagged."}
 	}
 	return nil
 }

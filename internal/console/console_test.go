@@ -815,6 +815,10 @@ func TestBannersAndStates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// orgkms follows only versions tagged for the org.
+	if _, err := h.emu.SetKeyTags(azureemu.DemoVault, h.demo.KeyName, k.Version, map[string]string{"orgkms-org": "acme,globex,demo"}); err != nil {
+		t.Fatal(err)
+	}
 	if err := h.cmk.Probe(ctx, "acme"); err != nil {
 		t.Fatal(err)
 	}

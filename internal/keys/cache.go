@@ -43,6 +43,7 @@ type ring struct {
 	latest    uint32
 	minDec    uint32
 	versions  map[uint32]*envelope.Key
+	lost      map[uint32]time.Time // versions lost with a purged customer key, and when
 	refreshed time.Time
 }
 

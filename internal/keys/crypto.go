@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/orgkms/orgkms/internal/envelope"
 	"github.com/orgkms/orgkms/internal/fault"
@@ -163,6 +164,10 @@ func (s *Service) open(r *ring, orgID, name string, ct, context []byte) ([]byte,
 	h, err := envelope.ParseHeader(ct)
 	if err != nil {
 		return nil, 0, errMalformed
+	}
+	if at, lost := r.lost[h.KeyVersion]; lost {
+		return nil, 0, &fault.Error{Kind: fault.CMKDestroyed, Op: "decrypt", Resource: "key " + name,
+			Reason: fmt.Sprintf("ciphertext was encrypted with version %d of key %s before the org's data loss on %s (its customer managed key was purged): it is unrecoverable; data encrypted since then decrypts", h.KeyVersion, name, at.UTC().Format(time.RFC3339))}
 	}
 	k, ok := r.versions[h.KeyVersion]
 	if !ok {

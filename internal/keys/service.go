@@ -43,6 +43,12 @@ type Config struct {
 	// into the cache; an error (e.g. the org's customer managed key is
 	// revoked) fails the operation fast, without a remote call.
 	Guard func(ctx context.Context, orgID string) error
+	// DataLost, when set, reports when an org lost its data (its customer
+	// managed key was purged and it fell back to a new root key); zero when
+	// never. A data key version below its min decryption version that no
+	// longer unwraps is then lost data, not corruption: ciphertexts of it
+	// fail with cmk_key_destroyed while newer versions keep working.
+	DataLost func(orgID string) time.Time
 }
 
 // Service implements org and key management and the data plane. Safe for
@@ -57,6 +63,7 @@ type Service struct {
 	log         *slog.Logger
 	metaTTL     time.Duration
 	guard       func(ctx context.Context, orgID string) error
+	dataLost    func(orgID string) time.Time
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -86,7 +93,7 @@ func New(cfg Config) (*Service, error) {
 	s := &Service{
 		store: cfg.Store, keepers: cfg.Keepers, platformKey: cfg.PlatformKey.Unversioned(),
 		cache: newCache(cfg.CacheTTL, cfg.KeyMetadataTTL, cfg.Now), now: cfg.Now, log: cfg.Logger,
-		metaTTL: cfg.KeyMetadataTTL, stop: make(chan struct{}), guard: cfg.Guard,
+		metaTTL: cfg.KeyMetadataTTL, stop: make(chan struct{}), guard: cfg.Guard, dataLost: cfg.DataLost,
 	}
 	s.usage = newUsageRecorder(cfg.Store, cfg.Now, cfg.Logger)
 	s.wg.Go(func() { s.background(cfg.UsageFlush) })
@@ -293,6 +300,16 @@ func (s *Service) ring(ctx context.Context, e *orgEntry, name string, wantVersio
 			}
 		}
 		raw, err := envelope.UnwrapKey(e.root, v.Wrapped, DataKeyAAD(e.org.ID, name, v.Version))
+		if err != nil && v.Version < dk.MinDecryptionVersion && s.dataLost != nil {
+			if at := s.dataLost(e.org.ID); !at.IsZero() {
+				// Wrapped by the root key lost with a purged customer key.
+				if nr.lost == nil {
+					nr.lost = map[uint32]time.Time{}
+				}
+				nr.lost[v.Version] = at
+				continue
+			}
+		}
 		if err != nil {
 			s.log.Error("stored data key failed authentication", slog.String("org_id", e.org.ID), slog.String("key_ring", name), slog.Uint64("key_version", uint64(v.Version)))
 			return nil, &fault.Error{Kind: fault.Internal, Op: "load key", Resource: fmt.Sprintf("key %s version %d in org %s", name, v.Version, e.org.ID), Reason: "stored data key failed integrity check", Err: err}
