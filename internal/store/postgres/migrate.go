@@ -89,11 +89,16 @@ const lockMigrations = `SELECT set_config('statement_timeout', '0', true),
 // exactly once. It returns Kind Conflict if the database was migrated by a
 // newer orgkms, whose schema this one does not know.
 func (s *Store) Migrate(ctx context.Context) (applied []string, err error) {
-	const op = "migrate database"
 	ms, err := migrations()
 	if err != nil {
-		return nil, &fault.Error{Kind: fault.Internal, Op: op, Err: err}
+		return nil, &fault.Error{Kind: fault.Internal, Op: "migrate database", Err: err}
 	}
+	return s.migrate(ctx, ms)
+}
+
+// migrate applies the migrations of ms the database lacks, as Migrate.
+func (s *Store) migrate(ctx context.Context, ms []migration) (applied []string, err error) {
+	const op = "migrate database"
 	for {
 		var next *migration
 		err := s.inTx(ctx, op, func(tx *sql.Tx) error {
