@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/orgkms/orgkms/internal/audit"
 
 	"github.com/orgkms/orgkms/internal/store/postgres/pgtest"
 	"github.com/orgkms/orgkms/internal/store/storetest"
@@ -59,4 +62,8 @@ func (s auditFailer) FailAudit(t *testing.T, action string) {
 	if err != nil {
 		t.Fatalf("create trigger %s: %v", name, err)
 	}
+}
+
+func auditEvent(org string) audit.Event {
+	return audit.Event{OrgID: org, Time: time.Now(), Actor: "user:test", Action: "test.event", Target: "test"}
 }
