@@ -10,16 +10,23 @@ GO ?= go
 BIN := bin/orgkms
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build dev test vet fmt-check test-race bench check lint vuln fuzz tools clean
+.PHONY: all build build-release dev test vet fmt-check test-race bench check lint vuln fuzz tools clean
 
 all: build
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/orgkms
 
-## dev: run the self-contained development server (SQLite + local master key in ./.orgkms-dev)
+## build-release: the production binary, without orgkms dev and the Azure emulator (-tags orgkms_release)
+build-release:
+	$(GO) build -tags orgkms_release -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/orgkms
+
+## dev: run the self-contained development server (SQLite + local master key in ./.orgkms-dev);
+## ADDR=127.0.0.1:9000 picks the listen address, ARGS="..." passes more flags (orgkms dev -h)
+ADDR ?=
+ARGS ?=
 dev:
-	$(GO) run ./cmd/orgkms dev
+	$(GO) run ./cmd/orgkms dev $(if $(ADDR),--addr $(ADDR)) $(ARGS)
 
 ## test: everything CI runs: formatting, vet, and every test with the race detector
 test: fmt-check vet test-race

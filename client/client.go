@@ -4,7 +4,8 @@
 // A Client is configured like Vault's: the server address and an API token,
 // by default from the environment variables ORGKMS_ADDR and ORGKMS_TOKEN.
 // Every method returns an *Error for API errors, carrying the stable code
-// (e.g. "ciphertext_invalid") and the server's message.
+// (e.g. "ciphertext_invalid") and the server's message; branch on the code
+// with errors.Is(err, client.CodeCiphertextInvalid) (see [Code]).
 //
 // # Retries
 //
@@ -25,11 +26,13 @@
 // bounded by Config.MaxRetries and by Config.MaxRetryElapsed, the total time
 // a call may spend waiting to retry; a Retry-After beyond that budget ends
 // the call with the server's error, whose RetryAfter says how long to wait.
-// Set MaxRetries to a negative number to turn retries off.
+// Set MaxRetries to a negative number (or ORGKMS_MAX_RETRIES to 0) to turn
+// retries off.
 package client
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -40,6 +43,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -63,7 +67,8 @@ type Config struct {
 
 	// MaxRetries is how many times a call may be retried after its first
 	// attempt (see the package doc for which calls): 0 means
-	// DefaultMaxRetries, a negative value turns retries off.
+	// $ORGKMS_MAX_RETRIES when set, else DefaultMaxRetries; a negative
+	// value turns retries off.
 	MaxRetries int
 	// MinRetryWait and MaxRetryWait bound the exponential backoff between
 	// attempts when the server sends no Retry-After; defaults 100ms and 2s.
@@ -91,6 +96,15 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.CACert == "" {
 		cfg.CACert = os.Getenv("ORGKMS_CACERT")
+	}
+	if cfg.MaxRetries == 0 {
+		if v := os.Getenv("ORGKMS_MAX_RETRIES"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return nil, fmt.Errorf("ORGKMS_MAX_RETRIES=%q is not a number (a negative one turns retries off)", v)
+			}
+			cfg.MaxRetries = cmp.Or(n, -1) // 0 in the environment: no retries
+		}
 	}
 	if cfg.Addr == "" {
 		return nil, errors.New("no server address: set ORGKMS_ADDR (e.g. http://127.0.0.1:8200)")
@@ -126,7 +140,8 @@ func New(cfg Config) (*Client, error) {
 // Addr returns the server address.
 func (c *Client) Addr() string { return c.addr }
 
-// Error is an error returned by the API.
+// Error is an error returned by the API. Branch on its code with
+// errors.Is(err, client.CodeXxx) (see [Code]).
 type Error struct {
 	Status     int
 	Code       string // stable code, e.g. "ciphertext_invalid"
@@ -141,6 +156,13 @@ func (e *Error) Error() string {
 		return fmt.Sprintf("%s (HTTP %d)", e.Code, e.Status)
 	}
 	return e.Message
+}
+
+// Is reports whether target is the [Code] of e, so that errors.Is(err,
+// client.CodeNotFound) matches an API error with that code.
+func (e *Error) Is(target error) bool {
+	c, ok := target.(Code)
+	return ok && string(c) == e.Code
 }
 
 // ErrorCode returns the API error code of err, or "".
@@ -243,6 +265,18 @@ func (c *Client) attempt(ctx context.Context, method, path string, body []byte, 
 	return false, nil
 }
 
+// nonNil returns a copy of items in which the field picked by f is never
+// nil, so that an empty value is sent (as "") rather than left out.
+func nonNil(items []BatchItem, f func(*BatchItem) *[]byte) []BatchItem {
+	out := slices.Clone(items)
+	for i := range out {
+		if p := f(&out[i]); *p == nil {
+			*p = []byte{}
+		}
+	}
+	return out
+}
+
 func esc(s string) string { return url.PathEscape(s) }
 
 // CreateOrg creates an org (operator).
@@ -342,21 +376,21 @@ func (c *Client) Rewrap(ctx context.Context, org, name string, ciphertext, conte
 // EncryptBatch encrypts many items; per-item failures are in the results.
 func (c *Client) EncryptBatch(ctx context.Context, org, name string, items []BatchItem) ([]BatchResult, error) {
 	var r CryptoResponse
-	err := c.doSafe(ctx, "POST", c.keyPath(org, name, "encrypt"), EncryptRequest{Batch: items}, &r)
+	err := c.doSafe(ctx, "POST", c.keyPath(org, name, "encrypt"), EncryptRequest{Batch: nonNil(items, func(it *BatchItem) *[]byte { return &it.Plaintext })}, &r)
 	return r.Batch, err
 }
 
 // DecryptBatch decrypts many items; per-item failures are in the results.
 func (c *Client) DecryptBatch(ctx context.Context, org, name string, items []BatchItem) ([]BatchResult, error) {
 	var r CryptoResponse
-	err := c.doSafe(ctx, "POST", c.keyPath(org, name, "decrypt"), DecryptRequest{Batch: items}, &r)
+	err := c.doSafe(ctx, "POST", c.keyPath(org, name, "decrypt"), DecryptRequest{Batch: nonNil(items, func(it *BatchItem) *[]byte { return &it.Ciphertext })}, &r)
 	return r.Batch, err
 }
 
 // RewrapBatch rewraps many items; per-item failures are in the results.
 func (c *Client) RewrapBatch(ctx context.Context, org, name string, items []BatchItem) ([]BatchResult, error) {
 	var r CryptoResponse
-	err := c.doSafe(ctx, "POST", c.keyPath(org, name, "rewrap"), DecryptRequest{Batch: items}, &r)
+	err := c.doSafe(ctx, "POST", c.keyPath(org, name, "rewrap"), DecryptRequest{Batch: nonNil(items, func(it *BatchItem) *[]byte { return &it.Ciphertext })}, &r)
 	return r.Batch, err
 }
 

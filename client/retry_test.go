@@ -3,10 +3,13 @@ package client
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -232,5 +235,84 @@ func TestParseRetryAfter(t *testing.T) {
 		if got := parseRetryAfter(tt.in, now); got != tt.want {
 			t.Errorf("parseRetryAfter(%q) = %v, want %v", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestBatchSendsEmptyItems: an empty plaintext in an encrypt batch is sent
+// as "" (the empty message), not left out, and likewise a decrypt item's
+// ciphertext; an encrypt item has no ciphertext field and the other way
+// round.
+func TestBatchSendsEmptyItems(t *testing.T) {
+	var bodies []string
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b strings.Builder
+		io.Copy(&b, r.Body)
+		mu.Lock()
+		bodies = append(bodies, b.String())
+		mu.Unlock()
+		w.Write([]byte(`{"batch":[]}`))
+	}))
+	defer srv.Close()
+	c, err := New(Config{Addr: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	items := []BatchItem{{Plaintext: nil}, {Plaintext: []byte{}}}
+	if _, err := c.EncryptBatch(t.Context(), "acme", "k", items); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.DecryptBatch(t.Context(), "acme", "k", []BatchItem{{}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RewrapBatch(t.Context(), "acme", "k", []BatchItem{{}}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`{"plaintext":null,"batch":[{"plaintext":""},{"plaintext":""}]}`,
+		`{"batch":[{"ciphertext":""}]}`,
+		`{"batch":[{"ciphertext":""}]}`,
+	}
+	if !slices.Equal(bodies, want) {
+		t.Errorf("request bodies:\n%s\nwant:\n%s", strings.Join(bodies, "\n"), strings.Join(want, "\n"))
+	}
+	if items[0].Plaintext != nil {
+		t.Error("EncryptBatch modified the caller's items")
+	}
+}
+
+// TestMaxRetriesFromEnvironment: ORGKMS_MAX_RETRIES sets MaxRetries when
+// the Config leaves it 0; 0 or a negative number there turns retries off.
+func TestMaxRetriesFromEnvironment(t *testing.T) {
+	tests := []struct {
+		env     string
+		cfg     int
+		want    int
+		wantErr bool
+	}{
+		{"", 0, DefaultMaxRetries, false},
+		{"5", 0, 5, false},
+		{"0", 0, 0, false},
+		{"-1", 0, 0, false},
+		{"5", 2, 2, false}, // the Config wins
+		{"many", 0, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.env, func(t *testing.T) {
+			t.Setenv("ORGKMS_MAX_RETRIES", tt.env)
+			c, err := New(Config{Addr: "http://127.0.0.1:1", MaxRetries: tt.cfg})
+			if tt.wantErr {
+				if err == nil {
+					t.Fatalf("New with ORGKMS_MAX_RETRIES=%q: no error", tt.env)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.retry.max != tt.want {
+				t.Errorf("ORGKMS_MAX_RETRIES=%q, MaxRetries %d: %d retries, want %d", tt.env, tt.cfg, c.retry.max, tt.want)
+			}
+		})
 	}
 }

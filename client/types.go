@@ -53,7 +53,7 @@ type CreateKeyRequest struct {
 
 // KeyConfigRequest is the body of POST /v1/orgs/{org}/keys/{key}/config.
 type KeyConfigRequest struct {
-	MinDecryptionVersion *uint32 `json:"min_decryption_version,omitempty"`
+	MinDecryptionVersion *uint32 `json:"min_decryption_version"` // required
 }
 
 // EncryptRequest is the body of .../encrypt: either Plaintext (one item) or Batch.
@@ -70,10 +70,12 @@ type DecryptRequest struct {
 	Batch      []BatchItem `json:"batch,omitempty"`
 }
 
-// BatchItem is one input of a batch request.
+// BatchItem is one input of a batch request: Plaintext for encrypt,
+// Ciphertext for decrypt and rewrap. An empty (even nil) Plaintext is
+// sent as "", the empty message.
 type BatchItem struct {
-	Plaintext  []byte `json:"plaintext,omitempty"`
-	Ciphertext []byte `json:"ciphertext,omitempty"`
+	Plaintext  []byte `json:"plaintext,omitzero"`
+	Ciphertext []byte `json:"ciphertext,omitzero"`
 	Context    []byte `json:"context,omitempty"`
 }
 

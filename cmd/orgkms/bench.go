@@ -7,6 +7,7 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -99,7 +100,7 @@ func runBench(env *cliEnv, o benchOptions) error {
 		return err
 	}
 	ctx := env.ctx
-	if _, err := c.GetOrg(ctx, *org); client.ErrorCode(err) == "not_found" {
+	if _, err := c.GetOrg(ctx, *org); errors.Is(err, client.CodeNotFound) {
 		if _, err := c.CreateOrg(ctx, *org, "orgkms bench"); err != nil {
 			return withHint(err, "create the org first, or use a token with the operator role")
 		}

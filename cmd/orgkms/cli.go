@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -444,19 +445,22 @@ func tokenCmd(env *cliEnv) *cobra.Command {
 	}
 
 	revoke := &cobra.Command{Use: "revoke ID", Short: "revoke an API token", Args: argNames("ID")}
+	revokeFmt := addFormat(revoke)
 	revoke.RunE = func(_ *cobra.Command, args []string) error {
 		c, err := newClient()
 		if err != nil {
 			return err
 		}
 		if err := c.RevokeToken(env.ctx, args[0]); err != nil {
-			if client.ErrorCode(err) == "not_found" {
+			if errors.Is(err, client.CodeNotFound) {
 				return withHint(err, fmt.Sprintf("there is no token %q; \"orgkms token list\" lists the tokens", args[0]))
 			}
 			return err
 		}
-		fmt.Fprintf(env.stdout, "revoked token %s\n", args[0])
-		return nil
+		return revokeFmt.emit(env, apiStatus{Status: "revoked"}, func(w io.Writer) error {
+			_, err := fmt.Fprintf(w, "revoked token %s\n", args[0])
+			return err
+		})
 	}
 	return group("token <command>", "create, list and revoke API tokens", create, list, revoke)
 }
@@ -564,6 +568,12 @@ func auditCmd(env *cliEnv) *cobra.Command {
 	return group("audit <command>", "list and verify the audit log", list, verify)
 }
 
+// apiStatus is the API's answer to an action without a result of its own
+// (schema Status): {"status":"revoked"}.
+type apiStatus struct {
+	Status string `json:"status"`
+}
+
 // auditChain is one org's result of audit verify --all.
 type auditChain struct {
 	Org string `json:"org"`
@@ -594,6 +604,7 @@ func cacheCmd(env *cliEnv) *cobra.Command {
 		Args:  argNames(),
 	}
 	org := purge.Flags().String("org", "", "org `ID` (default: all orgs)")
+	purgeFmt := addFormat(purge)
 	purge.RunE = func(*cobra.Command, []string) error {
 		c, err := newClient()
 		if err != nil {
@@ -602,8 +613,10 @@ func cacheCmd(env *cliEnv) *cobra.Command {
 		if err := c.PurgeCache(env.ctx, *org); err != nil {
 			return err
 		}
-		fmt.Fprintln(env.stdout, "purged")
-		return nil
+		return purgeFmt.emit(env, apiStatus{Status: "purged"}, func(w io.Writer) error {
+			_, err := fmt.Fprintln(w, "purged")
+			return err
+		})
 	}
 	return group("cache <command>", "purge unwrapped keys from the server's memory", purge)
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -275,8 +274,6 @@ func (f *format) get() (string, error) {
 	return "", usageError{fmt.Sprintf("unknown --format %q", f.value), "use --format json or --format table"}
 }
 
-func (f *format) json() bool { v, _ := f.get(); return v == "json" }
-
 // emit prints v as JSON or as a table, or calls text for the default
 // output.
 func (f *format) emit(env *cliEnv, v any, text func(io.Writer) error) error {
@@ -340,6 +337,8 @@ func printTable(w io.Writer, v any) error {
 				if !fv.IsNil() {
 					kv(prefix+name+".", fv.Elem())
 				}
+			case strings.Contains(f.Tag.Get("json"), ",omitempty") && fv.IsZero():
+				// absent from the JSON too
 			default:
 				if c := cell(fv); c != "" {
 					fmt.Fprintf(tw, "%s\t%s\n", prefix+name, c)
@@ -535,12 +534,41 @@ func apiHints(err error) []string {
 	return hints
 }
 
+// fieldInputs names, for request fields whose flag is not simply the field
+// with dashes, what gives them on the command line.
+var fieldInputs = map[string]string{
+	"roles":      "--role",
+	"tenant_id":  "--tenant",
+	"plaintext":  "the input (stdin or --in)",
+	"ciphertext": "the input (stdin or --in)",
+	"password":   "the password on stdin",
+	"id":         "the ID argument",
+}
+
+// fieldHint says which flag (or input) of cmd gave the request field that
+// an invalid_argument or payload_too_large error names: the error table
+// speaks of API fields, the CLI user typed flags.
+func fieldHint(cmd *cobra.Command, err error) []string {
+	var e *client.Error
+	if cmd == nil || !errors.As(err, &e) || e.Field == "" || (e.Code != string(client.CodeInvalidArgument) && e.Code != string(client.CodePayloadTooLarge)) {
+		return nil
+	}
+	what := fieldInputs[e.Field]
+	if f := cmd.Flags().Lookup(strings.ReplaceAll(e.Field, "_", "-")); f != nil {
+		what = "--" + f.Name
+	}
+	if what == "" {
+		return nil
+	}
+	return []string{"fix " + what + "; \"" + cmd.CommandPath() + " --help\" describes it"}
+}
+
 // missing explains a not_found error of a call about org (and, when key
 // is not "", its data key): it asks the server which of the two does not
 // exist and names it, with the command that lists what does. Other errors
 // are returned as they are.
 func missing(env *cliEnv, c *client.Client, err error, org, key string) error {
-	if client.ErrorCode(err) != "not_found" || org == "" {
+	if !errors.Is(err, client.CodeNotFound) || org == "" {
 		return err
 	}
 	orgHint := fmt.Sprintf("org %q does not exist; \"orgkms org list\" lists the orgs", org)
@@ -551,85 +579,28 @@ func missing(env *cliEnv, c *client.Client, err error, org, key string) error {
 	switch {
 	case oerr == nil:
 		return withHint(err, fmt.Sprintf("org %s has no key %q; \"orgkms key list --org %s\" lists its keys, \"orgkms key create --org %s %s\" creates it", org, key, org, org, key))
-	case client.ErrorCode(oerr) == "not_found":
+	case errors.Is(oerr, client.CodeNotFound):
 		return withHint(err, orgHint)
 	}
 	return withHint(err, fmt.Sprintf("check that org %q exists and has a key %q", org, key))
 }
 
-// stdFlagsCmd is a command whose body parses its own flags with package
-// flag (newFlags, parse): cobra only dispatches to it, and its help is the
-// body's own -h.
-func stdFlagsCmd(env *cliEnv, use, short string, body func(*cliEnv, []string) error) *cobra.Command {
-	c := &cobra.Command{Use: use, Short: short, DisableFlagParsing: true, Args: groupArgs}
-	c.RunE = func(_ *cobra.Command, args []string) error { return body(env, args) }
-	c.SetHelpFunc(func(*cobra.Command, []string) { _ = body(env, []string{"-h"}) })
-	return c
-}
-
-func devCmd(env *cliEnv) *cobra.Command {
-	return stdFlagsCmd(env, "dev", "run a self-contained server for development (SQLite, local master key)", cmdDev)
-}
-
-func serveCmd(env *cliEnv) *cobra.Command {
-	return stdFlagsCmd(env, "serve", "run the server from a config file, environment and flags", cmdServe)
-}
-
-func migrateCmd(env *cliEnv) *cobra.Command {
-	return stdFlagsCmd(env, "migrate", "apply database schema migrations", cmdMigrate)
-}
-
-// newFlags returns a FlagSet whose -h (or --help) prints synopsis and the
-// flags on stdout; parse errors are returned by parse, not printed.
-func newFlags(env *cliEnv, name, synopsis, description string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	h := &helpFlag{print: func() {
-		fmt.Fprintf(env.stdout, "Usage: orgkms %s\n\n%s\n\nFlags:\n", synopsis, description)
-		fs.SetOutput(env.stdout)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
-	}}
-	fs.Var(h, "h", "show this help")
-	fs.Var(h, "help", "show this help")
-	return fs
-}
-
-// helpFlag is -h of a newFlags FlagSet: parse prints the help when it is set.
-type helpFlag struct {
-	set   bool
-	print func()
-}
-
-func (h *helpFlag) String() string   { return "" }
-func (h *helpFlag) IsBoolFlag() bool { return true }
-func (h *helpFlag) Set(s string) error {
-	h.set = s == "true"
-	return nil
-}
-
-// parse parses flags that may appear before or after positional arguments
-// and checks the number of positional arguments.
-func parse(fs *flag.FlagSet, args []string, minArgs, maxArgs int) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, usageError{err.Error(), "run \"orgkms " + fs.Name() + " --help\" for usage"}
+// wrapText breaks s into lines of at most width characters, at spaces.
+func wrapText(s string, width int) string {
+	var b strings.Builder
+	n := 0
+	for i, w := range strings.Fields(s) {
+		switch {
+		case i == 0:
+		case n+1+len(w) > width:
+			b.WriteByte('\n')
+			n = 0
+		default:
+			b.WriteByte(' ')
+			n++
 		}
-		if h, ok := fs.Lookup("h").Value.(*helpFlag); ok && h.set {
-			h.print()
-			return nil, flag.ErrHelp
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			break
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
+		b.WriteString(w)
+		n += len(w)
 	}
-	if len(pos) < minArgs || (maxArgs >= 0 && len(pos) > maxArgs) {
-		return nil, usageError{fmt.Sprintf("%s: wrong number of arguments (%d)", fs.Name(), len(pos)), "run \"orgkms " + fs.Name() + " --help\" for usage"}
-	}
-	return pos, nil
+	return b.String()
 }

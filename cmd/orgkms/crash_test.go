@@ -26,6 +26,8 @@ import (
 
 	"github.com/orgkms/orgkms/client"
 	"github.com/orgkms/orgkms/internal/azureemu"
+	"github.com/orgkms/orgkms/internal/masterkey"
+	"github.com/orgkms/orgkms/internal/masterkey/azurekv"
 )
 
 // Bounds of the crash tests' waits. They are generous: the tests run under
@@ -110,7 +112,12 @@ type wrapping struct {
 }
 
 func (w wrapping) String() string {
-	return fmt.Sprintf("%s %s://%s#%s", w.State, w.Provider, w.KeyID, w.Version)
+	return w.State + " " + w.ref().String()
+}
+
+// ref is the master key of w.
+func (w wrapping) ref() masterkey.Ref {
+	return masterkey.Ref{Provider: w.Provider, ID: w.KeyID, Version: w.Version}
 }
 
 // matches reports whether w is want: same state and master key, and same
@@ -339,11 +346,12 @@ func (c *crashCase) cmkKey(name string) wrapping {
 	if err != nil {
 		c.t.Fatalf("GetKey %s: %v", name, err)
 	}
-	u, err := url.Parse(c.demo.VaultURI)
+	id, err := azurekv.ParseKeyID(c.demo.VaultURI, name, "", c.demo.TenantID, azurekv.DefaultHostSuffixes)
 	if err != nil {
-		c.t.Fatal(err)
+		c.t.Fatalf("ParseKeyID: %v", err)
 	}
-	return wrapping{Provider: "azurekv", KeyID: u.Host + "/keys/" + name + "?tenant=" + strings.ToLower(c.demo.TenantID), Version: k.Version, State: "active"}
+	ref := id.Ref()
+	return wrapping{Provider: ref.Provider, KeyID: ref.ID, Version: k.Version, State: "active"}
 }
 
 var (
@@ -582,8 +590,8 @@ func (c *crashCase) checkOutcome(kind string, st client.CMKStatus, jobID int64, 
 		if st.State != "authorized" || st.Provider != "local" || st.CurrentVersion != "" {
 			t.Errorf("after deactivate, status %+v; want authorized, on the local platform key", st)
 		}
-	} else if st.State != "active" || st.MasterKey != "azurekv://"+to.KeyID || !strings.EqualFold(st.CurrentVersion, to.Version) {
-		t.Errorf("after %s, status: state %s, master key %s, version %s; want active, %s, %s", kind, st.State, st.MasterKey, st.CurrentVersion, "azurekv://"+to.KeyID, to.Version)
+	} else if st.State != "active" || st.MasterKey != to.ref().Unversioned().String() || !strings.EqualFold(st.CurrentVersion, to.Version) {
+		t.Errorf("after %s, status: state %s, master key %s, version %s; want active, %s, %s", kind, st.State, st.MasterKey, st.CurrentVersion, to.ref().Unversioned(), to.Version)
 	}
 	if ws := c.wrappings(); len(ws) != 1 || !ws[0].matches(to) {
 		t.Errorf("after %s, root key wrappings of %s:\n%s\nwant exactly one, active, by %s", kind, c.org, wrappingList(ws), to)

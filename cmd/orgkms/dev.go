@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -18,6 +17,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/orgkms/orgkms/internal/auth"
 	"github.com/orgkms/orgkms/internal/azureemu"
@@ -65,29 +67,35 @@ func devBase() config.Config {
 	return c
 }
 
-func cmdDev(env *cliEnv, args []string) error {
-	fs := newFlags(env, "dev", "dev [--addr 127.0.0.1:8200] [--data DIR] [flags]", devDescription)
-	fs.String("addr", "127.0.0.1:8200", "listen address (ORGKMS_LISTEN)")
-	fs.String("data", ".orgkms-dev", "data directory (ORGKMS_DATA_DIR)")
-	emuAddr := fs.String("emulator-addr", "127.0.0.1:0", "listen address of the Azure emulator (port 0: any free port)")
-	consentAddr := fs.String("consent-addr", "", "listen address of the emulator's plain-HTTP consent page (ORGKMS_DEV_CONSENT_ADDR; default: the server's port + 1)")
+func devCmd(env *cliEnv) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "run a self-contained server for development (SQLite, local master key)",
+		Long:  devDescription,
+		Args:  argNames(),
+	}
+	fs := cmd.Flags()
+	fs.String("addr", "127.0.0.1:8200", "listen `address` (ORGKMS_LISTEN)")
+	fs.String("data", ".orgkms-dev", "data `directory` (ORGKMS_DATA_DIR)")
+	emuAddr := fs.String("emulator-addr", "127.0.0.1:0", "listen `address` of the Azure emulator (port 0: any free port)")
+	consentAddr := fs.String("consent-addr", "", "listen `address` of the emulator's plain-HTTP consent page (ORGKMS_DEV_CONSENT_ADDR; default: the server's port + 1)")
 	noEmu := fs.Bool("no-emulator", false, "do not start the Azure emulator (customer managed keys off)")
 	fs.Duration("probe-interval", 30*time.Second, "how often customer managed keys are checked (ORGKMS_CMK_PROBE_INTERVAL)")
 	fs.Bool("log-requests", false, "log every request (ORGKMS_LOG_REQUESTS)")
-	if _, err := parse(fs, args, 0, 0); err != nil {
-		return err
+	cmd.RunE = func(*cobra.Command, []string) error {
+		flags := devFlags(fs)
+		if *consentAddr == "" {
+			*consentAddr = os.Getenv("ORGKMS_DEV_CONSENT_ADDR")
+		}
+		return runDev(env, devSettings{environ: os.Environ(), flags: flags, emulatorAddr: *emuAddr, consentAddr: *consentAddr, noEmulator: *noEmu})
 	}
-	flags := devFlags(fs)
-	if *consentAddr == "" {
-		*consentAddr = os.Getenv("ORGKMS_DEV_CONSENT_ADDR")
-	}
-	return runDev(env, devSettings{environ: os.Environ(), flags: flags, emulatorAddr: *emuAddr, consentAddr: *consentAddr, noEmulator: *noEmu})
+	return cmd
 }
 
 // devFlags applies the dev flags the user set to a configuration.
-func devFlags(fs *flag.FlagSet) func(*config.Config) {
+func devFlags(fs *pflag.FlagSet) func(*config.Config) {
 	return func(c *config.Config) {
-		fs.Visit(func(f *flag.Flag) {
+		fs.Visit(func(f *pflag.Flag) {
 			v := f.Value.String()
 			switch f.Name {
 			case "addr":

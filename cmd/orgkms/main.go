@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -63,17 +64,51 @@ const (
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	env := &cliEnv{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
 	root := newRootCmd(env)
-	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	root.SetArgs(longFlags(root, args))
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
-	printError(stderr, err)
+	printError(stderr, withHint(err, fieldHint(cmd, err)...))
 	var ue usageError
 	if errors.As(err, &ue) {
 		return exitUsage
 	}
 	return exitError
+}
+
+// longFlags rewrites "-name" to "--name" where name is a long flag of the
+// command that args run: orgkms' flags were parsed by package flag, which
+// takes both forms, and scripts written then keep working. Values of flags
+// and everything after "--" are left alone.
+func longFlags(root *cobra.Command, args []string) []string {
+	cmd, _, err := root.Find(args)
+	if err != nil || cmd.DisableFlagParsing {
+		return args
+	}
+	out := slices.Clone(args)
+	for i := 0; i < len(out); i++ {
+		a := out[i]
+		if a == "--" {
+			break
+		}
+		if len(a) < 3 || a[0] != '-' {
+			continue
+		}
+		name := strings.TrimLeft(a, "-")
+		name, _, hasValue := strings.Cut(name, "=")
+		f := cmd.Flags().Lookup(name)
+		if f == nil {
+			continue
+		}
+		if a[1] != '-' {
+			out[i] = "-" + a
+		}
+		if !hasValue && f.NoOptDefVal == "" {
+			i++ // the next argument is the flag's value
+		}
+	}
+	return out
 }
 
 // newRootCmd returns the whole command tree, writing to env.

@@ -3,10 +3,10 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"io"
 	"net/http"
+
+	"github.com/spf13/cobra"
 
 	"github.com/orgkms/orgkms/internal/config"
 )
@@ -24,8 +24,15 @@ func errNotInRelease(cmd string) error {
 
 func cmdDev(env *cliEnv, args []string) error { return errNotInRelease("dev") }
 
-func cmdEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errNotInRelease("emulator")
+// emulatorCmd is "orgkms emulator", which a release build does not have.
+func emulatorCmd(*cliEnv) *cobra.Command {
+	return &cobra.Command{
+		Use:                "emulator",
+		Short:              "not in this build (the Azure emulator is for development and tests)",
+		DisableFlagParsing: true,
+		Args:               groupArgs,
+		RunE:               func(*cobra.Command, []string) error { return errNotInRelease("emulator") },
+	}
 }
 
 // azureClientFor returns nil, the production client of the azurekv driver;

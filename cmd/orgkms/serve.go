@@ -2,37 +2,44 @@ package main
 
 import (
 	"context"
-	"flag"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/orgkms/orgkms/internal/config"
 	"github.com/orgkms/orgkms/internal/server"
 	"github.com/orgkms/orgkms/internal/store/sqlite"
 )
 
-func cmdServe(env *cliEnv, args []string) error {
-	fs := newFlags(env, "serve", "serve [--config FILE] [flags]",
-		"Runs the orgkms server. Settings come from the JSON config file, then ORGKMS_*\n"+
-			"environment variables ("+envVarList()+"),\n"+
-			"then flags. On first start it creates the platform master key\n"+
-			"(local:///DATA_DIR/master.key unless master_key is set) and an operator\n"+
-			"token in DATA_DIR/bootstrap-token.")
-	cfgPath := fs.String("config", "", "JSON config file")
-	fs.String("addr", "", "listen address (default 127.0.0.1:8200)")
-	fs.String("data", "", "data directory (default ./orgkms-data)")
+func serveCmd(env *cliEnv) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "run the server from a config file, environment and flags",
+		Long: wrapText("Runs the orgkms server. Settings come from the JSON config file, then ORGKMS_* "+
+			"environment variables ("+envVarList()+"), then flags. On first start it creates the platform "+
+			"master key (local:///DATA_DIR/master.key unless master_key is set) and an operator token in "+
+			"DATA_DIR/bootstrap-token.", 80),
+		Args: argNames(),
+	}
+	fs := cmd.Flags()
+	cfgPath := fs.String("config", "", "JSON config `file`")
+	fs.String("addr", "", "listen `address` (default 127.0.0.1:8200)")
+	fs.String("data", "", "data `directory` (default ./orgkms-data)")
 	migrate := fs.Bool("migrate", false, "apply database schema migrations before serving")
-	if _, err := parse(fs, args, 0, 0); err != nil {
-		return err
+	cmd.RunE = func(*cobra.Command, []string) error {
+		cfg, err := config.Load(config.Sources{Path: *cfgPath, Environ: os.Environ(), Flags: serverFlags(fs)})
+		if err != nil {
+			return err
+		}
+		return runServe(env.ctx, env, cfg, *migrate)
 	}
-	cfg, err := config.Load(config.Sources{Path: *cfgPath, Environ: os.Environ(), Flags: serverFlags(fs)})
-	if err != nil {
-		return err
-	}
-	return runServe(env.ctx, env, cfg, *migrate)
+	return cmd
 }
 
 // runServe is the body of orgkms serve once its settings are known.
@@ -49,6 +56,9 @@ func runServe(ctx context.Context, env *cliEnv, cfg config.Config, migrate bool)
 		if ctx.Err() != nil {
 			return nil // interrupted while starting: a clean stop
 		}
+		if errors.Is(err, sqlite.ErrDataDirInUse) {
+			return err // a second server: a migration would not help
+		}
 		return withHint(err, "a new or outdated database needs \"orgkms migrate\" (or serve --migrate)")
 	}
 	defer s.Close()
@@ -56,6 +66,12 @@ func runServe(ctx context.Context, env *cliEnv, cfg config.Config, migrate bool)
 		return err
 	} else if p != "" {
 		log.Warn("created a bootstrap operator token", slog.String("path", p))
+	}
+	if tok, left, err := s.Tokens.BootstrapTokenLeft(ctx, filepath.Join(cfg.DataDir, "bootstrap-token")); err != nil {
+		log.Warn("cannot check the bootstrap token", slog.String("error", err.Error()))
+	} else if left {
+		log.Warn("the bootstrap operator token is still valid although other operator tokens exist: revoke it (orgkms token revoke ID) and delete its file",
+			slog.String("token_id", tok.ID), slog.String("path", filepath.Join(cfg.DataDir, "bootstrap-token")))
 	}
 	ln, err := s.Listen()
 	if err != nil {
@@ -67,9 +83,9 @@ func runServe(ctx context.Context, env *cliEnv, cfg config.Config, migrate bool)
 
 // serverFlags applies the server flags the user set (--addr, --data) to a
 // configuration, after the file and the environment.
-func serverFlags(fs *flag.FlagSet) func(*config.Config) {
+func serverFlags(fs *pflag.FlagSet) func(*config.Config) {
 	return func(c *config.Config) {
-		fs.Visit(func(f *flag.Flag) {
+		fs.Visit(func(f *pflag.Flag) {
 			switch v := f.Value.String(); f.Name {
 			case "addr":
 				c.Addr = v
@@ -89,19 +105,24 @@ func envVarList() string {
 	return strings.Join(names, ", ")
 }
 
-func cmdMigrate(env *cliEnv, args []string) error {
-	fs := newFlags(env, "migrate", "migrate [--config FILE] [--data DIR]",
-		"Applies the embedded database schema migrations. Safe to run more than once.")
-	cfgPath := fs.String("config", "", "JSON config file")
-	fs.String("data", "", "data directory (default ./orgkms-data)")
-	if _, err := parse(fs, args, 0, 0); err != nil {
-		return err
+func migrateCmd(env *cliEnv) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "apply database schema migrations",
+		Long:  "Applies the embedded database schema migrations. Safe to run more than once.",
+		Args:  argNames(),
 	}
-	cfg, err := config.Load(config.Sources{Path: *cfgPath, Environ: os.Environ(), Flags: serverFlags(fs)})
-	if err != nil {
-		return err
+	fs := cmd.Flags()
+	cfgPath := fs.String("config", "", "JSON config `file`")
+	fs.String("data", "", "data `directory` (default ./orgkms-data)")
+	cmd.RunE = func(*cobra.Command, []string) error {
+		cfg, err := config.Load(config.Sources{Path: *cfgPath, Environ: os.Environ(), Flags: serverFlags(fs)})
+		if err != nil {
+			return err
+		}
+		return runMigrate(env, cfg)
 	}
-	return runMigrate(env, cfg)
+	return cmd
 }
 
 // runMigrate is the body of orgkms migrate once its settings are known.

@@ -1,4 +1,4 @@
-package api
+package api_test
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/orgkms/orgkms/client"
+	"github.com/orgkms/orgkms/internal/api"
 	"github.com/orgkms/orgkms/internal/auth"
 	"github.com/orgkms/orgkms/internal/envelope"
 	"github.com/orgkms/orgkms/internal/keys"
@@ -80,7 +81,7 @@ func TestRouteRoleMatrix(t *testing.T) {
 		"POST /v1/orgs/{org}/cache/purge":        map[string]string{},
 		"POST /v1/cache/purge":                   map[string]string{},
 	}
-	for _, rt := range routes {
+	for _, rt := range api.Routes {
 		if rt.Action == "" {
 			continue
 		}

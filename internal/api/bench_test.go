@@ -1,4 +1,4 @@
-package api
+package api_test
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/orgkms/orgkms/client"
+	"github.com/orgkms/orgkms/internal/api"
 	"github.com/orgkms/orgkms/internal/auth"
 )
 
@@ -25,7 +26,7 @@ func BenchmarkHandlerEncrypt(b *testing.B) {
 	}
 	tok := ts.token("svc", "", auth.RoleService)
 	// As served: request logging off (failures only).
-	h := New(Config{Keys: ts.keys, Tokens: ts.tokens, Logger: slog.New(slog.DiscardHandler)})
+	h := api.New(api.Config{Keys: ts.keys, Tokens: ts.tokens, Logger: slog.New(slog.DiscardHandler)})
 	body, _ := json.Marshal(client.EncryptRequest{Plaintext: make([]byte, 1024)})
 	b.Run("orgkms", func(b *testing.B) {
 		b.ReportAllocs()

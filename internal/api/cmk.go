@@ -25,7 +25,7 @@ func (h *Handler) cmkJSON(st cmk.Status) client.CMKStatus {
 	r := st.Record
 	out := client.CMKStatus{Org: r.OrgID, Cloud: h.cmk.CloudName(), State: string(r.State), TenantID: r.TenantID, ConsentedAt: optTime(r.ConsentedAt),
 		ConsentedBy: r.ConsentedBy, VaultURI: r.VaultURI, KeyName: r.KeyName, KeyVersion: r.KeyVersion, CurrentVersion: r.ActiveVersion,
-		ReasonCode: r.ReasonCode, Reason: r.Reason, RecoverableUntil: optTime(r.RecoverableUntil), LastProbeAt: optTime(r.LastProbeAt), Degraded: r.Degraded,
+		ReasonCode: r.ReasonCode, Reason: h.redact(r.Reason), RecoverableUntil: optTime(r.RecoverableUntil), LastProbeAt: optTime(r.LastProbeAt), Degraded: r.Degraded,
 		Warning: r.Warning, DataLostAt: optTime(r.DataLostAt)}
 	if k := st.Key; k != nil {
 		// The key in use, never an unverified newly configured one.
@@ -43,12 +43,12 @@ func (h *Handler) cmkJSON(st cmk.Status) client.CMKStatus {
 	if !r.LastProbeAt.IsZero() {
 		out.LastProbeResult = "ok"
 		if r.LastProbeError != "" {
-			out.LastProbeResult = r.LastProbeError
+			out.LastProbeResult = h.redact(r.LastProbeError)
 		}
 	}
 	if j := st.Job; j != nil {
 		out.Job = &client.CMKJob{ID: j.ID, Kind: string(j.Kind), State: string(j.State), Step: j.Step, Progress: jobProgress[j.Step],
-			Attempts: j.Attempts, Error: j.Error, UpdatedAt: j.UpdatedAt}
+			Attempts: j.Attempts, Error: h.redact(j.Error), UpdatedAt: j.UpdatedAt}
 		if j.State == cmk.JobDone {
 			out.Job.Progress = 100
 		}
@@ -91,7 +91,7 @@ func (h *Handler) cmkTest(c *call) error {
 	rep := h.cmk.Test(c.r.Context(), c.org)
 	out := client.CMKTestReport{OK: rep.OK, Key: rep.Key, Version: rep.Version}
 	for _, ch := range rep.Checks {
-		out.Checks = append(out.Checks, client.CMKCheck{ID: ch.ID, Name: ch.Name, Status: string(ch.Status), Detail: ch.Detail, Remedy: ch.Remedy})
+		out.Checks = append(out.Checks, client.CMKCheck{ID: ch.ID, Name: ch.Name, Status: string(ch.Status), Detail: h.redact(ch.Detail), Remedy: h.redact(ch.Remedy)})
 	}
 	return c.reply(http.StatusOK, out)
 }
@@ -163,7 +163,7 @@ func (h *Handler) cmkCallback(c *call) error {
 	console := strings.HasPrefix(req.Actor, "user:") && req.OrgID != ""
 	if err != nil {
 		status = Status(fault.KindOf(err))
-		data.Title, data.Class, data.Message = "Authorization failed", "fail", fault.Message(err)
+		data.Title, data.Class, data.Message = "Authorization failed", "fail", h.redact(fault.Message(err))
 		data.Next = "start again from Step 1 (Authorize)."
 	} else {
 		data.Message = "Consent for tenant " + req.TenantID + " was recorded for org " + req.OrgID + "."

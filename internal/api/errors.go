@@ -15,8 +15,24 @@ import (
 func Status(k fault.Kind) int { return k.HTTPStatus() }
 
 // errorDetail renders err for a client: code and message from the fault
-// fields only, never from the underlying error text.
-func errorDetail(err error, requestID string) *client.ErrorDetail {
+// fields only, never from the underlying error text, and never where the
+// platform master key lives.
+func (h *Handler) errorDetail(err error, requestID string) *client.ErrorDetail {
+	d := errorDetailOf(err, requestID)
+	d.Message = h.redact(d.Message)
+	return d
+}
+
+// redact hides the platform master key's location (see
+// [keys.Service.RedactPlatformKey]) in text shown to a caller.
+func (h *Handler) redact(text string) string {
+	if h.keys == nil {
+		return text
+	}
+	return h.keys.RedactPlatformKey(text)
+}
+
+func errorDetailOf(err error, requestID string) *client.ErrorDetail {
 	kind := fault.KindOf(err)
 	d := &client.ErrorDetail{Code: kind.Code(), Message: fault.Message(err), RequestID: requestID}
 	if fe := fault.As(err); fe != nil {
@@ -55,5 +71,5 @@ func (h *Handler) writeError(c *call, err error) {
 	c.w.Header().Set("Content-Type", "application/json")
 	c.w.Header().Set("Cache-Control", "no-store")
 	c.w.WriteHeader(status)
-	json.NewEncoder(c.w).Encode(client.ErrorBody{Error: *errorDetail(err, c.requestID)})
+	json.NewEncoder(c.w).Encode(client.ErrorBody{Error: *h.errorDetail(err, c.requestID)})
 }

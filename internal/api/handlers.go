@@ -149,11 +149,11 @@ type batchResponse struct {
 	Batch []batchResult `json:"batch"`
 }
 
-func batchResults(res []keys.ItemResult, requestID string) batchResponse {
+func (h *Handler) batchResults(res []keys.ItemResult, requestID string) batchResponse {
 	out := make([]batchResult, len(res))
 	for i, r := range res {
 		if r.Err != nil {
-			out[i].Error = errorDetail(r.Err, requestID)
+			out[i].Error = h.errorDetail(r.Err, requestID)
 			continue
 		}
 		out[i] = batchResult{Ciphertext: r.Ciphertext, KeyVersion: r.KeyVersion}
@@ -201,7 +201,7 @@ func (h *Handler) serveCrypto(c *call, field string, input, context []byte, batc
 		if err != nil {
 			return err
 		}
-		return c.reply(http.StatusOK, batchResults(res, c.requestID))
+		return c.reply(http.StatusOK, h.batchResults(res, c.requestID))
 	}
 	if input == nil {
 		if field == "plaintext" {
@@ -285,7 +285,20 @@ func (h *Handler) datakey(c *call) error {
 	return c.reply(http.StatusOK, client.DataKeyResponse{Plaintext: dk.Plaintext, Ciphertext: dk.Ciphertext, KeyVersion: dk.KeyVersion})
 }
 
-func auditJSON(e audit.Event) client.AuditEvent {
+// auditJSON renders an event. For an org-scoped caller the platform master
+// key's location is redacted from the target and details (a platform
+// operator sees the events as stored, which their hashes cover).
+func (h *Handler) auditJSON(c *call, e audit.Event) client.AuditEvent {
+	if c.p.OrgID != "" {
+		e.Target = h.redact(e.Target)
+		if len(e.Details) > 0 {
+			d := make(map[string]string, len(e.Details))
+			for k, v := range e.Details {
+				d[k] = h.redact(v)
+			}
+			e.Details = d
+		}
+	}
 	return client.AuditEvent{OrgID: e.OrgID, Seq: e.Seq, Time: e.Time, Actor: e.Actor, Action: e.Action, Target: e.Target, Details: e.Details, PrevHash: e.PrevHash, Hash: e.Hash}
 }
 
@@ -313,7 +326,7 @@ func (h *Handler) auditEvents(c *call) error {
 	}
 	out := client.AuditList{Events: []client.AuditEvent{}}
 	for _, e := range evs {
-		out.Events = append(out.Events, auditJSON(e))
+		out.Events = append(out.Events, h.auditJSON(c, e))
 	}
 	return c.reply(http.StatusOK, out)
 }

@@ -1,4 +1,4 @@
-package api
+package api_test
 
 import (
 	"bytes"
@@ -8,17 +8,15 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/orgkms/orgkms/client"
 	"github.com/orgkms/orgkms/internal/auth"
-	"github.com/orgkms/orgkms/internal/cmk"
+	"github.com/orgkms/orgkms/internal/config"
 	"github.com/orgkms/orgkms/internal/keys"
 	"github.com/orgkms/orgkms/internal/masterkey"
-	"github.com/orgkms/orgkms/internal/masterkey/localkey"
-	"github.com/orgkms/orgkms/internal/metrics"
+	"github.com/orgkms/orgkms/internal/server"
 	"github.com/orgkms/orgkms/internal/store/sqlite"
 )
 
@@ -40,12 +38,14 @@ func (s *syncBuffer) Bytes() []byte {
 	return append([]byte(nil), s.b.Bytes()...)
 }
 
-// testServer is a real orgkms API over a SQLite file and a local master key.
+// testServer is a whole orgkms (internal/server, as orgkms serve builds it)
+// over a SQLite file and a local master key in dir, serving its handler.
 type testServer struct {
 	t        testing.TB
 	dir      string
 	url      string
 	srv      *httptest.Server
+	server   *server.Server
 	store    *sqlite.Store
 	keys     *keys.Service
 	tokens   *auth.Service
@@ -56,37 +56,15 @@ type testServer struct {
 
 func startServer(t testing.TB, dir string) *testServer {
 	t.Helper()
-	ctx := context.Background()
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	st, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(dir, "orgkms.db"), Logger: log})
+	s, err := server.Open(context.Background(), config.Config{DataDir: dir, LogRequests: true}, server.Options{Logger: log, Migrate: true})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("server.Open: %v", err)
 	}
-	keyPath := filepath.Join(dir, "master.key")
-	if _, err := localkey.EnsureFile(keyPath); err != nil {
-		t.Fatal(err)
-	}
-	reg := masterkey.NewRegistry()
-	reg.Register(localkey.Driver(), masterkey.NewKeeper(localkey.Scheme, localkey.New(localkey.Config{}), masterkey.KeeperOptions{Logger: log}))
-	platform, err := reg.ParseRef("local://" + keyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ks, err := keys.New(keys.Config{Store: st, Keepers: reg, PlatformKey: platform, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	toks := auth.NewService(st, ks, nil, 0)
-	cs, err := cmk.New(cmk.Config{Store: st, Keys: ks, Keepers: reg, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cache *keys.Cache = ks.Cache()
-	m := metrics.New(func() float64 { return float64(cache.Hits.Load()) }, func() float64 { return float64(cache.Misses.Load()) }, func() float64 { return float64(cache.Len()) })
-	h := New(Config{Keys: ks, Tokens: toks, CMK: cs, Users: auth.NewUsers(st, nil, 0), Metrics: m, Logger: log, LogRequests: true, Ready: st.Health})
-	srv := httptest.NewServer(h)
-	ts := &testServer{t: t, dir: dir, url: srv.URL, srv: srv, store: st, keys: ks, tokens: toks, logs: logs, master: platform, registry: reg}
+	srv := httptest.NewServer(s.Handler)
+	ts := &testServer{t: t, dir: dir, url: srv.URL, srv: srv, server: s, store: s.Store, keys: s.Keys, tokens: s.Tokens, logs: logs,
+		master: s.Keys.PlatformKey(), registry: s.Registry}
 	t.Cleanup(ts.stop)
 	return ts
 }
@@ -96,8 +74,9 @@ func (ts *testServer) stop() {
 		return
 	}
 	ts.srv.Close()
-	ts.keys.Close(context.Background())
-	ts.store.Close()
+	if err := ts.server.Close(); err != nil {
+		ts.t.Errorf("server Close: %v", err)
+	}
 	ts.srv = nil
 }
 

@@ -70,9 +70,31 @@ func New(cfg Config) *Handler {
 	}
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		c := &call{w: w, r: r, requestID: requestID(r), route: "unmatched"}
+		if allow := h.allowedMethods(r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			h.writeError(c, &fault.Error{Kind: fault.MethodNotAllowed,
+				Reason: r.URL.Path + " does not accept " + r.Method + "; it accepts " + strings.Join(allow, ", ") + " (see /v1/openapi.json)"})
+			return
+		}
 		h.writeError(c, &fault.Error{Kind: fault.NotFound, Reason: "no such API route: " + r.Method + " " + r.URL.Path + "; see /v1/openapi.json"})
 	})
 	return h
+}
+
+// routeMethods are the methods the API's routes use (HEAD comes with GET).
+var routeMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// allowedMethods returns the methods for which r's path has a route, for a
+// 405's Allow header; none when the path has no route at all.
+func (h *Handler) allowedMethods(r *http.Request) []string {
+	var allow []string
+	for _, m := range routeMethods {
+		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
+		if _, pattern := h.mux.Handler(probe); pattern != "" && pattern != "/" {
+			allow = append(allow, m)
+		}
+	}
+	return allow
 }
 
 // ServeHTTP implements http.Handler.
@@ -163,12 +185,14 @@ func (h *Handler) authorize(c *call, act auth.Action) error {
 	if act == "" {
 		return nil
 	}
-	authz := c.r.Header.Get("Authorization")
-	secret, ok := strings.CutPrefix(authz, "Bearer ")
-	if !ok || secret == "" {
+	// The auth scheme is case-insensitive (RFC 9110 §11.1): "bearer" and
+	// "BEARER" are "Bearer".
+	scheme, secret, ok := strings.Cut(strings.TrimSpace(c.r.Header.Get("Authorization")), " ")
+	secret = strings.TrimSpace(secret)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || secret == "" {
 		return &fault.Error{Kind: fault.Unauthenticated}
 	}
-	p, err := h.tokens.Authenticate(c.r.Context(), strings.TrimSpace(secret))
+	p, err := h.tokens.Authenticate(c.r.Context(), secret)
 	if err != nil {
 		return err
 	}

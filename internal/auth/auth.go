@@ -158,6 +158,14 @@ func CheckGrant(p Principal, org string, from, to []Role, self bool) error {
 		return &fault.Error{Kind: fault.Forbidden, Field: "roles", Reason: "only a Key Admin of the org (or a platform operator) can grant or remove Key Admin"}
 	}
 	if self {
+		// Nobody demotes themselves out of administering the org (or its
+		// keys) by mistake; another holder of the role does it.
+		for _, r := range []Role{RoleAdmin, RoleKeyAdmin} {
+			if slices.Contains(from, r) && !slices.Contains(to, r) {
+				name := map[Role]string{RoleAdmin: "Admin", RoleKeyAdmin: "Key Admin"}[r]
+				return &fault.Error{Kind: fault.Conflict, Field: "roles", Reason: "you cannot remove your own " + name + " role: ask another " + name + " of the org to do it"}
+			}
+		}
 		for _, r := range to {
 			if !slices.Contains(from, r) {
 				return &fault.Error{Kind: fault.Forbidden, Field: "roles", Reason: "you cannot give yourself a role"}

@@ -170,3 +170,39 @@ func TestAllowedScopes(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckGrant(t *testing.T) {
+	secAdmin := Principal{Name: "user:sec", OrgID: "acme", Roles: []Role{RoleAdmin, RoleKeyAdmin}}
+	admin := Principal{Name: "user:adm", OrgID: "acme", Roles: []Role{RoleAdmin}}
+	op := Principal{Name: "user:ops", Roles: []Role{RoleOperator}}
+	both := []Role{RoleAdmin, RoleKeyAdmin}
+	for _, tc := range []struct {
+		name     string
+		p        Principal
+		from, to []Role
+		self     bool
+		wantKind fault.Kind // 0: allowed
+	}{
+		{"key admin removes own key_admin", secAdmin, both, []Role{RoleAdmin}, true, fault.Conflict},
+		{"admin removes own admin", secAdmin, both, []Role{RoleKeyAdmin}, true, fault.Conflict},
+		{"admin alone removes own admin", admin, []Role{RoleAdmin}, []Role{RoleMember}, true, fault.Conflict},
+		{"key admin removes another's key_admin", secAdmin, both, []Role{RoleAdmin}, false, 0},
+		{"keeps own roles", secAdmin, both, both, true, 0},
+		{"adds member to self", secAdmin, both, append([]Role{RoleMember}, both...), true, fault.Forbidden},
+		{"admin grants key_admin", admin, []Role{RoleMember}, []Role{RoleKeyAdmin}, false, fault.Forbidden},
+		{"operator removes key_admin", op, both, []Role{RoleAdmin}, false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckGrant(tc.p, "acme", tc.from, tc.to, tc.self)
+			if tc.wantKind == 0 {
+				if err != nil {
+					t.Fatalf("CheckGrant = %v, want allowed", err)
+				}
+				return
+			}
+			if got := fault.KindOf(err); err == nil || got != tc.wantKind {
+				t.Fatalf("CheckGrant kind = %v (%v), want %v", got, err, tc.wantKind)
+			}
+		})
+	}
+}

@@ -130,7 +130,7 @@ type Users struct {
 	sessionTTL time.Duration
 
 	mu       sync.Mutex
-	failures map[string][]time.Time // by email and by client address
+	failures map[string]strikes // sign-in failures by throttle key
 }
 
 // NewUsers returns the user service. sessionTTL 0 means 8 hours.
@@ -141,7 +141,7 @@ func NewUsers(st UserStore, now func() time.Time, sessionTTL time.Duration) *Use
 	if sessionTTL <= 0 {
 		sessionTTL = 8 * time.Hour
 	}
-	return &Users{st: st, now: now, sessionTTL: sessionTTL, failures: map[string][]time.Time{}}
+	return &Users{st: st, now: now, sessionTTL: sessionTTL, failures: map[string]strikes{}}
 }
 
 // NewUserRequest describes a user to create.
@@ -260,40 +260,101 @@ func (u *Users) List(ctx context.Context, orgID string) ([]User, error) {
 // Get returns a user.
 func (u *Users) Get(ctx context.Context, id string) (User, error) { return u.st.GetUser(ctx, id) }
 
-// Sign-in rate limit: at most signInMax failures per email and per client
-// address within signInWindow.
-const (
-	signInMax    = 5
-	signInWindow = 15 * time.Minute
+// Sign-in throttling. Failed attempts are counted per (client address,
+// account), per account across clients and per client across accounts;
+// past a number of free failures each counter makes the next attempt wait,
+// doubling with every further failure up to a ceiling. Nobody is ever
+// locked out: the longest wait is a minute, for the one client that keeps
+// failing on one account, and the real user signing in from another client
+// waits at most the per-account ceiling of 30 seconds, however many
+// clients guess at their password. Password guessing stays slow: past the
+// free failures an account takes at most one guess per 30 s from the whole
+// internet. Counters are forgotten after an hour without a failure.
+type throttle struct {
+	prefix    string
+	free      int           // failures before any wait
+	base, max time.Duration // the first wait, doubled per failure up to max
+}
+
+var (
+	pairThrottle    = throttle{prefix: "pair:", free: 3, base: time.Second, max: time.Minute}
+	accountThrottle = throttle{prefix: "account:", free: 10, base: time.Second, max: 30 * time.Second}
+	clientThrottle  = throttle{prefix: "client:", free: 30, base: time.Second, max: 30 * time.Second}
 )
+
+const (
+	forgetFailuresAfter = time.Hour
+	maxThrottleEntries  = 100_000
+)
+
+// strikes counts the failures of one throttle key.
+type strikes struct {
+	n    int
+	last time.Time
+}
+
+// wait is how long after its last failure a key with n failures waits.
+func (th throttle) wait(n int) time.Duration {
+	if n < th.free {
+		return 0
+	}
+	d := th.base
+	for i := th.free; i < n && d < th.max; i++ {
+		d *= 2
+	}
+	return min(d, th.max)
+}
+
+type throttleKey struct {
+	th  throttle
+	key string
+}
+
+func signInKeys(email, client string) []throttleKey {
+	return []throttleKey{
+		{pairThrottle, pairThrottle.prefix + client + "|" + email},
+		{accountThrottle, accountThrottle.prefix + email},
+		{clientThrottle, clientThrottle.prefix + client},
+	}
+}
 
 var errBadCredentials = &fault.Error{Kind: fault.Unauthenticated, Reason: "the email or password is incorrect"}
 
-// reserve counts an attempt against keys before the password is checked,
-// atomically, so parallel attempts cannot all pass the limit; it reports
-// false when a key is already at its limit. A successful sign-in gives the
-// attempt back (release).
-func (u *Users) reserve(keys ...string) bool {
+// reserve counts an attempt as a failure of every key before the password
+// is checked, atomically, so parallel attempts cannot all pass a throttle;
+// it returns how long to wait instead when a key is throttled. A
+// successful sign-in gives the attempt back (release).
+func (u *Users) reserve(keys []throttleKey) time.Duration {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	now := u.now()
-	cutoff := now.Add(-signInWindow)
+	var wait time.Duration
 	for _, k := range keys {
-		fs := slices.DeleteFunc(u.failures[k], func(t time.Time) bool { return t.Before(cutoff) })
-		if len(fs) == 0 {
-			delete(u.failures, k)
-		} else {
-			u.failures[k] = fs
+		s, ok := u.failures[k.key]
+		if ok && now.Sub(s.last) > forgetFailuresAfter {
+			delete(u.failures, k.key)
+			s = strikes{}
 		}
-		if len(fs) >= signInMax {
-			return false
+		// min: a clock that stepped back never makes a longer wait.
+		if w := min(s.last.Add(k.th.wait(s.n)).Sub(now), k.th.wait(s.n)); w > wait {
+			wait = w
 		}
 	}
-	if len(u.failures) > 100_000 {
-		// Bounded memory: forget the oldest-looking half rather than every
-		// lockout at once.
+	if wait > 0 {
+		return wait
+	}
+	if len(u.failures) > maxThrottleEntries {
+		for k, s := range u.failures {
+			if now.Sub(s.last) > forgetFailuresAfter {
+				delete(u.failures, k)
+			}
+		}
+		// Still too many: forget half, the throttles' memory is bounded.
 		n := 0
 		for k := range u.failures {
+			if len(u.failures) <= maxThrottleEntries/2 {
+				break
+			}
 			if n%2 == 0 {
 				delete(u.failures, k)
 			}
@@ -301,17 +362,40 @@ func (u *Users) reserve(keys ...string) bool {
 		}
 	}
 	for _, k := range keys {
-		u.failures[k] = append(u.failures[k], now)
+		s := u.failures[k.key]
+		u.failures[k.key] = strikes{n: s.n + 1, last: now}
 	}
-	return true
+	return 0
 }
 
-func (u *Users) release(keys ...string) {
+// failed dates the failure of a reserved attempt: waits count from the
+// answer, not from the start of the (slow) password check.
+func (u *Users) failed(keys []throttleKey) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	now := u.now()
+	for _, k := range keys {
+		if s, ok := u.failures[k.key]; ok && now.After(s.last) {
+			s.last = now
+			u.failures[k.key] = s
+		}
+	}
+}
+
+// release gives back a reserved attempt. signedIn clears the (client,
+// account) pair: the user proved who they are from that client.
+func (u *Users) release(keys []throttleKey, signedIn bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for _, k := range keys {
-		if fs := u.failures[k]; len(fs) > 0 {
-			u.failures[k] = fs[:len(fs)-1]
+		s, ok := u.failures[k.key]
+		switch {
+		case !ok:
+		case s.n <= 1 || signedIn && k.th.prefix == pairThrottle.prefix:
+			delete(u.failures, k.key)
+		default:
+			s.n--
+			u.failures[k.key] = s
 		}
 	}
 }
@@ -331,17 +415,25 @@ func checkPasswordBounded(ctx context.Context, hash, password string) (bool, err
 }
 
 // SignIn checks an email and password and starts a session. It returns the
-// session and the cookie secret. After too many failures for the email or
-// the client address, it refuses with RateLimited for a while.
+// session and the cookie secret. After failures for the (client, account)
+// pair, the account or the client (see [throttle]), it refuses with
+// RateLimited and a RetryAfter of at most a minute, without checking the
+// password.
 func (u *Users) SignIn(ctx context.Context, email, password, client string) (Session, string, User, error) {
 	email = strings.ToLower(strings.TrimSpace(email))
-	keys := []string{"email:" + email, "client:" + client}
-	if !u.reserve(keys...) {
-		return Session{}, "", User{}, &fault.Error{Kind: fault.RateLimited, RetryAfter: signInWindow, Reason: "too many failed sign-in attempts; try again in 15 minutes"}
+	keys := signInKeys(email, client)
+	if wait := u.reserve(keys); wait > 0 {
+		secs := int((wait + time.Second - 1) / time.Second)
+		unit := "seconds"
+		if secs == 1 {
+			unit = "second"
+		}
+		return Session{}, "", User{}, &fault.Error{Kind: fault.RateLimited, RetryAfter: time.Duration(secs) * time.Second,
+			Reason: fmt.Sprintf("too many failed sign-in attempts; try again in %d %s", secs, unit)}
 	}
 	user, err := u.st.UserByEmail(ctx, email)
 	if err != nil && fault.KindOf(err) != fault.NotFound {
-		u.release(keys...)
+		u.release(keys, false)
 		return Session{}, "", User{}, err
 	}
 	hash := user.PasswordHash
@@ -350,13 +442,14 @@ func (u *Users) SignIn(ctx context.Context, email, password, client string) (Ses
 	}
 	ok, herr := checkPasswordBounded(ctx, hash, password)
 	if herr != nil {
-		u.release(keys...)
+		u.release(keys, false)
 		return Session{}, "", User{}, herr
 	}
 	if !ok || err != nil || user.Disabled {
-		return Session{}, "", User{}, errBadCredentials // the reserved attempt counts as a failure
+		u.failed(keys) // the reserved attempt counts as a failure
+		return Session{}, "", User{}, errBadCredentials
 	}
-	u.release(keys...)
+	u.release(keys, true)
 	secret, id := newSessionSecret()
 	now := u.now().UTC().Truncate(time.Microsecond)
 	s := Session{ID: id, UserID: user.ID, CSRF: randomToken(), CreatedAt: now, ExpiresAt: now.Add(u.sessionTTL)}

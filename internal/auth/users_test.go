@@ -336,46 +336,124 @@ func TestSignIn(t *testing.T) {
 	}
 }
 
-func TestSignInRateLimited(t *testing.T) {
+// signInWait tries a sign-in and returns its RetryAfter when it is
+// throttled, 0 when it was not (the attempt then ran).
+func (e *env) signInWait(t *testing.T, email, pw, client string) time.Duration {
+	t.Helper()
+	_, _, _, err := e.users.SignIn(t.Context(), email, pw, client)
+	switch fe := fault.As(err); {
+	case fe != nil && fe.Kind == fault.RateLimited:
+		if fe.RetryAfter <= 0 || !strings.Contains(fe.Reason, "try again in") {
+			t.Errorf("SignIn(%s) from %s throttled with RetryAfter %v, reason %q; want a positive wait, said", email, client, fe.RetryAfter, fe.Reason)
+		}
+		return fe.RetryAfter
+	case pw == password && err != nil:
+		t.Fatalf("SignIn(%s, right password) from %s = %v", email, client, err)
+	case pw != password && fault.KindOf(err) != fault.Unauthenticated:
+		t.Fatalf("SignIn(%s, wrong password) from %s = %v, want unauthenticated", email, client, err)
+	}
+	return 0
+}
+
+// TestSignInThrottle: failures back off progressively per (client,
+// account) instead of locking the account; the real user is never locked
+// out, from the same client (after a bounded wait) or from another one;
+// and guessing across many clients is slowed by a per-account ceiling.
+func TestSignInThrottle(t *testing.T) {
 	e := newEnv(t)
-	ctx := t.Context()
 	e.put(t, "acme", "bob@example.com", auth.RoleMember)
 	e.put(t, "acme", "eve@example.com", auth.RoleMember)
-	e.put(t, "acme", "frank@example.com", auth.RoleMember)
+	const attacker = "198.51.100.66"
 
-	// Five failures for one email, each from another address.
-	for i := range 5 {
-		_, _, _, err := e.users.SignIn(ctx, "bob@example.com", "wrong password "+fmt.Sprint(i), fmt.Sprintf("198.51.100.%d", i))
-		if fault.KindOf(err) != fault.Unauthenticated {
-			t.Fatalf("SignIn(bob, wrong password #%d) kind = %v (%v), want %v", i, fault.KindOf(err), err, fault.Unauthenticated)
+	// Three free failures, then waits of 1 s, 2 s, 4 s, ... up to a minute.
+	for i := range 3 {
+		if w := e.signInWait(t, "bob@example.com", "wrong", attacker); w != 0 {
+			t.Fatalf("failure #%d throttled for %v, want free", i+1, w)
 		}
 	}
-	checkLimited := func(when string) {
-		t.Helper()
-		_, _, _, err := e.users.SignIn(ctx, "BOB@example.com", password, "198.51.100.99")
-		fe := fault.As(err)
-		if fe == nil || fe.Kind != fault.RateLimited || fe.RetryAfter != 15*time.Minute {
-			t.Errorf("SignIn(bob, right password) %s = %v, want rate limited for 15m", when, err)
+	var waits []time.Duration
+	for range 10 {
+		w := e.signInWait(t, "bob@example.com", "wrong", attacker)
+		if w == 0 {
+			t.Fatalf("attempt right after a failure was not throttled")
+		}
+		waits = append(waits, w)
+		e.clock.add(w)
+		if w2 := e.signInWait(t, "bob@example.com", "wrong", attacker); w2 != 0 {
+			t.Fatalf("attempt after waiting the Retry-After (%v) throttled for %v", w, w2)
 		}
 	}
-	checkLimited("after 5 failures")
-	e.clock.add(15 * time.Minute)
-	checkLimited("15 minutes later")
-	e.clock.add(time.Second)
-	e.signIn(t, "bob@example.com", password, "198.51.100.99")
+	want := []time.Duration{1, 2, 4, 8, 16, 32, 60, 60, 60, 60}
+	for i := range want {
+		if waits[i] != want[i]*time.Second {
+			t.Fatalf("waits = %v, want %v seconds: progressive, at most a minute", waits, want)
+		}
+	}
+	// The real user from their own client is not held back by the
+	// attacker's pair, and the account ceiling is at most 30 s.
+	if w := e.signInWait(t, "BOB@example.com", password, "203.0.113.5"); w > 30*time.Second {
+		t.Fatalf("the real user from a fresh client waits %v, want at most 30s", w)
+	} else if w > 0 {
+		e.clock.add(w)
+		if w := e.signInWait(t, "bob@example.com", password, "203.0.113.5"); w != 0 {
+			t.Fatalf("the real user after the Retry-After still throttled for %v", w)
+		}
+	}
+	// Another account from the attacker's address is not affected.
+	if w := e.signInWait(t, "eve@example.com", password, attacker); w != 0 {
+		t.Errorf("eve from the attacker's address throttled for %v", w)
+	}
+	// The attacker's own pair: a success there (the user on that client)
+	// clears it.
+	e.clock.add(time.Minute)
+	if w := e.signInWait(t, "bob@example.com", password, attacker); w != 0 {
+		t.Fatalf("right password on the throttled pair after its wait throttled for %v", w)
+	}
+	if w := e.signInWait(t, "bob@example.com", "wrong", attacker); w > 30*time.Second {
+		t.Errorf("a failure after a successful sign-in throttled for %v, want the pair cleared (only the account's ceiling left)", w)
+	}
+	// A pair's failures are forgotten after an hour.
+	e.clock.add(time.Hour + time.Second)
+	for range 3 {
+		if w := e.signInWait(t, "bob@example.com", "wrong", attacker); w != 0 {
+			t.Fatalf("failure an hour later throttled for %v, want the counter forgotten", w)
+		}
+	}
+}
 
-	// Five failures from one address, none of its emails failing five times.
-	const client = "203.0.113.7"
-	for i, email := range []string{"bob@example.com", "eve@example.com", "frank@example.com", "bob@example.com", "eve@example.com"} {
-		_, _, _, err := e.users.SignIn(ctx, email, "wrong password", client)
-		if fault.KindOf(err) != fault.Unauthenticated {
-			t.Fatalf("SignIn(%s, wrong password #%d) kind = %v (%v), want %v", email, i, fault.KindOf(err), err, fault.Unauthenticated)
+// TestSignInThrottleAcrossClients: guesses at one account from many
+// clients (one failure each) meet the per-account ceiling: a wait of at
+// most 30 s between guesses, which the real user also waits at most,
+// never a lock.
+func TestSignInThrottleAcrossClients(t *testing.T) {
+	e := newEnv(t)
+	e.put(t, "acme", "bob@example.com", auth.RoleMember)
+	throttled := 0
+	for i := range 200 {
+		client := fmt.Sprintf("10.0.%d.%d", i/250, i%250)
+		w := e.signInWait(t, "bob@example.com", "wrong", client)
+		if w > 30*time.Second {
+			t.Fatalf("guess #%d from a fresh client waits %v, want at most 30s", i, w)
+		}
+		if w > 0 {
+			throttled++
+			e.clock.add(w)
+			if w := e.signInWait(t, "bob@example.com", "wrong", client); w != 0 {
+				t.Fatalf("guess after the Retry-After throttled for %v", w)
+			}
 		}
 	}
-	if _, _, _, err := e.users.SignIn(ctx, "bob@example.com", password, client); fault.KindOf(err) != fault.RateLimited {
-		t.Errorf("SignIn(bob) from a limited address kind = %v (%v), want %v", fault.KindOf(err), err, fault.RateLimited)
+	if throttled < 150 {
+		t.Errorf("%d of 200 guesses from distinct clients were throttled; want the account ceiling to slow them", throttled)
 	}
-	e.signIn(t, "bob@example.com", password, "203.0.113.8") // another address is not limited
+	w := e.signInWait(t, "bob@example.com", password, "192.0.2.1")
+	if w == 0 || w > 30*time.Second {
+		t.Fatalf("the real user right after a guess waits %v, want a wait of at most 30s", w)
+	}
+	e.clock.add(w)
+	if w := e.signInWait(t, "bob@example.com", password, "192.0.2.1"); w != 0 {
+		t.Fatalf("the real user after the Retry-After throttled for %v", w)
+	}
 }
 
 func TestSetPasswordSignsOutEverywhere(t *testing.T) {

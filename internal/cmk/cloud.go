@@ -59,7 +59,7 @@ func (a Azure) ParseKey(vaultURI, name, version, tenant string) (masterkey.Ref, 
 }
 
 // KeyURI renders an azurekv ref.
-func (a Azure) KeyURI(ref masterkey.Ref) string { return ref.Unversioned().Provider + "://" + ref.ID }
+func (a Azure) KeyURI(ref masterkey.Ref) string { return ref.Unversioned().String() }
 
 // keyLocation is where a customer's key lives, as the customer names it.
 type keyLocation struct {

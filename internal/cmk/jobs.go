@@ -208,14 +208,10 @@ func (s *Service) stepDone(j *Job, step string) {
 	}
 }
 
-// parseTarget parses a job target "URI[#version]".
+// parseTarget parses a job target, the text form of a ref
+// (masterkey.Ref.String: PROVIDER://ID[#VERSION]).
 func (s *Service) parseTarget(target string) (masterkey.Ref, error) {
-	uri, version, _ := strings.Cut(target, "#")
-	ref, err := s.cfg.Keepers.ParseRef(uri)
-	if err != nil {
-		return masterkey.Ref{}, err
-	}
-	return ref.WithVersion(version), nil
+	return s.cfg.Keepers.ParseRef(target)
 }
 
 // rewrap moves the org's root key to j.Target: copy → verify → switch →
@@ -332,7 +328,7 @@ func (s *Service) afterSwitch(rec Record, j Job, w masterkey.Wrapped, now time.T
 		return rec
 	}
 	rec.State = StateActive
-	rec.ActiveKeyURI = w.Key.Provider + "://" + w.Key.ID
+	rec.ActiveKeyURI = w.Key.Unversioned().String()
 	rec.ActiveVersion = w.Key.Version
 	return rec
 }

@@ -277,8 +277,12 @@ func ignoreStale(err error) error {
 }
 
 func (s *Service) startRotation(ctx context.Context, rec Record, version string) error {
+	active, err := masterkey.ParseRef(rec.ActiveKeyURI)
+	if err != nil {
+		return err
+	}
 	now := s.now().UTC()
-	j := Job{OrgID: rec.OrgID, Kind: JobRotate, Target: rec.ActiveKeyURI + "#" + version, State: JobPending, CreatedAt: now, UpdatedAt: now, NotBefore: now}
+	j := Job{OrgID: rec.OrgID, Kind: JobRotate, Target: active.WithVersion(version).String(), State: JobPending, CreatedAt: now, UpdatedAt: now, NotBefore: now}
 	rec.State, rec.UpdatedAt = StateRotating, now
 	ev := audit.Event{OrgID: rec.OrgID, Time: now, Actor: "orgkms", Action: "cmk.rotate.start", Target: "cmk",
 		Details: map[string]string{"from_version": rec.ActiveVersion, "to_version": version}}

@@ -423,11 +423,7 @@ func (s *Service) enableOnce(ctx context.Context, actor, orgID string) (Status, 
 		}
 	}
 	now := s.now().UTC()
-	target := s.cfg.Cloud.KeyURI(ref.Unversioned())
-	if ref.Version != "" {
-		target = rec.KeyURI + "#" + ref.Version
-	}
-	j := Job{OrgID: orgID, Kind: kind, Target: target, State: JobPending, CreatedAt: now, UpdatedAt: now, NotBefore: now}
+	j := Job{OrgID: orgID, Kind: kind, Target: ref.String(), State: JobPending, CreatedAt: now, UpdatedAt: now, NotBefore: now}
 	if kind == JobActivate {
 		rec.State = StateActivating
 	} else {
@@ -495,7 +491,7 @@ func (s *Service) disableOnce(ctx context.Context, actor, orgID string) (Status,
 	if err := s.checkActiveUsable(ctx, orgID); err != nil {
 		return Status{}, err
 	}
-	j := Job{OrgID: orgID, Kind: JobDeactivate, Target: s.cfg.Keys.PlatformKey().Provider + "://" + s.cfg.Keys.PlatformKey().ID,
+	j := Job{OrgID: orgID, Kind: JobDeactivate, Target: s.cfg.Keys.PlatformKey().Unversioned().String(),
 		State: JobPending, CreatedAt: now, UpdatedAt: now, NotBefore: now}
 	rec.State, rec.UpdatedAt = StateDeactivating, now
 	ev := audit.Event{OrgID: orgID, Time: now, Actor: actor, Action: "cmk.deactivate.start", Target: "cmk"}

@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/orgkms/orgkms/internal/masterkey"
 )
 
 // Duration is a time.Duration that reads and writes as "5m", "30s".
@@ -49,6 +52,10 @@ type Config struct {
 	LogRequests    bool     `json:"log_requests"` // log every request (default: failures only)
 	AutoMigrate    bool     `json:"auto_migrate"` // apply schema migrations at start
 	PublicURL      string   `json:"public_url"`   // URL browsers reach orgkms at; default http(s)://ADDR
+	// TrustedProxies are CIDRs (or addresses) of reverse proxies whose
+	// X-Forwarded-For header is believed for the client address that
+	// sign-in throttling counts by; default none.
+	TrustedProxies []string `json:"trusted_proxies"`
 	CMK            CMK      `json:"cmk"`
 }
 
@@ -107,6 +114,7 @@ var EnvVars = []struct{ Name, Field string }{
 	{"ORGKMS_AZURE_CLIENT_ID", "cmk.azure.client_id"},
 	{"ORGKMS_AZURE_CLIENT_SECRET", "cmk.azure.client_secret"},
 	{"ORGKMS_AZURE_AUTHORITY_HOST", "cmk.azure.authority_host"},
+	{"ORGKMS_TRUSTED_PROXIES", "trusted_proxies"},
 }
 
 // Load builds the configuration from src: Base, then the file, then the
@@ -174,6 +182,14 @@ func (c *Config) applyEnv(environ []string) error {
 	set("ORGKMS_AZURE_CLIENT_ID", &c.CMK.Azure.ClientID)
 	set("ORGKMS_AZURE_CLIENT_SECRET", &c.CMK.Azure.ClientSecret)
 	set("ORGKMS_AZURE_AUTHORITY_HOST", &c.CMK.Azure.AuthorityHost)
+	if v := env["ORGKMS_TRUSTED_PROXIES"]; v != "" { // comma-separated
+		c.TrustedProxies = nil
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				c.TrustedProxies = append(c.TrustedProxies, p)
+			}
+		}
+	}
 	duration := func(name string, dst *Duration) error {
 		if v := env[name]; v != "" {
 			d, err := time.ParseDuration(v)
@@ -215,7 +231,7 @@ func (c *Config) Defaults() {
 		c.Database = filepath.Join(c.DataDir, "orgkms.db")
 	}
 	if c.MasterKey == "" {
-		c.MasterKey = "local://" + filepath.Join(c.DataDir, "master.key")
+		c.MasterKey = masterkey.Ref{Provider: "local", ID: filepath.Join(c.DataDir, "master.key")}.String()
 	}
 	if c.CacheTTL == 0 {
 		c.CacheTTL = Duration(5 * time.Minute)
@@ -253,8 +269,30 @@ func (c *Config) Defaults() {
 	}
 }
 
+// TrustedProxyPrefixes parses TrustedProxies: CIDRs such as 10.0.0.0/8 or
+// single addresses.
+func (c Config) TrustedProxyPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range c.TrustedProxies {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("trusted_proxies: %q is neither a CIDR (10.0.0.0/8) nor an IP address", s)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
 // Validate checks the configuration and says what to fix.
 func (c Config) Validate() error {
+	if _, err := c.TrustedProxyPrefixes(); err != nil {
+		return err
+	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return fmt.Errorf("addr %q must be host:port, e.g. 127.0.0.1:8200", c.Addr)
 	}

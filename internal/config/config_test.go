@@ -139,3 +139,47 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+func TestTrustedProxies(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.json")
+	os.WriteFile(p, []byte(`{"trusted_proxies":["10.0.0.0/8"]}`), 0o600)
+	for _, tc := range []struct {
+		name    string
+		environ []string
+		want    []string
+		wantErr bool
+	}{
+		{"file", nil, []string{"10.0.0.0/8"}, false},
+		{"env overrides", []string{"ORGKMS_TRUSTED_PROXIES=192.0.2.10, 2001:db8::/32"}, []string{"192.0.2.10/32", "2001:db8::/32"}, false},
+		{"not a cidr", []string{"ORGKMS_TRUSTED_PROXIES=proxy.internal"}, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Load(Sources{Path: p, Environ: tc.environ})
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("Load() = %v, want error %v", err, tc.wantErr)
+			}
+			if tc.wantErr {
+				if !strings.Contains(err.Error(), "trusted_proxies") {
+					t.Errorf("Load() error %q does not name trusted_proxies", err)
+				}
+				return
+			}
+			got, err := c.TrustedProxyPrefixes()
+			if err != nil || len(got) != len(tc.want) {
+				t.Fatalf("TrustedProxyPrefixes() = %v, %v; want %v", got, err, tc.want)
+			}
+			for i := range got {
+				if got[i].String() != tc.want[i] {
+					t.Errorf("prefix %d = %v, want %v", i, got[i], tc.want[i])
+				}
+			}
+		})
+	}
+	c, err := Load(Sources{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps, err := c.TrustedProxyPrefixes(); err != nil || len(ps) != 0 {
+		t.Errorf("default trusted proxies = %v, %v; want none", ps, err)
+	}
+}

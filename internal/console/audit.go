@@ -205,6 +205,14 @@ func (h *handler) auditExport(rq *request) error {
 	enc.SetEscapeHTML(false)
 	for _, e := range evs {
 		if f.match(e) {
+			if rq.p.OrgID != "" { // never where the platform master key lives
+				e.Target = h.cfg.Keys.RedactPlatformKey(e.Target)
+				d := make(map[string]string, len(e.Details))
+				for k, v := range e.Details {
+					d[k] = h.cfg.Keys.RedactPlatformKey(v)
+				}
+				e.Details = d
+			}
 			if err := enc.Encode(e); err != nil {
 				return nil // the client went away; headers are sent
 			}

@@ -24,15 +24,13 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
-	"github.com/orgkms/orgkms/internal/api"
 	"github.com/orgkms/orgkms/internal/auth"
 	"github.com/orgkms/orgkms/internal/azureemu"
 	"github.com/orgkms/orgkms/internal/cmk"
+	"github.com/orgkms/orgkms/internal/config"
 	"github.com/orgkms/orgkms/internal/console"
 	"github.com/orgkms/orgkms/internal/keys"
-	"github.com/orgkms/orgkms/internal/masterkey"
-	"github.com/orgkms/orgkms/internal/masterkey/azurekv"
-	"github.com/orgkms/orgkms/internal/masterkey/localkey"
+	"github.com/orgkms/orgkms/internal/server"
 	"github.com/orgkms/orgkms/internal/store/sqlite"
 )
 
@@ -96,12 +94,6 @@ func newBrowserStack(t *testing.T) *browserStack {
 		t.Fatal(err)
 	}
 
-	dir := t.TempDir()
-	st, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(dir, "orgkms.db"), Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
 	// The platform key comes from a (simulated) environment variable, so no
 	// machine path shows in the pages and their screenshots.
 	platformKey := base64.StdEncoding.EncodeToString(randomKey(t, 32))
@@ -111,38 +103,22 @@ func newBrowserStack(t *testing.T) *browserStack {
 		}
 		return ""
 	}
-	reg := masterkey.NewRegistry()
-	reg.Register(localkey.Driver(), masterkey.NewKeeper(localkey.Scheme, localkey.New(localkey.Config{Getenv: getenv}), masterkey.KeeperOptions{Logger: log}))
-	az, err := azurekv.New(azurekv.Config{ClientID: demo.ClientID, ClientSecret: demo.Secret, AuthorityHost: emu.URL() + "/",
-		HTTPClient: emu.HTTPClient(), MaxRetries: 1, RetryDelay: 10 * time.Millisecond})
+	cfg := config.Config{DataDir: t.TempDir(), PublicURL: base, MasterKey: "local:env:ORGKMS_MASTER_KEY"}
+	cfg.CMK.Cloud, cfg.CMK.ProbeInterval, cfg.CMK.JobWorkers = "azure", config.Duration(time.Second), 2
+	cfg.CMK.Azure = config.Azure{ClientID: demo.ClientID, ClientSecret: demo.Secret, AuthorityHost: emu.URL() + "/"}
+	s, err := server.Open(ctx, cfg, server.Options{Logger: log, Migrate: true, Getenv: getenv, JobPoll: 100 * time.Millisecond,
+		AzureHTTPClient: emu.HTTPClient(), AzureMaxRetries: 1, AzureRetryDelay: 10 * time.Millisecond})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("server.Open: %v", err)
 	}
-	reg.Register(az.Driver(), masterkey.NewKeeper(azurekv.Scheme, az, masterkey.KeeperOptions{Logger: log}))
-	platform, err := reg.ParseRef("local:env:ORGKMS_MASTER_KEY")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var guard func(context.Context, string) error
-	ks, err := keys.New(keys.Config{Store: st, Keepers: reg, PlatformKey: platform, Logger: log,
-		Guard: func(ctx context.Context, org string) error { return guard(ctx, org) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ks.Close(context.Background()) })
-	cs, err := cmk.New(cmk.Config{Store: st, Keys: ks, Keepers: reg, Logger: log, CallbackURL: callback,
-		ProbeInterval: 500 * time.Millisecond, JobPoll: 100 * time.Millisecond,
-		Cloud: cmk.Azure{Provider: az, ClientID: demo.ClientID, AuthorityHost: emu.URL() + "/"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	guard = cs.Guard
-	runCtx, stopRun := context.WithCancel(context.Background())
-	var running sync.WaitGroup
-	running.Go(func() { cs.Run(runCtx, 2) })
-	t.Cleanup(func() { stopRun(); running.Wait() })
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("server Close: %v", err)
+		}
+	})
+	s.Start(context.Background()) // the probe and the jobs; Close stops them
+	st, ks, cs, users := s.Store, s.Keys, s.CMK, s.Users
 
-	users := auth.NewUsers(st, nil, 0)
 	if _, err := ks.CreateOrg(ctx, "orgkms:dev", demoOrg, "Demo Org"); err != nil { // with its data key "default"
 		t.Fatal(err)
 	}
@@ -158,9 +134,7 @@ func newBrowserStack(t *testing.T) *browserStack {
 		}
 	}
 
-	apiHandler := api.New(api.Config{Keys: ks, Tokens: auth.NewService(st, ks, nil, 0), CMK: cs, Logger: log})
-	mux.Handle("/console/", console.New(console.Config{Keys: ks, CMK: cs, Users: users, Logger: log}))
-	mux.Handle("/", apiHandler)
+	mux.Handle("/", s.Handler)
 	srv.Start()
 	return &browserStack{url: base, emu: emu, demo: demo, st: st, keys: ks, cmk: cs, logs: logs}
 }

@@ -6,8 +6,8 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -52,6 +52,10 @@ type Config struct {
 	// Demo, when set, is shown on the Security page so that a newcomer can
 	// complete the flow against the built-in Azure emulator (orgkms dev).
 	Demo *Demo
+	// TrustedProxies are the networks of reverse proxies whose
+	// X-Forwarded-For header names the client (for sign-in throttling);
+	// none by default: the client is the connection's peer.
+	TrustedProxies []netip.Prefix
 }
 
 // Demo names the Azure emulator's demo tenant, vault and key.
@@ -258,14 +262,6 @@ func (h *handler) setCookie(w http.ResponseWriter, r *http.Request, name, value 
 		Secure: h.cfg.SecureCookies || r.TLS != nil, SameSite: http.SameSiteStrictMode})
 }
 
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
 // home sends the user to their org's overview (platform operators to the
 // org list), or to sign-in.
 func (h *handler) home(w http.ResponseWriter, r *http.Request) {
@@ -425,9 +421,15 @@ func (h *handler) render(rq *request, status int, name string, v *view) {
 		http.Error(rq.w, "internal error", http.StatusInternalServerError)
 		return
 	}
+	page := buf.Bytes()
+	if rq.p.OrgID != "" || rq.user.ID == "" {
+		// Where the platform master key lives is none of an org's business:
+		// not in an error, an audit detail or a status line.
+		page = []byte(h.cfg.Keys.RedactPlatformKey(string(page)))
+	}
 	rq.w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	rq.w.WriteHeader(status)
-	rq.w.Write(buf.Bytes())
+	rq.w.Write(page)
 }
 
 // banner warns on every org page that the org's customer managed key is

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -83,11 +84,31 @@ func TestSignInRateLimit(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, options{})
 	b := h.client()
-	for range 5 {
+	for range 3 {
 		b.signIn(orgAdmin, "not the password").want(http.StatusUnauthorized)
 	}
+	// However slow the password checks were, the next attempt comes
+	// within the wait: move the clock back (a clock step never lengthens
+	// a wait).
+	h.advance(-time.Minute)
 	p := b.signIn(orgAdmin, testPassword).want(http.StatusTooManyRequests)
-	p.wantText("error", "too many failed sign-in attempts")
+	p.wantText("error", "too many failed sign-in attempts; try again in 1 second")
+	if got := p.header.Get("Retry-After"); got != "1" {
+		t.Errorf("Retry-After = %q, want 1 (a progressive wait, not a 15-minute lock)", got)
+	}
+	// X-Forwarded-For from a peer that is not a trusted proxy (none is by
+	// default) does not make a new client.
+	form := b.get("/console/signin").want(http.StatusOK)
+	req, err := http.NewRequest(http.MethodPost, b.url("/console/signin"), strings.NewReader(url.Values{"csrf_token": {form.csrf()},
+		"email": {orgAdmin}, "password": {testPassword}}.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Forwarded-For", "192.0.2.77")
+	b.do(req).want(http.StatusTooManyRequests)
+	// Another client (browser and address) is not held back by this pair.
+	h.signedIn(secAdmin)
 }
 
 func TestSignInCSRF(t *testing.T) {
@@ -439,6 +460,14 @@ func TestUsers(t *testing.T) {
 	// An admin cannot remove their own admin role.
 	self := h.ids[orgAdmin]
 	b.postForm("/console/orgs/acme/users", "/console/orgs/acme/users/"+self+"/roles", url.Values{"role": {"member"}}).want(http.StatusConflict)
+	// Nor a Key Admin their own key_admin role.
+	p = sec.postForm("/console/orgs/acme/users", "/console/orgs/acme/users/"+h.ids[secAdmin]+"/roles", url.Values{"role": {"admin"}}).want(http.StatusConflict)
+	if !strings.Contains(p.body, "you cannot remove your own Key Admin role") {
+		t.Errorf("removing one's own key_admin: page lacks the reason:\n%s", p.body)
+	}
+	if u, _ := h.users.Get(ctx, h.ids[secAdmin]); !slices.Contains(u.Roles, auth.RoleKeyAdmin) {
+		t.Errorf("roles = %v, want key_admin kept", u.Roles)
+	}
 	// Roles that do not belong to an org are refused.
 	sec.postForm("/console/orgs/acme/users", "/console/orgs/acme/users/"+mid+"/roles", url.Values{"role": {"operator"}}).want(http.StatusBadRequest)
 }

@@ -9,22 +9,19 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/orgkms/orgkms/internal/api"
 	"github.com/orgkms/orgkms/internal/auth"
 	"github.com/orgkms/orgkms/internal/azureemu"
 	"github.com/orgkms/orgkms/internal/cmk"
+	"github.com/orgkms/orgkms/internal/config"
 	"github.com/orgkms/orgkms/internal/console"
 	"github.com/orgkms/orgkms/internal/keys"
-	"github.com/orgkms/orgkms/internal/masterkey"
-	"github.com/orgkms/orgkms/internal/masterkey/azurekv"
-	"github.com/orgkms/orgkms/internal/masterkey/localkey"
+	"github.com/orgkms/orgkms/internal/server"
 	"github.com/orgkms/orgkms/internal/store/sqlite"
 )
 
@@ -41,14 +38,15 @@ const (
 	operator = "ops@platform.example" // platform operator
 )
 
-// harness is orgkms (SQLite, local platform key, the real azurekv driver)
-// with the API and the console on one HTTP server, against the Azure
-// emulator, all in-process, as cmd/orgkms wires it.
+// harness is a whole orgkms (internal/server, as orgkms serve builds it:
+// SQLite, local platform key, the real azurekv driver) with the API and the
+// console on one HTTP server, against the Azure emulator, all in-process.
 type harness struct {
 	t      *testing.T
 	srv    *httptest.Server
 	emu    *azureemu.Emulator
 	demo   azureemu.Demo
+	server *server.Server
 	st     *sqlite.Store
 	keys   *keys.Service
 	cmk    *cmk.Service
@@ -59,7 +57,7 @@ type harness struct {
 
 type options struct {
 	tls           bool
-	secureCookies bool
+	secureCookies bool // an https public URL (behind a TLS-terminating proxy)
 	demo          bool // show the emulator's demo values (orgkms dev)
 }
 
@@ -96,53 +94,28 @@ func newHarness(t *testing.T, opts options) *harness {
 		t.Fatal(err)
 	}
 
-	dir := t.TempDir()
-	if h.st, err = sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(dir, "k.db")}); err != nil {
-		t.Fatal(err)
+	cfg := config.Config{DataDir: t.TempDir(), PublicURL: h.srv.URL}
+	if opts.secureCookies {
+		cfg.PublicURL = "https://" + strings.TrimPrefix(h.srv.URL, "http://")
 	}
-	t.Cleanup(func() { h.st.Close() })
-	kp := filepath.Join(dir, "master.key")
-	if _, err := localkey.EnsureFile(kp); err != nil {
-		t.Fatal(err)
-	}
-	reg := masterkey.NewRegistry()
-	reg.Register(localkey.Driver(), masterkey.NewKeeper(localkey.Scheme, localkey.New(localkey.Config{}), masterkey.KeeperOptions{Logger: log}))
-	az, err := azurekv.New(azurekv.Config{ClientID: h.demo.ClientID, ClientSecret: h.demo.Secret, AuthorityHost: emu.URL() + "/",
-		HTTPClient: emu.HTTPClient(), MaxRetries: 1, RetryDelay: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg.Register(az.Driver(), masterkey.NewKeeper(azurekv.Scheme, az, masterkey.KeeperOptions{Logger: log}))
-	platform, err := reg.ParseRef("local://" + kp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var guard func(context.Context, string) error
-	h.keys, err = keys.New(keys.Config{Store: h.st, Keepers: reg, PlatformKey: platform, Logger: log,
-		Guard: func(ctx context.Context, org string) error { return guard(ctx, org) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.keys.Close(context.Background()) })
-	h.cmk, err = cmk.New(cmk.Config{Store: h.st, Keys: h.keys, Keepers: reg, Logger: log, CallbackURL: callbackURL, Now: now,
-		Cloud: cmk.Azure{Provider: az, ClientID: h.demo.ClientID, AuthorityHost: emu.URL() + "/"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	guard = h.cmk.Guard
-	h.users = auth.NewUsers(h.st, now, time.Hour)
-
-	apiHandler := api.New(api.Config{Keys: h.keys, Tokens: auth.NewService(h.st, h.keys, nil, 0), CMK: h.cmk, Logger: log})
-	ccfg := console.Config{Keys: h.keys, CMK: h.cmk, Users: h.users, Logger: log, SecureCookies: opts.secureCookies, Now: now}
+	cfg.CMK.Cloud, cfg.CMK.CallbackURL = "azure", callbackURL
+	cfg.CMK.Azure = config.Azure{ClientID: h.demo.ClientID, ClientSecret: h.demo.Secret, AuthorityHost: emu.URL() + "/"}
+	sopts := server.Options{Logger: log, Migrate: true, Now: now, SessionTTL: time.Hour,
+		AzureHTTPClient: emu.HTTPClient(), AzureMaxRetries: 1, AzureRetryDelay: 10 * time.Millisecond}
 	if opts.demo {
-		ccfg.Demo = &console.Demo{TenantID: h.demo.TenantID, VaultURI: h.demo.VaultURI, KeyName: h.demo.KeyName}
+		sopts.Demo = &console.Demo{TenantID: h.demo.TenantID, VaultURI: h.demo.VaultURI, KeyName: h.demo.KeyName}
 	}
-	con := console.New(ccfg)
-	mux := http.NewServeMux()
-	mux.Handle("/console/", con)
-	mux.Handle("/", apiHandler)
-	var hh http.Handler = mux
-	handler.Store(&hh)
+	h.server, err = server.Open(ctx, cfg, sopts)
+	if err != nil {
+		t.Fatalf("server.Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := h.server.Close(); err != nil {
+			t.Errorf("server Close: %v", err)
+		}
+	})
+	h.st, h.keys, h.cmk, h.users = h.server.Store, h.server.Keys, h.server.CMK, h.server.Users
+	handler.Store(&h.server.Handler)
 
 	for _, org := range []string{"acme", "globex"} {
 		if _, err := h.keys.CreateOrg(ctx, "test", org, strings.ToUpper(org[:1])+org[1:]+" Inc."); err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/orgkms/orgkms/internal/cmk"
 	"github.com/orgkms/orgkms/internal/fault"
 	"github.com/orgkms/orgkms/internal/keys"
+	"github.com/orgkms/orgkms/internal/masterkey"
 )
 
 // flashes are the messages a page shows after a successful form post
@@ -140,12 +141,12 @@ func (h *handler) cmkView(st cmk.Status) cmkView {
 // vaultAndKey names the vault and key of a master key URI such as
 // azurekv://contoso-kv.vault.azure.net/keys/orgkms-cmk?tenant=....
 func vaultAndKey(uri string) (vault, key string) {
-	uri, _, _ = strings.Cut(uri, "?")
-	_, rest, ok := strings.Cut(uri, "://")
-	if !ok {
+	ref, err := masterkey.ParseRef(uri)
+	if err != nil {
 		return "", ""
 	}
-	host, path, _ := strings.Cut(rest, "/")
+	id, _, _ := strings.Cut(ref.ID, "?")
+	host, path, _ := strings.Cut(id, "/")
 	vault, _, _ = strings.Cut(host, ".")
 	key = path[strings.LastIndex(path, "/")+1:]
 	if vault == "" || key == "" {

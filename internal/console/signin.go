@@ -6,7 +6,11 @@ import (
 	"encoding/base64"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/orgkms/orgkms/internal/fault"
 )
@@ -59,9 +63,12 @@ func (h *handler) signIn(w http.ResponseWriter, r *http.Request) {
 	}
 	email, password := r.PostForm.Get("email"), r.PostForm.Get("password")
 	next := safeNext(r.PostForm.Get("next"))
-	_, secret, user, err := h.cfg.Users.SignIn(r.Context(), email, password, clientAddr(r))
+	_, secret, user, err := h.cfg.Users.SignIn(r.Context(), email, password, clientAddr(r, h.cfg.TrustedProxies))
 	if err != nil {
 		status := statusOf(fault.KindOf(err))
+		if fe := fault.As(err); fe != nil && fe.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int((fe.RetryAfter+time.Second-1)/time.Second)))
+		}
 		if status >= 500 {
 			h.log.Error("sign-in failed", slog.String("error", err.Error()))
 		}
@@ -86,6 +93,42 @@ func (h *handler) signIn(w http.ResponseWriter, r *http.Request) {
 		next = homeOf(user)
 	}
 	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// clientAddr is the address sign-in throttling counts failures by: the
+// connection's peer, or, when the peer is a trusted proxy, the rightmost
+// address of X-Forwarded-For that is not itself a trusted proxy (the
+// leftmost entries are whatever the client chose to send).
+func clientAddr(r *http.Request, trusted []netip.Prefix) string {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	addr := peer.Addr().Unmap()
+	isTrusted := func(a netip.Addr) bool {
+		for _, p := range trusted {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	if !isTrusted(addr) {
+		return addr.String()
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break // a malformed hop: trust nothing to its left
+		}
+		a = a.Unmap()
+		if !isTrusted(a) {
+			return a.String()
+		}
+		addr = a
+	}
+	return addr.String()
 }
 
 func (h *handler) signOut(rq *request) error {

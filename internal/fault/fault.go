@@ -37,6 +37,8 @@ const (
 	CMKDeleted           // the CMK is soft-deleted: recoverable until its purge date
 	CMKDestroyed         // the CMK was purged: the org's data is unrecoverable
 	CMKConsentRevoked    // the customer withdrew admin consent: orgkms cannot obtain a token in their tenant
+
+	MethodNotAllowed // the route exists, but not for the request's HTTP method (API router)
 )
 
 // Row is one line of the error table: everything a Kind means to a caller.
@@ -115,6 +117,9 @@ var table = [...]Row{
 	CMKConsentRevoked: {Code: "cmk_consent_revoked", Status: 424,
 		Message: "orgkms is no longer authorized in the org's Entra ID tenant (admin consent was withdrawn); an administrator of the tenant must grant consent again",
 		Hint:    "grant admin consent again: \"orgkms cmk authorize --tenant TENANT_ID\" (console: Settings → Security → Step 1, Authorize), accept as an administrator of the tenant, then run \"orgkms cmk test\""},
+
+	MethodNotAllowed: {Code: "method_not_allowed", Status: 405,
+		Message: "this route does not accept the request's HTTP method", Hint: "use a method the Allow header lists; see the API reference (GET /v1/openapi.json)"},
 }
 
 // Kinds returns every Kind, in table order.

@@ -57,6 +57,7 @@ type Service struct {
 	store       Store
 	keepers     *masterkey.Registry
 	platformKey masterkey.Ref
+	redact      redactor
 	cache       *Cache
 	usage       *usageRecorder
 	now         func() time.Time

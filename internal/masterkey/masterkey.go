@@ -3,30 +3,103 @@ package masterkey
 import (
 	"context"
 	"fmt"
-	"net/url"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/orgkms/orgkms/internal/fault"
 )
 
 // Ref names a master key, and optionally one version of it.
+//
+// Its one text form, written by [Ref.String] and read by [ParseRef], is
+//
+//	PROVIDER://ID[#VERSION]
+//
+// e.g. azurekv://contoso-kv.vault.azure.net/keys/orgkms-cmk?tenant=TENANT#0123abcd,
+// local:///var/lib/orgkms/master.key, or PROVIDER:ID[#VERSION] for an
+// opaque ID (one with a ":" and no "/"), e.g. local:env:ORGKMS_MASTER_KEY.
+// ParseRef reads either form for any ID. Drivers may accept more on
+// input (azurekv: a version as the last path segment) but their refs always
+// print in this form, which is how refs are stored (job targets, a CMK
+// record's key).
 type Ref struct {
 	Provider string // registered scheme: "local", "azurekv", ...
-	ID       string // provider-native ID, e.g. "contoso-kv.vault.azure.net/keys/orgkms-cmk"
+	ID       string // provider-native ID, e.g. "contoso-kv.vault.azure.net/keys/orgkms-cmk?tenant=..."
 	Version  string // provider-native version; "" on Wrap means current
 }
 
-// String returns the URI form of r: provider://ID[/version] for hierarchical
-// IDs as parsed by the driver. It is for display and storage; ParseRef of
-// the registry is its inverse.
+// String returns the text form of r, PROVIDER://ID[#VERSION] (or
+// PROVIDER:ID[#VERSION] for an opaque ID); "" for the zero Ref. [ParseRef]
+// is its inverse.
 func (r Ref) String() string {
+	if r == (Ref{}) {
+		return ""
+	}
 	s := r.Provider + "://" + r.ID
+	if !strings.Contains(r.ID, "/") && strings.Contains(r.ID, ":") {
+		s = r.Provider + ":" + r.ID // an opaque ID: local:env:NAME
+	}
 	if r.Version != "" {
 		s += "#" + r.Version
 	}
 	return s
+}
+
+var (
+	schemeRe  = regexp.MustCompile(`^[a-z][a-z0-9+.-]{0,31}$`)
+	versionRe = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+)
+
+// maxRefLen bounds the text form of a ref.
+const maxRefLen = 2048
+
+// ParseRef parses the text form of a ref (see [Ref]): the provider scheme
+// (lowercase letters, digits, "+", ".", "-"), then "://ID" or ":ID", then
+// optionally "#VERSION" (letters, digits, ".", "_", "-"). The ID must not be
+// empty and holds no control characters and no "#". It checks the syntax
+// only; [Registry.ParseRef] also has the provider's driver check the ID.
+// It returns Kind Invalid (field master_key) and a zero Ref on error.
+func ParseRef(s string) (Ref, error) {
+	invalid := func(reason string) (Ref, error) {
+		return Ref{}, fault.Invalidf("master_key", "%s: %s; expected PROVIDER://ID[#VERSION], e.g. azurekv://VAULT.vault.azure.net/keys/NAME?tenant=TENANT_ID or local:///path/master.key", quoteRef(s), reason)
+	}
+	if len(s) > maxRefLen {
+		return invalid(fmt.Sprintf("longer than %d bytes", maxRefLen))
+	}
+	if !utf8.ValidString(s) {
+		return invalid("not valid UTF-8")
+	}
+	scheme, rest, ok := strings.Cut(s, ":")
+	if !ok || !schemeRe.MatchString(scheme) {
+		return invalid("no provider scheme")
+	}
+	if strings.HasPrefix(rest, "//") {
+		rest = rest[2:]
+	}
+	id, version, hasVersion := strings.Cut(rest, "#")
+	if id == "" {
+		return invalid("the key ID is empty")
+	}
+	if strings.IndexFunc(id, unicode.IsControl) >= 0 {
+		return invalid("the key ID holds a control character")
+	}
+	if hasVersion && !versionRe.MatchString(version) {
+		return invalid("the version after # must be 1-128 letters, digits, '.', '_' or '-'")
+	}
+	return Ref{Provider: scheme, ID: id, Version: version}, nil
+}
+
+// quoteRef quotes s for an error message, shortened.
+func quoteRef(s string) string {
+	if len(s) > 80 {
+		s = s[:80] + "..."
+	}
+	return strconv.Quote(s)
 }
 
 // WithVersion returns r naming version v.
@@ -116,7 +189,8 @@ type NativeAADer interface{ NativeAAD() bool }
 // Driver is one registered provider implementation.
 type Driver struct {
 	Scheme string
-	// ParseRef parses a URI of this scheme. It returns Kind Invalid with a
+	// ParseRef parses the text form of a ref of this scheme: [ParseRef],
+	// then the driver's own checks of the ID. It returns Kind Invalid with a
 	// reason naming the expected form.
 	ParseRef func(uri string) (Ref, error)
 }
@@ -138,16 +212,17 @@ func (r *Registry) Register(d Driver, k *Keeper) {
 	r.providers[d.Scheme] = k
 }
 
-// ParseRef parses a master-key URI such as local:///var/lib/orgkms/master.key
-// or azurekv://contoso-kv.vault.azure.net/keys/orgkms-cmk.
+// ParseRef parses the text form of a ref (see [ParseRef]) and has the
+// driver of its scheme check and normalize it. It returns Kind Invalid when
+// the form is wrong or no driver serves the scheme.
 func (r *Registry) ParseRef(uri string) (Ref, error) {
-	scheme, _, ok := strings.Cut(uri, ":")
-	if !ok || scheme == "" {
-		return Ref{}, fault.Invalidf("master_key", "%q is not a master-key URI: expected scheme:..., e.g. azurekv://VAULT.vault.azure.net/keys/NAME", uri)
+	ref, err := ParseRef(uri)
+	if err != nil {
+		return Ref{}, err
 	}
-	d, ok := r.drivers[scheme]
+	d, ok := r.drivers[ref.Provider]
 	if !ok {
-		return Ref{}, fault.Invalidf("master_key", "provider %q is not available in this orgkms (available: %s)", scheme, strings.Join(r.Schemes(), ", "))
+		return Ref{}, fault.Invalidf("master_key", "provider %q is not available in this orgkms (available: %s)", ref.Provider, strings.Join(r.Schemes(), ", "))
 	}
 	return d.ParseRef(uri)
 }
@@ -180,13 +255,4 @@ func (r *Registry) Close() error {
 		}
 	}
 	return first
-}
-
-// ParseHierarchical splits scheme://host/path URIs, for drivers.
-func ParseHierarchical(uri string) (*url.URL, error) {
-	u, err := url.Parse(uri)
-	if err != nil {
-		return nil, fault.Invalidf("master_key", "%q is not a valid URI", uri)
-	}
-	return u, nil
 }

@@ -112,7 +112,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 	}()
 
 	// 2. The data directory and the node identity.
-	if s.releaseDD, err = prepareDataDir(cfg); err != nil {
+	if s.releaseDD, err = prepareDataDir(cfg, log); err != nil {
 		return nil, err
 	}
 	if s.NodeID, err = nodeID(cfg.DataDir); err != nil {
@@ -180,8 +180,12 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 	st := s.Store
 	s.API = api.New(api.Config{Keys: s.Keys, Tokens: s.Tokens, CMK: s.CMK, Users: s.Users, Metrics: s.Metrics, Logger: log,
 		LogRequests: cfg.LogRequests, Ready: st.Health})
+	proxies, err := cfg.TrustedProxyPrefixes()
+	if err != nil {
+		return nil, err
+	}
 	consoleHandler := console.New(console.Config{Keys: s.Keys, CMK: s.CMK, Users: s.Users, Logger: log.With(slog.String("component", "console")),
-		SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://"), Now: opts.Now, Demo: opts.Demo})
+		SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://"), Now: opts.Now, Demo: opts.Demo, TrustedProxies: proxies})
 	mux := http.NewServeMux()
 	mux.Handle("/console/", consoleHandler)
 	mux.Handle("GET /{$}", http.RedirectHandler("/console/", http.StatusSeeOther))
@@ -313,9 +317,12 @@ func (s *Server) Close() error {
 // file in it, and returns what releases it at Close. Start-up checks of the
 // directory itself (ownership, mode, a lock against a second server) belong
 // here.
-func prepareDataDir(cfg config.Config) (release func() error, err error) {
+func prepareDataDir(cfg config.Config, log *slog.Logger) (release func() error, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	if err := sqlite.TightenDir(cfg.DataDir, log); err != nil {
+		return nil, err
 	}
 	return func() error { return nil }, nil
 }

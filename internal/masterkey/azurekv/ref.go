@@ -48,14 +48,9 @@ func (k KeyID) Ref() masterkey.Ref {
 	return masterkey.Ref{Provider: Scheme, ID: k.Host + "/keys/" + k.Name + "?tenant=" + k.Tenant, Version: k.Version}
 }
 
-// URI returns the azurekv:// URI of k.
-func (k KeyID) URI() string {
-	v := ""
-	if k.Version != "" {
-		v = "/" + k.Version
-	}
-	return Scheme + "://" + k.Host + "/keys/" + k.Name + v + "?tenant=" + k.Tenant
-}
+// URI returns the text form of k's ref (masterkey.Ref.String):
+// azurekv://HOST/keys/NAME?tenant=TENANT[#VERSION].
+func (k KeyID) URI() string { return k.Ref().String() }
 
 func invalid(reason string) error {
 	return &fault.Error{Kind: fault.Invalid, Field: "key_uri", Reason: reason}
@@ -105,7 +100,8 @@ func (k KeyID) check() error {
 	return nil
 }
 
-// parseRef parses an azurekv:// URI against the allowed suffixes.
+// parseRef parses an azurekv ref against the allowed suffixes (see
+// parseURI).
 func parseRef(uri string, suffixes []string) (masterkey.Ref, error) {
 	k, err := parseURI(uri, suffixes)
 	if err != nil {
@@ -114,7 +110,36 @@ func parseRef(uri string, suffixes []string) (masterkey.Ref, error) {
 	return k.Ref(), nil
 }
 
+// parseURI parses the text form of an azurekv ref (masterkey.ParseRef):
+// azurekv://HOST/keys/NAME?tenant=T[#VERSION]. On input the version may
+// also be the last path segment (azurekv://HOST/keys/NAME/VERSION?tenant=T,
+// as Key Vault names a key version), never both with different values.
 func parseURI(uri string, suffixes []string) (KeyID, error) {
+	ref, err := masterkey.ParseRef(uri)
+	if err != nil {
+		return KeyID{}, err
+	}
+	if ref.Provider != Scheme {
+		return KeyID{}, invalid("expected azurekv://VAULT.vault.azure.net/keys/NAME?tenant=TENANT_ID[#VERSION]")
+	}
+	k, err := parsePath(Scheme+"://"+ref.ID, suffixes)
+	if err != nil {
+		return KeyID{}, err
+	}
+	if v := strings.ToLower(ref.Version); v != "" {
+		if k.Version != "" && k.Version != v {
+			return KeyID{}, invalid("the key version is given twice, differently: in the path and after #")
+		}
+		k.Version = v
+		if err := k.check(); err != nil {
+			return KeyID{}, err
+		}
+	}
+	return k, nil
+}
+
+// parsePath parses azurekv://HOST/keys/NAME[/VERSION]?tenant=T.
+func parsePath(uri string, suffixes []string) (KeyID, error) {
 	u, err := url.Parse(uri)
 	if err != nil || u.Scheme != Scheme || u.Host == "" || u.Port() != "" || u.User != nil {
 		return KeyID{}, invalid("expected azurekv://VAULT.vault.azure.net/keys/NAME[/VERSION]?tenant=TENANT_ID")
@@ -136,7 +161,7 @@ func parseURI(uri string, suffixes []string) (KeyID, error) {
 
 // keyIDOf parses a Ref produced by [KeyID.Ref].
 func keyIDOf(ref masterkey.Ref, suffixes []string) (KeyID, error) {
-	k, err := parseURI(Scheme+"://"+ref.ID, suffixes)
+	k, err := parsePath(Scheme+"://"+ref.ID, suffixes)
 	if err != nil {
 		return KeyID{}, err
 	}

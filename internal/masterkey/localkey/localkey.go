@@ -26,32 +26,29 @@ const Scheme = "local"
 // Driver returns the registry entry of this driver.
 func Driver() masterkey.Driver { return masterkey.Driver{Scheme: Scheme, ParseRef: ParseRef} }
 
-// ParseRef parses local:///path and local:env:NAME URIs.
+// ParseRef parses local:///ABSOLUTE/PATH and local:env:VARIABLE (also
+// local://env:VARIABLE), with an optional #VERSION: masterkey.ParseRef,
+// then the checks of a local ID.
 func ParseRef(uri string) (masterkey.Ref, error) {
-	rest, ok := strings.CutPrefix(uri, Scheme+":")
-	if !ok {
+	ref, err := masterkey.ParseRef(uri)
+	if err != nil {
+		return masterkey.Ref{}, err
+	}
+	if ref.Provider != Scheme {
 		return masterkey.Ref{}, fault.Invalidf("master_key", "%q is not a local key URI", uri)
 	}
 	switch {
-	case strings.HasPrefix(rest, "///"):
-		p := filepath.Clean(rest[2:])
-		return masterkey.Ref{Provider: Scheme, ID: p}, nil
-	case strings.HasPrefix(rest, "env:") && len(rest) > len("env:"):
-		return masterkey.Ref{Provider: Scheme, ID: rest}, nil
-	case strings.HasPrefix(rest, "//env:") && len(rest) > len("//env:"):
-		// The generic form provider://ID that masterkey.Ref.String renders.
-		return masterkey.Ref{Provider: Scheme, ID: rest[2:]}, nil
+	case strings.HasPrefix(ref.ID, "/"):
+		ref.ID = filepath.Clean(ref.ID)
+		return ref, nil
+	case strings.HasPrefix(ref.ID, "env:") && len(ref.ID) > len("env:"):
+		return ref, nil
 	}
 	return masterkey.Ref{}, fault.Invalidf("master_key", "%q is not a local key URI: use local:///absolute/path/master.key or local:env:VARIABLE", uri)
 }
 
-// URI returns the URI of ref, the inverse of ParseRef.
-func URI(ref masterkey.Ref) string {
-	if strings.HasPrefix(ref.ID, "env:") {
-		return Scheme + ":" + ref.ID
-	}
-	return Scheme + "://" + ref.ID
-}
+// URI returns the URI of ref, the inverse of ParseRef: ref.String().
+func URI(ref masterkey.Ref) string { return ref.String() }
 
 // Config configures the driver. The zero value is valid.
 type Config struct {

@@ -6,6 +6,7 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -43,11 +44,11 @@ func NewFake() *Fake { return &Fake{keys: map[string]*fakeKey{}} }
 // Driver returns the registry entry of the fake driver.
 func FakeDriver() masterkey.Driver {
 	return masterkey.Driver{Scheme: FakeScheme, ParseRef: func(uri string) (masterkey.Ref, error) {
-		u, err := masterkey.ParseHierarchical(uri)
-		if err != nil || u.Scheme != FakeScheme || u.Host == "" {
-			return masterkey.Ref{}, fault.Invalidf("master_key", "%q is not a fake key URI: use fake://NAME", uri)
+		ref, err := masterkey.ParseRef(uri)
+		if err != nil || ref.Provider != FakeScheme || strings.ContainsAny(ref.ID, "/?") {
+			return masterkey.Ref{}, fault.Invalidf("master_key", "%q is not a fake key URI: use fake://NAME[#VERSION]", uri)
 		}
-		return masterkey.Ref{Provider: FakeScheme, ID: u.Host}, nil
+		return ref, nil
 	}}
 }
 

@@ -445,8 +445,8 @@ func TestSecondServerRefused(t *testing.T) {
 	path := filepath.Join(dir, "orgkms.db")
 	s := openFile(t, path)
 	_, err := Open(t.Context(), Config{Path: filepath.Join(dir, "other.db")})
-	if fault.KindOf(err) != fault.Conflict {
-		t.Fatalf("second Open of %s kind = %v (%v), want %v", dir, fault.KindOf(err), err, fault.Conflict)
+	if fault.KindOf(err) != fault.Conflict || !errors.Is(err, ErrDataDirInUse) {
+		t.Fatalf("second Open of %s = %v (kind %v), want %v wrapping ErrDataDirInUse", dir, err, fault.KindOf(err), fault.Conflict)
 	}
 	for _, want := range []string{dir, "process " + strconv.Itoa(os.Getpid()), "in use by another orgkms server"} {
 		if !strings.Contains(fault.Message(err), want) {

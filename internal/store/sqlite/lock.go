@@ -17,6 +17,10 @@ import (
 // directory (the data directory) for as long as the store is open.
 const LockFile = "orgkms.lock"
 
+// ErrDataDirInUse is wrapped by the error of [Open] when another store
+// holds the data directory.
+var ErrDataDirInUse = errors.New("data directory in use")
+
 // lockDir takes an exclusive flock(2) on dir/orgkms.lock and writes this
 // process's ID into it. Another open store on the same directory, in this
 // process or another, makes it fail with Kind Conflict naming the directory
@@ -42,7 +46,8 @@ func lockDir(dir string, log *slog.Logger) (*os.File, error) {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, &fault.Error{Kind: fault.Conflict, Op: op, Resource: "data directory " + dir,
-				Reason: fmt.Sprintf("data directory %s is in use by another orgkms server (%s); stop it, or give this server its own data directory", dir, holder), Err: err}
+				Reason: fmt.Sprintf("data directory %s is in use by another orgkms server (%s); stop it, or give this server its own data directory", dir, holder),
+				Err:    errors.Join(ErrDataDirInUse, err)}
 		}
 		return nil, &fault.Error{Kind: fault.Unavailable, Op: op, Resource: "data directory " + dir, Reason: "cannot lock " + name, Err: err}
 	}

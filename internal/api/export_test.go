@@ -1,0 +1,6 @@
+package api
+
+// Routes is the route table, for the external tests (package api_test),
+// which build a whole server through internal/server and so cannot be in
+// package api.
+var Routes = routes

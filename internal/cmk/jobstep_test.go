@@ -1,0 +1,47 @@
+package cmk_test
+
+import (
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/orgkms/orgkms/internal/azureemu"
+	"github.com/orgkms/orgkms/internal/cmk"
+)
+
+// Config.OnJobStep sees every durable step of a re-wrap job, in order, with
+// the job's kind.
+func TestOnJobStepObservesEveryStep(t *testing.T) {
+	w := newWorld(t)
+	ctx := t.Context()
+	if _, err := w.keys.CreateOrg(ctx, "test", "acme", ""); err != nil {
+		t.Fatal(err)
+	}
+	w.activate("acme", w.demo.VaultURI, w.demo.KeyName, "")
+
+	var mu sync.Mutex
+	var steps []string
+	cs, err := cmk.New(cmk.Config{Store: w.st, Keys: w.keys, Keepers: w.keepers, Cloud: w.cloud, CallbackURL: callbackURL,
+		OnJobStep: func(kind, step string) {
+			mu.Lock()
+			defer mu.Unlock()
+			steps = append(steps, kind+"/"+step)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.emu.RotateKey(azureemu.DemoVault, w.demo.KeyName); err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.Probe(ctx, "acme"); err != nil {
+		t.Fatalf("Probe: %v", err)
+	}
+	if err := cs.RunPendingJobs(ctx); err != nil {
+		t.Fatalf("RunPendingJobs: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"rotate/copied", "rotate/verified", "rotate/switched"}; !slices.Equal(steps, want) {
+		t.Errorf("OnJobStep saw %q, want %q", steps, want)
+	}
+}

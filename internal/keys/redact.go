@@ -1,0 +1,42 @@
+package keys
+
+import (
+	"strings"
+	"sync"
+)
+
+// redactor hides the platform master key's location.
+type redactor struct {
+	once sync.Once
+	r    *strings.Replacer
+}
+
+// RedactPlatformKey returns text with every mention of where the platform
+// master key lives (its reference, e.g. local:///var/lib/orgkms/master.key,
+// or its provider ID: a file path, an environment variable, a vault URI)
+// replaced by "platform" words. Orgs must never learn the platform's
+// internals: the API and the console pass every error message, audit detail
+// and status text shown to an org through it.
+func (s *Service) RedactPlatformKey(text string) string {
+	s.redact.once.Do(func() {
+		ref := s.platformKey.Unversioned()
+		var pairs []string
+		if ref.ID != "" {
+			pairs = append(pairs,
+				ref.String(), "platform",
+				"local master key "+ref.ID, "the platform master key",
+				"local key "+ref.ID, "the platform master key",
+				"master key file "+ref.ID, "the platform master key file",
+			)
+			if name, ok := strings.CutPrefix(ref.ID, "env:"); ok && name != "" {
+				pairs = append(pairs, "environment variable "+name, "the platform master key's setting")
+			}
+			pairs = append(pairs, ref.ID, "the platform master key")
+		}
+		s.redact.r = strings.NewReplacer(pairs...)
+	})
+	if !strings.Contains(text, s.platformKey.ID) && !strings.Contains(text, "environment variable") {
+		return text
+	}
+	return s.redact.r.Replace(text)
+}
