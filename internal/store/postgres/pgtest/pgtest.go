@@ -44,18 +44,26 @@ var (
 
 // Main runs the package's tests (call it from TestMain) and then drops the
 // database they used, if any.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Wrap(m).Run()) }
+
+// Wrap returns m with a Run that also drops the package's database at the
+// end, for a TestMain that hands m to another runner (testscript.Main).
+func Wrap(m interface{ Run() int }) interface{ Run() int } { return wrapped{m} }
+
+type wrapped struct{ m interface{ Run() int } }
+
+func (w wrapped) Run() int {
 	mu.Lock()
 	inMain = true
 	mu.Unlock()
-	code := m.Run()
+	code := w.m.Run()
 	if err := drop(); err != nil {
 		fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
 		if code == 0 {
 			code = 1
 		}
 	}
-	os.Exit(code)
+	return code
 }
 
 // Available reports whether the PostgreSQL tests are turned on (the URL is
@@ -80,7 +88,7 @@ func URL(t testing.TB) string {
 	mu.Lock()
 	defer mu.Unlock()
 	if !inMain {
-		t.Fatalf("pgtest.URL needs pgtest.Main: call it from the package's TestMain, so its database is dropped at the end")
+		t.Fatalf("pgtest.URL needs pgtest.Main (or Wrap): call it from the package's TestMain, so its database is dropped at the end")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
