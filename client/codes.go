@@ -23,6 +23,7 @@ const (
 	CodePayloadTooLarge             Code = "payload_too_large"              // 413: a payload or batch exceeds a limit
 	CodeUnauthenticated             Code = "unauthenticated"                // 401: no valid API token
 	CodePermissionDenied            Code = "permission_denied"              // 403: the token's roles or org scope do not allow it
+	CodeMethodNotAllowed            Code = "method_not_allowed"             // 405: the route exists, not for this HTTP method (see Allow)
 	CodeMasterKeyNotFound           Code = "master_key_not_found"           // 424: the master key does not exist
 	CodeMasterKeyDisabled           Code = "master_key_disabled"            // 424: the master key is disabled or outside its dates
 	CodeMasterKeyDestroyed          Code = "master_key_destroyed"           // 424: the master key was purged
@@ -42,7 +43,7 @@ const (
 func Codes() []Code {
 	return []Code{
 		CodeInternal, CodeInvalidArgument, CodeCiphertextInvalid, CodeNotFound, CodeConflict, CodePayloadTooLarge,
-		CodeUnauthenticated, CodePermissionDenied, CodeMasterKeyNotFound, CodeMasterKeyDisabled, CodeMasterKeyDestroyed,
+		CodeUnauthenticated, CodePermissionDenied, CodeMethodNotAllowed, CodeMasterKeyNotFound, CodeMasterKeyDisabled, CodeMasterKeyDestroyed,
 		CodeMasterKeyPermissionMissing, CodeMasterKeyCredentialsInvalid, CodeUnavailable, CodeRateLimited,
 		CodeKeyVersionRetired, CodeCMKKeyDisabled, CodeCMKPermissionMissing, CodeCMKKeyDeleted, CodeCMKKeyDestroyed,
 		CodeCMKConsentRevoked,

@@ -88,6 +88,7 @@ func apiCalls() []apiCall {
 		{"CMKTest", func(ctx context.Context, c *Client) error { _, err := c.CMKTest(ctx, "acme"); return err }, nil, typeOf[CMKTestReport]()},
 		{"CMKEnable", func(ctx context.Context, c *Client) error { _, err := c.CMKEnable(ctx, "acme"); return err }, nil, typeOf[CMKStatus]()},
 		{"CMKDisable", func(ctx context.Context, c *Client) error { _, err := c.CMKDisable(ctx, "acme"); return err }, nil, typeOf[CMKStatus]()},
+		{"CMKFallback", func(ctx context.Context, c *Client) error { _, err := c.CMKFallback(ctx, "acme"); return err }, typeOf[CMKFallbackRequest](), typeOf[CMKStatus]()},
 		{"CreateUser", func(ctx context.Context, c *Client) error {
 			_, err := c.CreateUser(ctx, "acme", CreateUserRequest{})
 			return err

@@ -151,10 +151,13 @@ func cmkCmd(env *cliEnv) *cobra.Command {
 		func(cmd *cobra.Command) {
 			cmd.Flags().BoolVar(&confirm, "confirm-data-loss", false, "confirm that data encrypted before is unrecoverable")
 		})
-	start(fallback, fbOrg, func(c *client.Client, org string) error {
+	fallback.PreRunE = func(*cobra.Command, []string) error {
 		if !confirm {
-			return usageError{"--confirm-data-loss is required", "data encrypted before the fallback is lost for good; check orgkms cmk status --org " + org + " says lost"}
+			return usageError{"--confirm-data-loss is required", "data encrypted before the fallback is lost for good; check that orgkms cmk status says lost"}
 		}
+		return nil
+	}
+	start(fallback, fbOrg, func(c *client.Client, org string) error {
 		st, err := c.CMKFallback(env.ctx, org)
 		if err != nil {
 			return err

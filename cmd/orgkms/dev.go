@@ -124,6 +124,17 @@ type devSettings struct {
 
 // runDev is the body of orgkms dev.
 func runDev(env *cliEnv, d devSettings) error {
+	err := startDev(env, d)
+	if err != nil && env.ctx.Err() != nil {
+		// Interrupted while starting (creating the demo org, users or
+		// tokens): a clean stop, whichever step it was in.
+		return nil
+	}
+	return err
+}
+
+// startDev starts the development server and serves until interrupted.
+func startDev(env *cliEnv, d devSettings) error {
 	load := func(extra func(*config.Config)) (config.Config, error) {
 		return config.Load(config.Sources{Base: devBase(), Environ: d.environ, Flags: func(c *config.Config) {
 			if d.flags != nil {

@@ -523,3 +523,34 @@ func TestUsersAPI(t *testing.T) {
 		t.Fatalf("admin creating a key_admin: %v, want permission_denied", err)
 	}
 }
+
+// TestCMKFallbackRoute: the fallback must confirm the data loss, and only
+// a lost org may fall back.
+func TestCMKFallbackRoute(t *testing.T) {
+	ts := startServer(t, t.TempDir())
+	op := ts.token("op", "", auth.RoleOperator)
+	if code, body := ts.raw("POST", "/v1/orgs", op, map[string]string{"id": "acme"}); code != 201 {
+		t.Fatalf("create org: %d %s", code, body)
+	}
+	tok := ts.token("sec", "acme", auth.RoleAdmin, auth.RoleKeyAdmin)
+	tests := []struct {
+		name     string
+		body     any
+		wantCode int
+		wantErr  string
+	}{
+		{"no confirmation", map[string]bool{"confirm_data_loss": false}, 400, "invalid_argument"},
+		{"empty body", "{}", 400, "invalid_argument"},
+		{"not lost", map[string]bool{"confirm_data_loss": true}, 409, "conflict"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := ts.raw("POST", "/v1/orgs/acme/cmk/fallback", tok, tt.body)
+			var e client.ErrorBody
+			json.Unmarshal(body, &e)
+			if code != tt.wantCode || e.Error.Code != tt.wantErr {
+				t.Fatalf("POST fallback = %d %s, want %d %s", code, body, tt.wantCode, tt.wantErr)
+			}
+		})
+	}
+}

@@ -998,3 +998,35 @@ func TestLostOrgFallsBack(t *testing.T) {
 		t.Fatalf("after authorizing again: %s, loss date %v; want authorized, the loss still recorded", st.State, st.DataLostAt)
 	}
 }
+
+// TestEnableWhenTestIsRateLimited: Enable runs Test Managed Key; when the
+// org ran it too often, Enable is a retryable 429 with Retry-After, not a
+// 409 "test failed".
+func TestEnableWhenTestIsRateLimited(t *testing.T) {
+	w := newWorld(t)
+	ctx := t.Context()
+	w.keys.CreateOrg(ctx, "test", "acme", "")
+	if _, err := w.consent("acme", w.demo.TenantID, "accept"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.cmk.Configure(ctx, "user:alice", "acme", w.demo.VaultURI, w.demo.KeyName, ""); err != nil {
+		t.Fatal(err)
+	}
+	for n := 0; ; n++ {
+		if rep := w.cmk.Test(ctx, "acme"); !rep.OK {
+			break
+		}
+		if n > 100 {
+			t.Fatal("Test Managed Key is not rate limited")
+		}
+	}
+	_, err := w.cmk.Enable(ctx, "user:alice", "acme")
+	wantKind(t, "Enable right after too many tests", err, fault.RateLimited)
+	if fe := fault.As(err); fe.RetryAfter <= 0 || fault.KindOf(err).HTTPStatus() != 429 {
+		t.Fatalf("Enable rate limited: %+v, want 429 with Retry-After", fe)
+	}
+	w.skew.Add(int64(time.Minute))
+	if _, err := w.cmk.Enable(ctx, "user:alice", "acme"); err != nil {
+		t.Fatalf("Enable after waiting: %v", err)
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/orgkms/orgkms/internal/azureemu"
 	"github.com/orgkms/orgkms/internal/cmk"
 )
 
@@ -30,9 +29,7 @@ func TestOnJobStepObservesEveryStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.emu.RotateKey(azureemu.DemoVault, w.demo.KeyName); err != nil {
-		t.Fatal(err)
-	}
+	w.rotate()
 	if err := cs.Probe(ctx, "acme"); err != nil {
 		t.Fatalf("Probe: %v", err)
 	}

@@ -560,8 +560,9 @@ func blockError(rec Record) error {
 	return &fault.Error{Kind: kind, Resource: "org " + rec.OrgID, Reason: rec.Reason}
 }
 
-// LoadBlocks reads revoked and lost orgs from the store into the guard; the
-// probe keeps it current afterwards.
+// LoadBlocks reads revoked and lost orgs from the store into the guard, and
+// the orgs that fell back after a data loss ([Service.DataLost]); the probe
+// and FallBack keep them current afterwards.
 func (s *Service) LoadBlocks(ctx context.Context) error {
 	recs, err := s.st.ListCMK(ctx, StateRevoked, StateLost)
 	if err != nil {

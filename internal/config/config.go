@@ -67,7 +67,12 @@ type CMK struct {
 	ProbeInterval Duration `json:"probe_interval"` // default 30s
 	JobWorkers    int      `json:"job_workers"`    // concurrent re-wrap jobs; default 8
 	JobLease      Duration `json:"job_lease"`      // a crashed node's job is resumed after this; default 2m
-	Azure         Azure    `json:"azure"`
+	// An org is lost (its key purged) only when the key and its deleted
+	// entry were absent on PurgeConfirmChecks consecutive probes spanning
+	// PurgeConfirmAfter; defaults 3 and 10m.
+	PurgeConfirmChecks int      `json:"purge_confirm_checks"`
+	PurgeConfirmAfter  Duration `json:"purge_confirm_after"`
+	Azure              Azure    `json:"azure"`
 }
 
 // Azure configures the platform's multi-tenant Entra ID application.
@@ -359,6 +364,9 @@ func (c Config) Validate() error {
 	}
 	if time.Duration(c.CMK.JobLease) < time.Second {
 		return fmt.Errorf("cmk.job_lease must be at least 1s")
+	}
+	if c.CMK.PurgeConfirmChecks < 0 || time.Duration(c.CMK.PurgeConfirmAfter) < 0 {
+		return fmt.Errorf("cmk.purge_confirm_checks and cmk.purge_confirm_after must not be negative (0: the defaults, 3 probes over 10m)")
 	}
 	if c.CMK.JobWorkers < 1 || c.CMK.JobWorkers > 256 {
 		return fmt.Errorf("cmk.job_workers must be between 1 and 256")

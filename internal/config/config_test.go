@@ -111,6 +111,7 @@ func TestLoadRefuses(t *testing.T) {
 		{"bad boolean in environment", "", []string{"ORGKMS_LOG_REQUESTS=maybe"}, "ORGKMS_LOG_REQUESTS"},
 		{"bad listen address in environment", "", []string{"ORGKMS_LISTEN=nope"}, "addr"},
 		{"job lease too short", `{"cmk":{"job_lease":"1ms"}}`, nil, "job_lease"},
+		{"negative purge proof", `{"cmk":{"purge_confirm_checks":-1,"purge_confirm_after":"20m"}}`, nil, "purge_confirm_checks"},
 		{"azure without credentials", `{"cmk":{"cloud":"azure"}}`, nil, "client_id"},
 		{"another database scheme", `{"database":"mysql://u:pw@h/db"}`, nil, "postgres:// URL"},
 		{"a PostgreSQL URL without a host", "", []string{"ORGKMS_DATABASE_URL=postgres:///kms"}, "postgres://user:password@host:5432/dbname"},
@@ -206,5 +207,16 @@ func TestTrustedProxies(t *testing.T) {
 	}
 	if ps, err := c.TrustedProxyPrefixes(); err != nil || len(ps) != 0 {
 		t.Errorf("default trusted proxies = %v, %v; want none", ps, err)
+	}
+}
+
+// TestLoadPurgeProof: the proof of a purge is configurable.
+func TestLoadPurgeProof(t *testing.T) {
+	c, err := Load(Sources{Path: writeConfig(t, `{"cmk":{"purge_confirm_checks":5,"purge_confirm_after":"30m"}}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CMK.PurgeConfirmChecks != 5 || time.Duration(c.CMK.PurgeConfirmAfter) != 30*time.Minute {
+		t.Fatalf("purge proof = %d over %v, want 5 over 30m", c.CMK.PurgeConfirmChecks, time.Duration(c.CMK.PurgeConfirmAfter))
 	}
 }

@@ -82,3 +82,14 @@ func TestVaultAndKey(t *testing.T) {
 		}
 	}
 }
+
+// TestStalledJobShown: a job whose worker is gone is still shown, saying
+// that it stalled and what happens next.
+func TestStalledJobShown(t *testing.T) {
+	t.Parallel()
+	j := &cmk.Job{Kind: cmk.JobActivate, State: cmk.JobStalled, Step: "copied"}
+	v := runningJob(cmk.Status{Record: cmk.Record{State: cmk.StateActivating}, Job: j})
+	if v == nil || v.State != "stalled" || !strings.Contains(v.Error, "resumed") {
+		t.Fatalf("runningJob(stalled) = %+v, want the job shown as stalled with what happens next", v)
+	}
+}

@@ -82,10 +82,14 @@ var jobProgress = map[string]int{"": 5, "copied": 40, "verified": 70, "switched"
 // runningJob returns the org's job while it is pending or running.
 func runningJob(st cmk.Status) *jobView {
 	j := st.Job
-	if j == nil || (j.State != cmk.JobPending && j.State != cmk.JobRunning) {
+	if j == nil || (j.State != cmk.JobPending && j.State != cmk.JobRunning && j.State != cmk.JobStalled) {
 		return nil
 	}
-	return &jobView{Kind: string(j.Kind), Title: jobTitles[j.Kind], State: string(j.State), Progress: jobProgress[j.Step], Error: j.Error}
+	v := &jobView{Kind: string(j.Kind), Title: jobTitles[j.Kind], State: string(j.State), Progress: jobProgress[j.Step], Error: j.Error}
+	if j.State == cmk.JobStalled && v.Error == "" {
+		v.Error = "stalled: the orgkms node working on it stopped; it is resumed when orgkms restarts or its lease expires, and your data stays protected by the current key meanwhile"
+	}
+	return v
 }
 
 // busy reports whether the org's CMK is in a transitional state whose page

@@ -158,13 +158,16 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 	// 5. Keys, then CMK; the keys guard asks the CMK service, which exists
 	// before any key is used.
 	var guard func(ctx context.Context, org string) error
+	var dataLost func(org string) time.Time
 	if s.Keys, err = keys.New(keys.Config{Store: s.Store, Keepers: s.Registry, PlatformKey: platform,
 		CacheTTL: time.Duration(cfg.CacheTTL), KeyMetadataTTL: time.Duration(cfg.KeyMetadataTTL), Logger: log,
-		Guard: func(ctx context.Context, org string) error { return guard(ctx, org) }}); err != nil {
+		Guard:    func(ctx context.Context, org string) error { return guard(ctx, org) },
+		DataLost: func(org string) time.Time { return dataLost(org) }}); err != nil {
 		return nil, err
 	}
 	ccfg := cmk.Config{Store: s.Store, Keys: s.Keys, Keepers: s.Registry, CallbackURL: cfg.CMK.CallbackURL,
 		ProbeInterval: time.Duration(cfg.CMK.ProbeInterval), JobLease: time.Duration(cfg.CMK.JobLease), JobPoll: opts.JobPoll,
+		PurgeConfirmChecks: cfg.CMK.PurgeConfirmChecks, PurgeConfirmAfter: time.Duration(cfg.CMK.PurgeConfirmAfter),
 		NodeID: s.NodeID, Now: opts.Now, Logger: log, OnJobStep: opts.OnJobStep}
 	if azure != nil {
 		ccfg.Cloud = cmk.Azure{Provider: azure, ClientID: cfg.CMK.Azure.ClientID, AuthorityHost: orDefault(cfg.CMK.Azure.AuthorityHost, "https://login.microsoftonline.com/"),
@@ -173,7 +176,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 	if s.CMK, err = cmk.New(ccfg); err != nil {
 		return nil, err
 	}
-	guard = s.CMK.Guard
+	guard, dataLost = s.CMK.Guard, s.CMK.DataLost
 
 	// 6. Tokens, users, API, console.
 	s.Tokens = auth.NewService(s.Store, s.Keys, nil, time.Duration(cfg.TokenCacheTTL))
