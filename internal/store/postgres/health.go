@@ -25,3 +25,15 @@ func (s *Store) Health(ctx context.Context) error {
 	}
 	return nil
 }
+
+// ScrubDeleted rewrites the table of root key wrappings (VACUUM FULL), so
+// that the row versions of deleted wrappings, which PostgreSQL keeps in the
+// table's files until a vacuum, are gone from them. orgkms calls it after
+// moving an org between the platform key and a customer managed key (no
+// copy of the old wrapping may remain in the table). The table is locked
+// for the rewrite: it is one small row per org. Copies in the write-ahead
+// log, backups and archived WAL are the operator's to protect.
+func (s *Store) ScrubDeleted(ctx context.Context) error {
+	_, err := s.db.ExecContext(ctx, `VACUUM (FULL) root_keys`)
+	return classify(ctx, "scrub deleted rows", "database", err)
+}

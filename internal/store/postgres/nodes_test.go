@@ -284,3 +284,40 @@ func TestTwoNodesCMKRevision(t *testing.T) {
 		t.Errorf("chain of acme has %d events, want 11 (create and one per round)", len(evs))
 	}
 }
+
+// TestScrubDeletedRewritesRootKeys switches an org to a new wrapping (the
+// old one is deleted) and scrubs: the table's file is a new one, holding
+// only the live wrapping, and the wrapping still reads back.
+func TestScrubDeletedRewritesRootKeys(t *testing.T) {
+	s := openFresh(t)
+	ctx := t.Context()
+	createTestOrg(t, s, "acme")
+	cmkRef := masterkey.Ref{Provider: "azurekv", ID: "kv.vault.azure.net/keys/k"}
+	id, err := s.AddPendingWrapping(ctx, "acme", keys.RootKeyWrapping{State: keys.WrappingPending, CreatedAt: t0,
+		Wrapped: masterkey.Wrapped{Ciphertext: []byte("wrapped by the CMK"), Key: cmkRef.WithVersion("v1")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SwitchWrapping(ctx, "acme", id, cmkRef, cmk.Record{OrgID: "acme", State: cmk.StateActive},
+		audit.Event{Time: t0, Actor: "test", Action: "cmk.switch", Target: "acme"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	file := func() (f string) {
+		t.Helper()
+		if err := s.DB().QueryRowContext(ctx, `SELECT pg_relation_filenode('root_keys')::text`).Scan(&f); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	before := file()
+	if err := s.ScrubDeleted(ctx); err != nil {
+		t.Fatalf("ScrubDeleted = %v", err)
+	}
+	if after := file(); after == before {
+		t.Errorf("root_keys is still in file %s after ScrubDeleted, want a rewritten table", before)
+	}
+	ws, err := s.RootKeys(ctx, "acme")
+	if err != nil || len(ws) != 1 || ws[0].ID != id || string(ws[0].Wrapped.Ciphertext) != "wrapped by the CMK" {
+		t.Errorf("RootKeys after ScrubDeleted = %+v, %v; want only the CMK wrapping %d", ws, err, id)
+	}
+}
