@@ -26,7 +26,7 @@ build-release:
 ADDR ?=
 ARGS ?=
 dev:
-	$(GO) run ./cmd/orgkms dev $(if $(ADDR),--addr $(ADDR)) $(ARGS)
+	@$(GO) run ./cmd/orgkms dev $(if $(ADDR),--addr $(ADDR)) $(ARGS)
 
 ## test: everything CI runs: formatting, vet, and every test with the race detector
 test: fmt-check vet test-race

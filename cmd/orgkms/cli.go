@@ -114,6 +114,14 @@ func keyCmd(env *cliEnv) *cobra.Command {
 	// one returns a command acting on one named key.
 	one := func(verb, short string, do func(c *client.Client, org, name string) (client.Key, error), flags func(*cobra.Command)) *cobra.Command {
 		cmd := &cobra.Command{Use: verb + " NAME", Short: short, Args: argNames("NAME")}
+		if verb != "create" {
+			cmd.ValidArgsFunction = func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+				if len(args) > 0 {
+					return nil, cobra.ShellCompDirectiveNoFileComp
+				}
+				return completeKeys(cmd, args, toComplete)
+			}
+		}
 		org := orgFlag(cmd)
 		if flags != nil {
 			flags(cmd)
@@ -202,6 +210,8 @@ func addCryptoFlags(c *cobra.Command, withInput bool) *cryptoFlags {
 	fs := c.Flags()
 	fs.StringVar(&f.org, "org", "", "org `ID` (default $ORGKMS_ORG)")
 	fs.StringVar(&f.key, "key", "default", "data key `name`")
+	_ = c.RegisterFlagCompletionFunc("org", completeOrgs)
+	_ = c.RegisterFlagCompletionFunc("key", completeKeys)
 	fs.StringVar(&f.context, "context", "", "caller context bound to the ciphertext (must be given again to decrypt)")
 	if withInput {
 		fs.StringVar(&f.in, "in", "-", "input `file` (- = stdin)")

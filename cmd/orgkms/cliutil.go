@@ -212,7 +212,63 @@ func printCommands(w io.Writer, c *cobra.Command) {
 // orgFlag adds --org, defaulting to $ORGKMS_ORG when it runs.
 func orgFlag(c *cobra.Command) *string {
 	org := c.Flags().String("org", "", "org `ID` (default $ORGKMS_ORG)")
+	_ = c.RegisterFlagCompletionFunc("org", completeOrgs)
 	return org
+}
+
+// completionClient is the client of shell completion: one quick attempt.
+func completionClient() (*client.Client, error) {
+	return client.New(client.Config{MaxRetries: -1, Timeout: 5 * time.Second})
+}
+
+// completeOrgs completes --org from the server: every org for an operator,
+// the token's own org otherwise.
+func completeOrgs(cmd *cobra.Command, _ []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	c, err := completionClient()
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var ids []string
+	if page, err := c.ListOrgs(cmd.Context(), "", 1000); err == nil {
+		for _, o := range page.Orgs {
+			ids = append(ids, o.ID)
+		}
+	} else if w, err := c.WhoAmI(cmd.Context()); err == nil && w.Org != "" {
+		ids = []string{w.Org}
+	}
+	return withPrefix(ids, toComplete), cobra.ShellCompDirectiveNoFileComp
+}
+
+// completeKeys completes a data key name of the org given by --org (or
+// $ORGKMS_ORG).
+func completeKeys(cmd *cobra.Command, _ []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	org, _ := cmd.Flags().GetString("org")
+	if org = orgOrEnv(org); org == "" {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	c, err := completionClient()
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	ks, err := c.ListKeys(cmd.Context(), org)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var names []string
+	for _, k := range ks {
+		names = append(names, k.Name)
+	}
+	return withPrefix(names, toComplete), cobra.ShellCompDirectiveNoFileComp
+}
+
+func withPrefix(words []string, prefix string) []cobra.Completion {
+	var out []cobra.Completion
+	for _, w := range words {
+		if strings.HasPrefix(w, prefix) {
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 // orgOrEnv returns the --org value or $ORGKMS_ORG.

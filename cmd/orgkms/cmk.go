@@ -51,11 +51,14 @@ func cmkCmd(env *cliEnv) *cobra.Command {
 		"Step 1: prints the Entra ID admin-consent URL for your tenant. Needs admin and key_admin.",
 		func(cmd *cobra.Command) {
 			cmd.Flags().StringVar(&tenant, "tenant", "", "your Entra ID `tenant` ID (GUID)")
+			cmd.PreRunE = func(*cobra.Command, []string) error {
+				if tenant == "" {
+					return usageError{"--tenant is required", "your tenant ID is on the Overview page of Microsoft Entra ID"}
+				}
+				return nil
+			}
 		})
 	start(authorize, authOrg, func(c *client.Client, org string) error {
-		if tenant == "" {
-			return usageError{"--tenant is required", "your tenant ID is on the Overview page of Microsoft Entra ID"}
-		}
 		r, err := c.CMKAuthorize(env.ctx, org, tenant)
 		if err != nil {
 			return err
@@ -73,11 +76,14 @@ func cmkCmd(env *cliEnv) *cobra.Command {
 			cmd.Flags().StringVar(&req.VaultURI, "vault-uri", "", "Key Vault `URI`, e.g. https://contoso-kv.vault.azure.net/")
 			cmd.Flags().StringVar(&req.KeyName, "key-name", "", "key `name`")
 			cmd.Flags().StringVar(&req.KeyVersion, "key-version", "", "key `version` (empty: follow the latest version)")
+			cmd.PreRunE = func(*cobra.Command, []string) error {
+				if req.VaultURI == "" || req.KeyName == "" {
+					return usageError{"--vault-uri and --key-name are required", "copy them from the key vault in the Azure portal"}
+				}
+				return nil
+			}
 		})
 	start(configure, confOrg, func(c *client.Client, org string) error {
-		if req.VaultURI == "" || req.KeyName == "" {
-			return usageError{"--vault-uri and --key-name are required", "copy them from the key vault in the Azure portal"}
-		}
 		st, err := c.CMKConfigure(env.ctx, org, req)
 		if err != nil {
 			return err
@@ -150,13 +156,13 @@ func cmkCmd(env *cliEnv) *cobra.Command {
 			"for good (its ciphertexts fail with cmk_key_destroyed); new data works at once. Needs admin and key_admin.",
 		func(cmd *cobra.Command) {
 			cmd.Flags().BoolVar(&confirm, "confirm-data-loss", false, "confirm that data encrypted before is unrecoverable")
+			cmd.PreRunE = func(*cobra.Command, []string) error {
+				if !confirm {
+					return usageError{"--confirm-data-loss is required", "data encrypted before the fallback is lost for good; check that \"orgkms cmk status\" says lost"}
+				}
+				return nil
+			}
 		})
-	fallback.PreRunE = func(*cobra.Command, []string) error {
-		if !confirm {
-			return usageError{"--confirm-data-loss is required", "data encrypted before the fallback is lost for good; check that orgkms cmk status says lost"}
-		}
-		return nil
-	}
 	start(fallback, fbOrg, func(c *client.Client, org string) error {
 		st, err := c.CMKFallback(env.ctx, org)
 		if err != nil {

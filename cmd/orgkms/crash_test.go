@@ -30,12 +30,14 @@ import (
 	"github.com/orgkms/orgkms/internal/masterkey/azurekv"
 )
 
-// Bounds of the crash tests' waits. They are generous: the tests run under
-// -race next to every other package; nothing asserts how long a step took.
+// Bounds of the crash tests' waits, which all poll a condition. They are
+// only there to fail a stuck test with a message, so they are generous: the
+// tests run under -race next to every other package on a loaded machine;
+// nothing asserts how long a step took.
 const (
-	crashReadyTimeout = 20 * time.Second // a server answers /readyz
-	crashJobTimeout   = 30 * time.Second // a job finishes, or kills its server
-	crashStopTimeout  = 20 * time.Second // a server stops after SIGINT
+	crashReadyTimeout = 3 * time.Minute // a server answers /readyz
+	crashJobTimeout   = 3 * time.Minute // a job finishes, or kills its server
+	crashStopTimeout  = 2 * time.Minute // a server stops after SIGINT
 	crashPollInterval = 25 * time.Millisecond
 )
 

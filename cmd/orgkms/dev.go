@@ -262,8 +262,8 @@ Connect the CLI:
 Customer managed keys, against the built-in Azure emulator (%s):
   source %s       # ORGKMS_TOKEN: admin + key_admin of org "demo"
   orgkms cmk authorize --tenant %s
-      Step 1: open the printed URL and click Accept (consent page: %s; the
-      emulator's CA, for other tools: %s)
+      Step 1: open the printed URL and click Accept (the consent page is
+      served at %s; the emulator's CA, for other tools: %s)
   orgkms cmk configure --vault-uri %s --key-name %s
       Step 2: key version empty = follow the latest version
   orgkms cmk test && orgkms cmk enable

@@ -23,7 +23,7 @@ func serveCmd(env *cliEnv) *cobra.Command {
 		Short: "run the server from a config file, environment and flags",
 		Long: wrapText("Runs the orgkms server. Settings come from the JSON config file, then ORGKMS_* "+
 			"environment variables ("+envVarList()+"), then flags. On first start it creates the platform "+
-			"master key (local:///DATA_DIR/master.key unless master_key is set) and an operator token in "+
+			"master key (local://DATA_DIR/master.key unless master_key is set) and an operator token in "+
 			"DATA_DIR/bootstrap-token.", 80),
 		Args: argNames(),
 	}

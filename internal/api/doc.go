@@ -13,5 +13,9 @@
 // Handlers return errors; writeError is the only place that maps a
 // fault.Kind to an HTTP status and the body
 // {"error":{"code":"...","message":"...","request_id":"..."}}. It never sends
-// the text of an underlying error to the client, and it logs once.
+// the text of an underlying error to the client, and it logs once. A path
+// that has routes, but not for the request's method, answers 405
+// method_not_allowed with Allow. Messages, CMK status texts and an org's
+// audit details never say where the platform master key lives
+// (keys.Service.RedactPlatformKey).
 package api

@@ -42,6 +42,17 @@ func (q *vaultReq) kid(name, version string) string {
 // classify maps method and path to an operation. ok is false for paths the
 // emulator does not serve.
 func classify(method, path string) (op, perm, name, version string, ok bool) {
+	op, perm, name, version, ok = route(method, path)
+	if ok && name == "" && op != OpList && op != OpListDeleted {
+		// An empty key name (/keys//wrapkey) names no key.
+		return "", "", "", "", false
+	}
+	return op, perm, name, version, ok
+}
+
+// route maps a vault request to its operation, as classify, without
+// checking the key name.
+func route(method, path string) (op, perm, name, version string, ok bool) {
 	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
 	if n := len(segs); n > 1 && segs[n-1] == "" {
 		segs = segs[:n-1]

@@ -40,6 +40,34 @@ type Report struct {
 	Latency time.Duration `json:"-"`
 }
 
+// Count returns the number of checks with status st.
+func (r Report) Count(st CheckStatus) int {
+	n := 0
+	for _, c := range r.Checks {
+		if c.Status == st {
+			n++
+		}
+	}
+	return n
+}
+
+// Summary says in one line how Test Managed Key went: "All checks passed"
+// only when every check passed, "Passed with 1 warning" when one warned,
+// "2 of 13 checks failed" otherwise.
+func (r Report) Summary() string {
+	if !r.OK {
+		return fmt.Sprintf("%d of %d checks failed", r.Count(Fail), len(r.Checks))
+	}
+	switch w := r.Count(Warn); w {
+	case 0:
+		return "All checks passed"
+	case 1:
+		return "Passed with 1 warning"
+	default:
+		return fmt.Sprintf("Passed with %d warnings", w)
+	}
+}
+
 // FirstFailure describes the first failed check.
 func (r Report) FirstFailure() string {
 	for _, c := range r.Checks {
@@ -121,6 +149,12 @@ func (s *Service) Test(ctx context.Context, orgID string) Report {
 		return finish()
 	}
 	if err := keeper.CheckCredentials(ctx, ref); err != nil {
+		if fault.KindOf(err) == fault.CMKConsentRevoked {
+			// Consent was recorded, but Entra ID says it is gone.
+			set("consent", Fail, fault.Message(err), remedyFor(err, rec))
+			set("token", Fail, "no token: orgkms is not authorized in tenant "+rec.TenantID, "")
+			return finish()
+		}
 		set("token", Fail, fault.Message(err), remedyFor(err, rec))
 		return finish()
 	}
@@ -189,8 +223,18 @@ func (s *Service) Test(ctx context.Context, orgID string) Report {
 		set("type", Fail, "key type "+use.KeyType+" cannot wrap keys", "use an RSA (2048 bits or more) or RSA-HSM key, or an oct-HSM key in a Managed HSM")
 		return finish()
 	}
-	if use.Operations != nil && (!slices.Contains(use.Operations, "wrapKey") || !slices.Contains(use.Operations, "unwrapKey")) {
-		set("operations", Fail, "the key's permitted operations are "+strings.Join(use.Operations, ", "), "allow Wrap Key and Unwrap Key in the key's permitted operations")
+	if missing := missingOperations(use.Operations); len(missing) > 0 {
+		permitted := "none"
+		if len(use.Operations) > 0 {
+			permitted = strings.Join(use.Operations, ", ")
+		}
+		labels := make([]string, len(missing))
+		for i, op := range missing {
+			labels[i] = permissionLabel(op)
+		}
+		set("operations", Fail,
+			fmt.Sprintf("version %s of key %s does not permit %s (its permitted operations: %s)", use.Key.Version, rec.KeyName, strings.Join(missing, " and "), permitted),
+			fmt.Sprintf("add %s to the permitted operations of key %s (Keys → %s → version → Permitted operations), then test again", strings.Join(labels, " and "), rec.KeyName, rec.KeyName))
 		return finish()
 	}
 	set("operations", Pass, "wrapKey and unwrapKey are permitted", "")
@@ -230,6 +274,22 @@ func (s *Service) Test(ctx context.Context, orgID string) Report {
 		set("latency", Pass, "a round trip took "+probe.Latency.Round(time.Millisecond).String(), "")
 	}
 	return finish()
+}
+
+// missingOperations returns the key operations orgkms needs that ops (a
+// key's key_ops) lacks; none when ops is nil (the vault reported no
+// restriction).
+func missingOperations(ops []string) []string {
+	if ops == nil {
+		return nil
+	}
+	var missing []string
+	for _, need := range []string{"wrapKey", "unwrapKey"} {
+		if !slices.ContainsFunc(ops, func(op string) bool { return strings.EqualFold(op, need) }) {
+			missing = append(missing, need)
+		}
+	}
+	return missing
 }
 
 func permissionLabel(p string) string {

@@ -21,6 +21,9 @@ type Cloud interface {
 	ParseKey(vaultURI, name, version, tenant string) (masterkey.Ref, error)
 	// KeyURI renders ref as a master-key URI.
 	KeyURI(ref masterkey.Ref) string
+	// VaultURI is the canonical spelling of the vault of ref (a ref from
+	// ParseKey): two spellings of one vault give the same string.
+	VaultURI(ref masterkey.Ref) string
 }
 
 // Azure is the Cloud of Azure Key Vault with Entra ID admin consent.
@@ -60,6 +63,15 @@ func (a Azure) ParseKey(vaultURI, name, version, tenant string) (masterkey.Ref, 
 
 // KeyURI renders an azurekv ref.
 func (a Azure) KeyURI(ref masterkey.Ref) string { return ref.Unversioned().String() }
+
+// VaultURI returns the canonical https://HOST/ of an azurekv ref's vault.
+func (a Azure) VaultURI(ref masterkey.Ref) string {
+	k, err := a.Provider.Key(ref)
+	if err != nil {
+		return ""
+	}
+	return k.VaultURL()
+}
 
 // keyLocation is where a customer's key lives, as the customer names it.
 type keyLocation struct {

@@ -966,6 +966,12 @@ func TestLostOrgFallsBack(t *testing.T) {
 		}
 	}
 	check("after fallback")
+	// Lowering the min decryption version does not bring the lost versions
+	// back, nor break the key.
+	if _, err := w.keys.SetMinDecryptionVersion(ctx, "test", "initech", "default", 1); err != nil {
+		t.Fatal(err)
+	}
+	check("with the min decryption version lowered")
 	// A restarted node knows the loss too.
 	cs := w.restart("node-b")
 	if err := cs.LoadBlocks(ctx); err != nil {

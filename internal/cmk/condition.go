@@ -17,7 +17,8 @@ import (
 //   - transient (throttled, 5xx, timeout, outage): Unavailable, 503 with
 //     Retry-After; nothing was changed and the caller may retry
 //   - disabled, expired or not yet valid: CMKDisabled (424)
-//   - a permission or the consent missing: CMKPermissionMissing (424)
+//   - a permission missing: CMKPermissionMissing (424); consent withdrawn:
+//     CMKConsentRevoked (424)
 //   - not found or deleted: CMKDeleted (424)
 //   - purged: CMKDestroyed (424)
 //

@@ -292,7 +292,7 @@ func (s *Service) rewrap(ctx context.Context, j *Job) error {
 	}
 	now := s.now().UTC()
 	rec = s.afterSwitch(rec, *j, pending.Wrapped, now)
-	details := map[string]string{"from": active.Wrapped.Key.String(), "to": pending.Wrapped.Key.String()}
+	details := map[string]string{"from": s.cfg.Keys.AuditKeyName(active.Wrapped.Key), "to": s.cfg.Keys.AuditKeyName(pending.Wrapped.Key)}
 	ev := audit.Event{OrgID: j.OrgID, Time: now, Actor: "orgkms", Action: "cmk." + string(j.Kind) + ".done", Target: "cmk", Details: details}
 	done := *j
 	done.State, done.Step, done.Error, done.UpdatedAt = JobDone, "switched", "", now
@@ -344,7 +344,7 @@ func (s *Service) finish(ctx context.Context, j *Job, w masterkey.Wrapped) error
 	}
 	j.State, j.Step, j.Error = JobDone, "switched", ""
 	ev := audit.Event{OrgID: j.OrgID, Time: now, Actor: "orgkms", Action: "cmk." + string(j.Kind) + ".done", Target: "cmk",
-		Details: map[string]string{"key": w.Key.Unversioned().String(), "key_version": w.Key.Version}}
+		Details: map[string]string{"key": s.cfg.Keys.AuditKeyName(w.Key.Unversioned()), "key_version": w.Key.Version}}
 	if err := s.st.FinishJob(ctx, *j, rec, ev); err != nil {
 		return err
 	}

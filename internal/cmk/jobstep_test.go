@@ -29,7 +29,7 @@ func TestOnJobStepObservesEveryStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.rotate()
+	w.rotate() // a new version, tagged for the org
 	if err := cs.Probe(ctx, "acme"); err != nil {
 		t.Fatalf("Probe: %v", err)
 	}

@@ -74,7 +74,6 @@ type Service struct {
 	blocked    map[string]error     // org → fast-fail error while revoked or lost
 	dataLost   map[string]time.Time // org → when it fell back after a purge (FallBack)
 	testLimits map[string]*rate.Limiter
-	loadedAt   time.Time
 }
 
 // New returns a Service. Call Run to start its probe and job worker.
@@ -347,7 +346,7 @@ func (s *Service) configureOnce(ctx context.Context, actor, orgID, vaultURI, key
 		return Record{}, err
 	}
 	now := s.now().UTC()
-	rec.VaultURI, rec.KeyName, rec.KeyVersion = strings.TrimSpace(vaultURI), strings.TrimSpace(keyName), ref.Version
+	rec.VaultURI, rec.KeyName, rec.KeyVersion = s.cfg.Cloud.VaultURI(ref), strings.TrimSpace(keyName), ref.Version
 	rec.KeyURI = s.cfg.Cloud.KeyURI(ref.Unversioned())
 	rec.UpdatedAt = now
 	ev := &audit.Event{OrgID: orgID, Time: now, Actor: actor, Action: "cmk.configure", Target: "cmk",

@@ -84,6 +84,12 @@ type Azure struct {
 	CAFile            string   `json:"ca_file"`             // extra CA to trust (e.g. the emulator's)
 	EmulatorAddr      string   `json:"emulator_addr"`       // development and tests: send every Azure connection to this address
 	ExtraHostSuffixes []string `json:"extra_host_suffixes"` // additional allowed vault host suffixes
+	// Timeout bounds each call to Key Vault or Entra ID, retries included
+	// (default 6s); TryTimeout each attempt within it (default 3s);
+	// MaxRetries the retries of a failed attempt (default 2, -1 for none).
+	Timeout    Duration `json:"timeout"`
+	TryTimeout Duration `json:"try_timeout"`
+	MaxRetries int      `json:"max_retries"`
 }
 
 // Sources are the layers of a configuration; each later one overrides the
@@ -361,6 +367,9 @@ func (c Config) Validate() error {
 	}
 	if time.Duration(c.CMK.ProbeInterval) < time.Second {
 		return fmt.Errorf("cmk.probe_interval must be at least 1s")
+	}
+	if a := c.CMK.Azure; a.Timeout < 0 || a.TryTimeout < 0 || a.MaxRetries < -1 || a.MaxRetries > 10 {
+		return fmt.Errorf("cmk.azure.timeout and cmk.azure.try_timeout must not be negative, and cmk.azure.max_retries must be between -1 (none) and 10")
 	}
 	if time.Duration(c.CMK.JobLease) < time.Second {
 		return fmt.Errorf("cmk.job_lease must be at least 1s")

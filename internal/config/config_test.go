@@ -137,6 +137,29 @@ func TestLoadRefuses(t *testing.T) {
 	}
 }
 
+// TestAzureCallBounds: the Azure driver's per-call timeout, per-attempt
+// timeout and retry budget come from cmk.azure, and absurd values are
+// refused.
+func TestAzureCallBounds(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.json")
+	os.WriteFile(p, []byte(`{"cmk":{"cloud":"azure","azure":{"client_id":"app","client_secret":"s","timeout":"2s","try_timeout":"500ms","max_retries":-1}}}`), 0o600)
+	c, err := Load(Sources{Path: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := c.CMK.Azure; time.Duration(a.Timeout) != 2*time.Second || time.Duration(a.TryTimeout) != 500*time.Millisecond || a.MaxRetries != -1 {
+		t.Fatalf("cmk.azure bounds = %v, %v, %d; want 2s, 500ms, -1", a.Timeout, a.TryTimeout, a.MaxRetries)
+	}
+	for _, bad := range []Azure{{MaxRetries: 11}, {MaxRetries: -2}, {Timeout: Duration(-time.Second)}} {
+		bad.ClientID, bad.ClientSecret = "app", "s"
+		c := Config{CMK: CMK{Cloud: "azure", Azure: bad}}
+		c.Defaults()
+		if c.Validate() == nil {
+			t.Errorf("Validate(cmk.azure %+v) = nil, want error", bad)
+		}
+	}
+}
+
 // FuzzLoad feeds arbitrary JSON files and environment values to Load: it
 // never panics, and returns an error or a configuration that passes
 // Validate.

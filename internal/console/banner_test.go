@@ -24,6 +24,8 @@ func TestBanner(t *testing.T) {
 			"banner-revoked", []string{"key k in vault v is disabled", "refuses to encrypt or decrypt", "enable the key"}},
 		{"permission", cmk.Record{State: cmk.StateRevoked, ReasonCode: fault.CMKPermissionMissing.Code(), Reason: "orgkms lost the unwrapKey permission"},
 			"banner-revoked", []string{"unwrapKey", "access policy", "authorize it again"}},
+		{"consent withdrawn", cmk.Record{State: cmk.StateRevoked, ReasonCode: fault.CMKConsentRevoked.Code(), Reason: "orgkms is not authorized in Entra ID tenant t (admin consent was withdrawn or never granted)"},
+			"banner-revoked", []string{"consent was withdrawn", "grants orgkms admin consent again", "Authorize again"}},
 		{"deleted", cmk.Record{State: cmk.StateRevoked, ReasonCode: fault.CMKDeleted.Code(), Reason: "key k was deleted", RecoverableUntil: now.Add(90 * 24 * time.Hour)},
 			"banner-revoked", []string{"recover the key", "2025-08-30"}},
 		{"lost", cmk.Record{State: cmk.StateLost, ReasonCode: fault.CMKDestroyed.Code(), Reason: "key k was purged from vault v: the org's data is unrecoverable"},

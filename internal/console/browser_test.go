@@ -47,8 +47,10 @@ const (
 	memberEmail = "member@demo.example"
 	memberPass  = "member-password-for-the-browser-test"
 
-	actionTimeout = 20 * time.Second // one browser action
-	stateTimeout  = 30 * time.Second // a CMK state change seen in the page
+	// Bounds that only fail a stuck test with a message (every wait polls
+	// its condition), generous for a loaded machine.
+	actionTimeout = 2 * time.Minute // one browser action
+	stateTimeout  = 2 * time.Minute // a CMK state change seen in the page
 )
 
 // browserStack is orgkms (SQLite, local platform key, the azurekv driver, the CMK

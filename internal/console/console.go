@@ -119,8 +119,10 @@ func (h *handler) routes() {
 	h.orgRoute("GET /console/orgs/{org}/security", auth.ActCMKManage, (*handler).security)
 	h.orgRoute("POST /console/orgs/{org}/security/authorize", auth.ActCMKManage, (*handler).authorize)
 	h.orgRoute("POST /console/orgs/{org}/security/configure", auth.ActCMKManage, (*handler).configure)
+	h.orgRoute("POST /console/orgs/{org}/security/test", auth.ActCMKManage, (*handler).testKey)
 	h.orgRoute("GET /console/orgs/{org}/security/disable", auth.ActCMKManage, (*handler).disablePage)
 	h.orgRoute("POST /console/orgs/{org}/security/disable", auth.ActCMKManage, (*handler).disable)
+	h.orgRoute("POST /console/orgs/{org}/security/fallback", auth.ActCMKManage, (*handler).fallback)
 
 	h.orgRoute("GET /console/orgs/{org}/keys", auth.ActKeyRead, (*handler).keys)
 	h.orgRoute("POST /console/orgs/{org}/keys", auth.ActKeyManage, (*handler).createKey)
@@ -450,6 +452,8 @@ func bannerOf(rec cmk.Record, now time.Time) *banner {
 		switch rec.ReasonCode {
 		case fault.CMKPermissionMissing.Code():
 			b.Remedy = "To restore access: give orgkms' application Get, Wrap Key and Unwrap Key in the vault's access policy, or authorize it again in Settings → Security (Step 1)."
+		case fault.CMKConsentRevoked.Code():
+			b.Remedy = "To restore access: an administrator of your Microsoft Entra ID tenant grants orgkms admin consent again (Settings → Security → Step 1, Authorize again)."
 		case fault.CMKDeleted.Code():
 			b.Remedy = "To restore access: recover the key in the Azure portal (Key Vault → Keys → Manage deleted keys)"
 			if !rec.RecoverableUntil.IsZero() {

@@ -323,6 +323,7 @@ func TestRoles(t *testing.T) {
 			}
 			post("/console/orgs/acme/security/authorize", url.Values{"tenant_id": {""}}, tt.security)
 			post("/console/orgs/acme/security/configure", url.Values{"vault_uri": {"x"}, "action": {"test"}}, tt.security)
+			post("/console/orgs/acme/security/test", url.Values{}, tt.security)
 			post("/console/orgs/acme/security/disable", url.Values{}, tt.security)
 			post("/console/orgs/acme/users", url.Values{"email": {"bad"}}, tt.users)
 			post("/console/orgs/acme/keys/default/min-version", url.Values{"min_decryption_version": {"x"}}, tt.manageKeys)
@@ -717,7 +718,7 @@ func TestSecurityFlow(t *testing.T) {
 			t.Errorf("check %s = %s", id, st)
 		}
 	}
-	p.wantText("test-summary", "All checks passed")
+	wantSummary(t, p)
 	if p.has("job-progress") {
 		t.Error("job progress shown before Save")
 	}
@@ -725,7 +726,9 @@ func TestSecurityFlow(t *testing.T) {
 	// Save: activation starts; the page shows its progress and reloads.
 	p = b.post(sec+"/configure", url.Values{"csrf_token": {p.csrf()}, "vault_uri": {h.demo.VaultURI}, "key_name": {h.demo.KeyName}, "action": {"save"}})
 	p = b.follow(p).want(http.StatusOK)
-	p.wantText("flash", "All checks passed")
+	if !strings.Contains(p.text("flash"), "All checks passed") && !strings.Contains(p.text("flash"), "passed with warnings") {
+		t.Errorf("flash after Save = %q, want it to say the test passed", p.text("flash"))
+	}
 	p.wantText("cmk-state", "activating")
 	p.wantText("job-progress", "Activating your key")
 	if !strings.Contains(p.body, `<meta http-equiv="refresh" content="2">`) {
@@ -885,6 +888,9 @@ func TestBannersAndStates(t *testing.T) {
 	}
 	p.wantText("banner", "recover the key")
 	p.wantText("cmk-state", "revoked")
+
+	// Test Managed Key stays available while revoked.
+	wantTestWhileRevoked(t, h, b)
 }
 
 // TestDemoHints: in development the Security page names the emulator's
@@ -909,5 +915,62 @@ func TestDemoHints(t *testing.T) {
 			p.wantText("demo-key", h.demo.VaultURI)
 			p.wantText("demo-key", h.demo.KeyName)
 		}
+	}
+}
+
+// TestLostOrgFallBack: a lost org's Security page offers the way out; the
+// fallback needs the explicit confirmation, records the loss and makes the
+// org usable for new data.
+func TestLostOrgFallBack(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, options{})
+	ctx := t.Context()
+	b := h.signedIn(secAdmin)
+	v, err := h.emu.CreateVault(h.demo.TenantID, "scratch-kv", azureemu.VaultOptions{SoftDeleteDays: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.emu.CreateKey("scratch-kv", "k1", azureemu.KeyOptions{})
+	h.emu.SetKeyTags("scratch-kv", "k1", "", map[string]string{"orgkms-org": "acme"})
+	h.emu.SetPolicy("scratch-kv", h.demo.ClientID, azureemu.DemoPermissions)
+	u, err := h.cmk.Authorize(ctx, "user:"+secAdmin, "acme", h.demo.TenantID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.get(h.consent(u, "accept")).want(http.StatusOK)
+	if _, err := h.cmk.Configure(ctx, "user:"+secAdmin, "acme", v.URI, "k1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.cmk.Enable(ctx, "user:"+secAdmin, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	h.runJobs()
+	h.emu.DeleteKey("scratch-kv", "k1")
+	if err := h.emu.PurgeKey("scratch-kv", "k1"); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // the proof of a purge
+		if err := h.cmk.Probe(ctx, "acme"); err != nil {
+			t.Fatal(err)
+		}
+		h.advance(6 * time.Minute)
+	}
+	p := b.get("/console/orgs/acme/security").want(http.StatusOK)
+	p.wantText("cmk-state", "lost")
+	p.wantText("disable", "Fall back to a new platform root key")
+	b.get("/console/orgs/acme/security/disable").want(http.StatusOK).wantText("fallback-explanation", "cmk_key_destroyed")
+	// Without the confirmation nothing happens.
+	b.postForm("/console/orgs/acme/security/disable", "/console/orgs/acme/security/fallback", url.Values{}).want(http.StatusBadRequest)
+	if st, _ := h.cmk.Status(ctx, "acme"); st.State != cmk.StateLost {
+		t.Fatalf("state %s after an unconfirmed fallback, want lost", st.State)
+	}
+	b.postForm("/console/orgs/acme/security/disable", "/console/orgs/acme/security/fallback", url.Values{"confirm_data_loss": {"yes"}}).want(http.StatusSeeOther)
+	st, err := h.cmk.Status(ctx, "acme")
+	if err != nil || st.State != cmk.StatePlatform || st.DataLostAt.IsZero() {
+		t.Fatalf("after the fallback: %+v, %v; want platform with the loss date", st.Record, err)
+	}
+	b.get("/console/orgs/acme/security").want(http.StatusOK).wantText("banner", "Data lost on")
+	if _, err := h.keys.Encrypt(ctx, "svc", "acme", "default", []byte("new"), nil); err != nil {
+		t.Fatalf("encrypt after the fallback: %v", err)
 	}
 }

@@ -16,18 +16,20 @@ import (
 // (post/redirect/get with ?done=CODE). Only these fixed texts are shown:
 // nothing from the query string is reflected.
 var flashes = map[string]string{
-	"user-created":  "User created.",
-	"roles-saved":   "Roles saved.",
-	"key-created":   "Key created.",
-	"key-rotated":   "Key rotated: new ciphertexts use the new version; older versions still decrypt.",
-	"min-version":   "Minimum decryption version saved.",
-	"enabling":      "All checks passed. orgkms is moving the org's root key to your key.",
-	"disabling":     "orgkms is moving the org's root key back to the platform key.",
-	"reset":         "Customer managed keys are off: the authorization and key configuration were removed.",
-	"consent-ok":    "Authorization complete: orgkms may now use keys in your tenant. Continue with Step 2.",
-	"consent-fail":  "Authorization was not completed (the previous page says why). Start again with Step 1.",
-	"already-reset": "Customer managed keys are already off.",
-	"saved":         "Key settings saved; the key in use did not change.",
+	"user-created":    "User created.",
+	"roles-saved":     "Roles saved.",
+	"key-created":     "Key created.",
+	"key-rotated":     "Key rotated: new ciphertexts use the new version; older versions still decrypt.",
+	"min-version":     "Minimum decryption version saved.",
+	"enabling":        "All checks passed. orgkms is moving the org's root key to your key.",
+	"enabling-warned": "Test Managed Key passed with warnings (Test Managed Key shows them again). orgkms is moving the org's root key to your key.",
+	"disabling":       "orgkms is moving the org's root key back to the platform key.",
+	"reset":           "Customer managed keys are off: the authorization and key configuration were removed.",
+	"fallback":        "The org now uses a new platform root key. Data encrypted before was lost with the purged key; new data works.",
+	"consent-ok":      "Authorization complete: orgkms may now use keys in your tenant. Continue with Step 2.",
+	"consent-fail":    "Authorization was not completed (the previous page says why). Start again with Step 1.",
+	"already-reset":   "Customer managed keys are already off.",
+	"saved":           "Key settings saved; the key in use did not change.",
 }
 
 // stateText explains each CMK lifecycle state in the customer's words.

@@ -20,11 +20,11 @@ type securityData struct {
 	CanAuthorize bool
 	CanConfigure bool
 	CanDisable   bool
+	CanTest      bool   // Test Managed Key of the configured key alone (the key cannot be changed now)
 	Replacing    bool   // Step 2 stages a replacement of the active key
 	Consent      string // "Authorized for tenant ... on ... by ..."
 	LastFailure  string // a failed job's reason, after roll-back
 	Report       *cmk.Report
-	Failed       int // failed checks of Report
 	States       []stateInfo
 	Demo         *Demo // the emulator's demo values, in development
 }
@@ -72,20 +72,14 @@ func (h *handler) renderSecurity(rq *request, status int, v *view, switchOn bool
 		d.CanAuthorize = true // again after a revoked consent, too
 	}
 	d.CanConfigure = rec.State == cmk.StateAuthorized || rec.State == cmk.StateActive
+	d.CanTest = !d.CanConfigure && rec.KeyURI != "" && (rec.State == cmk.StateRevoked || rec.State == cmk.StateLost)
 	d.Replacing = rec.State == cmk.StateActive
-	d.CanDisable = rec.State == cmk.StateAuthorized || rec.State == cmk.StateActive
+	d.CanDisable = rec.State == cmk.StateAuthorized || rec.State == cmk.StateActive || rec.State == cmk.StateLost
 	if !rec.ConsentedAt.IsZero() {
 		d.Consent = "Authorized for tenant " + rec.TenantID + " on " + fmtTime(rec.ConsentedAt) + " by " + strings.TrimPrefix(rec.ConsentedBy, "user:")
 	}
 	if (rec.State == cmk.StateAuthorized || rec.State == cmk.StateActive) && rec.Reason != "" {
 		d.LastFailure = rec.Reason
-	}
-	if rep != nil {
-		for _, c := range rep.Checks {
-			if c.Status == cmk.Fail {
-				d.Failed++
-			}
-		}
 	}
 	if v.Form == nil {
 		v.Form = url.Values{"tenant_id": {rec.TenantID}, "vault_uri": {rec.VaultURI}, "key_name": {rec.KeyName}, "key_version": {rec.KeyVersion}}
@@ -146,9 +140,12 @@ func (h *handler) configure(rq *request) error {
 		return err
 	}
 	if !save {
-		if !rep.OK {
+		switch {
+		case !rep.OK:
 			v.Error = "Test Managed Key found problems: fix the failed checks below, then test again."
-		} else {
+		case rep.Count(cmk.Warn) > 0:
+			v.Flash = "Test Managed Key " + strings.ToLower(rep.Summary()) + ": review the warnings below, then click Save to start using the key."
+		default:
 			v.Flash = "Test Managed Key passed. Click Save to start using the key."
 		}
 		return h.renderSecurity(rq, http.StatusOK, v, true, &rep)
@@ -165,7 +162,35 @@ func (h *handler) configure(rq *request) error {
 		v.Error = fault.Message(err)
 		return h.renderSecurity(rq, h.errStatus(rq, err), v, true, &rep)
 	}
+	if rep.Count(cmk.Warn) > 0 {
+		return rq.redirect(orgPath(rq.org, "security?done=enabling-warned"))
+	}
 	return rq.redirect(orgPath(rq.org, "security?done=enabling"))
+}
+
+// testKey runs Test Managed Key on the key as configured, without changing
+// anything: the Security page offers it while the key cannot be changed,
+// above all while it is revoked, when an admin needs the checks most.
+func (h *handler) testKey(rq *request) error {
+	rec := rq.status.Record
+	if rec.KeyURI == "" {
+		v := &view{Error: "No key is configured yet: complete Step 2 first."}
+		return h.renderSecurity(rq, http.StatusConflict, v, true, nil)
+	}
+	rep := h.cfg.CMK.Test(rq.r.Context(), rq.org)
+	v := &view{}
+	switch {
+	case !rep.OK:
+		v.Error = "Test Managed Key found problems: the failed checks below say what to fix."
+	case rep.Count(cmk.Warn) > 0:
+		v.Flash = "Test Managed Key " + strings.ToLower(rep.Summary()) + "."
+	default:
+		v.Flash = "Test Managed Key passed."
+	}
+	if rec.State == cmk.StateRevoked && rep.OK {
+		v.Flash += " orgkms notices within one probe interval and serves the org again."
+	}
+	return h.renderSecurity(rq, http.StatusOK, v, true, &rep)
 }
 
 // disableData is the disable confirmation page's own data.
@@ -174,6 +199,7 @@ type disableData struct {
 	Reset    bool // before activation: turning off forgets the configuration
 	Possible bool
 	Why      string // why disabling is not possible now
+	Lost     bool   // the key was purged: the way out is a fallback
 }
 
 func (h *handler) disablePage(rq *request) error {
@@ -190,7 +216,9 @@ func (h *handler) renderDisable(rq *request, status int, v *view) error {
 		d.Possible = true
 	case cmk.StatePlatform:
 		d.Why = "Customer managed keys are already off for this org."
-	case cmk.StateRevoked, cmk.StateLost:
+	case cmk.StateLost:
+		d.Lost = true
+	case cmk.StateRevoked:
 		d.Why = "orgkms must unwrap the org's root key with your key to move it back to the platform key, and your key cannot be used now. Restore access to the key first."
 	default:
 		d.Why = "A key operation is in progress (" + string(rec.State) + "). Try again when it finishes."
@@ -198,6 +226,17 @@ func (h *handler) renderDisable(rq *request, status int, v *view) error {
 	v.Title, v.Active, v.Data = "Disable customer managed keys", "security", d
 	h.render(rq, status, "disable", v)
 	return nil
+}
+
+// fallback gives a lost org a new platform root key (cmk.Service.FallBack).
+func (h *handler) fallback(rq *request) error {
+	if rq.r.FormValue("confirm_data_loss") != "yes" {
+		return h.renderDisable(rq, http.StatusBadRequest, &view{Error: "tick the box to confirm that the data encrypted before is lost for good"})
+	}
+	if _, err := h.cfg.CMK.FallBack(rq.r.Context(), rq.p.Name, rq.org); err != nil {
+		return h.renderDisable(rq, h.errStatus(rq, err), &view{Error: fault.Message(err)})
+	}
+	return rq.redirect(orgPath(rq.org, "security?done=fallback"))
 }
 
 func (h *handler) disable(rq *request) error {

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -264,5 +265,34 @@ func BenchmarkRawAESGCM(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// An org's audit chain names the platform master key "platform", never its
+// location: org admins export their chain, and a redacted export would no
+// longer verify.
+func TestAuditNamesThePlatformKeyWithoutItsLocation(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	ctx := t.Context()
+	if _, err := e.svc.CreateOrg(ctx, "op", "acme", ""); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := e.svc.AuditEvents(ctx, "acme", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc := e.svc.PlatformKey().String()
+	for _, ev := range evs {
+		for k, v := range ev.Details {
+			if strings.Contains(v, loc) {
+				t.Errorf("event %s detail %s = %q names the platform key's location %q", ev.Action, k, v, loc)
+			}
+		}
+		if ev.Action == "org.create" && ev.Details["master_key"] != "platform" {
+			t.Errorf("org.create master_key = %q, want platform", ev.Details["master_key"])
+		}
+	}
+	if other := (masterkey.Ref{Provider: "azurekv", ID: "contoso-kv.vault.azure.net/keys/k"}); e.svc.AuditKeyName(other) != other.String() {
+		t.Errorf("AuditKeyName(%v) = %q, want the customer key's ref", other, e.svc.AuditKeyName(other))
 	}
 }

@@ -3,6 +3,8 @@ package keys
 import (
 	"strings"
 	"sync"
+
+	"github.com/orgkms/orgkms/internal/masterkey"
 )
 
 // redactor hides the platform master key's location.
@@ -39,4 +41,15 @@ func (s *Service) RedactPlatformKey(text string) string {
 		return text
 	}
 	return s.redact.r.Replace(text)
+}
+
+// AuditKeyName is how an audit event names the master key ref: "platform"
+// for the platform master key, whose location an org never learns (not even
+// at rest in its own audit chain, which its admins export and verify), and
+// the ref itself for a customer's key.
+func (s *Service) AuditKeyName(ref masterkey.Ref) string {
+	if ref.Unversioned() == s.platformKey {
+		return "platform"
+	}
+	return ref.String()
 }

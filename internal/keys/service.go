@@ -45,9 +45,9 @@ type Config struct {
 	Guard func(ctx context.Context, orgID string) error
 	// DataLost, when set, reports when an org lost its data (its customer
 	// managed key was purged and it fell back to a new root key); zero when
-	// never. A data key version below its min decryption version that no
-	// longer unwraps is then lost data, not corruption: ciphertexts of it
-	// fail with cmk_key_destroyed while newer versions keep working.
+	// never. A data key version made before then that no longer unwraps is
+	// then lost data, not corruption: ciphertexts of it fail with
+	// cmk_key_destroyed while newer versions keep working.
 	DataLost func(orgID string) time.Time
 }
 
@@ -195,7 +195,7 @@ func (s *Service) CreateOrg(ctx context.Context, actor, id, name string) (Org, e
 	org := Org{ID: id, Name: name, CreatedAt: now, MasterKey: s.platformKey}
 	rw := RootKeyWrapping{OrgID: id, Wrapped: w, State: WrappingActive, CreatedAt: now}
 	ev := audit.Event{OrgID: id, Time: now, Actor: actor, Action: "org.create", Target: "org/" + id,
-		Details: map[string]string{"name": name, "master_key": w.Key.Unversioned().String(), "master_key_version": w.Key.Version}}
+		Details: map[string]string{"name": name, "master_key": s.AuditKeyName(w.Key.Unversioned()), "master_key_version": w.Key.Version}}
 	if err := s.store.CreateOrg(ctx, org, rw, first, ev); err != nil {
 		return Org{}, err
 	}
@@ -301,8 +301,8 @@ func (s *Service) ring(ctx context.Context, e *orgEntry, name string, wantVersio
 			}
 		}
 		raw, err := envelope.UnwrapKey(e.root, v.Wrapped, DataKeyAAD(e.org.ID, name, v.Version))
-		if err != nil && v.Version < dk.MinDecryptionVersion && s.dataLost != nil {
-			if at := s.dataLost(e.org.ID); !at.IsZero() {
+		if err != nil && s.dataLost != nil {
+			if at := s.dataLost(e.org.ID); !at.IsZero() && !v.CreatedAt.After(at) {
 				// Wrapped by the root key lost with a purged customer key.
 				if nr.lost == nil {
 					nr.lost = map[uint32]time.Time{}

@@ -78,9 +78,7 @@ func ParseRef(s string) (Ref, error) {
 	if !ok || !schemeRe.MatchString(scheme) {
 		return invalid("no provider scheme")
 	}
-	if strings.HasPrefix(rest, "//") {
-		rest = rest[2:]
-	}
+	rest = strings.TrimPrefix(rest, "//")
 	id, version, hasVersion := strings.Cut(rest, "#")
 	if id == "" {
 		return invalid("the key ID is empty")

@@ -420,13 +420,20 @@ func providers(cfg config.Config, opts Options, log *slog.Logger, m *metrics.Met
 			return nil, nil, err
 		}
 	}
+	maxRetries := a.MaxRetries // cmk.azure.max_retries; Options override it
+	if opts.AzureMaxRetries != 0 {
+		maxRetries = opts.AzureMaxRetries
+	}
 	p, err := azurekv.New(azurekv.Config{ClientID: a.ClientID, ClientSecret: a.ClientSecret, AuthorityHost: a.AuthorityHost,
-		ExtraHostSuffixes: a.ExtraHostSuffixes, HTTPClient: hc, MaxRetries: opts.AzureMaxRetries, RetryDelay: opts.AzureRetryDelay})
+		ExtraHostSuffixes: a.ExtraHostSuffixes, HTTPClient: hc, MaxRetries: maxRetries, RetryDelay: opts.AzureRetryDelay,
+		Timeout: time.Duration(a.Timeout), TryTimeout: time.Duration(a.TryTimeout)})
 	if err != nil {
 		return nil, nil, err
 	}
 	azOpts := kopts
-	azOpts.Timeout = 30 * time.Second // includes the SDK's retries with backoff
+	// The driver bounds every call itself (cmk.azure.timeout, retries
+	// included); the keeper's limit is only a backstop above it.
+	azOpts.Timeout = p.Timeout() + time.Second
 	r.Register(p.Driver(), masterkey.NewKeeper(azurekv.Scheme, p, azOpts))
 	return r, p, nil
 }

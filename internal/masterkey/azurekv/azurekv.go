@@ -151,6 +151,9 @@ func (p *Provider) Driver() masterkey.Driver {
 	return masterkey.Driver{Scheme: Scheme, ParseRef: func(uri string) (masterkey.Ref, error) { return parseRef(uri, p.suffixes) }}
 }
 
+// Timeout is the bound of one operation of the driver, retries included.
+func (p *Provider) Timeout() time.Duration { return p.cfg.Timeout }
+
 // HostSuffixes returns the allowed vault host suffixes.
 func (p *Provider) HostSuffixes() []string { return p.suffixes }
 
@@ -316,6 +319,10 @@ func call[T any](ctx context.Context, lim *rate.Limiter, f func() (T, error)) (o
 
 func (p *Provider) keyID(ref masterkey.Ref) (KeyID, error) { return keyIDOf(ref, p.suffixes) }
 
+// Key parses a ref of this driver (as [KeyID.Ref] makes them); Invalid if
+// it is not one.
+func (p *Provider) Key(ref masterkey.Ref) (KeyID, error) { return p.keyID(ref) }
+
 // Describe reports the attributes of ref's version, or of the current
 // version when ref has none.
 func (p *Provider) Describe(ctx context.Context, ref masterkey.Ref) (masterkey.Description, error) {
@@ -333,16 +340,26 @@ func (p *Provider) Describe(ctx context.Context, ref masterkey.Ref) (masterkey.D
 	if err != nil {
 		return masterkey.Description{}, err
 	}
-	d := describe(k, resp.KeyBundle)
+	d, err := p.describe(k, resp.KeyBundle)
+	if err != nil {
+		return masterkey.Description{}, err
+	}
 	p.remember(k, d)
 	return d, nil
 }
 
-func describe(k KeyID, b azkeys.KeyBundle) masterkey.Description {
+// describe reads a key bundle of key k. The version comes from the
+// bundle's kid, which must name k: a version orgkms records must be one of
+// the key it asked for.
+func (p *Provider) describe(k KeyID, b azkeys.KeyBundle) (masterkey.Description, error) {
 	d := masterkey.Description{Key: k.Ref()}
 	if b.Key != nil {
 		if b.Key.KID != nil {
-			d.Key.Version = strings.ToLower(b.Key.KID.Version())
+			kid, err := p.checkKID(k, string(*b.Key.KID))
+			if err != nil {
+				return masterkey.Description{}, err
+			}
+			d.Key.Version = kid.Version
 		}
 		if b.Key.Kty != nil {
 			d.KeyType = string(*b.Key.Kty)
@@ -390,7 +407,22 @@ func describe(k KeyID, b azkeys.KeyBundle) masterkey.Description {
 			d.PurgeProtection = strings.Contains(lvl, "Recoverable") && !strings.Contains(lvl, "Purgeable")
 		}
 	}
-	return d
+	return d, nil
+}
+
+// checkKID parses a kid the vault returned for key k and checks that it
+// names k.
+func (p *Provider) checkKID(k KeyID, raw string) (KeyID, error) {
+	kid, err := parseKID(raw, p.suffixes)
+	if err == nil && !k.sameKey(kid) {
+		err = &fault.Error{Kind: fault.Internal, Provider: Scheme, Reason: "the vault returned the identifier of another key"}
+	}
+	if err != nil {
+		fe := *fault.As(err)
+		fe.Resource = resource(k)
+		return KeyID{}, &fe
+	}
+	return kid, nil
 }
 
 func algorithmFor(kty string) string {
@@ -422,7 +454,9 @@ func (p *Provider) Wrap(ctx context.Context, ref masterkey.Ref, dek, aad []byte)
 		if err != nil {
 			return masterkey.Wrapped{}, err
 		}
-		d = describe(k, resp.KeyBundle)
+		if d, err = p.describe(k, resp.KeyBundle); err != nil {
+			return masterkey.Wrapped{}, err
+		}
 		p.remember(k, d)
 	}
 	if !d.UsableAt(time.Now()) {
@@ -440,10 +474,17 @@ func (p *Provider) Wrap(ctx context.Context, ref masterkey.Ref, dek, aad []byte)
 	if err != nil {
 		return masterkey.Wrapped{}, err
 	}
-	if wr.KID == nil || wr.KID.Version() == "" {
+	if wr.KID == nil {
 		return masterkey.Wrapped{}, &fault.Error{Kind: fault.Internal, Op: "wrap", Provider: Scheme, Resource: resource(k), Reason: "vault did not return the versioned key ID"}
 	}
-	k.Version = strings.ToLower(wr.KID.Version())
+	kid, err := p.checkKID(k, string(*wr.KID))
+	if err != nil {
+		return masterkey.Wrapped{}, err
+	}
+	if kid.Version == "" {
+		return masterkey.Wrapped{}, &fault.Error{Kind: fault.Internal, Op: "wrap", Provider: Scheme, Resource: resource(k), Reason: "vault did not return the versioned key ID"}
+	}
+	k.Version = kid.Version
 	return masterkey.Wrapped{Ciphertext: wr.Result, Key: k.Ref()}, nil
 }
 

@@ -110,6 +110,12 @@ const (
 )
 
 func classifyEntra(base fault.Error, k KeyID, authErr *azidentity.AuthenticationFailedError) error {
+	if authErr.RawResponse == nil {
+		// Entra ID did not answer (refused, dropped, timed out): an outage,
+		// never a verdict on the credentials.
+		base.Kind, base.Reason, base.RetryAfter = fault.Unavailable, "Entra ID could not be reached to obtain a token for tenant "+k.Tenant, outageRetryAfter
+		return &base
+	}
 	base.Kind = fault.CredentialsInvalid
 	var body entraError
 	if authErr.RawResponse != nil {
@@ -118,6 +124,7 @@ func classifyEntra(base fault.Error, k KeyID, authErr *azidentity.Authentication
 		}
 		if authErr.RawResponse.StatusCode == http.StatusTooManyRequests || authErr.RawResponse.StatusCode >= 500 {
 			base.Kind, base.Reason = fault.Unavailable, "Entra ID is unavailable; retry later"
+			base.RetryAfter = orOutage(retryAfter(authErr.RawResponse))
 			return &base
 		}
 	}
@@ -139,8 +146,8 @@ func classifyEntra(base fault.Error, k KeyID, authErr *azidentity.Authentication
 		base.Reason = "the platform's Entra ID application credentials are invalid or expired: the platform operator must renew them"
 	default:
 		base.Reason = "orgkms could not obtain a token in Entra ID tenant " + k.Tenant
-		if body.Error != "" {
-			base.Reason += " (" + body.Error + ")"
+		if c := safeCode(body.Error); c != "" {
+			base.Reason += " (" + c + ")"
 		}
 	}
 	return &base
@@ -185,16 +192,40 @@ func classifyVault(base fault.Error, op string, k KeyID, re *azcore.ResponseErro
 		base.Kind, base.Reason = fault.KeyNotFound, fmt.Sprintf("key %s was not found in vault %s: check the name and version, or recover it if it was deleted", k.Name, vault)
 	case re.StatusCode == http.StatusTooManyRequests || code == "Throttled":
 		base.Kind, base.Reason = fault.Unavailable, "vault "+vault+" is throttling requests"
-		base.RetryAfter = retryAfter(re.RawResponse)
+		base.RetryAfter = orOutage(retryAfter(re.RawResponse))
 	case re.StatusCode >= 500:
 		base.Kind, base.Reason = fault.Unavailable, "vault "+vault+" is unavailable"
-		base.RetryAfter = retryAfter(re.RawResponse)
+		base.RetryAfter = orOutage(retryAfter(re.RawResponse))
 	case re.StatusCode == http.StatusBadRequest && op == "unwrapKey":
 		base.Kind, base.Reason = fault.Integrity, "the vault could not unwrap the org root key with key "+k.Name+" version "+k.Version
 	default:
-		base.Kind, base.Reason = fault.Invalid, fmt.Sprintf("vault %s refused the request (%s)", vault, code)
+		base.Kind, base.Reason = fault.Invalid, fmt.Sprintf("vault %s refused the request (%s)", vault, orElse(safeCode(code), "HTTP "+strconv.Itoa(re.StatusCode)))
 	}
 	return &base
+}
+
+// safeCode is an error code from a response body as a customer may read
+// it: at most 64 letters, digits, '_', '-' and '.', "" when none. A body is
+// untrusted: its text never reaches a message (or a terminal) verbatim.
+func safeCode(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if b.Len() == 64 {
+			break
+		}
+		if r < 128 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// orOutage is d, or outageRetryAfter when the service named no delay.
+func orOutage(d time.Duration) time.Duration {
+	if d <= 0 {
+		return outageRetryAfter
+	}
+	return d
 }
 
 func retryAfter(resp *http.Response) time.Duration {
@@ -205,4 +236,11 @@ func retryAfter(resp *http.Response) time.Duration {
 		return time.Duration(s) * time.Second
 	}
 	return 0
+}
+
+func orElse(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }

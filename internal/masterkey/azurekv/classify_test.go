@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
@@ -68,6 +69,7 @@ func TestClassify(t *testing.T) {
 		{"tenant not found", "get", tokenError(400, "invalid_request", 90002), fault.CredentialsInvalid, ""},
 		{"entra unavailable", "get", tokenError(503, "temporarily_unavailable", 0), fault.Unavailable, ""},
 		{"entra garbage", "get", &azidentity.AuthenticationFailedError{RawResponse: rawResponse(400, "not json", nil)}, fault.CredentialsInvalid, ""},
+		{"entra unreachable", "get", &azidentity.AuthenticationFailedError{}, fault.Unavailable, ""},
 		{"other tenant", "get", &errOtherTenant{vaultTenant: "99999999-2222-3333-4444-555555555555", authorized: k.Tenant}, fault.CredentialsInvalid, ""},
 	}
 	for _, tt := range tests {
@@ -104,6 +106,12 @@ func TestParseKeyID(t *testing.T) {
 		{"other host", "https://evil.example.com/", "cmk", "", tenant, "vault_uri"},
 		{"suffix trick", "https://vault.azure.net.evil.com/", "cmk", "", tenant, "vault_uri"},
 		{"port", "https://contoso-kv.vault.azure.net:8443/", "cmk", "", tenant, "vault_uri"},
+		{"default port", "https://contoso-kv.vault.azure.net:443/", "cmk", "", tenant, ""},
+		{"spelled loudly", "  HTTPS://Contoso-KV.Vault.Azure.NET:443  ", "cmk", "", tenant, ""},
+		{"trailing dot", "https://contoso-kv.vault.azure.net./", "cmk", "", tenant, ""},
+		{"double slash", "https://contoso-kv.vault.azure.net//", "cmk", "", tenant, "vault_uri"},
+		{"query", "https://contoso-kv.vault.azure.net/?x=1", "cmk", "", tenant, "vault_uri"},
+		{"empty port", "https://contoso-kv.vault.azure.net:/", "cmk", "", tenant, ""},
 		{"path", "https://contoso-kv.vault.azure.net/keys/cmk", "cmk", "", tenant, "vault_uri"},
 		{"userinfo", "https://a@contoso-kv.vault.azure.net/", "cmk", "", tenant, "vault_uri"},
 		{"bad key", "https://contoso-kv.vault.azure.net/", "c m k", "", tenant, "key_name"},
@@ -120,6 +128,14 @@ func TestParseKeyID(t *testing.T) {
 				back, err := parseURI(k.URI(), DefaultHostSuffixes)
 				if err != nil || back != k {
 					t.Fatalf("URI round trip: %+v, %v; want %+v", back, err, k)
+				}
+				// Every spelling of a vault is one vault.
+				if k.Host != strings.ToLower(k.Host) || k.VaultURL() != "https://"+k.Host+"/" || strings.ContainsAny(k.Host, ":/ ") || strings.HasSuffix(k.Host, ".") {
+					t.Fatalf("ParseKeyID(%q) host %q, vault URL %q: not canonical", tt.vault, k.Host, k.VaultURL())
+				}
+				again, err := ParseKeyID(k.VaultURL(), tt.key, tt.version, tt.tenant, DefaultHostSuffixes)
+				if err != nil || again != k {
+					t.Fatalf("ParseKeyID(VaultURL()) = %+v, %v; want %+v", again, err, k)
 				}
 				return
 			}

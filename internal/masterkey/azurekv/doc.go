@@ -41,7 +41,10 @@
 // does not always refuse), wraps with RSA-OAEP-256 (A256KW for Managed HSM
 // oct-HSM keys) and records the versioned kid the service returns. Unwrap
 // uses exactly the recorded version. Failures are classified by HTTP status
-// and innererror.code into fault kinds. Calls have timeouts, retries with
-// backoff honouring Retry-After (azcore), and a per-vault rate limit shared
-// by every org using that vault.
+// and innererror.code into fault kinds. Every operation is bounded by
+// Config.Timeout (retries included) and each attempt by Config.TryTimeout,
+// with at most Config.MaxRetries retries (azcore, honouring a Retry-After up
+// to Config.MaxRetryDelay; a longer one is passed to the caller at once), so
+// an outage is Unavailable with a RetryAfter quickly. A per-vault rate
+// limit is shared by every org using that vault.
 package azurekv

@@ -59,20 +59,29 @@ func invalid(reason string) error {
 // ParseKeyID parses a key from its parts as a customer enters them: the
 // vault URI (https://NAME.vault.azure.net/), key name, optional version, and
 // tenant ID. suffixes are the allowed host suffixes.
+//
+// The vault URI is normalized: surrounding space, the case of scheme and
+// host, a trailing slash (or none), the default port 443 and a trailing dot
+// of the host do not matter, so every spelling of one vault gives the same
+// KeyID ([KeyID.VaultURL] is the canonical spelling). Any other port, a
+// path, query, fragment or user info is refused.
 func ParseKeyID(vaultURI, name, version, tenant string, suffixes []string) (KeyID, error) {
 	u, err := url.Parse(strings.TrimSpace(vaultURI))
-	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+	if err != nil || !strings.EqualFold(u.Scheme, "https") || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
 		return KeyID{}, &fault.Error{Kind: fault.Invalid, Field: "vault_uri", Reason: "Key Vault URI must look like https://NAME.vault.azure.net/ (copy it from the vault's Overview page in the Azure portal)"}
 	}
-	if u.Port() != "" {
-		return KeyID{}, &fault.Error{Kind: fault.Invalid, Field: "vault_uri", Reason: "Key Vault URI must not have a port"}
+	if p := u.Port(); p != "" && p != "443" {
+		return KeyID{}, &fault.Error{Kind: fault.Invalid, Field: "vault_uri", Reason: "Key Vault URI must not have a port other than 443"}
 	}
-	host := strings.ToLower(u.Hostname())
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
 	if err := checkHost(host, suffixes); err != nil {
 		return KeyID{}, err
 	}
 	k := KeyID{Host: host, Name: strings.TrimSpace(name), Version: strings.ToLower(strings.TrimSpace(version)), Tenant: strings.ToLower(strings.TrimSpace(tenant))}
-	return k, k.check()
+	if err := k.check(); err != nil {
+		return KeyID{}, err
+	}
+	return k, nil
 }
 
 func checkHost(host string, suffixes []string) error {
@@ -156,7 +165,10 @@ func parsePath(uri string, suffixes []string) (KeyID, error) {
 	if len(parts) == 3 {
 		k.Version = strings.ToLower(parts[2])
 	}
-	return k, k.check()
+	if err := k.check(); err != nil {
+		return KeyID{}, err
+	}
+	return k, nil
 }
 
 // keyIDOf parses a Ref produced by [KeyID.Ref].
@@ -167,4 +179,60 @@ func keyIDOf(ref masterkey.Ref, suffixes []string) (KeyID, error) {
 	}
 	k.Version = strings.ToLower(ref.Version)
 	return k, nil
+}
+
+// KID returns the key identifier of k as Key Vault spells it:
+// https://HOST/keys/NAME[/VERSION].
+func (k KeyID) KID() string {
+	v := ""
+	if k.Version != "" {
+		v = "/" + k.Version
+	}
+	return "https://" + k.Host + "/keys/" + k.Name + v
+}
+
+// parseKID parses a key identifier (kid) a vault returned,
+// https://HOST/keys/NAME[/VERSION], by the rule of azkeys' ID.Name and
+// ID.Version (path element 1 is the name, element 2 the version), and
+// checks each part as a customer-entered key is checked. The result has no
+// tenant. On error it returns the zero KeyID.
+func parseKID(kid string, suffixes []string) (KeyID, error) {
+	bad := func(why string) (KeyID, error) {
+		return KeyID{}, &fault.Error{Kind: fault.Internal, Provider: Scheme, Reason: "the vault returned a malformed key identifier: " + why}
+	}
+	if len(kid) > 512 {
+		return bad("too long")
+	}
+	u, err := url.Parse(kid)
+	if err != nil || !strings.EqualFold(u.Scheme, "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" || u.RawPath != "" {
+		return bad("not https://HOST/keys/NAME/VERSION")
+	}
+	if p := u.Port(); p != "" && p != "443" {
+		return bad("unexpected port")
+	}
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	if err := checkHost(host, suffixes); err != nil {
+		return bad("not a vault host")
+	}
+	parts := strings.Split(strings.TrimPrefix(u.Path, "/"), "/")
+	if len(parts) < 2 || len(parts) > 3 || !strings.EqualFold(parts[0], "keys") {
+		return bad("not a key path")
+	}
+	k := KeyID{Host: host, Name: parts[1]}
+	if len(parts) == 3 {
+		k.Version = strings.ToLower(parts[2])
+		if k.Version == "" {
+			return bad("empty version")
+		}
+	}
+	if !keyNameRe.MatchString(k.Name) || k.Version != "" && !versionRe.MatchString(k.Version) {
+		return bad("bad key name or version")
+	}
+	return k, nil
+}
+
+// sameKey reports whether a kid the vault returned names key k (any
+// version): the same host and, case-insensitively as in Key Vault, name.
+func (k KeyID) sameKey(kid KeyID) bool {
+	return kid.Host == k.Host && strings.EqualFold(kid.Name, k.Name)
 }

@@ -13,6 +13,21 @@
 // Hot queries are prepared once at [Open]. A [Memory] database uses a single
 // connection for both.
 //
+// # Operator faults
+//
+// [Open] holds an flock(2) on DATA_DIR/orgkms.lock ([LockFile]) until
+// Close: a second store on the directory, in any process, is refused with
+// Conflict naming the directory and the holder's process ID. Every SQLite
+// error is classified in one function (classify): a full disk, a read-only
+// file system, an I/O error, a busy or unopenable database are Unavailable
+// with a Retry-After and a reason naming the condition (never a path).
+// Every write first checks that the path still names the open file: a
+// deleted database is written back from the open one (VACUUM INTO, which
+// includes the write-ahead log) and every connection moves to it, so
+// nothing committed is lost; a database replaced by another file refuses
+// writes until the original is back. [Store.Health] commits a one-page
+// probe for /readyz.
+//
 // # Schema
 //
 // Migrations are the files migrations/NNNN_name.sql, embedded, numbered
@@ -26,6 +41,10 @@
 //
 //   - The database file is created with mode 0600; SQLite gives its -wal and
 //     -shm files the same mode.
+//   - No write is acknowledged into a file that is no longer at the path;
+//     connections to a moved-away file all close before one opens to the
+//     restored file (SQLite's last connection removes -wal and -shm by
+//     name).
 //   - Every state-changing method writes its audit event in the transaction
 //     of the change, chained to the org's last event read in that same
 //     transaction, so concurrent appends never fork or gap the chain.

@@ -492,3 +492,52 @@ func TestSecondServerRefused(t *testing.T) {
 	}
 	s2.Close()
 }
+
+// TestReadOnlyFileSystemForReal: Linux refuses to make a file system
+// read-only while a file on it is open for writing (EBUSY), so a running
+// store never meets one (TestWriteFaultsAreUnavailable covers the engine's
+// SQLITE_READONLY); a store opened on a read-only file system fails with
+// Unavailable, not Internal, and opens once it is writable again. Needs
+// mount(2), like TestDiskFullForReal.
+func TestReadOnlyFileSystemForReal(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=4m,mode=0700"); err != nil {
+		if strings.Contains(os.Getenv("ORGKMS_REQUIRE"), "mount") {
+			t.Fatalf("mount tmpfs: %v", err)
+		}
+		t.Skipf("mount tmpfs: %v (needs root; ORGKMS_REQUIRE=mount makes this a failure)", err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmount: %v", err)
+		}
+	})
+	path := filepath.Join(dir, "orgkms.db")
+	s, err := Open(t.Context(), Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateToken(t.Context(), tokenN(0)); err != nil {
+		t.Fatal(err)
+	}
+	// While the store is open, the kernel refuses.
+	if err := syscall.Mount("", dir, "", syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err == nil {
+		t.Fatal("remounting read-only under an open store succeeded; the test's premise is wrong")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("", dir, "", syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
+		t.Fatalf("remount read-only: %v", err)
+	}
+	_, err = Open(t.Context(), Config{Path: path})
+	if fault.KindOf(err) != fault.Unavailable {
+		t.Fatalf("Open on a read-only file system = %v (kind %v), want Unavailable", err, fault.KindOf(err))
+	}
+	if err := syscall.Mount("", dir, "", syscall.MS_REMOUNT, ""); err != nil {
+		t.Fatalf("remount read-write: %v", err)
+	}
+	if n := countTokens(t, path); n != 1 {
+		t.Errorf("after the file system is writable again %d tokens, want 1", n)
+	}
+}

@@ -44,13 +44,14 @@ type fileGuard struct {
 	path string
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	ident   os.FileInfo // the file the connections use
-	gen     int         // connections of older generations are discarded
-	live    map[int]int // open connections per generation
-	drained chan struct{}
-	cleanup bool     // remove stale -wal/-shm before the first new connection
-	drop    []func() // closes idle connections of the pools (set by Open)
+	mu       sync.Mutex
+	ident    os.FileInfo // the file the connections use
+	gen      int         // connections of older generations are discarded
+	live     map[int]int // open connections per generation
+	drained  chan struct{}
+	cleanup  bool     // remove stale -wal/-shm before the first new connection
+	reported bool     // the path does not name the open file, and that was logged
+	drop     []func() // closes idle connections of the pools (set by Open)
 
 	// The outcome of the last writes (not the health probe, whose one page
 	// a full disk may still take): see [Store.Health].
@@ -200,6 +201,8 @@ func (g *fileGuard) checkWrite(ctx context.Context, conn *guardedConn) error {
 	fi, err := os.Stat(g.path)
 	g.mu.Lock()
 	same := err == nil && os.SameFile(fi, g.ident)
+	report := !same && !g.reported // log a replaced file once, not at every write
+	g.reported = !same
 	g.mu.Unlock()
 	switch {
 	case same:
@@ -214,11 +217,17 @@ func (g *fileGuard) checkWrite(ctx context.Context, conn *guardedConn) error {
 		g.log.Warn("database file was deleted under the running server: restored it from the open database, nothing is lost", slog.String("path", g.path))
 		return errMoved
 	default:
+		if !report {
+			return errReplaced
+		}
 		g.log.Error("database file was replaced under the running server: writes are refused until the original file is put back (or orgkms restarts on the new one, losing what was written since)",
 			slog.String("path", g.path))
-		return &fault.Error{Kind: fault.Unavailable, Op: op, Resource: "the database", Reason: "the database file was replaced while orgkms was running; writes resume when the operator puts the original back"}
+		return errReplaced
 	}
 }
+
+var errReplaced = &fault.Error{Kind: fault.Unavailable, Op: "write to the database", Resource: "the database", RetryAfter: 5 * time.Second,
+	Reason: "the database file was replaced while orgkms was running; writes resume when the operator puts the original back"}
 
 // restore writes a copy of the database open on conn to the (missing) path
 // and moves every connection to it. The caller holds the only writer
