@@ -13,13 +13,15 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/orgkms/orgkms/internal/store/postgres/pgtest"
 )
 
 // TestMain lets the scripts run "orgkms" as a subprocess of the test binary,
 // with the same signal handling as main, so that "kill -INT" stops a dev
 // server gracefully.
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
+	testscript.Main(pgtest.Wrap(m), map[string]func(){
 		"orgkms": func() {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)

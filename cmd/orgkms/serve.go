@@ -126,22 +126,26 @@ func migrateCmd(env *cliEnv) *cobra.Command {
 }
 
 // runMigrate is the body of orgkms migrate once its settings are known.
+// A PostgreSQL database is named without its password.
 func runMigrate(env *cliEnv, cfg config.Config) error {
-	if err := os.MkdirAll(filepath.Dir(cfg.Database), 0o700); err != nil {
-		return err
+	if !cfg.Postgres() {
+		if err := os.MkdirAll(filepath.Dir(cfg.Database), 0o700); err != nil {
+			return err
+		}
 	}
-	st, err := sqlite.Open(env.ctx, sqlite.Config{Path: cfg.Database, NoMigrate: true})
+	log := slog.New(slog.DiscardHandler)
+	st, err := server.OpenStore(env.ctx, cfg, log, false)
 	if err == nil {
 		st.Close()
-		fmt.Fprintf(env.stdout, "database %s is up to date\n", cfg.Database)
+		fmt.Fprintf(env.stdout, "database %s is up to date\n", cfg.DatabaseName())
 		return nil
 	}
-	st, err = sqlite.Open(env.ctx, sqlite.Config{Path: cfg.Database})
+	st, err = server.OpenStore(env.ctx, cfg, log, true)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	fmt.Fprintf(env.stdout, "database %s migrated\n", cfg.Database)
+	fmt.Fprintf(env.stdout, "database %s migrated\n", cfg.DatabaseName())
 	return nil
 }
 

@@ -63,7 +63,7 @@ func startServer(t testing.TB, dir string) *testServer {
 		t.Fatalf("server.Open: %v", err)
 	}
 	srv := httptest.NewServer(s.Handler)
-	ts := &testServer{t: t, dir: dir, url: srv.URL, srv: srv, server: s, store: s.Store, keys: s.Keys, tokens: s.Tokens, logs: logs,
+	ts := &testServer{t: t, dir: dir, url: srv.URL, srv: srv, server: s, store: s.Store.(*sqlite.Store), keys: s.Keys, tokens: s.Tokens, logs: logs,
 		master: s.Keys.PlatformKey(), registry: s.Registry}
 	t.Cleanup(ts.stop)
 	return ts

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -40,7 +41,7 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Durat
 type Config struct {
 	Addr           string   `json:"addr"`             // listen address; default 127.0.0.1:8200
 	DataDir        string   `json:"data_dir"`         // default ./orgkms-data
-	Database       string   `json:"database"`         // SQLite file path; default DATA_DIR/orgkms.db
+	Database       string   `json:"database"`         // SQLite file path, or a postgres:// URL (several nodes on one PostgreSQL); default DATA_DIR/orgkms.db
 	MasterKey      string   `json:"master_key"`       // platform master key URI; default local://DATA_DIR/master.key (created on first start)
 	CacheTTL       Duration `json:"cache_ttl"`        // unwrapped key lifetime in memory; default 5m
 	KeyMetadataTTL Duration `json:"key_metadata_ttl"` // data key metadata refresh; default 10s
@@ -112,6 +113,7 @@ var EnvVars = []struct{ Name, Field string }{
 	{"ORGKMS_LISTEN", "addr"},
 	{"ORGKMS_DATA_DIR", "data_dir"},
 	{"ORGKMS_DATABASE", "database"},
+	{"ORGKMS_DATABASE_URL", "database"},
 	{"ORGKMS_MASTER_KEY_URI", "master_key"},
 	{"ORGKMS_CACHE_TTL", "cache_ttl"},
 	{"ORGKMS_TLS_CERT", "tls_cert"},
@@ -183,6 +185,7 @@ func (c *Config) applyEnv(environ []string) error {
 	set("ORGKMS_LISTEN", &c.Addr)
 	set("ORGKMS_DATA_DIR", &c.DataDir)
 	set("ORGKMS_DATABASE", &c.Database)
+	set("ORGKMS_DATABASE_URL", &c.Database) // the usual name of a database URL; wins over ORGKMS_DATABASE
 	set("ORGKMS_MASTER_KEY_URI", &c.MasterKey)
 	set("ORGKMS_TLS_CERT", &c.TLSCert)
 	set("ORGKMS_TLS_KEY", &c.TLSKey)
@@ -299,8 +302,35 @@ func (c Config) TrustedProxyPrefixes() ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// Postgres reports whether Database is a PostgreSQL URL (postgres:// or
+// postgresql://) rather than a SQLite file.
+func (c Config) Postgres() bool {
+	return strings.HasPrefix(c.Database, "postgres://") || strings.HasPrefix(c.Database, "postgresql://")
+}
+
+// DatabaseName names Database for logs and output: the SQLite file, or the
+// PostgreSQL URL with its password replaced by "xxxxx".
+func (c Config) DatabaseName() string {
+	if !c.Postgres() {
+		return c.Database
+	}
+	u, err := url.Parse(c.Database)
+	if err != nil {
+		return "postgres://(invalid URL)"
+	}
+	return u.Redacted()
+}
+
 // Validate checks the configuration and says what to fix.
 func (c Config) Validate() error {
+	if c.Postgres() {
+		if u, err := url.Parse(c.Database); err != nil || u.Host == "" {
+			// url.Parse's error quotes the URL, password and all: say only what to fix.
+			return fmt.Errorf("database: the PostgreSQL URL must look like postgres://user:password@host:5432/dbname")
+		}
+	} else if strings.Contains(c.Database, "://") {
+		return fmt.Errorf("database must be a SQLite file path or a postgres:// URL")
+	}
 	if _, err := c.TrustedProxyPrefixes(); err != nil {
 		return err
 	}

@@ -58,6 +58,25 @@ func TestLoadLayers(t *testing.T) {
 			}
 			return ""
 		}},
+		{"a PostgreSQL URL from the file", Sources{Path: writeConfig(t, `{"database":"postgres://kms:pw@db.internal:5432/kms"}`)}, func(c Config) string {
+			if !c.Postgres() || c.Database != "postgres://kms:pw@db.internal:5432/kms" || c.DatabaseName() != "postgres://kms:xxxxx@db.internal:5432/kms" {
+				return "database is not the PostgreSQL URL, or its name shows the password"
+			}
+			return ""
+		}},
+		{"ORGKMS_DATABASE_URL wins over ORGKMS_DATABASE", Sources{Environ: []string{"ORGKMS_DATABASE=/x/orgkms.db",
+			"ORGKMS_DATABASE_URL=postgresql://kms:pw@10.0.0.5/kms?sslmode=verify-full"}}, func(c Config) string {
+			if !c.Postgres() || c.Database != "postgresql://kms:pw@10.0.0.5/kms?sslmode=verify-full" {
+				return "ORGKMS_DATABASE_URL not applied"
+			}
+			return ""
+		}},
+		{"a SQLite path is not PostgreSQL", Sources{Environ: []string{"ORGKMS_DATABASE=/x/orgkms.db"}}, func(c Config) string {
+			if c.Postgres() || c.DatabaseName() != "/x/orgkms.db" {
+				return "a SQLite path taken for PostgreSQL"
+			}
+			return ""
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -94,6 +113,9 @@ func TestLoadRefuses(t *testing.T) {
 		{"job lease too short", `{"cmk":{"job_lease":"1ms"}}`, nil, "job_lease"},
 		{"negative purge proof", `{"cmk":{"purge_confirm_checks":-1,"purge_confirm_after":"20m"}}`, nil, "purge_confirm_checks"},
 		{"azure without credentials", `{"cmk":{"cloud":"azure"}}`, nil, "client_id"},
+		{"another database scheme", `{"database":"mysql://u:pw@h/db"}`, nil, "postgres:// URL"},
+		{"a PostgreSQL URL without a host", "", []string{"ORGKMS_DATABASE_URL=postgres:///kms"}, "postgres://user:password@host:5432/dbname"},
+		{"a malformed PostgreSQL URL", "", []string{"ORGKMS_DATABASE_URL=postgres://u:S3cret@h:port/db"}, "postgres://user:password@host:5432/dbname"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -107,6 +129,9 @@ func TestLoadRefuses(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tc.wantText) {
 				t.Errorf("Load error = %q, want it to name %q", err, tc.wantText)
+			}
+			if strings.Contains(err.Error(), "S3cret") {
+				t.Errorf("Load error = %q shows the database password", err)
 			}
 		})
 	}

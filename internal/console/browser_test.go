@@ -119,7 +119,7 @@ func newBrowserStack(t *testing.T) *browserStack {
 		}
 	})
 	s.Start(context.Background()) // the probe and the jobs; Close stops them
-	st, ks, cs, users := s.Store, s.Keys, s.CMK, s.Users
+	st, ks, cs, users := s.Store.(*sqlite.Store), s.Keys, s.CMK, s.Users
 
 	if _, err := ks.CreateOrg(ctx, "orgkms:dev", demoOrg, "Demo Org"); err != nil { // with its data key "default"
 		t.Fatal(err)

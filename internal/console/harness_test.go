@@ -114,7 +114,7 @@ func newHarness(t *testing.T, opts options) *harness {
 			t.Errorf("server Close: %v", err)
 		}
 	})
-	h.st, h.keys, h.cmk, h.users = h.server.Store, h.server.Keys, h.server.CMK, h.server.Users
+	h.st, h.keys, h.cmk, h.users = h.server.Store.(*sqlite.Store), h.server.Keys, h.server.CMK, h.server.Users
 	handler.Store(&h.server.Handler)
 
 	for _, org := range []string{"acme", "globex"} {

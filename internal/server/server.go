@@ -29,6 +29,7 @@ import (
 	"github.com/orgkms/orgkms/internal/masterkey/azurekv"
 	"github.com/orgkms/orgkms/internal/masterkey/localkey"
 	"github.com/orgkms/orgkms/internal/metrics"
+	"github.com/orgkms/orgkms/internal/store/postgres"
 	"github.com/orgkms/orgkms/internal/store/sqlite"
 )
 
@@ -74,7 +75,7 @@ type Server struct {
 	Config   config.Config
 	Log      *slog.Logger
 	NodeID   string
-	Store    *sqlite.Store
+	Store    Store // *sqlite.Store, or *postgres.Store for a postgres:// database
 	Registry *masterkey.Registry
 	Metrics  *metrics.Metrics
 	Keys     *keys.Service
@@ -120,7 +121,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 	}
 
 	// 3. The store.
-	if s.Store, err = sqlite.Open(ctx, sqlite.Config{Path: cfg.Database, Logger: log, NoMigrate: !(opts.Migrate || cfg.AutoMigrate)}); err != nil {
+	if s.Store, err = OpenStore(ctx, cfg, log, opts.Migrate || cfg.AutoMigrate); err != nil {
 		return nil, err
 	}
 
@@ -314,6 +315,41 @@ func (s *Server) Close() error {
 		keep(s.releaseDD())
 	}
 	return s.closeErr
+}
+
+// Store is what the server needs of its database: every store interface,
+// the readiness probe and Close. Both *sqlite.Store and *postgres.Store
+// are one.
+type Store interface {
+	cmk.Store // keys.Store among them
+	auth.Store
+	auth.UserStore
+	Health(ctx context.Context) error
+	Close() error
+}
+
+var (
+	_ Store = (*sqlite.Store)(nil)
+	_ Store = (*postgres.Store)(nil)
+)
+
+// OpenStore opens the configured database: PostgreSQL for a postgres://
+// URL (cfg.Postgres), else the SQLite file. With migrate it applies the
+// schema migrations; otherwise a schema of another version is a Conflict
+// that says to run `orgkms migrate`.
+func OpenStore(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool) (Store, error) {
+	if cfg.Postgres() {
+		st, err := postgres.Open(ctx, postgres.Config{URL: cfg.Database, Logger: log, NoMigrate: !migrate})
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	}
+	st, err := sqlite.Open(ctx, sqlite.Config{Path: cfg.Database, Logger: log, NoMigrate: !migrate})
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
 }
 
 // prepareDataDir makes the data directory ready before anything opens a

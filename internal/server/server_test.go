@@ -15,6 +15,7 @@ import (
 	"github.com/orgkms/orgkms/internal/cmk"
 	"github.com/orgkms/orgkms/internal/config"
 	"github.com/orgkms/orgkms/internal/server"
+	"github.com/orgkms/orgkms/internal/store/sqlite"
 )
 
 func open(t *testing.T, cfg config.Config, opts server.Options) *server.Server {
@@ -84,7 +85,7 @@ func TestCloseIsIdempotentAndReleases(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatalf("second Close = %v, want nil", err)
 	}
-	if err := s.Store.DB().PingContext(t.Context()); err == nil {
+	if err := s.Store.(*sqlite.Store).DB().PingContext(t.Context()); err == nil {
 		t.Error("the store still answers after Close")
 	}
 	s.Start(t.Context()) // after Close: starts nothing

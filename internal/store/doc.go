@@ -1,7 +1,8 @@
 // Package store documents the storage layer of orgkms. It holds no code: the
 // contract is [keys.Store], [auth.Store] and [auth.UserStore], defined by
 // their consumers, and each SQL dialect implements it in its own package
-// (sqlite, later postgres). Every implementation passes the one
+// (sqlite, the embedded single-node default; postgres, for several nodes on
+// one database). Every implementation passes the one
 // dialect-independent suite in [storetest.Run] (and [storetest.RunUsers]).
 //
 // # Invariants

@@ -31,6 +31,7 @@ func RunCMK(t *testing.T, open func(t *testing.T) CMKStore) {
 		{"RecordRoundTrip", testCMKRecordRoundTrip},
 		{"ListCMK", testListCMK},
 		{"ConsentRequest", testConsentRequest},
+		{"ConsentRequestConcurrent", testConsentRequestConcurrent},
 		{"PendingWrapping", testPendingWrapping},
 		{"SwitchWrapping", testSwitchWrapping},
 		{"StartJobConflict", testStartJobConflict},
@@ -316,6 +317,40 @@ func testConsentRequest(t *testing.T, s CMKStore) {
 	}
 	if _, err := s.TakeConsentRequest(ctx, "last", micro(c.ExpiresAt).Add(-time.Microsecond)); err != nil {
 		t.Errorf("TakeConsentRequest(ctx, last, 1µs before expiry) = %v", err)
+	}
+}
+
+// testConsentRequestConcurrent takes one consent request from several
+// goroutines at once: a request is single use, so exactly one gets it.
+func testConsentRequestConcurrent(t *testing.T, s CMKStore) {
+	ctx := t.Context()
+	createOrg(t, s, "acme")
+	for round := range 5 {
+		c := cmk.ConsentRequest{State: fmt.Sprintf("race-%d", round), OrgID: "acme", Actor: "user:alice@acme", TenantID: "tenant-1", ExpiresAt: base.Add(10 * time.Minute)}
+		if err := s.PutConsentRequest(ctx, c); err != nil {
+			t.Fatalf("PutConsentRequest(ctx, %s) = %v", c.State, err)
+		}
+		const takers = 8
+		var (
+			wg   sync.WaitGroup
+			errs [takers]error
+		)
+		for i := range takers {
+			wg.Go(func() { _, errs[i] = s.TakeConsentRequest(ctx, c.State, base) })
+		}
+		wg.Wait()
+		took := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				took++
+			case fault.KindOf(err) != fault.NotFound:
+				t.Errorf("round %d: TakeConsentRequest(ctx, %s) by taker %d = %v, want nil or NotFound", round, c.State, i, err)
+			}
+		}
+		if took != 1 {
+			t.Errorf("round %d: %d of %d concurrent takes of consent request %s succeeded, want exactly 1", round, took, takers, c.State)
+		}
 	}
 }
 

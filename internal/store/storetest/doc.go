@@ -18,7 +18,8 @@
 //   - CMK jobs: at most one open job per org, claims oldest first that
 //     honour NotBefore and leases, a takeover after an expired lease that
 //     makes the old owner's writes Conflicts, and no job leased twice by
-//     concurrent claims. Consent requests are single use and expire.
+//     concurrent claims. Consent requests are single use (also under
+//     concurrent takes) and expire.
 //   - Users: emails unique across orgs and the platform (also under
 //     concurrent creates), lists per org by email, changes audited in the
 //     org's chain or the platform's, sessions deleted one by one or per

@@ -1,0 +1,538 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/orgkms/orgkms/internal/audit"
+	"github.com/orgkms/orgkms/internal/cmk"
+	"github.com/orgkms/orgkms/internal/fault"
+	"github.com/orgkms/orgkms/internal/keys"
+	"github.com/orgkms/orgkms/internal/masterkey"
+)
+
+func cmkRes(orgID string) string { return "CMK of org " + orgID }
+func jobRes(id int64) string     { return fmt.Sprintf("CMK job %d", id) }
+
+const cmkColumns = `org_id, state, tenant_id, consented_at, consented_by, vault_uri, key_name, key_version, key_uri,
+	active_key_uri, active_version, reason_code, reason, recoverable_until, revoked_since,
+	last_probe_at, last_probe_error, degraded, updated_at, purge_suspected_since, purge_checks, warning, data_lost_at, revision`
+
+func scanCMK(row interface{ Scan(...any) error }) (cmk.Record, error) {
+	var r cmk.Record
+	err := row.Scan(&r.OrgID, &r.State, &r.TenantID, scanTime(&r.ConsentedAt), &r.ConsentedBy, &r.VaultURI, &r.KeyName, &r.KeyVersion, &r.KeyURI,
+		&r.ActiveKeyURI, &r.ActiveVersion, &r.ReasonCode, &r.Reason, scanTime(&r.RecoverableUntil), scanTime(&r.RevokedSince),
+		scanTime(&r.LastProbeAt), &r.LastProbeError, &r.Degraded, scanTime(&r.UpdatedAt),
+		scanTime(&r.PurgeSuspectedSince), &r.PurgeChecks, &r.Warning, scanTime(&r.DataLostAt), &r.Revision)
+	return r, err
+}
+
+// recordFor returns r for a change to orgID, like [eventFor]: an empty
+// r.OrgID is set to orgID, another org's ID is Invalid. An empty state is
+// Invalid.
+func recordFor(op, orgID string, r cmk.Record) (cmk.Record, error) {
+	switch r.OrgID {
+	case orgID:
+	case "":
+		r.OrgID = orgID
+	default:
+		return cmk.Record{}, &fault.Error{Kind: fault.Invalid, Op: op, Field: "record.org_id",
+			Reason: fmt.Sprintf("CMK record of org %s cannot record a change to org %s", r.OrgID, orgID)}
+	}
+	if r.State == "" {
+		return cmk.Record{}, &fault.Error{Kind: fault.Invalid, Op: op, Field: "record.state", Reason: "CMK state is empty"}
+	}
+	return r, nil
+}
+
+// putCMK upserts r in tx. NotFound if its org does not exist.
+func putCMK(ctx context.Context, tx *sql.Tx, op string, r cmk.Record) error {
+	if err := orgMissing(ctx, tx, op, r.OrgID); err != nil {
+		return err
+	}
+	args := []any{r.OrgID, string(r.State), r.TenantID, nullTimeArg(r.ConsentedAt), r.ConsentedBy, r.VaultURI, r.KeyName, r.KeyVersion, r.KeyURI,
+		r.ActiveKeyURI, r.ActiveVersion, r.ReasonCode, r.Reason, nullTimeArg(r.RecoverableUntil), nullTimeArg(r.RevokedSince),
+		nullTimeArg(r.LastProbeAt), r.LastProbeError, r.Degraded, nullTimeArg(r.UpdatedAt),
+		nullTimeArg(r.PurgeSuspectedSince), r.PurgeChecks, r.Warning, nullTimeArg(r.DataLostAt)}
+	stale := &fault.Error{Kind: fault.Conflict, Op: op, Resource: cmkRes(r.OrgID), Reason: "the customer managed key settings changed meanwhile; reload and try again", Err: cmk.ErrStale}
+	if r.Revision == 0 {
+		// A first record: it must not exist yet.
+		_, err := tx.ExecContext(ctx, `INSERT INTO cmk_orgs (`+cmkColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, 1)`, args...)
+		if err != nil && fault.KindOf(classify(ctx, op, cmkRes(r.OrgID), err)) == fault.Conflict {
+			return stale
+		}
+		return classify(ctx, op, cmkRes(r.OrgID), err)
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE cmk_orgs SET state = $1, tenant_id = $2,
+			consented_at = $3, consented_by = $4, vault_uri = $5, key_name = $6, key_version = $7, key_uri = $8,
+			active_key_uri = $9, active_version = $10, reason_code = $11, reason = $12, recoverable_until = $13,
+			revoked_since = $14, last_probe_at = $15, last_probe_error = $16, degraded = $17, updated_at = $18,
+			purge_suspected_since = $19, purge_checks = $20, warning = $21, data_lost_at = $22,
+			revision = revision + 1
+		WHERE org_id = $23 AND revision = $24`, append(args[1:], r.OrgID, r.Revision)...)
+	if err != nil {
+		return classify(ctx, op, cmkRes(r.OrgID), err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return classify(ctx, op, cmkRes(r.OrgID), err)
+	} else if n == 0 {
+		return stale
+	}
+	return nil
+}
+
+// GetCMK returns the org's CMK record. NotFound (resource "CMK of org X")
+// when the org has none: it never started the CMK flow, or does not exist.
+func (s *Store) GetCMK(ctx context.Context, orgID string) (cmk.Record, error) {
+	const op = "get CMK"
+	r, err := scanCMK(s.db.QueryRowContext(ctx, qGetCMK, orgID))
+	if err != nil {
+		return cmk.Record{}, classify(ctx, op, cmkRes(orgID), err)
+	}
+	return r, nil
+}
+
+// PutCMK inserts or replaces the record of r.OrgID and appends ev, when not
+// nil, in one transaction. NotFound if the org does not exist; Invalid if
+// r.OrgID or r.State is empty or ev names another org.
+func (s *Store) PutCMK(ctx context.Context, r cmk.Record, ev *audit.Event) error {
+	const op = "put CMK"
+	if r.OrgID == "" {
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "record.org_id", Reason: "CMK record has no org ID"}
+	}
+	r, err := recordFor(op, r.OrgID, r)
+	if err != nil {
+		return err
+	}
+	var e audit.Event
+	if ev != nil {
+		if e, err = eventFor(op, r.OrgID, *ev); err != nil {
+			return err
+		}
+	}
+	return s.inTx(ctx, op, func(tx *sql.Tx) error {
+		if err := putCMK(ctx, tx, op, r); err != nil {
+			return err
+		}
+		if ev == nil {
+			return nil
+		}
+		_, err := s.appendAudit(ctx, tx, op, e)
+		return err
+	})
+}
+
+// ListCMK returns the records in any of states, all when none is given,
+// ordered by org ID.
+func (s *Store) ListCMK(ctx context.Context, states ...cmk.State) ([]cmk.Record, error) {
+	const op = "list CMK"
+	q := `SELECT ` + cmkColumns + ` FROM cmk_orgs`
+	args := make([]any, len(states))
+	if len(states) > 0 {
+		ph := make([]string, len(states))
+		for i, st := range states {
+			args[i], ph[i] = string(st), fmt.Sprintf("$%d", i+1)
+		}
+		q += ` WHERE state IN (` + strings.Join(ph, ", ") + `)`
+	}
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY org_id`, args...)
+	if err != nil {
+		return nil, classify(ctx, op, "CMK records", err)
+	}
+	rs, err := collect(rows, func(rows *sql.Rows) (cmk.Record, error) { return scanCMK(rows) })
+	return rs, classify(ctx, op, "CMK records", err)
+}
+
+// PutConsentRequest stores c. Invalid if c.State, c.OrgID or c.ExpiresAt
+// is empty; NotFound if the org does not exist; Conflict if a request with
+// the same state exists.
+func (s *Store) PutConsentRequest(ctx context.Context, c cmk.ConsentRequest) error {
+	const op = "put consent request"
+	switch {
+	case c.State == "":
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "state", Reason: "consent request state is empty"}
+	case c.OrgID == "":
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "org_id", Reason: "consent request has no org ID"}
+	case c.ExpiresAt.IsZero():
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "expires_at", Reason: "consent request has no expiry"}
+	}
+	return s.inTx(ctx, op, func(tx *sql.Tx) error {
+		if err := orgMissing(ctx, tx, op, c.OrgID); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO cmk_consent_requests (state, org_id, actor, tenant_id, expires_at) VALUES ($1, $2, $3, $4, $5)`,
+			c.State, c.OrgID, c.Actor, c.TenantID, timeArg(c.ExpiresAt))
+		return classify(ctx, op, "consent request of org "+c.OrgID, err)
+	})
+}
+
+// TakeConsentRequest deletes and returns the request with state. NotFound
+// if there is none, or if it expired (ExpiresAt is not after now); an
+// expired request is deleted too. It also deletes every other request that
+// expired before now. Of concurrent takes of one request, exactly one gets
+// it: the row is deleted and read in one statement.
+func (s *Store) TakeConsentRequest(ctx context.Context, state string, now time.Time) (cmk.ConsentRequest, error) {
+	const op = "take consent request"
+	const res = "consent request"
+	c := cmk.ConsentRequest{State: state}
+	found := false
+	err := s.inTx(ctx, op, func(tx *sql.Tx) error {
+		found = false
+		err := tx.QueryRowContext(ctx, `DELETE FROM cmk_consent_requests WHERE state = $1 RETURNING org_id, actor, tenant_id, expires_at`, state).
+			Scan(&c.OrgID, &c.Actor, &c.TenantID, scanTime(&c.ExpiresAt))
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return classify(ctx, op, res, err)
+		}
+		found = true
+		_, err = tx.ExecContext(ctx, `DELETE FROM cmk_consent_requests WHERE expires_at <= $1`, timeArg(now))
+		return classify(ctx, op, res, err)
+	})
+	switch {
+	case err != nil:
+		return cmk.ConsentRequest{}, err
+	case !found:
+		return cmk.ConsentRequest{}, &fault.Error{Kind: fault.NotFound, Op: op, Resource: res,
+			Reason: "consent request not found: it was already used or never started; start the consent again"}
+	case !now.Before(c.ExpiresAt):
+		return cmk.ConsentRequest{}, &fault.Error{Kind: fault.NotFound, Op: op, Resource: res,
+			Reason: "consent request expired; start the consent again"}
+	}
+	return c, nil
+}
+
+// AddPendingWrapping stores w as the org's pending wrapping, replacing an
+// older pending one, and returns its ID. Invalid if w names another org, is
+// not pending or its key has no version; NotFound if the org does not
+// exist.
+func (s *Store) AddPendingWrapping(ctx context.Context, orgID string, w keys.RootKeyWrapping) (int64, error) {
+	const op = "add pending root key"
+	switch {
+	case w.OrgID != "" && w.OrgID != orgID:
+		return 0, &fault.Error{Kind: fault.Invalid, Op: op, Field: "wrapping.org_id",
+			Reason: fmt.Sprintf("root key wrapping of org %s given for org %s", w.OrgID, orgID)}
+	case w.State != "" && w.State != keys.WrappingPending:
+		return 0, &fault.Error{Kind: fault.Invalid, Op: op, Field: "wrapping.state",
+			Reason: fmt.Sprintf("a new root key wrapping must be pending, not %s", w.State)}
+	case w.Wrapped.Key.Version == "":
+		return 0, &fault.Error{Kind: fault.Invalid, Op: op, Field: "wrapping.key",
+			Reason: "a root key wrapping records the version of its master key"}
+	}
+	var id int64
+	err := s.inTx(ctx, op, func(tx *sql.Tx) error {
+		if err := lockOrg(ctx, tx, op, orgID); err != nil {
+			return err
+		}
+		res := "pending root key of org " + orgID
+		if _, err := tx.ExecContext(ctx, `DELETE FROM root_keys WHERE org_id = $1 AND state = $2`, orgID, string(keys.WrappingPending)); err != nil {
+			return classify(ctx, op, res, err)
+		}
+		k := w.Wrapped.Key
+		return classify(ctx, op, res, tx.QueryRowContext(ctx, `INSERT INTO root_keys (org_id, provider, key_id, key_version, ciphertext, state, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
+			orgID, k.Provider, k.ID, k.Version, nonNil(w.Wrapped.Ciphertext), string(keys.WrappingPending), timeArg(w.CreatedAt)).Scan(&id))
+	})
+	if err != nil {
+		return 0, err
+	}
+	return id, nil
+}
+
+// SwitchWrapping makes the org's pending wrapping id its only, active one,
+// sets the org's master key to master, stores rec and appends ev, in one
+// transaction. NotFound if id is not a pending wrapping of the org (also
+// when it is already active), or if the org does not exist; Invalid if
+// master has a version or is empty, or rec or ev names another org.
+func (s *Store) SwitchWrapping(ctx context.Context, orgID string, id int64, master masterkey.Ref, rec cmk.Record, ev audit.Event, done *cmk.Job) error {
+	const op = "switch root key"
+	switch {
+	case master.Version != "":
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "master_key", Reason: "the org's master key is stored unversioned"}
+	case master.Provider == "" || master.ID == "":
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "master_key", Reason: "the org's master key is empty"}
+	}
+	rec, err := recordFor(op, orgID, rec)
+	if err != nil {
+		return err
+	}
+	if ev, err = eventFor(op, orgID, ev); err != nil {
+		return err
+	}
+	if done != nil {
+		if err := checkJobUpdate(op, *done, cmk.JobDone, cmk.JobFailed); err != nil {
+			return err
+		}
+	}
+	return s.inTx(ctx, op, func(tx *sql.Tx) error {
+		if done != nil {
+			jobOrg, err := updateJob(ctx, tx, op, *done)
+			if err != nil {
+				return err
+			}
+			if jobOrg != orgID {
+				return &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.org_id", Reason: fmt.Sprintf("CMK job %d belongs to org %s, not %s", done.ID, jobOrg, orgID)}
+			}
+		}
+		if err := lockOrg(ctx, tx, op, orgID); err != nil {
+			return err
+		}
+		res := fmt.Sprintf("pending root key %d of org %s", id, orgID)
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM root_keys WHERE id = $1 AND org_id = $2 AND state = $3`, id, orgID, string(keys.WrappingPending)).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			if err := orgMissing(ctx, tx, op, orgID); err != nil {
+				return err
+			}
+			return &fault.Error{Kind: fault.NotFound, Op: op, Resource: res}
+		}
+		if err != nil {
+			return classify(ctx, op, res, err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM root_keys WHERE org_id = $1 AND id <> $2`, orgID, id); err != nil {
+			return classify(ctx, op, "root keys of org "+orgID, err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE root_keys SET state = $1 WHERE id = $2`, string(keys.WrappingActive), id); err != nil {
+			return classify(ctx, op, res, err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE orgs SET master_provider = $1, master_key_id = $2 WHERE id = $3`, master.Provider, master.ID, orgID); err != nil {
+			return classify(ctx, op, orgRes(orgID), err)
+		}
+		if err := putCMK(ctx, tx, op, rec); err != nil {
+			return err
+		}
+		_, err = s.appendAudit(ctx, tx, op, ev)
+		return err
+	})
+}
+
+const jobColumns = `id, org_id, kind, target, step, state, attempts, error, owner, lease_until, not_before, created_at, updated_at`
+
+func scanJob(row interface{ Scan(...any) error }) (cmk.Job, error) {
+	var j cmk.Job
+	err := row.Scan(&j.ID, &j.OrgID, &j.Kind, &j.Target, &j.Step, &j.State, &j.Attempts, &j.Error, &j.Owner,
+		scanTime(&j.LeaseUntil), scanTime(&j.NotBefore), scanTime(&j.CreatedAt), scanTime(&j.UpdatedAt))
+	return j, err
+}
+
+func getJob(ctx context.Context, q querier, op string, id int64) (cmk.Job, error) {
+	j, err := scanJob(q.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM cmk_jobs WHERE id = $1`, id))
+	if err != nil {
+		return cmk.Job{}, classify(ctx, op, jobRes(id), err)
+	}
+	return j, nil
+}
+
+// jobRunning is the Conflict of a second job for an org.
+func jobRunning(op, orgID string, err error) error {
+	return &fault.Error{Kind: fault.Conflict, Op: op, Resource: "CMK job of org " + orgID,
+		Reason: "a CMK job is already running for org " + orgID, Err: err}
+}
+
+// StartJob creates j in state pending, stores rec and appends ev, in one
+// transaction, and returns the job as stored. j's ID, State, Attempts,
+// Owner and LeaseUntil are ignored; a zero UpdatedAt is set to CreatedAt.
+// Conflict if the org has a pending or running job; NotFound if the org
+// does not exist; Invalid if j.OrgID or j.Kind is empty, or rec or ev
+// names another org.
+func (s *Store) StartJob(ctx context.Context, j cmk.Job, rec cmk.Record, ev audit.Event) (cmk.Job, error) {
+	const op = "start CMK job"
+	switch {
+	case j.OrgID == "":
+		return cmk.Job{}, &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.org_id", Reason: "CMK job has no org ID"}
+	case j.Kind == "":
+		return cmk.Job{}, &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.kind", Reason: "CMK job kind is empty"}
+	}
+	rec, err := recordFor(op, j.OrgID, rec)
+	if err != nil {
+		return cmk.Job{}, err
+	}
+	if ev, err = eventFor(op, j.OrgID, ev); err != nil {
+		return cmk.Job{}, err
+	}
+	if j.UpdatedAt.IsZero() {
+		j.UpdatedAt = j.CreatedAt
+	}
+	var stored cmk.Job
+	err = s.inTx(ctx, op, func(tx *sql.Tx) error {
+		if err := lockOrg(ctx, tx, op, j.OrgID); err != nil {
+			return err
+		}
+		var open int64
+		err := tx.QueryRowContext(ctx, `SELECT id FROM cmk_jobs WHERE org_id = $1 AND state IN ($2, $3)`,
+			j.OrgID, string(cmk.JobPending), string(cmk.JobRunning)).Scan(&open)
+		switch {
+		case err == nil:
+			return jobRunning(op, j.OrgID, nil)
+		case !errors.Is(err, sql.ErrNoRows):
+			return classify(ctx, op, "CMK jobs of org "+j.OrgID, err)
+		}
+		var id int64
+		err = tx.QueryRowContext(ctx, `INSERT INTO cmk_jobs (org_id, kind, target, step, state, attempts, error, owner, lease_until, not_before, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, 0, $6, '', NULL, $7, $8, $9) RETURNING id`,
+			j.OrgID, string(j.Kind), j.Target, j.Step, string(cmk.JobPending), j.Error, nullTimeArg(j.NotBefore), timeArg(j.CreatedAt), timeArg(j.UpdatedAt)).Scan(&id)
+		if pgCode(err) == codeUniqueViolation { // the one-open-job index: cannot happen after the check under the org lock, kept as the guarantee
+			return jobRunning(op, j.OrgID, err)
+		}
+		if err != nil {
+			return classify(ctx, op, "CMK job of org "+j.OrgID, err)
+		}
+		if stored, err = getJob(ctx, tx, op, id); err != nil {
+			return err
+		}
+		if err := putCMK(ctx, tx, op, rec); err != nil {
+			return err
+		}
+		_, err = s.appendAudit(ctx, tx, op, ev)
+		return err
+	})
+	if err != nil {
+		return cmk.Job{}, err
+	}
+	return stored, nil
+}
+
+// GetJob returns the job, or NotFound.
+func (s *Store) GetJob(ctx context.Context, id int64) (cmk.Job, error) {
+	return getJob(ctx, s.db, "get CMK job", id)
+}
+
+// OrgJob returns the org's latest job (the highest ID), or NotFound.
+func (s *Store) OrgJob(ctx context.Context, orgID string) (cmk.Job, error) {
+	const op = "get CMK job"
+	j, err := scanJob(s.db.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM cmk_jobs WHERE org_id = $1 ORDER BY id DESC LIMIT 1`, orgID))
+	if err != nil {
+		return cmk.Job{}, classify(ctx, op, "CMK job of org "+orgID, err)
+	}
+	return j, nil
+}
+
+// ClaimJob leases the oldest (lowest ID) claimable job to owner until
+// now+lease, sets it running and increments its Attempts, and returns it as
+// stored (UpdatedAt is now). Claimable is a pending job whose NotBefore is
+// zero or not after now, or a running job whose LeaseUntil is zero or not
+// after now. NotFound if none; Invalid if owner is empty or lease is not
+// positive.
+func (s *Store) ClaimJob(ctx context.Context, owner string, now time.Time, lease time.Duration) (cmk.Job, error) {
+	const op = "claim CMK job"
+	switch {
+	case owner == "":
+		return cmk.Job{}, &fault.Error{Kind: fault.Invalid, Op: op, Field: "owner", Reason: "lease owner is empty"}
+	case lease <= 0:
+		return cmk.Job{}, &fault.Error{Kind: fault.Invalid, Op: op, Field: "lease", Reason: "lease must be positive"}
+	}
+	j, err := scanJob(s.db.QueryRowContext(ctx, qClaimJob, timeArg(now), owner, timeArg(now.Add(lease))))
+	if errors.Is(err, sql.ErrNoRows) {
+		return cmk.Job{}, &fault.Error{Kind: fault.NotFound, Op: op, Resource: "claimable CMK job", Reason: "no CMK job is ready to run"}
+	}
+	if err != nil {
+		return cmk.Job{}, classify(ctx, op, "CMK jobs", err)
+	}
+	return j, nil
+}
+
+// updateJob stores j's Step, State, Error, NotBefore, LeaseUntil and (when
+// not zero) UpdatedAt if j.Owner holds the job: it is running under
+// j.Owner. It returns the job's org. NotFound if the job does not exist,
+// Conflict if another owner took it over or it is no longer running.
+func updateJob(ctx context.Context, tx *sql.Tx, op string, j cmk.Job) (orgID string, err error) {
+	err = tx.QueryRowContext(ctx, `UPDATE cmk_jobs SET step = $1, state = $2, error = $3, not_before = $4, lease_until = $5, updated_at = COALESCE($6, updated_at)
+		WHERE id = $7 AND owner = $8 AND state = $9 RETURNING org_id`,
+		j.Step, string(j.State), j.Error, nullTimeArg(j.NotBefore), nullTimeArg(j.LeaseUntil), nullTimeArg(j.UpdatedAt),
+		j.ID, j.Owner, string(cmk.JobRunning)).Scan(&orgID)
+	if !errors.Is(err, sql.ErrNoRows) {
+		return orgID, classify(ctx, op, jobRes(j.ID), err)
+	}
+	cur, err := getJob(ctx, tx, op, j.ID)
+	if err != nil {
+		return "", err
+	}
+	reason := fmt.Sprintf("CMK job %d is %s, held by %s, not %s: another node took it over", j.ID, cur.State, cur.Owner, j.Owner)
+	if cur.State != cmk.JobRunning {
+		reason = fmt.Sprintf("CMK job %d is %s, not running under %s", j.ID, cur.State, j.Owner)
+	}
+	return "", &fault.Error{Kind: fault.Conflict, Op: op, Resource: jobRes(j.ID), Reason: reason}
+}
+
+// checkJobUpdate checks the fields of a job update: a known owner and
+// OrgID, and a state in states.
+func checkJobUpdate(op string, j cmk.Job, states ...cmk.JobState) error {
+	switch {
+	case j.Owner == "":
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.owner", Reason: "lease owner is empty"}
+	case !slices.Contains(states, j.State):
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.state",
+			Reason: fmt.Sprintf("CMK job state must be one of %v, not %q", states, j.State)}
+	}
+	return nil
+}
+
+// UpdateJob stores j's Step, State, Error, NotBefore, LeaseUntil and, when
+// not zero, UpdatedAt, if j.Owner still holds the job (it is running under
+// j.Owner). State must be running, or pending to release the job (e.g. to
+// retry after NotBefore); done and failed go through [Store.FinishJob].
+// Conflict if another owner took the job over or it is not running;
+// NotFound if it does not exist.
+func (s *Store) UpdateJob(ctx context.Context, j cmk.Job) error {
+	const op = "update CMK job"
+	if err := checkJobUpdate(op, j, cmk.JobRunning, cmk.JobPending); err != nil {
+		return err
+	}
+	return s.inTx(ctx, op, func(tx *sql.Tx) error {
+		_, err := updateJob(ctx, tx, op, j)
+		return err
+	})
+}
+
+// FinishJob, in one transaction, stores j like [Store.UpdateJob] (its state
+// must be done or failed), stores rec and appends ev. Conflict if j.Owner
+// no longer holds the job; NotFound if it does not exist; Invalid if j,
+// rec or ev name different orgs.
+func (s *Store) FinishJob(ctx context.Context, j cmk.Job, rec cmk.Record, ev audit.Event) error {
+	const op = "finish CMK job"
+	if err := checkJobUpdate(op, j, cmk.JobDone, cmk.JobFailed); err != nil {
+		return err
+	}
+	if rec.State == "" {
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "record.state", Reason: "CMK state is empty"}
+	}
+	return s.inTx(ctx, op, func(tx *sql.Tx) error {
+		orgID, err := updateJob(ctx, tx, op, j)
+		if err != nil {
+			return err
+		}
+		if j.OrgID != "" && j.OrgID != orgID {
+			return &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.org_id",
+				Reason: fmt.Sprintf("CMK job %d belongs to org %s, not %s", j.ID, orgID, j.OrgID)}
+		}
+		if err := lockOrg(ctx, tx, op, orgID); err != nil {
+			return err
+		}
+		rec, err := recordFor(op, orgID, rec)
+		if err != nil {
+			return err
+		}
+		if ev, err = eventFor(op, orgID, ev); err != nil {
+			return err
+		}
+		if j.State == cmk.JobFailed {
+			// A failed job leaves no copy of the root key behind: the active
+			// wrapping is the only one.
+			if _, err := tx.ExecContext(ctx, `DELETE FROM root_keys WHERE org_id = $1 AND state = $2`, orgID, string(keys.WrappingPending)); err != nil {
+				return classify(ctx, op, "pending root keys of org "+orgID, err)
+			}
+		}
+		if err := putCMK(ctx, tx, op, rec); err != nil {
+			return err
+		}
+		_, err = s.appendAudit(ctx, tx, op, ev)
+		return err
+	})
+}
