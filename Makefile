@@ -38,7 +38,15 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
+# The PostgreSQL store's tests need a real PostgreSQL: unless
+# ORGKMS_TEST_POSTGRES_URL names one (or ORGKMS_TEST_POSTGRES=off), a
+# throwaway server on 127.0.0.1 is started, or reused, with .ci/postgres.sh
+# ("bash .ci/postgres.sh stop" stops it).
 test-race:
+	@if [ -z "$$ORGKMS_TEST_POSTGRES_URL" ] && [ "$$ORGKMS_TEST_POSTGRES" != off ]; then \
+		eval "$$(bash .ci/postgres.sh)" || exit 1; \
+	fi; \
+	echo "$(GO) test -race -shuffle=on -timeout 15m ./..."; \
 	$(GO) test -race -shuffle=on -timeout 15m ./...
 
 ## bench: Go benchmarks of the engine (envelope and keys)
