@@ -123,11 +123,3 @@ func collect[T any](rows *sql.Rows, scan func(*sql.Rows) (T, error)) (out []T, e
 	}
 	return out, nil
 }
-
-// affected returns the rows affected by a statement.
-func affected(res sql.Result, err error) (int64, error) {
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
-}
