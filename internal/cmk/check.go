@@ -327,11 +327,19 @@ func remedyFor(err error, rec Record) string {
 // use for an org: its value lists org IDs, separated by commas or spaces.
 const OwnershipTag = "orgkms-org"
 
+// taggedFor reports whether the ownership tag lists orgID. It walks the
+// value in place: the probe asks it for every org on every check.
 func taggedFor(tags map[string]string, orgID string) bool {
-	for _, id := range strings.FieldsFunc(tags[OwnershipTag], func(r rune) bool { return r == ',' || r == ' ' || r == ';' }) {
-		if id == orgID {
+	rest := tags[OwnershipTag]
+	for rest != "" {
+		i := strings.IndexAny(rest, ", ;")
+		if i < 0 {
+			return rest == orgID
+		}
+		if rest[:i] == orgID {
 			return true
 		}
+		rest = rest[i+1:]
 	}
 	return false
 }
