@@ -1036,3 +1036,31 @@ func TestEnableWhenTestIsRateLimited(t *testing.T) {
 		t.Fatalf("Enable after waiting: %v", err)
 	}
 }
+
+// The data plane answers a failed customer key with the cmk_* code of its
+// cause before the probe has seen it, the same code as after: a deleted key
+// is cmk_key_deleted (never master_key_not_found), a disabled one
+// cmk_key_disabled.
+func TestDataPlaneBeforeTheProbeSameCode(t *testing.T) {
+	w := newWorld(t)
+	ctx := t.Context()
+	w.keys.CreateOrg(ctx, "test", "acme", "")
+	a := w.encrypt("acme", "x")
+	w.activate("acme", w.demo.VaultURI, w.demo.KeyName, "")
+
+	off := false
+	if _, err := w.emu.UpdateKey(azureemu.DemoVault, w.demo.KeyName, "", &off, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	wantKind(t, "Decrypt with a disabled key, before the probe", w.decryptAll(a), fault.CMKDisabled)
+	on := true
+	if _, err := w.emu.UpdateKey(azureemu.DemoVault, w.demo.KeyName, "", &on, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.emu.DeleteKey(azureemu.DemoVault, w.demo.KeyName); err != nil {
+		t.Fatal(err)
+	}
+	wantKind(t, "Decrypt with a deleted key, before the probe", w.decryptAll(a), fault.CMKDeleted)
+	w.probe("acme", cmk.StateRevoked)
+	wantKind(t, "Decrypt with a deleted key, after the probe", w.decryptAll(a), fault.CMKDeleted)
+}

@@ -179,24 +179,14 @@ func (s *Service) execute(ctx context.Context, j Job) {
 // customerSide reports whether a master-key error is the customer's key
 // refusing orgkms (as opposed to an outage or a fault of orgkms).
 func customerSide(k fault.Kind) bool {
-	switch k {
-	case fault.KeyDisabled, fault.KeyNotFound, fault.KeyDestroyed, fault.PermissionDenied, fault.CredentialsInvalid, fault.CMKConsentRevoked:
-		return true
-	}
-	return false
+	_, ok := k.CustomerKeyKind()
+	return ok
 }
 
 // revocationKind is the data-plane kind of a customer-side failure.
 func revocationKind(k fault.Kind) fault.Kind {
-	switch k {
-	case fault.PermissionDenied, fault.CredentialsInvalid:
-		return fault.CMKPermissionMissing
-	case fault.KeyNotFound:
-		return fault.CMKDeleted
-	case fault.KeyDestroyed:
-		return fault.CMKDestroyed
-	case fault.CMKConsentRevoked:
-		return fault.CMKConsentRevoked
+	if ck, ok := k.CustomerKeyKind(); ok {
+		return ck
 	}
 	return fault.CMKDisabled
 }

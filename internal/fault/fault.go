@@ -161,6 +161,27 @@ func (k Kind) Retryable() bool { return k.Info().Retryable }
 // console alike.
 func (k Kind) HTTPStatus() int { return k.Info().Status }
 
+// CustomerKeyKind is the kind an org's callers see when its customer
+// managed key fails with k: a master-key kind the customer can fix (disabled,
+// not found, destroyed, a permission or consent missing) becomes the cmk_*
+// kind of the data plane, the same whether a live call or the probe found
+// it. ok is false for every other kind (transient, orgkms' own).
+func (k Kind) CustomerKeyKind() (_ Kind, ok bool) {
+	switch k {
+	case PermissionDenied, CredentialsInvalid:
+		return CMKPermissionMissing, true
+	case KeyNotFound:
+		return CMKDeleted, true
+	case KeyDestroyed:
+		return CMKDestroyed, true
+	case KeyDisabled:
+		return CMKDisabled, true
+	case CMKConsentRevoked:
+		return CMKConsentRevoked, true
+	}
+	return k, false
+}
+
 // Hint is what to do about an error of kind k, or "".
 func (k Kind) Hint() string { return k.Info().Hint }
 

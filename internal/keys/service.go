@@ -270,6 +270,14 @@ func (s *Service) loadEntry(ctx context.Context, orgID string) (*orgEntry, error
 			s.log.Error("stored root key failed authentication", slog.String("org_id", orgID), slog.String("key_ref", w.Wrapped.Key.String()))
 			return nil, &fault.Error{Kind: fault.Internal, Op: "load org", Resource: "org " + orgID, Reason: "stored root key failed integrity check", Err: err}
 		}
+		if w.Wrapped.Key.Unversioned() != s.platformKey {
+			// The org's customer managed key failed: its callers get the
+			// same cmk_* code as once the probe has recorded it.
+			if ck, ok := fault.KindOf(err).CustomerKeyKind(); ok {
+				fe := fault.As(err)
+				return nil, &fault.Error{Kind: ck, Op: "load org", Resource: "org " + orgID, Permission: fe.Permission, Provider: fe.Provider, Err: err}
+			}
+		}
 		return nil, err
 	}
 	k, err := envelope.NewKey(raw)
