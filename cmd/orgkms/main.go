@@ -64,6 +64,15 @@ const (
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	env := &cliEnv{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
 	root := newRootCmd(env)
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") && !strings.HasPrefix(args[0], "__") { // __complete: cobra's hidden completion command
+		if c, _, err := root.Find(args[:1]); err != nil || c == root {
+			// An unknown command stays a usage error even with -h after it
+			// (cobra would print the root's help and succeed).
+			args = args[:1]
+		}
+	}
 	root.SetArgs(longFlags(root, args))
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil || errors.Is(err, flag.ErrHelp) {
