@@ -165,8 +165,11 @@ func keyCmd(env *cliEnv) *cobra.Command {
 	}, func(cmd *cobra.Command) {
 		cmd.Flags().Uint32Var(&minDec, "min-decryption-version", 0, "oldest `version` allowed to decrypt")
 		cmd.PreRunE = func(*cobra.Command, []string) error {
-			if minDec == 0 {
+			if !cmd.Flags().Changed("min-decryption-version") {
 				return usageError{"nothing to change", "give --min-decryption-version N"}
+			}
+			if minDec == 0 {
+				return usageError{"--min-decryption-version must be at least 1", "versions are numbered from 1; \"orgkms key show\" lists them"}
 			}
 			return nil
 		}
@@ -492,6 +495,9 @@ func auditCmd(env *cliEnv) *cobra.Command {
 		o := orgOrEnv(*org)
 		if o == "" {
 			return usageError{"--org is required", "give --org ORG (or _platform)"}
+		}
+		if *limit < 1 || *limit > 1000 || *after < 0 {
+			return usageError{"--limit must be between 1 and 1000, and --after not negative", "page with --after SEQ (the last event's seq) and --limit N"}
 		}
 		c, err := newClient()
 		if err != nil {

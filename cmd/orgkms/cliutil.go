@@ -88,7 +88,17 @@ func helpHint(c *cobra.Command) string {
 
 // flagError turns pflag's parse errors into usage errors.
 func flagError(c *cobra.Command, err error) error {
-	return usageError{err.Error(), helpHint(c)}
+	msg := err.Error()
+	// pflag quotes strconv's own words ("strconv.ParseInt: parsing ...");
+	// say what the value must be instead.
+	if i := strings.Index(msg, ": strconv."); i >= 0 {
+		why := ": want a whole number"
+		if strings.Contains(msg[i:], "out of range") {
+			why = ": out of range"
+		}
+		msg = msg[:i] + why
+	}
+	return usageError{msg, helpHint(c)}
 }
 
 // groupArgs accepts any arguments on a command that only groups others, so
