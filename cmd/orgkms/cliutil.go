@@ -54,7 +54,7 @@ func withHint(err error, hints ...string) error {
 
 // printError prints err as one "orgkms: error:" line and its hints.
 func printError(w io.Writer, err error) {
-	fmt.Fprintf(w, "orgkms: error: %s\n", oneLine(err.Error()))
+	fmt.Fprintf(w, "orgkms: error: %s\n", oneLine(errorText(err)))
 	for _, s := range errorHints(err) {
 		fmt.Fprintf(w, "orgkms: hint: %s\n", oneLine(s))
 	}
@@ -73,6 +73,22 @@ func errorHints(err error) []string {
 		hints = append(hints, h.hints...)
 	}
 	return append(hints, apiHints(err)...)
+}
+
+// errorText is the error line of err. A fault.Error of this process (the
+// server's start-up, a local check) reads as its customer message: its
+// underlying error is for logs, and would repeat the reason in other words.
+func errorText(err error) string {
+	text := err.Error()
+	var ae *client.Error
+	if fe := fault.As(err); fe != nil && !errors.As(err, &ae) {
+		msg := fault.Message(fe)
+		if fe.Op != "" {
+			msg = fe.Op + ": " + msg
+		}
+		text = strings.Replace(text, fe.Error(), msg, 1)
+	}
+	return text
 }
 
 func oneLine(s string) string { return strings.ReplaceAll(strings.TrimSpace(s), "\n", " ") }
