@@ -476,7 +476,12 @@ func (em *emuCLI) keyTag(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(em.stdout, "key %s version %s tagged %v\n", k.Name, k.Version, tags)
+	pairs := make([]string, 0, len(tags))
+	for name, v := range tags {
+		pairs = append(pairs, name+"="+v)
+	}
+	slices.Sort(pairs)
+	fmt.Fprintf(em.stdout, "key %s version %s tagged %s\n", k.Name, k.Version, strings.Join(pairs, " "))
 	return nil
 }
 
