@@ -93,6 +93,9 @@ func TestWrongMethodIs405(t *testing.T) {
 				if tc.wantStatus == 405 && tc.method != "HEAD" && (eb.Error.Code != "method_not_allowed" || !strings.Contains(eb.Error.Message, tc.wantAllow) || eb.Error.RequestID == "") {
 					t.Errorf("%s %s: error %+v, want method_not_allowed naming %s", tc.method, tc.path, eb.Error, tc.wantAllow)
 				}
+				if resp.Header.Get("X-Request-Id") == "" {
+					t.Errorf("%s %s: %d without X-Request-Id", tc.method, tc.path, resp.StatusCode)
+				}
 			}
 		})
 	}

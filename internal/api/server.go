@@ -70,6 +70,7 @@ func New(cfg Config) *Handler {
 	}
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		c := &call{w: w, r: r, requestID: requestID(r), route: "unmatched"}
+		w.Header().Set("X-Request-Id", c.requestID)
 		if allow := h.allowedMethods(r); len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))
 			h.writeError(c, &fault.Error{Kind: fault.MethodNotAllowed,
