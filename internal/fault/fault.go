@@ -274,7 +274,7 @@ func Message(err error) string {
 		return row.Message
 	}
 	if fe.Reason != "" {
-		if fe.Kind == Invalid {
+		if fe.Kind == Invalid && !strings.HasPrefix(fe.Reason, fe.Field+" ") {
 			return fieldPrefix(fe.Field) + fe.Reason
 		}
 		return fe.Reason

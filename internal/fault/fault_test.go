@@ -125,6 +125,8 @@ func TestMessageFillsTheTemplate(t *testing.T) {
 		{"provider", &Error{Kind: CredentialsInvalid, Provider: "azurekv"}, "credentials for azurekv are invalid, expired or not consented"},
 		{"reason wins", &Error{Kind: Conflict, Resource: "org a", Reason: "org a is being deleted"}, "org a is being deleted"},
 		{"field", &Error{Kind: Invalid, Field: "plaintext", Reason: "must be base64"}, "plaintext: must be base64"},
+		{"field named by the reason", &Error{Kind: Invalid, Field: "limit", Reason: "limit must be between 1 and 1000"}, "limit must be between 1 and 1000"},
+		{"field merely starting the reason", &Error{Kind: Invalid, Field: "key", Reason: "keys must be named"}, "key: keys must be named"},
 		{"template text in a resource is not expanded", &Error{Kind: NotFound, Resource: "key %p"}, "key %p not found"},
 		{"internal hides the reason", &Error{Kind: Internal, Reason: "db path /var/x"}, "internal error"},
 	}
