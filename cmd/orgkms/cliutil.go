@@ -585,6 +585,9 @@ func cell(v reflect.Value) string {
 func newClient() (*client.Client, error) {
 	c, err := client.New(client.Config{})
 	if err != nil {
+		if os.Getenv("ORGKMS_ADDR") != "" {
+			return nil, withHint(err, "set ORGKMS_ADDR to the server's base URL, e.g. http://127.0.0.1:8200 (orgkms dev writes it to DATA/dev.env)")
+		}
 		return nil, withHint(err, "start a server with \"orgkms dev\", then \"source DATA/dev.env\"")
 	}
 	return c, nil

@@ -100,7 +100,7 @@ var table = [...]Row{
 		Message: "too many requests; retry later", Hint: "wait for the time in Retry-After, then retry"},
 	VersionRetired: {Code: "key_version_retired", Status: 400,
 		Message: "the ciphertext's key version was retired for decryption; lower the key's min_decryption_version or rewrap ciphertexts before retiring versions",
-		Hint:    "lower the key's minimum decryption version: orgkms key config --min-decryption-version N"},
+		Hint:    "lower the key's minimum decryption version: orgkms key config --org ORG KEY --min-decryption-version N"},
 
 	CMKDisabled: {Code: "cmk_key_disabled", Status: 424,
 		Message: "the org's customer managed key is disabled; its administrators must enable it in their key vault",
