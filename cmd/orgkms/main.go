@@ -22,6 +22,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/orgkms/orgkms/client"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -80,7 +82,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	printError(stderr, withHint(err, fieldHint(cmd, err)...))
 	var ue usageError
-	if errors.As(err, &ue) {
+	if errors.As(err, &ue) || errors.Is(err, client.CodeInvalidArgument) {
+		// The server refused a value the command line gave (an ID's form,
+		// a role, a size): a mistake in the command line too.
 		return exitUsage
 	}
 	return exitError
