@@ -64,7 +64,7 @@ func cmkCmd(env *cliEnv) *cobra.Command {
 			return err
 		}
 		return authFmt.emit(env, r, func(w io.Writer) error {
-			_, err := fmt.Fprintf(w, "Open this URL in a browser and accept as an administrator of tenant %s\n(it expires at %s):\n\n  %s\n\nThen check: orgkms cmk status --org %s\n", tenant, r.ExpiresAt.Local().Format(time.Kitchen), r.ConsentURL, org)
+			_, err := fmt.Fprintf(w, "Open this URL in a browser and accept as an administrator of tenant %s\n(it expires at %s):\n\n  %s\n\nThen check: orgkms cmk status --org %s\n", tenant, r.ExpiresAt.UTC().Format(time.RFC3339), r.ConsentURL, org)
 			return err
 		})
 	})
