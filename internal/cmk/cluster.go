@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/orgkms/orgkms/internal/audit"
+	"github.com/orgkms/orgkms/internal/fault"
 )
 
 // Node is one orgkms process on the store, as it registered itself.
@@ -51,10 +52,10 @@ const (
 	BumpPurged      = "purged"      // an operator purged the org's cached keys
 )
 
-// Revocation reports whether a generation of reason takes keys away:
+// RevocationReason reports whether a generation of reason takes keys away:
 // revoked, lost, fell back, or purged by an operator. Each node's receipt of
 // such a generation is also an audit event (cmk.purge_receipt).
-func Revocation(reason string) bool {
+func RevocationReason(reason string) bool {
 	switch reason {
 	case BumpRevoked, BumpLost, BumpFellBack, BumpPurged:
 		return true
@@ -117,3 +118,101 @@ type ClusterStore interface {
 	// Receipts returns the org's receipts, one per node, by node ID.
 	Receipts(ctx context.Context, orgID string) ([]Receipt, error)
 }
+
+var switchBump = map[JobKind]string{JobActivate: BumpActivated, JobRotate: BumpRotated, JobReplace: BumpReplaced, JobDeactivate: BumpDeactivated}
+
+// Revocation is how far an org's current generation reached the nodes:
+// "revocation honoured by Honoured of Live nodes at LatestReceipt".
+type Revocation struct {
+	Generation    int64
+	Reason        string // a Bump* reason
+	ChangedAt     time.Time
+	Honoured      int       // live nodes whose receipt is for this generation or a newer one
+	Live          int       // live nodes
+	LatestReceipt time.Time // latest receipt of this generation; zero when none
+	Pending       []string  // live nodes that have not confirmed it, by ID
+}
+
+// changed tells Config.Changed that this node stored a raised generation
+// of org.
+func (s *Service) changed(orgID string) {
+	if s.cfg.Changed != nil {
+		s.cfg.Changed(orgID)
+	}
+}
+
+// revocation returns the org's generation and its receipts by live nodes;
+// nil while its generation was never raised.
+func (s *Service) revocation(ctx context.Context, orgID string) (*Revocation, error) {
+	g, err := s.st.OrgGeneration(ctx, orgID)
+	if fault.KindOf(err) == fault.NotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := s.st.ListNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	receipts, err := s.st.Receipts(ctx, orgID)
+	if err != nil {
+		return nil, err
+	}
+	got := map[string]Receipt{}
+	for _, r := range receipts {
+		got[r.NodeID] = r
+	}
+	rv := &Revocation{Generation: g.Generation, Reason: g.Reason, ChangedAt: g.ChangedAt}
+	now := s.now()
+	for _, n := range nodes {
+		if n.State(now, s.cfg.NodeTimeout) != NodeLive {
+			continue
+		}
+		rv.Live++
+		r, ok := got[n.ID]
+		if !ok || r.Generation < g.Generation {
+			rv.Pending = append(rv.Pending, n.ID)
+			continue
+		}
+		rv.Honoured++
+		if r.PurgedAt.After(rv.LatestReceipt) {
+			rv.LatestReceipt = r.PurgedAt
+		}
+	}
+	return rv, nil
+}
+
+// Reload applies a raised generation of org on this node: it reads the
+// org's record, blocks the org (revoked, lost) or unblocks it, and drops
+// the org's unwrapped keys. Package cluster calls it for every newer
+// generation it sees, then writes the node's receipt.
+func (s *Service) Reload(ctx context.Context, orgID string) error {
+	rec, err := s.record(ctx, orgID)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if rec.ActiveKeyURI != "" {
+		s.onCMK[orgID] = true
+	} else {
+		delete(s.onCMK, orgID)
+	}
+	if !rec.DataLostAt.IsZero() {
+		if s.dataLost == nil {
+			s.dataLost = map[string]time.Time{}
+		}
+		s.dataLost[orgID] = rec.DataLostAt
+	}
+	s.mu.Unlock()
+	if rec.State == StateRevoked || rec.State == StateLost {
+		s.block(orgID, blockError(rec))
+	} else {
+		s.block(orgID, nil)
+	}
+	s.cfg.Keys.Cache().Purge(orgID)
+	return nil
+}
+
+// NodeID is this node's identity (Config.NodeID).
+func (s *Service) NodeID() string { return s.cfg.NodeID }
