@@ -216,3 +216,30 @@ func (s *Service) Reload(ctx context.Context, orgID string) error {
 
 // NodeID is this node's identity (Config.NodeID).
 func (s *Service) NodeID() string { return s.cfg.NodeID }
+
+// Purge is an operator's purge of the org's unwrapped keys on every node:
+// it raises the org's generation (reason purged), drops the keys here at
+// once, and every other node drops them when it sees the generation.
+// NotFound when the org does not exist.
+func (s *Service) Purge(ctx context.Context, orgID string) error {
+	if _, err := s.st.GetOrg(ctx, orgID); err != nil {
+		return err
+	}
+	if _, err := s.st.BumpGeneration(ctx, orgID, BumpPurged, s.now().UTC(), nil); err != nil {
+		return err
+	}
+	s.cfg.Keys.Cache().Purge(orgID)
+	s.changed(orgID)
+	return nil
+}
+
+// PurgeAll purges every org's unwrapped keys on every node: it raises every
+// org's generation (reason purged).
+func (s *Service) PurgeAll(ctx context.Context) error {
+	if _, err := s.st.BumpAllGenerations(ctx, BumpPurged, s.now().UTC()); err != nil {
+		return err
+	}
+	s.cfg.Keys.Cache().PurgeAll()
+	s.changed("")
+	return nil
+}
