@@ -65,6 +65,10 @@ type Options struct {
 	// OnJobStep observes every durable step of a re-wrap job (see
 	// cmk.Config.OnJobStep): metrics, logging, and the crash tests.
 	OnJobStep func(kind, step string)
+	// NoGenerationListener turns off the PostgreSQL LISTEN of generation
+	// notifications (tests: a node that misses every notification and
+	// catches up through the periodic generation check alone).
+	NoGenerationListener bool
 	// Demo shows the Azure emulator's demo tenant, vault and key in the
 	// console (orgkms dev).
 	Demo *console.Demo
@@ -184,7 +188,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 	ncfg := cluster.Config{Store: s.Store, CMK: s.CMK, NodeID: s.NodeID, Address: cfg.Cluster.AdvertiseAddress, Version: Version,
 		Heartbeat: time.Duration(cfg.Cluster.HeartbeatInterval), NodeTimeout: time.Duration(cfg.Cluster.NodeTimeout),
 		GenerationCheck: time.Duration(cfg.Cluster.GenerationCheck), StaleAfter: time.Duration(cfg.Cluster.StaleAfter), Now: opts.Now, Logger: log}
-	if l, ok := s.Store.(cluster.Listener); ok {
+	if l, ok := s.Store.(cluster.Listener); ok && !opts.NoGenerationListener {
 		ncfg.Listener = l
 	}
 	s.Cluster = cluster.New(ncfg)
