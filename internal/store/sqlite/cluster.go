@@ -26,7 +26,7 @@ func (s *Store) RegisterNode(ctx context.Context, n cmk.Node) error {
 		VALUES (?, ?, ?, ?, ?, NULL)
 		ON CONFLICT (id) DO UPDATE SET address = excluded.address, version = excluded.version,
 			started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, stopped_at = NULL`,
-		n.ID, n.Address, n.Version, timeArg(n.StartedAt), timeArg(n.HeartbeatAt))
+			n.ID, n.Address, n.Version, timeArg(n.StartedAt), timeArg(n.HeartbeatAt))
 		return classify(ctx, op, nodeRes(n.ID), err)
 	})
 }

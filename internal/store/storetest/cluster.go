@@ -40,7 +40,7 @@ func testNodes(t *testing.T, s CMKStore) {
 		!got.HeartbeatAt.Equal(micro(base.Add(time.Second))) || !got.StoppedAt.IsZero() {
 		t.Errorf("node-a = %+v", got)
 	}
-	if got := ns[1]; !got.StoppedAt.Equal(micro(base.Add(2*time.Second))) {
+	if got := ns[1]; !got.StoppedAt.Equal(micro(base.Add(2 * time.Second))) {
 		t.Errorf("node-b stopped at %v, want %v", got.StoppedAt, micro(base.Add(2*time.Second)))
 	}
 	now := base.Add(5 * time.Second)
