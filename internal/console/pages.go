@@ -1,6 +1,7 @@
 package console
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -115,6 +116,11 @@ type cmkView struct {
 	LastProbe  string
 	ProbeOK    bool
 	Job        *jobView
+	// Receipts is the org's latest key state change and how many live
+	// nodes honoured it: "revoked at T: honoured by 3 of 3 nodes at T";
+	// Unconfirmed names the live nodes that have not.
+	Receipts    string
+	Unconfirmed string
 }
 
 func (h *handler) cmkView(st cmk.Status) cmkView {
@@ -141,7 +147,21 @@ func (h *handler) cmkView(st cmk.Status) cmkView {
 	default:
 		v.LastProbe = fmtTime(r.LastProbeAt) + ": " + r.LastProbeError
 	}
+	if rv := st.Revocation; rv != nil {
+		v.Receipts = fmt.Sprintf("%s at %s: honoured by %d of %d nodes", changeText[rv.Reason], fmtTime(rv.ChangedAt), rv.Honoured, rv.Live)
+		if !rv.LatestReceipt.IsZero() {
+			v.Receipts += " at " + fmtTime(rv.LatestReceipt)
+		}
+		v.Unconfirmed = strings.Join(rv.Pending, ", ")
+	}
 	return v
+}
+
+// changeText names a generation's reason (cmk.Bump*) for the console.
+var changeText = map[string]string{
+	cmk.BumpRevoked: "Revoked", cmk.BumpLost: "Lost", cmk.BumpRestored: "Restored", cmk.BumpActivated: "Activated",
+	cmk.BumpRotated: "Rotated", cmk.BumpReplaced: "Replaced", cmk.BumpDeactivated: "Deactivated",
+	cmk.BumpFellBack: "Fell back to a new platform root key", cmk.BumpPurged: "Keys purged by an operator",
 }
 
 // vaultAndKey names the vault and key of a master key URI such as

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/orgkms/orgkms/internal/azureemu"
 	"github.com/orgkms/orgkms/internal/cmk"
@@ -65,5 +66,36 @@ func wantTestWhileRevoked(t *testing.T, h *harness, b *client) {
 	p.wantText("flash", "probe interval")
 	if st, _ := h.cmk.Status(ctx, "acme"); st.State != cmk.StateRevoked {
 		t.Fatalf("state %s after Test, want revoked: Test changes nothing", st.State)
+	}
+}
+
+// TestSecurityReceipts: after a key state change (here an operator's
+// purge), Settings → Security shows which live nodes honoured it: 1 of 1
+// on SQLite, at the receipt's time.
+func TestSecurityReceipts(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, options{})
+	h.server.Start(t.Context()) // the node's heartbeat and generation checks
+	const sec = "/console/orgs/acme/security"
+	b := h.signedIn(secAdmin)
+	if b.get(sec).want(http.StatusOK).has("security-receipts") {
+		t.Fatal("Security page shows a key state change before any")
+	}
+	if err := h.cmk.Purge(t.Context(), "acme"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p := b.get(sec).want(http.StatusOK)
+		if p.has("security-receipts") && strings.Contains(p.text("security-receipts"), "honoured by 1 of 1 nodes at ") {
+			if txt := p.text("security-receipts"); !strings.HasPrefix(txt, "Keys purged by an operator at ") || strings.Contains(txt, "not confirmed") {
+				t.Errorf("receipt line = %q", txt)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Security page never shows the receipt; it shows %q", p.text("security-receipts"))
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition
 	}
 }
