@@ -51,6 +51,7 @@ type Node struct {
 	lastGood  atomic.Int64 // unix nanoseconds of the last successful check
 	lostNode  atomic.Bool  // the node record was found missing
 	listening atomic.Bool
+	live      atomic.Int64 // live nodes, counted at every heartbeat
 
 	mu      sync.Mutex
 	applied map[string]int64 // org → generation applied on this node
@@ -133,6 +134,9 @@ func (n *Node) Register(ctx context.Context) error {
 	err := n.cfg.Store.RegisterNode(ctx, cmk.Node{ID: n.cfg.NodeID, Address: n.cfg.Address, Version: n.cfg.Version, StartedAt: n.started, HeartbeatAt: now})
 	if err == nil {
 		n.lostNode.Store(false)
+		if live, lerr := n.LiveNodes(ctx); lerr == nil {
+			n.live.Store(int64(live))
+		}
 	}
 	return err
 }
@@ -177,9 +181,17 @@ func (n *Node) heartbeatLoop(ctx context.Context) {
 		}
 		if err != nil && ctx.Err() == nil {
 			n.log.Warn("heartbeat failed", slog.String("error", err.Error()))
+			continue
+		}
+		if live, err := n.LiveNodes(ctx); err == nil {
+			n.live.Store(int64(live))
 		}
 	}
 }
+
+// Live is the number of live nodes this node counted at its last
+// heartbeat (the metric orgkms_cluster_live_nodes).
+func (n *Node) Live() int { return int(n.live.Load()) }
 
 func (n *Node) checkLoop(ctx context.Context) {
 	t := time.NewTicker(n.cfg.GenerationCheck)

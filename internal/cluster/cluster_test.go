@@ -236,6 +236,11 @@ func TestRevocationOnEveryNode(t *testing.T) {
 			t.Fatalf("encrypt on node %d before revocation = %v", i, err)
 		}
 	}
+	c.waitFor("3 live nodes counted by node 0", func() bool { return c.nodes[0].s.Cluster.Live() == 3 })
+	ns, err := c.nodes[0].s.Cluster.ListNodes(ctx)
+	if err != nil || len(ns) != 3 {
+		t.Fatalf("ListNodes = %d nodes, %v; want 3", len(ns), err)
+	}
 	before := c.emu.Counters()
 
 	c.setEnabled(false)

@@ -49,6 +49,13 @@ func New(cacheHits, cacheMisses, cachedOrgs func() float64) *Metrics {
 	return m
 }
 
+// RegisterLiveNodes adds the gauge orgkms_cluster_live_nodes, read from
+// live at scrape time.
+func (m *Metrics) RegisterLiveNodes(live func() float64) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "orgkms_cluster_live_nodes",
+		Help: "orgkms nodes on the database whose heartbeat is within cluster.node_timeout, as this node last counted them."}, live))
+}
+
 // ObserveMasterKey records one remote master-key call; it matches masterkey.Observer.
 func (m *Metrics) ObserveMasterKey(provider, op, outcome string, d time.Duration) {
 	m.MasterKeyCalls.WithLabelValues(provider, op, outcome).Inc()

@@ -192,6 +192,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 		ncfg.Listener = l
 	}
 	s.Cluster = cluster.New(ncfg)
+	s.Metrics.RegisterLiveNodes(func() float64 { return float64(s.Cluster.Live()) })
 
 	// 6. Tokens, users, API, console.
 	s.Tokens = auth.NewService(s.Store, s.Keys, nil, time.Duration(cfg.TokenCacheTTL))
