@@ -36,7 +36,7 @@ type Job struct {
 	Attempts int
 	Error    string // last error, customer-readable
 	// Owner is the lease holder: NODE/TOKEN, a new token per claim.
-	Owner string
+	Owner      string
 	LeaseUntil time.Time
 	NotBefore  time.Time // retry backoff: not claimed before this time
 	CreatedAt  time.Time
