@@ -172,7 +172,9 @@ func (s *Service) rewrap(ctx context.Context, j *Job) error {
 		if err != nil {
 			return err
 		}
-		id, err := s.st.AddPendingWrapping(ctx, j.OrgID, keys.RootKeyWrapping{OrgID: j.OrgID, Wrapped: w, State: keys.WrappingPending, CreatedAt: s.now().UTC()})
+		copied := *j
+		copied.Step = "copied"
+		id, err := s.st.AddJobWrapping(ctx, copied, keys.RootKeyWrapping{OrgID: j.OrgID, Wrapped: w, State: keys.WrappingPending, CreatedAt: s.now().UTC()})
 		if err != nil {
 			return err
 		}

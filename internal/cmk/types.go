@@ -144,6 +144,10 @@ type Store interface {
 	// another master key, in state pending, and returns its ID. An org has
 	// at most one pending wrapping: an older pending one is replaced.
 	AddPendingWrapping(ctx context.Context, orgID string, w keys.RootKeyWrapping) (int64, error)
+	// AddJobWrapping is AddPendingWrapping for the org of job j, and stores
+	// j's Step like UpdateJob, in one transaction, only while j.Owner holds
+	// the job under j.Fence (Conflict otherwise).
+	AddJobWrapping(ctx context.Context, j Job, w keys.RootKeyWrapping) (int64, error)
 	// SwitchWrapping, in one transaction: makes pending wrapping id the
 	// active one, deletes every other wrapping of the org, sets the org's
 	// master key to master (unversioned), stores rec and appends ev; when
@@ -159,7 +163,9 @@ type Store interface {
 	// GetJob returns a job; OrgJob the org's latest job (NotFound if none).
 	GetJob(ctx context.Context, id int64) (Job, error)
 	OrgJob(ctx context.Context, orgID string) (Job, error)
-	// jobs.Store: ClaimJob and UpdateJob, the runner's lease.
+	// jobs.Store: ClaimJob (raises the fence), UpdateJob and RenewJob
+	// (fenced); SwitchWrapping's done job, AddJobWrapping and FinishJob are
+	// fenced the same way.
 	jobs.Store
 	// FinishJob, in one transaction: stores j (done or failed, if j.Owner
 	// still holds it), stores rec and appends ev; a failed job's pending

@@ -8,10 +8,15 @@
 //
 //   - A claim leases one job to an owner NODE/TOKEN until now+Lease; the
 //     token is new for each claim, so two workers never share a lease.
-//   - Every write of the holder (a step, a release for retry, the finish)
-//     is stored only while the holder still owns the job, checked in the
-//     write's own transaction: a runner that lost its lease gets Conflict
-//     and commits nothing.
+//   - Every claim raises the job's fencing token ([Job.Fence]). Every
+//     write of the holder (a step, a renewal, a release for retry, the
+//     finish) is stored only while the job is running under the same owner
+//     AND the same fence, checked in the write's own transaction: a runner
+//     that lost its lease gets Conflict and can never commit a step.
+//   - While a job runs, the runner renews its lease every Lease/3. When a
+//     renewal is refused (the fence moved: another runner claimed the job),
+//     or the lease ran out unrenewed (the store unreachable), the job's
+//     context is cancelled at once; the run ends with outcome lost.
 //   - A job whose lease expired is claimable again: another runner resumes
 //     it from its last durable step. The handler's steps are idempotent.
 //

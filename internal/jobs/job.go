@@ -36,7 +36,11 @@ type Job struct {
 	Attempts int
 	Error    string // last error, customer-readable
 	// Owner is the lease holder: NODE/TOKEN, a new token per claim.
-	Owner      string
+	Owner string
+	// Fence is the fencing token of the current lease: every claim raises
+	// it, and every write of the job's holder (a step, a renewal, the
+	// finish) is stored only while the stored fence is still this one.
+	Fence      int64
 	LeaseUntil time.Time
 	NotBefore  time.Time // retry backoff: not claimed before this time
 	CreatedAt  time.Time
@@ -48,20 +52,24 @@ type Job struct {
 type Store interface {
 	// ClaimJob leases the oldest claimable job to owner until now+lease: a
 	// pending job whose NotBefore has passed, or a running job whose lease
-	// expired (its owner died). It increments Attempts.
+	// expired (its owner died). It raises Fence and increments Attempts.
 	// NotFound if none.
 	ClaimJob(ctx context.Context, owner string, now time.Time, lease time.Duration) (Job, error)
 	// UpdateJob stores j's Step, State, Error, NotBefore and LeaseUntil if
-	// j.Owner still holds the lease (Conflict otherwise).
+	// j.Owner still holds the lease under j.Fence (Conflict otherwise).
 	UpdateJob(ctx context.Context, j Job) error
+	// RenewJob moves the lease of running job j to until, if j.Owner still
+	// holds it under j.Fence (Conflict otherwise); nothing else changes.
+	RenewJob(ctx context.Context, j Job, until time.Time) error
 }
 
 // Handler does the work of jobs.
 type Handler interface {
 	// Run does j's work from its last durable step. Every write it makes
-	// for j carries j.Owner, so that a run that lost its lease gets
-	// Conflict instead of committing. It updates *j as it goes; on success
-	// the job is done (stored by the handler's last step).
+	// for j carries j.Owner and j.Fence, so that a run that lost its lease
+	// gets Conflict instead of committing. ctx is cancelled at once when
+	// the runner finds the lease lost. It updates *j as it goes; on
+	// success the job is done (stored by the handler's last step).
 	Run(ctx context.Context, j *Job) error
 	// Fail ends j for good after the permanent error err: it stores j
 	// (State Failed, Error set) with whatever the handler's state needs.

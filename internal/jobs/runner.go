@@ -20,7 +20,8 @@ type Config struct {
 	// NodeID is this node's stable identity: owners are NODE/TOKEN, so a
 	// restarted node finds the jobs it held ([Runner.Reclaim]). Required.
 	NodeID string
-	// Lease is how long a claim holds a job. Default 2m.
+	// Lease is how long a claim holds a job; the runner renews it every
+	// Lease/3 while the job runs. Default 2m.
 	Lease time.Duration
 	// Poll is how often an idle worker looks for work. Default 1s.
 	Poll time.Duration
@@ -217,14 +218,19 @@ func (r *Runner) outcome(j Job, o Outcome) {
 // errLeaseLost is the cause of a job context cancelled by the renewal.
 var errLeaseLost = errors.New("job lease lost")
 
-// execute runs claimed job j under its lease and records its outcome:
-// done, released for a retry with backoff, or failed for good.
+// execute runs claimed job j under its lease: a renewal goroutine extends
+// the lease every Lease/3 and cancels the run at once when the store
+// refuses the renewal (another runner took the job over) or the lease ran
+// out without a renewal (the store unreachable).
 func (r *Runner) execute(ctx context.Context, j Job) {
 	log := r.log.With(slog.String("org_id", j.OrgID), slog.String("job", string(j.Kind)), slog.Int64("job_id", j.ID))
 	jctx, cancel := context.WithCancelCause(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { r.renew(jctx, cancel, j, log) })
 	err := r.cfg.Handler.Run(jctx, &j)
 	lost := errors.Is(context.Cause(jctx), errLeaseLost)
 	cancel(nil)
+	wg.Wait()
 	switch {
 	case err == nil:
 		r.outcome(j, OutcomeDone)
@@ -272,4 +278,38 @@ func (r *Runner) execute(ctx context.Context, j Job) {
 		return
 	}
 	r.outcome(j, OutcomeFailed)
+}
+
+// renew extends j's lease every Lease/3 until ctx is done; see execute.
+func (r *Runner) renew(ctx context.Context, cancel context.CancelCauseFunc, j Job, log *slog.Logger) {
+	every := r.cfg.Lease / 3
+	t := time.NewTicker(every)
+	defer t.Stop()
+	held := j.LeaseUntil
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		until := r.cfg.Now().Add(r.cfg.Lease)
+		err := r.cfg.Store.RenewJob(ctx, j, until)
+		switch {
+		case err == nil:
+			held = until
+		case ctx.Err() != nil:
+			return
+		case fault.KindOf(err) == fault.Conflict || fault.KindOf(err) == fault.NotFound:
+			log.Warn("job lease renewal refused", slog.String("error", err.Error()))
+			cancel(errLeaseLost)
+			return
+		default:
+			log.Warn("job lease renewal failed", slog.String("error", err.Error()))
+			if !held.IsZero() && !r.cfg.Now().Before(held) {
+				// Unrenewed past its end: another runner may hold it now.
+				cancel(errLeaseLost)
+				return
+			}
+		}
+	}
 }
