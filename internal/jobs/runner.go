@@ -226,7 +226,8 @@ func (r *Runner) execute(ctx context.Context, j Job) {
 	log := r.log.With(slog.String("org_id", j.OrgID), slog.String("job", string(j.Kind)), slog.Int64("job_id", j.ID))
 	jctx, cancel := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
-	wg.Go(func() { r.renew(jctx, cancel, j, log) })
+	held := j // the lease as claimed; the handler changes j
+	wg.Go(func() { r.renew(jctx, cancel, held, log) })
 	err := r.cfg.Handler.Run(jctx, &j)
 	lost := errors.Is(context.Cause(jctx), errLeaseLost)
 	cancel(nil)
