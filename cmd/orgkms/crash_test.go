@@ -362,7 +362,9 @@ var (
 )
 
 // authorize does the admin-consent round trip of the case's org.
-func (c *crashCase) authorize() { authorizeOrg(c.t, c.emu, c.http, c.url, c.sec, c.org, c.demo.TenantID) }
+func (c *crashCase) authorize() {
+	authorizeOrg(c.t, c.emu, c.http, c.url, c.sec, c.org, c.demo.TenantID)
+}
 
 // authorizeOrg does the admin-consent round trip of org in tenant as the
 // customer's administrator would in a browser: sec (the org's security
