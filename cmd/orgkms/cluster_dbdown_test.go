@@ -17,10 +17,10 @@ import (
 
 // Phases of TestClusterDatabaseDown.
 const (
-	phaseUp   = iota // the database is up
-	phaseDown        // stopped, and both nodes' /readyz said so
-	phaseBack        // started again, and both nodes' /readyz said so
-	phaseMoving      // between two phases: answers are checked, not counted
+	phaseUp     = iota // the database is up
+	phaseDown          // stopped, and both nodes' /readyz said so
+	phaseBack          // started again, and both nodes' /readyz said so
+	phaseMoving        // between two phases: answers are checked, not counted
 	numPhases
 )
 
