@@ -213,6 +213,14 @@ func TestClusterThreeNodes(t *testing.T) {
 	if holder == nil {
 		t.Fatalf("job %d is held by %q, which is none of the nodes", job.ID, job.Owner)
 	}
+	// Every node shows the job as running while its holder lives (not
+	// "stalled" because another node holds it).
+	for _, n := range c.live() {
+		st, err := c.client(n, slowOrg.secToken).CMKStatus(ctx, slowOrg.id)
+		if err != nil || st.Job == nil || st.Job.ID != job.ID || st.Job.State != "running" {
+			t.Errorf("status of %s on %s while %s holds the job: job %+v, %v; want job %d running", slowOrg.id, n.name, holder.name, st.Job, err, job.ID)
+		}
+	}
 	c.kill(holder)
 	killed := time.Now()
 	if after := latestJob(t, db, slowOrg.id); after.State != "running" || !after.Pending {

@@ -168,7 +168,10 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 	ccfg := cmk.Config{Store: s.Store, Keys: s.Keys, Keepers: s.Registry, CallbackURL: cfg.CMK.CallbackURL,
 		ProbeInterval: time.Duration(cfg.CMK.ProbeInterval), JobLease: time.Duration(cfg.CMK.JobLease), JobPoll: opts.JobPoll,
 		PurgeConfirmChecks: cfg.CMK.PurgeConfirmChecks, PurgeConfirmAfter: time.Duration(cfg.CMK.PurgeConfirmAfter),
-		NodeID: s.NodeID, Now: opts.Now, Logger: log, OnJobStep: opts.OnJobStep}
+		NodeID: s.NodeID, Now: opts.Now, Logger: log, OnJobStep: opts.OnJobStep,
+		// Several nodes may share a PostgreSQL database: a job held by
+		// another node is running, not stalled, until its lease expires.
+		SharedStore: cfg.Postgres()}
 	if azure != nil {
 		ccfg.Cloud = cmk.Azure{Provider: azure, ClientID: cfg.CMK.Azure.ClientID, AuthorityHost: orDefault(cfg.CMK.Azure.AuthorityHost, "https://login.microsoftonline.com/"),
 			ConsentHost: cfg.CMK.Azure.ConsentHost}
