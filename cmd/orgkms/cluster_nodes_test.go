@@ -50,8 +50,8 @@ type clusterOrg struct {
 //     copy stored, not yet verified; the vault answers slowly): another
 //     node finishes the same job, every ciphertext made before decrypts on
 //     every live node, and every org's audit chain verifies;
-//  4. a node started after a revocation refuses the revoked org from its
-//     first request on.
+//  4. a node started after a revocation (the killed one, restarted, and a
+//     new fourth node) refuses the revoked org from its first request on.
 func TestClusterThreeNodes(t *testing.T) {
 	dbURL := pgtest.URL(t)
 	bin := buildOrgkms(t, t.TempDir())
@@ -86,7 +86,8 @@ func TestClusterThreeNodes(t *testing.T) {
 		}
 	}
 
-	c := newCluster(t, bin, dbURL, 3, map[string]any{
+	// Three nodes; a fourth starts only after a revocation (step 4).
+	c := newCluster(t, bin, dbURL, 4, map[string]any{
 		"cmk": map[string]any{
 			// A job's lease outlasts a whole re-wrap at the slow vault's
 			// latency (three remote calls), so only the SIGKILL ends it.
@@ -142,7 +143,7 @@ func TestClusterThreeNodes(t *testing.T) {
 	}
 	// Ciphertexts made on every node, each decrypting on every node.
 	for _, o := range orgs {
-		for _, n := range c.nodes {
+		for _, n := range c.live() {
 			for i := range 2 {
 				pt := fmt.Appendf(nil, "%s secret %d from %s", o.id, i, n.name)
 				ct, _, err := svc(n).Encrypt(ctx, o.id, "default", pt, nil)
@@ -273,27 +274,34 @@ func TestClusterThreeNodes(t *testing.T) {
 			return err == nil && st.State == "revoked", fmt.Sprintf("%+v, %v", st, err)
 		})
 	}
-	c.start(holder)
+	// The killed node restarted with its data directory, and a new node
+	// that never saw the org.
+	fresh := c.nodes[3]
+	c.start(holder, fresh)
 	restarted := holder.proc.started
-	for _, o := range shared {
-		_, err := svc(holder).Decrypt(ctx, o.id, "default", o.sealed[0].ciphertext, nil)
-		if !errors.Is(err, client.CodeCMKKeyDisabled) {
-			t.Errorf("first decrypt of revoked org %s on %s, restarted after the revocation: %v; want %s", o.id, holder.name, err, client.CodeCMKKeyDisabled)
+	for _, n := range []*clusterNode{holder, fresh} {
+		for _, o := range shared {
+			_, err := svc(n).Decrypt(ctx, o.id, "default", o.sealed[0].ciphertext, nil)
+			if !errors.Is(err, client.CodeCMKKeyDisabled) {
+				t.Errorf("first decrypt of revoked org %s on %s, started after the revocation: %v; want %s", o.id, n.name, err, client.CodeCMKKeyDisabled)
+			}
+		}
+		for _, o := range []*clusterOrg{solo, slowOrg} {
+			if err := decryptCheck(ctx, svc(n), o.id, o.sealed[0]); err != nil {
+				t.Errorf("decrypt %s on %s, started after the revocation: %v", o.id, n.name, err)
+			}
 		}
 	}
-	for _, o := range []*clusterOrg{solo, slowOrg} {
-		if err := decryptCheck(ctx, svc(holder), o.id, o.sealed[0]); err != nil {
-			t.Errorf("decrypt %s on %s, restarted: %v", o.id, holder.name, err)
-		}
-	}
-	// Still refused once a probe ran after the restart.
-	waitFor(t, "a probe of "+shared[0].id+" after the restart", func() (bool, string) {
+	// Still refused once a probe ran after the start.
+	waitFor(t, "a probe of "+shared[0].id+" after the start", func() (bool, string) {
 		st, err := c.client(holder, opToken).CMKStatus(ctx, shared[0].id)
 		return err == nil && st.LastProbeAt != nil && st.LastProbeAt.After(restarted.Add(time.Second)), fmt.Sprintf("%+v, %v", st, err)
 	})
-	for _, o := range shared {
-		if _, err := svc(holder).Decrypt(ctx, o.id, "default", o.sealed[0].ciphertext, nil); !errors.Is(err, client.CodeCMKKeyDisabled) {
-			t.Errorf("decrypt of revoked org %s on %s after a probe: %v; want %s", o.id, holder.name, err, client.CodeCMKKeyDisabled)
+	for _, n := range []*clusterNode{holder, fresh} {
+		for _, o := range shared {
+			if _, err := svc(n).Decrypt(ctx, o.id, "default", o.sealed[0].ciphertext, nil); !errors.Is(err, client.CodeCMKKeyDisabled) {
+				t.Errorf("decrypt of revoked org %s on %s after a probe: %v; want %s", o.id, n.name, err, client.CodeCMKKeyDisabled)
+			}
 		}
 	}
 	c.stopAll()
