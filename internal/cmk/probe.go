@@ -112,6 +112,13 @@ func (s *Service) Probe(ctx context.Context, orgID string) error {
 	}
 	// Healthy.
 	wasBlocked := rec.State != StateActive
+	if !wasBlocked && s.Guard(ctx, orgID) != nil {
+		// Another node sharing the store recorded the restore first: the
+		// record is active and the key just worked, but this node still
+		// refuses the org.
+		s.block(orgID, nil)
+		s.log.Info("customer managed key usable again", slog.String("org_id", orgID))
+	}
 	rec.LastProbeError, rec.Degraded = "", false
 	rec.PurgeSuspectedSince, rec.PurgeChecks = time.Time{}, 0
 	var ev *audit.Event

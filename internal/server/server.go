@@ -176,7 +176,10 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 			if opts.JobObserver != nil {
 				opts.JobObserver(ev)
 			}
-		}}
+		},
+		// Several nodes may share a PostgreSQL database: a job held by
+		// another node is running, not stalled, until its lease expires.
+		SharedStore: cfg.Postgres()}
 	if azure != nil {
 		ccfg.Cloud = cmk.Azure{Provider: azure, ClientID: cfg.CMK.Azure.ClientID, AuthorityHost: orDefault(cfg.CMK.Azure.AuthorityHost, "https://login.microsoftonline.com/"),
 			ConsentHost: cfg.CMK.Azure.ConsentHost}
