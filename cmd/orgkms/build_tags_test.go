@@ -44,7 +44,7 @@ func TestReleaseBuild(t *testing.T) {
 // environment says.
 func TestNoCrashHookByDefault(t *testing.T) {
 	t.Setenv("ORGKMS_TEST_CRASH_AT", "copied")
-	if jobStepHook() != nil {
-		t.Fatal("jobStepHook() is set in a build without -tags crashtest")
+	if jobObserver() != nil {
+		t.Fatal("jobObserver() is set in a build without -tags crashtest")
 	}
 }

@@ -361,16 +361,22 @@ var (
 	formActionRE = regexp.MustCompile(`<form method="post" action="([^"]+)"`)
 )
 
-// authorize does the admin-consent round trip as the customer's
-// administrator would in a browser: open the consent page, accept, follow
-// the redirect to orgkms.
+// authorize does the admin-consent round trip of the case's org.
 func (c *crashCase) authorize() {
-	t := c.t
-	r, err := c.sec.CMKAuthorize(t.Context(), c.org, c.demo.TenantID)
+	authorizeOrg(c.t, c.emu, c.http, c.url, c.sec, c.org, c.demo.TenantID)
+}
+
+// authorizeOrg does the admin-consent round trip of org in tenant as the
+// customer's administrator would in a browser: sec (the org's security
+// admin) asks the orgkms at baseURL to authorize, the browser opens the
+// consent page, accepts, and follows the redirect to orgkms (through hc).
+func authorizeOrg(t *testing.T, emu *azureemu.Emulator, hc *http.Client, baseURL string, sec *client.Client, org, tenant string) {
+	t.Helper()
+	r, err := sec.CMKAuthorize(t.Context(), org, tenant)
 	if err != nil {
 		t.Fatalf("CMKAuthorize: %v", err)
 	}
-	browser := c.emu.HTTPClient() // trusts the emulator CA
+	browser := emu.HTTPClient() // trusts the emulator CA
 	browser.Timeout = 30 * time.Second
 	browser.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	resp, err := browser.Get(r.ConsentURL)
@@ -392,10 +398,10 @@ func (c *crashCase) authorize() {
 	}
 	body := readBody(t, resp)
 	loc := resp.Header.Get("Location")
-	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, c.url+"/") {
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, baseURL+"/") {
 		t.Fatalf("accept consent: %s, Location %q, want a redirect to orgkms\n%s", resp.Status, loc, body)
 	}
-	resp, err = c.http.Get(loc)
+	resp, err = hc.Get(loc)
 	if err != nil {
 		t.Fatalf("consent callback: %v", err)
 	}

@@ -5,19 +5,21 @@ package main
 import (
 	"os"
 	"syscall"
+
+	"github.com/orgkms/orgkms/internal/jobs"
 )
 
-// jobStepHook is the crash tests' observer of re-wrap job steps, only in a
+// jobObserver is the crash tests' observer of re-wrap job steps, only in a
 // binary built with -tags crashtest (cmd/orgkms/crash_test.go builds one):
 // with ORGKMS_TEST_CRASH_AT=STEP the process kills itself with SIGKILL right
 // after a job's step STEP ("copied", "verified" or "switched") is durable.
-func jobStepHook() func(kind, step string) {
+func jobObserver() func(jobs.Event) {
 	at := os.Getenv("ORGKMS_TEST_CRASH_AT")
 	if at == "" {
 		return nil
 	}
-	return func(_, step string) {
-		if step == at {
+	return func(ev jobs.Event) {
+		if ev.Step == at {
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		}
 	}

@@ -165,7 +165,7 @@ func startDev(env *cliEnv, d devSettings) error {
 	log := server.NewLogger(cfg, env.stderr)
 	slog.SetDefault(log)
 
-	opts := server.Options{Logger: log, Migrate: true, OnJobStep: jobStepHook()}
+	opts := server.Options{Logger: log, Migrate: true, JobObserver: jobObserver()}
 	var demo azureemu.Demo
 	var emu *azureemu.Emulator
 	var consentURL string

@@ -2,6 +2,8 @@
 
 package main
 
-// jobStepHook observes nothing outside the crash tests' build (see
+import "github.com/orgkms/orgkms/internal/jobs"
+
+// jobObserver observes nothing outside the crash tests' build (see
 // crashhook.go).
-func jobStepHook() func(kind, step string) { return nil }
+func jobObserver() func(jobs.Event) { return nil }

@@ -46,7 +46,7 @@ func serveCmd(env *cliEnv) *cobra.Command {
 func runServe(ctx context.Context, env *cliEnv, cfg config.Config, migrate bool) error {
 	log := server.NewLogger(cfg, env.stderr)
 	slog.SetDefault(log)
-	opts := server.Options{Logger: log, Migrate: migrate, OnJobStep: jobStepHook()}
+	opts := server.Options{Logger: log, Migrate: migrate, JobObserver: jobObserver()}
 	var err error
 	if opts.AzureHTTPClient, err = azureClientFor(cfg); err != nil {
 		return err

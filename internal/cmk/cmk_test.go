@@ -1064,3 +1064,37 @@ func TestDataPlaneBeforeTheProbeSameCode(t *testing.T) {
 	w.probe("acme", cmk.StateRevoked)
 	wantKind(t, "Decrypt with a deleted key, after the probe", w.decryptAll(a), fault.CMKDeleted)
 }
+
+// TestRestoreRecordedByAnotherNode runs two services (two nodes) on one
+// store: when one node's probe records that a disabled key works again,
+// the other node's next probe serves the org again, although the record it
+// reads is already active.
+func TestRestoreRecordedByAnotherNode(t *testing.T) {
+	w := newWorld(t)
+	ctx := t.Context()
+	if _, err := w.keys.CreateOrg(ctx, "test", "acme", ""); err != nil {
+		t.Fatal(err)
+	}
+	w.activate("acme", w.demo.VaultURI, w.demo.KeyName, "")
+	other := w.cfg
+	other.NodeID = "node-b"
+	b, err := cmk.New(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.emu.UpdateKey(azureemu.DemoVault, w.demo.KeyName, "", boolp(false), nil, nil)
+	w.probe("acme", cmk.StateRevoked)
+	if err := b.Probe(ctx, "acme"); err != nil {
+		t.Fatalf("Probe on node b: %v", err)
+	}
+	wantKind(t, "node b's guard of a revoked org", b.Guard(ctx, "acme"), fault.CMKDisabled)
+
+	w.emu.UpdateKey(azureemu.DemoVault, w.demo.KeyName, "", boolp(true), nil, nil)
+	w.probe("acme", cmk.StateActive) // node a records the restore
+	if err := b.Probe(ctx, "acme"); err != nil {
+		t.Fatalf("Probe on node b: %v", err)
+	}
+	if err := b.Guard(ctx, "acme"); err != nil {
+		t.Errorf("node b's guard after the restore, recorded by node a, and a probe on node b: %v; want the org served", err)
+	}
+}

@@ -23,14 +23,9 @@ func (s *Service) Run(ctx context.Context, jobWorkers int) {
 	if err := s.ReclaimJobs(ctx); err != nil && ctx.Err() == nil {
 		s.log.Error("reclaim jobs failed", slog.String("error", err.Error()))
 	}
-	if jobWorkers < 1 {
-		jobWorkers = 4
-	}
 	var wg sync.WaitGroup
 	wg.Go(func() { s.probeLoop(ctx) })
-	for range jobWorkers {
-		wg.Go(func() { s.worker(ctx) })
-	}
+	wg.Go(func() { s.runner.Run(ctx, jobWorkers) })
 	wg.Wait()
 }
 
@@ -42,6 +37,7 @@ func (s *Service) ReclaimJobs(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var held []Job
 	for _, r := range recs {
 		j, err := s.st.OrgJob(ctx, r.OrgID)
 		if fault.KindOf(err) == fault.NotFound {
@@ -50,105 +46,33 @@ func (s *Service) ReclaimJobs(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if j.State != JobRunning || !s.ownLease(j) {
-			continue
-		}
-		j.State, j.LeaseUntil, j.NotBefore, j.UpdatedAt = JobPending, time.Time{}, s.now(), s.now().UTC()
-		if err := s.st.UpdateJob(ctx, j); err != nil && fault.KindOf(err) != fault.Conflict {
-			return err
-		}
-		s.log.Info("reclaimed an interrupted job", slog.String("org_id", j.OrgID), slog.String("job", string(j.Kind)), slog.Int64("job_id", j.ID))
+		held = append(held, j)
 	}
-	s.kick()
-	return nil
-}
-
-// ownLease reports whether this node (by NodeID) holds j's lease.
-func (s *Service) ownLease(j Job) bool { return strings.HasPrefix(j.Owner, s.cfg.NodeID+"/") }
-
-// holderGone reports whether the holder of running job j is gone: its lease
-// expired, or (one node) it is not this live node.
-func (s *Service) holderGone(j Job) bool {
-	if !j.LeaseUntil.IsZero() && !s.now().Before(j.LeaseUntil) {
-		return true
-	}
-	return !s.cfg.SharedStore && !s.ownLease(j)
-}
-
-func (s *Service) worker(ctx context.Context) {
-	for ctx.Err() == nil {
-		// A lease token per claim: two workers of one node never share one.
-		j, err := s.st.ClaimJob(ctx, s.cfg.NodeID+"/"+randomState()[:12], s.now(), s.cfg.JobLease)
-		if err != nil {
-			if fault.KindOf(err) != fault.NotFound && ctx.Err() == nil {
-				s.log.Warn("claim job failed", slog.String("error", err.Error()))
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-s.wake:
-				s.kick() // let another idle worker look too
-			case <-time.After(s.cfg.JobPoll):
-			}
-			continue
-		}
-		s.execute(ctx, j)
-	}
+	_, err = s.runner.Reclaim(ctx, held)
+	return err
 }
 
 // RunPendingJobs runs claimable jobs on the calling goroutine until none is
 // left (tests and benchmarks).
 func (s *Service) RunPendingJobs(ctx context.Context) error {
-	for {
-		j, err := s.st.ClaimJob(ctx, s.cfg.NodeID+"/"+randomState()[:12], s.now(), s.cfg.JobLease)
-		if fault.KindOf(err) == fault.NotFound {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		s.execute(ctx, j)
-	}
+	return s.runner.RunPending(ctx)
 }
 
-// maxAttempts is how many times a job is tried before it fails for good on
-// a permanent error; transient errors (Unavailable) retry with backoff.
-const maxAttempts = 5
+// rewrapJobs is the [jobs.Handler] of the re-wrap jobs.
+type rewrapJobs struct{ s *Service }
 
-func (s *Service) execute(ctx context.Context, j Job) {
-	log := s.log.With(slog.String("org_id", j.OrgID), slog.String("job", string(j.Kind)), slog.Int64("job_id", j.ID))
-	err := s.rewrap(ctx, &j)
-	if err == nil {
-		return
+func (h rewrapJobs) Run(ctx context.Context, j *Job) error { return h.s.rewrap(ctx, j) }
+
+// Fail ends job j for good: the org's state rolls back (the active
+// wrapping was never touched), or, for a rotation the customer's key
+// refused, the org is revoked.
+func (h rewrapJobs) Fail(ctx context.Context, j Job, cause error) error {
+	s := h.s
+	kind := fault.KindOf(cause)
+	rec, err := s.record(ctx, j.OrgID)
+	if err != nil {
+		return err
 	}
-	if ctx.Err() != nil {
-		return // shutting down: the lease expires and another run resumes
-	}
-	kind := fault.KindOf(err)
-	j.Error = fault.Message(err)
-	// Transient (provider unreachable, or the record changed meanwhile):
-	// retry with backoff. A permanent error (key disabled, permission
-	// missing) gets a few attempts, so a quickly fixed mistake does not fail
-	// the job; an internal error fails it at once.
-	transient := kind == fault.Unavailable || kind == fault.Conflict
-	if transient || (kind != fault.Internal && j.Attempts < maxAttempts) {
-		backoff := time.Duration(1<<min(j.Attempts, 6)) * time.Second
-		if kind == fault.Conflict {
-			backoff = 100 * time.Millisecond
-		}
-		j.State, j.NotBefore, j.LeaseUntil = JobPending, s.now().Add(backoff), time.Time{}
-		log.Warn("job step failed; will retry", slog.String("kind", kind.Code()), slog.Duration("duration", backoff), slog.String("error", err.Error()))
-		if uerr := s.st.UpdateJob(ctx, j); uerr != nil {
-			log.Warn("job update failed", slog.String("error", uerr.Error()))
-		}
-		return
-	}
-	log.Error("job failed", slog.String("kind", kind.Code()), slog.String("error", err.Error()))
-	rec, rerr := s.record(ctx, j.OrgID)
-	if rerr != nil {
-		return
-	}
-	// Roll the state back: the active wrapping was never touched.
 	switch j.Kind {
 	case JobActivate:
 		rec.State = StateAuthorized
@@ -168,14 +92,14 @@ func (s *Service) execute(ctx context.Context, j Job) {
 	}
 	j.State = JobFailed
 	ev := audit.Event{OrgID: j.OrgID, Time: s.now().UTC(), Actor: "orgkms", Action: "cmk." + string(j.Kind) + ".failed", Target: "cmk", Details: map[string]string{"error": j.Error}}
-	if ferr := s.st.FinishJob(ctx, j, rec, ev); ferr != nil {
-		log.Warn("job finish failed", slog.String("error", ferr.Error()))
-		return
+	if err := s.st.FinishJob(ctx, j, rec, ev); err != nil {
+		return err
 	}
 	if revoke {
 		s.block(j.OrgID, blockError(rec))
 		s.changed(j.OrgID)
 	}
+	return nil
 }
 
 // customerSide reports whether a master-key error is the customer's key
@@ -193,12 +117,8 @@ func revocationKind(k fault.Kind) fault.Kind {
 	return fault.CMKDisabled
 }
 
-// stepDone reports a durable step of job j to Config.OnJobStep.
-func (s *Service) stepDone(j *Job, step string) {
-	if s.cfg.OnJobStep != nil {
-		s.cfg.OnJobStep(string(j.Kind), step)
-	}
-}
+// stepDone reports a durable step of job j to the runner's observer.
+func (s *Service) stepDone(j *Job, step string) { s.runner.Step(j, step) }
 
 // parseTarget parses a job target, the text form of a ref
 // (masterkey.Ref.String: PROVIDER://ID[#VERSION]).
@@ -254,7 +174,9 @@ func (s *Service) rewrap(ctx context.Context, j *Job) error {
 		if err != nil {
 			return err
 		}
-		id, err := s.st.AddPendingWrapping(ctx, j.OrgID, keys.RootKeyWrapping{OrgID: j.OrgID, Wrapped: w, State: keys.WrappingPending, CreatedAt: s.now().UTC()})
+		copied := *j
+		copied.Step = "copied"
+		id, err := s.st.AddJobWrapping(ctx, copied, keys.RootKeyWrapping{OrgID: j.OrgID, Wrapped: w, State: keys.WrappingPending, CreatedAt: s.now().UTC()})
 		if err != nil {
 			return err
 		}

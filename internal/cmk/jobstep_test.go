@@ -6,11 +6,12 @@ import (
 	"testing"
 
 	"github.com/orgkms/orgkms/internal/cmk"
+	"github.com/orgkms/orgkms/internal/jobs"
 )
 
-// Config.OnJobStep sees every durable step of a re-wrap job, in order, with
-// the job's kind.
-func TestOnJobStepObservesEveryStep(t *testing.T) {
+// Config.JobObserver sees every durable step of a re-wrap job, in order,
+// with the job's kind, then the run's outcome.
+func TestJobObserverSeesEveryStep(t *testing.T) {
 	w := newWorld(t)
 	ctx := t.Context()
 	if _, err := w.keys.CreateOrg(ctx, "test", "acme", ""); err != nil {
@@ -21,10 +22,10 @@ func TestOnJobStepObservesEveryStep(t *testing.T) {
 	var mu sync.Mutex
 	var steps []string
 	cs, err := cmk.New(cmk.Config{Store: w.st, Keys: w.keys, Keepers: w.keepers, Cloud: w.cloud, CallbackURL: callbackURL,
-		OnJobStep: func(kind, step string) {
+		JobObserver: func(ev jobs.Event) {
 			mu.Lock()
 			defer mu.Unlock()
-			steps = append(steps, kind+"/"+step)
+			steps = append(steps, string(ev.Kind)+"/"+ev.Step+string(ev.Outcome))
 		}})
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +39,7 @@ func TestOnJobStepObservesEveryStep(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if want := []string{"rotate/copied", "rotate/verified", "rotate/switched"}; !slices.Equal(steps, want) {
-		t.Errorf("OnJobStep saw %q, want %q", steps, want)
+	if want := []string{"rotate/copied", "rotate/verified", "rotate/switched", "rotate/done"}; !slices.Equal(steps, want) {
+		t.Errorf("JobObserver saw %q, want %q", steps, want)
 	}
 }

@@ -38,13 +38,17 @@ func (s *Service) ProbeAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// One description per distinct key per round: orgs sharing a customer
+	// key (often thousands) share its Describe; each org still proves its
+	// own unwrap.
+	round := &describeRound{m: map[string]*described{}}
 	sem := make(chan struct{}, probeConcurrency)
 	var wg sync.WaitGroup
 	for _, r := range recs {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := s.Probe(ctx, r.OrgID); err != nil && ctx.Err() == nil {
+			if err := s.probe(ctx, r.OrgID, round); err != nil && ctx.Err() == nil {
 				s.log.Warn("probe failed", slog.String("org_id", r.OrgID), slog.String("error", err.Error()))
 			}
 		})
@@ -59,6 +63,73 @@ func (s *Service) ProbeAll(ctx context.Context) error {
 // lost. Throttling and outages are not revocation: the org keeps being
 // served from the cache and is reported degraded.
 func (s *Service) Probe(ctx context.Context, orgID string) error {
+	return s.probe(ctx, orgID, nil)
+}
+
+// describeRound memoizes, for one probe round, the description of each
+// distinct key (by its unversioned reference, which names the tenant): the
+// first org to need a key describes it, the others wait for that answer.
+type describeRound struct {
+	mu sync.Mutex
+	m  map[string]*described
+}
+
+// described is one key's description in a round.
+type described struct {
+	done chan struct{}
+	desc masterkey.Description
+	err  error
+
+	ownersOnce sync.Once
+	owners     map[string]struct{} // the ownership tag's org IDs
+}
+
+// describe returns the key's description, from the round's memo if a
+// round is given.
+func (r *describeRound) describe(ctx context.Context, keeper *masterkey.Keeper, ref masterkey.Ref) (*described, error) {
+	if r == nil {
+		d := &described{}
+		d.desc, d.err = keeper.Describe(ctx, ref)
+		return d, nil
+	}
+	key := ref.Unversioned().String()
+	r.mu.Lock()
+	d, ok := r.m[key]
+	if !ok {
+		d = &described{done: make(chan struct{})}
+		r.m[key] = d
+	}
+	r.mu.Unlock()
+	if !ok {
+		d.desc, d.err = keeper.Describe(ctx, ref)
+		close(d.done)
+		return d, nil
+	}
+	select {
+	case <-d.done:
+		return d, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// taggedFor reports whether the described version's ownership tag names
+// orgID; within a round the tag is split once, not scanned per org.
+func (d *described) taggedFor(orgID string) bool {
+	if d.done == nil {
+		return taggedFor(d.desc.Tags, orgID)
+	}
+	d.ownersOnce.Do(func() {
+		d.owners = map[string]struct{}{}
+		for _, o := range strings.FieldsFunc(d.desc.Tags[OwnershipTag], func(r rune) bool { return r == ',' || r == ' ' || r == ';' }) {
+			d.owners[o] = struct{}{}
+		}
+	})
+	_, ok := d.owners[orgID]
+	return ok
+}
+
+func (s *Service) probe(ctx context.Context, orgID string, round *describeRound) error {
 	rec, err := s.record(ctx, orgID)
 	if err != nil {
 		return err
@@ -78,7 +149,11 @@ func (s *Service) Probe(ctx context.Context, orgID string) error {
 	}
 	now := s.now().UTC()
 	rec.LastProbeAt = now
-	desc, err := keeper.Describe(ctx, ref)
+	d, err := round.describe(ctx, keeper, ref)
+	if err != nil {
+		return err
+	}
+	desc, err := d.desc, d.err
 	if err == nil && !desc.UsableAt(now) {
 		err = &fault.Error{Kind: fault.KeyDisabled, Reason: disabledReason(desc, rec, now)}
 	}
@@ -87,7 +162,7 @@ func (s *Service) Probe(ctx context.Context, orgID string) error {
 	// key at Enable: an untagged newer version is not followed; the current
 	// version keeps wrapping and the org gets a warning with the remedy.
 	warning := ""
-	if rotated && !taggedFor(desc.Tags, orgID) {
+	if rotated && !d.taggedFor(orgID) {
 		rotated, warning = false, untaggedWarning(rec, desc.Key.Version)
 	}
 	if err == nil && !rotated {
@@ -112,6 +187,13 @@ func (s *Service) Probe(ctx context.Context, orgID string) error {
 	}
 	// Healthy.
 	wasBlocked := rec.State != StateActive
+	if !wasBlocked && s.Guard(ctx, orgID) != nil {
+		// Another node sharing the store recorded the restore first: the
+		// record is active and the key just worked, but this node still
+		// refuses the org.
+		s.block(orgID, nil)
+		s.log.Info("customer managed key usable again", slog.String("org_id", orgID))
+	}
 	rec.LastProbeError, rec.Degraded = "", false
 	rec.PurgeSuspectedSince, rec.PurgeChecks = time.Time{}, 0
 	var ev *audit.Event

@@ -2,6 +2,7 @@ package cmk_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,44 +19,162 @@ import (
 	"github.com/orgkms/orgkms/internal/masterkey"
 	"github.com/orgkms/orgkms/internal/masterkey/azurekv"
 	"github.com/orgkms/orgkms/internal/masterkey/localkey"
+	"github.com/orgkms/orgkms/internal/store/postgres"
+	"github.com/orgkms/orgkms/internal/store/postgres/pgtest"
 	"github.com/orgkms/orgkms/internal/store/sqlite"
 )
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // BenchmarkRotationRewrap measures how long orgkms takes to follow a
 // rotation of the customer's key when N orgs use it: from the rotation in
 // the vault to every org's root key re-wrapped by the new version, against
-// the emulator with 10 ms added to every vault call, and the remote calls
-// made. Run it with:
+// the emulator with 10 ms added to every vault call, on each store. It
+// reports the two phases (detect: one probe round has started a rotation
+// job for every org; rewrap: the jobs have re-wrapped every org) and the
+// vault calls per org. Run it with:
 //
 //	go test ./internal/cmk/ -run '^$' -bench RotationRewrap -benchtime 1x -timeout 30m
 //
-// ORGS=N in the sub-benchmark name picks the size; 10000 is the figure of
-// record.
+// (PostgreSQL: eval "$(bash .ci/postgres.sh)" first.) store=… and orgs=N
+// in the sub-benchmark name pick the store and the size; 10000 is the
+// figure of record.
 func BenchmarkRotationRewrap(b *testing.B) {
-	for _, n := range []int{1000, 10000} {
-		b.Run(fmt.Sprintf("orgs=%d", n), func(b *testing.B) { benchRotation(b, n) })
+	for _, backend := range []string{"sqlite", "postgres"} {
+		for _, n := range []int{1000, 10000} {
+			b.Run(fmt.Sprintf("store=%s/orgs=%d", backend, n), func(b *testing.B) {
+				r := newRotationRig(b, backend, n)
+				r.activateAll(b)
+				b.ResetTimer()
+				res := r.rotateAll(b, 10*time.Millisecond)
+				b.StopTimer()
+				b.ReportMetric(res.total.Seconds(), "s/rotation")
+				b.ReportMetric(res.detect.Seconds(), "s/detect")
+				b.ReportMetric(res.rewrap.Seconds(), "s/rewrap")
+				b.ReportMetric(float64(res.calls[azureemu.OpWrapKey])/float64(n), "wraps/org")
+				b.ReportMetric(float64(res.calls[azureemu.OpUnwrapKey])/float64(n), "unwraps/org")
+				b.ReportMetric(float64(res.calls[azureemu.OpGet])/float64(n), "gets/org")
+				b.Logf("%s: %d orgs re-wrapped to version %s in %v (detect %v, rewrap %v); vault calls: %v",
+					backend, n, res.version, res.total.Round(time.Millisecond), res.detect.Round(time.Millisecond), res.rewrap.Round(time.Millisecond), res.calls)
+				r.checkWrapped(b, res.version)
+			})
+		}
 	}
 }
 
-func benchRotation(b *testing.B, n int) {
+// TestRotationRewrapMany follows one rotation of a key 50 orgs share, on
+// each store, through the same paths as the benchmark: exactly one wrap and
+// one unwrap per org, one Describe per probe round, every org active on the
+// new version with one wrapping, every ciphertext decrypts, and every
+// org's audit chain verifies.
+func TestRotationRewrapMany(t *testing.T) {
+	for _, backend := range []string{"sqlite", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			const n = 50
+			r := newRotationRig(t, backend, n)
+			r.activateAll(t)
+			samples := make([]sample, n)
+			for i, org := range r.orgs {
+				ct, err := r.ks.Encrypt(t.Context(), "svc", org, "default", []byte("secret of "+org), nil)
+				if err != nil {
+					t.Fatalf("Encrypt(%s): %v", org, err)
+				}
+				samples[i] = sample{ct: ct.Bytes, pt: []byte("secret of " + org), org: org}
+			}
+			res := r.rotateAll(t, 0)
+			if got := res.calls[azureemu.OpWrapKey]; got != n {
+				t.Errorf("wrapKey calls = %d, want %d (one per org)", got, n)
+			}
+			if got := res.calls[azureemu.OpUnwrapKey]; got != n {
+				t.Errorf("unwrapKey calls = %d, want %d (one per org)", got, n)
+			}
+			if got := res.calls[azureemu.OpGet]; got != 1 {
+				t.Errorf("get calls = %d, want 1 (one Describe per key per probe round)", got)
+			}
+			r.checkWrapped(t, res.version)
+			r.ks.Cache().PurgeAll()
+			for _, s := range samples {
+				pt, _, err := r.ks.Decrypt(t.Context(), "svc", s.org, "default", s.ct, nil)
+				if err != nil || string(pt) != string(s.pt) {
+					t.Fatalf("Decrypt(%s) = %q, %v; want %q", s.org, pt, err, s.pt)
+				}
+			}
+			for _, org := range r.orgs {
+				evs, err := r.st.AuditEvents(t.Context(), org, 0, 1000)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := audit.Verify(evs); err != nil {
+					t.Fatalf("audit chain of %s: %v", org, err)
+				}
+				var started, done bool
+				for _, e := range evs {
+					started = started || e.Action == "cmk.rotate.start"
+					done = done || e.Action == "cmk.rotate.done"
+				}
+				if !started || !done {
+					t.Fatalf("audit of %s lacks the rotation's start or end: %+v", org, evs)
+				}
+			}
+		})
+	}
+}
+
+// rigStore is what the rig needs of a store: both backends have it.
+type rigStore interface {
+	cmk.Store
+	keys.Store
+	AuditEvents(ctx context.Context, orgID string, afterSeq int64, limit int) ([]audit.Event, error)
+	DB() *sql.DB
+	Close() error
+}
+
+// rotationRig is n orgs on one customer key of the emulator, on a store.
+type rotationRig struct {
+	backend string
+	orgs    []string
+	emu     *azureemu.Emulator
+	demo    azureemu.Demo
+	st      rigStore
+	ks      *keys.Service
+	cs      *cmk.Service
+	keyURI  string
+}
+
+func newRotationRig(tb testing.TB, backend string, n int) *rotationRig {
+	tb.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	emu, err := azureemu.Open(ctx, azureemu.Config{Dir: b.TempDir(), Logger: log})
+	emu, err := azureemu.Open(ctx, azureemu.Config{Dir: tb.TempDir(), Logger: log})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer emu.Close()
+	tb.Cleanup(func() { emu.Close() })
 	if err := emu.Start(); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	demo, _ := azureemu.SeedDemo(emu, nil)
 	emu.GrantConsent(demo.TenantID, demo.ClientID)
-	dir := b.TempDir()
-	st, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(dir, "k.db")})
-	if err != nil {
-		b.Fatal(err)
+	dir := tb.TempDir()
+	r := &rotationRig{backend: backend, emu: emu, demo: demo}
+	switch backend {
+	case "sqlite":
+		st, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(dir, "k.db")})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		r.st = st
+	case "postgres":
+		st, err := postgres.Open(ctx, postgres.Config{URL: pgtest.URL(tb)})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := st.Migrate(ctx); err != nil {
+			tb.Fatal(err)
+		}
+		r.st = st
 	}
-	defer st.Close()
+	tb.Cleanup(func() { r.st.Close() })
 	kp := filepath.Join(dir, "master.key")
 	localkey.EnsureFile(kp)
 	reg := masterkey.NewRegistry()
@@ -67,89 +186,117 @@ func benchRotation(b *testing.B, n int) {
 	reg.Register(az.Driver(), masterkey.NewKeeper(azurekv.Scheme, az, masterkey.KeeperOptions{Logger: log}))
 	platform, _ := reg.ParseRef("local://" + kp)
 	var guard func(context.Context, string) error
-	ks, _ := keys.New(keys.Config{Store: st, Keepers: reg, PlatformKey: platform, Logger: log, CacheTTL: time.Hour,
+	ks, err := keys.New(keys.Config{Store: r.st, Keepers: reg, PlatformKey: platform, Logger: log, CacheTTL: time.Hour,
 		Guard: func(ctx context.Context, org string) error { return guard(ctx, org) }})
-	defer ks.Close(ctx)
-	cs, _ := cmk.New(cmk.Config{Store: st, Keys: ks, Keepers: reg, Logger: log, CallbackURL: callbackURL, ProbeInterval: time.Hour, JobPoll: 20 * time.Millisecond,
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ks.Close(ctx) })
+	cs, err := cmk.New(cmk.Config{Store: r.st, Keys: ks, Keepers: reg, Logger: log, CallbackURL: callbackURL, ProbeInterval: time.Hour, JobPoll: 20 * time.Millisecond,
 		Cloud: cmk.Azure{Provider: az, ClientID: demo.ClientID, AuthorityHost: emu.URL() + "/"}})
+	if err != nil {
+		tb.Fatal(err)
+	}
 	guard = cs.Guard
 	ref, _ := cmk.Azure{Provider: az}.ParseKey(demo.VaultURI, demo.KeyName, "", demo.TenantID)
-	keyURI := cmk.Azure{}.KeyURI(ref)
-
-	// Setup: n orgs, each activated on the same customer key.
-	b.Logf("setting up %d orgs", n)
-	now := time.Now().UTC()
+	r.ks, r.cs, r.keyURI = ks, cs, cmk.Azure{}.KeyURI(ref)
+	r.orgs = make([]string, n)
 	for i := range n {
-		org := fmt.Sprintf("org-%05d", i)
-		if _, err := ks.CreateOrg(ctx, "bench", org, ""); err != nil {
-			b.Fatal(err)
-		}
-		rec := cmk.Record{OrgID: org, State: cmk.StateActivating, TenantID: demo.TenantID, ConsentedAt: now, ConsentedBy: "bench",
-			VaultURI: demo.VaultURI, KeyName: demo.KeyName, KeyURI: keyURI, UpdatedAt: now}
-		j := cmk.Job{OrgID: org, Kind: cmk.JobActivate, Target: keyURI, State: cmk.JobPending, CreatedAt: now, UpdatedAt: now, NotBefore: now}
-		if _, err := st.StartJob(ctx, j, rec, audit.Event{OrgID: org, Time: now, Actor: "bench", Action: "cmk.activate.start", Target: "cmk"}); err != nil {
-			b.Fatal(err)
-		}
+		r.orgs[i] = fmt.Sprintf("org-%05d", i)
 	}
-	// waitAll polls cheaply (a count, not the records) so the benchmark's
-	// own polling does not compete with the work it measures.
-	waitAll := func(state cmk.State, version string) {
-		for {
-			var done int
-			q := `SELECT count(*) FROM cmk_orgs WHERE state = ? AND (? = '' OR active_version = ?)`
-			if err := st.DB().QueryRowContext(ctx, q, string(state), version, version).Scan(&done); err != nil {
-				b.Fatal(err)
-			}
-			if done == n {
-				return
-			}
-			time.Sleep(250 * time.Millisecond)
+	return r
+}
+
+// activateAll creates the orgs and activates each on the customer key.
+func (r *rotationRig) activateAll(tb testing.TB) {
+	tb.Helper()
+	ctx := context.Background()
+	now := time.Now().UTC()
+	for _, org := range r.orgs {
+		if _, err := r.ks.CreateOrg(ctx, "bench", org, ""); err != nil {
+			tb.Fatal(err)
+		}
+		rec := cmk.Record{OrgID: org, State: cmk.StateActivating, TenantID: r.demo.TenantID, ConsentedAt: now, ConsentedBy: "bench",
+			VaultURI: r.demo.VaultURI, KeyName: r.demo.KeyName, KeyURI: r.keyURI, UpdatedAt: now}
+		j := cmk.Job{OrgID: org, Kind: cmk.JobActivate, Target: r.keyURI, State: cmk.JobPending, CreatedAt: now, UpdatedAt: now, NotBefore: now}
+		if _, err := r.st.StartJob(ctx, j, rec, audit.Event{OrgID: org, Time: now, Actor: "bench", Action: "cmk.activate.start", Target: "cmk"}); err != nil {
+			tb.Fatal(err)
 		}
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Go(func() { cs.Run(runCtx, 64) })
-	waitAll(cmk.StateActive, demo.KeyVersion)
+	wg.Go(func() { r.cs.Run(runCtx, 64) })
+	r.waitCount(tb, `state = 'active' AND active_version = `+r.quote(r.demo.KeyVersion))
 	stop()
 	wg.Wait()
+}
 
-	// Measured: rotate in the vault, then one probe round detects it and the
-	// jobs re-wrap every org.
-	rot, err := emu.RotateKey(azureemu.DemoVault, demo.KeyName)
+func (r *rotationRig) quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// waitCount waits until cond holds for every org: it polls a count, not the
+// records, so the polling does not compete with the work it measures.
+func (r *rotationRig) waitCount(tb testing.TB, cond string) {
+	tb.Helper()
+	deadline := time.Now().Add(20 * time.Minute)
+	for {
+		var done int
+		if err := r.st.DB().QueryRowContext(context.Background(), `SELECT count(*) FROM cmk_orgs WHERE `+cond).Scan(&done); err != nil {
+			tb.Fatal(err)
+		}
+		if done == len(r.orgs) {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%d of %d orgs have %s after 20 minutes", done, len(r.orgs), cond)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type rotationResult struct {
+	version               string
+	detect, rewrap, total time.Duration
+	calls                 map[string]int
+}
+
+// rotateAll rotates the key in the vault (tagging the new version for
+// every org), adds latency to every vault call, and runs the service until
+// every org is active on the new version.
+func (r *rotationRig) rotateAll(tb testing.TB, latency time.Duration) rotationResult {
+	tb.Helper()
+	rot, err := r.emu.RotateKey(azureemu.DemoVault, r.demo.KeyName)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	// orgkms follows only versions tagged for the org.
-	orgs := make([]string, n)
-	for i := range n {
-		orgs[i] = fmt.Sprintf("org-%05d", i)
+	if _, err := r.emu.SetKeyTags(azureemu.DemoVault, r.demo.KeyName, rot.Version, map[string]string{cmk.OwnershipTag: strings.Join(r.orgs, ",")}); err != nil {
+		tb.Fatal(err)
 	}
-	if _, err := emu.SetKeyTags(azureemu.DemoVault, demo.KeyName, rot.Version, map[string]string{cmk.OwnershipTag: strings.Join(orgs, ",")}); err != nil {
-		b.Fatal(err)
-	}
-	emu.SetFault(azureemu.DemoVault, azureemu.Fault{Latency: 10 * time.Millisecond})
-	emu.ResetCounters()
-	b.ResetTimer()
+	r.emu.SetFault(azureemu.DemoVault, azureemu.Fault{Latency: latency})
+	r.emu.ResetCounters()
 	start := time.Now()
-	runCtx, stop = context.WithCancel(ctx)
-	wg.Go(func() { cs.Run(runCtx, benchWorkers) }) // Run probes at once, then every hour
-	waitAll(cmk.StateActive, rot.Version)
-	elapsed := time.Since(start)
-	b.StopTimer()
+	runCtx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { r.cs.Run(runCtx, benchWorkers) }) // Run probes at once, then every hour
+	v := r.quote(rot.Version)
+	r.waitCount(tb, `state = 'rotating' OR (state = 'active' AND active_version = `+v+`)`)
+	detected := time.Now()
+	r.waitCount(tb, `state = 'active' AND active_version = `+v)
+	end := time.Now()
 	stop()
 	wg.Wait()
-	calls := emu.VaultCounters(azureemu.DemoVault)
-	b.ReportMetric(elapsed.Seconds(), "s/rotation")
-	b.ReportMetric(float64(calls[azureemu.OpWrapKey])/float64(n), "wraps/org")
-	b.ReportMetric(float64(calls[azureemu.OpUnwrapKey])/float64(n), "unwraps/org")
-	b.ReportMetric(float64(calls[azureemu.OpGet])/float64(n), "gets/org")
-	b.Logf("%d orgs re-wrapped to version %s in %v; vault calls: %v", n, rot.Version, elapsed.Round(time.Millisecond), calls)
-	// Every org: exactly one wrapping, by the new version.
-	for i := range n {
-		org := fmt.Sprintf("org-%05d", i)
-		ws, err := st.RootKeys(ctx, org)
-		if err != nil || len(ws) != 1 || ws[0].Wrapped.Key.Version != rot.Version {
-			b.Fatalf("org %s wrappings %+v, %v", org, ws, err)
+	r.emu.SetFault(azureemu.DemoVault, azureemu.Fault{})
+	return rotationResult{version: rot.Version, detect: detected.Sub(start), rewrap: end.Sub(detected), total: end.Sub(start),
+		calls: r.emu.VaultCounters(azureemu.DemoVault)}
+}
+
+// checkWrapped checks that every org has exactly one wrapping, by version.
+func (r *rotationRig) checkWrapped(tb testing.TB, version string) {
+	tb.Helper()
+	for _, org := range r.orgs {
+		ws, err := r.st.RootKeys(context.Background(), org)
+		if err != nil || len(ws) != 1 || ws[0].Wrapped.Key.Version != version {
+			tb.Fatalf("org %s wrappings %+v, %v", org, ws, err)
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/orgkms/orgkms/internal/audit"
 	"github.com/orgkms/orgkms/internal/fault"
+	"github.com/orgkms/orgkms/internal/jobs"
 	"github.com/orgkms/orgkms/internal/keys"
 	"github.com/orgkms/orgkms/internal/masterkey"
 )
@@ -54,12 +55,12 @@ type Config struct {
 	Now         func() time.Time
 	Logger      *slog.Logger
 
-	// OnJobStep, when set, is called after each durable step of a re-wrap
-	// job, with the job's kind ("activate", "rotate", "replace",
-	// "deactivate") and the step ("copied", "verified", "switched"), on the
-	// worker's goroutine: for metrics, logging and crash tests. It must not
-	// block.
-	OnJobStep func(kind, step string)
+	// JobObserver, when set, sees each durable step of a re-wrap job (its
+	// kind "activate", "rotate", "replace" or "deactivate" and the step
+	// "copied", "verified" or "switched") and the outcome of each run, on
+	// the worker's goroutine: for metrics, logging and crash tests
+	// ([jobs.Config.Observer]). It must not block.
+	JobObserver func(jobs.Event)
 
 	// Changed, when set, is called after this node stored a change that
 	// raised the org's generation (Record.Bump), so that the node applies
@@ -77,11 +78,11 @@ type Config struct {
 
 // Service runs the CMK lifecycle. Safe for concurrent use.
 type Service struct {
-	cfg  Config
-	st   Store
-	log  *slog.Logger
-	now  func() time.Time
-	wake chan struct{}
+	cfg    Config
+	st     Store
+	log    *slog.Logger
+	now    func() time.Time
+	runner *jobs.Runner
 
 	mu         sync.Mutex
 	blocked    map[string]error     // org → fast-fail error while revoked or lost
@@ -122,8 +123,19 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Service{cfg: cfg, st: cfg.Store, log: cfg.Logger, now: cfg.Now, wake: make(chan struct{}, 1), blocked: map[string]error{}, onCMK: map[string]bool{}}, nil
+	s := &Service{cfg: cfg, st: cfg.Store, log: cfg.Logger, now: cfg.Now, blocked: map[string]error{}, onCMK: map[string]bool{}}
+	var err error
+	s.runner, err = jobs.New(jobs.Config{Store: cfg.Store, Handler: rewrapJobs{s}, NodeID: cfg.NodeID, Lease: cfg.JobLease, Poll: cfg.JobPoll,
+		Shared: cfg.SharedStore, MaxAttempts: maxAttempts, Observer: cfg.JobObserver, Now: cfg.Now, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
 }
+
+// maxAttempts is how many times a job is tried before it fails for good on
+// a permanent error; transient errors (Unavailable) retry with backoff.
+const maxAttempts = 5
 
 // Enabled reports whether customer managed keys are configured.
 func (s *Service) Enabled() bool { return s.cfg.Cloud != nil }
@@ -200,7 +212,7 @@ func (s *Service) Status(ctx context.Context, orgID string) (Status, error) {
 		return Status{}, err
 	}
 	if j, err := s.st.OrgJob(ctx, orgID); err == nil {
-		if j.State == JobRunning && s.holderGone(j) {
+		if s.runner.Stalled(j) {
 			j.State = JobStalled
 		}
 		st.Job = &j
@@ -525,12 +537,7 @@ func (s *Service) disableOnce(ctx context.Context, actor, orgID string) (Status,
 	return Status{Record: rec, Job: &j}, nil
 }
 
-func (s *Service) kick() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
+func (s *Service) kick() { s.runner.Kick() }
 
 func (s *Service) audit(ctx context.Context, orgID, actor, action string, details map[string]string) {
 	ev := audit.Event{OrgID: orgID, Time: s.now().UTC(), Actor: actor, Action: action, Target: "cmk", Details: details}

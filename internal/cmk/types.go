@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/orgkms/orgkms/internal/audit"
+	"github.com/orgkms/orgkms/internal/jobs"
 	"github.com/orgkms/orgkms/internal/keys"
 	"github.com/orgkms/orgkms/internal/masterkey"
 )
@@ -95,7 +96,7 @@ type ConsentRequest struct {
 }
 
 // JobKind names a re-wrap job.
-type JobKind string
+type JobKind = jobs.Kind
 
 const (
 	JobActivate   JobKind = "activate"   // platform → CMK
@@ -105,37 +106,22 @@ const (
 )
 
 // JobState is the state of a job.
-type JobState string
+type JobState = jobs.State
 
 const (
-	JobPending JobState = "pending"
-	JobRunning JobState = "running"
-	JobDone    JobState = "done"
-	JobFailed  JobState = "failed"
+	JobPending = jobs.Pending
+	JobRunning = jobs.Running
+	JobDone    = jobs.Done
+	JobFailed  = jobs.Failed
 	// JobStalled is never stored: [Service.Status] shows a running job as
-	// stalled when its lease holder is gone (the lease expired, or, on a
-	// single node, another node ID than this live node holds it).
-	JobStalled JobState = "stalled"
+	// stalled when its lease holder is gone (see [jobs.Runner.Stalled]).
+	JobStalled = jobs.Stalled
 )
 
-// Job is a durable re-wrap of one org's root key to Target. Its steps are
-// copy → verify → switch → drop, each durable; running it again from any
-// point is safe.
-type Job struct {
-	ID         int64
-	OrgID      string
-	Kind       JobKind
-	Target     string // master key URI (unversioned) to wrap the root key with
-	Step       string // last completed step: "", "copied", "verified", "switched"
-	State      JobState
-	Attempts   int
-	Error      string // last error, customer-readable
-	Owner      string // node holding the lease
-	LeaseUntil time.Time
-	NotBefore  time.Time // retry backoff: not claimed before this time
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
-}
+// Job is a durable re-wrap of one org's root key to Target, run by the
+// [jobs.Runner]. Its steps are copy → verify → switch → drop, each
+// durable; running it again from any point is safe.
+type Job = jobs.Job
 
 // Store is what package cmk needs from storage. Errors are *fault.Error:
 // NotFound, Conflict (lost races), Unavailable.
@@ -164,6 +150,10 @@ type Store interface {
 	// another master key, in state pending, and returns its ID. An org has
 	// at most one pending wrapping: an older pending one is replaced.
 	AddPendingWrapping(ctx context.Context, orgID string, w keys.RootKeyWrapping) (int64, error)
+	// AddJobWrapping is AddPendingWrapping for the org of job j, and stores
+	// j's Step like UpdateJob, in one transaction, only while j.Owner holds
+	// the job under j.Fence (Conflict otherwise).
+	AddJobWrapping(ctx context.Context, j Job, w keys.RootKeyWrapping) (int64, error)
 	// SwitchWrapping, in one transaction: makes pending wrapping id the
 	// active one, deletes every other wrapping of the org, sets the org's
 	// master key to master (unversioned), stores rec and appends ev; when
@@ -179,13 +169,10 @@ type Store interface {
 	// GetJob returns a job; OrgJob the org's latest job (NotFound if none).
 	GetJob(ctx context.Context, id int64) (Job, error)
 	OrgJob(ctx context.Context, orgID string) (Job, error)
-	// ClaimJob leases the oldest claimable job to owner until now+lease: a
-	// pending job whose NotBefore has passed, or a running job whose lease
-	// expired (its owner died). It increments Attempts. NotFound if none.
-	ClaimJob(ctx context.Context, owner string, now time.Time, lease time.Duration) (Job, error)
-	// UpdateJob stores j's Step, State, Error, NotBefore and LeaseUntil if
-	// j.Owner still holds the lease (Conflict otherwise).
-	UpdateJob(ctx context.Context, j Job) error
+	// jobs.Store: ClaimJob (raises the fence), UpdateJob and RenewJob
+	// (fenced); SwitchWrapping's done job, AddJobWrapping and FinishJob are
+	// fenced the same way.
+	jobs.Store
 	// FinishJob, in one transaction: stores j (done or failed, if j.Owner
 	// still holds it), stores rec and appends ev; a failed job's pending
 	// wrappings are deleted.

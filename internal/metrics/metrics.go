@@ -6,6 +6,8 @@ package metrics
 import (
 	"time"
 
+	"github.com/orgkms/orgkms/internal/jobs"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -17,6 +19,8 @@ type Metrics struct {
 	HTTPDuration     *prometheus.HistogramVec // route
 	MasterKeyCalls   *prometheus.CounterVec   // provider, op, outcome
 	MasterKeyLatency *prometheus.HistogramVec // provider, op
+	JobSteps         *prometheus.CounterVec   // kind, step
+	JobRuns          *prometheus.CounterVec   // kind, outcome
 }
 
 // New creates and registers the metrics. cacheHits and cacheMisses are read
@@ -39,8 +43,14 @@ func New(cacheHits, cacheMisses, cachedOrgs func() float64) *Metrics {
 			Name: "orgkms_master_key_call_duration_seconds", Help: "Remote master-key call latency.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15),
 		}, []string{"provider", "op"}),
+		JobSteps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orgkms_job_steps_total", Help: "Durable steps of re-wrap jobs committed by this node, by job kind and step.",
+		}, []string{"kind", "step"}),
+		JobRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orgkms_job_runs_total", Help: "Runs of re-wrap jobs on this node by job kind and outcome (done, retry, failed, lost, interrupted).",
+		}, []string{"kind", "outcome"}),
 	}
-	r.MustRegister(m.HTTPRequests, m.HTTPDuration, m.MasterKeyCalls, m.MasterKeyLatency,
+	r.MustRegister(m.HTTPRequests, m.HTTPDuration, m.MasterKeyCalls, m.MasterKeyLatency, m.JobSteps, m.JobRuns,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "orgkms_key_cache_hits_total", Help: "Key cache hits (org root key found unwrapped in memory)."}, cacheHits),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "orgkms_key_cache_misses_total", Help: "Key cache misses (org root key unwrapped by the master key)."}, cacheMisses),
@@ -60,4 +70,14 @@ func (m *Metrics) RegisterLiveNodes(live func() float64) {
 func (m *Metrics) ObserveMasterKey(provider, op, outcome string, d time.Duration) {
 	m.MasterKeyCalls.WithLabelValues(provider, op, outcome).Inc()
 	m.MasterKeyLatency.WithLabelValues(provider, op).Observe(d.Seconds())
+}
+
+// ObserveJob records a job step or outcome; it matches jobs.Config.Observer.
+func (m *Metrics) ObserveJob(ev jobs.Event) {
+	if ev.Step != "" {
+		m.JobSteps.WithLabelValues(string(ev.Kind), ev.Step).Inc()
+	}
+	if ev.Outcome != "" {
+		m.JobRuns.WithLabelValues(string(ev.Kind), string(ev.Outcome)).Inc()
+	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/orgkms/orgkms/internal/cmk"
 	"github.com/orgkms/orgkms/internal/config"
 	"github.com/orgkms/orgkms/internal/console"
+	"github.com/orgkms/orgkms/internal/jobs"
 	"github.com/orgkms/orgkms/internal/keys"
 	"github.com/orgkms/orgkms/internal/masterkey"
 	"github.com/orgkms/orgkms/internal/masterkey/azurekv"
@@ -62,9 +63,10 @@ type Options struct {
 	JobPoll time.Duration
 	// SessionTTL is the console's session lifetime; default 8h.
 	SessionTTL time.Duration
-	// OnJobStep observes every durable step of a re-wrap job (see
-	// cmk.Config.OnJobStep): metrics, logging, and the crash tests.
-	OnJobStep func(kind, step string)
+	// JobObserver observes every durable step and run outcome of a re-wrap
+	// job, besides the job metrics (see cmk.Config.JobObserver): the crash
+	// tests.
+	JobObserver func(jobs.Event)
 	// NoGenerationListener turns off the PostgreSQL LISTEN of generation
 	// notifications (tests: a node that misses every notification and
 	// catches up through the periodic generation check alone).
@@ -174,9 +176,18 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 	ccfg := cmk.Config{Store: s.Store, Keys: s.Keys, Keepers: s.Registry, CallbackURL: cfg.CMK.CallbackURL,
 		ProbeInterval: time.Duration(cfg.CMK.ProbeInterval), JobLease: time.Duration(cfg.CMK.JobLease), JobPoll: opts.JobPoll,
 		PurgeConfirmChecks: cfg.CMK.PurgeConfirmChecks, PurgeConfirmAfter: time.Duration(cfg.CMK.PurgeConfirmAfter),
-		NodeID: s.NodeID, Now: opts.Now, Logger: log, OnJobStep: opts.OnJobStep,
-		NodeTimeout: time.Duration(cfg.Cluster.NodeTimeout), SharedStore: cfg.Postgres(),
-		Changed: func(org string) { s.Cluster.Changed(org) }, Fresh: func() error { return s.Cluster.Fresh() }}
+		NodeID: s.NodeID, Now: opts.Now, Logger: log,
+		JobObserver: func(ev jobs.Event) {
+			s.Metrics.ObserveJob(ev)
+			if opts.JobObserver != nil {
+				opts.JobObserver(ev)
+			}
+		},
+		// Several nodes may share a PostgreSQL database: a job held by
+		// another node is running, not stalled, until its lease expires.
+		SharedStore: cfg.Postgres(),
+		NodeTimeout: time.Duration(cfg.Cluster.NodeTimeout),
+		Changed:     func(org string) { s.Cluster.Changed(org) }, Fresh: func() error { return s.Cluster.Fresh() }}
 	if azure != nil {
 		ccfg.Cloud = cmk.Azure{Provider: azure, ClientID: cfg.CMK.Azure.ClientID, AuthorityHost: orDefault(cfg.CMK.Azure.AuthorityHost, "https://login.microsoftonline.com/"),
 			ConsentHost: cfg.CMK.Azure.ConsentHost}

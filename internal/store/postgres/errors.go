@@ -121,7 +121,8 @@ func classify(ctx context.Context, op, resource string, err error) error {
 	switch {
 	case errors.As(err, &ce):
 		return unavailable("cannot connect to the database; retry later", 5*time.Second)
-	case errors.Is(err, driver.ErrBadConn), errors.Is(err, sql.ErrConnDone), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+	case errors.Is(err, driver.ErrBadConn), errors.Is(err, sql.ErrConnDone), errors.Is(err, pgconn.ErrConnClosed),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		errors.As(err, &ne), pgconn.Timeout(err), pgconn.SafeToRetry(err):
 		return unavailable("the database connection was lost; retry", time.Second)
 	}

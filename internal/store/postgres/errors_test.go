@@ -53,6 +53,9 @@ func TestClassify(t *testing.T) {
 		{"connection refused", nil, opErr, fault.Unavailable, true},
 		{"connection lost", nil, io.ErrUnexpectedEOF, fault.Unavailable, true},
 		{"bad connection", nil, fmt.Errorf("query: %w", sql.ErrConnDone), fault.Unavailable, true},
+		// A connection the driver closed under a transaction (the server
+		// went away mid-call): "conn closed".
+		{"connection closed", nil, fmt.Errorf("commit: %w", pgconn.ErrConnClosed), fault.Unavailable, true},
 		{"cancelled ctx", cancelled, errors.New("whatever the driver says"), fault.Unavailable, false},
 		{"deadline", nil, context.DeadlineExceeded, fault.Unavailable, false},
 		{"unknown", nil, errors.New("something else"), fault.Internal, false},

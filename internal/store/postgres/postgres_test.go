@@ -40,8 +40,20 @@ func TestStore(t *testing.T) {
 }
 
 func TestCMKStore(t *testing.T) {
-	storetest.RunCMK(t, func(t *testing.T) storetest.CMKStore { return openFresh(t) })
+	storetest.RunCMK(t, func(t *testing.T) storetest.CMKStore {
+		url := pgtest.URL(t)
+		return peered{openURL(t, url), url}
+	})
 }
+
+// peered gives a Store the suite's [storetest.Peer] capability: a second
+// store on the same schema, as a second node opens it.
+type peered struct {
+	*Store
+	url string
+}
+
+func (p peered) Peer(t *testing.T) storetest.CMKStore { return openURL(t, p.url) }
 
 func TestUsersStore(t *testing.T) {
 	storetest.RunUsers(t, func(t *testing.T) storetest.UsersStore { return auditFailer{openFresh(t)} })

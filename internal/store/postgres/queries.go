@@ -24,7 +24,7 @@ const (
 	// locked, so concurrent claims never wait for each other and never
 	// lease one job twice. A row that changed after the statement's
 	// snapshot is re-checked against the WHERE clause once locked.
-	qClaimJob = `UPDATE cmk_jobs SET state = 'running', owner = $2, lease_until = $3, attempts = attempts + 1, updated_at = $1
+	qClaimJob = `UPDATE cmk_jobs SET state = 'running', owner = $2, lease_until = $3, attempts = attempts + 1, fence = fence + 1, updated_at = $1
 		WHERE id = (SELECT id FROM cmk_jobs
 			WHERE state IN ('pending', 'running')
 				AND ((state = 'pending' AND (not_before IS NULL OR not_before <= $1))

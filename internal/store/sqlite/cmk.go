@@ -225,7 +225,26 @@ func (s *Store) TakeConsentRequest(ctx context.Context, state string, now time.T
 // not pending or its key has no version; NotFound if the org does not
 // exist.
 func (s *Store) AddPendingWrapping(ctx context.Context, orgID string, w keys.RootKeyWrapping) (int64, error) {
-	const op = "add pending root key"
+	return s.addPending(ctx, "add pending root key", orgID, w, nil)
+}
+
+// AddJobWrapping stores w as the pending wrapping of job j's org, like
+// [Store.AddPendingWrapping], and stores j like [Store.UpdateJob] (its
+// Step), in one transaction: only while j.Owner holds the job under
+// j.Fence. Conflict if another claim took the job over; Invalid if j is
+// not running.
+func (s *Store) AddJobWrapping(ctx context.Context, j cmk.Job, w keys.RootKeyWrapping) (int64, error) {
+	const op = "add pending root key of a job"
+	if err := checkJobUpdate(op, j, cmk.JobRunning); err != nil {
+		return 0, err
+	}
+	if j.OrgID == "" {
+		return 0, &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.org_id", Reason: "CMK job has no org ID"}
+	}
+	return s.addPending(ctx, op, j.OrgID, w, &j)
+}
+
+func (s *Store) addPending(ctx context.Context, op, orgID string, w keys.RootKeyWrapping, job *cmk.Job) (int64, error) {
 	switch {
 	case w.OrgID != "" && w.OrgID != orgID:
 		return 0, &fault.Error{Kind: fault.Invalid, Op: op, Field: "wrapping.org_id",
@@ -239,6 +258,15 @@ func (s *Store) AddPendingWrapping(ctx context.Context, orgID string, w keys.Roo
 	}
 	var id int64
 	err := s.inTx(ctx, op, func(tx *sql.Tx) error {
+		if job != nil {
+			jobOrg, err := stepJob(ctx, tx, op, *job)
+			if err != nil {
+				return err
+			}
+			if jobOrg != orgID {
+				return &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.org_id", Reason: fmt.Sprintf("CMK job %d belongs to org %s, not %s", job.ID, jobOrg, orgID)}
+			}
+		}
 		if err := orgMissing(ctx, tx, op, orgID); err != nil {
 			return err
 		}
@@ -321,11 +349,11 @@ func (s *Store) SwitchWrapping(ctx context.Context, orgID string, id int64, mast
 	})
 }
 
-const jobColumns = `id, org_id, kind, target, step, state, attempts, error, owner, lease_until, not_before, created_at, updated_at`
+const jobColumns = `id, org_id, kind, target, step, state, attempts, error, owner, fence, lease_until, not_before, created_at, updated_at`
 
 func scanJob(row interface{ Scan(...any) error }) (cmk.Job, error) {
 	var j cmk.Job
-	err := row.Scan(&j.ID, &j.OrgID, &j.Kind, &j.Target, &j.Step, &j.State, &j.Attempts, &j.Error, &j.Owner,
+	err := row.Scan(&j.ID, &j.OrgID, &j.Kind, &j.Target, &j.Step, &j.State, &j.Attempts, &j.Error, &j.Owner, &j.Fence,
 		scanTime(&j.LeaseUntil), scanTime(&j.NotBefore), scanTime(&j.CreatedAt), scanTime(&j.UpdatedAt))
 	return j, err
 }
@@ -447,7 +475,7 @@ func (s *Store) ClaimJob(ctx context.Context, owner string, now time.Time, lease
 			return &fault.Error{Kind: fault.NotFound, Op: op, Resource: "claimable CMK job", Reason: "no CMK job is ready to run"}
 		}
 		id := found.Int64
-		_, err = tx.ExecContext(ctx, `UPDATE cmk_jobs SET state = ?, owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?`,
+		_, err = tx.ExecContext(ctx, `UPDATE cmk_jobs SET state = ?, owner = ?, lease_until = ?, attempts = attempts + 1, fence = fence + 1, updated_at = ? WHERE id = ?`,
 			string(cmk.JobRunning), owner, timeArg(now.Add(lease)), timeArg(now), id)
 		if err != nil {
 			return classify(ctx, op, jobRes(id), err)
@@ -463,13 +491,13 @@ func (s *Store) ClaimJob(ctx context.Context, owner string, now time.Time, lease
 
 // updateJob stores j's Step, State, Error, NotBefore, LeaseUntil and (when
 // not zero) UpdatedAt if j.Owner holds the job: it is running under
-// j.Owner. It returns the job's org. NotFound if the job does not exist,
+// j.Owner and j.Fence (the fencing token of j.Owner's claim). It returns the job's org. NotFound if the job does not exist,
 // Conflict if another owner took it over or it is no longer running.
 func updateJob(ctx context.Context, tx *sql.Tx, op string, j cmk.Job) (orgID string, err error) {
 	err = tx.QueryRowContext(ctx, `UPDATE cmk_jobs SET step = ?, state = ?, error = ?, not_before = ?, lease_until = ?, updated_at = COALESCE(?, updated_at)
-		WHERE id = ? AND owner = ? AND state = ? RETURNING org_id`,
+		WHERE id = ? AND owner = ? AND fence = ? AND state = ? RETURNING org_id`,
 		j.Step, string(j.State), j.Error, nullTimeArg(j.NotBefore), nullTimeArg(j.LeaseUntil), nullTimeArg(j.UpdatedAt),
-		j.ID, j.Owner, string(cmk.JobRunning)).Scan(&orgID)
+		j.ID, j.Owner, j.Fence, string(cmk.JobRunning)).Scan(&orgID)
 	if !errors.Is(err, sql.ErrNoRows) {
 		return orgID, classify(ctx, op, jobRes(j.ID), err)
 	}
@@ -477,7 +505,7 @@ func updateJob(ctx context.Context, tx *sql.Tx, op string, j cmk.Job) (orgID str
 	if err != nil {
 		return "", err
 	}
-	reason := fmt.Sprintf("CMK job %d is %s, held by %s, not %s: another node took it over", j.ID, cur.State, cur.Owner, j.Owner)
+	reason := fmt.Sprintf("CMK job %d is %s, held by %s under fence %d, not %s under fence %d: another node took it over", j.ID, cur.State, cur.Owner, cur.Fence, j.Owner, j.Fence)
 	if cur.State != cmk.JobRunning {
 		reason = fmt.Sprintf("CMK job %d is %s, not running under %s", j.ID, cur.State, j.Owner)
 	}
@@ -555,4 +583,54 @@ func (s *Store) FinishJob(ctx context.Context, j cmk.Job, rec cmk.Record, ev aud
 		_, err = s.appendAudit(ctx, tx, op, ev)
 		return err
 	})
+}
+
+// RenewJob moves running job j's lease to until if j.Owner still holds it
+// under j.Fence; nothing else changes. Conflict if another claim took the
+// job over (its fence moved) or it is no longer running; NotFound if it
+// does not exist.
+func (s *Store) RenewJob(ctx context.Context, j cmk.Job, until time.Time) error {
+	const op = "renew CMK job"
+	if err := checkJobUpdate(op, j, cmk.JobRunning); err != nil {
+		return err
+	}
+	return s.inTx(ctx, op, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE cmk_jobs SET lease_until = ? WHERE id = ? AND owner = ? AND fence = ? AND state = ?`,
+			timeArg(until), j.ID, j.Owner, j.Fence, string(cmk.JobRunning))
+		if err != nil {
+			return classify(ctx, op, jobRes(j.ID), err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return classify(ctx, op, jobRes(j.ID), err)
+		} else if n == 1 {
+			return nil
+		}
+		return jobLost(ctx, tx, op, j)
+	})
+}
+
+// jobLost is the error of a fenced write of j that matched no row.
+func jobLost(ctx context.Context, tx *sql.Tx, op string, j cmk.Job) error {
+	cur, err := getJob(ctx, tx, op, j.ID)
+	if err != nil {
+		return err
+	}
+	reason := fmt.Sprintf("CMK job %d is %s, held by %s under fence %d, not %s under fence %d: another node took it over", j.ID, cur.State, cur.Owner, cur.Fence, j.Owner, j.Fence)
+	if cur.State != cmk.JobRunning {
+		reason = fmt.Sprintf("CMK job %d is %s, not running under %s", j.ID, cur.State, j.Owner)
+	}
+	return &fault.Error{Kind: fault.Conflict, Op: op, Resource: jobRes(j.ID), Reason: reason}
+}
+
+// stepJob stores running job j's Step (and UpdatedAt, when not zero) if
+// j.Owner holds it under j.Fence; its lease stays as the renewals left it.
+// It returns the job's org.
+func stepJob(ctx context.Context, tx *sql.Tx, op string, j cmk.Job) (orgID string, err error) {
+	err = tx.QueryRowContext(ctx, `UPDATE cmk_jobs SET step = ?, updated_at = COALESCE(?, updated_at)
+		WHERE id = ? AND owner = ? AND fence = ? AND state = ? RETURNING org_id`,
+		j.Step, nullTimeArg(j.UpdatedAt), j.ID, j.Owner, j.Fence, string(cmk.JobRunning)).Scan(&orgID)
+	if !errors.Is(err, sql.ErrNoRows) {
+		return orgID, classify(ctx, op, jobRes(j.ID), err)
+	}
+	return "", jobLost(ctx, tx, op, j)
 }

@@ -22,6 +22,22 @@ type CMKStore interface {
 	cmk.Store
 }
 
+// Peer is an optional capability of a store under test: a second store on
+// the same database, as a second orgkms node opens it (PostgreSQL). Cases
+// that race two nodes use the same store twice when it is missing (SQLite
+// allows one node).
+type Peer interface {
+	Peer(t *testing.T) CMKStore
+}
+
+// peer returns s's peer store, or s.
+func peer(t *testing.T, s CMKStore) CMKStore {
+	if p, ok := s.(Peer); ok {
+		return p.Peer(t)
+	}
+	return s
+}
+
 // RunCMK runs the suite of [cmk.Store]. open is as for [Run].
 func RunCMK(t *testing.T, open func(t *testing.T) CMKStore) {
 	cases := []struct {
@@ -38,6 +54,7 @@ func RunCMK(t *testing.T, open func(t *testing.T) CMKStore) {
 		{"ClaimJob", testClaimJob},
 		{"JobRetryBackoff", testJobRetryBackoff},
 		{"ClaimJobConcurrent", testClaimJobConcurrent},
+		{"JobFence", testJobFence},
 		{"CMKInvalid", testCMKInvalid},
 		{"CMKTenantIsolation", testCMKTenantIsolation},
 		{"CMKRevision", testCMKRevision},
@@ -632,7 +649,7 @@ func testClaimJob(t *testing.T, s CMKStore) {
 	// Oldest first; b waits for its NotBefore.
 	got := claim(t, s, "node-1", base, time.Minute)
 	want := ja
-	want.State, want.Owner, want.Attempts, want.LeaseUntil = cmk.JobRunning, "node-1", 1, base.Add(time.Minute)
+	want.State, want.Owner, want.Attempts, want.Fence, want.LeaseUntil = cmk.JobRunning, "node-1", 1, 1, base.Add(time.Minute)
 	checkJob(t, "ClaimJob(ctx, node-1) first", got, want)
 	if got := claim(t, s, "node-2", base, 2*time.Minute); got.ID != jc.ID || got.Owner != "node-2" || got.Attempts != 1 {
 		t.Errorf("ClaimJob(ctx, node-2) = job %d owner %s attempts %d, want job %d (c) owner node-2 attempts 1", got.ID, got.Owner, got.Attempts, jc.ID)
@@ -657,7 +674,7 @@ func testClaimJob(t *testing.T, s CMKStore) {
 	now := base.Add(90 * time.Second)
 	taken := claim(t, s, "node-3", now, time.Minute)
 	want = got
-	want.Owner, want.Attempts, want.LeaseUntil = "node-3", 2, now.Add(time.Minute)
+	want.Owner, want.Attempts, want.Fence, want.LeaseUntil = "node-3", 2, 2, now.Add(time.Minute)
 	checkJob(t, "ClaimJob(ctx, node-3) after a's lease expired", taken, want)
 
 	// node-1 comes back: its lease was taken over.
@@ -727,7 +744,7 @@ func testJobRetryBackoff(t *testing.T, s CMKStore) {
 	checkKind(t, "ClaimJob(ctx) before NotBefore", err, fault.NotFound)
 	got := claim(t, s, "node-2", base.Add(5*time.Minute), time.Minute)
 	want := j
-	want.State, want.Owner, want.Attempts, want.LeaseUntil = cmk.JobRunning, "node-2", 2, base.Add(6*time.Minute)
+	want.State, want.Owner, want.Attempts, want.Fence, want.LeaseUntil = cmk.JobRunning, "node-2", 2, 2, base.Add(6*time.Minute)
 	checkJob(t, "ClaimJob(ctx) at NotBefore", got, want)
 }
 
@@ -1169,5 +1186,78 @@ func testCMKRevision(t *testing.T, s CMKStore) {
 		}
 	default:
 		t.Fatalf("StartJob and PutCMK racing from revision %d both failed: %v; %v", rev, startErr, putErr)
+	}
+}
+
+// testJobFence claims a job on one node, lets its lease expire and claims
+// it again on another: the claim raises the fence, and every write of the
+// first holder (renewal, step, switch, finish) is refused with Conflict,
+// even under the same owner name, while the second holder's succeed.
+func testJobFence(t *testing.T, s CMKStore) {
+	ctx := t.Context()
+	s2 := peer(t, s)
+	createOrg(t, s, "acme")
+	startJob(t, s, newJob("acme", cmk.JobActivate), cmk.StateActivating)
+	first := claim(t, s, "node-1/a", base, time.Minute)
+	if first.Fence != 1 {
+		t.Errorf("ClaimJob(ctx) fence = %d, want 1", first.Fence)
+	}
+	if err := s.RenewJob(ctx, first, base.Add(90*time.Second)); err != nil {
+		t.Fatalf("RenewJob(ctx, first holder) = %v", err)
+	}
+	if g, err := s.GetJob(ctx, first.ID); err != nil || !g.LeaseUntil.Equal(micro(base.Add(90*time.Second))) || g.Step != "" {
+		t.Errorf("GetJob(ctx) after RenewJob = %+v, %v; want the lease at +90s, nothing else changed", g, err)
+	}
+	_, err := s2.ClaimJob(ctx, "node-2/b", base.Add(80*time.Second), time.Minute)
+	checkKind(t, "ClaimJob(ctx) on the peer while the renewed lease holds", err, fault.NotFound)
+
+	// The lease expires unrenewed; the peer claims the job.
+	second := claim(t, s2, "node-2/b", base.Add(2*time.Minute), time.Minute)
+	if second.ID != first.ID || second.Fence != first.Fence+1 {
+		t.Fatalf("ClaimJob(ctx) on the peer = job %d fence %d, want job %d fence %d", second.ID, second.Fence, first.ID, first.Fence+1)
+	}
+	stale := first
+	stale.Step = "copied"
+	checkKind(t, "RenewJob(ctx, first holder)", s.RenewJob(ctx, stale, base.Add(time.Hour)), fault.Conflict)
+	checkKind(t, "UpdateJob(ctx, first holder)", s.UpdateJob(ctx, stale), fault.Conflict)
+	_, err = s.AddJobWrapping(ctx, stale, pendingWrapping("acme", "v1"))
+	checkKind(t, "AddJobWrapping(ctx, first holder)", err, fault.Conflict)
+	// The same owner name under the old fence is refused too.
+	sameName := second
+	sameName.Fence = first.Fence
+	checkKind(t, "UpdateJob(ctx, second owner under the old fence)", s.UpdateJob(ctx, sameName), fault.Conflict)
+
+	// The second holder copies; the first cannot switch to it or finish.
+	step := second
+	step.Step = "copied"
+	id, err := s2.AddJobWrapping(ctx, step, pendingWrapping("acme", "v1"))
+	if err != nil {
+		t.Fatalf("AddJobWrapping(ctx, second holder) = %v", err)
+	}
+	if g, err := s.GetJob(ctx, first.ID); err != nil || g.Step != "copied" || g.Owner != "node-2/b" || g.Fence != second.Fence {
+		t.Errorf("GetJob(ctx) after the second holder's copy = %+v, %v; want step copied under node-2/b", g, err)
+	}
+	rec := atRevision(newRecord("acme", cmk.StateActive), revision(t, s, "acme"))
+	done := stale
+	done.State, done.Step = cmk.JobDone, "switched"
+	checkKind(t, "SwitchWrapping(ctx, first holder)", s.SwitchWrapping(ctx, "acme", id, cmkKey("acme"), rec, event("acme", "cmk.activate.done", "cmk"), &done), fault.Conflict)
+	checkKind(t, "FinishJob(ctx, first holder)", s.FinishJob(ctx, done, rec, event("acme", "cmk.activate.done", "cmk")), fault.Conflict)
+	if roots, err := s.RootKeys(ctx, "acme"); err != nil || len(roots) != 2 || roots[0].State != keys.WrappingActive {
+		t.Errorf("RootKeys(ctx) after the first holder's refused switch = %d wrappings, %v; want the active one and the pending copy", len(roots), err)
+	}
+	if err := s2.RenewJob(ctx, second, base.Add(150*time.Second)); err != nil {
+		t.Errorf("RenewJob(ctx, second holder) = %v", err)
+	}
+	done = step
+	done.State, done.Step = cmk.JobDone, "switched"
+	if err := s2.SwitchWrapping(ctx, "acme", id, cmkKey("acme"), rec, event("acme", "cmk.activate.done", "cmk"), &done); err != nil {
+		t.Fatalf("SwitchWrapping(ctx, second holder) = %v", err)
+	}
+	if g, err := s.GetJob(ctx, first.ID); err != nil || g.State != cmk.JobDone {
+		t.Errorf("GetJob(ctx) after the switch = %+v, %v; want done", g, err)
+	}
+	checkKind(t, "RenewJob(ctx) of a finished job", s2.RenewJob(ctx, second, base.Add(time.Hour)), fault.Conflict)
+	if evs := auditLog(t, s, "acme"); len(evs) != 3 {
+		t.Errorf("audit log of acme has %d events, want 3 (create, start, done)", len(evs))
 	}
 }

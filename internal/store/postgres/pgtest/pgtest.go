@@ -7,6 +7,12 @@
 // Without the variable a test that needs PostgreSQL fails, saying how to
 // start it, unless ORGKMS_TEST_POSTGRES=off turns those tests off
 // explicitly (they are then skipped, saying so). CI always provides it.
+//
+// A test that stops and starts its database (what orgkms does while the
+// database is down) gets a private server of its own instead, from
+// [StartServer]: a new cluster (initdb) in a temporary directory, on a free
+// loopback port, stopped and deleted at the end of the test. It needs the
+// PostgreSQL binaries, not ORGKMS_TEST_POSTGRES_URL.
 package pgtest
 
 import (

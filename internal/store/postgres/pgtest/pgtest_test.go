@@ -85,3 +85,46 @@ func TestURLGivesEmptySchemas(t *testing.T) {
 		t.Errorf("URLs gave %v, want two schemas of one database", dbs)
 	}
 }
+
+// TestServerStopStart starts a private server, stops it as a crash would,
+// and starts it again on the same address, where the data written before
+// the stop is still there (a committed transaction survives an immediate
+// stop).
+func TestServerStopStart(t *testing.T) {
+	ctx := t.Context()
+	s := StartServer(t)
+	conn, err := pgx.Connect(ctx, s.URL)
+	if err != nil {
+		t.Fatalf("connect to the private server: %v", err)
+	}
+	if _, err := conn.Exec(ctx, `CREATE TABLE marker (id int); INSERT INTO marker VALUES (42)`); err != nil {
+		t.Fatal(err)
+	}
+	addr := s.Addr()
+	s.Stop(t)
+	if err := conn.Ping(ctx); err == nil {
+		t.Errorf("Ping after Stop succeeded, want the connection broken")
+	}
+	conn.Close(context.Background())
+	if c, err := pgx.Connect(ctx, s.URL); err == nil {
+		c.Close(context.Background())
+		t.Fatalf("connect after Stop succeeded, want it refused")
+	}
+	s.Start(t)
+	if s.Addr() != addr {
+		t.Errorf("after a restart the server listens on %s, want %s as before", s.Addr(), addr)
+	}
+	conn, err = pgx.Connect(ctx, s.URL)
+	if err != nil {
+		t.Fatalf("connect after the restart: %v", err)
+	}
+	defer conn.Close(context.Background())
+	var id int
+	if err := conn.QueryRow(ctx, `SELECT id FROM marker`).Scan(&id); err != nil || id != 42 {
+		t.Errorf("after the restart, SELECT id FROM marker = %d, %v; want 42", id, err)
+	}
+	if wrong, err := pgx.Connect(ctx, strings.Replace(s.URL, s.Password, "wrong", 1)); err == nil {
+		wrong.Close(context.Background())
+		t.Errorf("connect with a wrong password succeeded, want it refused")
+	}
+}
