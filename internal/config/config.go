@@ -69,7 +69,7 @@ type Cluster struct {
 	GenerationCheck   Duration `json:"generation_check"`   // every node checks every org's generation this often; default 2s
 	// StaleAfter: a node whose last successful generation check is older
 	// refuses orgs on a customer key with 503 unavailable; default
-	// cmk.probe_interval.
+	// cmk.probe_interval, at least twice generation_check.
 	StaleAfter Duration `json:"stale_after"`
 }
 
@@ -304,7 +304,9 @@ func (c *Config) Defaults() {
 		c.Cluster.GenerationCheck = Duration(2 * time.Second)
 	}
 	if c.Cluster.StaleAfter == 0 {
-		c.Cluster.StaleAfter = c.CMK.ProbeInterval
+		// The probe interval, but never less than two generation checks:
+		// one missed check alone does not make a node stale.
+		c.Cluster.StaleAfter = max(c.CMK.ProbeInterval, 2*c.Cluster.GenerationCheck)
 	}
 	if c.LogFormat == "" {
 		c.LogFormat = "json"

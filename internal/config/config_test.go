@@ -243,3 +243,28 @@ func TestLoadPurgeProof(t *testing.T) {
 		t.Fatalf("purge proof = %d over %v, want 5 over 30m", c.CMK.PurgeConfirmChecks, time.Duration(c.CMK.PurgeConfirmAfter))
 	}
 }
+
+// TestClusterDefaults: the cluster keys' defaults, and stale_after never
+// below two generation checks.
+func TestClusterDefaults(t *testing.T) {
+	c := Config{Addr: "10.0.0.5:8200"}
+	c.Defaults()
+	cl := c.Cluster
+	if cl.AdvertiseAddress != "10.0.0.5:8200" || cl.HeartbeatInterval != Duration(2*time.Second) || cl.NodeTimeout != Duration(10*time.Second) ||
+		cl.GenerationCheck != Duration(2*time.Second) || cl.StaleAfter != Duration(30*time.Second) {
+		t.Errorf("cluster defaults = %+v", cl)
+	}
+	c = Config{}
+	c.CMK.ProbeInterval = Duration(time.Second)
+	c.Defaults()
+	if c.Cluster.StaleAfter != Duration(4*time.Second) {
+		t.Errorf("stale_after with a 1s probe interval = %v, want 4s", time.Duration(c.Cluster.StaleAfter))
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate() = %v", err)
+	}
+	c.Cluster.StaleAfter = Duration(time.Second)
+	if err := c.Validate(); err == nil {
+		t.Error("Validate(stale_after below generation_check) = nil")
+	}
+}
