@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/base64"
 	"io"
 	"log/slog"
@@ -14,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/orgkms/orgkms/internal/azureemu"
 	"github.com/orgkms/orgkms/internal/cmk"
@@ -36,6 +39,7 @@ type cluster struct {
 	t     *testing.T
 	emu   *azureemu.Emulator
 	demo  azureemu.Demo
+	db    string // the database URL
 	nodes []node
 }
 
@@ -70,7 +74,7 @@ func newCluster(t *testing.T, n int, noListen map[int]bool, check map[int]time.D
 		return ""
 	}
 	db := pgtest.URL(t)
-	c := &cluster{t: t, emu: emu, demo: demo}
+	c := &cluster{t: t, emu: emu, demo: demo, db: db}
 	for i := range n {
 		cfg := config.Config{DataDir: t.TempDir(), Database: db, MasterKey: "local:env:TEST_MASTER_KEY", PublicURL: "https://kms.example"}
 		cfg.CMK.Cloud, cfg.CMK.CallbackURL = "azure", callbackURL
@@ -346,4 +350,27 @@ func checkKind(t *testing.T, call string, err error, want fault.Kind) {
 	if fault.KindOf(err) != want {
 		t.Errorf("%s = %v, want kind %v", call, err, want)
 	}
+}
+
+// TestNodeRecordLost: a node whose row was deleted registers again on its
+// next heartbeat, and is ready and listed again.
+func TestNodeRecordLost(t *testing.T) {
+	c := newCluster(t, 1, nil, nil)
+	ctx := t.Context()
+	s := c.nodes[0].s
+	c.waitFor("node ready", func() bool { return s.Cluster.Ready() == nil })
+	db, err := sql.Open("pgx", c.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_ = stdlib.GetDefaultDriver()
+	if _, err := db.ExecContext(ctx, `DELETE FROM nodes WHERE id = $1`, s.NodeID); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor("the node registered again", func() bool {
+		ns, err := s.Cluster.ListNodes(ctx)
+		return err == nil && len(ns) == 1 && ns[0].ID == s.NodeID && s.Cluster.NodeState(ns[0]) == cmk.NodeLive
+	})
+	c.waitFor("node ready again", func() bool { return s.Cluster.Ready() == nil })
 }

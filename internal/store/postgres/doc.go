@@ -25,6 +25,15 @@
 // are timestamptz at microsecond precision, read back in UTC; ordered text
 // (IDs, names, emails) is COLLATE "C", byte order as in SQLite.
 //
+// # Generations
+//
+// Raising an org's generation (cmk.Record.Bump, [Store.BumpGeneration],
+// [Store.BumpAllGenerations]) fires the org_generations trigger, which
+// notifies channel orgkms_generation ("GENERATION ORG_ID") when the
+// transaction commits. [Store.ListenGenerations] listens on a dedicated
+// connection outside the pool; package cluster reconnects it with backoff
+// and checks every generation after each connect.
+//
 // # Concurrency
 //
 // Transactions run in read committed. Where SQLite's single writer
