@@ -461,6 +461,13 @@ func (c *Client) WhoAmI(ctx context.Context) (WhoAmI, error) {
 	return w, err
 }
 
+// ListNodes lists the orgkms nodes on the database (operators only).
+func (c *Client) ListNodes(ctx context.Context) (NodeList, error) {
+	var l NodeList
+	err := c.do(ctx, "GET", "/v1/nodes", nil, &l)
+	return l, err
+}
+
 // CMKStatus returns an org's customer managed key status.
 func (c *Client) CMKStatus(ctx context.Context, org string) (CMKStatus, error) {
 	var s CMKStatus

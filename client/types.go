@@ -1,6 +1,10 @@
 package client
 
-import "time"
+import (
+	"fmt"
+	"strings"
+	"time"
+)
 
 // Org is an organization.
 type Org struct {
@@ -232,6 +236,49 @@ type CMKStatus struct {
 	// the org (vault_uri, key_name, key_version name the key in use).
 	Pending *CMKKeyConfig `json:"pending,omitempty"`
 	Job     *CMKJob       `json:"job,omitempty"`
+	// Revocation: how far the org's latest key-state change (generation)
+	// reached the live nodes; absent while the org never had one.
+	Revocation *CMKRevocation `json:"revocation,omitempty"`
+}
+
+// CMKRevocation is "revocation honoured by Honoured of Nodes nodes at
+// LatestReceipt" for the org's current generation.
+type CMKRevocation struct {
+	Generation    int64      `json:"generation"`
+	Reason        string     `json:"reason"` // revoked, restored, lost, activated, rotated, replaced, deactivated, fell_back, purged
+	ChangedAt     time.Time  `json:"changed_at"`
+	Honoured      int        `json:"honoured"`                 // live nodes that applied it
+	Nodes         int        `json:"nodes"`                    // live nodes
+	LatestReceipt *time.Time `json:"latest_receipt,omitempty"` // when the last of them applied it
+	Pending       []string   `json:"pending,omitempty"`        // live nodes that have not confirmed it
+}
+
+// Line is the status line: "revocation honoured by 3 of 3 nodes at T".
+func (r CMKRevocation) Line() string {
+	s := fmt.Sprintf("%s (generation %d, %s): honoured by %d of %d nodes", r.Reason, r.Generation, r.ChangedAt.UTC().Format(time.RFC3339), r.Honoured, r.Nodes)
+	if r.LatestReceipt != nil {
+		s += " at " + r.LatestReceipt.UTC().Format(time.RFC3339)
+	}
+	if len(r.Pending) > 0 {
+		s += "; not confirmed by " + strings.Join(r.Pending, ", ")
+	}
+	return s
+}
+
+// Node is one orgkms node, as GET /v1/nodes lists it.
+type Node struct {
+	ID            string     `json:"id"`
+	Address       string     `json:"address"`
+	Version       string     `json:"version"`
+	StartedAt     time.Time  `json:"started_at"`
+	LastHeartbeat time.Time  `json:"last_heartbeat"`
+	StoppedAt     *time.Time `json:"stopped_at,omitempty"`
+	State         string     `json:"state"` // live, gone (no heartbeat within cluster.node_timeout) or stopped
+}
+
+// NodeList is the body of GET /v1/nodes.
+type NodeList struct {
+	Nodes []Node `json:"nodes"`
 }
 
 // CMKFallbackRequest is the body of POST /v1/orgs/{org}/cmk/fallback.

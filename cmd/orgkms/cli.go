@@ -616,7 +616,7 @@ func detailsText(d map[string]string) string {
 func cacheCmd(env *cliEnv) *cobra.Command {
 	purge := &cobra.Command{
 		Use:   "purge",
-		Short: "drop unwrapped keys of one org (or all) from the server's memory (operator)",
+		Short: "drop unwrapped keys of one org (or all) from the memory of every node (operator)",
 		Args:  argNames(),
 	}
 	org := purge.Flags().String("org", "", "org `ID` (default: all orgs)")

@@ -287,6 +287,9 @@ func printCMKStatus(env *cliEnv, st client.CMKStatus) {
 	if st.RecoverableUntil != nil {
 		row("recoverable until", st.RecoverableUntil.Local().Format(time.RFC3339))
 	}
+	if rv := st.Revocation; rv != nil {
+		row("key state change", rv.Line())
+	}
 	if j := st.Job; j != nil {
 		row("job", fmt.Sprintf("#%d %s %s, step %s (%d%%), attempts %d %s", j.ID, j.Kind, j.State, orDefault(j.Step, "-"), j.Progress, j.Attempts, j.Error))
 	}

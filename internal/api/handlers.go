@@ -369,7 +369,9 @@ func (h *Handler) usage(c *call) error {
 }
 
 func (h *Handler) purgeOrgCache(c *call) error {
-	h.keys.Cache().Purge(c.org)
+	if err := h.cmk.Purge(c.r.Context(), c.org); err != nil {
+		return err
+	}
 	if err := h.keys.Audit(c.r.Context(), audit.Event{OrgID: audit.Platform, Actor: c.actor(), Action: "cache.purge", Target: "org/" + c.org}); err != nil {
 		return err
 	}
@@ -377,7 +379,9 @@ func (h *Handler) purgeOrgCache(c *call) error {
 }
 
 func (h *Handler) purgeAllCache(c *call) error {
-	h.keys.Cache().PurgeAll()
+	if err := h.cmk.PurgeAll(c.r.Context()); err != nil {
+		return err
+	}
 	if err := h.keys.Audit(c.r.Context(), audit.Event{OrgID: audit.Platform, Actor: c.actor(), Action: "cache.purge", Target: "all"}); err != nil {
 		return err
 	}
@@ -457,6 +461,22 @@ func (h *Handler) whoami(c *call) error {
 	out := client.WhoAmI{Principal: c.p.Name, TokenID: c.p.TokenID, Org: c.p.OrgID}
 	for _, r := range c.p.Roles {
 		out.Roles = append(out.Roles, string(r))
+	}
+	return c.reply(http.StatusOK, out)
+}
+
+func (h *Handler) listNodes(c *call) error {
+	out := client.NodeList{Nodes: []client.Node{}}
+	if h.nodes == nil {
+		return c.reply(http.StatusOK, out)
+	}
+	ns, err := h.nodes.ListNodes(c.r.Context())
+	if err != nil {
+		return err
+	}
+	for _, n := range ns {
+		out.Nodes = append(out.Nodes, client.Node{ID: n.ID, Address: n.Address, Version: n.Version, StartedAt: n.StartedAt,
+			LastHeartbeat: n.HeartbeatAt, StoppedAt: optTime(n.StoppedAt), State: string(h.nodes.NodeState(n))})
 	}
 	return c.reply(http.StatusOK, out)
 }

@@ -54,5 +54,6 @@ var routes = []route{
 	{"DELETE /v1/tokens/{id}", auth.ActTokenManage, (*Handler).revokeToken},
 	{"GET /v1/users", auth.ActTokenManage, (*Handler).listPlatformUsers},
 	{"POST /v1/users", auth.ActTokenManage, (*Handler).createPlatformUser},
+	{"GET /v1/nodes", auth.ActPlatformRead, (*Handler).listNodes},
 	{"GET /v1/whoami", auth.ActWhoAmI, (*Handler).whoami},
 }

@@ -41,6 +41,14 @@ type Config struct {
 	Logger      *slog.Logger
 	Ready       func(ctx context.Context) error // optional readiness check (database reachable, ...)
 	LogRequests bool                            // log every request, not only failures
+	// Nodes lists the cluster's nodes (GET /v1/nodes); nil: none listed.
+	Nodes Nodes
+}
+
+// Nodes is what the API needs of the node registry (cluster.Node).
+type Nodes interface {
+	ListNodes(ctx context.Context) ([]cmk.Node, error)
+	NodeState(n cmk.Node) cmk.NodeState
 }
 
 // Handler serves the API.
@@ -52,6 +60,7 @@ type Handler struct {
 	metrics *metrics.Metrics
 	log     *slog.Logger
 	ready   func(ctx context.Context) error
+	nodes   Nodes
 	logAll  bool
 	mux     *http.ServeMux
 }
@@ -61,7 +70,7 @@ func New(cfg Config) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	h := &Handler{keys: cfg.Keys, tokens: cfg.Tokens, cmk: cfg.CMK, users: cfg.Users, metrics: cfg.Metrics, log: cfg.Logger, ready: cfg.Ready, logAll: cfg.LogRequests, mux: http.NewServeMux()}
+	h := &Handler{keys: cfg.Keys, tokens: cfg.Tokens, cmk: cfg.CMK, users: cfg.Users, metrics: cfg.Metrics, log: cfg.Logger, ready: cfg.Ready, nodes: cfg.Nodes, logAll: cfg.LogRequests, mux: http.NewServeMux()}
 	for _, rt := range routes {
 		h.mux.Handle(rt.Pattern, h.adapt(rt))
 	}

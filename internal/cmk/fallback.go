@@ -100,7 +100,7 @@ func (s *Service) fallBackOnce(ctx context.Context, actor, orgID string) (Status
 		return Status{}, &fault.Error{Kind: fault.Internal, Op: "fall back", Reason: "the new root key wrapping does not unwrap to the new root key"}
 	}
 	vault, name := activeKeyName(rec)
-	lost := Record{OrgID: orgID, State: StatePlatform, UpdatedAt: now, DataLostAt: now, Revision: rec.Revision}
+	lost := Record{OrgID: orgID, State: StatePlatform, UpdatedAt: now, DataLostAt: now, Revision: rec.Revision, Bump: BumpFellBack}
 	ev := audit.Event{OrgID: orgID, Time: now, Actor: actor, Action: "cmk.fallback", Target: "cmk", Details: map[string]string{
 		"data_lost_at": now.Format(time.RFC3339), "purged_key": fmt.Sprintf("%s/%s", vault, name), "data_keys": strconv.Itoa(len(dks))}}
 	if err := s.st.SwitchWrapping(ctx, orgID, id, pk.Unversioned(), lost, ev, nil); err != nil {
@@ -114,6 +114,7 @@ func (s *Service) fallBackOnce(ctx context.Context, actor, orgID string) (Status
 	s.mu.Unlock()
 	s.block(orgID, nil)
 	s.cfg.Keys.Cache().Purge(orgID)
+	s.changed(orgID)
 	s.log.Warn("org fell back to a new platform root key after losing its customer managed key", slog.String("org_id", orgID))
 	return s.Status(ctx, orgID)
 }

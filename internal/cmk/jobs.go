@@ -87,6 +87,7 @@ func (h rewrapJobs) Fail(ctx context.Context, j Job, cause error) error {
 		// forever. The probe restores the org when the key works again.
 		rec.State, rec.ReasonCode, rec.RevokedSince = StateRevoked, revocationKind(kind).Code(), s.now().UTC()
 		rec.Reason = j.Error
+		rec.Bump = BumpRevoked
 		revoke = true
 	}
 	j.State = JobFailed
@@ -96,6 +97,7 @@ func (h rewrapJobs) Fail(ctx context.Context, j Job, cause error) error {
 	}
 	if revoke {
 		s.block(j.OrgID, blockError(rec))
+		s.changed(j.OrgID)
 	}
 	return nil
 }
@@ -204,6 +206,7 @@ func (s *Service) rewrap(ctx context.Context, j *Job) error {
 	}
 	now := s.now().UTC()
 	rec = s.afterSwitch(rec, *j, pending.Wrapped, now)
+	rec.Bump = switchBump[j.Kind]
 	details := map[string]string{"from": s.cfg.Keys.AuditKeyName(active.Wrapped.Key), "to": s.cfg.Keys.AuditKeyName(pending.Wrapped.Key)}
 	ev := audit.Event{OrgID: j.OrgID, Time: now, Actor: "orgkms", Action: "cmk." + string(j.Kind) + ".done", Target: "cmk", Details: details}
 	done := *j
@@ -225,6 +228,7 @@ func (s *Service) rewrap(ctx context.Context, j *Job) error {
 	}
 	s.stepDone(j, "switched")
 	s.block(j.OrgID, nil)
+	s.changed(j.OrgID)
 	s.log.Info("job done", slog.String("org_id", j.OrgID), slog.String("job", string(j.Kind)), slog.String("key_version", pending.Wrapped.Key.Version))
 	return nil
 }

@@ -204,6 +204,7 @@ func (s *Service) probe(ctx context.Context, orgID string, round *describeRound)
 	rec.Warning = warning
 	if wasBlocked {
 		rec.State, rec.Reason, rec.ReasonCode, rec.RevokedSince, rec.RecoverableUntil = StateActive, "", "", time.Time{}, time.Time{}
+		rec.Bump, rec.UpdatedAt = BumpRestored, now
 		ev = &audit.Event{OrgID: orgID, Time: now, Actor: "orgkms", Action: "cmk.restored", Target: "cmk"}
 	}
 	if rotated && !wasBlocked {
@@ -214,6 +215,7 @@ func (s *Service) probe(ctx context.Context, orgID string, round *describeRound)
 	}
 	if wasBlocked {
 		s.block(orgID, nil)
+		s.changed(orgID)
 		s.log.Info("customer managed key usable again", slog.String("org_id", orgID))
 	}
 	if rotated {
@@ -335,6 +337,7 @@ func (s *Service) probeFailed(ctx context.Context, rec Record, ref masterkey.Ref
 	rec.State, rec.ReasonCode, rec.Reason, rec.RecoverableUntil, rec.Degraded = newState, code.Code(), reason, until, false
 	var ev *audit.Event
 	if changed {
+		rec.Bump, rec.UpdatedAt = string(newState), now // BumpRevoked or BumpLost
 		ev = &audit.Event{OrgID: rec.OrgID, Time: now, Actor: "orgkms", Action: "cmk." + string(newState), Target: "cmk", Details: map[string]string{"reason": code.Code()}}
 	}
 	if err := s.st.PutCMK(ctx, rec, ev); err != nil {
@@ -344,6 +347,7 @@ func (s *Service) probeFailed(ctx context.Context, rec Record, ref masterkey.Ref
 	}
 	s.block(rec.OrgID, blockError(rec))
 	if changed {
+		s.changed(rec.OrgID)
 		s.log.Warn("customer managed key unusable", slog.String("org_id", rec.OrgID), slog.String("kind", code.Code()))
 	}
 	return nil

@@ -61,6 +61,19 @@ type Config struct {
 	// the worker's goroutine: for metrics, logging and crash tests
 	// ([jobs.Config.Observer]). It must not block.
 	JobObserver func(jobs.Event)
+
+	// Changed, when set, is called after this node stored a change that
+	// raised the org's generation (Record.Bump), so that the node applies
+	// it and writes its receipt at once (package cluster). It must not
+	// block.
+	Changed func(orgID string)
+	// Fresh, when set, is consulted by [Service.Guard] for orgs whose root
+	// key is wrapped by a customer key: a non-nil error (this node cannot
+	// confirm key states with the database) refuses the call.
+	Fresh func() error
+	// NodeTimeout is how old a node's heartbeat may be for the node to be
+	// live, in [Service.Status]'s receipt count; default 10s.
+	NodeTimeout time.Duration
 }
 
 // Service runs the CMK lifecycle. Safe for concurrent use.
@@ -73,6 +86,7 @@ type Service struct {
 
 	mu         sync.Mutex
 	blocked    map[string]error     // org → fast-fail error while revoked or lost
+	onCMK      map[string]bool      // orgs whose root key is wrapped by a customer key
 	dataLost   map[string]time.Time // org → when it fell back after a purge (FallBack)
 	testLimits map[string]*rate.Limiter
 }
@@ -103,10 +117,13 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.NodeTimeout <= 0 {
+		cfg.NodeTimeout = 10 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Service{cfg: cfg, st: cfg.Store, log: cfg.Logger, now: cfg.Now, blocked: map[string]error{}}
+	s := &Service{cfg: cfg, st: cfg.Store, log: cfg.Logger, now: cfg.Now, blocked: map[string]error{}, onCMK: map[string]bool{}}
 	var err error
 	s.runner, err = jobs.New(jobs.Config{Store: cfg.Store, Handler: rewrapJobs{s}, NodeID: cfg.NodeID, Lease: cfg.JobLease, Poll: cfg.JobPoll,
 		Shared: cfg.SharedStore, MaxAttempts: maxAttempts, Observer: cfg.JobObserver, Now: cfg.Now, Logger: cfg.Logger})
@@ -149,6 +166,9 @@ type Status struct {
 	// Pending is a configured key not in use yet while another key is: a
 	// replacement that Enable applies.
 	Pending *KeyConfig
+	// Revocation is how far the org's current generation reached the live
+	// nodes; nil while its generation was never raised.
+	Revocation *Revocation
 }
 
 // KeyConfig is a customer's key as they name it.
@@ -188,6 +208,9 @@ func (s *Service) Status(ctx context.Context, orgID string) (Status, error) {
 	}
 	st := Status{Record: rec}
 	st.Key, st.Pending = rec.keys()
+	if st.Revocation, err = s.revocation(ctx, orgID); err != nil {
+		return Status{}, err
+	}
 	if j, err := s.st.OrgJob(ctx, orgID); err == nil {
 		if s.runner.Stalled(j) {
 			j.State = JobStalled
@@ -527,8 +550,11 @@ func (s *Service) audit(ctx context.Context, orgID, actor, action string, detail
 // CMK is revoked or lost, without a remote call.
 func (s *Service) Guard(ctx context.Context, orgID string) error {
 	s.mu.Lock()
-	err := s.blocked[orgID]
+	err, cmk := s.blocked[orgID], s.onCMK[orgID]
 	s.mu.Unlock()
+	if err == nil && cmk && s.cfg.Fresh != nil {
+		err = s.cfg.Fresh()
+	}
 	return err
 }
 
@@ -580,10 +606,14 @@ func (s *Service) LoadBlocks(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	clear(s.blocked)
+	clear(s.onCMK)
 	s.dataLost = map[string]time.Time{}
 	for _, r := range all {
 		if !r.DataLostAt.IsZero() {
 			s.dataLost[r.OrgID] = r.DataLostAt
+		}
+		if r.ActiveKeyURI != "" {
+			s.onCMK[r.OrgID] = true
 		}
 	}
 	s.mu.Unlock()

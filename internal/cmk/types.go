@@ -70,6 +70,11 @@ type Record struct {
 	DataLostAt time.Time
 
 	UpdatedAt time.Time
+	// Bump, on a write, raises the org's generation ([Generation]) in the
+	// same transaction, with Bump as its reason (one of the Bump* reasons):
+	// every node then drops the org's unwrapped keys and reloads its state.
+	// It is never read back ("" on every record a store returns).
+	Bump string
 	// Revision is the stored revision this record was read at (0 for a
 	// record never stored). A write of a record read at an older revision
 	// fails with Conflict: nothing is overwritten by a stale copy.
@@ -122,6 +127,7 @@ type Job = jobs.Job
 // NotFound, Conflict (lost races), Unavailable.
 type Store interface {
 	keys.Store
+	ClusterStore
 
 	// GetCMK returns the org's record; NotFound when the org never started
 	// the CMK flow (its state is then StatePlatform).

@@ -58,6 +58,19 @@ type Config struct {
 	// sign-in throttling counts by; default none.
 	TrustedProxies []string `json:"trusted_proxies"`
 	CMK            CMK      `json:"cmk"`
+	Cluster        Cluster  `json:"cluster"`
+}
+
+// Cluster configures this node among the nodes sharing one database.
+type Cluster struct {
+	AdvertiseAddress  string   `json:"advertise_address"`  // the address listed for this node; default addr
+	HeartbeatInterval Duration `json:"heartbeat_interval"` // default 2s
+	NodeTimeout       Duration `json:"node_timeout"`       // a node whose heartbeat is older is gone; default 10s
+	GenerationCheck   Duration `json:"generation_check"`   // every node checks every org's generation this often; default 2s
+	// StaleAfter: a node whose last successful generation check is older
+	// refuses orgs on a customer key with 503 unavailable; default
+	// cmk.probe_interval.
+	StaleAfter Duration `json:"stale_after"`
 }
 
 // CMK configures customer managed keys.
@@ -278,6 +291,21 @@ func (c *Config) Defaults() {
 	if c.CMK.JobLease == 0 {
 		c.CMK.JobLease = Duration(2 * time.Minute)
 	}
+	if c.Cluster.AdvertiseAddress == "" {
+		c.Cluster.AdvertiseAddress = c.Addr
+	}
+	if c.Cluster.HeartbeatInterval == 0 {
+		c.Cluster.HeartbeatInterval = Duration(2 * time.Second)
+	}
+	if c.Cluster.NodeTimeout == 0 {
+		c.Cluster.NodeTimeout = Duration(10 * time.Second)
+	}
+	if c.Cluster.GenerationCheck == 0 {
+		c.Cluster.GenerationCheck = Duration(2 * time.Second)
+	}
+	if c.Cluster.StaleAfter == 0 {
+		c.Cluster.StaleAfter = c.CMK.ProbeInterval
+	}
 	if c.LogFormat == "" {
 		c.LogFormat = "json"
 	}
@@ -379,6 +407,16 @@ func (c Config) Validate() error {
 	}
 	if c.CMK.JobWorkers < 1 || c.CMK.JobWorkers > 256 {
 		return fmt.Errorf("cmk.job_workers must be between 1 and 256")
+	}
+	cl := c.Cluster
+	if cl.HeartbeatInterval < 0 || cl.NodeTimeout < 0 || cl.GenerationCheck < 0 || cl.StaleAfter < 0 {
+		return fmt.Errorf("cluster.heartbeat_interval, node_timeout, generation_check and stale_after must not be negative")
+	}
+	if cl.NodeTimeout != 0 && cl.NodeTimeout <= cl.HeartbeatInterval {
+		return fmt.Errorf("cluster.node_timeout must be longer than cluster.heartbeat_interval")
+	}
+	if cl.StaleAfter != 0 && cl.StaleAfter < cl.GenerationCheck {
+		return fmt.Errorf("cluster.stale_after must be at least cluster.generation_check")
 	}
 	return nil
 }

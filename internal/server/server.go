@@ -21,6 +21,7 @@ import (
 
 	"github.com/orgkms/orgkms/internal/api"
 	"github.com/orgkms/orgkms/internal/auth"
+	"github.com/orgkms/orgkms/internal/cluster"
 	"github.com/orgkms/orgkms/internal/cmk"
 	"github.com/orgkms/orgkms/internal/config"
 	"github.com/orgkms/orgkms/internal/console"
@@ -66,6 +67,10 @@ type Options struct {
 	// job, besides the job metrics (see cmk.Config.JobObserver): the crash
 	// tests.
 	JobObserver func(jobs.Event)
+	// NoGenerationListener turns off the PostgreSQL LISTEN of generation
+	// notifications (tests: a node that misses every notification and
+	// catches up through the periodic generation check alone).
+	NoGenerationListener bool
 	// Demo shows the Azure emulator's demo tenant, vault and key in the
 	// console (orgkms dev).
 	Demo *console.Demo
@@ -82,6 +87,7 @@ type Server struct {
 	Metrics  *metrics.Metrics
 	Keys     *keys.Service
 	CMK      *cmk.Service
+	Cluster  *cluster.Node
 	Tokens   *auth.Service
 	Users    *auth.Users
 	API      http.Handler // the API alone
@@ -179,7 +185,8 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 		},
 		// Several nodes may share a PostgreSQL database: a job held by
 		// another node is running, not stalled, until its lease expires.
-		SharedStore: cfg.Postgres()}
+		NodeTimeout: time.Duration(cfg.Cluster.NodeTimeout), SharedStore: cfg.Postgres(),
+		Changed: func(org string) { s.Cluster.Changed(org) }, Fresh: func() error { return s.Cluster.Fresh() }}
 	if azure != nil {
 		ccfg.Cloud = cmk.Azure{Provider: azure, ClientID: cfg.CMK.Azure.ClientID, AuthorityHost: orDefault(cfg.CMK.Azure.AuthorityHost, "https://login.microsoftonline.com/"),
 			ConsentHost: cfg.CMK.Azure.ConsentHost}
@@ -188,13 +195,19 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 		return nil, err
 	}
 	guard, dataLost = s.CMK.Guard, s.CMK.DataLost
+	ncfg := cluster.Config{Store: s.Store, CMK: s.CMK, NodeID: s.NodeID, Address: cfg.Cluster.AdvertiseAddress, Version: Version,
+		Heartbeat: time.Duration(cfg.Cluster.HeartbeatInterval), NodeTimeout: time.Duration(cfg.Cluster.NodeTimeout),
+		GenerationCheck: time.Duration(cfg.Cluster.GenerationCheck), StaleAfter: time.Duration(cfg.Cluster.StaleAfter), Now: opts.Now, Logger: log}
+	if l, ok := s.Store.(cluster.Listener); ok && !opts.NoGenerationListener {
+		ncfg.Listener = l
+	}
+	s.Cluster = cluster.New(ncfg)
 
 	// 6. Tokens, users, API, console.
 	s.Tokens = auth.NewService(s.Store, s.Keys, nil, time.Duration(cfg.TokenCacheTTL))
 	s.Users = auth.NewUsers(s.Store, opts.Now, opts.SessionTTL)
-	st := s.Store
 	s.API = api.New(api.Config{Keys: s.Keys, Tokens: s.Tokens, CMK: s.CMK, Users: s.Users, Metrics: s.Metrics, Logger: log,
-		LogRequests: cfg.LogRequests, Ready: st.Health})
+		LogRequests: cfg.LogRequests, Ready: s.ready, Nodes: s.Cluster})
 	proxies, err := cfg.TrustedProxyPrefixes()
 	if err != nil {
 		return nil, err
@@ -206,9 +219,16 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 	mux.Handle("GET /{$}", http.RedirectHandler("/console/", http.StatusSeeOther))
 	mux.Handle("/", s.API)
 
-	// 7. Revoked and lost orgs are refused from the first request on.
+	// 7. Revoked and lost orgs are refused from the first request on; the
+	// node is listed and has its generations' baseline before it serves.
 	if err := s.CMK.LoadBlocks(ctx); err != nil {
 		return nil, fmt.Errorf("load revoked orgs: %w", err)
+	}
+	if err := s.Cluster.Register(ctx); err != nil {
+		return nil, fmt.Errorf("register node: %w", err)
+	}
+	if err := s.Cluster.CheckAll(ctx); err != nil {
+		return nil, fmt.Errorf("check generations: %w", err)
 	}
 	s.Handler = mux
 	return s, nil
@@ -226,6 +246,19 @@ func (s *Server) Start(ctx context.Context) {
 	bg, stop := context.WithCancel(ctx)
 	s.stopBG = stop
 	s.bg.Go(func() { s.CMK.Run(bg, s.Config.CMK.JobWorkers) })
+	s.bg.Go(func() { s.Cluster.Run(bg) })
+}
+
+// Version is the orgkms version a node registers with.
+var Version = "dev"
+
+// ready is /readyz: the database answers, the node is registered and has
+// checked the orgs' generations recently.
+func (s *Server) ready(ctx context.Context) error {
+	if err := s.Store.Health(ctx); err != nil {
+		return err
+	}
+	return s.Cluster.Ready()
 }
 
 // Listen binds the configured address.

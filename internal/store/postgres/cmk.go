@@ -67,7 +67,10 @@ func putCMK(ctx context.Context, tx *sql.Tx, op string, r cmk.Record) error {
 		if err != nil && fault.KindOf(classify(ctx, op, cmkRes(r.OrgID), err)) == fault.Conflict {
 			return stale
 		}
-		return classify(ctx, op, cmkRes(r.OrgID), err)
+		if err != nil {
+			return classify(ctx, op, cmkRes(r.OrgID), err)
+		}
+		return bumpFor(ctx, tx, op, r)
 	}
 	res, err := tx.ExecContext(ctx, `UPDATE cmk_orgs SET state = $1, tenant_id = $2,
 			consented_at = $3, consented_by = $4, vault_uri = $5, key_name = $6, key_version = $7, key_uri = $8,
@@ -84,7 +87,16 @@ func putCMK(ctx context.Context, tx *sql.Tx, op string, r cmk.Record) error {
 	} else if n == 0 {
 		return stale
 	}
-	return nil
+	return bumpFor(ctx, tx, op, r)
+}
+
+// bumpFor raises the org's generation in tx when r asks for it (r.Bump).
+func bumpFor(ctx context.Context, tx *sql.Tx, op string, r cmk.Record) error {
+	if r.Bump == "" {
+		return nil
+	}
+	_, err := bumpGeneration(ctx, tx, op, r.OrgID, r.Bump, r.UpdatedAt)
+	return err
 }
 
 // GetCMK returns the org's CMK record. NotFound (resource "CMK of org X")

@@ -58,6 +58,10 @@ func RunCMK(t *testing.T, open func(t *testing.T) CMKStore) {
 		{"CMKInvalid", testCMKInvalid},
 		{"CMKTenantIsolation", testCMKTenantIsolation},
 		{"CMKRevision", testCMKRevision},
+		{"Nodes", testNodes},
+		{"Generations", testGenerations},
+		{"GenerationsConcurrent", testGenerationsConcurrent},
+		{"Receipts", testReceipts},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
