@@ -185,9 +185,8 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 		},
 		// Several nodes may share a PostgreSQL database: a job held by
 		// another node is running, not stalled, until its lease expires.
-		SharedStore: cfg.Postgres(),
-		NodeTimeout: time.Duration(cfg.Cluster.NodeTimeout),
-		Changed:     func(org string) { s.Cluster.Changed(org) }, Fresh: func() error { return s.Cluster.Fresh() }}
+		NodeTimeout: time.Duration(cfg.Cluster.NodeTimeout), SharedStore: cfg.Postgres(),
+		Changed: func(org string) { s.Cluster.Changed(org) }, Fresh: func() error { return s.Cluster.Fresh() }}
 	if azure != nil {
 		ccfg.Cloud = cmk.Azure{Provider: azure, ClientID: cfg.CMK.Azure.ClientID, AuthorityHost: orDefault(cfg.CMK.Azure.AuthorityHost, "https://login.microsoftonline.com/"),
 			ConsentHost: cfg.CMK.Azure.ConsentHost}
