@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os/exec"
 	"slices"
 	"strings"
@@ -42,13 +43,16 @@ type clusterOrg struct {
 // emulator in the test process and a probe interval of 1s, puts four orgs
 // on customer managed keys through node 1, and shows on every node:
 //
+//  0. the node list shows three live nodes;
 //  1. a key disabled in the vault is refused by all three nodes (the time
-//     from the disable to refused-on-all-three is logged), and an org on
-//     another key is still served;
+//     from the disable to refused-on-all-three is logged), the receipts say
+//     "honoured by 3 of 3 nodes", and an org on another key is still
+//     served;
 //  2. the key enabled again, all three nodes serve it again;
 //  3. SIGKILL of the node holding a re-wrap job's lease, mid-way (the new
 //     copy stored, not yet verified; the vault answers slowly): another
-//     node finishes the same job, every ciphertext made before decrypts on
+//     node finishes the same job, the node list shows the killed node gone,
+//     every ciphertext made before decrypts on
 //     every live node, and every org's audit chain verifies;
 //  4. a node started after a revocation (the killed one, restarted, and a
 //     new fourth node) refuses the revoked org from its first request on.
@@ -88,6 +92,10 @@ func TestClusterThreeNodes(t *testing.T) {
 
 	// Three nodes; a fourth starts only after a revocation (step 4).
 	c := newCluster(t, bin, dbURL, 4, map[string]any{
+		// A killed node is gone after 3s without a heartbeat; a node
+		// refuses customer-key orgs only after 10s without a generation
+		// check (not on a loaded machine's hiccup).
+		"cluster": map[string]any{"heartbeat_interval": "500ms", "node_timeout": "3s", "generation_check": "1s", "stale_after": "10s"},
 		"cmk": map[string]any{
 			// A job's lease outlasts a whole re-wrap at the slow vault's
 			// latency (three remote calls), so only the SIGKILL ends it.
@@ -107,6 +115,7 @@ func TestClusterThreeNodes(t *testing.T) {
 	n1 := c.nodes[0]
 	opToken := c.operatorToken()
 	op := c.client(n1, opToken)
+	waitNodes(t, op, map[string]string{c.nodes[0].id: "live", c.nodes[1].id: "live", c.nodes[2].id: "live"})
 
 	// Orgs, tokens, consent, keys: all through node 1.
 	svcTok, err := op.CreateToken(ctx, client.CreateTokenRequest{Principal: "svc", Roles: []string{"service"}})
@@ -173,6 +182,14 @@ func TestClusterThreeNodes(t *testing.T) {
 	setKeyEnabled(t, emu, azureemu.DemoVault, clusterSharedKey, false)
 	took := waitRefused(t, c.live(), svc, shared, client.CodeCMKKeyDisabled)
 	t.Logf("key disabled in the vault → refused by all three nodes in %v (%s)", time.Since(disabled).Round(time.Millisecond), took)
+	// Every node's receipt: the revocation honoured by 3 of 3 nodes.
+	for _, o := range shared {
+		waitFor(t, "receipts of all three nodes for the revocation of "+o.id, func() (bool, string) {
+			st, err := op.CMKStatus(ctx, o.id)
+			r := st.Revocation
+			return err == nil && r != nil && r.Reason == "revoked" && r.Honoured == 3 && r.Nodes == 3 && len(r.Pending) == 0, fmt.Sprintf("%+v, %v", r, err)
+		})
+	}
 	for _, n := range c.live() {
 		if err := decryptCheck(ctx, svc(n), solo.id, solo.sealed[0]); err != nil {
 			t.Errorf("while %s is disabled, org %s (another key) on %s: %v", clusterSharedKey, solo.id, n.name, err)
@@ -229,6 +246,11 @@ func TestClusterThreeNodes(t *testing.T) {
 	}
 	t.Logf("killed %s (%s), holder of the lease of rotate job %d, after the copy", holder.name, holder.id, job.ID)
 	alive := c.live()
+	wantNodes := map[string]string{holder.id: "gone"}
+	for _, n := range alive {
+		wantNodes[n.id] = "live"
+	}
+	waitNodes(t, c.client(alive[0], opToken), wantNodes)
 	waitFor(t, "another node finishes rotate job "+fmt.Sprint(job.ID), func() (bool, string) {
 		st, err := c.client(alive[0], slowOrg.secToken).CMKStatus(ctx, slowOrg.id)
 		return err == nil && st.Job != nil && st.Job.ID == job.ID && st.Job.State == "done" && st.State == "active",
@@ -279,6 +301,11 @@ func TestClusterThreeNodes(t *testing.T) {
 	fresh := c.nodes[3]
 	c.start(holder, fresh)
 	restarted := holder.proc.started
+	all := map[string]string{}
+	for _, n := range c.nodes {
+		all[n.id] = "live"
+	}
+	waitNodes(t, c.client(fresh, opToken), all)
 	for _, n := range []*clusterNode{holder, fresh} {
 		for _, o := range shared {
 			_, err := svc(n).Decrypt(ctx, o.id, "default", o.sealed[0].ciphertext, nil)
@@ -443,4 +470,21 @@ func pgWrappings(t *testing.T, db *pgx.Conn, org string) []wrapping {
 		t.Fatal(err)
 	}
 	return ws
+}
+
+// waitNodes waits until the node list (GET /v1/nodes) shows exactly the
+// nodes of want, each in its state (live, gone).
+func waitNodes(t *testing.T, op *client.Client, want map[string]string) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("node list %v", want), func() (bool, string) {
+		l, err := op.ListNodes(t.Context())
+		if err != nil {
+			return false, err.Error()
+		}
+		got := map[string]string{}
+		for _, n := range l.Nodes {
+			got[n.ID] = n.State
+		}
+		return maps.Equal(got, want), fmt.Sprintf("%v", got)
+	})
 }
