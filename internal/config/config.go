@@ -59,6 +59,15 @@ type Config struct {
 	TrustedProxies []string `json:"trusted_proxies"`
 	CMK            CMK      `json:"cmk"`
 	Cluster        Cluster  `json:"cluster"`
+	Pool           Postgres `json:"postgres"` // PostgreSQL connection pool
+}
+
+// Postgres tunes the connection pool when database is a postgres:// URL
+// (ignored on SQLite). Zero means the default.
+type Postgres struct {
+	MaxConns         int      `json:"max_conns"`         // connections per node; default 10
+	StatementTimeout Duration `json:"statement_timeout"` // server-side bound of each statement; default 30s; negative: none
+	ConnectTimeout   Duration `json:"connect_timeout"`   // each connection attempt; default 10s
 }
 
 // Cluster configures this node among the nodes sharing one database.
@@ -409,6 +418,9 @@ func (c Config) Validate() error {
 	}
 	if c.CMK.JobWorkers < 1 || c.CMK.JobWorkers > 256 {
 		return fmt.Errorf("cmk.job_workers must be between 1 and 256")
+	}
+	if pg := c.Pool; pg.MaxConns < 0 || pg.MaxConns > 1000 || pg.ConnectTimeout < 0 {
+		return fmt.Errorf("postgres.max_conns must be between 0 (default 10) and 1000, and postgres.connect_timeout must not be negative")
 	}
 	cl := c.Cluster
 	if cl.HeartbeatInterval < 0 || cl.NodeTimeout < 0 || cl.GenerationCheck < 0 || cl.StaleAfter < 0 {

@@ -268,3 +268,18 @@ func TestClusterDefaults(t *testing.T) {
 		t.Error("Validate(stale_after below generation_check) = nil")
 	}
 }
+
+func TestPostgresPool(t *testing.T) {
+	c, err := Load(Sources{Path: writeConfig(t, `{"database": "postgres://u@db/orgkms", "postgres": {"max_conns": 25, "statement_timeout": "5s", "connect_timeout": "3s"}}`)})
+	if err != nil {
+		t.Fatalf("Load = %v", err)
+	}
+	if pg := c.Pool; pg.MaxConns != 25 || pg.StatementTimeout != Duration(5*time.Second) || pg.ConnectTimeout != Duration(3*time.Second) {
+		t.Errorf("postgres = %+v", pg)
+	}
+	for _, bad := range []string{`{"postgres": {"max_conns": -1}}`, `{"postgres": {"max_conns": 5000}}`, `{"postgres": {"connect_timeout": "-1s"}}`} {
+		if _, err := Load(Sources{Path: writeConfig(t, bad)}); err == nil || !strings.Contains(err.Error(), "postgres.") {
+			t.Errorf("Load(%s) = %v, want an error naming the postgres key", bad, err)
+		}
+	}
+}

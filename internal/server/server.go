@@ -384,7 +384,8 @@ var (
 // that says to run `orgkms migrate`.
 func OpenStore(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool) (Store, error) {
 	if cfg.Postgres() {
-		st, err := postgres.Open(ctx, postgres.Config{URL: cfg.Database, Logger: log, NoMigrate: !migrate})
+		st, err := postgres.Open(ctx, postgres.Config{URL: cfg.Database, Logger: log, NoMigrate: !migrate,
+			MaxConns: int32(cfg.Pool.MaxConns), StatementTimeout: time.Duration(cfg.Pool.StatementTimeout), ConnectTimeout: time.Duration(cfg.Pool.ConnectTimeout)})
 		if err != nil {
 			return nil, err
 		}
