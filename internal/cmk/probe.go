@@ -17,11 +17,23 @@ import (
 // probeConcurrency bounds concurrent probes (each makes two remote calls).
 const probeConcurrency = 32
 
+// probeBatch bounds the orgs one probe claim leases.
+const probeBatch = 256
+
+// probeLoop claims the orgs due for a probe every tick (ProbeInterval/10,
+// at most 1s) and probes them: each claim moves the org's probe lease one
+// interval ahead, so the whole cluster probes each org once per interval
+// and a customer's vault sees O(orgs) calls whatever the node count.
 func (s *Service) probeLoop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.ProbeInterval)
+	t := time.NewTicker(max(10*time.Millisecond, min(time.Second, s.cfg.ProbeInterval/10)))
 	defer t.Stop()
 	for {
-		if err := s.ProbeAll(ctx); err != nil && ctx.Err() == nil {
+		if s.cfg.SharedStore {
+			if err := s.syncBlocks(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("reload revoked orgs failed", slog.String("error", err.Error()))
+			}
+		}
+		if err := s.ProbeDue(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("probe round failed", slog.String("error", err.Error()))
 		}
 		select {
@@ -32,24 +44,84 @@ func (s *Service) probeLoop(ctx context.Context) {
 	}
 }
 
-// ProbeAll probes every org whose root key is wrapped by a CMK.
+// syncBlocks makes the guard follow the revoked and lost orgs as stored:
+// with leased probes another node may be the one that found an org's key
+// unusable (or usable again). One query per tick, no remote call.
+func (s *Service) syncBlocks(ctx context.Context) error {
+	recs, err := s.st.ListCMK(ctx, StateRevoked, StateLost)
+	if err != nil {
+		return err
+	}
+	want := make(map[string]Record, len(recs))
+	for _, r := range recs {
+		want[r.OrgID] = r
+	}
+	var restored []string
+	var revoked []Record
+	s.mu.Lock()
+	for org := range s.blocked {
+		if _, ok := want[org]; !ok {
+			restored = append(restored, org)
+		}
+	}
+	for org, r := range want {
+		if _, ok := s.blocked[org]; !ok {
+			revoked = append(revoked, r)
+		}
+	}
+	s.mu.Unlock()
+	for _, org := range restored {
+		s.block(org, nil)
+	}
+	for _, r := range revoked {
+		s.block(r.OrgID, blockError(r))
+	}
+	return nil
+}
+
+// ProbeDue claims the orgs due for a probe, in batches, and probes them
+// with bounded concurrency, until none is due.
+func (s *Service) ProbeDue(ctx context.Context) error {
+	for ctx.Err() == nil {
+		ids, err := s.st.ClaimProbes(ctx, s.cfg.NodeID, s.now(), s.cfg.ProbeInterval, probeBatch)
+		if err != nil {
+			return err
+		}
+		s.probeOrgs(ctx, ids)
+		if len(ids) < probeBatch {
+			return nil
+		}
+	}
+	return nil
+}
+
+func (s *Service) probeOrgs(ctx context.Context, ids []string) {
+	sem := make(chan struct{}, probeConcurrency)
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := s.Probe(ctx, id); err != nil && ctx.Err() == nil {
+				s.log.Warn("probe failed", slog.String("org_id", id), slog.String("error", err.Error()))
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// ProbeAll probes every org whose root key is wrapped by a CMK at once,
+// leases or not (an operator's or a test's full round).
 func (s *Service) ProbeAll(ctx context.Context) error {
 	recs, err := s.st.ListCMK(ctx, StateActive, StateRevoked, StateLost)
 	if err != nil {
 		return err
 	}
-	sem := make(chan struct{}, probeConcurrency)
-	var wg sync.WaitGroup
-	for _, r := range recs {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := s.Probe(ctx, r.OrgID); err != nil && ctx.Err() == nil {
-				s.log.Warn("probe failed", slog.String("org_id", r.OrgID), slog.String("error", err.Error()))
-			}
-		})
+	ids := make([]string, len(recs))
+	for i, r := range recs {
+		ids[i] = r.OrgID
 	}
-	wg.Wait()
+	s.probeOrgs(ctx, ids)
 	return nil
 }
 
