@@ -16,4 +16,10 @@
 //   - When the CMK becomes unusable, the org's unwrapped keys are purged
 //     from memory and every data-plane call fails fast with a cmk_* code
 //     until the key is usable again.
+//   - The re-wrap jobs run under the [jobs.Runner]: every step write carries
+//     the job's owner and fencing token (AddJobWrapping, SwitchWrapping's
+//     done job, FinishJob), so a run that lost its lease commits nothing.
+//   - Probes are leased (Store.ClaimProbes): the cluster probes each org
+//     once per probe interval, whatever the number of nodes; a switch to a
+//     new key makes the org due at once.
 package cmk

@@ -17,11 +17,18 @@ import (
 // probeConcurrency bounds concurrent probes (each makes two remote calls).
 const probeConcurrency = 32
 
+// probeBatch bounds the orgs one probe claim leases.
+const probeBatch = 256
+
+// probeLoop claims the orgs due for a probe every tick (ProbeInterval/10,
+// at most 1s) and probes them: each claim moves the org's probe lease one
+// interval ahead, so the whole cluster probes each org once per interval
+// and a customer's vault sees O(orgs) calls whatever the node count.
 func (s *Service) probeLoop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.ProbeInterval)
+	t := time.NewTicker(max(10*time.Millisecond, min(time.Second, s.cfg.ProbeInterval/10)))
 	defer t.Stop()
 	for {
-		if err := s.ProbeAll(ctx); err != nil && ctx.Err() == nil {
+		if err := s.ProbeDue(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("probe round failed", slog.String("error", err.Error()))
 		}
 		select {
@@ -32,28 +39,53 @@ func (s *Service) probeLoop(ctx context.Context) {
 	}
 }
 
-// ProbeAll probes every org whose root key is wrapped by a CMK.
-func (s *Service) ProbeAll(ctx context.Context) error {
-	recs, err := s.st.ListCMK(ctx, StateActive, StateRevoked, StateLost)
-	if err != nil {
-		return err
+// ProbeDue claims the orgs due for a probe, in batches, and probes them
+// with bounded concurrency, until none is due.
+func (s *Service) ProbeDue(ctx context.Context) error {
+	for ctx.Err() == nil {
+		ids, err := s.st.ClaimProbes(ctx, s.cfg.NodeID, s.now(), s.cfg.ProbeInterval, probeBatch)
+		if err != nil {
+			return err
+		}
+		s.probeOrgs(ctx, ids)
+		if len(ids) < probeBatch {
+			return nil
+		}
 	}
+	return nil
+}
+
+func (s *Service) probeOrgs(ctx context.Context, ids []string) {
 	// One description per distinct key per round: orgs sharing a customer
 	// key (often thousands) share its Describe; each org still proves its
 	// own unwrap.
 	round := &describeRound{m: map[string]*described{}}
 	sem := make(chan struct{}, probeConcurrency)
 	var wg sync.WaitGroup
-	for _, r := range recs {
+	for _, id := range ids {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := s.probe(ctx, r.OrgID, round); err != nil && ctx.Err() == nil {
-				s.log.Warn("probe failed", slog.String("org_id", r.OrgID), slog.String("error", err.Error()))
+			if err := s.probe(ctx, id, round); err != nil && ctx.Err() == nil {
+				s.log.Warn("probe failed", slog.String("org_id", id), slog.String("error", err.Error()))
 			}
 		})
 	}
 	wg.Wait()
+}
+
+// ProbeAll probes every org whose root key is wrapped by a CMK at once,
+// leases or not (an operator's or a test's full round).
+func (s *Service) ProbeAll(ctx context.Context) error {
+	recs, err := s.st.ListCMK(ctx, StateActive, StateRevoked, StateLost)
+	if err != nil {
+		return err
+	}
+	ids := make([]string, len(recs))
+	for i, r := range recs {
+		ids[i] = r.OrgID
+	}
+	s.probeOrgs(ctx, ids)
 	return nil
 }
 

@@ -140,6 +140,14 @@ type Store interface {
 	// ListCMK returns the records in any of states (all when none given).
 	ListCMK(ctx context.Context, states ...State) ([]Record, error)
 
+	// ClaimProbes leases up to limit orgs due for a probe (state active,
+	// revoked or lost; due when their probe lease is unset or not after
+	// now) to owner by moving their next due time to now+interval, and
+	// returns their IDs: of concurrent claims on any number of nodes, one
+	// gets each org per interval. Record writes leave the lease alone;
+	// SwitchWrapping makes the org due at once.
+	ClaimProbes(ctx context.Context, owner string, now time.Time, interval time.Duration, limit int) ([]string, error)
+
 	// PutConsentRequest stores a consent request.
 	PutConsentRequest(ctx context.Context, c ConsentRequest) error
 	// TakeConsentRequest deletes and returns the request with state;

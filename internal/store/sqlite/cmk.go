@@ -338,6 +338,10 @@ func (s *Store) SwitchWrapping(ctx context.Context, orgID string, id int64, mast
 		if _, err := tx.ExecContext(ctx, `UPDATE root_keys SET state = ? WHERE id = ?`, string(keys.WrappingActive), id); err != nil {
 			return classify(ctx, op, res, err)
 		}
+		// A new key wraps the root key: probe it at once.
+		if _, err := tx.ExecContext(ctx, `UPDATE cmk_orgs SET probe_due_at = NULL WHERE org_id = ?`, orgID); err != nil {
+			return classify(ctx, op, cmkRes(orgID), err)
+		}
 		if _, err := tx.ExecContext(ctx, `UPDATE orgs SET master_provider = ?, master_key_id = ? WHERE id = ?`, master.Provider, master.ID, orgID); err != nil {
 			return classify(ctx, op, orgRes(orgID), err)
 		}
@@ -633,4 +637,44 @@ func stepJob(ctx context.Context, tx *sql.Tx, op string, j cmk.Job) (orgID strin
 		return orgID, classify(ctx, op, jobRes(j.ID), err)
 	}
 	return "", jobLost(ctx, tx, op, j)
+}
+
+// ClaimProbes leases up to limit orgs due for a probe to owner: orgs in
+// state active, revoked or lost whose probe_due_at is NULL or not after
+// now. It moves their probe_due_at to now+interval and sets probe_owner,
+// in one write transaction (SQLite has one writer), so concurrent claims never get the same org within one
+// interval. It returns their IDs, possibly none. Record writes never
+// touch these columns; SwitchWrapping makes the org due at once. Invalid
+// if owner is empty, interval is not positive or limit is below 1.
+func (s *Store) ClaimProbes(ctx context.Context, owner string, now time.Time, interval time.Duration, limit int) ([]string, error) {
+	const op = "claim probes"
+	switch {
+	case owner == "":
+		return nil, &fault.Error{Kind: fault.Invalid, Op: op, Field: "owner", Reason: "probe owner is empty"}
+	case interval <= 0:
+		return nil, &fault.Error{Kind: fault.Invalid, Op: op, Field: "interval", Reason: "probe interval must be positive"}
+	case limit < 1:
+		return nil, &fault.Error{Kind: fault.Invalid, Op: op, Field: "limit", Reason: "probe batch must be at least 1"}
+	}
+	var ids []string
+	err := s.inTx(ctx, op, func(tx *sql.Tx) error {
+		ids = ids[:0]
+		rows, err := tx.QueryContext(ctx, `UPDATE cmk_orgs SET probe_due_at = ?, probe_owner = ?
+			WHERE org_id IN (SELECT org_id FROM cmk_orgs
+				WHERE state IN ('active', 'revoked', 'lost') AND (probe_due_at IS NULL OR probe_due_at <= ?)
+				ORDER BY probe_due_at NULLS FIRST, org_id LIMIT ?)
+			RETURNING org_id`, timeArg(now.Add(interval)), owner, timeArg(now), limit)
+		if err != nil {
+			return classify(ctx, op, "CMK probes", err)
+		}
+		ids, err = collect(rows, func(rows *sql.Rows) (string, error) {
+			var id string
+			return id, rows.Scan(&id)
+		})
+		return classify(ctx, op, "CMK probes", err)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ids, nil
 }

@@ -55,6 +55,7 @@ func RunCMK(t *testing.T, open func(t *testing.T) CMKStore) {
 		{"JobRetryBackoff", testJobRetryBackoff},
 		{"ClaimJobConcurrent", testClaimJobConcurrent},
 		{"JobFence", testJobFence},
+		{"ClaimProbes", testClaimProbes},
 		{"CMKInvalid", testCMKInvalid},
 		{"CMKTenantIsolation", testCMKTenantIsolation},
 		{"CMKRevision", testCMKRevision},
@@ -1260,4 +1261,95 @@ func testJobFence(t *testing.T, s CMKStore) {
 	if evs := auditLog(t, s, "acme"); len(evs) != 3 {
 		t.Errorf("audit log of acme has %d events, want 3 (create, start, done)", len(evs))
 	}
+}
+
+// testClaimProbes claims due probes from two nodes at once: each due org
+// goes to one claim per interval; the org is due again after the interval,
+// record writes do not move its lease, and a switch makes it due at once.
+func testClaimProbes(t *testing.T, s CMKStore) {
+	ctx := t.Context()
+	s2 := peer(t, s)
+	states := map[string]cmk.State{"a": cmk.StateActive, "b": cmk.StateRevoked, "c": cmk.StateLost, "d": cmk.StateAuthorized, "e": cmk.StateRotating}
+	var probed []string
+	for _, org := range []string{"a", "b", "c", "d", "e", "f"} {
+		createOrg(t, s, org)
+		if st, ok := states[org]; ok {
+			if err := s.PutCMK(ctx, newRecord(org, st), nil); err != nil {
+				t.Fatalf("PutCMK(ctx, %s) = %v", org, err)
+			}
+			if st == cmk.StateActive || st == cmk.StateRevoked || st == cmk.StateLost {
+				probed = append(probed, org)
+			}
+		}
+	}
+	const interval = 30 * time.Second
+	claimAll := func(now time.Time) map[string][]string {
+		t.Helper()
+		var (
+			mu  sync.Mutex
+			got = map[string][]string{}
+			wg  sync.WaitGroup
+		)
+		for n, st := range []CMKStore{s, s2, s, s2} {
+			owner := fmt.Sprintf("node-%d", n)
+			wg.Go(func() {
+				for {
+					ids, err := st.ClaimProbes(ctx, owner, now, interval, 1)
+					if err != nil {
+						t.Errorf("ClaimProbes(ctx, %s) = %v", owner, err)
+						return
+					}
+					if len(ids) == 0 {
+						return
+					}
+					mu.Lock()
+					for _, id := range ids {
+						got[id] = append(got[id], owner)
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		return got
+	}
+	check := func(when string, got map[string][]string, want []string) {
+		t.Helper()
+		var orgs []string
+		for org, owners := range got {
+			orgs = append(orgs, org)
+			if len(owners) != 1 {
+				t.Errorf("%s: org %s claimed by %v, want one claim", when, org, owners)
+			}
+		}
+		slices.Sort(orgs)
+		if !slices.Equal(orgs, want) {
+			t.Errorf("%s: claimed %v, want %v", when, orgs, want)
+		}
+	}
+	check("first claims", claimAll(base), probed)
+	check("within the interval", claimAll(base.Add(interval-time.Second)), nil)
+	// A record write does not move the lease.
+	if err := s.PutCMK(ctx, atRevision(newRecord("a", cmk.StateActive), revision(t, s, "a")), nil); err != nil {
+		t.Fatalf("PutCMK(ctx, a) = %v", err)
+	}
+	check("after a record write", claimAll(base.Add(interval-time.Second)), nil)
+	check("after the interval", claimAll(base.Add(interval)), probed)
+
+	// A switch to a new key makes the org due at once.
+	id, err := s.AddPendingWrapping(ctx, "a", pendingWrapping("a", "v2"))
+	if err != nil {
+		t.Fatalf("AddPendingWrapping(ctx, a) = %v", err)
+	}
+	if err := s.SwitchWrapping(ctx, "a", id, cmkKey("a"), atRevision(newRecord("a", cmk.StateActive), revision(t, s, "a")), event("a", "cmk.rotate.done", "cmk"), nil); err != nil {
+		t.Fatalf("SwitchWrapping(ctx, a) = %v", err)
+	}
+	check("after a switch", claimAll(base.Add(interval+time.Second)), []string{"a"})
+
+	_, err = s.ClaimProbes(ctx, "", base, interval, 1)
+	checkKind(t, "ClaimProbes(ctx, no owner)", err, fault.Invalid)
+	_, err = s.ClaimProbes(ctx, "node", base, 0, 1)
+	checkKind(t, "ClaimProbes(ctx, no interval)", err, fault.Invalid)
+	_, err = s.ClaimProbes(ctx, "node", base, interval, 0)
+	checkKind(t, "ClaimProbes(ctx, no batch)", err, fault.Invalid)
 }
