@@ -145,7 +145,8 @@ type Store interface {
 	// now) to owner by moving their next due time to now+interval, and
 	// returns their IDs: of concurrent claims on any number of nodes, one
 	// gets each org per interval. Record writes leave the lease alone;
-	// SwitchWrapping makes the org due at once.
+	// SwitchWrapping to another key (not a new version of the same key)
+	// makes the org due at once.
 	ClaimProbes(ctx context.Context, owner string, now time.Time, interval time.Duration, limit int) ([]string, error)
 
 	// PutConsentRequest stores a consent request.

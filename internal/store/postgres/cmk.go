@@ -342,8 +342,11 @@ func (s *Store) SwitchWrapping(ctx context.Context, orgID string, id int64, mast
 		if _, err := tx.ExecContext(ctx, `UPDATE root_keys SET state = $1 WHERE id = $2`, string(keys.WrappingActive), id); err != nil {
 			return classify(ctx, op, res, err)
 		}
-		// A new key wraps the root key: probe it at once.
-		if _, err := tx.ExecContext(ctx, `UPDATE cmk_orgs SET probe_due_at = NULL WHERE org_id = $1`, orgID); err != nil {
+		// Another key wraps the root key (not a new version of the same
+		// key, which the job has just verified): probe it at once.
+		if _, err := tx.ExecContext(ctx, `UPDATE cmk_orgs SET probe_due_at = NULL WHERE org_id = $1
+				AND EXISTS (SELECT 1 FROM orgs WHERE id = $1 AND (master_provider <> $2 OR master_key_id <> $3))`,
+			orgID, master.Provider, master.ID); err != nil {
 			return classify(ctx, op, cmkRes(orgID), err)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE orgs SET master_provider = $1, master_key_id = $2 WHERE id = $3`, master.Provider, master.ID, orgID); err != nil {

@@ -338,8 +338,11 @@ func (s *Store) SwitchWrapping(ctx context.Context, orgID string, id int64, mast
 		if _, err := tx.ExecContext(ctx, `UPDATE root_keys SET state = ? WHERE id = ?`, string(keys.WrappingActive), id); err != nil {
 			return classify(ctx, op, res, err)
 		}
-		// A new key wraps the root key: probe it at once.
-		if _, err := tx.ExecContext(ctx, `UPDATE cmk_orgs SET probe_due_at = NULL WHERE org_id = ?`, orgID); err != nil {
+		// Another key wraps the root key (not a new version of the same
+		// key, which the job has just verified): probe it at once.
+		if _, err := tx.ExecContext(ctx, `UPDATE cmk_orgs SET probe_due_at = NULL WHERE org_id = ?
+				AND EXISTS (SELECT 1 FROM orgs WHERE id = ? AND (master_provider <> ? OR master_key_id <> ?))`,
+			orgID, orgID, master.Provider, master.ID); err != nil {
 			return classify(ctx, op, cmkRes(orgID), err)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE orgs SET master_provider = ?, master_key_id = ? WHERE id = ?`, master.Provider, master.ID, orgID); err != nil {

@@ -1336,7 +1336,7 @@ func testClaimProbes(t *testing.T, s CMKStore) {
 	check("after a record write", claimAll(base.Add(interval-time.Second)), nil)
 	check("after the interval", claimAll(base.Add(interval)), probed)
 
-	// A switch to a new key makes the org due at once.
+	// A switch to another key makes the org due at once.
 	id, err := s.AddPendingWrapping(ctx, "a", pendingWrapping("a", "v2"))
 	if err != nil {
 		t.Fatalf("AddPendingWrapping(ctx, a) = %v", err)
@@ -1345,6 +1345,16 @@ func testClaimProbes(t *testing.T, s CMKStore) {
 		t.Fatalf("SwitchWrapping(ctx, a) = %v", err)
 	}
 	check("after a switch", claimAll(base.Add(interval+time.Second)), []string{"a"})
+	// A switch to a new version of the same key (a rotation the job has
+	// verified) leaves the lease alone.
+	id, err = s.AddPendingWrapping(ctx, "a", pendingWrapping("a", "v3"))
+	if err != nil {
+		t.Fatalf("AddPendingWrapping(ctx, a, v3) = %v", err)
+	}
+	if err := s.SwitchWrapping(ctx, "a", id, cmkKey("a"), atRevision(newRecord("a", cmk.StateActive), revision(t, s, "a")), event("a", "cmk.rotate.done", "cmk"), nil); err != nil {
+		t.Fatalf("SwitchWrapping(ctx, a, v3) = %v", err)
+	}
+	check("after a switch to a new version", claimAll(base.Add(interval+2*time.Second)), nil)
 
 	_, err = s.ClaimProbes(ctx, "", base, interval, 1)
 	checkKind(t, "ClaimProbes(ctx, no owner)", err, fault.Invalid)
