@@ -72,6 +72,7 @@ func (s *Service) probeOrgs(ctx context.Context, ids []string) {
 		})
 	}
 	wg.Wait()
+	s.startRotations(ctx, round.starts)
 }
 
 // ProbeAll probes every org whose root key is wrapped by a CMK at once,
@@ -104,6 +105,10 @@ func (s *Service) Probe(ctx context.Context, orgID string) error {
 type describeRound struct {
 	mu sync.Mutex
 	m  map[string]*described
+	// starts are the rotations the round's probes found, started together
+	// when the round ends (Store.StartJobs: one transaction per
+	// startBatch orgs instead of one per org).
+	starts []JobStart
 }
 
 // described is one key's description in a round.
@@ -240,7 +245,7 @@ func (s *Service) probe(ctx context.Context, orgID string, round *describeRound)
 		ev = &audit.Event{OrgID: orgID, Time: now, Actor: "orgkms", Action: "cmk.restored", Target: "cmk"}
 	}
 	if rotated && !wasBlocked {
-		return s.startRotation(ctx, rec, desc.Key.Version) // stores rec too
+		return s.startRotation(ctx, rec, desc.Key.Version, round) // stores rec too
 	}
 	if err := s.st.PutCMK(ctx, rec, ev); err != nil {
 		return ignoreStale(err)
@@ -251,7 +256,7 @@ func (s *Service) probe(ctx context.Context, orgID string, round *describeRound)
 		s.log.Info("customer managed key usable again", slog.String("org_id", orgID))
 	}
 	if rotated {
-		return s.startRotation(ctx, rec, desc.Key.Version)
+		return s.startRotation(ctx, rec, desc.Key.Version, round)
 	}
 	return nil
 }
@@ -394,17 +399,20 @@ func ignoreStale(err error) error {
 	return err
 }
 
-func (s *Service) startRotation(ctx context.Context, rec Record, version string) error {
-	active, err := masterkey.ParseRef(rec.ActiveKeyURI)
+// startRotation starts the rotation of the org to version: at once
+// without a round, else with the round's other rotations when it ends.
+func (s *Service) startRotation(ctx context.Context, rec Record, version string, round *describeRound) error {
+	st, err := s.rotationStart(rec, version)
 	if err != nil {
 		return err
 	}
-	now := s.now().UTC()
-	j := Job{OrgID: rec.OrgID, Kind: JobRotate, Target: active.WithVersion(version).String(), State: JobPending, CreatedAt: now, UpdatedAt: now, NotBefore: now}
-	rec.State, rec.UpdatedAt = StateRotating, now
-	ev := audit.Event{OrgID: rec.OrgID, Time: now, Actor: "orgkms", Action: "cmk.rotate.start", Target: "cmk",
-		Details: map[string]string{"from_version": rec.ActiveVersion, "to_version": version}}
-	if _, err := s.st.StartJob(ctx, j, rec, ev); err != nil {
+	if round != nil {
+		round.mu.Lock()
+		round.starts = append(round.starts, st)
+		round.mu.Unlock()
+		return nil
+	}
+	if _, err := s.st.StartJob(ctx, st.Job, st.Record, st.Event); err != nil {
 		if fault.KindOf(err) == fault.Conflict {
 			return nil // a job is already running for the org
 		}
@@ -412,4 +420,47 @@ func (s *Service) startRotation(ctx context.Context, rec Record, version string)
 	}
 	s.kick()
 	return nil
+}
+
+// rotationStart is the job, record and event of the org's rotation to
+// version.
+func (s *Service) rotationStart(rec Record, version string) (JobStart, error) {
+	active, err := masterkey.ParseRef(rec.ActiveKeyURI)
+	if err != nil {
+		return JobStart{}, err
+	}
+	now := s.now().UTC()
+	j := Job{OrgID: rec.OrgID, Kind: JobRotate, Target: active.WithVersion(version).String(), State: JobPending, CreatedAt: now, UpdatedAt: now, NotBefore: now}
+	rec.State, rec.UpdatedAt = StateRotating, now
+	ev := audit.Event{OrgID: rec.OrgID, Time: now, Actor: "orgkms", Action: "cmk.rotate.start", Target: "cmk",
+		Details: map[string]string{"from_version": rec.ActiveVersion, "to_version": version}}
+	return JobStart{Job: j, Record: rec, Event: ev}, nil
+}
+
+// startBatch bounds the rotations one transaction starts: a probe claim's
+// worth (probeBatch), so a transaction holds SQLite's writer (and the org
+// locks on PostgreSQL) for a few milliseconds, not for a whole ProbeAll.
+const startBatch = probeBatch
+
+// startRotations starts the rotations a probe round found, startBatch per
+// transaction. A start that conflicts (the org changed meanwhile, or a job
+// already runs) is left to the next round, as a single start would be.
+func (s *Service) startRotations(ctx context.Context, starts []JobStart) {
+	for len(starts) > 0 && ctx.Err() == nil {
+		n := min(len(starts), startBatch)
+		res, err := s.st.StartJobs(ctx, starts[:n])
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("start rotations failed", slog.Int("orgs", n), slog.String("error", err.Error()))
+			}
+			return
+		}
+		for i, r := range res {
+			if r.Err != nil && fault.KindOf(r.Err) != fault.Conflict {
+				s.log.Warn("start rotation failed", slog.String("org_id", starts[i].Job.OrgID), slog.String("error", r.Err.Error()))
+			}
+		}
+		starts = starts[n:]
+		s.kick()
+	}
 }

@@ -175,6 +175,12 @@ type Store interface {
 	// and appends ev. Conflict if the org has a job that is pending or
 	// running.
 	StartJob(ctx context.Context, j Job, rec Record, ev audit.Event) (Job, error)
+	// StartJobs is StartJob for many orgs in one transaction (a probe
+	// round's rotations): each start is judged on its own, with its own
+	// outcome (Conflict, NotFound, Invalid as StartJob) in the result at
+	// its index, and the starts that succeed commit together. An error
+	// return (Unavailable) means none was stored.
+	StartJobs(ctx context.Context, starts []JobStart) ([]JobStarted, error)
 	// GetJob returns a job; OrgJob the org's latest job (NotFound if none).
 	GetJob(ctx context.Context, id int64) (Job, error)
 	OrgJob(ctx context.Context, orgID string) (Job, error)
@@ -186,4 +192,18 @@ type Store interface {
 	// still holds it), stores rec and appends ev; a failed job's pending
 	// wrappings are deleted.
 	FinishJob(ctx context.Context, j Job, rec Record, ev audit.Event) error
+}
+
+// JobStart is one start of [Store.StartJobs]: the arguments of StartJob.
+type JobStart struct {
+	Job    Job
+	Record Record
+	Event  audit.Event
+}
+
+// JobStarted is the outcome of one [JobStart]: the job as stored, or why
+// it was not started.
+type JobStarted struct {
+	Job Job
+	Err error
 }

@@ -63,6 +63,19 @@ type Store interface {
 	RenewJob(ctx context.Context, j Job, until time.Time) error
 }
 
+// BatchStore is a [Store] that also claims many jobs in one write. The
+// runner's workers claim through it when the store has it: a node running
+// thousands of short jobs (a mass re-wrap) then spends one transaction per
+// batch of claims instead of one per job.
+type BatchStore interface {
+	Store
+	// ClaimJobs is ClaimJob for up to n jobs at once, oldest first, in one
+	// transaction: each is leased to owner until now+lease under its own
+	// raised Fence, exactly as ClaimJob would lease it. None claimable is
+	// an empty result, not an error.
+	ClaimJobs(ctx context.Context, owner string, now time.Time, lease time.Duration, n int) ([]Job, error)
+}
+
 // Handler does the work of jobs.
 type Handler interface {
 	// Run does j's work from its last durable step. Every write it makes

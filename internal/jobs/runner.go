@@ -99,16 +99,102 @@ func (r *Runner) Kick() {
 }
 
 // Run runs workers workers (default 4) until ctx is cancelled and every
-// one has stopped.
+// one has stopped. With a [BatchStore], one dispatcher claims jobs for all
+// free workers at once (see runBatched).
 func (r *Runner) Run(ctx context.Context, workers int) {
 	if workers < 1 {
 		workers = 4
+	}
+	if bs, ok := r.cfg.Store.(BatchStore); ok {
+		r.runBatched(ctx, bs, workers)
+		return
 	}
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() { r.worker(ctx) })
 	}
 	wg.Wait()
+}
+
+// gatherWait bounds how long the dispatcher waits for more workers to free
+// up before claiming for fewer than it wants: a few milliseconds, against
+// jobs that each take at least two remote calls.
+const gatherWait = 5 * time.Millisecond
+
+// runBatched runs at most workers jobs at a time. The dispatcher reserves
+// free workers, then claims as many jobs as it reserved in one store write
+// (each job still under its own lease and fence) and starts each on its
+// own goroutine. While there is a backlog (the last claim was full) it
+// gathers a quarter of the workers, or waits gatherWait, before claiming,
+// so a claim write serves many jobs instead of one.
+func (r *Runner) runBatched(ctx context.Context, bs BatchStore, workers int) {
+	slots := make(chan struct{}, workers)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	backlog := false
+	for ctx.Err() == nil {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		n, want := 1, 1
+		if backlog {
+			want = max(1, workers/4)
+		}
+		if n < want {
+			t := time.NewTimer(gatherWait)
+		gather:
+			for n < want {
+				select {
+				case slots <- struct{}{}:
+					n++
+				case <-t.C:
+					break gather
+				case <-ctx.Done():
+					break gather
+				}
+			}
+			t.Stop()
+		}
+	more:
+		for n < workers {
+			select {
+			case slots <- struct{}{}:
+				n++
+			default:
+				break more
+			}
+		}
+		var js []Job
+		var err error
+		if ctx.Err() == nil {
+			js, err = bs.ClaimJobs(ctx, r.cfg.NodeID+"/"+token(), r.cfg.Now(), r.cfg.Lease, n)
+		}
+		for range n - len(js) {
+			<-slots
+		}
+		for _, j := range js {
+			wg.Go(func() {
+				defer func() { <-slots }()
+				r.execute(ctx, j)
+			})
+		}
+		backlog = err == nil && len(js) == n
+		if len(js) > 0 {
+			continue
+		}
+		if err != nil && ctx.Err() == nil {
+			r.log.Warn("claim jobs failed", slog.String("error", err.Error()))
+		}
+		t := time.NewTimer(r.cfg.Poll)
+		select {
+		case <-ctx.Done():
+		case <-r.wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
 }
 
 func (r *Runner) worker(ctx context.Context) {

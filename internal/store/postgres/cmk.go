@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -391,59 +392,133 @@ func jobRunning(op, orgID string, err error) error {
 // names another org.
 func (s *Store) StartJob(ctx context.Context, j cmk.Job, rec cmk.Record, ev audit.Event) (cmk.Job, error) {
 	const op = "start CMK job"
-	switch {
-	case j.OrgID == "":
-		return cmk.Job{}, &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.org_id", Reason: "CMK job has no org ID"}
-	case j.Kind == "":
-		return cmk.Job{}, &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.kind", Reason: "CMK job kind is empty"}
-	}
-	rec, err := recordFor(op, j.OrgID, rec)
+	j, rec, ev, err := checkJobStart(op, j, rec, ev)
 	if err != nil {
 		return cmk.Job{}, err
 	}
-	if ev, err = eventFor(op, j.OrgID, ev); err != nil {
-		return cmk.Job{}, err
-	}
-	if j.UpdatedAt.IsZero() {
-		j.UpdatedAt = j.CreatedAt
-	}
 	var stored cmk.Job
 	err = s.inTx(ctx, op, func(tx *sql.Tx) error {
-		if err := lockOrg(ctx, tx, op, j.OrgID); err != nil {
-			return err
-		}
-		var open int64
-		err := tx.QueryRowContext(ctx, `SELECT id FROM cmk_jobs WHERE org_id = $1 AND state IN ($2, $3)`,
-			j.OrgID, string(cmk.JobPending), string(cmk.JobRunning)).Scan(&open)
-		switch {
-		case err == nil:
-			return jobRunning(op, j.OrgID, nil)
-		case !errors.Is(err, sql.ErrNoRows):
-			return classify(ctx, op, "CMK jobs of org "+j.OrgID, err)
-		}
-		var id int64
-		err = tx.QueryRowContext(ctx, `INSERT INTO cmk_jobs (org_id, kind, target, step, state, attempts, error, owner, lease_until, not_before, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, 0, $6, '', NULL, $7, $8, $9) RETURNING id`,
-			j.OrgID, string(j.Kind), j.Target, j.Step, string(cmk.JobPending), j.Error, nullTimeArg(j.NotBefore), timeArg(j.CreatedAt), timeArg(j.UpdatedAt)).Scan(&id)
-		if pgCode(err) == codeUniqueViolation { // the one-open-job index: cannot happen after the check under the org lock, kept as the guarantee
-			return jobRunning(op, j.OrgID, err)
-		}
-		if err != nil {
-			return classify(ctx, op, "CMK job of org "+j.OrgID, err)
-		}
-		if stored, err = getJob(ctx, tx, op, id); err != nil {
-			return err
-		}
-		if err := putCMK(ctx, tx, op, rec); err != nil {
-			return err
-		}
-		_, err = s.appendAudit(ctx, tx, op, ev)
+		var err error
+		stored, err = s.startJob(ctx, tx, op, j, rec, ev)
 		return err
 	})
 	if err != nil {
 		return cmk.Job{}, err
 	}
 	return stored, nil
+}
+
+// checkJobStart checks and completes the arguments of a job start.
+func checkJobStart(op string, j cmk.Job, rec cmk.Record, ev audit.Event) (cmk.Job, cmk.Record, audit.Event, error) {
+	switch {
+	case j.OrgID == "":
+		return j, rec, ev, &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.org_id", Reason: "CMK job has no org ID"}
+	case j.Kind == "":
+		return j, rec, ev, &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.kind", Reason: "CMK job kind is empty"}
+	}
+	rec, err := recordFor(op, j.OrgID, rec)
+	if err != nil {
+		return j, rec, ev, err
+	}
+	if ev, err = eventFor(op, j.OrgID, ev); err != nil {
+		return j, rec, ev, err
+	}
+	if j.UpdatedAt.IsZero() {
+		j.UpdatedAt = j.CreatedAt
+	}
+	return j, rec, ev, nil
+}
+
+// startJob is StartJob in tx, its arguments checked.
+func (s *Store) startJob(ctx context.Context, tx *sql.Tx, op string, j cmk.Job, rec cmk.Record, ev audit.Event) (cmk.Job, error) {
+	if err := lockOrg(ctx, tx, op, j.OrgID); err != nil {
+		return cmk.Job{}, err
+	}
+	var open int64
+	err := tx.QueryRowContext(ctx, `SELECT id FROM cmk_jobs WHERE org_id = $1 AND state IN ($2, $3)`,
+		j.OrgID, string(cmk.JobPending), string(cmk.JobRunning)).Scan(&open)
+	switch {
+	case err == nil:
+		return cmk.Job{}, jobRunning(op, j.OrgID, nil)
+	case !errors.Is(err, sql.ErrNoRows):
+		return cmk.Job{}, classify(ctx, op, "CMK jobs of org "+j.OrgID, err)
+	}
+	var id int64
+	err = tx.QueryRowContext(ctx, `INSERT INTO cmk_jobs (org_id, kind, target, step, state, attempts, error, owner, lease_until, not_before, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, 0, $6, '', NULL, $7, $8, $9) RETURNING id`,
+		j.OrgID, string(j.Kind), j.Target, j.Step, string(cmk.JobPending), j.Error, nullTimeArg(j.NotBefore), timeArg(j.CreatedAt), timeArg(j.UpdatedAt)).Scan(&id)
+	if pgCode(err) == codeUniqueViolation { // the one-open-job index: cannot happen after the check under the org lock, kept as the guarantee
+		return cmk.Job{}, jobRunning(op, j.OrgID, err)
+	}
+	if err != nil {
+		return cmk.Job{}, classify(ctx, op, "CMK job of org "+j.OrgID, err)
+	}
+	stored, err := getJob(ctx, tx, op, id)
+	if err != nil {
+		return cmk.Job{}, err
+	}
+	if err := putCMK(ctx, tx, op, rec); err != nil {
+		return cmk.Job{}, err
+	}
+	if _, err := s.appendAudit(ctx, tx, op, ev); err != nil {
+		return cmk.Job{}, err
+	}
+	return stored, nil
+}
+
+// StartJobs is [Store.StartJob] for each of starts, in one transaction.
+// Each start runs under its own savepoint: one that fails with Conflict,
+// NotFound or Invalid is rolled back alone and its error is reported at
+// its index; the others commit together. Any other error (Unavailable)
+// stores none of them.
+func (s *Store) StartJobs(ctx context.Context, starts []cmk.JobStart) ([]cmk.JobStarted, error) {
+	const op = "start CMK jobs"
+	out := make([]cmk.JobStarted, len(starts))
+	checked := make([]cmk.JobStart, len(starts))
+	order := make([]int, 0, len(starts))
+	for i, st := range starts {
+		j, rec, ev, err := checkJobStart(op, st.Job, st.Record, st.Event)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		checked[i] = cmk.JobStart{Job: j, Record: rec, Event: ev}
+		order = append(order, i)
+	}
+	if len(order) == 0 {
+		return out, nil
+	}
+	// Orgs in ID order: two nodes' batches lock their orgs in the same
+	// order, so they wait for each other instead of deadlocking.
+	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(checked[a].Job.OrgID, checked[b].Job.OrgID) })
+	err := s.inTx(ctx, op, func(tx *sql.Tx) error {
+		for _, i := range order {
+			st := checked[i]
+			if _, err := tx.ExecContext(ctx, `SAVEPOINT start_job`); err != nil {
+				return classify(ctx, op, "database", err)
+			}
+			j, err := s.startJob(ctx, tx, op, st.Job, st.Record, st.Event)
+			out[i] = cmk.JobStarted{Job: j, Err: err}
+			if err != nil {
+				switch fault.KindOf(err) {
+				case fault.Conflict, fault.NotFound, fault.Invalid:
+				default:
+					return err
+				}
+				if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT start_job`); err != nil {
+					return classify(ctx, op, "database", err)
+				}
+			}
+			if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT start_job`); err != nil {
+				return classify(ctx, op, "database", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // GetJob returns the job, or NotFound.
@@ -483,6 +558,33 @@ func (s *Store) ClaimJob(ctx context.Context, owner string, now time.Time, lease
 		return cmk.Job{}, classify(ctx, op, "CMK jobs", err)
 	}
 	return j, nil
+}
+
+// ClaimJobs is [Store.ClaimJob] for up to n jobs, oldest first, in one
+// statement: each is leased to owner under its own raised fence; rows
+// other claims hold are skipped, as in ClaimJob. None claimable is an
+// empty result. Invalid if owner is empty, lease is not positive or n is
+// below 1.
+func (s *Store) ClaimJobs(ctx context.Context, owner string, now time.Time, lease time.Duration, n int) ([]cmk.Job, error) {
+	const op = "claim CMK jobs"
+	switch {
+	case owner == "":
+		return nil, &fault.Error{Kind: fault.Invalid, Op: op, Field: "owner", Reason: "lease owner is empty"}
+	case lease <= 0:
+		return nil, &fault.Error{Kind: fault.Invalid, Op: op, Field: "lease", Reason: "lease must be positive"}
+	case n < 1:
+		return nil, &fault.Error{Kind: fault.Invalid, Op: op, Field: "n", Reason: "claim at least one job"}
+	}
+	rows, err := s.db.QueryContext(ctx, qClaimJobs, timeArg(now), owner, timeArg(now.Add(lease)), n)
+	if err != nil {
+		return nil, classify(ctx, op, "CMK jobs", err)
+	}
+	js, err := collect(rows, func(rows *sql.Rows) (cmk.Job, error) { return scanJob(rows) })
+	if err != nil {
+		return nil, classify(ctx, op, "CMK jobs", err)
+	}
+	slices.SortFunc(js, func(a, b cmk.Job) int { return cmp.Compare(a.ID, b.ID) })
+	return js, nil
 }
 
 // updateJob stores j's Step, State, Error, NotBefore, LeaseUntil and (when

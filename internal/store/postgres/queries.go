@@ -32,4 +32,14 @@ const (
 			ORDER BY id LIMIT 1
 			FOR UPDATE SKIP LOCKED)
 		RETURNING ` + jobColumns
+
+	// qClaimJobs is qClaimJob for up to $4 jobs.
+	qClaimJobs = `UPDATE cmk_jobs SET state = 'running', owner = $2, lease_until = $3, attempts = attempts + 1, fence = fence + 1, updated_at = $1
+		WHERE id IN (SELECT id FROM cmk_jobs
+			WHERE state IN ('pending', 'running')
+				AND ((state = 'pending' AND (not_before IS NULL OR not_before <= $1))
+					OR (state = 'running' AND (lease_until IS NULL OR lease_until <= $1)))
+			ORDER BY id LIMIT $4
+			FOR UPDATE SKIP LOCKED)
+		RETURNING ` + jobColumns
 )

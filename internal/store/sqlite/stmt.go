@@ -46,6 +46,7 @@ type statements struct {
 	getOrg, getDataKey, rootKeys, tokenByHash, getCMK *sql.Stmt
 	getSession, getUser, userByEmail                  *sql.Stmt
 	lastAudit, insertAudit, addUsage, claimableJob    *sql.Stmt
+	claimJobs                                         *sql.Stmt
 	all                                               []*sql.Stmt
 }
 
@@ -74,6 +75,7 @@ func (s *Store) prepare(ctx context.Context) error {
 	s.stmts.insertAudit = prep(s.w, qInsertAudit)
 	s.stmts.addUsage = prep(s.w, qAddUsage)
 	s.stmts.claimableJob = prep(s.w, qClaimableJob)
+	s.stmts.claimJobs = prep(s.w, qClaimJobs)
 	return classify(ctx, "prepare statements", "database", err)
 }
 
