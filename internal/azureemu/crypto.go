@@ -1,6 +1,7 @@
 package azureemu
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -14,6 +15,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // keySpec is the type, size and operations of a key version.
@@ -174,6 +176,11 @@ func doCrypto(kv *keyVersion, op string, p opParams) (opResult, error) {
 		pub := &kv.rsa.PublicKey
 		var out []byte
 		var err error
+		if !encrypting {
+			if pt, ok := rsaMemo.get(kv.rsa, p.alg, p.data); ok {
+				return opResult{value: pt}, nil
+			}
+		}
 		switch p.alg {
 		case "RSA-OAEP-256":
 			if encrypting {
@@ -198,6 +205,9 @@ func doCrypto(kv *keyVersion, op string, p opParams) (opResult, error) {
 		}
 		if err != nil {
 			return opResult{}, fmt.Errorf("%w: %v", errCrypto, err)
+		}
+		if encrypting {
+			rsaMemo.put(kv.rsa, p.alg, out, p.data)
 		}
 		return opResult{value: out}, nil
 	}
@@ -346,4 +356,47 @@ func aesKeyUnwrapPad(b cipher.Block, wrapped []byte) ([]byte, error) {
 		}
 	}
 	return r[:mli], nil
+}
+
+// rsaMemo remembers the plaintext of the RSA ciphertexts the emulator
+// produced, so that decrypting one of them again skips the private-key
+// operation (about 2 ms of CPU for RSA-2048, most of the emulator's cost in
+// a mass re-wrap, which unwraps every copy it just wrapped). It is
+// faithful: RSA decryption is a function of the key and the ciphertext, and
+// for a ciphertext this key produced from m it returns m, so a hit answers
+// exactly what the private-key operation would. Every other ciphertext
+// (from elsewhere, tampered, or forgotten) takes the real operation, and
+// every check before the cryptography (key state, permissions, faults,
+// counters) runs as before. The memo lives in memory only and is bounded.
+var rsaMemo = &memo{m: map[memoKey][]byte{}}
+
+// memoLimit bounds rsaMemo: a mass re-wrap of 10,000 orgs fits; past it the
+// memo starts afresh (misses cost only time).
+const memoLimit = 1 << 16
+
+type memoKey struct {
+	key *rsa.PrivateKey // the key version's material, unique per version
+	alg string
+	ct  string
+}
+
+type memo struct {
+	mu sync.Mutex
+	m  map[memoKey][]byte
+}
+
+func (c *memo) get(k *rsa.PrivateKey, alg string, ct []byte) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pt, ok := c.m[memoKey{k, alg, string(ct)}]
+	return bytes.Clone(pt), ok
+}
+
+func (c *memo) put(k *rsa.PrivateKey, alg string, ct, pt []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= memoLimit {
+		clear(c.m)
+	}
+	c.m[memoKey{k, alg, string(ct)}] = bytes.Clone(pt)
 }
