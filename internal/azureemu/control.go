@@ -1042,6 +1042,32 @@ func (e *Emulator) ResetCounters() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.counters = map[string]map[string]int{}
+	e.keyCounts = map[string]map[string]int{}
+}
+
+// KeyCounters returns a snapshot of the request counts naming key name of
+// vault (any version), by operation: with one key per org, a test counts
+// each org's vault calls.
+func (e *Emulator) KeyCounters(vault, name string) map[string]int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	m := maps.Clone(e.keyCounts[strings.ToLower(vault)+"/"+strings.ToLower(name)])
+	if m == nil {
+		m = map[string]int{}
+	}
+	return m
+}
+
+func (e *Emulator) countKey(vault, name, op string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	k := vault + "/" + strings.ToLower(name)
+	m := e.keyCounts[k]
+	if m == nil {
+		m = map[string]int{}
+		e.keyCounts[k] = m
+	}
+	m[op]++
 }
 
 func (e *Emulator) count(vault, op string) {

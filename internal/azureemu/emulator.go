@@ -77,11 +77,12 @@ type Emulator struct {
 
 	seedMu sync.Mutex // serializes SeedDemo
 
-	mu       sync.Mutex
-	st       *state
-	faults   map[string]*Fault          // by lower-case vault name
-	counters map[string]map[string]int  // vault → op → requests
-	consents map[string]*consentRequest // pending consent pages by anti-forgery token
+	mu        sync.Mutex
+	st        *state
+	faults    map[string]*Fault          // by lower-case vault name
+	counters  map[string]map[string]int  // vault → op → requests
+	keyCounts map[string]map[string]int  // vault/key → op → requests
+	consents  map[string]*consentRequest // pending consent pages by anti-forgery token
 	// hidden counts, per deleted key ("vault/key", lower case), the GETs
 	// of its deleted entry still to answer 404 (Config.DeletedKeyLagCalls).
 	hidden map[string]int
@@ -116,6 +117,7 @@ func Open(ctx context.Context, cfg Config) (*Emulator, error) {
 		now:       cfg.Now,
 		faults:    map[string]*Fault{},
 		counters:  map[string]map[string]int{},
+		keyCounts: map[string]map[string]int{},
 		consents:  map[string]*consentRequest{},
 		hidden:    map[string]int{},
 		rsaKeyGen: func(bits int) (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, bits) },

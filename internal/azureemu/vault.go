@@ -183,6 +183,9 @@ func (e *Emulator) serveVault(w http.ResponseWriter, r *http.Request, name strin
 		counted = OpChallenge
 	}
 	e.count(name, counted)
+	if keyName != "" {
+		e.countKey(name, keyName, counted)
+	}
 
 	if f, ok := e.takeFault(name); ok {
 		if f.Latency > 0 {

@@ -47,7 +47,8 @@ type cluster struct {
 // cache and CMK service) on one PostgreSQL schema with the Azure emulator.
 // Probes run every hour: only the test's explicit Probe on one node sees
 // the vault. Node i < quiet has no LISTEN (generation check only).
-func newCluster(t *testing.T, n int, noListen map[int]bool, check map[int]time.Duration) *cluster {
+// Each of opts may change node i's configuration before it opens.
+func newCluster(t *testing.T, n int, noListen map[int]bool, check map[int]time.Duration, opts ...func(i int, cfg *config.Config)) *cluster {
 	ctx := t.Context()
 	log := slog.New(slog.DiscardHandler)
 	emu, err := azureemu.Open(ctx, azureemu.Config{Dir: t.TempDir(), Logger: log})
@@ -86,6 +87,9 @@ func newCluster(t *testing.T, n int, noListen map[int]bool, check map[int]time.D
 			cfg.Cluster.GenerationCheck = config.Duration(d)
 		}
 		cfg.Cluster.StaleAfter = config.Duration(time.Hour)
+		for _, o := range opts {
+			o(i, &cfg)
+		}
 		off := new(atomic.Int64)
 		s, err := server.Open(ctx, cfg, server.Options{Logger: log, Migrate: true, Getenv: getenv, JobPoll: 50 * time.Millisecond,
 			AzureHTTPClient: emu.HTTPClient(), AzureMaxRetries: 1, AzureRetryDelay: 10 * time.Millisecond, NoGenerationListener: noListen[i],
@@ -107,7 +111,10 @@ var (
 
 // activate puts org on the demo key through node 0: consent, configure,
 // test, enable, and waits for the re-wrap job (run by any node).
-func (c *cluster) activate(org string) {
+func (c *cluster) activate(org string) { c.activateOn(org, c.demo.KeyName) }
+
+// activateOn is activate with key name of the demo vault.
+func (c *cluster) activateOn(org, keyName string) {
 	t := c.t
 	ctx := t.Context()
 	svc := c.nodes[0].s.CMK
@@ -143,7 +150,7 @@ func (c *cluster) activate(org string) {
 	if _, err := svc.Callback(ctx, cmk.ConsentResult{State: q.Get("state"), AdminConsent: q.Get("admin_consent"), Tenant: q.Get("tenant")}); err != nil {
 		t.Fatalf("Callback = %v", err)
 	}
-	if _, err := svc.Configure(ctx, "user:alice", org, c.demo.VaultURI, c.demo.KeyName, ""); err != nil {
+	if _, err := svc.Configure(ctx, "user:alice", org, c.demo.VaultURI, keyName, ""); err != nil {
 		t.Fatalf("Configure = %v", err)
 	}
 	if _, err := svc.Enable(ctx, "user:alice", org); err != nil {
