@@ -184,10 +184,10 @@ type Store interface {
 	// GetJob returns a job; OrgJob the org's latest job (NotFound if none).
 	GetJob(ctx context.Context, id int64) (Job, error)
 	OrgJob(ctx context.Context, orgID string) (Job, error)
-	// jobs.Store: ClaimJob (raises the fence), UpdateJob and RenewJob
-	// (fenced); SwitchWrapping's done job, AddJobWrapping and FinishJob are
-	// fenced the same way.
-	jobs.Store
+	// jobs.BatchStore: ClaimJob and ClaimJobs (raise the fence), UpdateJob
+	// and RenewJob (fenced); SwitchWrapping's done job, AddJobWrapping and
+	// FinishJob are fenced the same way.
+	jobs.BatchStore
 	// FinishJob, in one transaction: stores j (done or failed, if j.Owner
 	// still holds it), stores rec and appends ev; a failed job's pending
 	// wrappings are deleted.

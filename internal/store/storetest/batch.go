@@ -1,0 +1,261 @@
+package storetest
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/orgkms/orgkms/internal/cmk"
+	"github.com/orgkms/orgkms/internal/fault"
+)
+
+// rotationStart is a StartJobs start of org's rotation, its record at the
+// org's current revision.
+func rotationStart(t *testing.T, s CMKStore, org string) cmk.JobStart {
+	t.Helper()
+	return cmk.JobStart{Job: newJob(org, cmk.JobRotate), Record: atRevision(newRecord(org, cmk.StateRotating), revision(t, s, org)),
+		Event: event(org, "cmk.rotate.start", "cmk")}
+}
+
+// testStartJobs starts many jobs in one call: the good starts are stored
+// as StartJob stores them (job pending, record, audit event), and each bad
+// one (a job already running, a stale record, no such org, invalid, the
+// same org twice) gets its own error, changing nothing of its org.
+func testStartJobs(t *testing.T, s CMKStore) {
+	ctx := t.Context()
+	for _, org := range []string{"a", "b", "c", "d"} {
+		createOrg(t, s, org)
+	}
+	startJob(t, s, newJob("c", cmk.JobActivate), cmk.StateActivating) // c has an open job
+	if err := s.PutCMK(ctx, newRecord("d", cmk.StateActive), nil); err != nil {
+		t.Fatalf("PutCMK(ctx, d) = %v", err)
+	}
+	cBefore, dBefore := getCMK(t, s, "c"), getCMK(t, s, "d")
+	cAudit, dAudit := len(auditLog(t, s, "c")), len(auditLog(t, s, "d"))
+
+	staleD := rotationStart(t, s, "d")
+	staleD.Record.Revision = 0 // the record was read before d had one
+	invalid := rotationStart(t, s, "b")
+	invalid.Job.Kind = ""
+	otherOrg := rotationStart(t, s, "b")
+	otherOrg.Event.OrgID = "a"
+	starts := []cmk.JobStart{
+		rotationStart(t, s, "b"), // out of org order on purpose
+		rotationStart(t, s, "a"),
+		rotationStart(t, s, "c"),
+		rotationStart(t, s, "ghost"),
+		invalid,
+		staleD,
+		rotationStart(t, s, "a"), // a second start of a
+		otherOrg,
+	}
+	want := []fault.Kind{0, 0, fault.Conflict, fault.NotFound, fault.Invalid, fault.Conflict, fault.Conflict, fault.Invalid}
+	res, err := s.StartJobs(ctx, starts)
+	if err != nil {
+		t.Fatalf("StartJobs(ctx, %d starts) = %v", len(starts), err)
+	}
+	if len(res) != len(starts) {
+		t.Fatalf("StartJobs(ctx, %d starts) returned %d results", len(starts), len(res))
+	}
+	for i, r := range res {
+		if got := fault.KindOf(r.Err); got != want[i] {
+			t.Errorf("StartJobs result %d (org %q) kind = %v (%v), want %v", i, starts[i].Job.OrgID, got, r.Err, want[i])
+		}
+	}
+	for i, org := range []string{"b", "a"} {
+		j := res[i].Job
+		if j.ID == 0 || j.OrgID != org || j.State != cmk.JobPending || j.Kind != cmk.JobRotate || j.Fence != 0 {
+			t.Errorf("StartJobs result for %s = %+v, want a new pending rotate job", org, j)
+		}
+		if got, err := s.OrgJob(ctx, org); err != nil || got.ID != j.ID {
+			t.Errorf("OrgJob(ctx, %s) = %+v, %v; want job %d", org, got, err, j.ID)
+		}
+		checkRecord(t, "GetCMK(ctx, "+org+") after StartJobs", getCMK(t, s, org), atRevision(newRecord(org, cmk.StateRotating), 1))
+		evs := auditLog(t, s, org)
+		if len(evs) == 0 || evs[len(evs)-1].Action != "cmk.rotate.start" {
+			t.Errorf("audit log of %s after StartJobs = %+v, want the start last", org, evs)
+		}
+	}
+	checkRecord(t, "GetCMK(ctx, c) after a refused start", getCMK(t, s, "c"), cBefore)
+	checkRecord(t, "GetCMK(ctx, d) after a stale start", getCMK(t, s, "d"), dBefore)
+	if n := len(auditLog(t, s, "c")); n != cAudit {
+		t.Errorf("audit log of c has %d events after a refused start, want %d", n, cAudit)
+	}
+	if n := len(auditLog(t, s, "d")); n != dAudit {
+		t.Errorf("audit log of d has %d events after a stale start, want %d", n, dAudit)
+	}
+	if _, err := s.OrgJob(ctx, "d"); fault.KindOf(err) != fault.NotFound {
+		t.Errorf("OrgJob(ctx, d) after a stale start kind = %v, want NotFound: the job must roll back", fault.KindOf(err))
+	}
+	if res, err := s.StartJobs(ctx, nil); err != nil || len(res) != 0 {
+		t.Errorf("StartJobs(ctx, nil) = %v, %v; want nothing", res, err)
+	}
+}
+
+// testStartJobsConcurrent: two stores (two nodes, on PostgreSQL) start the
+// same orgs' rotations at once, in opposite orders: each org gets exactly
+// one job, neither call fails as a whole, and every chain verifies.
+func testStartJobsConcurrent(t *testing.T, s CMKStore) {
+	ctx := t.Context()
+	const n = 20
+	orgs := make([]string, n)
+	for i := range orgs {
+		orgs[i] = fmt.Sprintf("org-%02d", i)
+		createOrg(t, s, orgs[i])
+		if err := s.PutCMK(ctx, newRecord(orgs[i], cmk.StateActive), nil); err != nil {
+			t.Fatalf("PutCMK(ctx, %s) = %v", orgs[i], err)
+		}
+	}
+	before := map[string]int{}
+	for _, org := range orgs {
+		before[org] = len(auditLog(t, s, org))
+	}
+	stores := []CMKStore{s, peer(t, s)}
+	results := make([][]cmk.JobStarted, 2)
+	var wg sync.WaitGroup
+	for w, st := range stores {
+		starts := make([]cmk.JobStart, n)
+		for i := range orgs {
+			org := orgs[i]
+			if w == 1 {
+				org = orgs[n-1-i]
+			}
+			starts[i] = rotationStart(t, s, org)
+		}
+		wg.Go(func() {
+			res, err := st.StartJobs(ctx, starts)
+			if err != nil {
+				t.Errorf("StartJobs(ctx) on store %d = %v", w, err)
+			}
+			for i, r := range res {
+				r.Job.OrgID = starts[i].Job.OrgID
+				res[i] = r
+			}
+			results[w] = res
+		})
+	}
+	wg.Wait()
+	won := map[string]int{}
+	for _, res := range results {
+		for _, r := range res {
+			switch fault.KindOf(r.Err) {
+			case 0:
+				won[r.Job.OrgID]++
+			case fault.Conflict:
+			default:
+				t.Errorf("StartJobs result for %s = %v, want success or Conflict", r.Job.OrgID, r.Err)
+			}
+		}
+	}
+	for _, org := range orgs {
+		if won[org] != 1 {
+			t.Errorf("%s: %d starts succeeded, want exactly 1", org, won[org])
+		}
+		evs := auditLog(t, s, org)
+		if len(evs) != before[org]+1 || evs[len(evs)-1].Action != "cmk.rotate.start" {
+			t.Errorf("audit log of %s has %d events, want %d: the one start added", org, len(evs), before[org]+1)
+		}
+	}
+}
+
+// testClaimJobs claims jobs in batches: oldest first, each under its own
+// raised fence, none twice; an expired lease is claimed again under a new
+// fence, and the old holder's writes are refused.
+func testClaimJobs(t *testing.T, s CMKStore) {
+	ctx := t.Context()
+	var ids []int64
+	for i := range 5 {
+		org := fmt.Sprintf("org-%d", i)
+		createOrg(t, s, org)
+		ids = append(ids, startJob(t, s, newJob(org, cmk.JobActivate), cmk.StateActivating).ID)
+	}
+	first, err := s.ClaimJobs(ctx, "node-1/a", base, time.Minute, 3)
+	if err != nil || len(first) != 3 {
+		t.Fatalf("ClaimJobs(ctx, 3) = %d jobs, %v; want 3", len(first), err)
+	}
+	for i, j := range first {
+		if j.ID != ids[i] || j.State != cmk.JobRunning || j.Owner != "node-1/a" || j.Fence != 1 || j.Attempts != 1 ||
+			!storedTime(j.LeaseUntil).Equal(storedTime(base.Add(time.Minute))) {
+			t.Errorf("ClaimJobs job %d = %+v, want job %d running under node-1/a, fence 1, 1 attempt, lease +1m", i, j, ids[i])
+		}
+	}
+	rest, err := s.ClaimJobs(ctx, "node-1/b", base, time.Minute, 10)
+	if err != nil || len(rest) != 2 || rest[0].ID != ids[3] || rest[1].ID != ids[4] {
+		t.Fatalf("ClaimJobs(ctx, 10) = %+v, %v; want jobs %v", rest, err, ids[3:])
+	}
+	if none, err := s.ClaimJobs(ctx, "node-1/c", base, time.Minute, 10); err != nil || len(none) != 0 {
+		t.Errorf("ClaimJobs(ctx) with every job leased = %+v, %v; want none", none, err)
+	}
+	// Renew one; the others' leases run out and another node claims them.
+	if err := s.RenewJob(ctx, first[0], base.Add(5*time.Minute)); err != nil {
+		t.Fatalf("RenewJob(ctx, first) = %v", err)
+	}
+	later := base.Add(2 * time.Minute)
+	again, err := peer(t, s).ClaimJobs(ctx, "node-2/a", later, time.Minute, 10)
+	if err != nil || len(again) != 4 {
+		t.Fatalf("ClaimJobs(ctx) after the leases ran out = %d jobs, %v; want 4", len(again), err)
+	}
+	for _, j := range again {
+		if j.ID == first[0].ID || j.Owner != "node-2/a" || j.Fence != 2 || j.Attempts != 2 {
+			t.Errorf("ClaimJobs after expiry = %+v, want a job other than %d under node-2/a, fence 2, attempt 2", j, first[0].ID)
+		}
+	}
+	checkKind(t, "UpdateJob(ctx, expired holder)", s.UpdateJob(ctx, first[1]), fault.Conflict)
+	checkKind(t, "RenewJob(ctx, expired holder)", s.RenewJob(ctx, rest[0], later.Add(time.Hour)), fault.Conflict)
+	if err := s.UpdateJob(ctx, again[0]); err != nil {
+		t.Errorf("UpdateJob(ctx, new holder) = %v", err)
+	}
+	_, err = s.ClaimJobs(ctx, "", base, time.Minute, 1)
+	checkKind(t, "ClaimJobs(ctx, no owner)", err, fault.Invalid)
+	_, err = s.ClaimJobs(ctx, "node", base, 0, 1)
+	checkKind(t, "ClaimJobs(ctx, no lease)", err, fault.Invalid)
+	_, err = s.ClaimJobs(ctx, "node", base, time.Minute, 0)
+	checkKind(t, "ClaimJobs(ctx, no batch)", err, fault.Invalid)
+}
+
+// testClaimJobsConcurrent: batch claims from several goroutines (and a
+// peer store) never lease one job twice.
+func testClaimJobsConcurrent(t *testing.T, s CMKStore) {
+	ctx := t.Context()
+	var ids []int64
+	for i := range 12 {
+		org := fmt.Sprintf("org-%02d", i)
+		createOrg(t, s, org)
+		ids = append(ids, startJob(t, s, newJob(org, cmk.JobActivate), cmk.StateActivating).ID)
+	}
+	var (
+		mu     sync.Mutex
+		claims = map[int64]int{}
+		wg     sync.WaitGroup
+	)
+	for g := range 4 {
+		st := s
+		if g%2 == 1 {
+			st = peer(t, s)
+		}
+		wg.Go(func() {
+			for {
+				js, err := st.ClaimJobs(ctx, fmt.Sprintf("node-%d/x", g), base, time.Hour, 2)
+				if err != nil {
+					t.Errorf("ClaimJobs(ctx) = %v", err)
+					return
+				}
+				if len(js) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, j := range js {
+					claims[j.ID]++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	for _, id := range ids {
+		if claims[id] != 1 {
+			t.Errorf("job %d claimed %d times, want once", id, claims[id])
+		}
+	}
+}
