@@ -491,8 +491,34 @@ func (s *Store) StartJobs(ctx context.Context, starts []cmk.JobStart) ([]cmk.Job
 	// Orgs in ID order: two nodes' batches lock their orgs in the same
 	// order, so they wait for each other instead of deadlocking.
 	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(checked[a].Job.OrgID, checked[b].Job.OrgID) })
+	// The common case (a record replaced at its revision, no generation
+	// bump, one start per org) goes set-based; the rest one by one after.
+	var set, single []int
+	seen := map[string]bool{}
+	for _, i := range order {
+		st := checked[i]
+		if st.Record.Revision > 0 && st.Record.Bump == "" && !seen[st.Job.OrgID] {
+			set = append(set, i)
+			seen[st.Job.OrgID] = true
+		} else {
+			single = append(single, i)
+		}
+	}
 	err := s.inTx(ctx, op, func(tx *sql.Tx) error {
-		for _, i := range order {
+		if len(set) > 0 {
+			batch := make([]cmk.JobStart, len(set))
+			for k, i := range set {
+				batch[k] = checked[i]
+			}
+			res, err := s.startJobsSet(ctx, tx, op, batch)
+			if err != nil {
+				return err
+			}
+			for k, i := range set {
+				out[i] = res[k]
+			}
+		}
+		for _, i := range single {
 			st := checked[i]
 			if _, err := tx.ExecContext(ctx, `SAVEPOINT start_job`); err != nil {
 				return classify(ctx, op, "database", err)
