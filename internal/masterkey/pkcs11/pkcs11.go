@@ -183,6 +183,13 @@ func find(ctx *p11.Ctx, s p11.SessionHandle, a Attrs, version string) (keyObject
 		return keyObject{}, err
 	}
 	if len(vs) == 0 {
+		// A session that is no longer logged in finds no private object:
+		// that is a lost login (log in again), not a missing key.
+		if info, err := ctx.GetSessionInfo(s); err != nil {
+			return keyObject{}, err
+		} else if info.State != p11.CKS_RW_USER_FUNCTIONS && info.State != p11.CKS_RO_USER_FUNCTIONS {
+			return keyObject{}, p11.Error(p11.CKR_USER_NOT_LOGGED_IN)
+		}
 		reason := "no AES key labelled " + a.Object + " on token " + a.Token
 		if version != "" {
 			reason = "no version " + version + " (CKA_ID) of the key labelled " + a.Object + " on token " + a.Token

@@ -75,15 +75,45 @@ func (t *token) acquire(ctx context.Context) (session, *p11.Ctx, error) {
 		break
 	}
 	h, err := t.mod.ctx.OpenSession(t.slot, p11.CKF_SERIAL_SESSION|p11.CKF_RW_SESSION)
+	if err == nil {
+		// The login belongs to the application, and ends when its last
+		// session closes: a new session after all were dropped logs in.
+		err = t.ensureLogin(h)
+		if err != nil {
+			t.mod.ctx.CloseSession(h)
+		}
+	}
 	if err != nil {
 		<-t.sem
 		if tokenLost(err) {
 			t.connected = false
-			t.gen++
 		}
 		return session{}, nil, err
 	}
 	return session{h: h, gen: t.gen}, t.mod.ctx, nil
+}
+
+// ensureLogin logs the user in on h unless the application is logged in
+// already. Called with t.mu held.
+func (t *token) ensureLogin(h p11.SessionHandle) error {
+	c := t.mod.ctx
+	if info, err := c.GetSessionInfo(h); err != nil {
+		return err
+	} else if info.State == p11.CKS_RW_USER_FUNCTIONS || info.State == p11.CKS_RO_USER_FUNCTIONS {
+		return nil
+	}
+	pin, err := readPIN(t.key.pinSource, t.getenv)
+	if err != nil {
+		return err
+	}
+	if err := c.Login(h, p11.CKU_USER, pin); err != nil {
+		if rv, ok := err.(p11.Error); !ok || rv != p11.CKR_USER_ALREADY_LOGGED_IN {
+			fe := fault.As(classify("login", err, t.resource()))
+			fe.Reason += " (PIN source " + t.key.pinSource + ")"
+			return fe
+		}
+	}
+	return nil
 }
 
 // connect loads the module (once), finds the slot of the token by label,
@@ -119,21 +149,13 @@ func (t *token) connect() (session, error) {
 		return session{}, &fault.Error{Kind: fault.KeyNotFound, Resource: t.resource(),
 			Reason: "no token labelled " + t.key.label + " in the PKCS#11 module " + t.key.module + " (tokens present: " + strings.Join(labels, ", ") + ")"}
 	}
-	pin, err := readPIN(t.key.pinSource, t.getenv)
-	if err != nil {
-		return session{}, err
-	}
 	h, err := c.OpenSession(t.slot, p11.CKF_SERIAL_SESSION|p11.CKF_RW_SESSION)
 	if err != nil {
 		return session{}, err
 	}
-	if err := c.Login(h, p11.CKU_USER, pin); err != nil {
-		if rv, ok := err.(p11.Error); !ok || rv != p11.CKR_USER_ALREADY_LOGGED_IN {
-			c.CloseSession(h)
-			fe := fault.As(classify("login", err, t.resource()))
-			fe.Reason += " (PIN source " + t.key.pinSource + ")"
-			return session{}, fe
-		}
+	if err := t.ensureLogin(h); err != nil {
+		c.CloseSession(h)
+		return session{}, err
 	}
 	t.gen++
 	t.connected = true

@@ -85,7 +85,7 @@ func ParseRef(uri string) (masterkey.Ref, error) {
 	}
 	if ref.Version != "" {
 		if _, ok := parseVersion(ref.Version); !ok {
-			return masterkey.Ref{}, fault.Invalidf("master_key", "pkcs11 key version %q must be a positive decimal number (the key's CKA_ID)", ref.Version)
+			return masterkey.Ref{}, fault.Invalidf("master_key", "pkcs11 key version %q must be a positive decimal number (the key's CKA_ID); %s", ref.Version, expectedForm)
 		}
 	}
 	ref.ID = a.ID()
@@ -178,7 +178,7 @@ func ParsePINSource(s string) (string, error) {
 	if v, ok := strings.CutPrefix(s, "env:"); ok && v != "" && !strings.ContainsAny(v, "=/ ") {
 		return s, nil
 	}
-	return "", fault.Invalidf("master_key", "pin-source must be file:/ABSOLUTE/PATH or env:VARIABLE (the PIN itself never goes in the URI or the config)")
+	return "", fault.Invalidf("master_key", "pin-source must be file:/ABSOLUTE/PATH or env:VARIABLE (the PIN itself never goes in the URI or the config); %s", expectedForm)
 }
 
 // readPIN reads the PIN named by src (already parsed). Errors name the
