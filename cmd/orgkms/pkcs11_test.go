@@ -6,13 +6,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/orgkms/orgkms/client"
-	"github.com/orgkms/orgkms/internal/masterkey/pkcs11"
 	"github.com/orgkms/orgkms/internal/masterkey/pkcs11/softhsmtest"
 )
 
@@ -23,25 +23,8 @@ import (
 func TestServePKCS11(t *testing.T) {
 	dir := t.TempDir()
 	tok := softhsmtest.Init(t, filepath.Join(dir, "hsm"), "orgkms", "4321")
-	t.Setenv("SOFTHSM2_CONF", tok.Conf) // for newVersion below
+	t.Setenv("SOFTHSM2_CONF", tok.Conf) // for the server and orgkms hsm
 	const uri = "pkcs11:token=orgkms;object=platform-kek"
-	newVersion := func(want string) {
-		t.Helper()
-		p, err := pkcs11.New(pkcs11.Config{ModulePath: tok.Module, PINSource: "file:" + tok.PINFile})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer p.Close()
-		ref, err := pkcs11.ParseRef(uri)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if v, err := p.NewVersion(t.Context(), ref); err != nil || v.Version != want {
-			t.Fatalf("NewVersion = %v, %v; want version %s", v, err, want)
-		}
-	}
-	newVersion("1")
-
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -59,6 +42,25 @@ func TestServePKCS11(t *testing.T) {
 	if err := os.WriteFile(c.cfg, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// orgkms hsm new-version generates the key inside the HSM.
+	hsm := func(want string, args ...string) {
+		t.Helper()
+		cmd := exec.Command(c.bin, append(args, "--config", c.cfg, "--format", "json")...)
+		cmd.Env = crashEnv()
+		out, err := cmd.CombinedOutput()
+		var k struct {
+			Key, Version string
+			Enabled      bool
+		}
+		if err != nil || json.Unmarshal(out, &k) != nil || k.Version != want || !k.Enabled || k.Key != "pkcs11://token=orgkms;object=platform-kek#"+want {
+			t.Fatalf("orgkms %s: %v\n%s\nwant version %s, enabled", strings.Join(args, " "), err, out, want)
+		}
+		if strings.Contains(string(out), tok.PIN) {
+			t.Fatalf("orgkms %s printed the PIN", strings.Join(args, " "))
+		}
+	}
+	hsm("1", "hsm", "new-version")
+	hsm("1", "hsm", "status")
 	c.start("")
 	if _, err := os.Stat(filepath.Join(dir, "data", "master.key")); err == nil {
 		t.Fatal("orgkms made a local master key although master_key is a pkcs11: URI")
@@ -94,7 +96,8 @@ func TestServePKCS11(t *testing.T) {
 	// A new version in the HSM while orgkms is down; after the restart the
 	// old org still decrypts (its blob names version 1) and a new org is
 	// wrapped by version 2, the current one.
-	newVersion("2")
+	hsm("2", "hsm", "new-version")
+	hsm("2", "hsm", "status")
 	c.start("")
 	got, err := svc.Decrypt(ctx, "acme", "default", ct, nil)
 	if err != nil || !bytes.Equal(got, pt) {
