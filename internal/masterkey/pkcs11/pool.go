@@ -32,6 +32,8 @@ type token struct {
 	connected bool
 	gen       uint64
 	closed    bool
+
+	handles handles // object handles by label and version
 }
 
 type session struct {
@@ -208,6 +210,7 @@ func (t *token) do(ctx context.Context, fn func(c *p11.Ctx, s p11.SessionHandle)
 		}
 		err = fn(c, s.h)
 		if err != nil && sessionLost(err) {
+			t.handles.clear()
 			t.release(s, true)
 			if tokenLost(err) {
 				t.lost(s.gen)
