@@ -48,6 +48,11 @@ type cluster struct {
 // Probes run every hour: only the test's explicit Probe on one node sees
 // the vault. Node i < quiet has no LISTEN (generation check only).
 func newCluster(t *testing.T, n int, noListen map[int]bool, check map[int]time.Duration) *cluster {
+	return startCluster(t, n, noListen, check, time.Hour)
+}
+
+// startCluster is newCluster with every node probing every probe.
+func startCluster(t *testing.T, n int, noListen map[int]bool, check map[int]time.Duration, probe time.Duration) *cluster {
 	ctx := t.Context()
 	log := slog.New(slog.DiscardHandler)
 	emu, err := azureemu.Open(ctx, azureemu.Config{Dir: t.TempDir(), Logger: log})
@@ -78,7 +83,7 @@ func newCluster(t *testing.T, n int, noListen map[int]bool, check map[int]time.D
 	for i := range n {
 		cfg := config.Config{DataDir: t.TempDir(), Database: db, MasterKey: "local:env:TEST_MASTER_KEY", PublicURL: "https://kms.example"}
 		cfg.CMK.Cloud, cfg.CMK.CallbackURL = "azure", callbackURL
-		cfg.CMK.ProbeInterval = config.Duration(time.Hour)
+		cfg.CMK.ProbeInterval = config.Duration(probe)
 		cfg.CMK.Azure = config.Azure{ClientID: demo.ClientID, ClientSecret: demo.Secret, AuthorityHost: emu.URL() + "/"}
 		cfg.Cluster.HeartbeatInterval = config.Duration(200 * time.Millisecond)
 		cfg.Cluster.GenerationCheck = config.Duration(500 * time.Millisecond)
@@ -296,6 +301,33 @@ func TestRevocationOnEveryNode(t *testing.T) {
 		}
 	}
 	checkKind(t, "Purge(nosuch)", c.nodes[0].s.CMK.Purge(ctx, "nosuch"), fault.NotFound)
+}
+
+// TestProbesOncePerIntervalForTheCluster: three nodes, each with its own
+// CMK service probing every second. The vault sees each org probed about
+// once per interval by the whole cluster, not once per node: over a window
+// of E seconds the unwraps per org stay within E/interval + 2, where three
+// independent probers would make three times as many.
+func TestProbesOncePerIntervalForTheCluster(t *testing.T) {
+	const interval = time.Second
+	c := startCluster(t, 3, nil, nil, interval)
+	orgs := []string{"acme", "globex"}
+	for _, org := range orgs {
+		c.activate(org)
+	}
+	unwraps := func() int { return c.emu.VaultCounters(azureemu.DemoVault)[azureemu.OpUnwrapKey] }
+	// Every probe proves the org's unwrap: count them from here.
+	start, base := time.Now(), unwraps()
+	const rounds = 6
+	c.waitFor("six probe rounds of every org", func() bool { return unwraps()-base >= rounds*len(orgs) })
+	elapsed := time.Since(start)
+	got := unwraps() - base
+	perOrg := float64(got) / float64(len(orgs))
+	limit := elapsed.Seconds()/interval.Seconds() + 2
+	t.Logf("%d unwraps for %d orgs in %v with 3 nodes probing every %v: %.1f per org (limit %.1f)", got, len(orgs), elapsed.Round(time.Millisecond), interval, perOrg, limit)
+	if perOrg > limit {
+		t.Errorf("the vault saw %.1f unwraps per org in %v, more than once per %v for the whole cluster (limit %.1f): probes are not leased across nodes", perOrg, elapsed, interval, limit)
+	}
 }
 
 // TestStaleNode: a node whose generation check cannot succeed for longer
