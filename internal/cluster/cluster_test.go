@@ -47,8 +47,30 @@ type cluster struct {
 // cache and CMK service) on one PostgreSQL schema with the Azure emulator.
 // Probes run every hour: only the test's explicit Probe on one node sees
 // the vault. Node i < quiet has no LISTEN (generation check only).
-// Each of opts may change node i's configuration before it opens.
-func newCluster(t *testing.T, n int, noListen map[int]bool, check map[int]time.Duration, opts ...func(i int, cfg *config.Config)) *cluster {
+func newCluster(t *testing.T, n int, noListen map[int]bool, check map[int]time.Duration) *cluster {
+	return startCluster(t, n, clusterOpts{noListen: noListen, check: check})
+}
+
+// clusterOpts are the settings of startCluster; zero values are
+// newCluster's.
+type clusterOpts struct {
+	noListen   map[int]bool
+	check      map[int]time.Duration
+	probe      time.Duration // probe interval; default an hour
+	staleAfter time.Duration // default an hour
+	db         string        // database URL; default a new schema of the shared server
+	tune       func(*config.Config)
+}
+
+// startCluster is newCluster with the settings of o.
+func startCluster(t *testing.T, n int, o clusterOpts) *cluster {
+	noListen, check := o.noListen, o.check
+	if o.probe == 0 {
+		o.probe = time.Hour
+	}
+	if o.staleAfter == 0 {
+		o.staleAfter = time.Hour
+	}
 	ctx := t.Context()
 	log := slog.New(slog.DiscardHandler)
 	emu, err := azureemu.Open(ctx, azureemu.Config{Dir: t.TempDir(), Logger: log})
@@ -74,21 +96,24 @@ func newCluster(t *testing.T, n int, noListen map[int]bool, check map[int]time.D
 		}
 		return ""
 	}
-	db := pgtest.URL(t)
+	db := o.db
+	if db == "" {
+		db = pgtest.URL(t)
+	}
 	c := &cluster{t: t, emu: emu, demo: demo, db: db}
 	for i := range n {
 		cfg := config.Config{DataDir: t.TempDir(), Database: db, MasterKey: "local:env:TEST_MASTER_KEY", PublicURL: "https://kms.example"}
 		cfg.CMK.Cloud, cfg.CMK.CallbackURL = "azure", callbackURL
-		cfg.CMK.ProbeInterval = config.Duration(time.Hour)
+		cfg.CMK.ProbeInterval = config.Duration(o.probe)
 		cfg.CMK.Azure = config.Azure{ClientID: demo.ClientID, ClientSecret: demo.Secret, AuthorityHost: emu.URL() + "/"}
 		cfg.Cluster.HeartbeatInterval = config.Duration(200 * time.Millisecond)
 		cfg.Cluster.GenerationCheck = config.Duration(500 * time.Millisecond)
 		if d, ok := check[i]; ok {
 			cfg.Cluster.GenerationCheck = config.Duration(d)
 		}
-		cfg.Cluster.StaleAfter = config.Duration(time.Hour)
-		for _, o := range opts {
-			o(i, &cfg)
+		cfg.Cluster.StaleAfter = config.Duration(o.staleAfter)
+		if o.tune != nil {
+			o.tune(&cfg)
 		}
 		off := new(atomic.Int64)
 		s, err := server.Open(ctx, cfg, server.Options{Logger: log, Migrate: true, Getenv: getenv, JobPoll: 50 * time.Millisecond,
@@ -305,6 +330,33 @@ func TestRevocationOnEveryNode(t *testing.T) {
 	checkKind(t, "Purge(nosuch)", c.nodes[0].s.CMK.Purge(ctx, "nosuch"), fault.NotFound)
 }
 
+// TestProbesOncePerIntervalForTheCluster: three nodes, each with its own
+// CMK service probing every second. The vault sees each org probed about
+// once per interval by the whole cluster, not once per node: over a window
+// of E seconds the unwraps per org stay within E/interval + 2, where three
+// independent probers would make three times as many.
+func TestProbesOncePerIntervalForTheCluster(t *testing.T) {
+	const interval = time.Second
+	c := startCluster(t, 3, clusterOpts{probe: interval})
+	orgs := []string{"acme", "globex"}
+	for _, org := range orgs {
+		c.activate(org)
+	}
+	unwraps := func() int { return c.emu.VaultCounters(azureemu.DemoVault)[azureemu.OpUnwrapKey] }
+	// Every probe proves the org's unwrap: count them from here.
+	start, base := time.Now(), unwraps()
+	const rounds = 6
+	c.waitFor("six probe rounds of every org", func() bool { return unwraps()-base >= rounds*len(orgs) })
+	elapsed := time.Since(start)
+	got := unwraps() - base
+	perOrg := float64(got) / float64(len(orgs))
+	limit := elapsed.Seconds()/interval.Seconds() + 2
+	t.Logf("%d unwraps for %d orgs in %v with 3 nodes probing every %v: %.1f per org (limit %.1f)", got, len(orgs), elapsed.Round(time.Millisecond), interval, perOrg, limit)
+	if perOrg > limit {
+		t.Errorf("the vault saw %.1f unwraps per org in %v, more than once per %v for the whole cluster (limit %.1f): probes are not leased across nodes", perOrg, elapsed, interval, limit)
+	}
+}
+
 // TestStaleNode: a node whose generation check cannot succeed for longer
 // than stale_after refuses orgs on a customer key with 503 unavailable,
 // keeps serving orgs on the platform key, is not ready, and serves again
@@ -350,6 +402,53 @@ func TestStaleNode(t *testing.T) {
 	if err := c.nodes[1].s.Cluster.Ready(); err != nil {
 		t.Errorf("Ready() after a good check = %v", err)
 	}
+}
+
+// TestStaleNodeDatabaseCut: the stale rule with the database really gone.
+// A node whose PostgreSQL stops cannot run its generation check; once its
+// last good check is older than stale_after it refuses the org on a
+// customer key with 503 unavailable (it cannot know whether the customer
+// revoked it meanwhile), keeps serving the org on the platform key from
+// memory, is not ready; when the database is back it serves both again
+// with no restart.
+func TestStaleNodeDatabaseCut(t *testing.T) {
+	pg := pgtest.StartServer(t)
+	c := startCluster(t, 1, clusterOpts{db: pg.URL, staleAfter: 2 * time.Second, tune: func(cfg *config.Config) {
+		cfg.CacheTTL = config.Duration(30 * time.Minute)
+		cfg.KeyMetadataTTL = config.Duration(30 * time.Minute)
+	}})
+	ctx := t.Context()
+	c.activate("acme")
+	if _, err := c.nodes[0].s.Keys.CreateOrg(ctx, "test", "plain", "plain"); err != nil {
+		t.Fatal(err)
+	}
+	for _, org := range []string{"acme", "plain"} {
+		if err := c.encrypt(0, org); err != nil {
+			t.Fatalf("encrypt %s = %v", org, err)
+		}
+	}
+
+	pg.Stop(t)
+	// Once its last good check is older than stale_after the node says it
+	// is not ready; from then on it must refuse the CMK org. (Before that,
+	// a call that needs the database is already unavailable.)
+	c.waitFor("the node to report itself stale", func() bool {
+		return fault.KindOf(c.nodes[0].s.Cluster.Ready()) == fault.Unavailable
+	})
+	err := c.encrypt(0, "acme")
+	if fault.KindOf(err) != fault.Unavailable || !strings.Contains(fault.Message(err), "cannot confirm") {
+		t.Errorf("encrypt acme on a stale node with the database down = %v, want unavailable: cannot confirm the key's state", err)
+	}
+	if fe := fault.As(err); fe != nil && strings.Contains(fault.Message(err), "postgres") {
+		t.Errorf("the refusal's message %q names the database's internals", fault.Message(err))
+	}
+	if err := c.encrypt(0, "plain"); err != nil {
+		t.Errorf("encrypt plain (platform key, in memory) with the database down = %v, want success", err)
+	}
+
+	pg.Start(t)
+	c.waitFor("the node to serve acme again", func() bool { return c.encrypt(0, "acme") == nil })
+	c.waitFor("the node to be ready again", func() bool { return c.nodes[0].s.Cluster.Ready() == nil })
 }
 
 func checkKind(t *testing.T, call string, err error, want fault.Kind) {

@@ -84,7 +84,7 @@ func (s *Service) fallBackOnce(ctx context.Context, actor, orgID string) (Status
 	}
 	w, err := keeper.Wrap(ctx, pk, raw, keys.RootAAD(orgID))
 	if err != nil {
-		return Status{}, err
+		return Status{}, keys.PlatformKeyFault("fall back", err)
 	}
 	id, err := s.st.AddPendingWrapping(ctx, orgID, keys.RootKeyWrapping{OrgID: orgID, Wrapped: w, State: keys.WrappingPending, CreatedAt: now})
 	if err != nil {
@@ -92,7 +92,7 @@ func (s *Service) fallBackOnce(ctx context.Context, actor, orgID string) (Status
 	}
 	got, err := keeper.Unwrap(ctx, w, keys.RootAAD(orgID))
 	if err != nil {
-		return Status{}, err
+		return Status{}, keys.PlatformKeyFault("fall back", err)
 	}
 	same := subtle.ConstantTimeCompare(got, raw) == 1
 	clear(got)

@@ -60,6 +60,17 @@ type Config struct {
 	CMK            CMK      `json:"cmk"`
 	Cluster        Cluster  `json:"cluster"`
 	Pool           Postgres `json:"postgres"` // PostgreSQL connection pool
+	PKCS11         PKCS11   `json:"pkcs11"`   // the pkcs11 master-key driver (master_key = "pkcs11:...")
+}
+
+// PKCS11 configures the PKCS#11 master-key driver: a platform master key in
+// an HSM. A pkcs11: URI's own module-path and pin-source win over these;
+// setting them here keeps the stored key reference to the token and key
+// labels, so moving the module or the PIN file changes no org's record.
+type PKCS11 struct {
+	ModulePath string `json:"module_path"` // the PKCS#11 module (.so), an absolute path
+	PINSource  string `json:"pin_source"`  // where the user PIN is: file:/ABSOLUTE/PATH or env:VARIABLE (never the PIN itself)
+	PoolSize   int    `json:"pool_size"`   // sessions per token; default 4
 }
 
 // Postgres tunes the connection pool when database is a postgres:// URL
@@ -421,6 +432,13 @@ func (c Config) Validate() error {
 	}
 	if pg := c.Pool; pg.MaxConns < 0 || pg.MaxConns > 1000 || pg.ConnectTimeout < 0 {
 		return fmt.Errorf("postgres.max_conns must be between 0 (default 10) and 1000, and postgres.connect_timeout must not be negative")
+	}
+	if p := c.PKCS11; p.PoolSize < 0 || p.PoolSize > 256 {
+		return fmt.Errorf("pkcs11.pool_size must be between 0 (default 4) and 256")
+	} else if p.ModulePath != "" && !strings.HasPrefix(p.ModulePath, "/") {
+		return fmt.Errorf("pkcs11.module_path must be an absolute path to the PKCS#11 module (.so)")
+	} else if src := p.PINSource; src != "" && !(strings.HasPrefix(src, "file:/") && len(src) > len("file:/")) && !(strings.HasPrefix(src, "env:") && len(src) > len("env:")) {
+		return fmt.Errorf("pkcs11.pin_source must be file:/ABSOLUTE/PATH or env:VARIABLE: the PIN itself never goes in the configuration")
 	}
 	cl := c.Cluster
 	if cl.HeartbeatInterval < 0 || cl.NodeTimeout < 0 || cl.GenerationCheck < 0 || cl.StaleAfter < 0 {

@@ -283,3 +283,23 @@ func TestPostgresPool(t *testing.T) {
 		}
 	}
 }
+
+func TestPKCS11(t *testing.T) {
+	c, err := Load(Sources{Path: writeConfig(t, `{"master_key": "pkcs11:token=orgkms;object=platform-kek", "pkcs11": {"module_path": "/opt/hsm/lib.so", "pin_source": "file:/etc/orgkms/hsm.pin", "pool_size": 8}}`)})
+	if err != nil {
+		t.Fatalf("Load = %v", err)
+	}
+	if p := c.PKCS11; p.ModulePath != "/opt/hsm/lib.so" || p.PINSource != "file:/etc/orgkms/hsm.pin" || p.PoolSize != 8 {
+		t.Errorf("pkcs11 = %+v", p)
+	}
+	for _, bad := range []string{`{"pkcs11": {"pool_size": -1}}`, `{"pkcs11": {"pool_size": 1000}}`, `{"pkcs11": {"module_path": "lib.so"}}`,
+		`{"pkcs11": {"pin_source": "123456"}}`, `{"pkcs11": {"pin_source": "file:"}}`, `{"pkcs11": {"pin_source": "env:"}}`} {
+		_, err := Load(Sources{Path: writeConfig(t, bad)})
+		if err == nil || !strings.Contains(err.Error(), "pkcs11.") {
+			t.Errorf("Load(%s) = %v, want an error naming the pkcs11 key", bad, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "123456") {
+			t.Errorf("Load(%s) error repeats the PIN: %v", bad, err)
+		}
+	}
+}

@@ -296,3 +296,39 @@ func TestAuditNamesThePlatformKeyWithoutItsLocation(t *testing.T) {
 		t.Errorf("AuditKeyName(%v) = %q, want the customer key's ref", other, e.svc.AuditKeyName(other))
 	}
 }
+
+// A failing platform key tells the org the error's code in the table's words
+// about "the platform master key", never the driver's words: an HSM driver names its token and
+// key labels, which are the platform's internals. The operator still finds
+// them in the error chain the server logs.
+func TestPlatformKeyFailureHidesDriverDetail(t *testing.T) {
+	e := newEnv(t, 5*time.Minute)
+	ctx := t.Context()
+	if _, err := e.svc.CreateOrg(ctx, "test", "acme", ""); err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Cache().PurgeAll()
+	const secret = "token hsm-prod-7 key platform-kek"
+	e.fake.Fail = &fault.Error{Kind: fault.CredentialsInvalid, Resource: secret, Reason: "cannot log in to " + secret + ": PIN incorrect"}
+	check := func(what string, err error) {
+		t.Helper()
+		if got := fault.KindOf(err); got != fault.CredentialsInvalid {
+			t.Fatalf("%s: kind = %v, want the driver's kind, credentials_invalid (err: %v)", what, got, err)
+		}
+		if msg := fault.Message(err); strings.Contains(msg, "hsm-prod-7") || !strings.Contains(msg, "platform master key") {
+			t.Errorf("%s: message %q names the driver's detail or not the platform key", what, msg)
+		}
+		if !strings.Contains(err.Error(), "hsm-prod-7") {
+			t.Errorf("%s: the error chain %q lost the driver's detail the operator needs", what, err.Error())
+		}
+	}
+	_, err := e.svc.Encrypt(ctx, "svc", "acme", "default", []byte("x"), nil)
+	check("encrypt", err)
+	_, err = e.svc.CreateOrg(ctx, "test", "globex", "")
+	check("create org", err)
+
+	e.fake.Fail = nil
+	if _, err := e.svc.Encrypt(ctx, "svc", "acme", "default", []byte("x"), nil); err != nil {
+		t.Fatalf("encrypt once the platform key is back: %v", err)
+	}
+}

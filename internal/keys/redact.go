@@ -4,6 +4,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/orgkms/orgkms/internal/fault"
 	"github.com/orgkms/orgkms/internal/masterkey"
 )
 
@@ -52,4 +53,35 @@ func (s *Service) AuditKeyName(ref masterkey.Ref) string {
 		return "platform"
 	}
 	return ref.String()
+}
+
+// PlatformKeyFault is what an org is told when the platform master key
+// fails for it (wrapping a new root key, unwrapping its root key, falling
+// back). The driver's own words name the platform's internals (an HSM's
+// token and key labels, a file, a vault), so the error keeps its kind (its
+// code, its retry hint) but its words come from the error table, about "the
+// platform master key"; the driver's error stays only in the chain
+// (err.Error(), which the server logs for the operator). Integrity and
+// Internal errors pass through: their messages are already generic.
+func PlatformKeyFault(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	kind := fault.KindOf(err)
+	switch kind {
+	case fault.Internal, fault.Integrity:
+		return err
+	}
+	generic := &fault.Error{Kind: kind, Resource: "the platform master key", Provider: "the platform master key's provider"}
+	out := &fault.Error{Kind: kind, Op: op, Err: err}
+	if fe := fault.As(err); fe != nil {
+		generic.Permission = fe.Permission
+		out.Permission = fe.Permission
+		out.RetryAfter = fe.RetryAfter
+	}
+	out.Reason = fault.Message(generic)
+	if !strings.Contains(out.Reason, "platform") {
+		out.Reason = "the platform master key: " + out.Reason
+	}
+	return out
 }

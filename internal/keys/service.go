@@ -175,12 +175,12 @@ func (s *Service) CreateOrg(ctx context.Context, actor, id, name string) (Org, e
 	defer clear(root)
 	w, err := keeper.Wrap(ctx, s.platformKey, root, RootAAD(id))
 	if err != nil {
-		return Org{}, err
+		return Org{}, PlatformKeyFault(op, err)
 	}
 	// Verify the wrapping before storing it: never store what cannot unwrap.
 	check, err := keeper.Unwrap(ctx, w, RootAAD(id))
 	if err != nil {
-		return Org{}, err
+		return Org{}, PlatformKeyFault(op, err)
 	}
 	clear(check)
 	rootKey, err := envelope.NewKey(root)
@@ -277,8 +277,9 @@ func (s *Service) loadEntry(ctx context.Context, orgID string) (*orgEntry, error
 				fe := fault.As(err)
 				return nil, &fault.Error{Kind: ck, Op: "load org", Resource: "org " + orgID, Permission: fe.Permission, Provider: fe.Provider, Err: err}
 			}
+			return nil, err
 		}
-		return nil, err
+		return nil, PlatformKeyFault("load org", err)
 	}
 	k, err := envelope.NewKey(raw)
 	if err != nil {

@@ -14,7 +14,7 @@
 //     DATA_DIR/node-id (created on first start).
 //  3. The store is opened; an outdated schema is refused unless
 //     Options.Migrate.
-//  4. The master-key drivers are registered (localkey always; azurekv when
+//  4. The master-key drivers are registered (localkey and pkcs11 always; azurekv when
 //     cmk.cloud is azure), then the platform master key is created if it is
 //     a missing local file, and probed: a server whose platform key cannot
 //     wrap and unwrap does not start.

@@ -30,6 +30,7 @@ import (
 	"github.com/orgkms/orgkms/internal/masterkey"
 	"github.com/orgkms/orgkms/internal/masterkey/azurekv"
 	"github.com/orgkms/orgkms/internal/masterkey/localkey"
+	"github.com/orgkms/orgkms/internal/masterkey/pkcs11"
 	"github.com/orgkms/orgkms/internal/metrics"
 	"github.com/orgkms/orgkms/internal/store/postgres"
 	"github.com/orgkms/orgkms/internal/store/sqlite"
@@ -450,11 +451,19 @@ func nodeID(dir string) (string, error) {
 }
 
 // providers builds the explicit registry of master-key drivers: localkey
-// always, azurekv when the platform's cloud is azure.
+// and pkcs11 always, azurekv when the platform's cloud is azure.
 func providers(cfg config.Config, opts Options, log *slog.Logger, m *metrics.Metrics) (*masterkey.Registry, *azurekv.Provider, error) {
 	kopts := masterkey.KeeperOptions{Logger: log, Observer: m.ObserveMasterKey}
 	r := masterkey.NewRegistry()
 	r.Register(localkey.Driver(), masterkey.NewKeeper(localkey.Scheme, localkey.New(localkey.Config{Getenv: opts.Getenv}), kopts))
+	// The PKCS#11 driver loads its module and logs in on first use: only a
+	// server whose master_key is a pkcs11: URI touches an HSM.
+	hsm, err := pkcs11.New(pkcs11.Config{ModulePath: cfg.PKCS11.ModulePath, PINSource: cfg.PKCS11.PINSource,
+		PoolSize: cfg.PKCS11.PoolSize, Getenv: opts.Getenv})
+	if err != nil {
+		return nil, nil, err
+	}
+	r.Register(pkcs11.Driver(), masterkey.NewKeeper(pkcs11.Scheme, hsm, kopts))
 	if cfg.CMK.Cloud != "azure" {
 		return r, nil, nil
 	}
