@@ -7,7 +7,10 @@
 // # Leases
 //
 //   - A claim leases one job to an owner NODE/TOKEN until now+Lease; the
-//     token is new for each claim, so two workers never share a lease.
+//     token is new for each claim. With a [BatchStore] one claim write
+//     leases several jobs to one such owner, each under its own fence and
+//     run by its own worker: a lease is (job, owner, fence), never shared
+//     by two workers. At most the Run's worker count of jobs run at once.
 //   - Every claim raises the job's fencing token ([Job.Fence]). Every
 //     write of the holder (a step, a renewal, a release for retry, the
 //     finish) is stored only while the job is running under the same owner
