@@ -432,14 +432,22 @@ func tokenCmd(env *cliEnv) *cobra.Command {
 
 	list := &cobra.Command{Use: "list", Short: "list API tokens (never their secrets)", Args: argNames()}
 	listFmt := addFormat(list)
+	listOrg := list.Flags().String("org", "", "only the tokens limited to this org (platform-wide tokens are not shown)")
+	listActive := list.Flags().Bool("active", false, "only tokens that are neither revoked nor expired")
 	list.RunE = func(*cobra.Command, []string) error {
 		c, err := newClient()
 		if err != nil {
 			return err
 		}
-		ts, err := c.ListTokens(env.ctx)
+		all, err := c.ListTokens(env.ctx)
 		if err != nil {
 			return err
+		}
+		ts := []client.Token{}
+		for _, t := range all {
+			if (*listOrg == "" || t.Org == *listOrg) && (!*listActive || (t.RevokedAt == nil && (t.ExpiresAt == nil || t.ExpiresAt.After(time.Now())))) {
+				ts = append(ts, t)
+			}
 		}
 		return listFmt.emit(env, client.TokenList{Tokens: ts}, func(w io.Writer) error {
 			tw := table(w)
