@@ -33,6 +33,7 @@ type KMS struct {
 	deleted map[string]bool
 	faults  []injected
 	calls   map[string]int
+	stall   chan struct{} // closed on release; nil when not stalled
 }
 
 type key struct {
@@ -91,6 +92,26 @@ func (k *KMS) Fail(op, code string, status, n int) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.faults = append(k.faults, injected{op: op, code: code, status: status, left: n})
+}
+
+// Stall makes every request hang (until the client gives up) until
+// release is called.
+func (k *KMS) Stall() (release func()) {
+	ch := make(chan struct{})
+	k.mu.Lock()
+	k.stall = ch
+	k.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			k.mu.Lock()
+			if k.stall == ch {
+				k.stall = nil
+			}
+			k.mu.Unlock()
+			close(ch)
+		})
+	}
 }
 
 // Calls returns the number of calls of op answered or refused so far.
@@ -221,6 +242,16 @@ func (k *KMS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok || err != nil || r.Method != http.MethodPost {
 		kmsFail(w, http.StatusBadRequest, "UnknownOperationException", "")
 		return
+	}
+	k.mu.Lock()
+	stall := k.stall
+	k.mu.Unlock()
+	if stall != nil {
+		select {
+		case <-stall:
+		case <-r.Context().Done():
+			return
+		}
 	}
 	k.mu.Lock()
 	k.calls[op]++

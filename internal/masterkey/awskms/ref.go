@@ -21,7 +21,7 @@ var (
 	accountRe    = regexp.MustCompile(`^[0-9]{12}$`)
 	keyIDRe      = regexp.MustCompile(`^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$`)
 	roleNameRe   = regexp.MustCompile(`^[A-Za-z0-9+=,.@_/-]{1,512}$`)
-	externalIDRe = regexp.MustCompile(`^[A-Za-z0-9_+=,.@:/\\-]{2,1224}$`)
+	externalIDRe = regexp.MustCompile(`^[A-Za-z0-9_+=,.@:/\\-]+$`)
 	materialRe   = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 )
 
@@ -105,7 +105,7 @@ func ParseRoleARN(s string) (string, error) {
 // _+=,.@:/\- (the AssumeRole API's rule). orgkms generates it, one per org;
 // it is not secret but the customer must not choose it.
 func CheckExternalID(s string) error {
-	if !externalIDRe.MatchString(s) {
+	if len(s) < 2 || len(s) > 1224 || !externalIDRe.MatchString(s) {
 		return invalid("external_id", "the external ID must be 2-1224 letters, digits or _+=,.@:/\\-")
 	}
 	return nil
