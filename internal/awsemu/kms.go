@@ -25,6 +25,10 @@ type KMS struct {
 	// and a session of a role in another account than the key's is
 	// AccessDeniedException.
 	STS *STS
+	// NoMaterialIDs makes DescribeKey answer without CurrentKeyMaterialId,
+	// as AWS did before key material IDs (and as local-kms does), so
+	// ListKeyRotations is the only way to see a rotation.
+	NoMaterialIDs bool
 
 	mu      sync.Mutex
 	keys    map[string]*key   // customer key ARN → its materials
@@ -327,7 +331,9 @@ func (k *KMS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "DescribeKey":
 		k.mu.Lock()
 		kk := k.keyLocked(arn)
-		md["CurrentKeyMaterialId"] = kk.materials[len(kk.materials)-1].id
+		if !k.NoMaterialIDs {
+			md["CurrentKeyMaterialId"] = kk.materials[len(kk.materials)-1].id
+		}
 		if md["KeyState"] == "PendingDeletion" && kk.window > 0 {
 			md["PendingDeletionWindowInDays"] = kk.window
 		}

@@ -100,7 +100,7 @@ func TestRefRoundTrip(t *testing.T) {
 	}
 	for _, bad := range []string{
 		"awskms://" + testKeyARN + "?role=arn%3Aaws%3Aiam%3A%3A111122223333%3Arole%2Fx", // role without external ID
-		"awskms://" + testKeyARN + "?external_id=abc",                                    // external ID without role
+		"awskms://" + testKeyARN + "?external_id=abc",                                   // external ID without role
 		"awskms://" + testKeyARN + "?region=eu-west-1",
 		"awskms://" + testKeyARN + "?external_id=ab&external_id=cd&role=arn%3Aaws%3Aiam%3A%3A111122223333%3Arole%2Fx",
 		"azurekv://" + testKeyARN,
