@@ -269,15 +269,17 @@ func (k *KMS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	k.mu.Unlock()
-	var principal string
+	var principal, caller string
 	if k.STS != nil {
 		akid := accessKeyOf(r)
 		se, live := k.STS.Session(akid)
 		switch {
 		case akid == k.STS.PlatformAccessKeyID:
-			principal = "platform"
+			principal, caller = "platform", "arn:aws:iam::000000000000:user/platform"
 		case live:
 			principal = se.RoleARN
+			acct, name := roleParts(se.RoleARN)
+			caller = "arn:aws:sts::" + acct + ":assumed-role/" + name + "/" + se.SessionName
 		case k.STS.Issued(akid):
 			kmsFail(w, http.StatusBadRequest, "ExpiredTokenException", "The security token included in the request is expired")
 			return
@@ -323,7 +325,7 @@ func (k *KMS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if deny {
-		kmsFail(w, http.StatusBadRequest, "AccessDeniedException", fmt.Sprintf("User: %s is not authorized to perform: %s on resource: %s because no identity-based policy allows the %s action", principal, action, arn, action))
+		kmsFail(w, http.StatusBadRequest, "AccessDeniedException", fmt.Sprintf("User: %s is not authorized to perform: %s on resource: %s because no identity-based policy allows the %s action", caller, action, arn, action))
 		return
 	}
 	ctx := r.Context()

@@ -30,8 +30,9 @@ type Harness struct {
 		Restore(t *testing.T, key masterkey.Ref)
 	}
 	// Deleter deletes a key for good (past any recovery window); the
-	// suite then expects KeyNotFound or KeyDestroyed. Keys returns fresh
-	// keys, or the harness gives Deleter keys of its own via DeletableKey.
+	// suite then expects KeyNotFound or KeyDestroyed from Wrap, Unwrap and
+	// Describe. It deletes only keys it made with DeletableKey, never
+	// those of Keys.
 	Deleter interface {
 		// DeletableKey returns a fresh key the suite may delete.
 		DeletableKey(t *testing.T) masterkey.Ref
