@@ -29,7 +29,7 @@ dev:
 	@$(GO) run ./cmd/orgkms dev $(if $(ADDR),--addr $(ADDR)) $(ARGS)
 
 ## test: everything CI runs: formatting, vet, and every test with the race detector
-test: fmt-check vet test-race
+test: fmt-check vet local-kms test-race
 
 fmt-check:
 	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
