@@ -1,0 +1,118 @@
+package gcpkms_test
+
+import (
+	"strings"
+	"testing"
+
+	"cloud.google.com/go/kms/apiv1/kmspb"
+
+	"github.com/orgkms/orgkms/internal/gcpkmsemu"
+	"github.com/orgkms/orgkms/internal/masterkey"
+	"github.com/orgkms/orgkms/internal/masterkey/gcpkms"
+	"github.com/orgkms/orgkms/internal/masterkey/masterkeytest"
+)
+
+const (
+	key1 = "projects/acme-prod/locations/europe-west4/keyRings/orgkms/cryptoKeys/cmk-1"
+	key2 = "projects/acme-prod/locations/europe-west4/keyRings/orgkms/cryptoKeys/cmk-2"
+)
+
+// env is one fake Cloud KMS with two keys and the driver's config for it.
+type env struct {
+	srv  *gcpkmsemu.Server
+	addr string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	srv := gcpkmsemu.New()
+	addr, err := srv.Start(t.Cleanup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{key1, key2} {
+		if err := srv.CreateKey(k, gcpkmsemu.KeyOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &env{srv: srv, addr: addr}
+}
+
+func (e *env) config() gcpkms.Config {
+	return gcpkms.Config{Endpoint: e.addr, Insecure: true, AllowedLocations: []string{"europe-west4", "europe"}}
+}
+
+func (e *env) open(t *testing.T) *gcpkms.Provider {
+	t.Helper()
+	p, err := gcpkms.Open(t.Context(), e.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func ref(name string) masterkey.Ref { return masterkey.Ref{Provider: gcpkms.Scheme, ID: name} }
+
+// disabler disables (and re-enables) every version of a key.
+type disabler struct{ e *env }
+
+func (d disabler) SetEnabled(t *testing.T, key masterkey.Ref, enabled bool) {
+	st := kmspb.CryptoKeyVersion_DISABLED
+	if enabled {
+		st = kmspb.CryptoKeyVersion_ENABLED
+	}
+	for _, v := range d.e.srv.Versions(key.ID) {
+		if err := d.e.srv.SetState(key.ID, v, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+type rotator struct{ e *env }
+
+func (r rotator) Rotate(t *testing.T, key masterkey.Ref) {
+	if _, err := r.e.srv.Rotate(key.ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// revoker takes the IAM permission matching the suite's operation name
+// from the caller (the fake's anonymous principal).
+type revoker struct{ e *env }
+
+func permissionFor(op string) string {
+	switch {
+	case strings.HasPrefix(strings.ToLower(op), "unwrap"), strings.HasPrefix(strings.ToLower(op), "decrypt"):
+		return gcpkmsemu.PermDecrypt
+	case strings.HasPrefix(strings.ToLower(op), "wrap"), strings.HasPrefix(strings.ToLower(op), "encrypt"):
+		return gcpkmsemu.PermEncrypt
+	}
+	return gcpkmsemu.PermGetKey
+}
+
+func (r revoker) Revoke(t *testing.T, key masterkey.Ref, permission string) {
+	if err := r.e.srv.Revoke(key.ID, gcpkmsemu.Anonymous, permissionFor(permission)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (r revoker) Restore(t *testing.T, key masterkey.Ref) {
+	perms := append(append([]string{}, gcpkmsemu.EncrypterDecrypter...), gcpkmsemu.Viewer...)
+	if err := r.e.srv.Grant(key.ID, gcpkmsemu.Anonymous, perms...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestConformance runs the shared master-key suite against the driver and
+// the fake, through the official client over a real gRPC connection.
+func TestConformance(t *testing.T) {
+	e := newEnv(t)
+	masterkeytest.Run(t, masterkeytest.Harness{
+		Open:              func(t *testing.T) masterkey.Provider { return e.open(t) },
+		Keys:              func(t *testing.T) (masterkey.Ref, masterkey.Ref) { return ref(key1), ref(key2) },
+		Disabler:          disabler{e},
+		Rotator:           rotator{e},
+		PermissionRevoker: revoker{e},
+	})
+}
