@@ -100,6 +100,9 @@ func ParseKeyName(s string, allowed []string) (KeyName, error) {
 	}
 	k := KeyName{Project: parts[1], Location: parts[3], KeyRing: parts[5], CryptoKey: parts[7]}
 	if len(parts) == 10 {
+		if parts[9] == "" {
+			return KeyName{}, invalid("key_version", "the version after cryptoKeyVersions/ is empty")
+		}
 		k.Version = parts[9]
 	}
 	if err := k.check(allowed); err != nil {
