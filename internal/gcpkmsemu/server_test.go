@@ -56,7 +56,9 @@ func wantCode(t *testing.T, what string, err error, want codes.Code) *apierror.A
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-func sum(b []byte) *wrapperspb.Int64Value { return wrapperspb.Int64(int64(crc32.Checksum(b, castagnoli))) }
+func sum(b []byte) *wrapperspb.Int64Value {
+	return wrapperspb.Int64(int64(crc32.Checksum(b, castagnoli)))
+}
 
 // TestEncryptDecrypt: Encrypt on the key name uses the primary and names
 // it; CRC32C fields are verified and sent; Decrypt needs the key name and
