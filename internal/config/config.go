@@ -106,6 +106,7 @@ type CMK struct {
 	PurgeConfirmChecks int      `json:"purge_confirm_checks"`
 	PurgeConfirmAfter  Duration `json:"purge_confirm_after"`
 	Azure              Azure    `json:"azure"`
+	GCP                GCP      `json:"gcp"` // the gcpkms master-key driver (gcp.go)
 }
 
 // Azure configures the platform's multi-tenant Entra ID application.
@@ -414,6 +415,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("cmk.cloud %q is not available in this orgkms yet: only azure is supported", c.CMK.Cloud)
 	default:
 		return fmt.Errorf("cmk.cloud must be empty (customer managed keys off) or azure")
+	}
+	if err := c.CMK.GCP.validate(); err != nil {
+		return err
 	}
 	if time.Duration(c.CMK.ProbeInterval) < time.Second {
 		return fmt.Errorf("cmk.probe_interval must be at least 1s")
