@@ -1,7 +1,10 @@
 // Package gcpkmsemu is an in-process fake of Google Cloud KMS's
 // KeyManagementService gRPC API, for tests and development: the official
 // client (cloud.google.com/go/kms/apiv1) reaches it over a real gRPC
-// connection on a loopback listener, exactly as it reaches Google.
+// connection on a loopback listener, exactly as it reaches Google:
+// [Server.Start] in plaintext (the client without credentials), or
+// [Server.StartTLS] with a self-signed certificate, over which the client
+// sends its credentials' bearer token as it does to Google.
 //
 // # What it implements
 //

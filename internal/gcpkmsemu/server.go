@@ -4,10 +4,16 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"math/big"
 	"net"
 	"net/url"
 	"regexp"
@@ -21,6 +27,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -108,14 +115,55 @@ func New() *Server {
 	return &Server{keys: map[string]*cryptoKey{}, tokens: map[string]string{}, now: time.Now, calls: map[string]int{}}
 }
 
-// Start serves s on a loopback TCP listener until the test ends and
-// returns the address ("127.0.0.1:PORT") to give the client as endpoint.
+// Start serves s in plaintext on a loopback TCP listener until cleanup's
+// function runs (pass t.Cleanup) and returns the address
+// ("127.0.0.1:PORT") to give the client as endpoint.
 func (s *Server) Start(cleanup func(func())) (string, error) {
+	return s.serve(cleanup)
+}
+
+// StartTLS is Start over TLS, with a fresh self-signed certificate for
+// 127.0.0.1; it returns the pool that trusts it. Over TLS the official
+// client sends its credentials' bearer token, which [Server.MapToken]
+// maps to a principal.
+func (s *Server) StartTLS(cleanup func(func())) (string, *x509.CertPool, error) {
+	cert, pool, err := selfSigned()
+	if err != nil {
+		return "", nil, err
+	}
+	addr, err := s.serve(cleanup, grpc.Creds(credentials.NewServerTLSFromCert(&cert)))
+	return addr, pool, err
+}
+
+func selfSigned() (tls.Certificate, *x509.CertPool, error) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "gcpkmsemu"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true, IsCA: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: priv, Leaf: leaf}, pool, nil
+}
+
+func (s *Server) serve(cleanup func(func()), opts ...grpc.ServerOption) (string, error) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(opts...)
 	kmspb.RegisterKeyManagementServiceServer(gs, s)
 	done := make(chan struct{})
 	go func() {
