@@ -44,12 +44,21 @@ func (e *env) config() gcpkms.Config {
 
 func (e *env) open(t *testing.T) *gcpkms.Provider {
 	t.Helper()
-	p, err := gcpkms.Open(t.Context(), e.config())
+	p, err := gcpkmsOpen(t, e)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { p.Close() })
 	return p
+}
+
+// gcpkmsOpen opens the driver on e's fake, closed when tb ends.
+func gcpkmsOpen(tb testing.TB, e *env) (*gcpkms.Provider, error) {
+	p, err := gcpkms.Open(tb.Context(), e.config())
+	if err != nil {
+		return nil, err
+	}
+	tb.Cleanup(func() { p.Close() })
+	return p, nil
 }
 
 func ref(name string) masterkey.Ref { return masterkey.Ref{Provider: gcpkms.Scheme, ID: name} }
