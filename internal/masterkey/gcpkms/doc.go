@@ -40,7 +40,10 @@
 // rotation), with one that version. ENABLED is the only usable state;
 // DISABLED and DESTROY_SCHEDULED are Kind KeyDisabled (the latter naming the
 // destroy date, also reported by [Provider.DeletedKey]); DESTROYED is Kind
-// KeyDestroyed.
+// KeyDestroyed. [VersionStatus] (a version's state in orgkms' terms: usable,
+// revoked with a reason and destroy date, lost) and [DescribeVersion] are
+// pure functions, for callers that read keys themselves (the cloud-neutral
+// CMK lifecycle).
 //
 // # Errors
 //

@@ -302,7 +302,7 @@ func (p *Provider) classifyUse(ctx context.Context, op string, k KeyName, err er
 		return ce
 	}
 	c := *fe
-	c.Reason = destroyScheduledReason(kv, ver.GetDestroyTime().AsTime())
+	c.Reason = VersionStatus(k, ver).Reason
 	return &c
 }
 
@@ -317,11 +317,6 @@ func versionOfResource(k KeyName, resource string) (string, bool) {
 	return v, versionRe.MatchString(v)
 }
 
-func destroyScheduledReason(k KeyName, at time.Time) string {
-	date := at.UTC().Format("2006-01-02 15:04 UTC")
-	return fmt.Sprintf("version %s of key %s is scheduled for destruction on %s: restore it before %s, then enable it (%s → Restore, Enable)",
-		k.Version, k.CryptoKey, date, date, consolePath(k))
-}
 
 // Describe reads the key (GetCryptoKey). Without a version in ref it
 // describes the primary version (Description.Key.Version names it: a new
@@ -354,11 +349,15 @@ func (p *Provider) Describe(ctx context.Context, ref masterkey.Ref) (masterkey.D
 		return masterkey.Description{}, &fault.Error{Kind: fault.KeyDisabled, Op: opGet, Provider: Scheme, Resource: k.resource(),
 			Reason: "key " + k.CryptoKey + " has no primary version: make an enabled version primary (" + consolePath(k) + " → Make primary)"}
 	}
-	return describe(k, ck, ver)
+	return DescribeVersion(k, ck, ver)
 }
 
-// describe builds the description of version ver of key ck.
-func describe(k KeyName, ck *kmspb.CryptoKey, ver *kmspb.CryptoKeyVersion) (masterkey.Description, error) {
+// DescribeVersion builds the description of version ver of key ck (as
+// GetCryptoKey and GetCryptoKeyVersion return them) of key k: Enabled only
+// when ENABLED. It returns Kind Internal if ver is not a version of k,
+// Invalid for an algorithm other than GOOGLE_SYMMETRIC_ENCRYPTION, and
+// KeyDestroyed for a DESTROYED version.
+func DescribeVersion(k KeyName, ck *kmspb.CryptoKey, ver *kmspb.CryptoKeyVersion) (masterkey.Description, error) {
 	v, ok := parseVersionName(k, ver.GetName())
 	if !ok {
 		return masterkey.Description{}, &fault.Error{Kind: fault.Internal, Op: opGet, Provider: Scheme, Resource: k.resource(),
@@ -370,14 +369,13 @@ func describe(k KeyName, ck *kmspb.CryptoKey, ver *kmspb.CryptoKeyVersion) (mast
 		return masterkey.Description{}, &fault.Error{Kind: fault.Invalid, Field: "key_name", Op: opGet, Provider: Scheme, Resource: kv.resource(),
 			Reason: fmt.Sprintf("version %s of key %s has algorithm %s: orgkms needs GOOGLE_SYMMETRIC_ENCRYPTION", v, k.CryptoKey, ver.GetAlgorithm())}
 	}
-	switch ver.GetState() {
-	case kmspb.CryptoKeyVersion_DESTROYED:
-		return masterkey.Description{}, &fault.Error{Kind: fault.KeyDestroyed, Op: opGet, Provider: Scheme, Resource: kv.resource(),
-			Reason: fmt.Sprintf("version %s of key %s was destroyed in Cloud KMS: data wrapped by it is unrecoverable", v, k.CryptoKey)}
+	st := VersionStatus(k, ver)
+	if st.Kind == fault.KeyDestroyed {
+		return masterkey.Description{}, &fault.Error{Kind: fault.KeyDestroyed, Op: opGet, Provider: Scheme, Resource: kv.resource(), Reason: st.Reason}
 	}
 	d := masterkey.Description{
 		Key:             kv.Ref(),
-		Enabled:         ver.GetState() == kmspb.CryptoKeyVersion_ENABLED,
+		Enabled:         st.Usable,
 		KeyType:         "AES-256",
 		KeySize:         256,
 		Algorithm:       ver.GetAlgorithm().String(),
