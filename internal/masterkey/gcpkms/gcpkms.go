@@ -317,7 +317,6 @@ func versionOfResource(k KeyName, resource string) (string, bool) {
 	return v, versionRe.MatchString(v)
 }
 
-
 // Describe reads the key (GetCryptoKey). Without a version in ref it
 // describes the primary version (Description.Key.Version names it: a new
 // primary is a rotation); with one, that version (GetCryptoKeyVersion).
