@@ -356,3 +356,21 @@ func TestAllowedLocations(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDescribeLabelsAndDestroyWindow: the key's labels are the
+// description's tags, and its destroy_scheduled_duration the days a
+// destroyed version stays restorable.
+func TestDescribeLabelsAndDestroyWindow(t *testing.T) {
+	e := newEnv(t)
+	name := "projects/acme-prod/locations/europe/keyRings/orgkms/cryptoKeys/labelled"
+	if err := e.srv.CreateKey(name, gcpkmsemu.KeyOptions{Labels: map[string]string{"orgkms-org": "acme"}, DestroyScheduledDuration: 7 * 24 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := e.open(t).Describe(t.Context(), ref(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Tags["orgkms-org"] != "acme" || d.SoftDeleteDays != 7 || !d.PurgeProtection || d.Algorithm != "GOOGLE_SYMMETRIC_ENCRYPTION" {
+		t.Fatalf("Describe = %+v, want tag orgkms-org=acme, 7 days, purge protection, GOOGLE_SYMMETRIC_ENCRYPTION", d)
+	}
+}
