@@ -42,6 +42,7 @@
 //
 // [Server.SetLatency] delays every call (honouring the caller's deadline);
 // [Server.FailNext] and [Server.SetOutage] answer UNAVAILABLE;
+// [Server.ExhaustNext] answers RESOURCE_EXHAUSTED (a quota);
 // [Server.CorruptResponses] sends wrong response checksums, as a
 // corruption in transit would.
 //

@@ -85,6 +85,7 @@ type Server struct {
 	now      func() time.Time
 	latency  time.Duration
 	failNext int
+	exhaust  int
 	outage   bool
 	corrupt  bool
 	calls    map[string]int
@@ -193,6 +194,14 @@ func (s *Server) FailNext(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.failNext = n
+}
+
+// ExhaustNext makes the next n calls answer RESOURCE_EXHAUSTED, as
+// Cloud KMS does when a per-second or per-minute quota is exceeded.
+func (s *Server) ExhaustNext(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.exhaust = n
 }
 
 // SetOutage makes every call answer UNAVAILABLE while on.
@@ -447,6 +456,11 @@ func (s *Server) begin(ctx context.Context, method string) (string, error) {
 		s.failNext--
 		s.mu.Unlock()
 		return "", status.Error(codes.Unavailable, "The service is currently unavailable.")
+	}
+	if s.exhaust > 0 {
+		s.exhaust--
+		s.mu.Unlock()
+		return "", status.Error(codes.ResourceExhausted, "Quota exceeded for quota metric 'Cryptographic requests' and limit 'Cryptographic requests per minute'.")
 	}
 	return principal, nil
 }

@@ -53,7 +53,8 @@
 // PermissionDenied naming the IAM permission (from ErrorInfo when sent);
 // NOT_FOUND → KeyNotFound; UNAUTHENTICATED → CredentialsInvalid;
 // INVALID_ARGUMENT on Decrypt → Integrity; RESOURCE_EXHAUSTED, UNAVAILABLE,
-// DEADLINE_EXCEEDED and a context deadline → Unavailable. The client itself
-// retries UNAVAILABLE and DEADLINE_EXCEEDED; Config.Timeout bounds each
+// DEADLINE_EXCEEDED and a context deadline → Unavailable. Calls are retried
+// with backoff on UNAVAILABLE, DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED (the
+// client's default omits the quota code); Config.Timeout bounds each
 // operation, retries included.
 package gcpkms

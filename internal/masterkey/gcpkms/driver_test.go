@@ -301,6 +301,26 @@ func TestTransientFailures(t *testing.T) {
 	if n := e.srv.Calls("Encrypt") - before; n != 3 {
 		t.Errorf("Encrypt calls = %d, want 3 (two retried failures, then success)", n)
 	}
+	// RESOURCE_EXHAUSTED (a quota) is retried by the driver, with backoff.
+	e.srv.ExhaustNext(2)
+	before = e.srv.Calls("Decrypt")
+	w, err := p.Wrap(ctx, ref(key1), dek(), aad)
+	if err != nil {
+		t.Fatalf("Wrap after two RESOURCE_EXHAUSTED answers: %v", err)
+	}
+	e.srv.ExhaustNext(2)
+	if _, err := p.Unwrap(ctx, w.Key, w.Ciphertext, aad); err != nil {
+		t.Fatalf("Unwrap after two RESOURCE_EXHAUSTED answers: %v", err)
+	}
+	if n := e.srv.Calls("Decrypt") - before; n != 3 {
+		t.Errorf("Decrypt calls = %d, want 3", n)
+	}
+	e.srv.ExhaustNext(1 << 20)
+	_, err = p.Unwrap(ctx, w.Key, w.Ciphertext, aad)
+	if fe := wantKind(t, "Unwrap over quota", err, fault.Unavailable); !fe.Kind.Retryable() {
+		t.Fatalf("over quota = %+v, want retryable", fe)
+	}
+	e.srv.ExhaustNext(0)
 	e.srv.SetOutage(true)
 	_, err = p.Wrap(ctx, ref(key1), dek(), aad)
 	wantKind(t, "Wrap during an outage", err, fault.Unavailable)

@@ -18,6 +18,7 @@ import (
 	"github.com/googleapis/gax-go/v2"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -197,6 +198,16 @@ func (p *Provider) budget(ctx context.Context) (context.Context, context.CancelF
 	return context.WithTimeout(ctx, p.cfg.Timeout)
 }
 
+// retry is the retry policy of Encrypt, Decrypt and the reads: the
+// client's default codes (UNAVAILABLE, DEADLINE_EXCEEDED) plus
+// RESOURCE_EXHAUSTED, which the client does not retry but Google advises
+// retrying with backoff (quotas are enforced per second or minute). Calls
+// stay bounded by Config.Timeout.
+var retry = gax.WithRetry(func() gax.Retryer {
+	return gax.OnCodes([]codes.Code{codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted},
+		gax.Backoff{Initial: 100 * time.Millisecond, Max: time.Second, Multiplier: 2})
+})
+
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func crc(b []byte) int64 { return int64(crc32.Checksum(b, castagnoli)) }
@@ -227,7 +238,7 @@ func (p *Provider) Wrap(ctx context.Context, ref masterkey.Ref, dek, aad []byte)
 		PlaintextCrc32C:                   wrapperspb.Int64(crc(dek)),
 		AdditionalAuthenticatedData:       aad,
 		AdditionalAuthenticatedDataCrc32C: wrapperspb.Int64(crc(aad)),
-	})
+	}, retry)
 	if err != nil {
 		return masterkey.Wrapped{}, p.classifyUse(ctx, opEncrypt, k, err)
 	}
@@ -269,7 +280,7 @@ func (p *Provider) Unwrap(ctx context.Context, ref masterkey.Ref, ciphertext, aa
 		CiphertextCrc32C:                  wrapperspb.Int64(crc(ciphertext)),
 		AdditionalAuthenticatedData:       aad,
 		AdditionalAuthenticatedDataCrc32C: wrapperspb.Int64(crc(aad)),
-	})
+	}, retry)
 	if err != nil {
 		return nil, p.classifyUse(ctx, opDecrypt, k, err)
 	}
@@ -297,7 +308,7 @@ func (p *Provider) classifyUse(ctx context.Context, op string, k KeyName, err er
 	if kv.Version == "" {
 		return ce
 	}
-	ver, gerr := p.cl.GetCryptoKeyVersion(ctx, &kmspb.GetCryptoKeyVersionRequest{Name: kv.VersionName()})
+	ver, gerr := p.cl.GetCryptoKeyVersion(ctx, &kmspb.GetCryptoKeyVersionRequest{Name: kv.VersionName()}, retry)
 	if gerr != nil || ver.GetState() != kmspb.CryptoKeyVersion_DESTROY_SCHEDULED || ver.GetDestroyTime() == nil {
 		return ce
 	}
@@ -330,7 +341,7 @@ func (p *Provider) Describe(ctx context.Context, ref masterkey.Ref) (masterkey.D
 	}
 	ctx, cancel := p.budget(ctx)
 	defer cancel()
-	ck, err := p.cl.GetCryptoKey(ctx, &kmspb.GetCryptoKeyRequest{Name: k.Name()})
+	ck, err := p.cl.GetCryptoKey(ctx, &kmspb.GetCryptoKeyRequest{Name: k.Name()}, retry)
 	if err != nil {
 		return masterkey.Description{}, classify(opGet, k, err)
 	}
@@ -340,7 +351,7 @@ func (p *Provider) Describe(ctx context.Context, ref masterkey.Ref) (masterkey.D
 	}
 	ver := ck.GetPrimary()
 	if k.Version != "" {
-		if ver, err = p.cl.GetCryptoKeyVersion(ctx, &kmspb.GetCryptoKeyVersionRequest{Name: k.VersionName()}); err != nil {
+		if ver, err = p.cl.GetCryptoKeyVersion(ctx, &kmspb.GetCryptoKeyVersionRequest{Name: k.VersionName()}, retry); err != nil {
 			return masterkey.Description{}, classify(opGetVersion, k, err)
 		}
 	}
@@ -412,7 +423,7 @@ func (p *Provider) DeletedKey(ctx context.Context, ref masterkey.Ref) (masterkey
 	ctx, cancel := p.budget(ctx)
 	defer cancel()
 	if k.Version == "" {
-		ck, err := p.cl.GetCryptoKey(ctx, &kmspb.GetCryptoKeyRequest{Name: k.Name()})
+		ck, err := p.cl.GetCryptoKey(ctx, &kmspb.GetCryptoKeyRequest{Name: k.Name()}, retry)
 		if err != nil {
 			return masterkey.DeletedKey{}, classify(opGet, k, err)
 		}
@@ -422,7 +433,7 @@ func (p *Provider) DeletedKey(ctx context.Context, ref masterkey.Ref) (masterkey
 		}
 		k.Version = v
 	}
-	ver, err := p.cl.GetCryptoKeyVersion(ctx, &kmspb.GetCryptoKeyVersionRequest{Name: k.VersionName()})
+	ver, err := p.cl.GetCryptoKeyVersion(ctx, &kmspb.GetCryptoKeyVersionRequest{Name: k.VersionName()}, retry)
 	if err != nil {
 		return masterkey.DeletedKey{}, classify(opGetVersion, k, err)
 	}
