@@ -104,7 +104,7 @@ func classify(op string, k KeyName, err error) error {
 		base.Kind = fault.CredentialsInvalid
 		base.Reason = "Google Cloud did not accept orgkms' service-account credentials: the platform operator must renew them (cmk.gcp.credentials_file)"
 	case codes.FailedPrecondition:
-		return notEnabled(base, k, ae)
+		return notEnabled(base, k, err)
 	case codes.InvalidArgument:
 		if op == opDecrypt {
 			base.Kind = fault.Integrity
@@ -127,16 +127,8 @@ func classify(op string, k KeyName, err error) error {
 
 // notEnabled classifies FAILED_PRECONDITION: a version that is not
 // ENABLED, named by the PreconditionFailure violation.
-func notEnabled(base fault.Error, k KeyName, ae *apierror.APIError) error {
-	typ, subject := "", ""
-	if ae != nil && ae.Details().PreconditionFailure != nil {
-		for _, v := range ae.Details().PreconditionFailure.GetViolations() {
-			if strings.HasPrefix(v.GetType(), "KEY_") {
-				typ, subject = v.GetType(), v.GetSubject()
-				break
-			}
-		}
-	}
+func notEnabled(base fault.Error, k KeyName, err error) error {
+	typ, subject := violationOf(err)
 	kv := k
 	if v, ok := parseVersionName(k, subject); ok {
 		kv.Version = v
@@ -158,6 +150,21 @@ func notEnabled(base fault.Error, k KeyName, ae *apierror.APIError) error {
 		base.Reason = fmt.Sprintf("%s of key %s is disabled in Cloud KMS: enable %s in the %s → Enable", ver, k.CryptoKey, ver, consolePath(k))
 	}
 	return &base
+}
+
+// violationOf returns the first KEY_* violation of a PreconditionFailure
+// in err (type and subject, the version's resource name), or "".
+func violationOf(err error) (typ, subject string) {
+	var ae *apierror.APIError
+	if !errors.As(err, &ae) || ae.Details().PreconditionFailure == nil {
+		return "", ""
+	}
+	for _, v := range ae.Details().PreconditionFailure.GetViolations() {
+		if strings.HasPrefix(v.GetType(), "KEY_") {
+			return v.GetType(), v.GetSubject()
+		}
+	}
+	return "", ""
 }
 
 // validPermission reports whether s looks like a Cloud KMS permission, so

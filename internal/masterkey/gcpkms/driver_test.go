@@ -130,8 +130,12 @@ func TestVersionStates(t *testing.T) {
 	}
 
 	setState(kmspb.CryptoKeyVersion_DISABLED)
+	reads := e.srv.Calls("GetCryptoKeyVersion")
 	_, err = p.Unwrap(ctx, w.Key, w.Ciphertext, aad)
 	fe := wantKind(t, "Unwrap of a DISABLED version", err, fault.KeyDisabled)
+	if e.srv.Calls("GetCryptoKeyVersion") != reads {
+		t.Error("a DISABLED version cost a GetCryptoKeyVersion call: only a destroy-scheduled one needs its date")
+	}
 	if !strings.Contains(fe.Reason, "version 1") || !strings.Contains(fe.Reason, "Security → Key Management") || !strings.Contains(fe.Reason, "Enable") {
 		t.Errorf("disabled reason = %q, want the version and the console path to enable it", fe.Reason)
 	}

@@ -293,39 +293,28 @@ func (p *Provider) Unwrap(ctx context.Context, ref masterkey.Ref, ciphertext, aa
 }
 
 // classifyUse classifies an Encrypt or Decrypt error; for a version
-// scheduled for destruction it reads the version to name the date in the
-// reason (best effort: without it the reason names no date).
+// scheduled for destruction (the KEY_DESTROY_SCHEDULED violation) it reads
+// the version to name the date in the reason (best effort: without it the
+// reason names no date).
 func (p *Provider) classifyUse(ctx context.Context, op string, k KeyName, err error) error {
 	ce := classify(op, k, err)
-	fe := fault.As(ce)
-	if fe == nil || fe.Kind != fault.KeyDisabled || ctx.Err() != nil {
+	typ, subject := violationOf(err)
+	if typ != violationDestroyScheduled || ctx.Err() != nil {
 		return ce
 	}
 	kv := k
-	if v, ok := versionOfResource(k, fe.Resource); ok {
-		kv.Version = v
-	}
-	if kv.Version == "" {
+	v, ok := parseVersionName(k, subject)
+	if !ok {
 		return ce
 	}
+	kv.Version = v
 	ver, gerr := p.cl.GetCryptoKeyVersion(ctx, &kmspb.GetCryptoKeyVersionRequest{Name: kv.VersionName()}, retry)
 	if gerr != nil || ver.GetState() != kmspb.CryptoKeyVersion_DESTROY_SCHEDULED || ver.GetDestroyTime() == nil {
 		return ce
 	}
-	c := *fe
+	c := *fault.As(ce)
 	c.Reason = VersionStatus(k, ver).Reason
 	return &c
-}
-
-// versionOfResource recovers the version from a resource string made by
-// KeyName.resource.
-func versionOfResource(k KeyName, resource string) (string, bool) {
-	rest, ok := strings.CutPrefix(resource, "key "+k.CryptoKey+" version ")
-	if !ok {
-		return "", false
-	}
-	v, _, _ := strings.Cut(rest, " ")
-	return v, versionRe.MatchString(v)
 }
 
 // Describe reads the key (GetCryptoKey). Without a version in ref it
