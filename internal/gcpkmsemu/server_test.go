@@ -196,3 +196,28 @@ func TestFaults(t *testing.T) {
 		t.Fatalf("GetCryptoKey calls = %d, want 4", n)
 	}
 }
+
+// TestCreateCryptoKey: a key made through the RPC has an ENABLED primary
+// version 1 and its creator's permissions; a second one of that name is
+// ALREADY_EXISTS.
+func TestCreateCryptoKey(t *testing.T) {
+	_, c := start(t)
+	ctx := t.Context()
+	req := &kmspb.CreateCryptoKeyRequest{Parent: "projects/acme-prod/locations/global/keyRings/r", CryptoKeyId: "new",
+		CryptoKey: &kmspb.CryptoKey{Purpose: kmspb.CryptoKey_ENCRYPT_DECRYPT, Labels: map[string]string{"team": "sec"}}}
+	ck, err := c.CreateCryptoKey(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ck.GetPrimary().GetState() != kmspb.CryptoKeyVersion_ENABLED || ck.GetLabels()["team"] != "sec" || ck.GetDestroyScheduledDuration().AsDuration() != gcpkmsemu.DefaultDestroyScheduledDuration {
+		t.Fatalf("CreateCryptoKey = %v", ck)
+	}
+	if er, err := c.Encrypt(ctx, &kmspb.EncryptRequest{Name: ck.GetName(), Plaintext: []byte("x")}); err != nil || er.GetName() != ck.GetName()+"/cryptoKeyVersions/1" {
+		t.Fatalf("Encrypt with the new key = %v, %v", er.GetName(), err)
+	}
+	_, err = c.CreateCryptoKey(ctx, req)
+	wantCode(t, "CreateCryptoKey of an existing name", err, codes.AlreadyExists)
+	req.CryptoKeyId, req.CryptoKey.Purpose = "signing", kmspb.CryptoKey_ASYMMETRIC_SIGN
+	_, err = c.CreateCryptoKey(ctx, req)
+	wantCode(t, "CreateCryptoKey of an asymmetric key", err, codes.InvalidArgument)
+}
