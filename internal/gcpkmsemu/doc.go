@@ -46,9 +46,15 @@
 // [Server.CorruptResponses] sends wrong response checksums, as a
 // corruption in transit would.
 //
-// # Not modelled
+// # Not modelled, or not verified against Google
 //
 // Key rings as objects, asymmetric and MAC keys, import jobs, automatic
-// rotation by schedule, quotas, the HSM 8 KiB limit, the delay Google may
-// take to apply a disable, and list filters other than state=ENABLED.
+// rotation by schedule, real quotas (only injected answers), the HSM 8 KiB
+// limit, the delay Google may take to apply a disable (seconds to hours),
+// and list filters other than state=ENABLED. Google's ciphertext format is
+// opaque; the fake's (tag, version ID, nonce, AES-256-GCM) is its own, and
+// only this fake's callers may rely on it. Whether Cloud KMS attaches
+// ErrorInfo to PERMISSION_DENIED is unverified (other Google APIs do); the
+// gcpkms driver falls back to the permission of the operation. The message
+// texts follow public logs and are not part of any contract.
 package gcpkmsemu
