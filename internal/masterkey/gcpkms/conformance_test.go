@@ -1,8 +1,11 @@
 package gcpkms_test
 
 import (
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"cloud.google.com/go/kms/apiv1/kmspb"
 
@@ -113,6 +116,38 @@ func (r revoker) Restore(t *testing.T, key masterkey.Ref) {
 	}
 }
 
+// deleter makes fresh keys and destroys every version of one, as the end
+// of Google's destroy schedule does (the fake's clock is not moved, so
+// the other keys are untouched).
+type deleter struct {
+	e *env
+	n *atomic.Int64
+}
+
+func (d deleter) DeletableKey(t *testing.T) masterkey.Ref {
+	name := fmt.Sprintf("projects/acme-prod/locations/europe-west4/keyRings/orgkms/cryptoKeys/deletable-%d", d.n.Add(1))
+	if err := d.e.srv.CreateKey(name, gcpkmsemu.KeyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return ref(name)
+}
+
+func (d deleter) Delete(t *testing.T, key masterkey.Ref) {
+	for _, v := range d.e.srv.Versions(key.ID) {
+		if err := d.e.srv.SetState(key.ID, v, kmspb.CryptoKeyVersion_DESTROYED); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// staller makes every call of the fake wait (until its caller gives up).
+type staller struct{ e *env }
+
+func (s staller) Stall(t *testing.T) func() {
+	s.e.srv.SetLatency(time.Hour)
+	return func() { s.e.srv.SetLatency(0) }
+}
+
 // TestConformance runs the shared master-key suite against the driver and
 // the fake, through the official client over a real gRPC connection.
 func TestConformance(t *testing.T) {
@@ -123,5 +158,7 @@ func TestConformance(t *testing.T) {
 		Disabler:          disabler{e},
 		Rotator:           rotator{e},
 		PermissionRevoker: revoker{e},
+		Deleter:           deleter{e, new(atomic.Int64)},
+		Staller:           staller{e},
 	})
 }
