@@ -463,6 +463,10 @@ func (c *crashCase) activate(name string) {
 	}
 	c.waitJob("activate")
 	c.encrypt(name, 2)
+	// The switch makes the org due for a probe at once. Let it finish: a
+	// stop that cancels it leaves its lease taken, and with probe_interval
+	// 1h the next server would not probe the org within the test.
+	c.waitProbe()
 }
 
 // waitProbe waits until the server's first probe of the org is done.
