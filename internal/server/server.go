@@ -156,6 +156,17 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 			log.Warn("created a new platform master key; back it up: without it no org can be decrypted", slog.String("key_ref", platform.String()))
 		}
 	}
+	var previous []masterkey.Ref
+	for _, u := range cfg.PreviousMasterKeys {
+		ref, err := s.Registry.ParseRef(u)
+		if err != nil {
+			return nil, fmt.Errorf("previous_master_keys: %w", err)
+		}
+		if ref.Unversioned() == platform.Unversioned() {
+			return nil, fmt.Errorf("previous_master_keys: %s is master_key itself", ref)
+		}
+		previous = append(previous, ref.Unversioned())
+	}
 	keeper, err := s.Registry.Keeper(platform)
 	if err != nil {
 		return nil, err
@@ -168,7 +179,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 	// before any key is used.
 	var guard func(ctx context.Context, org string) error
 	var dataLost func(org string) time.Time
-	if s.Keys, err = keys.New(keys.Config{Store: s.Store, Keepers: s.Registry, PlatformKey: platform,
+	if s.Keys, err = keys.New(keys.Config{Store: s.Store, Keepers: s.Registry, PlatformKey: platform, PreviousPlatformKeys: previous,
 		CacheTTL: time.Duration(cfg.CacheTTL), KeyMetadataTTL: time.Duration(cfg.KeyMetadataTTL), Logger: log,
 		Guard:    func(ctx context.Context, org string) error { return guard(ctx, org) },
 		DataLost: func(org string) time.Time { return dataLost(org) }}); err != nil {
