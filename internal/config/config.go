@@ -39,10 +39,10 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Durat
 // Config is the server configuration. Zero values take the defaults
 // documented on each field.
 type Config struct {
-	Addr           string   `json:"addr"`             // listen address; default 127.0.0.1:8200
-	DataDir        string   `json:"data_dir"`         // default ./orgkms-data
-	Database       string   `json:"database"`         // SQLite file path, or a postgres:// URL (several nodes on one PostgreSQL); default DATA_DIR/orgkms.db
-	MasterKey      string   `json:"master_key"`       // platform master key URI; default local://DATA_DIR/master.key (created on first start)
+	Addr      string `json:"addr"`       // listen address; default 127.0.0.1:8200
+	DataDir   string `json:"data_dir"`   // default ./orgkms-data
+	Database  string `json:"database"`   // SQLite file path, or a postgres:// URL (several nodes on one PostgreSQL); default DATA_DIR/orgkms.db
+	MasterKey string `json:"master_key"` // platform master key URI; default local://DATA_DIR/master.key (created on first start)
 	// PreviousMasterKeys are the URIs of platform master keys the platform
 	// moved away from (master_key names the new one): used only to unwrap
 	// the root keys they still wrap until the platform re-wrap job has
@@ -52,16 +52,16 @@ type Config struct {
 	// a lease) looks for orgs whose root key is not wrapped by the current
 	// version of the platform master key, and re-wraps them; default 1m.
 	PlatformKeyCheck Duration `json:"platform_key_check"`
-	CacheTTL       Duration `json:"cache_ttl"`        // unwrapped key lifetime in memory; default 5m
-	KeyMetadataTTL Duration `json:"key_metadata_ttl"` // data key metadata refresh; default 10s
-	TokenCacheTTL  Duration `json:"token_cache_ttl"`  // verified token cache; default 10s
-	TLSCert        string   `json:"tls_cert"`         // PEM certificate; with tls_key, serve HTTPS
-	TLSKey         string   `json:"tls_key"`
-	LogLevel       string   `json:"log_level"`    // debug, info (default), warn, error
-	LogFormat      string   `json:"log_format"`   // json (default) or text
-	LogRequests    bool     `json:"log_requests"` // log every request (default: failures only)
-	AutoMigrate    bool     `json:"auto_migrate"` // apply schema migrations at start
-	PublicURL      string   `json:"public_url"`   // URL browsers reach orgkms at; default http(s)://ADDR
+	CacheTTL         Duration `json:"cache_ttl"`        // unwrapped key lifetime in memory; default 5m
+	KeyMetadataTTL   Duration `json:"key_metadata_ttl"` // data key metadata refresh; default 10s
+	TokenCacheTTL    Duration `json:"token_cache_ttl"`  // verified token cache; default 10s
+	TLSCert          string   `json:"tls_cert"`         // PEM certificate; with tls_key, serve HTTPS
+	TLSKey           string   `json:"tls_key"`
+	LogLevel         string   `json:"log_level"`    // debug, info (default), warn, error
+	LogFormat        string   `json:"log_format"`   // json (default) or text
+	LogRequests      bool     `json:"log_requests"` // log every request (default: failures only)
+	AutoMigrate      bool     `json:"auto_migrate"` // apply schema migrations at start
+	PublicURL        string   `json:"public_url"`   // URL browsers reach orgkms at; default http(s)://ADDR
 	// TrustedProxies are CIDRs (or addresses) of reverse proxies whose
 	// X-Forwarded-For header is believed for the client address that
 	// sign-in throttling counts by; default none.

@@ -119,7 +119,9 @@ func (s *Service) PlatformKey() masterkey.Ref { return s.platformKey }
 
 // PreviousPlatformKeys returns the platform master keys configured for
 // unwrapping only (unversioned).
-func (s *Service) PreviousPlatformKeys() []masterkey.Ref { return append([]masterkey.Ref(nil), s.previous...) }
+func (s *Service) PreviousPlatformKeys() []masterkey.Ref {
+	return append([]masterkey.Ref(nil), s.previous...)
+}
 
 // IsPlatformKey reports whether ref (any version) is the platform master
 // key or one of the previous platform keys.
