@@ -60,9 +60,11 @@ type Store interface {
 	// of their wrappings.
 	WrappingCounts(ctx context.Context) ([]WrappingCount, error)
 	// AddPlatformCopies stores each of ws (state pending) as its org's
-	// pending wrapping, replacing an older pending one, and stores j's
-	// Step, in one transaction, only while j.Owner holds j under j.Fence
-	// (Conflict otherwise). It returns the new wrappings' IDs, in order.
+	// pending wrapping, replacing an older pending copy to the same key,
+	// and stores j's Step, in one transaction, only while j.Owner holds j
+	// under j.Fence (Conflict otherwise). It returns the new wrappings'
+	// IDs, in order; 0 for an org that has a pending wrapping of another
+	// key (a CMK job is moving it), which is left alone.
 	AddPlatformCopies(ctx context.Context, j jobs.Job, ws []keys.RootKeyWrapping) ([]int64, error)
 	// SwitchPlatformWrappings, in one transaction fenced like
 	// AddPlatformCopies (and storing j's Step): for each switch whose

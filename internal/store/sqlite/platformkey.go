@@ -268,10 +268,20 @@ func (s *Store) AddPlatformCopies(ctx context.Context, j jobs.Job, ws []keys.Roo
 				return err
 			}
 			res := "pending root key of org " + w.OrgID
-			if _, err := tx.ExecContext(ctx, `DELETE FROM root_keys WHERE org_id = ? AND state = 'pending'`, w.OrgID); err != nil {
+			k := w.Wrapped.Key
+			// Only an older copy to the same key is replaced: another key's
+			// pending wrapping belongs to a CMK job moving the org.
+			if _, err := tx.ExecContext(ctx, `DELETE FROM root_keys WHERE org_id = ? AND state = 'pending' AND provider = ? AND key_id = ?`, w.OrgID, k.Provider, k.ID); err != nil {
 				return classify(ctx, op, res, err)
 			}
-			k := w.Wrapped.Key
+			var other int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM root_keys WHERE org_id = ? AND state = 'pending'`, w.OrgID).Scan(&other); err != nil {
+				return classify(ctx, op, res, err)
+			}
+			if other > 0 {
+				ids = append(ids, 0)
+				continue
+			}
 			var id int64
 			if err := tx.QueryRowContext(ctx, `INSERT INTO root_keys (org_id, provider, key_id, key_version, ciphertext, state, created_at)
 				VALUES (?, ?, ?, ?, ?, 'pending', ?) RETURNING id`,

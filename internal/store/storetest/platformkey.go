@@ -257,6 +257,20 @@ func testPlatformSwitchConflicts(t *testing.T, s PlatformStore) {
 		t.Fatal(err)
 	}
 	activeA, activeB := rootID(t, s, "acme"), rootID(t, s, "globex")
+	// A CMK job's pending copy is never replaced by a platform copy.
+	cmkOther := pendingCopy("initech")
+	cmkOther.Wrapped.Key = masterkey.Ref{Provider: "azurekv", ID: "https://v.vault.azure.net/keys/k", Version: "1"}
+	createOrg(t, s, "initech")
+	if _, err := s.AddPendingWrapping(ctx, "initech", cmkOther); err != nil {
+		t.Fatal(err)
+	}
+	skipped, err := s.AddPlatformCopies(ctx, j, []keys.RootKeyWrapping{pendingCopy("initech")})
+	if err != nil || len(skipped) != 1 || skipped[0] != 0 {
+		t.Fatalf("AddPlatformCopies over a CMK job's copy = %v, %v; want [0]", skipped, err)
+	}
+	if roots, _ := s.RootKeys(ctx, "initech"); len(roots) != 2 || roots[1].Wrapped.Key.Provider != "azurekv" {
+		t.Fatalf("the CMK job's pending copy was replaced: %+v", roots)
+	}
 	// Meanwhile a CMK job replaced acme's pending copy with its own.
 	cmkCopy := pendingCopy("acme")
 	cmkCopy.Wrapped.Key = masterkey.Ref{Provider: "azurekv", ID: "https://v.vault.azure.net/keys/k", Version: "1"}
