@@ -456,4 +456,3 @@ func (s *Service) eachIndex(n int, f func(int)) {
 	}
 	wg.Wait()
 }
-
