@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/orgkms/orgkms/internal/api"
@@ -30,6 +31,7 @@ import (
 	"github.com/orgkms/orgkms/internal/masterkey"
 	"github.com/orgkms/orgkms/internal/masterkey/azurekv"
 	"github.com/orgkms/orgkms/internal/masterkey/localkey"
+	"github.com/orgkms/orgkms/internal/platformkey"
 	"github.com/orgkms/orgkms/internal/masterkey/pkcs11"
 	"github.com/orgkms/orgkms/internal/metrics"
 	"github.com/orgkms/orgkms/internal/store/postgres"
@@ -88,6 +90,7 @@ type Server struct {
 	Metrics  *metrics.Metrics
 	Keys     *keys.Service
 	CMK      *cmk.Service
+	Platform *platformkey.Service // the platform master key's rotation
 	Cluster  *cluster.Node
 	Tokens   *auth.Service
 	Users    *auth.Users
@@ -214,13 +217,27 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 		ncfg.Listener = l
 	}
 	s.Cluster = cluster.New(ncfg)
+	var stale atomic.Int64
+	if s.Platform, err = platformkey.New(platformkey.Config{Store: s.Store, Keys: s.Keys, Keepers: s.Registry, NodeID: s.NodeID,
+		Check: time.Duration(cfg.PlatformKeyCheck), Lease: time.Duration(cfg.CMK.JobLease), Poll: opts.JobPoll, Shared: cfg.Postgres(),
+		Observer: func(ev jobs.Event) {
+			s.Metrics.ObserveJob(ev)
+			if opts.JobObserver != nil {
+				opts.JobObserver(ev)
+			}
+		},
+		Changed: func(org string) { s.Cluster.Changed(org) }, Stale: func(n int) { stale.Store(int64(n)) },
+		Now: opts.Now, Logger: log}); err != nil {
+		return nil, err
+	}
+	s.Metrics.RegisterPlatformKey(func() float64 { return float64(stale.Load()) })
 	s.Metrics.RegisterLiveNodes(func() float64 { return float64(s.Cluster.Live()) })
 
 	// 6. Tokens, users, API, console.
 	s.Tokens = auth.NewService(s.Store, s.Keys, nil, time.Duration(cfg.TokenCacheTTL))
 	s.Users = auth.NewUsers(s.Store, opts.Now, opts.SessionTTL)
 	s.API = api.New(api.Config{Keys: s.Keys, Tokens: s.Tokens, CMK: s.CMK, Users: s.Users, Metrics: s.Metrics, Logger: log,
-		LogRequests: cfg.LogRequests, Ready: s.ready, Nodes: s.Cluster})
+		LogRequests: cfg.LogRequests, Ready: s.ready, Nodes: s.Cluster, PlatformKey: s.Platform})
 	proxies, err := cfg.TrustedProxyPrefixes()
 	if err != nil {
 		return nil, err
@@ -260,6 +277,7 @@ func (s *Server) Start(ctx context.Context) {
 	s.stopBG = stop
 	s.bg.Go(func() { s.CMK.Run(bg, s.Config.CMK.JobWorkers) })
 	s.bg.Go(func() { s.Cluster.Run(bg) })
+	s.bg.Go(func() { s.Platform.Run(bg) })
 }
 
 // Version is the orgkms version a node registers with.
@@ -378,7 +396,7 @@ func (s *Server) Close() error {
 // the readiness probe and Close. Both *sqlite.Store and *postgres.Store
 // are one.
 type Store interface {
-	cmk.Store // keys.Store among them
+	platformkey.Store // cmk.Store and keys.Store among them
 	auth.Store
 	auth.UserStore
 	Health(ctx context.Context) error
