@@ -158,6 +158,7 @@ var EnvVars = []struct{ Name, Field string }{
 	{"ORGKMS_DATABASE_URL", "database"},
 	{"ORGKMS_MASTER_KEY_URI", "master_key"},
 	{"ORGKMS_PREVIOUS_MASTER_KEY_URIS", "previous_master_keys"},
+	{"ORGKMS_PLATFORM_KEY_CHECK", "platform_key_check"},
 	{"ORGKMS_CACHE_TTL", "cache_ttl"},
 	{"ORGKMS_TLS_CERT", "tls_cert"},
 	{"ORGKMS_TLS_KEY", "tls_key"},
@@ -270,6 +271,9 @@ func (c *Config) applyEnv(environ []string) error {
 		return err
 	}
 	if err := duration("ORGKMS_CMK_PROBE_INTERVAL", &c.CMK.ProbeInterval); err != nil {
+		return err
+	}
+	if err := duration("ORGKMS_PLATFORM_KEY_CHECK", &c.PlatformKeyCheck); err != nil {
 		return err
 	}
 	if v := env["ORGKMS_LOG_REQUESTS"]; v != "" {
