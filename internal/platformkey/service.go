@@ -28,7 +28,7 @@ type Config struct {
 
 	// Check is how often the service looks for orgs to re-wrap; default 1m.
 	Check time.Duration
-	// Workers bounds the concurrent master-key calls of a re-wrap; default 16.
+	// Workers bounds the concurrent master-key calls of a re-wrap; default 32.
 	Workers int
 	// Batch is how many orgs one store write copies or switches; default 256.
 	Batch int
@@ -67,7 +67,7 @@ func New(cfg Config) (*Service, error) {
 		cfg.Check = time.Minute
 	}
 	if cfg.Workers <= 0 {
-		cfg.Workers = 16
+		cfg.Workers = 32
 	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = 256
