@@ -199,7 +199,8 @@ func (h handler) Fail(ctx context.Context, j jobs.Job, cause error) error {
 type candidate struct {
 	orgID   string
 	active  keys.RootKeyWrapping
-	pending *keys.RootKeyWrapping // a copy to the target from an interrupted run
+	pending *keys.RootKeyWrapping // a copy to the target: from an interrupted run, or stored by commit
+	wrapped *masterkey.Wrapped    // a new copy, verified, not yet stored
 	root    []byte
 	err     error
 }
@@ -216,10 +217,11 @@ func inTransit(st cmk.State) bool {
 
 // rewrap moves every platform org to j.Target, page by page: copy (one
 // unwrap with the old version, one wrap with the new, bounded
-// concurrency, one store write per page) → verify (unwrap each copy) →
-// switch and drop (one store write per page). Every step is durable and
-// safe to repeat: a resumed run starts over, skips orgs already on the
-// target and verifies the copies an interrupted run left.
+// concurrency) and verify (unwrap the copy: what is stored always
+// unwraps), then one store write per page stores the copies, and another
+// switches and drops. Every step is durable and safe to repeat: a resumed
+// run starts over, skips orgs already on the target and verifies the
+// copies an interrupted run left.
 func (s *Service) rewrap(ctx context.Context, j *jobs.Job) error {
 	target, err := s.cfg.Keepers.ParseRef(j.Target)
 	if err != nil {
@@ -239,25 +241,52 @@ func (s *Service) rewrap(ctx context.Context, j *jobs.Job) error {
 			transit[r.OrgID] = true
 		}
 	}
+	// Two stages overlap: while this goroutine stores page k (copy, then
+	// switch), another reads page k+1 and makes its master-key calls.
+	pctx, stop := context.WithCancel(ctx)
+	defer stop()
+	pages := make(chan []*candidate, 1)
+	var readErr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer close(pages)
+		after := ""
+		for pctx.Err() == nil {
+			page, err := s.st.RootKeyPage(pctx, after, s.cfg.Batch)
+			if err != nil {
+				readErr = err
+				return
+			}
+			if len(page) == 0 {
+				return
+			}
+			after = page[len(page)-1].OrgID
+			cands := s.candidates(page, target, transit)
+			if len(cands) == 0 {
+				continue
+			}
+			s.prepare(pctx, tk, target, cands)
+			select {
+			case pages <- cands:
+			case <-pctx.Done():
+				clearRoots(cands)
+				return
+			}
+		}
+	})
 	var moved, failed int
-	var firstErr error
-	after := ""
-	for {
-		page, err := s.st.RootKeyPage(ctx, after, s.cfg.Batch)
-		if err != nil {
-			return err
-		}
-		if len(page) == 0 {
-			break
-		}
-		after = page[len(page)-1].OrgID
-		cands := s.candidates(page, target, transit)
-		if len(cands) == 0 {
+	var firstErr, stopErr error
+	for cands := range pages {
+		if stopErr != nil {
+			clearRoots(cands)
 			continue
 		}
-		n, errs, err := s.movePage(ctx, j, tk, target, cands)
+		n, errs, err := s.commit(ctx, j, cands)
+		clearRoots(cands)
 		if err != nil {
-			return err
+			stopErr = err
+			stop()
+			continue
 		}
 		moved += n
 		for _, e := range errs {
@@ -266,6 +295,16 @@ func (s *Service) rewrap(ctx context.Context, j *jobs.Job) error {
 				firstErr = e
 			}
 		}
+	}
+	wg.Wait()
+	if stopErr != nil {
+		return stopErr
+	}
+	if readErr != nil {
+		return readErr
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	if firstErr != nil {
 		// Transient failures retry the job; others fail it after the
@@ -311,60 +350,77 @@ func (s *Service) candidates(page []keys.RootKeyWrapping, target masterkey.Ref, 
 	return out
 }
 
-// movePage copies, verifies and switches cands. It returns how many orgs
-// it switched and the per-org errors; an error return stops the job.
-func (s *Service) movePage(ctx context.Context, j *jobs.Job, tk *masterkey.Keeper, target masterkey.Ref, cands []*candidate) (int, []error, error) {
-	defer func() {
-		for _, c := range cands {
-			clear(c.root)
-		}
-	}()
-	// Copy: unwrap with the old version, wrap with the target.
-	var copies []keys.RootKeyWrapping
-	var copied []*candidate
+func clearRoots(cs []*candidate) {
+	for _, c := range cs {
+		clear(c.root)
+	}
+}
+
+// prepare makes the master-key calls of cands, at most Config.Workers at
+// once: unwrap the root key with its old version; wrap it with the target
+// unless an interrupted run left a copy; unwrap the copy (new or left) to
+// check that it gives the same root key. A failure is the candidate's err.
+func (s *Service) prepare(ctx context.Context, tk *masterkey.Keeper, target masterkey.Ref, cands []*candidate) {
 	s.each(cands, func(c *candidate) {
 		k, err := s.cfg.Keepers.Keeper(c.active.Wrapped.Key)
 		if err != nil {
 			c.err = err
 			return
 		}
-		root, err := k.Unwrap(ctx, c.active.Wrapped, keys.RootAAD(c.orgID))
+		aad := keys.RootAAD(c.orgID)
+		root, err := k.Unwrap(ctx, c.active.Wrapped, aad)
 		if err != nil {
 			c.err = keys.PlatformKeyFault("unwrap root key of org "+c.orgID, err)
 			return
 		}
 		c.root = root
+		copyOf := c.pending
+		if copyOf == nil {
+			w, err := tk.Wrap(ctx, target, root, aad)
+			if err != nil {
+				c.err = keys.PlatformKeyFault("wrap root key of org "+c.orgID, err)
+				return
+			}
+			c.wrapped = &w
+		}
+		check := c.wrapped
+		if copyOf != nil {
+			check = &copyOf.Wrapped
+		}
+		got, err := tk.Unwrap(ctx, *check, aad)
+		if err != nil {
+			c.err = keys.PlatformKeyFault("verify root key of org "+c.orgID, err)
+			return
+		}
+		ok := subtle.ConstantTimeCompare(got, root) == 1
+		clear(got)
+		if !ok {
+			c.err = &fault.Error{Kind: fault.Internal, Op: "verify", Resource: "org " + c.orgID, Reason: "the new wrapping does not unwrap to the org's root key"}
+		}
 	})
+}
+
+// commit stores the prepared cands: their new copies in one write (copy),
+// then the switch of every verified org in another (switch and drop). It
+// returns how many orgs it switched and the per-org errors; an error
+// return stops the job.
+func (s *Service) commit(ctx context.Context, j *jobs.Job, cands []*candidate) (int, []error, error) {
 	now := s.cfg.Now().UTC()
+	var copies []keys.RootKeyWrapping
+	var copied []*candidate
 	for _, c := range cands {
-		if c.err == nil && c.pending == nil {
+		if c.err == nil && c.wrapped != nil {
+			copies = append(copies, keys.RootKeyWrapping{OrgID: c.orgID, Wrapped: *c.wrapped, State: keys.WrappingPending, CreatedAt: now})
 			copied = append(copied, c)
 		}
 	}
-	wraps := make([]masterkey.Wrapped, len(copied))
-	s.eachIndex(len(copied), func(i int) {
-		c := copied[i]
-		w, err := tk.Wrap(ctx, target, c.root, keys.RootAAD(c.orgID))
-		if err != nil {
-			c.err = keys.PlatformKeyFault("wrap root key of org "+c.orgID, err)
-			return
-		}
-		wraps[i] = w
-	})
-	var ready []*candidate
-	for i, c := range copied {
-		if c.err == nil {
-			copies = append(copies, keys.RootKeyWrapping{OrgID: c.orgID, Wrapped: wraps[i], State: keys.WrappingPending, CreatedAt: now})
-			ready = append(ready, c)
-		}
-	}
 	if len(copies) > 0 {
-		j.Step = "copied to " + ready[len(ready)-1].orgID
+		j.Step = "copied to " + copied[len(copied)-1].orgID
 		ids, err := s.st.AddPlatformCopies(ctx, *j, copies)
 		if err != nil {
 			return 0, nil, err
 		}
-		for i, c := range ready {
+		for i, c := range copied {
 			if ids[i] == 0 {
 				c.err = errSkip // a CMK job is moving it
 				continue
@@ -375,32 +431,16 @@ func (s *Service) movePage(ctx context.Context, j *jobs.Job, tk *masterkey.Keepe
 		}
 		s.runner.Step(j, "copied")
 	}
-	// Verify: each copy unwraps to the root key.
-	s.each(cands, func(c *candidate) {
-		if c.err != nil || c.pending == nil {
-			return
-		}
-		got, err := tk.Unwrap(ctx, c.pending.Wrapped, keys.RootAAD(c.orgID))
-		if err != nil {
-			c.err = keys.PlatformKeyFault("verify root key of org "+c.orgID, err)
-			return
-		}
-		ok := subtle.ConstantTimeCompare(got, c.root) == 1
-		clear(got)
-		if !ok {
-			c.err = &fault.Error{Kind: fault.Internal, Op: "verify", Resource: "org " + c.orgID, Reason: "the new wrapping does not unwrap to the org's root key"}
-		}
-	})
-	// Switch and drop, one write for the page.
 	var sws []Switch
 	var switched []*candidate
 	for _, c := range cands {
 		if c.err != nil || c.pending == nil {
 			continue
 		}
+		to := c.pending.Wrapped.Key
 		ev := audit.Event{OrgID: c.orgID, Time: now, Actor: "orgkms", Action: "platform.rewrap", Target: "org/" + c.orgID,
-			Details: map[string]string{"master_key": "platform", "from_version": c.active.Wrapped.Key.Version, "to_version": target.Version}}
-		sws = append(sws, Switch{OrgID: c.orgID, From: c.active.ID, To: c.pending.ID, Master: target.Unversioned(), Event: ev})
+			Details: map[string]string{"master_key": "platform", "from_version": c.active.Wrapped.Key.Version, "to_version": to.Version}}
+		sws = append(sws, Switch{OrgID: c.orgID, From: c.active.ID, To: c.pending.ID, Master: to.Unversioned(), Event: ev})
 		switched = append(switched, c)
 	}
 	n := 0
