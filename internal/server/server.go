@@ -170,6 +170,17 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 		}
 		previous = append(previous, ref.Unversioned())
 	}
+	for _, ref := range previous {
+		// A previous key that cannot be read is not fatal (the orgs it
+		// wraps are named by master-key status), but say so at once.
+		k, err := s.Registry.Keeper(ref)
+		if err == nil {
+			_, err = k.Describe(ctx, ref)
+		}
+		if err != nil {
+			log.Warn("previous platform master key is not readable: the orgs it wraps cannot be re-wrapped", slog.String("key_ref", ref.String()), slog.String("error", err.Error()))
+		}
+	}
 	keeper, err := s.Registry.Keeper(platform)
 	if err != nil {
 		return nil, err
