@@ -17,6 +17,8 @@ import (
 	"github.com/orgkms/orgkms/internal/masterkey/localkey"
 	"github.com/orgkms/orgkms/internal/masterkey/masterkeytest"
 	"github.com/orgkms/orgkms/internal/platformkey"
+	"github.com/orgkms/orgkms/internal/store/postgres"
+	"github.com/orgkms/orgkms/internal/store/postgres/pgtest"
 	"github.com/orgkms/orgkms/internal/store/sqlite"
 )
 
@@ -24,7 +26,7 @@ import (
 // provider standing in for customers' keys.
 type world struct {
 	t     testing.TB
-	st    *sqlite.Store
+	st    platformkey.Store
 	reg   *masterkey.Registry
 	fake  *masterkeytest.Fake
 	log   *slog.Logger
@@ -34,13 +36,32 @@ type world struct {
 	steps []string
 }
 
-func newWorld(t testing.TB) *world {
+func newWorld(t testing.TB) *world { return newWorldOn(t, "sqlite") }
+
+// newWorldOn is newWorld on backend sqlite or postgres.
+func newWorldOn(t testing.TB, backend string) *world {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "k.db")})
-	if err != nil {
-		t.Fatal(err)
+	ctx := context.Background()
+	var st platformkey.Store
+	switch backend {
+	case "sqlite":
+		s, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "k.db")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		st = s
+	case "postgres":
+		s, err := postgres.Open(ctx, postgres.Config{URL: pgtest.URL(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		if _, err := s.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		st = s
 	}
-	t.Cleanup(func() { st.Close() })
 	log := slog.New(slog.DiscardHandler)
 	reg := masterkey.NewRegistry()
 	reg.Register(localkey.Driver(), masterkey.NewKeeper(localkey.Scheme, localkey.New(localkey.Config{}), masterkey.KeeperOptions{Logger: log}))
@@ -157,8 +178,14 @@ func (w *world) checkAudit(org string, action string, want int) {
 }
 
 func TestRotateLocalKeyRewrapsEveryPlatformOrg(t *testing.T) {
+	for _, backend := range []string{"sqlite", "postgres"} {
+		t.Run(backend, func(t *testing.T) { testRotateLocalKey(t, backend) })
+	}
+}
+
+func testRotateLocalKey(t *testing.T, backend string) {
 	ctx := t.Context()
-	w := newWorld(t)
+	w := newWorldOn(t, backend)
 	platform := localKey(t, t.TempDir(), "master.key")
 	w.open("node-1", platform)
 	w.createOrgs("org", 20)
@@ -348,10 +375,11 @@ func TestFencedRunnerResumes(t *testing.T) {
 // a SIGKILL would) and resumes it on another node: the copies are verified
 // and switched, no org is wrapped twice, every ciphertext decrypts.
 func TestCrashAfterCopyResumes(t *testing.T) {
-	for _, step := range []string{"copied", "switched"} {
-		t.Run(step, func(t *testing.T) {
+	for _, c := range []struct{ backend, step string }{{"sqlite", "copied"}, {"sqlite", "switched"}, {"postgres", "copied"}, {"postgres", "switched"}} {
+		step := c.step
+		t.Run(c.backend+"/"+step, func(t *testing.T) {
 			ctx := t.Context()
-			w := newWorld(t)
+			w := newWorldOn(t, c.backend)
 			platform := localKey(t, t.TempDir(), "master.key")
 			w.open("node-1", platform)
 			w.createOrgs("org", 20)

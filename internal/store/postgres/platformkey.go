@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/orgkms/orgkms/internal/audit"
@@ -240,6 +241,73 @@ func (s *Store) WrappingCounts(ctx context.Context) ([]platformkey.WrappingCount
 	return cs, classify(ctx, op, "root keys", err)
 }
 
+// Set-based platform copies and switches: a page of orgs in a handful of
+// statements (rows as one JSON array, jsonb_to_recordset) instead of about
+// ten round trips per org, as startjobs.go does for StartJobs.
+const (
+	qDropSameKeyCopies = `DELETE FROM root_keys r USING jsonb_to_recordset($1::jsonb) AS u(org_id text, provider text, key_id text)
+		WHERE r.org_id = u.org_id AND r.state = 'pending' AND r.provider = u.provider AND r.key_id = u.key_id`
+	qOtherPending = `SELECT org_id FROM root_keys WHERE org_id = ANY($1) AND state = 'pending'`
+	qInsertCopies = `INSERT INTO root_keys (org_id, provider, key_id, key_version, ciphertext, state, created_at)
+		SELECT org_id, provider, key_id, key_version, decode(ciphertext, 'base64'), 'pending', created_at
+		FROM jsonb_to_recordset($1::jsonb) AS u(org_id text, provider text, key_id text, key_version text, ciphertext text, created_at timestamptz)
+		RETURNING org_id, id`
+	qSwitchable = `SELECT r.org_id FROM root_keys r JOIN jsonb_to_recordset($1::jsonb) AS u(org_id text, f bigint, t bigint) ON r.org_id = u.org_id
+		WHERE (r.id = u.f AND r.state = 'active') OR (r.id = u.t AND r.state = 'pending')
+		GROUP BY r.org_id HAVING count(*) = 2`
+	qDropOthers = `DELETE FROM root_keys r USING jsonb_to_recordset($1::jsonb) AS u(org_id text, t bigint)
+		WHERE r.org_id = u.org_id AND r.id <> u.t`
+	qActivate   = `UPDATE root_keys SET state = 'active' WHERE id = ANY($1)`
+	qSetMasters = `UPDATE orgs o SET master_provider = u.provider, master_key_id = u.key_id
+		FROM jsonb_to_recordset($1::jsonb) AS u(org_id text, provider text, key_id text) WHERE o.id = u.org_id`
+	qBumpGenerations = `INSERT INTO org_generations (org_id, generation, reason, changed_at)
+		SELECT org_id, 1, reason, changed_at FROM jsonb_to_recordset($1::jsonb) AS u(org_id text, reason text, changed_at timestamptz) ORDER BY org_id
+		ON CONFLICT (org_id) DO UPDATE SET generation = org_generations.generation + 1, reason = excluded.reason, changed_at = excluded.changed_at`
+)
+
+// pageQuery runs q in tx and collects the first column of its rows.
+func pageQuery(ctx context.Context, tx *sql.Tx, op, res, q string, args ...any) (map[string]bool, error) {
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, classify(ctx, op, res, err)
+	}
+	got, err := collect(rows, func(rows *sql.Rows) (string, error) {
+		var v string
+		return v, rows.Scan(&v)
+	})
+	if err != nil {
+		return nil, classify(ctx, op, res, err)
+	}
+	m := make(map[string]bool, len(got))
+	for _, v := range got {
+		m[v] = true
+	}
+	return m, nil
+}
+
+func pageExec(ctx context.Context, tx *sql.Tx, op, res, q string, rows []map[string]any) error {
+	arg, err := jsonArg(rows)
+	if err != nil {
+		return &fault.Error{Kind: fault.Internal, Op: op, Resource: res, Err: err}
+	}
+	if _, err := tx.ExecContext(ctx, q, arg); err != nil {
+		return classify(ctx, op, res, err)
+	}
+	return nil
+}
+
+// orgsOnce returns the org IDs of a page, sorted, Invalid when one repeats.
+func orgsOnce(op string, ids []string) ([]string, error) {
+	sorted := slices.Clone(ids)
+	slices.Sort(sorted)
+	for i := 1; i < len(sorted); i++ {
+		if sorted[i] == sorted[i-1] {
+			return nil, &fault.Error{Kind: fault.Invalid, Op: op, Field: "org_id", Reason: "org " + sorted[i] + " appears twice in one page"}
+		}
+	}
+	return sorted, nil
+}
+
 // AddPlatformCopies stores each of ws as its org's pending wrapping and
 // j's Step, in one transaction fenced by j.
 func (s *Store) AddPlatformCopies(ctx context.Context, j jobs.Job, ws []keys.RootKeyWrapping) ([]int64, error) {
@@ -247,7 +315,8 @@ func (s *Store) AddPlatformCopies(ctx context.Context, j jobs.Job, ws []keys.Roo
 	if err := checkPlatformJob(op, j, jobs.Running); err != nil {
 		return nil, err
 	}
-	for _, w := range ws {
+	ids := make([]string, len(ws))
+	for i, w := range ws {
 		switch {
 		case w.OrgID == "":
 			return nil, &fault.Error{Kind: fault.Invalid, Op: op, Field: "wrapping.org_id", Reason: "root key wrapping has no org"}
@@ -256,46 +325,86 @@ func (s *Store) AddPlatformCopies(ctx context.Context, j jobs.Job, ws []keys.Roo
 		case w.Wrapped.Key.Version == "":
 			return nil, &fault.Error{Kind: fault.Invalid, Op: op, Field: "wrapping.key", Reason: "a root key wrapping records the version of its master key"}
 		}
+		ids[i] = w.OrgID
 	}
-	var ids []int64
-	err := s.inTx(ctx, op, func(tx *sql.Tx) error {
-		ids = ids[:0]
+	sorted, err := orgsOnce(op, ids)
+	if err != nil {
+		return nil, err
+	}
+	var out []int64
+	err = s.inTx(ctx, op, func(tx *sql.Tx) error {
+		out = make([]int64, len(ws))
 		if err := writePlatformJob(ctx, tx, op, j); err != nil {
 			return err
 		}
+		exists, err := pageQuery(ctx, tx, op, "orgs", qLockOrgs, sorted)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if !exists[id] {
+				return &fault.Error{Kind: fault.NotFound, Op: op, Resource: orgRes(id)}
+			}
+		}
+		if len(ws) == 0 {
+			return nil
+		}
+		drops := make([]map[string]any, len(ws))
+		for i, w := range ws {
+			drops[i] = map[string]any{"org_id": w.OrgID, "provider": w.Wrapped.Key.Provider, "key_id": w.Wrapped.Key.ID}
+		}
+		if err := pageExec(ctx, tx, op, "pending root keys", qDropSameKeyCopies, drops); err != nil {
+			return err
+		}
+		// Another key's pending wrapping belongs to a CMK job moving the org.
+		other, err := pageQuery(ctx, tx, op, "pending root keys", qOtherPending, sorted)
+		if err != nil {
+			return err
+		}
+		var ins []map[string]any
 		for _, w := range ws {
-			if err := lockOrg(ctx, tx, op, w.OrgID); err != nil {
-				return err
-			}
-			res := "pending root key of org " + w.OrgID
-			k := w.Wrapped.Key
-			// Only an older copy to the same key is replaced: another key's
-			// pending wrapping belongs to a CMK job moving the org.
-			if _, err := tx.ExecContext(ctx, `DELETE FROM root_keys WHERE org_id = $1 AND state = 'pending' AND provider = $2 AND key_id = $3`, w.OrgID, k.Provider, k.ID); err != nil {
-				return classify(ctx, op, res, err)
-			}
-			var other int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM root_keys WHERE org_id = $1 AND state = 'pending'`, w.OrgID).Scan(&other); err != nil {
-				return classify(ctx, op, res, err)
-			}
-			if other > 0 {
-				ids = append(ids, 0)
+			if other[w.OrgID] {
 				continue
 			}
-			var id int64
-			if err := tx.QueryRowContext(ctx, `INSERT INTO root_keys (org_id, provider, key_id, key_version, ciphertext, state, created_at)
-				VALUES ($1, $2, $3, $4, $5, 'pending', $6) RETURNING id`,
-				w.OrgID, k.Provider, k.ID, k.Version, nonNil(w.Wrapped.Ciphertext), timeArg(w.CreatedAt)).Scan(&id); err != nil {
-				return classify(ctx, op, res, err)
-			}
-			ids = append(ids, id)
+			k := w.Wrapped.Key
+			ins = append(ins, map[string]any{"org_id": w.OrgID, "provider": k.Provider, "key_id": k.ID, "key_version": k.Version,
+				"ciphertext": nonNil(w.Wrapped.Ciphertext), "created_at": jsonTime(w.CreatedAt)})
+		}
+		if len(ins) == 0 {
+			return nil
+		}
+		arg, err := jsonArg(ins)
+		if err != nil {
+			return &fault.Error{Kind: fault.Internal, Op: op, Resource: "pending root keys", Err: err}
+		}
+		rows, err := tx.QueryContext(ctx, qInsertCopies, arg)
+		if err != nil {
+			return classify(ctx, op, "pending root keys", err)
+		}
+		type made struct {
+			org string
+			id  int64
+		}
+		got, err := collect(rows, func(rows *sql.Rows) (made, error) {
+			var m made
+			return m, rows.Scan(&m.org, &m.id)
+		})
+		if err != nil {
+			return classify(ctx, op, "pending root keys", err)
+		}
+		byOrg := make(map[string]int64, len(got))
+		for _, m := range got {
+			byOrg[m.org] = m.id
+		}
+		for i, w := range ws {
+			out[i] = byOrg[w.OrgID]
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return ids, nil
+	return out, nil
 }
 
 // SwitchPlatformWrappings switches each org whose wrappings are still as
@@ -306,66 +415,135 @@ func (s *Store) SwitchPlatformWrappings(ctx context.Context, j jobs.Job, sw []pl
 		return nil, err
 	}
 	evs := make([]audit.Event, len(sw))
+	ids := make([]string, len(sw))
 	for i, x := range sw {
-		switch {
-		case x.Master.Version != "" || x.Master.Provider == "" || x.Master.ID == "":
+		if x.Master.Version != "" || x.Master.Provider == "" || x.Master.ID == "" {
 			return nil, &fault.Error{Kind: fault.Invalid, Op: op, Field: "master_key", Reason: "the org's master key is stored unversioned, and not empty"}
 		}
 		ev, err := eventFor(op, x.OrgID, x.Event)
 		if err != nil {
 			return nil, err
 		}
-		evs[i] = ev
+		evs[i], ids[i] = ev, x.OrgID
+	}
+	sorted, err := orgsOnce(op, ids)
+	if err != nil {
+		return nil, err
 	}
 	var out []error
-	err := s.inTx(ctx, op, func(tx *sql.Tx) error {
+	err = s.inTx(ctx, op, func(tx *sql.Tx) error {
 		out = make([]error, len(sw))
 		if err := writePlatformJob(ctx, tx, op, j); err != nil {
 			return err
 		}
+		if len(sw) == 0 {
+			return nil
+		}
+		exists, err := pageQuery(ctx, tx, op, "orgs", qLockOrgs, sorted)
+		if err != nil {
+			return err
+		}
+		pairs := make([]map[string]any, len(sw))
 		for i, x := range sw {
-			if err := lockOrg(ctx, tx, op, x.OrgID); err != nil {
-				if fault.KindOf(err) == fault.NotFound {
-					out[i] = err
-					continue
-				}
-				return err
-			}
-			var n int
-			err := tx.QueryRowContext(ctx, `SELECT count(*) FROM root_keys WHERE org_id = $1 AND ((id = $2 AND state = 'active') OR (id = $3 AND state = 'pending'))`,
-				x.OrgID, x.From, x.To).Scan(&n)
-			if err != nil {
-				return classify(ctx, op, "root keys of org "+x.OrgID, err)
-			}
-			if n != 2 {
-				if err := orgMissing(ctx, tx, op, x.OrgID); err != nil {
-					out[i] = err
-					continue
-				}
+			pairs[i] = map[string]any{"org_id": x.OrgID, "f": x.From, "t": x.To}
+		}
+		arg, err := jsonArg(pairs)
+		if err != nil {
+			return &fault.Error{Kind: fault.Internal, Op: op, Resource: "root keys", Err: err}
+		}
+		ok, err := pageQuery(ctx, tx, op, "root keys", qSwitchable, arg)
+		if err != nil {
+			return err
+		}
+		var drops, masters, gens []map[string]any
+		var tos []int64
+		var heads []string
+		var chain []audit.Event
+		for i, x := range sw {
+			switch {
+			case !exists[x.OrgID]:
+				out[i] = &fault.Error{Kind: fault.NotFound, Op: op, Resource: orgRes(x.OrgID)}
+				continue
+			case !ok[x.OrgID]:
 				out[i] = &fault.Error{Kind: fault.Conflict, Op: op, Resource: "root key of org " + x.OrgID,
 					Reason: "the org's root key wrappings changed since the platform re-wrap copied it"}
 				continue
 			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM root_keys WHERE org_id = $1 AND id <> $2`, x.OrgID, x.To); err != nil {
-				return classify(ctx, op, "root keys of org "+x.OrgID, err)
+			drops = append(drops, map[string]any{"org_id": x.OrgID, "t": x.To})
+			masters = append(masters, map[string]any{"org_id": x.OrgID, "provider": x.Master.Provider, "key_id": x.Master.ID})
+			at := evs[i].Time
+			if at.IsZero() {
+				at = time.Now()
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE root_keys SET state = 'active' WHERE id = $1`, x.To); err != nil {
-				return classify(ctx, op, "root keys of org "+x.OrgID, err)
-			}
-			if _, err := tx.ExecContext(ctx, `UPDATE orgs SET master_provider = $1, master_key_id = $2 WHERE id = $3`, x.Master.Provider, x.Master.ID, x.OrgID); err != nil {
-				return classify(ctx, op, orgRes(x.OrgID), err)
-			}
-			if _, err := bumpGeneration(ctx, tx, op, x.OrgID, platformkey.BumpRewrapped, evs[i].Time); err != nil {
-				return err
-			}
-			if _, err := s.appendAudit(ctx, tx, op, evs[i]); err != nil {
-				return err
-			}
+			gens = append(gens, map[string]any{"org_id": x.OrgID, "reason": platformkey.BumpRewrapped, "changed_at": jsonTime(at)})
+			tos = append(tos, x.To)
+			heads = append(heads, x.OrgID)
+			chain = append(chain, evs[i])
 		}
-		return nil
+		if len(tos) == 0 {
+			return nil
+		}
+		if err := pageExec(ctx, tx, op, "root keys", qDropOthers, drops); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, qActivate, tos); err != nil {
+			return classify(ctx, op, "root keys", err)
+		}
+		if err := pageExec(ctx, tx, op, "orgs", qSetMasters, masters); err != nil {
+			return err
+		}
+		if err := pageExec(ctx, tx, op, "generations", qBumpGenerations, gens); err != nil {
+			return err
+		}
+		return s.appendAuditSet(ctx, tx, op, heads, chain)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// appendAuditSet appends evs (one per org, orgs[i] the org of evs[i], in
+// org ID order) to their orgs' chains, set-based, as appendAudit does for
+// one: each chain's head is locked first.
+func (s *Store) appendAuditSet(ctx context.Context, tx *sql.Tx, op string, orgs []string, evs []audit.Event) error {
+	order := make([]int, len(orgs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(orgs[a], orgs[b]) })
+	sorted := make([]string, len(orgs))
+	for i, k := range order {
+		sorted[i] = orgs[k]
+	}
+	rows, err := tx.QueryContext(ctx, qLockHeads, sorted)
+	if err != nil {
+		return classify(ctx, op, "audit logs", err)
+	}
+	prevs, err := collect(rows, func(rows *sql.Rows) (audit.Event, error) {
+		var e audit.Event
+		return e, rows.Scan(&e.OrgID, &e.Seq, &e.Hash)
+	})
+	if err != nil {
+		return classify(ctx, op, "audit logs", err)
+	}
+	prev := make(map[string]audit.Event, len(prevs))
+	for _, e := range prevs {
+		prev[e.OrgID] = audit.Event{Seq: e.Seq, Hash: e.Hash}
+	}
+	var ins, moved []map[string]any
+	for _, ev := range evs {
+		ev = audit.Chain(prev[ev.OrgID], ev)
+		details, err := detailsArg(ev.Details)
+		if err != nil {
+			return &fault.Error{Kind: fault.Internal, Op: op, Resource: "audit log of org " + ev.OrgID, Err: err}
+		}
+		ins = append(ins, map[string]any{"org_id": ev.OrgID, "seq": ev.Seq, "time": jsonTime(ev.Time), "actor": ev.Actor, "action": ev.Action,
+			"target": ev.Target, "details": details, "prev_hash": ev.PrevHash, "hash": ev.Hash})
+		moved = append(moved, map[string]any{"org_id": ev.OrgID, "seq": ev.Seq, "hash": ev.Hash})
+	}
+	if err := pageExec(ctx, tx, op, "audit logs", qInsertEvents, ins); err != nil {
+		return err
+	}
+	return pageExec(ctx, tx, op, "audit logs", qMoveHeads, moved)
 }
