@@ -33,7 +33,6 @@ type world struct {
 	cts   map[string][]byte // org → a ciphertext of its default key
 	keys  *keys.Service
 	plat  *platformkey.Service
-	steps []string
 }
 
 func newWorld(t testing.TB) *world { return newWorldOn(t, "sqlite") }
