@@ -25,14 +25,14 @@ import (
 // world is one node: a SQLite store, local platform keys and a fake
 // provider standing in for customers' keys.
 type world struct {
-	t     testing.TB
-	st    platformkey.Store
-	reg   *masterkey.Registry
-	fake  *masterkeytest.Fake
-	log   *slog.Logger
-	cts   map[string][]byte // org → a ciphertext of its default key
-	keys  *keys.Service
-	plat  *platformkey.Service
+	t    testing.TB
+	st   platformkey.Store
+	reg  *masterkey.Registry
+	fake *masterkeytest.Fake
+	log  *slog.Logger
+	cts  map[string][]byte // org → a ciphertext of its default key
+	keys *keys.Service
+	plat *platformkey.Service
 }
 
 func newWorld(t testing.TB) *world { return newWorldOn(t, "sqlite") }
