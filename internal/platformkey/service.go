@@ -32,7 +32,9 @@ type Config struct {
 	Workers int
 	// Batch is how many orgs one store write copies or switches; default 256.
 	Batch int
-	// Lease, Poll, Shared and Observer are the job runner's ([jobs.Config]).
+	// Lease, Poll, Shared and Observer are the job runner's ([jobs.Config]);
+	// Poll defaults to 10s here: the node that starts a job wakes its own
+	// runner, and other nodes only take a job over whose holder died.
 	Lease    time.Duration
 	Poll     time.Duration
 	Shared   bool
@@ -71,6 +73,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = 256
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 10 * time.Second
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
