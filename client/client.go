@@ -468,6 +468,14 @@ func (c *Client) ListNodes(ctx context.Context) (NodeList, error) {
 	return l, err
 }
 
+// PlatformKeyStatus returns the platform master key's rotation status
+// (operator role).
+func (c *Client) PlatformKeyStatus(ctx context.Context) (PlatformKeyStatus, error) {
+	var s PlatformKeyStatus
+	err := c.do(ctx, "GET", "/v1/platform-key", nil, &s)
+	return s, err
+}
+
 // CMKStatus returns an org's customer managed key status.
 func (c *Client) CMKStatus(ctx context.Context, org string) (CMKStatus, error) {
 	var s CMKStatus

@@ -80,6 +80,7 @@ func apiCalls() []apiCall {
 		{"PurgeCache", func(ctx context.Context, c *Client) error { return c.PurgeCache(ctx, "") }, nil, nil},
 		{"WhoAmI", func(ctx context.Context, c *Client) error { _, err := c.WhoAmI(ctx); return err }, nil, typeOf[WhoAmI]()},
 		{"ListNodes", func(ctx context.Context, c *Client) error { _, err := c.ListNodes(ctx); return err }, nil, typeOf[NodeList]()},
+		{"PlatformKeyStatus", func(ctx context.Context, c *Client) error { _, err := c.PlatformKeyStatus(ctx); return err }, nil, typeOf[PlatformKeyStatus]()},
 		{"CMKStatus", func(ctx context.Context, c *Client) error { _, err := c.CMKStatus(ctx, "acme"); return err }, nil, typeOf[CMKStatus]()},
 		{"CMKAuthorize", func(ctx context.Context, c *Client) error { _, err := c.CMKAuthorize(ctx, "acme", "t"); return err }, typeOf[CMKAuthorizeRequest](), typeOf[CMKAuthorizeResponse]()},
 		{"CMKConfigure", func(ctx context.Context, c *Client) error {

@@ -363,3 +363,39 @@ type CreateUserRequest struct {
 type UserList struct {
 	Users []User `json:"users"`
 }
+
+// PlatformKeyStatus is the body of GET /v1/platform-key: the platform
+// master key's current version, where the orgs' root keys are, and the
+// re-wrap job that moves them to the current version.
+type PlatformKeyStatus struct {
+	Provider       string                `json:"provider"`        // the platform key's driver: local, pkcs11, ...
+	Version        string                `json:"version"`         // its current version
+	OnCurrent      int                   `json:"on_current"`      // orgs wrapped by the current version
+	OnOlder        int                   `json:"on_older"`        // orgs wrapped by an older version or a previous platform key
+	Older          []PlatformKeyVersion  `json:"older"`           // OnOlder by version
+	Rewrapping     int                   `json:"rewrapping"`      // orgs with a copy to the current version pending
+	CMK            int                   `json:"cmk"`             // orgs on (or moving to or from) a customer managed key: not re-wrapped
+	Unreadable     int                   `json:"unreadable"`      // orgs wrapped by a key orgkms is not configured with
+	UnreadableOrgs []string              `json:"unreadable_orgs"` // the first of them
+	UnknownKeys    []string              `json:"unknown_keys"`    // the keys they are wrapped by
+	Hint           string                `json:"hint,omitempty"`  // what to configure
+	Job            *PlatformKeyJobStatus `json:"job,omitempty"`   // the latest re-wrap job
+}
+
+// PlatformKeyVersion counts the orgs on one older platform key version.
+type PlatformKeyVersion struct {
+	Version  string `json:"version"`
+	Previous bool   `json:"previous"` // a version of a previous platform key (previous_master_keys)
+	Orgs     int    `json:"orgs"`
+}
+
+// PlatformKeyJobStatus is the latest platform re-wrap job.
+type PlatformKeyJobStatus struct {
+	ID        int64     `json:"id"`
+	State     string    `json:"state"` // pending, running, stalled, done, failed
+	Step      string    `json:"step"`
+	Error     string    `json:"error,omitempty"`
+	Attempts  int       `json:"attempts"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}

@@ -55,5 +55,6 @@ var routes = []route{
 	{"GET /v1/users", auth.ActTokenManage, (*Handler).listPlatformUsers},
 	{"POST /v1/users", auth.ActTokenManage, (*Handler).createPlatformUser},
 	{"GET /v1/nodes", auth.ActPlatformRead, (*Handler).listNodes},
+	{"GET /v1/platform-key", auth.ActPlatformRead, (*Handler).platformKeyStatus},
 	{"GET /v1/whoami", auth.ActWhoAmI, (*Handler).whoami},
 }

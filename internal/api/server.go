@@ -26,6 +26,7 @@ import (
 	"github.com/orgkms/orgkms/internal/fault"
 	"github.com/orgkms/orgkms/internal/keys"
 	"github.com/orgkms/orgkms/internal/metrics"
+	"github.com/orgkms/orgkms/internal/platformkey"
 )
 
 // MaxBodyBytes bounds every request body.
@@ -43,6 +44,14 @@ type Config struct {
 	LogRequests bool                            // log every request, not only failures
 	// Nodes lists the cluster's nodes (GET /v1/nodes); nil: none listed.
 	Nodes Nodes
+	// PlatformKey reports the platform key's rotation (GET
+	// /v1/platform-key); nil: the route answers not_found.
+	PlatformKey PlatformKey
+}
+
+// PlatformKey is what the API needs of the platform key rotation.
+type PlatformKey interface {
+	Status(ctx context.Context) (platformkey.Status, error)
 }
 
 // Nodes is what the API needs of the node registry (cluster.Node).
@@ -61,6 +70,7 @@ type Handler struct {
 	log     *slog.Logger
 	ready   func(ctx context.Context) error
 	nodes   Nodes
+	pk      PlatformKey
 	logAll  bool
 	mux     *http.ServeMux
 }
@@ -70,7 +80,7 @@ func New(cfg Config) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	h := &Handler{keys: cfg.Keys, tokens: cfg.Tokens, cmk: cfg.CMK, users: cfg.Users, metrics: cfg.Metrics, log: cfg.Logger, ready: cfg.Ready, nodes: cfg.Nodes, logAll: cfg.LogRequests, mux: http.NewServeMux()}
+	h := &Handler{keys: cfg.Keys, tokens: cfg.Tokens, cmk: cfg.CMK, users: cfg.Users, metrics: cfg.Metrics, log: cfg.Logger, ready: cfg.Ready, nodes: cfg.Nodes, pk: cfg.PlatformKey, logAll: cfg.LogRequests, mux: http.NewServeMux()}
 	for _, rt := range routes {
 		h.mux.Handle(rt.Pattern, h.adapt(rt))
 	}

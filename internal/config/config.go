@@ -39,20 +39,29 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Durat
 // Config is the server configuration. Zero values take the defaults
 // documented on each field.
 type Config struct {
-	Addr           string   `json:"addr"`             // listen address; default 127.0.0.1:8200
-	DataDir        string   `json:"data_dir"`         // default ./orgkms-data
-	Database       string   `json:"database"`         // SQLite file path, or a postgres:// URL (several nodes on one PostgreSQL); default DATA_DIR/orgkms.db
-	MasterKey      string   `json:"master_key"`       // platform master key URI; default local://DATA_DIR/master.key (created on first start)
-	CacheTTL       Duration `json:"cache_ttl"`        // unwrapped key lifetime in memory; default 5m
-	KeyMetadataTTL Duration `json:"key_metadata_ttl"` // data key metadata refresh; default 10s
-	TokenCacheTTL  Duration `json:"token_cache_ttl"`  // verified token cache; default 10s
-	TLSCert        string   `json:"tls_cert"`         // PEM certificate; with tls_key, serve HTTPS
-	TLSKey         string   `json:"tls_key"`
-	LogLevel       string   `json:"log_level"`    // debug, info (default), warn, error
-	LogFormat      string   `json:"log_format"`   // json (default) or text
-	LogRequests    bool     `json:"log_requests"` // log every request (default: failures only)
-	AutoMigrate    bool     `json:"auto_migrate"` // apply schema migrations at start
-	PublicURL      string   `json:"public_url"`   // URL browsers reach orgkms at; default http(s)://ADDR
+	Addr      string `json:"addr"`       // listen address; default 127.0.0.1:8200
+	DataDir   string `json:"data_dir"`   // default ./orgkms-data
+	Database  string `json:"database"`   // SQLite file path, or a postgres:// URL (several nodes on one PostgreSQL); default DATA_DIR/orgkms.db
+	MasterKey string `json:"master_key"` // platform master key URI; default local://DATA_DIR/master.key (created on first start)
+	// PreviousMasterKeys are the URIs of platform master keys the platform
+	// moved away from (master_key names the new one): used only to unwrap
+	// the root keys they still wrap until the platform re-wrap job has
+	// moved every org to master_key. Default none.
+	PreviousMasterKeys []string `json:"previous_master_keys"`
+	// PlatformKeyCheck is how often the cluster (one node at a time, under
+	// a lease) looks for orgs whose root key is not wrapped by the current
+	// version of the platform master key, and re-wraps them; default 1m.
+	PlatformKeyCheck Duration `json:"platform_key_check"`
+	CacheTTL         Duration `json:"cache_ttl"`        // unwrapped key lifetime in memory; default 5m
+	KeyMetadataTTL   Duration `json:"key_metadata_ttl"` // data key metadata refresh; default 10s
+	TokenCacheTTL    Duration `json:"token_cache_ttl"`  // verified token cache; default 10s
+	TLSCert          string   `json:"tls_cert"`         // PEM certificate; with tls_key, serve HTTPS
+	TLSKey           string   `json:"tls_key"`
+	LogLevel         string   `json:"log_level"`    // debug, info (default), warn, error
+	LogFormat        string   `json:"log_format"`   // json (default) or text
+	LogRequests      bool     `json:"log_requests"` // log every request (default: failures only)
+	AutoMigrate      bool     `json:"auto_migrate"` // apply schema migrations at start
+	PublicURL        string   `json:"public_url"`   // URL browsers reach orgkms at; default http(s)://ADDR
 	// TrustedProxies are CIDRs (or addresses) of reverse proxies whose
 	// X-Forwarded-For header is believed for the client address that
 	// sign-in throttling counts by; default none.
@@ -150,6 +159,8 @@ var EnvVars = []struct{ Name, Field string }{
 	{"ORGKMS_DATABASE", "database"},
 	{"ORGKMS_DATABASE_URL", "database"},
 	{"ORGKMS_MASTER_KEY_URI", "master_key"},
+	{"ORGKMS_PREVIOUS_MASTER_KEY_URIS", "previous_master_keys"},
+	{"ORGKMS_PLATFORM_KEY_CHECK", "platform_key_check"},
 	{"ORGKMS_CACHE_TTL", "cache_ttl"},
 	{"ORGKMS_TLS_CERT", "tls_cert"},
 	{"ORGKMS_TLS_KEY", "tls_key"},
@@ -222,6 +233,15 @@ func (c *Config) applyEnv(environ []string) error {
 	set("ORGKMS_DATABASE", &c.Database)
 	set("ORGKMS_DATABASE_URL", &c.Database) // the usual name of a database URL; wins over ORGKMS_DATABASE
 	set("ORGKMS_MASTER_KEY_URI", &c.MasterKey)
+	if v := env["ORGKMS_PREVIOUS_MASTER_KEY_URIS"]; v != "" {
+		// Comma-separated: a master-key URI has no comma of its own.
+		c.PreviousMasterKeys = nil
+		for u := range strings.SplitSeq(v, ",") {
+			if u = strings.TrimSpace(u); u != "" {
+				c.PreviousMasterKeys = append(c.PreviousMasterKeys, u)
+			}
+		}
+	}
 	set("ORGKMS_TLS_CERT", &c.TLSCert)
 	set("ORGKMS_TLS_KEY", &c.TLSKey)
 	set("ORGKMS_LOG_LEVEL", &c.LogLevel)
@@ -255,6 +275,9 @@ func (c *Config) applyEnv(environ []string) error {
 	if err := duration("ORGKMS_CMK_PROBE_INTERVAL", &c.CMK.ProbeInterval); err != nil {
 		return err
 	}
+	if err := duration("ORGKMS_PLATFORM_KEY_CHECK", &c.PlatformKeyCheck); err != nil {
+		return err
+	}
 	if v := env["ORGKMS_LOG_REQUESTS"]; v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -281,6 +304,9 @@ func (c *Config) Defaults() {
 	}
 	if c.MasterKey == "" {
 		c.MasterKey = masterkey.Ref{Provider: "local", ID: filepath.Join(c.DataDir, "master.key")}.String()
+	}
+	if c.PlatformKeyCheck == 0 {
+		c.PlatformKeyCheck = Duration(time.Minute)
 	}
 	if c.CacheTTL == 0 {
 		c.CacheTTL = Duration(5 * time.Minute)
@@ -391,6 +417,14 @@ func (c Config) Validate() error {
 	}
 	if time.Duration(c.CacheTTL) < time.Second || time.Duration(c.CacheTTL) > 24*time.Hour {
 		return fmt.Errorf("cache_ttl must be between 1s and 24h")
+	}
+	if time.Duration(c.PlatformKeyCheck) < time.Second {
+		return fmt.Errorf("platform_key_check must be at least 1s")
+	}
+	for _, u := range c.PreviousMasterKeys {
+		if u == c.MasterKey {
+			return fmt.Errorf("previous_master_keys must not list master_key itself")
+		}
 	}
 	if time.Duration(c.KeyMetadataTTL) < 0 || time.Duration(c.TokenCacheTTL) < 0 {
 		return fmt.Errorf("key_metadata_ttl and token_cache_ttl must not be negative")

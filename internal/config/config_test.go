@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -301,6 +302,23 @@ func TestPKCS11(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "123456") {
 			t.Errorf("Load(%s) error repeats the PIN: %v", bad, err)
 		}
+	}
+}
+
+func TestPreviousMasterKeys(t *testing.T) {
+	c, err := Load(Sources{Path: writeConfig(t, `{"master_key": "local:///k/new.key", "previous_master_keys": ["local:///k/old.key"]}`),
+		Environ: []string{"ORGKMS_PREVIOUS_MASTER_KEY_URIS=local:///k/a.key, local:env:OLD_KEY"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"local:///k/a.key", "local:env:OLD_KEY"}; !slices.Equal(c.PreviousMasterKeys, want) {
+		t.Fatalf("PreviousMasterKeys = %q, want %q (the variable wins over the file)", c.PreviousMasterKeys, want)
+	}
+	if time.Duration(c.PlatformKeyCheck) != time.Minute {
+		t.Fatalf("platform_key_check default = %v, want 1m", c.PlatformKeyCheck)
+	}
+	if _, err := Load(Sources{Path: writeConfig(t, `{"master_key": "local:///k/new.key", "previous_master_keys": ["local:///k/new.key"]}`)}); err == nil {
+		t.Fatalf("Load with master_key among previous_master_keys succeeded")
 	}
 }
 

@@ -19,4 +19,9 @@
 //   - Every ciphertext binds org ID, key name, key version and the caller's
 //     context: it never decrypts under another org, key or context.
 //   - Every admin change is stored together with its audit event.
+//   - The platform master key is one key (Config.PlatformKey, which wraps)
+//     plus the previous platform keys (Config.PreviousPlatformKeys, which
+//     only unwrap): a root key wrapped by any of them is platform-wrapped,
+//     and its failures and audit details are worded as "the platform
+//     master key", never its location (see [PlatformKeyFault]).
 package keys

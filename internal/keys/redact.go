@@ -22,9 +22,11 @@ type redactor struct {
 // and status text shown to an org through it.
 func (s *Service) RedactPlatformKey(text string) string {
 	s.redact.once.Do(func() {
-		ref := s.platformKey.Unversioned()
 		var pairs []string
-		if ref.ID != "" {
+		for _, ref := range append([]masterkey.Ref{s.platformKey}, s.previous...) {
+			if ref.ID == "" {
+				continue
+			}
 			pairs = append(pairs,
 				ref.String(), "platform",
 				"local master key "+ref.ID, "the platform master key",
@@ -38,18 +40,27 @@ func (s *Service) RedactPlatformKey(text string) string {
 		}
 		s.redact.r = strings.NewReplacer(pairs...)
 	})
-	if !strings.Contains(text, s.platformKey.ID) && !strings.Contains(text, "environment variable") {
+	if !strings.Contains(text, s.platformKey.ID) && !strings.Contains(text, "environment variable") && !s.mentionsPrevious(text) {
 		return text
 	}
 	return s.redact.r.Replace(text)
 }
 
+func (s *Service) mentionsPrevious(text string) bool {
+	for _, p := range s.previous {
+		if p.ID != "" && strings.Contains(text, p.ID) {
+			return true
+		}
+	}
+	return false
+}
+
 // AuditKeyName is how an audit event names the master key ref: "platform"
-// for the platform master key, whose location an org never learns (not even
+// for the platform master key (current or previous), whose location an org never learns (not even
 // at rest in its own audit chain, which its admins export and verify), and
 // the ref itself for a customer's key.
 func (s *Service) AuditKeyName(ref masterkey.Ref) string {
-	if ref.Unversioned() == s.platformKey {
+	if s.IsPlatformKey(ref) {
 		return "platform"
 	}
 	return ref.String()

@@ -32,6 +32,12 @@ type Config struct {
 	Store       Store
 	Keepers     *masterkey.Registry
 	PlatformKey masterkey.Ref // unversioned
+	// PreviousPlatformKeys are platform master keys the platform moved
+	// away from (config previous_master_keys): root keys they wrap are
+	// platform-wrapped (unwrapped with them, worded as the platform key,
+	// re-wrapped to PlatformKey by the platform re-wrap job), never
+	// used to wrap.
+	PreviousPlatformKeys []masterkey.Ref
 
 	CacheTTL       time.Duration // how long unwrapped keys stay in memory; default 5m
 	KeyMetadataTTL time.Duration // how long data key metadata (latest, min decryption version) is trusted; default 10s
@@ -57,6 +63,7 @@ type Service struct {
 	store       Store
 	keepers     *masterkey.Registry
 	platformKey masterkey.Ref
+	previous    []masterkey.Ref // unversioned
 	redact      redactor
 	cache       *Cache
 	usage       *usageRecorder
@@ -96,6 +103,9 @@ func New(cfg Config) (*Service, error) {
 		cache: newCache(cfg.CacheTTL, cfg.KeyMetadataTTL, cfg.Now), now: cfg.Now, log: cfg.Logger,
 		metaTTL: cfg.KeyMetadataTTL, stop: make(chan struct{}), guard: cfg.Guard, dataLost: cfg.DataLost,
 	}
+	for _, p := range cfg.PreviousPlatformKeys {
+		s.previous = append(s.previous, p.Unversioned())
+	}
 	s.usage = newUsageRecorder(cfg.Store, cfg.Now, cfg.Logger)
 	s.wg.Go(func() { s.background(cfg.UsageFlush) })
 	return s, nil
@@ -106,6 +116,27 @@ func (s *Service) Cache() *Cache { return s.cache }
 
 // PlatformKey returns the platform master key.
 func (s *Service) PlatformKey() masterkey.Ref { return s.platformKey }
+
+// PreviousPlatformKeys returns the platform master keys configured for
+// unwrapping only (unversioned).
+func (s *Service) PreviousPlatformKeys() []masterkey.Ref {
+	return append([]masterkey.Ref(nil), s.previous...)
+}
+
+// IsPlatformKey reports whether ref (any version) is the platform master
+// key or one of the previous platform keys.
+func (s *Service) IsPlatformKey(ref masterkey.Ref) bool {
+	u := ref.Unversioned()
+	if u == s.platformKey {
+		return true
+	}
+	for _, p := range s.previous {
+		if u == p {
+			return true
+		}
+	}
+	return false
+}
 
 // Close flushes usage counters and stops background work.
 func (s *Service) Close(ctx context.Context) error {
@@ -270,7 +301,7 @@ func (s *Service) loadEntry(ctx context.Context, orgID string) (*orgEntry, error
 			s.log.Error("stored root key failed authentication", slog.String("org_id", orgID), slog.String("key_ref", w.Wrapped.Key.String()))
 			return nil, &fault.Error{Kind: fault.Internal, Op: "load org", Resource: "org " + orgID, Reason: "stored root key failed integrity check", Err: err}
 		}
-		if w.Wrapped.Key.Unversioned() != s.platformKey {
+		if !s.IsPlatformKey(w.Wrapped.Key) {
 			// The org's customer managed key failed: its callers get the
 			// same cmk_* code as once the probe has recorded it.
 			if ck, ok := fault.KindOf(err).CustomerKeyKind(); ok {

@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/orgkms/orgkms/internal/api"
@@ -32,6 +33,7 @@ import (
 	"github.com/orgkms/orgkms/internal/masterkey/localkey"
 	"github.com/orgkms/orgkms/internal/masterkey/pkcs11"
 	"github.com/orgkms/orgkms/internal/metrics"
+	"github.com/orgkms/orgkms/internal/platformkey"
 	"github.com/orgkms/orgkms/internal/store/postgres"
 	"github.com/orgkms/orgkms/internal/store/sqlite"
 )
@@ -92,6 +94,7 @@ type Server struct {
 	Metrics  *metrics.Metrics
 	Keys     *keys.Service
 	CMK      *cmk.Service
+	Platform *platformkey.Service // the platform master key's rotation
 	Cluster  *cluster.Node
 	Tokens   *auth.Service
 	Users    *auth.Users
@@ -160,6 +163,28 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 			log.Warn("created a new platform master key; back it up: without it no org can be decrypted", slog.String("key_ref", platform.String()))
 		}
 	}
+	var previous []masterkey.Ref
+	for _, u := range cfg.PreviousMasterKeys {
+		ref, err := s.Registry.ParseRef(u)
+		if err != nil {
+			return nil, fmt.Errorf("previous_master_keys: %w", err)
+		}
+		if ref.Unversioned() == platform.Unversioned() {
+			return nil, fmt.Errorf("previous_master_keys: %s is master_key itself", ref)
+		}
+		previous = append(previous, ref.Unversioned())
+	}
+	for _, ref := range previous {
+		// A previous key that cannot be read is not fatal (the orgs it
+		// wraps are named by master-key status), but say so at once.
+		k, err := s.Registry.Keeper(ref)
+		if err == nil {
+			_, err = k.Describe(ctx, ref)
+		}
+		if err != nil {
+			log.Warn("previous platform master key is not readable: the orgs it wraps cannot be re-wrapped", slog.String("key_ref", ref.String()), slog.String("error", err.Error()))
+		}
+	}
 	keeper, err := s.Registry.Keeper(platform)
 	if err != nil {
 		return nil, err
@@ -172,7 +197,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 	// before any key is used.
 	var guard func(ctx context.Context, org string) error
 	var dataLost func(org string) time.Time
-	if s.Keys, err = keys.New(keys.Config{Store: s.Store, Keepers: s.Registry, PlatformKey: platform,
+	if s.Keys, err = keys.New(keys.Config{Store: s.Store, Keepers: s.Registry, PlatformKey: platform, PreviousPlatformKeys: previous,
 		CacheTTL: time.Duration(cfg.CacheTTL), KeyMetadataTTL: time.Duration(cfg.KeyMetadataTTL), Logger: log,
 		Guard:    func(ctx context.Context, org string) error { return guard(ctx, org) },
 		DataLost: func(org string) time.Time { return dataLost(org) }}); err != nil {
@@ -207,13 +232,27 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 		ncfg.Listener = l
 	}
 	s.Cluster = cluster.New(ncfg)
+	var stale atomic.Int64
+	if s.Platform, err = platformkey.New(platformkey.Config{Store: s.Store, Keys: s.Keys, Keepers: s.Registry, NodeID: s.NodeID,
+		Check: time.Duration(cfg.PlatformKeyCheck), Lease: time.Duration(cfg.CMK.JobLease), Poll: opts.JobPoll, Shared: cfg.Postgres(),
+		Observer: func(ev jobs.Event) {
+			s.Metrics.ObserveJob(ev)
+			if opts.JobObserver != nil {
+				opts.JobObserver(ev)
+			}
+		},
+		Changed: func(org string) { s.Cluster.Changed(org) }, Stale: func(n int) { stale.Store(int64(n)) },
+		Now: opts.Now, Logger: log}); err != nil {
+		return nil, err
+	}
+	s.Metrics.RegisterPlatformKey(func() float64 { return float64(stale.Load()) })
 	s.Metrics.RegisterLiveNodes(func() float64 { return float64(s.Cluster.Live()) })
 
 	// 6. Tokens, users, API, console.
 	s.Tokens = auth.NewService(s.Store, s.Keys, nil, time.Duration(cfg.TokenCacheTTL))
 	s.Users = auth.NewUsers(s.Store, opts.Now, opts.SessionTTL)
 	s.API = api.New(api.Config{Keys: s.Keys, Tokens: s.Tokens, CMK: s.CMK, Users: s.Users, Metrics: s.Metrics, Logger: log,
-		LogRequests: cfg.LogRequests, Ready: s.ready, Nodes: s.Cluster})
+		LogRequests: cfg.LogRequests, Ready: s.ready, Nodes: s.Cluster, PlatformKey: s.Platform})
 	proxies, err := cfg.TrustedProxyPrefixes()
 	if err != nil {
 		return nil, err
@@ -253,6 +292,7 @@ func (s *Server) Start(ctx context.Context) {
 	s.stopBG = stop
 	s.bg.Go(func() { s.CMK.Run(bg, s.Config.CMK.JobWorkers) })
 	s.bg.Go(func() { s.Cluster.Run(bg) })
+	s.bg.Go(func() { s.Platform.Run(bg) })
 }
 
 // Version is the orgkms version a node registers with.
@@ -371,7 +411,7 @@ func (s *Server) Close() error {
 // the readiness probe and Close. Both *sqlite.Store and *postgres.Store
 // are one.
 type Store interface {
-	cmk.Store // keys.Store among them
+	platformkey.Store // cmk.Store and keys.Store among them
 	auth.Store
 	auth.UserStore
 	Health(ctx context.Context) error

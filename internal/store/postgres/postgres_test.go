@@ -79,3 +79,19 @@ func (s auditFailer) FailAudit(t *testing.T, action string) {
 func auditEvent(org string) audit.Event {
 	return audit.Event{OrgID: org, Time: time.Now(), Actor: "user:test", Action: "test.event", Target: "test"}
 }
+
+func TestPlatformKeyStore(t *testing.T) {
+	storetest.RunPlatformKey(t, func(t *testing.T) storetest.PlatformStore {
+		url := pgtest.URL(t)
+		return platformPeered{openURL(t, url), url}
+	})
+}
+
+// platformPeered gives a Store a second store on the same schema for the
+// platform suite's concurrent claims.
+type platformPeered struct {
+	*Store
+	url string
+}
+
+func (p platformPeered) PlatformPeer(t *testing.T) storetest.PlatformStore { return openURL(t, p.url) }

@@ -513,3 +513,7 @@ func TestCloseTwice(t *testing.T) {
 		}
 	}
 }
+
+func TestPlatformKeyStore(t *testing.T) {
+	storetest.RunPlatformKey(t, func(t *testing.T) storetest.PlatformStore { return openTemp(t) })
+}
