@@ -221,7 +221,7 @@ func (s *Service) rewrap(ctx context.Context, j *Job) error {
 		// Moving between the platform key and a customer key: make sure no
 		// copy of the old wrapping lingers in the database files.
 		if sc, ok := s.st.(interface{ ScrubDeleted(context.Context) error }); ok {
-			if err := sc.ScrubDeleted(ctx); err != nil {
+			if err := s.scrub.do(ctx, sc.ScrubDeleted); err != nil {
 				s.log.Warn("scrub after re-wrap failed", slog.String("org_id", j.OrgID), slog.String("error", err.Error()))
 			}
 		}
@@ -267,4 +267,56 @@ func (s *Service) finish(ctx context.Context, j *Job, w masterkey.Wrapped) error
 	s.block(j.OrgID, nil)
 	s.log.Info("job done", slog.String("org_id", j.OrgID), slog.String("job", string(j.Kind)), slog.String("key_version", w.Key.Version))
 	return nil
+}
+
+// scrubber coalesces scrubs of deleted rows (Store.ScrubDeleted: a WAL
+// checkpoint on SQLite, VACUUM FULL of root_keys on PostgreSQL, each a
+// cost that grows with the table): every caller returns after a whole pass
+// that started after it asked, so its own deletion is scrubbed, while the
+// callers that ask during one pass share the next one. A mass activation
+// then makes a few passes instead of one per org. The zero value is ready.
+type scrubber struct {
+	mu   sync.Mutex
+	next *scrubPass    // the pass not started yet, that new callers join
+	run  chan struct{} // holds a token while a pass runs
+}
+
+type scrubPass struct {
+	done chan struct{}
+	err  error
+}
+
+// do returns once a call of scrub that started after do was called has
+// returned, with its error; or ctx's error if ctx ends first.
+func (c *scrubber) do(ctx context.Context, scrub func(context.Context) error) error {
+	c.mu.Lock()
+	if c.run == nil {
+		c.run = make(chan struct{}, 1)
+	}
+	if c.next == nil {
+		c.next = &scrubPass{done: make(chan struct{})}
+	}
+	p, run := c.next, c.run
+	c.mu.Unlock()
+	select {
+	case run <- struct{}{}:
+	case <-p.done:
+		return p.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-run }()
+	select {
+	case <-p.done: // another caller ran it while this one waited
+		return p.err
+	default:
+	}
+	c.mu.Lock()
+	if c.next == p {
+		c.next = nil // callers from now on wait for a later pass
+	}
+	c.mu.Unlock()
+	p.err = scrub(ctx)
+	close(p.done)
+	return p.err
 }
