@@ -83,3 +83,56 @@ func TestScrubberError(t *testing.T) {
 	}
 	close(hold)
 }
+
+// TestBatcherResults: concurrent calls get their own results, share
+// flushes, and a flush run by a caller whose context ends meanwhile still
+// completes for the others.
+func TestBatcherResults(t *testing.T) {
+	var b batcher[int, int]
+	var flushes atomic.Int32
+	hold, holding := make(chan struct{}), make(chan struct{})
+	flush := func(ctx context.Context, in []int) ([]int, error) {
+		if flushes.Add(1) == 1 {
+			close(holding)
+			<-hold
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		out := make([]int, len(in))
+		for i, x := range in {
+			out[i] = x * x
+		}
+		return out, nil
+	}
+	lctx, cancelLeader := context.WithCancel(t.Context())
+	type result struct {
+		v   int
+		err error
+	}
+	leader := make(chan result, 1)
+	go func() {
+		v, err := b.do(lctx, 1, flush)
+		leader <- result{v, err}
+	}()
+	<-holding
+	cancelLeader() // the caller running the first flush is cancelled: the flush goes on
+	var wg sync.WaitGroup
+	for x := 2; x <= 40; x++ {
+		wg.Go(func() {
+			got, err := b.do(t.Context(), x, flush)
+			if err != nil || got != x*x {
+				t.Errorf("do(%d) = %d, %v; want %d", x, got, err, x*x)
+			}
+		})
+	}
+	time.Sleep(20 * time.Millisecond) // let them join the next batch
+	close(hold)
+	wg.Wait()
+	if r := <-leader; r.err != nil || r.v != 1 {
+		t.Errorf("do(1) of the cancelled caller = %d, %v; want 1 (its flush ran under a context of its own)", r.v, r.err)
+	}
+	if n := flushes.Load(); n < 2 || n > 10 {
+		t.Errorf("%d flushes for 40 calls, want a few (the first, then batches)", n)
+	}
+}
