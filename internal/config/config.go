@@ -106,6 +106,8 @@ type CMK struct {
 	PurgeConfirmChecks int      `json:"purge_confirm_checks"`
 	PurgeConfirmAfter  Duration `json:"purge_confirm_after"`
 	Azure              Azure    `json:"azure"`
+	AWS                AWS      `json:"aws"` // the AWS KMS master-key driver (aws.go)
+	GCP                GCP      `json:"gcp"` // the gcpkms master-key driver (gcp.go)
 }
 
 // Azure configures the platform's multi-tenant Entra ID application.
@@ -414,6 +416,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("cmk.cloud %q is not available in this orgkms yet: only azure is supported", c.CMK.Cloud)
 	default:
 		return fmt.Errorf("cmk.cloud must be empty (customer managed keys off) or azure")
+	}
+	if err := c.CMK.AWS.validate(); err != nil {
+		return err
+	}
+	if err := c.CMK.GCP.validate(); err != nil {
+		return err
 	}
 	if time.Duration(c.CMK.ProbeInterval) < time.Second {
 		return fmt.Errorf("cmk.probe_interval must be at least 1s")
