@@ -57,17 +57,7 @@ const remedyGrant = "grant orgkms' service account roles/cloudkms.cryptoKeyEncry
 func classify(op string, k KeyName, err error) error {
 	var fe *fault.Error
 	if errors.As(err, &fe) {
-		c := *fe
-		if c.Op == "" {
-			c.Op = op
-		}
-		if c.Provider == "" {
-			c.Provider = Scheme
-		}
-		if c.Resource == "" {
-			c.Resource = k.resource()
-		}
-		return &c
+		return fe.Attributed(op, Scheme, k.resource())
 	}
 	base := fault.Error{Op: op, Provider: Scheme, Resource: k.resource(), Err: err}
 	unavailable := func(reason string) error {
