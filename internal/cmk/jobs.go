@@ -3,6 +3,7 @@ package cmk
 import (
 	"context"
 	"crypto/subtle"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -211,7 +212,15 @@ func (s *Service) rewrap(ctx context.Context, j *Job) error {
 	ev := audit.Event{OrgID: j.OrgID, Time: now, Actor: "orgkms", Action: "cmk." + string(j.Kind) + ".done", Target: "cmk", Details: details}
 	done := *j
 	done.State, done.Step, done.Error, done.UpdatedAt = JobDone, "switched", "", now
-	if err := s.st.SwitchWrapping(ctx, j.OrgID, pending.ID, pending.Wrapped.Key.Unversioned(), rec, ev, &done); err != nil {
+	// The switches of the jobs running at once commit together (one
+	// transaction, each judged under its own savepoint and fence): the
+	// job goes on only once its switch is durable.
+	step := SwitchStep{OrgID: j.OrgID, ID: pending.ID, Master: pending.Wrapped.Key.Unversioned(), Record: rec, Event: ev, Done: &done}
+	serr, err := s.switches.do(ctx, step, s.st.SwitchWrappings)
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
 		return err
 	}
 	// The cached root key stays valid: the root key itself did not change,
@@ -221,7 +230,7 @@ func (s *Service) rewrap(ctx context.Context, j *Job) error {
 		// Moving between the platform key and a customer key: make sure no
 		// copy of the old wrapping lingers in the database files.
 		if sc, ok := s.st.(interface{ ScrubDeleted(context.Context) error }); ok {
-			if err := sc.ScrubDeleted(ctx); err != nil {
+			if err := s.scrub.do(ctx, sc.ScrubDeleted); err != nil {
 				s.log.Warn("scrub after re-wrap failed", slog.String("org_id", j.OrgID), slog.String("error", err.Error()))
 			}
 		}
@@ -267,4 +276,112 @@ func (s *Service) finish(ctx context.Context, j *Job, w masterkey.Wrapped) error
 	s.block(j.OrgID, nil)
 	s.log.Info("job done", slog.String("org_id", j.OrgID), slog.String("job", string(j.Kind)), slog.String("key_version", w.Key.Version))
 	return nil
+}
+
+// scrubber coalesces scrubs of deleted rows (Store.ScrubDeleted: a WAL
+// checkpoint on SQLite, VACUUM FULL of root_keys on PostgreSQL, each a
+// cost that grows with the table): every caller returns after a whole pass
+// that started after it asked, so its own deletion is scrubbed, while the
+// callers that ask during one pass share the next one. A mass activation
+// then makes a few passes instead of one per org. The zero value is ready.
+type scrubber struct{ b batcher[struct{}, struct{}] }
+
+// do returns once a call of scrub that started after do was called has
+// returned, with its error; or ctx's error if ctx ends first.
+func (c *scrubber) do(ctx context.Context, scrub func(context.Context) error) error {
+	_, err := c.b.do(ctx, struct{}{}, func(ctx context.Context, in []struct{}) ([]struct{}, error) {
+		return make([]struct{}, len(in)), scrub(ctx)
+	})
+	return err
+}
+
+// maxBatch bounds the calls one flush of a [batcher] serves.
+const maxBatch = 256
+
+// batcher is group commit: concurrent calls of do join a batch, and one
+// caller at a time flushes a whole batch (one store transaction for all
+// of them), while the calls that arrive meanwhile gather in the next
+// batch. No call waits for a timer: under load a batch holds what arrived
+// during the previous flush, alone a call is flushed at once. Every call
+// returns after a flush that started after it joined. The zero value is
+// ready.
+type batcher[T, R any] struct {
+	mu   sync.Mutex
+	next *batch[T, R]  // the batch not flushed yet, that new calls join
+	run  chan struct{} // holds a token while a flush runs
+}
+
+type batch[T, R any] struct {
+	in   []T
+	out  []R
+	err  error
+	done chan struct{}
+}
+
+// do adds x to the next batch and returns its result once a flush of that
+// batch has returned: out[i] for x at index i, or flush's error for all.
+// The flush runs on one caller's goroutine, under a context that does not
+// end with that caller's (a job that lost its lease must not fail the
+// others' writes; each write is fenced by its own job in the store).
+// do returns ctx's error if ctx ends first; x may still be flushed.
+func (b *batcher[T, R]) do(ctx context.Context, x T, flush func(context.Context, []T) ([]R, error)) (R, error) {
+	var zero R
+	b.mu.Lock()
+	if b.run == nil {
+		b.run = make(chan struct{}, 1)
+	}
+	if b.next == nil || len(b.next.in) >= maxBatch {
+		b.next = &batch[T, R]{done: make(chan struct{})}
+	}
+	p, run := b.next, b.run
+	i := len(p.in)
+	p.in = append(p.in, x)
+	b.mu.Unlock()
+	result := func() (R, error) {
+		if p.err != nil {
+			return zero, p.err
+		}
+		return p.out[i], nil
+	}
+	select {
+	case run <- struct{}{}:
+	case <-p.done:
+		return result()
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
+	defer func() { <-run }()
+	select {
+	case <-p.done: // another caller flushed it while this one waited
+		return result()
+	default:
+	}
+	b.mu.Lock()
+	if b.next == p {
+		b.next = nil // calls from now on join a later batch
+	}
+	b.mu.Unlock()
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
+	out, err := flush(fctx, p.in)
+	cancel()
+	if err == nil && len(out) != len(p.in) {
+		err = &fault.Error{Kind: fault.Internal, Op: "flush batch", Reason: fmt.Sprintf("%d results for %d calls", len(out), len(p.in))}
+	}
+	p.out, p.err = out, err
+	close(p.done)
+	return result()
+}
+
+// flushTimeout bounds one flush of a batcher.
+const flushTimeout = 30 * time.Second
+
+// SwitchStep is one job's switch, the arguments of
+// [Store.SwitchWrapping], for [Store.SwitchWrappings].
+type SwitchStep struct {
+	OrgID  string
+	ID     int64 // the pending wrapping to make active
+	Master masterkey.Ref
+	Record Record
+	Event  audit.Event
+	Done   *Job
 }

@@ -89,6 +89,8 @@ type Service struct {
 	onCMK      map[string]bool      // orgs whose root key is wrapped by a customer key
 	dataLost   map[string]time.Time // org → when it fell back after a purge (FallBack)
 	testLimits map[string]*rate.Limiter
+	scrub      scrubber                   // coalesces the scrubs after re-wraps (jobs.go)
+	switches   batcher[SwitchStep, error] // commits concurrent jobs' switches together (jobs.go)
 }
 
 // New returns a Service. Call Run to start its probe and job worker.

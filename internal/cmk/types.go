@@ -170,6 +170,13 @@ type Store interface {
 	// done), so a job's switch and completion are one write.
 	// NotFound if wrapping id is not a wrapping of the org.
 	SwitchWrapping(ctx context.Context, orgID string, id int64, master masterkey.Ref, rec Record, ev audit.Event, done *Job) error
+	// SwitchWrappings is SwitchWrapping for many jobs' switches in one
+	// transaction: each is judged on its own under a savepoint (its job's
+	// fence checked there), with its own outcome (Conflict, NotFound,
+	// Invalid as SwitchWrapping) at its index, and the switches that
+	// succeed commit together. An error return (Unavailable) means none
+	// was stored.
+	SwitchWrappings(ctx context.Context, steps []SwitchStep) ([]error, error)
 
 	// StartJob, in one transaction: creates j (state pending), stores rec
 	// and appends ev. Conflict if the org has a job that is pending or

@@ -293,68 +293,137 @@ func (s *Store) addPending(ctx context.Context, op, orgID string, w keys.RootKey
 // master has a version or is empty, or rec or ev names another org.
 func (s *Store) SwitchWrapping(ctx context.Context, orgID string, id int64, master masterkey.Ref, rec cmk.Record, ev audit.Event, done *cmk.Job) error {
 	const op = "switch root key"
-	switch {
-	case master.Version != "":
-		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "master_key", Reason: "the org's master key is stored unversioned"}
-	case master.Provider == "" || master.ID == "":
-		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "master_key", Reason: "the org's master key is empty"}
-	}
-	rec, err := recordFor(op, orgID, rec)
+	st, err := checkSwitch(op, cmk.SwitchStep{OrgID: orgID, ID: id, Master: master, Record: rec, Event: ev, Done: done})
 	if err != nil {
 		return err
 	}
-	if ev, err = eventFor(op, orgID, ev); err != nil {
-		return err
+	return s.inTx(ctx, op, func(tx *sql.Tx) error { return s.switchWrapping(ctx, tx, op, st) })
+}
+
+// checkSwitch checks a switch's arguments and returns it with its record
+// and event set to its org.
+func checkSwitch(op string, st cmk.SwitchStep) (cmk.SwitchStep, error) {
+	switch {
+	case st.Master.Version != "":
+		return cmk.SwitchStep{}, &fault.Error{Kind: fault.Invalid, Op: op, Field: "master_key", Reason: "the org's master key is stored unversioned"}
+	case st.Master.Provider == "" || st.Master.ID == "":
+		return cmk.SwitchStep{}, &fault.Error{Kind: fault.Invalid, Op: op, Field: "master_key", Reason: "the org's master key is empty"}
 	}
+	rec, err := recordFor(op, st.OrgID, st.Record)
+	if err != nil {
+		return cmk.SwitchStep{}, err
+	}
+	ev, err := eventFor(op, st.OrgID, st.Event)
+	if err != nil {
+		return cmk.SwitchStep{}, err
+	}
+	if st.Done != nil {
+		if err := checkJobUpdate(op, *st.Done, cmk.JobDone, cmk.JobFailed); err != nil {
+			return cmk.SwitchStep{}, err
+		}
+	}
+	st.Record, st.Event = rec, ev
+	return st, nil
+}
+
+// switchWrapping is the write of one switch (checked by checkSwitch), in tx.
+func (s *Store) switchWrapping(ctx context.Context, tx *sql.Tx, op string, st cmk.SwitchStep) error {
+	orgID, id, master, rec, ev, done := st.OrgID, st.ID, st.Master, st.Record, st.Event, st.Done
 	if done != nil {
-		if err := checkJobUpdate(op, *done, cmk.JobDone, cmk.JobFailed); err != nil {
+		jobOrg, err := updateJob(ctx, tx, op, *done)
+		if err != nil {
 			return err
+		}
+		if jobOrg != orgID {
+			return &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.org_id", Reason: fmt.Sprintf("CMK job %d belongs to org %s, not %s", done.ID, jobOrg, orgID)}
 		}
 	}
-	return s.inTx(ctx, op, func(tx *sql.Tx) error {
-		if done != nil {
-			jobOrg, err := updateJob(ctx, tx, op, *done)
-			if err != nil {
-				return err
-			}
-			if jobOrg != orgID {
-				return &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.org_id", Reason: fmt.Sprintf("CMK job %d belongs to org %s, not %s", done.ID, jobOrg, orgID)}
-			}
-		}
-		res := fmt.Sprintf("pending root key %d of org %s", id, orgID)
-		var one int
-		err := tx.QueryRowContext(ctx, `SELECT 1 FROM root_keys WHERE id = ? AND org_id = ? AND state = ?`, id, orgID, string(keys.WrappingPending)).Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
-			if err := orgMissing(ctx, tx, op, orgID); err != nil {
-				return err
-			}
-			return &fault.Error{Kind: fault.NotFound, Op: op, Resource: res}
-		}
-		if err != nil {
-			return classify(ctx, op, res, err)
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM root_keys WHERE org_id = ? AND id <> ?`, orgID, id); err != nil {
-			return classify(ctx, op, "root keys of org "+orgID, err)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE root_keys SET state = ? WHERE id = ?`, string(keys.WrappingActive), id); err != nil {
-			return classify(ctx, op, res, err)
-		}
-		// Another key wraps the root key (not a new version of the same
-		// key, which the job has just verified): probe it at once.
-		if _, err := tx.ExecContext(ctx, `UPDATE cmk_orgs SET probe_due_at = NULL WHERE org_id = ?
-				AND EXISTS (SELECT 1 FROM orgs WHERE id = ? AND (master_provider <> ? OR master_key_id <> ?))`,
-			orgID, orgID, master.Provider, master.ID); err != nil {
-			return classify(ctx, op, cmkRes(orgID), err)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE orgs SET master_provider = ?, master_key_id = ? WHERE id = ?`, master.Provider, master.ID, orgID); err != nil {
-			return classify(ctx, op, orgRes(orgID), err)
-		}
-		if err := putCMK(ctx, tx, op, rec); err != nil {
+	res := fmt.Sprintf("pending root key %d of org %s", id, orgID)
+	var one int
+	err := tx.QueryRowContext(ctx, `SELECT 1 FROM root_keys WHERE id = ? AND org_id = ? AND state = ?`, id, orgID, string(keys.WrappingPending)).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		if err := orgMissing(ctx, tx, op, orgID); err != nil {
 			return err
 		}
-		_, err = s.appendAudit(ctx, tx, op, ev)
+		return &fault.Error{Kind: fault.NotFound, Op: op, Resource: res}
+	}
+	if err != nil {
+		return classify(ctx, op, res, err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM root_keys WHERE org_id = ? AND id <> ?`, orgID, id); err != nil {
+		return classify(ctx, op, "root keys of org "+orgID, err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE root_keys SET state = ? WHERE id = ?`, string(keys.WrappingActive), id); err != nil {
+		return classify(ctx, op, res, err)
+	}
+	// Another key wraps the root key (not a new version of the same
+	// key, which the job has just verified): probe it at once.
+	if _, err := tx.ExecContext(ctx, `UPDATE cmk_orgs SET probe_due_at = NULL WHERE org_id = ?
+			AND EXISTS (SELECT 1 FROM orgs WHERE id = ? AND (master_provider <> ? OR master_key_id <> ?))`,
+		orgID, orgID, master.Provider, master.ID); err != nil {
+		return classify(ctx, op, cmkRes(orgID), err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE orgs SET master_provider = ?, master_key_id = ? WHERE id = ?`, master.Provider, master.ID, orgID); err != nil {
+		return classify(ctx, op, orgRes(orgID), err)
+	}
+	if err := putCMK(ctx, tx, op, rec); err != nil {
 		return err
+	}
+	_, err = s.appendAudit(ctx, tx, op, ev)
+	return err
+}
+
+// SwitchWrappings is [Store.SwitchWrapping] for each of steps, in one
+// transaction, orgs in ID order. Each switch runs under its own savepoint,
+// its job's fence checked there: one that fails with Conflict (a lost
+// lease, a stale record), NotFound or Invalid is rolled back alone and its
+// error is reported at its index; the others commit together. Any other
+// error (Unavailable) stores none of them.
+func (s *Store) SwitchWrappings(ctx context.Context, steps []cmk.SwitchStep) ([]error, error) {
+	const op = "switch root keys"
+	out := make([]error, len(steps))
+	checked := make([]cmk.SwitchStep, len(steps))
+	order := make([]int, 0, len(steps))
+	for i, st := range steps {
+		c, err := checkSwitch(op, st)
+		if err != nil {
+			out[i] = err
+			continue
+		}
+		checked[i] = c
+		order = append(order, i)
+	}
+	if len(order) == 0 {
+		return out, nil
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(checked[a].OrgID, checked[b].OrgID) })
+	err := s.inTx(ctx, op, func(tx *sql.Tx) error {
+		for _, i := range order {
+			if _, err := tx.ExecContext(ctx, `SAVEPOINT switch_root_key`); err != nil {
+				return classify(ctx, op, "database", err)
+			}
+			err := s.switchWrapping(ctx, tx, op, checked[i])
+			out[i] = err
+			if err != nil {
+				switch fault.KindOf(err) {
+				case fault.Conflict, fault.NotFound, fault.Invalid:
+				default:
+					return err
+				}
+				if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT switch_root_key`); err != nil {
+					return classify(ctx, op, "database", err)
+				}
+			}
+			if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT switch_root_key`); err != nil {
+				return classify(ctx, op, "database", err)
+			}
+		}
+		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 const jobColumns = `id, org_id, kind, target, step, state, attempts, error, owner, fence, lease_until, not_before, created_at, updated_at`

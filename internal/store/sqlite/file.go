@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -299,6 +300,74 @@ type guardedConn struct {
 	// at BEGIN. (A file deleted before its COMMIT is restored, commit
 	// included, at the next write or at Close.)
 	inTx bool
+	// stmts are this connection's prepared statements, by query text (see
+	// cachedStmt).
+	stmts map[string]*cachedStmt
+}
+
+// maxCachedStmts bounds a connection's statement cache; queries past it
+// are prepared per call, as without a cache.
+const maxCachedStmts = 256
+
+// cachedStmt is a statement prepared once on its connection and reused by
+// every later call with the same query text: parsing a statement costs
+// SQLite more than running a point query or update, and a re-wrap job
+// runs about twenty of them. database/sql uses a connection from one
+// goroutine at a time, so no lock is needed; busy marks a statement whose
+// rows are still open (the same query issued again meanwhile is prepared
+// afresh instead). Unlike a statement prepared on the *sql.DB, preparing
+// here never waits for a connection, so it is safe inside a transaction
+// on the single writer.
+type cachedStmt struct {
+	st   driver.Stmt
+	busy bool
+}
+
+// cached returns the connection's statement for query, preparing it on
+// first use; nil when the query is not to be cached (a script, a full
+// cache, a statement in use) or does not prepare (the caller's uncached
+// call then reports the error).
+func (c *guardedConn) cached(ctx context.Context, query string) *cachedStmt {
+	if cs, ok := c.stmts[query]; ok {
+		if cs.busy {
+			return nil
+		}
+		return cs
+	}
+	if len(c.stmts) >= maxCachedStmts || strings.Contains(query, ";") {
+		return nil
+	}
+	st, err := c.base.(driver.ConnPrepareContext).PrepareContext(ctx, query)
+	if err != nil {
+		return nil
+	}
+	if c.stmts == nil {
+		c.stmts = map[string]*cachedStmt{}
+	}
+	cs := &cachedStmt{st: st}
+	c.stmts[query] = cs
+	return cs
+}
+
+// cachedRows clears its statement's busy mark when closed.
+type cachedRows struct {
+	driver.Rows
+	cs *cachedStmt
+}
+
+func (r *cachedRows) Close() error {
+	err := r.Rows.Close()
+	r.cs.busy = false
+	return err
+}
+
+func (c *guardedConn) exec(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	if cs := c.cached(ctx, query); cs != nil {
+		cs.busy = true
+		defer func() { cs.busy = false }()
+		return cs.st.(driver.StmtExecContext).ExecContext(ctx, args)
+	}
+	return c.base.(driver.ExecerContext).ExecContext(ctx, query, args)
 }
 
 type guardedTx struct {
@@ -333,7 +402,12 @@ func (c *guardedConn) Unwrap() driver.Conn { return c.base }
 func (c *guardedConn) Prepare(query string) (driver.Stmt, error) { return c.base.Prepare(query) }
 
 func (c *guardedConn) Close() error {
-	err := c.base.Close()
+	var errs []error
+	for _, cs := range c.stmts {
+		errs = append(errs, cs.st.Close())
+	}
+	c.stmts = nil
+	err := errors.Join(append(errs, c.base.Close())...)
 	c.once.Do(func() { c.c.g.release(c.gen) })
 	return err
 }
@@ -373,16 +447,24 @@ func (c *guardedConn) ExecContext(ctx context.Context, query string, args []driv
 		if err := c.checkWrite(ctx); err != nil {
 			return nil, err
 		}
-		res, err := c.base.(driver.ExecerContext).ExecContext(ctx, query, args)
+		res, err := c.exec(ctx, query, args)
 		if ctx.Value(probeKey{}) == nil {
 			c.c.g.noteWrite(err)
 		}
 		return res, err
 	}
-	return c.base.(driver.ExecerContext).ExecContext(ctx, query, args)
+	return c.exec(ctx, query, args)
 }
 
 func (c *guardedConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	if cs := c.cached(ctx, query); cs != nil {
+		rows, err := cs.st.(driver.StmtQueryContext).QueryContext(ctx, args)
+		if err != nil {
+			return nil, err
+		}
+		cs.busy = true
+		return &cachedRows{Rows: rows, cs: cs}, nil
+	}
 	return c.base.(driver.QueryerContext).QueryContext(ctx, query, args)
 }
 

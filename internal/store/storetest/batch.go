@@ -8,6 +8,7 @@ import (
 
 	"github.com/orgkms/orgkms/internal/cmk"
 	"github.com/orgkms/orgkms/internal/fault"
+	"github.com/orgkms/orgkms/internal/keys"
 )
 
 // rotationStart is a StartJobs start of org's rotation, its record at the
@@ -256,6 +257,208 @@ func testClaimJobsConcurrent(t *testing.T, s CMKStore) {
 	for _, id := range ids {
 		if claims[id] != 1 {
 			t.Errorf("job %d claimed %d times, want once", id, claims[id])
+		}
+	}
+}
+
+// copiedJobs starts and claims an activation of each org (claimed by owner
+// at now), stores its copy (a pending wrapping) under that claim, and
+// returns the claimed jobs and the pending wrappings' IDs by org.
+func copiedJobs(t *testing.T, s CMKStore, owner string, now time.Time, orgs ...string) (map[string]cmk.Job, map[string]int64) {
+	t.Helper()
+	ctx := t.Context()
+	for _, org := range orgs {
+		startJob(t, s, newJob(org, cmk.JobActivate), cmk.StateActivating)
+	}
+	js, err := s.ClaimJobs(ctx, owner, now, time.Minute, len(orgs))
+	if err != nil || len(js) != len(orgs) {
+		t.Fatalf("ClaimJobs(ctx, %d) = %d jobs, %v", len(orgs), len(js), err)
+	}
+	jobs, ids := map[string]cmk.Job{}, map[string]int64{}
+	for _, j := range js {
+		j.Step = "copied"
+		id, err := s.AddJobWrapping(ctx, j, pendingWrapping(j.OrgID, "v1"))
+		if err != nil {
+			t.Fatalf("AddJobWrapping(ctx, %s) = %v", j.OrgID, err)
+		}
+		jobs[j.OrgID], ids[j.OrgID] = j, id
+	}
+	return jobs, ids
+}
+
+// switchStep is the switch of org's claimed job j to pending wrapping id,
+// its record at the org's current revision.
+func switchStep(t *testing.T, s CMKStore, j cmk.Job, id int64) cmk.SwitchStep {
+	t.Helper()
+	done := j
+	done.State, done.Step = cmk.JobDone, "switched"
+	return cmk.SwitchStep{OrgID: j.OrgID, ID: id, Master: cmkKey(j.OrgID), Record: atRevision(newRecord(j.OrgID, cmk.StateActive), revision(t, s, j.OrgID)),
+		Event: event(j.OrgID, "cmk.activate.done", "cmk"), Done: &done}
+}
+
+// checkSwitched checks that org's pending wrapping id is its only, active
+// one, its job done and the switch's event last in its chain.
+func checkSwitched(t *testing.T, s CMKStore, org string, id int64, jobID int64) {
+	t.Helper()
+	ctx := t.Context()
+	if ws, err := s.RootKeys(ctx, org); err != nil || len(ws) != 1 || ws[0].ID != id || ws[0].State != keys.WrappingActive {
+		t.Errorf("RootKeys(ctx, %s) after the switch = %+v, %v; want only wrapping %d, active", org, ws, err, id)
+	}
+	if o, err := s.GetOrg(ctx, org); err != nil || o.MasterKey != cmkKey(org) {
+		t.Errorf("GetOrg(ctx, %s) after the switch = %+v, %v; want master key %v", org, o, err, cmkKey(org))
+	}
+	if j, err := s.GetJob(ctx, jobID); err != nil || j.State != cmk.JobDone || j.Step != "switched" {
+		t.Errorf("GetJob(ctx, %d) of %s after the switch = %+v, %v; want done, switched", jobID, org, j, err)
+	}
+	if r := getCMK(t, s, org); r.State != cmk.StateActive {
+		t.Errorf("GetCMK(ctx, %s) after the switch = %+v, want active", org, r)
+	}
+	evs := auditLog(t, s, org)
+	if len(evs) == 0 || evs[len(evs)-1].Action != "cmk.activate.done" {
+		t.Errorf("audit log of %s after the switch = %+v, want the switch's event last", org, evs)
+	}
+}
+
+// checkNotSwitched checks that org still has its active and its pending
+// wrapping, its job running and its chain n events long.
+func checkNotSwitched(t *testing.T, s CMKStore, org string, jobID int64, n int) {
+	t.Helper()
+	ctx := t.Context()
+	if ws, err := s.RootKeys(ctx, org); err != nil || len(ws) != 2 || ws[0].State != keys.WrappingActive || ws[1].State != keys.WrappingPending {
+		t.Errorf("RootKeys(ctx, %s) after a refused switch = %+v, %v; want its active and pending wrappings", org, ws, err)
+	}
+	if j, err := s.GetJob(ctx, jobID); err != nil || j.State != cmk.JobRunning {
+		t.Errorf("GetJob(ctx, %d) of %s after a refused switch = %+v, %v; want running", jobID, org, j, err)
+	}
+	if r := getCMK(t, s, org); r.State != cmk.StateActivating {
+		t.Errorf("GetCMK(ctx, %s) after a refused switch = %+v, want activating", org, r)
+	}
+	if got := len(auditLog(t, s, org)); got != n {
+		t.Errorf("audit log of %s has %d events after a refused switch, want %d", org, got, n)
+	}
+}
+
+// testSwitchWrappings switches many jobs in one call: the good switches
+// are stored as SwitchWrapping stores them, and each bad one (a lost
+// lease, a stale record, no such wrapping, invalid) gets its own error,
+// changing nothing of its org.
+func testSwitchWrappings(t *testing.T, s CMKStore) {
+	ctx := t.Context()
+	orgs := []string{"a", "b", "c", "d", "e"}
+	for _, org := range orgs {
+		createOrg(t, s, org)
+	}
+	jobs, ids := copiedJobs(t, s, "node-1/x", base, orgs...)
+	before := map[string]int{}
+	for _, org := range orgs {
+		before[org] = len(auditLog(t, s, org))
+	}
+	fenced := switchStep(t, s, jobs["c"], ids["c"])
+	fenced.Done.Fence++ // a claim this holder does not hold
+	stale := switchStep(t, s, jobs["d"], ids["d"])
+	stale.Record.Revision += 5
+	invalid := switchStep(t, s, jobs["e"], ids["e"])
+	invalid.Master = invalid.Master.WithVersion("v1")
+	steps := []cmk.SwitchStep{
+		switchStep(t, s, jobs["b"], ids["b"]), // out of org order on purpose
+		switchStep(t, s, jobs["a"], ids["a"]),
+		fenced,
+		stale,
+		{OrgID: "ghost", ID: ids["a"] + 1000, Master: cmkKey("ghost"), Record: newRecord("ghost", cmk.StateActive), Event: event("ghost", "cmk.activate.done", "cmk")},
+		invalid,
+	}
+	want := []fault.Kind{0, 0, fault.Conflict, fault.Conflict, fault.NotFound, fault.Invalid}
+	res, err := s.SwitchWrappings(ctx, steps)
+	if err != nil {
+		t.Fatalf("SwitchWrappings(ctx, %d steps) = %v", len(steps), err)
+	}
+	if len(res) != len(steps) {
+		t.Fatalf("SwitchWrappings(ctx, %d steps) returned %d results", len(steps), len(res))
+	}
+	for i, e := range res {
+		if got := fault.KindOf(e); got != want[i] {
+			t.Errorf("SwitchWrappings result %d (org %q) kind = %v (%v), want %v", i, steps[i].OrgID, got, e, want[i])
+		}
+	}
+	checkSwitched(t, s, "a", ids["a"], jobs["a"].ID)
+	checkSwitched(t, s, "b", ids["b"], jobs["b"].ID)
+	for _, org := range []string{"c", "d", "e"} {
+		checkNotSwitched(t, s, org, jobs[org].ID, before[org])
+	}
+	if res, err := s.SwitchWrappings(ctx, nil); err != nil || len(res) != 0 {
+		t.Errorf("SwitchWrappings(ctx, nil) = %v, %v; want nothing", res, err)
+	}
+}
+
+// testSwitchWrappingsConcurrent: the jobs of many orgs changed hands (their
+// first holder's leases expired and a peer, another node on PostgreSQL,
+// claimed them again); both holders switch all of them at once, in
+// opposite orders. The fence decides in each switch's own transaction:
+// every org is switched once, by the current holder; every switch of the
+// old holder is Conflict; neither call fails as a whole; every chain
+// verifies.
+func testSwitchWrappingsConcurrent(t *testing.T, s CMKStore) {
+	ctx := t.Context()
+	const n = 20
+	orgs := make([]string, n)
+	for i := range orgs {
+		orgs[i] = fmt.Sprintf("org-%02d", i)
+		createOrg(t, s, orgs[i])
+	}
+	old, ids := copiedJobs(t, s, "node-1/x", base, orgs...)
+	p := peer(t, s)
+	js, err := p.ClaimJobs(ctx, "node-2/y", base.Add(2*time.Minute), time.Minute, n)
+	if err != nil || len(js) != n {
+		t.Fatalf("ClaimJobs(ctx) on the peer after the leases expired = %d jobs, %v; want %d", len(js), err, n)
+	}
+	current := map[string]cmk.Job{}
+	for _, j := range js {
+		current[j.OrgID] = j
+	}
+	before := map[string]int{}
+	for _, org := range orgs {
+		before[org] = len(auditLog(t, s, org))
+	}
+	holders := []struct {
+		st   CMKStore
+		jobs map[string]cmk.Job
+	}{{s, old}, {p, current}}
+	results := make([][]error, 2)
+	stepsOf := make([][]cmk.SwitchStep, 2)
+	for w, h := range holders {
+		for i := range orgs {
+			org := orgs[i]
+			if w == 1 {
+				org = orgs[n-1-i]
+			}
+			stepsOf[w] = append(stepsOf[w], switchStep(t, s, h.jobs[org], ids[org]))
+		}
+	}
+	var wg sync.WaitGroup
+	for w, h := range holders {
+		wg.Go(func() {
+			res, err := h.st.SwitchWrappings(ctx, stepsOf[w])
+			if err != nil {
+				t.Errorf("SwitchWrappings(ctx) of holder %d = %v", w, err)
+			}
+			results[w] = res
+		})
+	}
+	wg.Wait()
+	for i, e := range results[0] {
+		if fault.KindOf(e) != fault.Conflict {
+			t.Errorf("the old holder's switch of %s = %v, want Conflict (its lease is gone)", stepsOf[0][i].OrgID, e)
+		}
+	}
+	for i, e := range results[1] {
+		if e != nil {
+			t.Errorf("the current holder's switch of %s = %v, want success", stepsOf[1][i].OrgID, e)
+		}
+	}
+	for _, org := range orgs {
+		checkSwitched(t, s, org, ids[org], current[org].ID)
+		if got := len(auditLog(t, s, org)); got != before[org]+1 {
+			t.Errorf("audit log of %s has %d events, want %d (one switch)", org, got, before[org]+1)
 		}
 	}
 }

@@ -60,6 +60,8 @@ func RunCMK(t *testing.T, open func(t *testing.T) CMKStore) {
 		{"StartJobsConcurrent", testStartJobsConcurrent},
 		{"ClaimJobs", testClaimJobs},
 		{"ClaimJobsConcurrent", testClaimJobsConcurrent},
+		{"SwitchWrappings", testSwitchWrappings},
+		{"SwitchWrappingsConcurrent", testSwitchWrappingsConcurrent},
 		{"CMKInvalid", testCMKInvalid},
 		{"CMKTenantIsolation", testCMKTenantIsolation},
 		{"CMKRevision", testCMKRevision},
