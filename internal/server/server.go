@@ -23,6 +23,7 @@ import (
 	"github.com/orgkms/orgkms/internal/auth"
 	"github.com/orgkms/orgkms/internal/cluster"
 	"github.com/orgkms/orgkms/internal/cmk"
+	"github.com/orgkms/orgkms/internal/cmk/azurecloud"
 	"github.com/orgkms/orgkms/internal/config"
 	"github.com/orgkms/orgkms/internal/console"
 	"github.com/orgkms/orgkms/internal/jobs"
@@ -189,8 +190,8 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 		NodeTimeout: time.Duration(cfg.Cluster.NodeTimeout), SharedStore: cfg.Postgres(),
 		Changed: func(org string) { s.Cluster.Changed(org) }, Fresh: func() error { return s.Cluster.Fresh() }}
 	if azure != nil {
-		ccfg.Cloud = cmk.Azure{Provider: azure, ClientID: cfg.CMK.Azure.ClientID, AuthorityHost: orDefault(cfg.CMK.Azure.AuthorityHost, "https://login.microsoftonline.com/"),
-			ConsentHost: cfg.CMK.Azure.ConsentHost}
+		ccfg.Clouds = append(ccfg.Clouds, azurecloud.Cloud{Provider: azure, ClientID: cfg.CMK.Azure.ClientID, AuthorityHost: orDefault(cfg.CMK.Azure.AuthorityHost, "https://login.microsoftonline.com/"),
+			ConsentHost: cfg.CMK.Azure.ConsentHost})
 	}
 	if s.CMK, err = cmk.New(ccfg); err != nil {
 		return nil, err
