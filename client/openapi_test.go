@@ -81,6 +81,7 @@ func apiCalls() []apiCall {
 		{"WhoAmI", func(ctx context.Context, c *Client) error { _, err := c.WhoAmI(ctx); return err }, nil, typeOf[WhoAmI]()},
 		{"ListNodes", func(ctx context.Context, c *Client) error { _, err := c.ListNodes(ctx); return err }, nil, typeOf[NodeList]()},
 		{"CMKStatus", func(ctx context.Context, c *Client) error { _, err := c.CMKStatus(ctx, "acme"); return err }, nil, typeOf[CMKStatus]()},
+		{"CMKClouds", func(ctx context.Context, c *Client) error { _, err := c.CMKClouds(ctx, "acme"); return err }, nil, typeOf[CMKClouds]()},
 		{"CMKAuthorize", func(ctx context.Context, c *Client) error { _, err := c.CMKAuthorize(ctx, "acme", "t"); return err }, typeOf[CMKAuthorizeRequest](), typeOf[CMKAuthorizeResponse]()},
 		{"CMKConfigure", func(ctx context.Context, c *Client) error {
 			_, err := c.CMKConfigure(ctx, "acme", CMKConfigureRequest{})

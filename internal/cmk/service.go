@@ -170,6 +170,12 @@ type Status struct {
 	// Revocation is how far the org's current generation reached the live
 	// nodes; nil while its generation was never raised.
 	Revocation *Revocation
+	// Cloud is the name of the org's cloud (of its key, else the default
+	// cloud); "" when customer managed keys are off.
+	Cloud string
+	// Fields are the cloud's fields ([Cloud.Fields]) of Key, else of the
+	// configured key; nil when none is configured.
+	Fields map[string]string
 }
 
 // KeyConfig is a customer's key as they name it.
@@ -209,6 +215,19 @@ func (s *Service) Status(ctx context.Context, orgID string) (Status, error) {
 	}
 	st := Status{Record: rec}
 	st.Key, st.Pending = s.keys(rec)
+	if c := s.cloudOf(rec); c != nil {
+		st.Cloud = c.Name()
+		switch {
+		case st.Key != nil:
+			loc, _ := s.locate(rec.ActiveKeyURI)
+			loc.Container, loc.Name = st.Key.VaultURI, st.Key.KeyName
+			st.Fields = c.KeyFields(loc, st.Key.KeyVersion)
+		case rec.KeyURI != "":
+			loc, _ := s.locate(rec.KeyURI)
+			loc.Container, loc.Name = rec.VaultURI, rec.KeyName
+			st.Fields = c.KeyFields(loc, rec.KeyVersion)
+		}
+	}
 	if st.Revocation, err = s.revocation(ctx, orgID); err != nil {
 		return Status{}, err
 	}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -189,9 +190,16 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 		// another node is running, not stalled, until its lease expires.
 		NodeTimeout: time.Duration(cfg.Cluster.NodeTimeout), SharedStore: cfg.Postgres(),
 		Changed: func(org string) { s.Cluster.Changed(org) }, Fresh: func() error { return s.Cluster.Fresh() }}
-	if azure != nil {
-		ccfg.Clouds = append(ccfg.Clouds, azurecloud.Cloud{Provider: azure, ClientID: cfg.CMK.Azure.ClientID, AuthorityHost: orDefault(cfg.CMK.Azure.AuthorityHost, "https://login.microsoftonline.com/"),
-			ConsentHost: cfg.CMK.Azure.ConsentHost})
+	// The clouds offered (cmk.clouds), the default first; config.Validate
+	// refuses a cloud not built here.
+	for _, name := range cfg.CMK.Offered() {
+		switch {
+		case name == azurecloud.Name && azure != nil:
+			ccfg.Clouds = append(ccfg.Clouds, azurecloud.Cloud{Provider: azure, ClientID: cfg.CMK.Azure.ClientID, AuthorityHost: orDefault(cfg.CMK.Azure.AuthorityHost, "https://login.microsoftonline.com/"),
+				ConsentHost: cfg.CMK.Azure.ConsentHost})
+		default:
+			return nil, fmt.Errorf("cmk.clouds: cloud %q is not available in this orgkms", name)
+		}
 	}
 	if s.CMK, err = cmk.New(ccfg); err != nil {
 		return nil, err
@@ -465,7 +473,7 @@ func providers(cfg config.Config, opts Options, log *slog.Logger, m *metrics.Met
 		return nil, nil, err
 	}
 	r.Register(pkcs11.Driver(), masterkey.NewKeeper(pkcs11.Scheme, hsm, kopts))
-	if cfg.CMK.Cloud != "azure" {
+	if !slices.Contains(cfg.CMK.Offered(), "azure") {
 		return r, nil, nil
 	}
 	a := cfg.CMK.Azure
