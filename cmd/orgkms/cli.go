@@ -330,6 +330,19 @@ func rewrapCmd(env *cliEnv) *cobra.Command {
 		})
 }
 
+// ciphertextHint says with which key and context a refused ciphertext was
+// tried, and how to name the others: the ciphertext does not say which
+// data key made it.
+func ciphertextHint(f *cryptoFlags) string {
+	with := fmt.Sprintf("tried org %s, key %q", f.org, f.key)
+	if f.context == "" {
+		with += ", no --context"
+	} else {
+		with += " and the given --context"
+	}
+	return with + fmt.Sprintf(": give the --org, --key (\"orgkms key list --org %s\" lists them) and --context it was encrypted with, and the ciphertext unmodified", f.org)
+}
+
 // ciphertextCmd is a command that reads a ciphertext (decrypt, rewrap),
 // decodes it, calls do and prints the result.
 func ciphertextCmd(env *cliEnv, name, short, long string, do func(*client.Client, *cryptoFlags, []byte) (client.CryptoResponse, error), text func(io.Writer, client.CryptoResponse) error) *cobra.Command {
@@ -353,6 +366,9 @@ func ciphertextCmd(env *cliEnv, name, short, long string, do func(*client.Client
 			return err
 		}
 		r, err := do(c, f, ct)
+		if errors.Is(err, client.CodeCiphertextInvalid) {
+			return hinted{err: err, exact: true, hints: []string{ciphertextHint(f)}}
+		}
 		if err != nil {
 			return missing(env, c, err, f.org, f.key)
 		}
@@ -432,14 +448,22 @@ func tokenCmd(env *cliEnv) *cobra.Command {
 
 	list := &cobra.Command{Use: "list", Short: "list API tokens (never their secrets)", Args: argNames()}
 	listFmt := addFormat(list)
+	listOrg := list.Flags().String("org", "", "only the tokens limited to this org (platform-wide tokens are not shown)")
+	listActive := list.Flags().Bool("active", false, "only tokens that are neither revoked nor expired")
 	list.RunE = func(*cobra.Command, []string) error {
 		c, err := newClient()
 		if err != nil {
 			return err
 		}
-		ts, err := c.ListTokens(env.ctx)
+		all, err := c.ListTokens(env.ctx)
 		if err != nil {
 			return err
+		}
+		ts := []client.Token{}
+		for _, t := range all {
+			if (*listOrg == "" || t.Org == *listOrg) && (!*listActive || (t.RevokedAt == nil && (t.ExpiresAt == nil || t.ExpiresAt.After(time.Now())))) {
+				ts = append(ts, t)
+			}
 		}
 		return listFmt.emit(env, client.TokenList{Tokens: ts}, func(w io.Writer) error {
 			tw := table(w)

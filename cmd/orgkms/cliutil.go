@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"reflect"
 	"slices"
@@ -40,6 +41,9 @@ func (e usageError) Error() string { return e.msg }
 type hinted struct {
 	err   error
 	hints []string
+	// exact: these hints say all there is (a flag to fix); the generic
+	// hint of the API error's code would only repeat them less precisely.
+	exact bool
 }
 
 func (h hinted) Error() string { return h.err.Error() }
@@ -49,7 +53,7 @@ func withHint(err error, hints ...string) error {
 	if len(hints) == 0 {
 		return err
 	}
-	return hinted{err, hints}
+	return hinted{err: err, hints: hints}
 }
 
 // printError prints err as one "orgkms: error:" line and its hints.
@@ -71,6 +75,9 @@ func errorHints(err error) []string {
 	var h hinted
 	if errors.As(err, &h) {
 		hints = append(hints, h.hints...)
+		if h.exact {
+			return hints
+		}
 	}
 	return append(hints, apiHints(err)...)
 }
@@ -600,7 +607,8 @@ func newClient() (*client.Client, error) {
 func apiHints(err error) []string {
 	var e *client.Error
 	if !errors.As(err, &e) {
-		if errors.Is(err, syscall.ECONNREFUSED) {
+		var ue *url.Error // a client call that never reached the server, not the server's own database
+		if errors.As(err, &ue) && errors.Is(err, syscall.ECONNREFUSED) {
 			return []string{"is orgkms running? start one with \"orgkms dev\" and check ORGKMS_ADDR"}
 		}
 		return nil
@@ -646,6 +654,16 @@ func fieldHint(cmd *cobra.Command, err error) []string {
 		return nil
 	}
 	return []string{"fix " + what + "; \"" + cmd.CommandPath() + " --help\" describes it"}
+}
+
+// withFieldHint attaches the field hint of err (see fieldHint) in place of
+// the generic hint of its code.
+func withFieldHint(cmd *cobra.Command, err error) error {
+	hints := fieldHint(cmd, err)
+	if len(hints) == 0 {
+		return err
+	}
+	return hinted{err: err, hints: hints, exact: true}
 }
 
 // missing explains a not_found error of a call about org (and, when key

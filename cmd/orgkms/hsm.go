@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/orgkms/orgkms/internal/config"
+	"github.com/orgkms/orgkms/internal/fault"
 	"github.com/orgkms/orgkms/internal/masterkey"
 	"github.com/orgkms/orgkms/internal/masterkey/pkcs11"
 )
@@ -37,7 +38,11 @@ func hsmCmd(env *cliEnv) *cobra.Command {
 		}
 		ref, err := pkcs11.ParseRef(cfg.MasterKey)
 		if err != nil {
-			return nil, masterkey.Ref{}, usageError{"master_key is not a pkcs11: URI: " + err.Error(), "set master_key in the config file (or ORGKMS_MASTER_KEY_URI, or --master-key) to pkcs11:token=TOKEN;object=KEY_LABEL"}
+			msg := err.Error()
+			if fe := fault.As(err); fe != nil && fe.Reason != "" {
+				msg = fe.Reason // the field is named once, below
+			}
+			return nil, masterkey.Ref{}, usageError{"master_key: " + msg, "set master_key in the config file (or ORGKMS_MASTER_KEY_URI, or --master-key) to pkcs11:token=TOKEN;object=KEY_LABEL"}
 		}
 		p, err := pkcs11.New(pkcs11.Config{ModulePath: cfg.PKCS11.ModulePath, PINSource: cfg.PKCS11.PINSource, PoolSize: 1})
 		if err != nil {

@@ -80,7 +80,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
-	printError(stderr, withHint(err, fieldHint(cmd, err)...))
+	printError(stderr, withFieldHint(cmd, err))
 	var ue usageError
 	if errors.As(err, &ue) || errors.Is(err, client.CodeInvalidArgument) {
 		// The server refused a value the command line gave (an ID's form,

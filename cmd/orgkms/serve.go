@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/orgkms/orgkms/internal/config"
+	"github.com/orgkms/orgkms/internal/fault"
 	"github.com/orgkms/orgkms/internal/server"
 	"github.com/orgkms/orgkms/internal/store/sqlite"
 )
@@ -42,6 +43,23 @@ func serveCmd(env *cliEnv) *cobra.Command {
 	return cmd
 }
 
+// startHints says what an operator checks when the server cannot start:
+// the database when it is unreachable, the migrations when its schema is
+// not this binary's.
+func startHints(err error) []string {
+	fe := fault.As(err)
+	if fe == nil {
+		return nil
+	}
+	switch fe.Kind {
+	case fault.Unavailable:
+		return []string{"check that the database is running and reachable at the address of \"database\" (ORGKMS_DATABASE_URL), and that its user and password are right"}
+	case fault.Conflict:
+		return []string{"apply the migrations with \"orgkms migrate\", or start with \"orgkms serve --migrate\" (config auto_migrate)"}
+	}
+	return nil
+}
+
 // runServe is the body of orgkms serve once its settings are known.
 func runServe(ctx context.Context, env *cliEnv, cfg config.Config, migrate bool) error {
 	log := server.NewLogger(cfg, env.stderr)
@@ -59,7 +77,7 @@ func runServe(ctx context.Context, env *cliEnv, cfg config.Config, migrate bool)
 		if errors.Is(err, sqlite.ErrDataDirInUse) {
 			return err // a second server: a migration would not help
 		}
-		return withHint(err, "a new or outdated database needs \"orgkms migrate\" (or serve --migrate)")
+		return withHint(err, startHints(err)...)
 	}
 	defer s.Close()
 	if p, err := ensureBootstrapToken(ctx, s); err != nil {
