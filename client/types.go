@@ -356,10 +356,16 @@ type CMKAuthorization struct {
 	// Method: "consent" (an administrator grants consent on the cloud's
 	// page: POST .../cmk/authorize with the tenant) or "grant" (the
 	// customer grants access in their console following Instructions).
-	Method       string     `json:"method"`
-	TenantLabel  string     `json:"tenant_label,omitempty"`
-	Instructions string     `json:"instructions"`
-	Values       []CMKValue `json:"values,omitempty"`
+	Method string `json:"method"`
+	// Service names where the key lives, e.g. "Azure Key Vault or
+	// Managed HSM".
+	Service      string `json:"service"`
+	TenantLabel  string `json:"tenant_label,omitempty"`
+	TenantHelp   string `json:"tenant_help,omitempty"`
+	Instructions string `json:"instructions"`
+	// Access: what the customer grants orgkms on the key.
+	Access string     `json:"access,omitempty"`
+	Values []CMKValue `json:"values,omitempty"`
 }
 
 // CMKValue is a value the customer copies into their console.

@@ -245,6 +245,9 @@ func printCMKClouds(w io.Writer, cl client.CMKClouds, org string) error {
 		for _, v := range a.Values {
 			fmt.Fprintf(w, "    %s: %s\n", v.Label, v.Value)
 		}
+		if a.Access != "" {
+			fmt.Fprintf(w, "  access: %s\n", a.Access)
+		}
 		fmt.Fprintln(w, "  fields (--field NAME=VALUE):")
 		tw := table(w)
 		for _, f := range c.Fields {

@@ -115,13 +115,15 @@ func (h *Handler) cmkClouds(c *call) error {
 	out := client.CMKClouds{Clouds: []client.CMKCloud{}}
 	for i, cl := range h.cmk.Clouds() {
 		a := cl.Authorization(c.org)
+		org := cmk.Vars{"org": c.org}
 		cc := client.CMKCloud{Name: cl.Name(), DisplayName: cl.DisplayName(), Default: i == 0,
-			Authorization: client.CMKAuthorization{Method: string(a.Method), TenantLabel: a.TenantLabel, Instructions: a.Instructions}}
+			Authorization: client.CMKAuthorization{Method: string(a.Method), Service: a.Service, TenantLabel: a.TenantLabel, TenantHelp: org.Expand(a.TenantHelp),
+				Instructions: org.Expand(a.Instructions), Access: org.Expand(a.Access)}}
 		for _, v := range a.Values {
 			cc.Authorization.Values = append(cc.Authorization.Values, client.CMKValue{Name: v.Name, Label: v.Label, Value: v.Value})
 		}
 		for _, f := range cl.Fields() {
-			cc.Fields = append(cc.Fields, client.CMKField{Name: f.Name, Label: f.Label, Help: f.Help, Example: f.Example, Required: f.Required, Version: f.Version})
+			cc.Fields = append(cc.Fields, client.CMKField{Name: f.Name, Label: f.Label, Help: org.Expand(f.Help), Example: f.Example, Required: f.Required, Version: f.Version})
 		}
 		for _, ch := range cl.Wording().Checks {
 			cc.Checks = append(cc.Checks, client.CMKCheckSpec{ID: ch.ID, Name: ch.Name, Verifies: ch.Verifies})

@@ -71,35 +71,51 @@ const (
 	AuthGrant AuthMethod = "grant"
 )
 
-// Authorization is how a customer authorizes orgkms in one cloud.
+// Authorization is how a customer authorizes orgkms in one cloud. Its
+// texts are the customer's console's words; they may mark `code` spans
+// with backquotes and name the org as {org}.
 type Authorization struct {
-	Method AuthMethod `json:"method"`
-	// TenantLabel names the account authorized, e.g. "Entra ID tenant ID".
-	TenantLabel string `json:"tenant_label,omitempty"`
-	// Instructions say what the customer does, in their console's words.
-	Instructions string `json:"instructions"`
+	Method AuthMethod
+	// Service names where the customer's key lives, e.g. "Azure Key Vault
+	// or Managed HSM".
+	Service string
+	// TenantLabel names the account authorized, e.g. "Tenant ID";
+	// TenantHelp says where to find it, TenantMissing what to enter when
+	// it is missing (consent only).
+	TenantLabel   string
+	TenantHelp    string
+	TenantMissing string
+	// Instructions say what the customer does to authorize orgkms.
+	Instructions string
+	// Access says what the customer grants orgkms on the key afterwards.
+	Access string
 	// Values are what the customer must copy into their console (AWS: the
 	// external ID of the org; Google: orgkms' service account).
-	Values []Value `json:"values,omitempty"`
+	Values []Value
 }
 
 // Value is one value shown to the customer.
 type Value struct {
-	Name  string `json:"name"`
-	Label string `json:"label"`
-	Value string `json:"value"`
+	Name  string
+	Label string
+	Value string
 }
 
-// Field is one field a customer enters to name a key.
+// Field is one field a customer enters to name a key. Help may mark
+// `code` spans with backquotes and name the org as {org}.
 type Field struct {
-	Name     string `json:"name"` // API and CLI spelling, e.g. "vault_uri"
-	Label    string `json:"label"`
-	Help     string `json:"help,omitempty"`
-	Example  string `json:"example,omitempty"`
-	Required bool   `json:"required"`
+	Name     string // API and CLI spelling, e.g. "vault_uri"
+	Label    string
+	Help     string
+	Example  string
+	Required bool
 	// Version marks the field of the key version (empty = follow the
 	// latest).
-	Version bool `json:"version,omitempty"`
+	Version bool
+	// URL marks a field holding a URL; Size is the input's width in
+	// characters (0: the browser's default). For forms only.
+	URL  bool
+	Size int
 }
 
 // KeyLocation is where a customer's key lives, as the customer names it.

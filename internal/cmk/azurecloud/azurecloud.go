@@ -42,8 +42,12 @@ func (Cloud) Scheme() string { return azurekv.Scheme }
 
 // Authorization is admin consent in the customer's Entra ID tenant.
 func (Cloud) Authorization(string) cmk.Authorization {
-	return cmk.Authorization{Method: cmk.AuthConsent, TenantLabel: "Entra ID tenant ID",
-		Instructions: "Enter your Entra ID tenant ID (Entra ID → Overview → Tenant ID) and click Authorize, then accept as an administrator of the tenant: orgkms gets access to keys in your vaults only where your access policies or roles grant it."}
+	return cmk.Authorization{Method: cmk.AuthConsent, Service: "Azure Key Vault or Managed HSM",
+		TenantLabel:   "Tenant ID",
+		TenantHelp:    "Azure portal → Microsoft Entra ID → Overview → Tenant ID, e.g. 72f988bf-86f1-41af-91ab-2d7cd011db47.",
+		TenantMissing: "enter your Directory (tenant) ID: Azure portal → Microsoft Entra ID → Overview → Tenant ID",
+		Instructions:  "An administrator of your Microsoft Entra ID tenant grants orgkms' multi-tenant application admin consent. You are sent to Microsoft's consent page and come back here.",
+		Access:        "Then, in your key vault, give the orgkms application these key permissions: Get, List, Wrap Key, Unwrap Key (access policy), or the Key Vault Crypto Service Encryption User role (Azure RBAC)."}
 }
 
 // NormalizeTenant validates an Entra ID tenant ID (a GUID).
@@ -80,9 +84,12 @@ const (
 // Fields are the vault URI, key name and optional key version.
 func (Cloud) Fields() []cmk.Field {
 	return []cmk.Field{
-		{Name: FieldVaultURI, Label: "Key Vault URI", Help: "the Vault URI on the vault's Overview page in the Azure portal (a Managed HSM's HSM URI also works)", Example: "https://contoso-kv.vault.azure.net/", Required: true},
-		{Name: FieldKeyName, Label: "Key name", Help: "the key's name under Key Vault → Keys", Example: "orgkms-cmk", Required: true},
-		{Name: FieldKeyVersion, Label: "Key version", Help: "leave empty to follow the latest version (rotations are followed automatically)", Example: "0123456789abcdef0123456789abcdef", Version: true},
+		{Name: FieldVaultURI, Label: "Key Vault URI", Required: true, URL: true, Size: 50, Example: "https://contoso-kv.vault.azure.net/",
+			Help: "The vault's Overview page → Vault URI, e.g. https://contoso-kv.vault.azure.net/ (or a Managed HSM URI)."},
+		{Name: FieldKeyName, Label: "Key name", Required: true, Example: "orgkms-cmk",
+			Help: "An RSA key of at least 2048 bits (RSA-HSM recommended), or an oct-HSM key in a Managed HSM. Tag the key version `orgkms-org = {org}` (Keys → key → version → Tags): it proves the key is meant for this org."},
+		{Name: FieldKeyVersion, Label: "Key version", Version: true, Size: 40, Example: "0123456789abcdef0123456789abcdef",
+			Help: "Leave empty to follow the latest version: when you rotate the key, orgkms moves to the new version by itself. A given version is where orgkms starts; it then follows newer versions."},
 	}
 }
 
