@@ -10,7 +10,7 @@ GO ?= go
 BIN := bin/orgkms
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build build-release dev test vet fmt-check test-race bench check lint vuln fuzz tools clean
+.PHONY: all build build-release dev test vet fmt-check test-race bench check lint vuln fuzz tools local-kms clean
 
 all: build
 
@@ -29,7 +29,7 @@ dev:
 	@$(GO) run ./cmd/orgkms dev $(if $(ADDR),--addr $(ADDR)) $(ARGS)
 
 ## test: everything CI runs: formatting, vet, and every test with the race detector
-test: fmt-check vet test-race
+test: fmt-check vet local-kms test-race
 
 fmt-check:
 	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
@@ -72,6 +72,15 @@ tools:
 	$(GO) mod download golang.org/x/vulndb@$(VULNDB_VERSION)
 	rm -rf $(VULNDB) && mkdir -p $(dir $(VULNDB))
 	$(GOBIN_DIR)/indexdb -vulns "$$($(GO) env GOMODCACHE)/golang.org/x/vulndb@$(VULNDB_VERSION)/data/osv" -out $(VULNDB)
+
+# The AWS KMS driver's tests (internal/masterkey/awskms) run this pinned
+# local-kms, an AWS KMS emulator, in a private network namespace; they fail,
+# never skip, without it.
+LOCAL_KMS_VERSION := v0.0.0-20260228092603-2a5e92d09ab6
+
+## local-kms: install the AWS KMS emulator the awskms tests need into $(GOBIN_DIR)
+local-kms:
+	$(GO) install github.com/nsmithuk/local-kms@$(LOCAL_KMS_VERSION)
 
 lint:
 	$(GOBIN_DIR)/staticcheck ./...

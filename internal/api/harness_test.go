@@ -62,7 +62,9 @@ func startServer(t testing.TB, dir string) *testServer {
 	if err != nil {
 		t.Fatalf("server.Open: %v", err)
 	}
-	srv := httptest.NewServer(s.Handler)
+	conf := newConformance(t)
+	srv := httptest.NewServer(conf.wrap(s.Handler))
+	t.Cleanup(func() { conf.check(t) })
 	ts := &testServer{t: t, dir: dir, url: srv.URL, srv: srv, server: s, store: s.Store.(*sqlite.Store), keys: s.Keys, tokens: s.Tokens, logs: logs,
 		master: s.Keys.PlatformKey(), registry: s.Registry}
 	t.Cleanup(ts.stop)

@@ -114,6 +114,7 @@ type CMK struct {
 	PurgeConfirmChecks int      `json:"purge_confirm_checks"`
 	PurgeConfirmAfter  Duration `json:"purge_confirm_after"`
 	Azure              Azure    `json:"azure"`
+	AWS                AWS      `json:"aws"` // the AWS KMS master-key driver (aws.go)
 }
 
 // Azure configures the platform's multi-tenant Entra ID application.
@@ -428,6 +429,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("tls_cert and tls_key must be set together")
 	}
 	if err := c.CMK.validateClouds(); err != nil {
+		return err
+	}
+	if err := c.CMK.AWS.validate(); err != nil {
 		return err
 	}
 	if time.Duration(c.CMK.ProbeInterval) < time.Second {

@@ -348,3 +348,32 @@ func TestPKCS11(t *testing.T) {
 		}
 	}
 }
+
+func TestAWSSection(t *testing.T) {
+	good := AWS{Enabled: true, Region: "eu-west-2", AllowedRegions: []string{"eu-west-2", "us-east-1"}, CredentialsSource: "env",
+		KMSEndpoint: "https://kms.example.test", SessionDuration: Duration(time.Hour)}
+	bad := map[string]AWS{
+		"cmk.aws.region":             {Enabled: true, Region: "Europe"},
+		"cmk.aws.allowed_regions":    {Enabled: true, AllowedRegions: []string{"eu-west-2", "*"}},
+		"cmk.aws.credentials_source": {Enabled: true, CredentialsSource: "file"},
+		"cmk.aws.sts_endpoint":       {Enabled: true, STSEndpoint: "sts"},
+		"cmk.aws.session_duration":   {Enabled: true, SessionDuration: Duration(time.Minute)},
+		"cmk.aws.max_attempts":       {Enabled: true, MaxAttempts: 11},
+	}
+	load := func(a AWS) error {
+		_, err := Load(Sources{Base: Config{CMK: CMK{AWS: a}}})
+		return err
+	}
+	if err := load(good); err != nil {
+		t.Fatalf("good cmk.aws: %v", err)
+	}
+	for field, a := range bad {
+		if err := load(a); err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("bad %s: %v", field, err)
+		}
+	}
+	// Off (the default), nothing in the section is checked.
+	if err := load(AWS{Region: "Europe"}); err != nil {
+		t.Fatalf("disabled cmk.aws: %v", err)
+	}
+}

@@ -460,7 +460,8 @@ func nodeID(dir string) (string, error) {
 }
 
 // providers builds the explicit registry of master-key drivers: localkey
-// and pkcs11 always, azurekv when the platform's cloud is azure.
+// and pkcs11 always, awskms when cmk.aws.enabled, azurekv when the
+// platform's cloud is azure.
 func providers(cfg config.Config, opts Options, log *slog.Logger, m *metrics.Metrics) (*masterkey.Registry, *azurekv.Provider, error) {
 	kopts := masterkey.KeeperOptions{Logger: log, Observer: m.ObserveMasterKey}
 	r := masterkey.NewRegistry()
@@ -473,6 +474,9 @@ func providers(cfg config.Config, opts Options, log *slog.Logger, m *metrics.Met
 		return nil, nil, err
 	}
 	r.Register(pkcs11.Driver(), masterkey.NewKeeper(pkcs11.Scheme, hsm, kopts))
+	if err := registerAWS(r, cfg.CMK.AWS, opts.Getenv, kopts); err != nil { // cmk.aws.enabled (aws.go)
+		return nil, nil, err
+	}
 	if !slices.Contains(cfg.CMK.Offered(), "azure") {
 		return r, nil, nil
 	}

@@ -29,6 +29,21 @@ type Harness struct {
 		Revoke(t *testing.T, key masterkey.Ref, permission string)
 		Restore(t *testing.T, key masterkey.Ref)
 	}
+	// Deleter deletes a key for good (past any recovery window); the
+	// suite then expects KeyNotFound or KeyDestroyed from Wrap, Unwrap and
+	// Describe. It deletes only keys it made with DeletableKey, never
+	// those of Keys.
+	Deleter interface {
+		// DeletableKey returns a fresh key the suite may delete.
+		DeletableKey(t *testing.T) masterkey.Ref
+		Delete(t *testing.T, key masterkey.Ref)
+	}
+	// Staller makes the provider stop answering (calls hang) until the
+	// returned release is called, to check that a cancelled context ends a
+	// call in flight.
+	Staller interface {
+		Stall(t *testing.T) (release func())
+	}
 }
 
 func dek(t *testing.T) []byte {
@@ -250,6 +265,92 @@ func Run(t *testing.T, h Harness) {
 		cancel()
 		_, err := k.Wrap(ctx, k1, dek(t), aad)
 		wantKind(t, "Wrap with a cancelled context", err, fault.Unavailable)
+	})
+
+	t.Run("CancelledContextEveryCall", func(t *testing.T) {
+		k := open(t)
+		k1, _ := h.Keys(t)
+		w, err := k.Wrap(t.Context(), k1, dek(t), aad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		_, err = k.Unwrap(ctx, w, aad)
+		wantKind(t, "Unwrap with a cancelled context", err, fault.Unavailable)
+		_, err = k.Describe(ctx, k1)
+		wantKind(t, "Describe with a cancelled context", err, fault.Unavailable)
+	})
+
+	t.Run("CancelInFlight", func(t *testing.T) {
+		if h.Staller == nil {
+			t.Skip("driver harness has no Staller: the provider cannot be made to hang")
+		}
+		k := open(t)
+		k1, _ := h.Keys(t)
+		w, err := k.Wrap(t.Context(), k1, dek(t), aad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		release := h.Staller.Stall(t)
+		defer release()
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { _, err := k.Unwrap(ctx, w, aad); done <- err }()
+		cancel()
+		select {
+		case err := <-done:
+			wantKind(t, "Unwrap cancelled in flight", err, fault.Unavailable)
+		case <-time.After(time.Minute):
+			t.Fatal("Unwrap did not return after its context was cancelled while the provider hung")
+		}
+	})
+
+	t.Run("VersionReportedOnWrap", func(t *testing.T) {
+		k := open(t)
+		k1, _ := h.Keys(t)
+		desc, err := k.Describe(t.Context(), k1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if desc.Key.Version == "" {
+			t.Fatal("Describe did not report the current version")
+		}
+		w, err := k.Wrap(t.Context(), k1, dek(t), aad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.Key.Version != desc.Key.Version {
+			t.Fatalf("Wrap reported version %q, Describe the current version %q", w.Key.Version, desc.Key.Version)
+		}
+		if w.Key.Unversioned() != desc.Key.Unversioned() {
+			t.Fatalf("Wrap reported key %v, Describe %v", w.Key.Unversioned(), desc.Key.Unversioned())
+		}
+	})
+
+	t.Run("Deleted", func(t *testing.T) {
+		if h.Deleter == nil {
+			t.Skip("driver harness has no Deleter: the provider cannot delete keys")
+		}
+		k := open(t)
+		key := h.Deleter.DeletableKey(t)
+		w, err := k.Wrap(t.Context(), key, dek(t), aad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Deleter.Delete(t, key)
+		gone := func(what string, err error) {
+			t.Helper()
+			if kind := fault.KindOf(err); err == nil || (kind != fault.KeyNotFound && kind != fault.KeyDestroyed) {
+				t.Fatalf("%s of a deleted key: err = %v, want kind %v or %v", what, err, fault.KeyNotFound, fault.KeyDestroyed)
+			}
+		}
+		_, err = k.Unwrap(t.Context(), w, aad)
+		gone("Unwrap", err)
+		_, err = k.Wrap(t.Context(), key, dek(t), aad)
+		gone("Wrap", err)
+		_, err = k.Describe(t.Context(), key)
+		gone("Describe", err)
 	})
 
 	t.Run("Concurrent", func(t *testing.T) {

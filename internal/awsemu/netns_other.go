@@ -1,0 +1,9 @@
+//go:build !linux
+
+package awsemu
+
+import "errors"
+
+func loopbackUp() error {
+	return errors.New("private network namespaces need Linux")
+}
