@@ -67,7 +67,9 @@ const (
 	AuthConsent AuthMethod = "consent"
 	// AuthGrant: the customer grants orgkms access in their own console
 	// (an IAM role trusting orgkms with an external ID, a grant to orgkms'
-	// service account) following Instructions, then confirms.
+	// service account) following Instructions; there is no Authorize step:
+	// Configure records the authorization for the account of the key
+	// (KeyLocation.Tenant), and Test Managed Key proves it.
 	AuthGrant AuthMethod = "grant"
 )
 

@@ -412,9 +412,15 @@ func (s *Service) configureOnce(ctx context.Context, actor, orgID, cloudName str
 	if err != nil {
 		return Record{}, err
 	}
+	// A cloud without a consent round trip (AuthGrant) is authorized by
+	// what the customer grants in their own console: configuring its key
+	// names the account, and Test Managed Key proves the grant.
+	grant := cloud.Authorization(orgID).Method == AuthGrant
 	switch rec.State {
 	case StatePlatform:
-		return Record{}, &fault.Error{Kind: fault.Conflict, Op: "configure", Reason: "authorize orgkms in your tenant first (Step 1)"}
+		if !grant {
+			return Record{}, &fault.Error{Kind: fault.Conflict, Op: "configure", Reason: "authorize orgkms in your tenant first (Step 1)"}
+		}
 	case StateAuthorized, StateActive, StateRevoked:
 		// While revoked, a new key may be staged; Enable applies it once the
 		// key in use works again (it must, to move the org's keys off it).
@@ -433,6 +439,13 @@ func (s *Service) configureOnce(ctx context.Context, actor, orgID, cloudName str
 	rec.UpdatedAt = now
 	ev := &audit.Event{OrgID: orgID, Time: now, Actor: actor, Action: "cmk.configure", Target: "cmk",
 		Details: map[string]string{"key": rec.KeyURI, "key_version": orElse(rec.KeyVersion, "latest")}}
+	if grant && (rec.State == StatePlatform || rec.ConsentedAt.IsZero() || !strings.EqualFold(rec.TenantID, loc.Tenant)) {
+		if rec.State == StatePlatform {
+			rec.State = StateAuthorized
+		}
+		rec.TenantID, rec.ConsentedAt, rec.ConsentedBy = loc.Tenant, now, actor
+		ev.Details["authorized"], ev.Details["tenant_id"] = "grant", loc.Tenant
+	}
 	return rec, s.st.PutCMK(ctx, rec, ev)
 }
 

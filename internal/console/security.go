@@ -146,7 +146,8 @@ func (h *handler) renderSecurity(rq *request, status int, v *view, switchOn bool
 	case cmk.StatePlatform, cmk.StateAuthorized, cmk.StateActive, cmk.StateRevoked:
 		d.CanAuthorize = true // again after a revoked consent, too
 	}
-	d.CanConfigure = rec.State == cmk.StateAuthorized || rec.State == cmk.StateActive
+	d.CanConfigure = rec.State == cmk.StateAuthorized || rec.State == cmk.StateActive ||
+		rec.State == cmk.StatePlatform && d.Available && !d.Auth.Consent // a grant cloud: configuring authorizes
 	d.CanTest = !d.CanConfigure && rec.KeyURI != "" && (rec.State == cmk.StateRevoked || rec.State == cmk.StateLost)
 	d.Replacing = rec.State == cmk.StateActive
 	d.CanDisable = rec.State == cmk.StateAuthorized || rec.State == cmk.StateActive || rec.State == cmk.StateLost
