@@ -497,6 +497,14 @@ func (c *Client) CMKConfigure(ctx context.Context, org string, req CMKConfigureR
 	return s, err
 }
 
+// CMKClouds lists the clouds offered for the org's customer managed key,
+// with their fields and authorization instructions.
+func (c *Client) CMKClouds(ctx context.Context, org string) (CMKClouds, error) {
+	var r CMKClouds
+	err := c.do(ctx, "GET", "/v1/orgs/"+esc(org)+"/cmk/clouds", nil, &r)
+	return r, err
+}
+
 // CMKTest runs Test Managed Key.
 func (c *Client) CMKTest(ctx context.Context, org string) (CMKTestReport, error) {
 	var r CMKTestReport

@@ -82,6 +82,7 @@ func apiCalls() []apiCall {
 		{"ListNodes", func(ctx context.Context, c *Client) error { _, err := c.ListNodes(ctx); return err }, nil, typeOf[NodeList]()},
 		{"PlatformKeyStatus", func(ctx context.Context, c *Client) error { _, err := c.PlatformKeyStatus(ctx); return err }, nil, typeOf[PlatformKeyStatus]()},
 		{"CMKStatus", func(ctx context.Context, c *Client) error { _, err := c.CMKStatus(ctx, "acme"); return err }, nil, typeOf[CMKStatus]()},
+		{"CMKClouds", func(ctx context.Context, c *Client) error { _, err := c.CMKClouds(ctx, "acme"); return err }, nil, typeOf[CMKClouds]()},
 		{"CMKAuthorize", func(ctx context.Context, c *Client) error { _, err := c.CMKAuthorize(ctx, "acme", "t"); return err }, typeOf[CMKAuthorizeRequest](), typeOf[CMKAuthorizeResponse]()},
 		{"CMKConfigure", func(ctx context.Context, c *Client) error {
 			_, err := c.CMKConfigure(ctx, "acme", CMKConfigureRequest{})

@@ -207,7 +207,7 @@ type WhoAmI struct {
 // CMKStatus is an org's customer managed key status.
 type CMKStatus struct {
 	Org   string `json:"org"`
-	Cloud string `json:"cloud,omitempty"` // the platform's cloud ("azure"); empty when CMKs are off
+	Cloud string `json:"cloud,omitempty"` // the org's cloud ("azure"): of its key, else the platform's default; empty when CMKs are off
 	// State: platform, authorized, activating, active, rotating, replacing,
 	// revoked, deactivating, lost.
 	State            string     `json:"state"`
@@ -235,7 +235,10 @@ type CMKStatus struct {
 	// Pending: a configured key not in use yet while another key protects
 	// the org (vault_uri, key_name, key_version name the key in use).
 	Pending *CMKKeyConfig `json:"pending,omitempty"`
-	Job     *CMKJob       `json:"job,omitempty"`
+	// Fields: the key (in use, else configured) in the fields of its cloud
+	// (see CMKClouds), e.g. vault_uri, key_name, key_version for azure.
+	Fields map[string]string `json:"fields,omitempty"`
+	Job    *CMKJob           `json:"job,omitempty"`
 	// Revocation: how far the org's latest key-state change (generation)
 	// reached the live nodes; absent while the org never had one.
 	Revocation *CMKRevocation `json:"revocation,omitempty"`
@@ -317,10 +320,76 @@ type CMKAuthorizeResponse struct {
 }
 
 // CMKConfigureRequest is the body of POST /v1/orgs/{org}/cmk/configure.
+//
+// A key is named either by the fields of its cloud (Cloud, Fields: see
+// CMKClouds) or, for the default cloud azure, by VaultURI, KeyName and
+// KeyVersion (the original shape), never both.
 type CMKConfigureRequest struct {
-	VaultURI   string `json:"vault_uri"`
-	KeyName    string `json:"key_name"`
+	VaultURI   string `json:"vault_uri,omitempty"`
+	KeyName    string `json:"key_name,omitempty"`
 	KeyVersion string `json:"key_version,omitempty"`
+	// Cloud is one of the offered clouds; empty = the default.
+	Cloud  string            `json:"cloud,omitempty"`
+	Fields map[string]string `json:"fields,omitempty"`
+}
+
+// CMKClouds lists the clouds whose key services this orgkms offers, the
+// default first.
+type CMKClouds struct {
+	Clouds []CMKCloud `json:"clouds"`
+}
+
+// CMKCloud is one offered cloud: how a customer authorizes orgkms and the
+// fields by which they name a key.
+type CMKCloud struct {
+	Name          string           `json:"name"` // e.g. "azure"
+	DisplayName   string           `json:"display_name"`
+	Default       bool             `json:"default,omitempty"`
+	Authorization CMKAuthorization `json:"authorization"`
+	Fields        []CMKField       `json:"fields"`
+	// Checks are the checks of Test Managed Key in order.
+	Checks []CMKCheckSpec `json:"checks"`
+}
+
+// CMKAuthorization is how a customer authorizes orgkms in a cloud.
+type CMKAuthorization struct {
+	// Method: "consent" (an administrator grants consent on the cloud's
+	// page: POST .../cmk/authorize with the tenant) or "grant" (the
+	// customer grants access in their console following Instructions).
+	Method string `json:"method"`
+	// Service names where the key lives, e.g. "Azure Key Vault or
+	// Managed HSM".
+	Service      string `json:"service"`
+	TenantLabel  string `json:"tenant_label,omitempty"`
+	TenantHelp   string `json:"tenant_help,omitempty"`
+	Instructions string `json:"instructions"`
+	// Access: what the customer grants orgkms on the key.
+	Access string     `json:"access,omitempty"`
+	Values []CMKValue `json:"values,omitempty"`
+}
+
+// CMKValue is a value the customer copies into their console.
+type CMKValue struct {
+	Name  string `json:"name"`
+	Label string `json:"label"`
+	Value string `json:"value"`
+}
+
+// CMKField is one field a customer enters to name a key.
+type CMKField struct {
+	Name     string `json:"name"`
+	Label    string `json:"label"`
+	Help     string `json:"help,omitempty"`
+	Example  string `json:"example,omitempty"`
+	Required bool   `json:"required,omitempty"`
+	Version  bool   `json:"version,omitempty"` // the key version: empty follows the latest
+}
+
+// CMKCheckSpec is one check of Test Managed Key in a cloud.
+type CMKCheckSpec struct {
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Verifies string `json:"verifies"`
 }
 
 // CMKCheck is one check of Test Managed Key.

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -69,17 +70,59 @@ func cmkCmd(env *cliEnv) *cobra.Command {
 		})
 	})
 
+	clouds, cloudsFmt, cloudsOrg := sub("clouds", "list the clouds offered, their fields and how to authorize orgkms",
+		"Lists the clouds whose key services this orgkms offers (the default first): how to authorize orgkms, "+
+			"the fields that name a key (give them to configure as --field NAME=VALUE) and the checks of Test Managed Key.", nil)
+	start(clouds, cloudsOrg, func(c *client.Client, org string) error {
+		cl, err := c.CMKClouds(env.ctx, org)
+		if err != nil {
+			return err
+		}
+		return cloudsFmt.emit(env, cl, func(w io.Writer) error { return printCMKClouds(w, cl, org) })
+	})
+
 	var req client.CMKConfigureRequest
+	var fields []string
 	configure, confFmt, confOrg := sub("configure --vault-uri URI --key-name NAME [--key-version V]", "step 2: set the key",
-		"Step 2: sets the key. An empty version follows the latest version (rotations are followed).",
+		"Step 2: sets the key. An empty version follows the latest version (rotations are followed).\n\n"+
+			"The flags --vault-uri, --key-name and --key-version name a key of Azure Key Vault. A key of any offered cloud "+
+			"is named by --cloud and its fields, --field NAME=VALUE once per field (orgkms cmk clouds lists them), e.g.\n"+
+			"  orgkms cmk configure --cloud azure --field vault_uri=https://contoso-kv.vault.azure.net/ --field key_name=orgkms-cmk",
 		func(cmd *cobra.Command) {
 			cmd.Flags().StringVar(&req.VaultURI, "vault-uri", "", "Key Vault `URI`, e.g. https://contoso-kv.vault.azure.net/")
 			cmd.Flags().StringVar(&req.KeyName, "key-name", "", "key `name`")
 			cmd.Flags().StringVar(&req.KeyVersion, "key-version", "", "key `version` (empty: follow the latest version)")
+			cmd.Flags().StringVar(&req.Cloud, "cloud", "", "the key's `cloud`, one of those offered (default: the deployment's own)")
+			cmd.Flags().StringArrayVar(&fields, "field", nil, "a field of the cloud's key as `NAME=VALUE` (repeat per field; orgkms cmk clouds lists them)")
 			cmd.PreRunE = func(*cobra.Command, []string) error {
-				if req.VaultURI == "" || req.KeyName == "" {
-					return usageError{"--vault-uri and --key-name are required", "copy them from the key vault in the Azure portal"}
+				if len(fields) == 0 {
+					if req.VaultURI == "" || req.KeyName == "" {
+						return usageError{"--vault-uri and --key-name are required", "copy them from the key vault in the Azure portal"}
+					}
+					return nil
 				}
+				req.Fields = map[string]string{}
+				for _, f := range fields {
+					name, value, ok := strings.Cut(f, "=")
+					if name = strings.TrimSpace(name); !ok || name == "" {
+						return usageError{fmt.Sprintf("--field %q must be NAME=VALUE", f), "orgkms cmk clouds lists the fields of each cloud"}
+					}
+					if _, dup := req.Fields[name]; dup {
+						return usageError{fmt.Sprintf("--field %s is given twice", name), ""}
+					}
+					req.Fields[name] = value
+				}
+				// The Azure flags are that cloud's fields.
+				for name, v := range map[string]string{"vault_uri": req.VaultURI, "key_name": req.KeyName, "key_version": req.KeyVersion} {
+					if v == "" {
+						continue
+					}
+					if _, dup := req.Fields[name]; dup {
+						return usageError{fmt.Sprintf("--field %s and --%s both name the key", name, strings.ReplaceAll(name, "_", "-")), ""}
+					}
+					req.Fields[name] = v
+				}
+				req.VaultURI, req.KeyName, req.KeyVersion = "", "", ""
 				return nil
 			}
 		})
@@ -92,6 +135,11 @@ func cmkCmd(env *cliEnv) *cobra.Command {
 			conf := client.CMKKeyConfig{VaultURI: st.VaultURI, KeyName: st.KeyName, KeyVersion: st.KeyVersion}
 			if st.Pending != nil {
 				conf = *st.Pending // a replacement: the key in use stays until enable
+			}
+			if conf.VaultURI == "" && conf.KeyName == "" {
+				// A cloud without Azure's vault and key name: its fields.
+				_, err := fmt.Fprintf(w, "configured key %s; next: orgkms cmk test --org %s\n", fieldList(st.Fields), org)
+				return err
 			}
 			_, err := fmt.Fprintf(w, "configured key %s in %s (version %s); next: orgkms cmk test --org %s\n", conf.KeyName, conf.VaultURI, orDefault(conf.KeyVersion, "latest"), org)
 			return err
@@ -170,8 +218,65 @@ func cmkCmd(env *cliEnv) *cobra.Command {
 		}
 		return fbFmt.emit(env, st, func(io.Writer) error { printCMKStatus(env, st); return nil })
 	})
-	return group("cmk <command>", "customer managed keys: status, authorize, configure, test, enable, disable, fallback",
-		status, authorize, configure, test, enable, disable, fallback)
+	return group("cmk <command>", "customer managed keys: status, clouds, authorize, configure, test, enable, disable, fallback",
+		status, clouds, authorize, configure, test, enable, disable, fallback)
+}
+
+// printCMKClouds prints the offered clouds for people.
+func printCMKClouds(w io.Writer, cl client.CMKClouds, org string) error {
+	if len(cl.Clouds) == 0 {
+		_, err := fmt.Fprintln(w, "customer managed keys are not enabled on this orgkms")
+		return err
+	}
+	for i, c := range cl.Clouds {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		def := ""
+		if c.Default {
+			def = " (default)"
+		}
+		fmt.Fprintf(w, "%s: %s%s\n", c.Name, c.DisplayName, def)
+		a := c.Authorization
+		fmt.Fprintf(w, "  authorize (%s): %s\n", a.Method, a.Instructions)
+		if a.Method == "consent" {
+			fmt.Fprintf(w, "    orgkms cmk authorize --org %s --tenant TENANT\n", org)
+		}
+		for _, v := range a.Values {
+			fmt.Fprintf(w, "    %s: %s\n", v.Label, v.Value)
+		}
+		if a.Access != "" {
+			fmt.Fprintf(w, "  access: %s\n", a.Access)
+		}
+		fmt.Fprintln(w, "  fields (--field NAME=VALUE):")
+		tw := table(w)
+		for _, f := range c.Fields {
+			req := "optional"
+			if f.Required {
+				req = "required"
+			}
+			fmt.Fprintf(tw, "    %s\t%s\t%s\te.g. %s\t%s\n", f.Name, f.Label, req, f.Example, f.Help)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fieldList renders a key's fields as NAME=VALUE, in name order.
+func fieldList(fields map[string]string) string {
+	names := make([]string, 0, len(fields))
+	for name, v := range fields {
+		if v != "" {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	for i, name := range names {
+		names[i] = name + "=" + fields[name]
+	}
+	return strings.Join(names, " ")
 }
 
 // printCMKTest prints a Test Managed Key report: every check, then a

@@ -23,7 +23,7 @@ var jobProgress = map[string]int{"": 0, "copied": 40, "verified": 70, "switched"
 
 func (h *Handler) cmkJSON(st cmk.Status) client.CMKStatus {
 	r := st.Record
-	out := client.CMKStatus{Org: r.OrgID, Cloud: h.cmk.CloudName(), State: string(r.State), TenantID: r.TenantID, ConsentedAt: optTime(r.ConsentedAt),
+	out := client.CMKStatus{Org: r.OrgID, Cloud: st.Cloud, Fields: st.Fields, State: string(r.State), TenantID: r.TenantID, ConsentedAt: optTime(r.ConsentedAt),
 		ConsentedBy: r.ConsentedBy, VaultURI: r.VaultURI, KeyName: r.KeyName, KeyVersion: r.KeyVersion, CurrentVersion: r.ActiveVersion,
 		ReasonCode: r.ReasonCode, Reason: h.redact(r.Reason), RecoverableUntil: optTime(r.RecoverableUntil), LastProbeAt: optTime(r.LastProbeAt), Degraded: r.Degraded,
 		Warning: r.Warning, DataLostAt: optTime(r.DataLostAt)}
@@ -35,7 +35,8 @@ func (h *Handler) cmkJSON(st cmk.Status) client.CMKStatus {
 		out.Pending = &client.CMKKeyConfig{VaultURI: p.VaultURI, KeyName: p.KeyName, KeyVersion: p.KeyVersion}
 	}
 	if r.ActiveKeyURI != "" {
-		out.Provider, out.MasterKey = "azurekv", r.ActiveKeyURI
+		scheme, _, _ := strings.Cut(r.ActiveKeyURI, ":")
+		out.Provider, out.MasterKey = scheme, r.ActiveKeyURI
 	} else {
 		out.MasterKey = "platform"
 		out.Provider = h.keys.PlatformKey().Provider
@@ -85,10 +86,51 @@ func (h *Handler) cmkConfigure(c *call) error {
 	if err := c.decode(&req); err != nil {
 		return err
 	}
-	if _, err := h.cmk.Configure(c.r.Context(), c.actor(), c.org, req.VaultURI, req.KeyName, req.KeyVersion); err != nil {
+	ctx := c.r.Context()
+	legacy := req.VaultURI != "" || req.KeyName != "" || req.KeyVersion != ""
+	var err error
+	switch {
+	case len(req.Fields) > 0 && legacy:
+		return &fault.Error{Kind: fault.Invalid, Field: "fields", Reason: "name the key either by fields or by vault_uri, key_name and key_version, not both"}
+	case len(req.Fields) > 0:
+		_, err = h.cmk.ConfigureKey(ctx, c.actor(), c.org, req.Cloud, req.Fields)
+	case req.Cloud != "" && req.Cloud != h.cmk.CloudName():
+		// Another cloud's key is named by its fields only: the cloud says
+		// which are missing (or that it is not offered).
+		_, err = h.cmk.ConfigureKey(ctx, c.actor(), c.org, req.Cloud, nil)
+	default:
+		_, err = h.cmk.Configure(ctx, c.actor(), c.org, req.VaultURI, req.KeyName, req.KeyVersion)
+	}
+	if err != nil {
 		return err
 	}
 	return h.cmkStatus(c)
+}
+
+// cmkClouds lists the offered clouds, their fields and how to authorize.
+func (h *Handler) cmkClouds(c *call) error {
+	if _, err := h.cmk.Status(c.r.Context(), c.org); err != nil {
+		return err // the org must exist
+	}
+	out := client.CMKClouds{Clouds: []client.CMKCloud{}}
+	for i, cl := range h.cmk.Clouds() {
+		a := cl.Authorization(c.org)
+		org := cmk.Vars{"org": c.org}
+		cc := client.CMKCloud{Name: cl.Name(), DisplayName: cl.DisplayName(), Default: i == 0,
+			Authorization: client.CMKAuthorization{Method: string(a.Method), Service: a.Service, TenantLabel: a.TenantLabel, TenantHelp: org.Expand(a.TenantHelp),
+				Instructions: org.Expand(a.Instructions), Access: org.Expand(a.Access)}}
+		for _, v := range a.Values {
+			cc.Authorization.Values = append(cc.Authorization.Values, client.CMKValue{Name: v.Name, Label: v.Label, Value: v.Value})
+		}
+		for _, f := range cl.Fields() {
+			cc.Fields = append(cc.Fields, client.CMKField{Name: f.Name, Label: f.Label, Help: org.Expand(f.Help), Example: f.Example, Required: f.Required, Version: f.Version})
+		}
+		for _, ch := range cl.Wording().Checks {
+			cc.Checks = append(cc.Checks, client.CMKCheckSpec{ID: ch.ID, Name: ch.Name, Verifies: ch.Verifies})
+		}
+		out.Clouds = append(out.Clouds, cc)
+	}
+	return c.reply(http.StatusOK, out)
 }
 
 func (h *Handler) cmkTest(c *call) error {

@@ -32,6 +32,7 @@ var routes = []route{
 	{"POST /v1/orgs/{org}/keys/{key}/datakey", auth.ActCrypto, (*Handler).datakey},
 
 	{"GET /v1/orgs/{org}/cmk", auth.ActOrgRead, (*Handler).cmkStatus},
+	{"GET /v1/orgs/{org}/cmk/clouds", auth.ActOrgRead, (*Handler).cmkClouds},
 	{"POST /v1/orgs/{org}/cmk/authorize", auth.ActCMKManage, (*Handler).cmkAuthorize},
 	{"POST /v1/orgs/{org}/cmk/configure", auth.ActCMKManage, (*Handler).cmkConfigure},
 	{"POST /v1/orgs/{org}/cmk/test", auth.ActCMKManage, (*Handler).cmkTest},

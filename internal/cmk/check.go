@@ -10,6 +10,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/orgkms/orgkms/internal/fault"
+	"github.com/orgkms/orgkms/internal/masterkey"
 )
 
 // CheckStatus is the outcome of one check of Test Managed Key.
@@ -78,249 +79,238 @@ func (r Report) FirstFailure() string {
 	return ""
 }
 
-// The checks, in order. IDs are stable (the console and CLI key on them).
-var checkNames = []struct{ id, name string }{
-	{"consent", "Consent granted"},
-	{"configured", "Key configured"},
-	{"token", "Token obtained"},
-	{"vault", "Vault reachable"},
-	{"key", "Key exists"},
-	{"version", "Key version"},
-	{"enabled", "Key enabled and within its dates"},
-	{"type", "Key type and size"},
-	{"operations", "Permitted operations"},
-	{"ownership", "Key tagged for this org"},
-	{"roundtrip", "Wrap and unwrap round trip"},
-	{"deletion", "Soft delete and purge protection"},
-	{"latency", "Latency"},
-}
-
 // SlowProbe is the round-trip latency above which Test Managed Key warns.
 const SlowProbe = time.Second
 
 // Test runs every check of Test Managed Key on the org's configured key.
 // It never returns an error: each problem is a failed check with a remedy.
+// The engine is the cloud's table ([Wording.Checks]): this function decides
+// which outcome each check has, the table says it in the cloud's words.
 func (s *Service) Test(ctx context.Context, orgID string) Report {
-	checks := make([]Check, len(checkNames))
-	for i, c := range checkNames {
-		checks[i] = Check{ID: c.id, Name: c.name, Status: Skip, Detail: "not run: fix the failures above first"}
+	rep := Report{}
+	rec, recErr := s.record(ctx, orgID)
+	cloud := s.cloudOf(rec)
+	if cloud == nil {
+		err := s.requireCloud()
+		rep.Checks = []Check{{ID: "consent", Name: "Consent granted", Status: Fail, Detail: fault.Message(err), Remedy: "ask the platform operator to enable customer managed keys"}}
+		return rep
 	}
-	set := func(id string, st CheckStatus, detail, remedy string) {
+	w := cloud.Wording()
+	checks := make([]Check, len(w.Checks))
+	for i, c := range w.Checks {
+		checks[i] = Check{ID: c.ID, Name: c.Name, Status: Skip, Detail: "not run: fix the failures above first"}
+	}
+	vars := Vars{"org": orgID, "tag": OwnershipTag, "tenant": rec.TenantID, "vault_uri": rec.VaultURI, "key": rec.KeyName}
+	// raw sets a check's result as given.
+	raw := func(id string, st CheckStatus, detail, remedy string) {
 		for i := range checks {
 			if checks[i].ID == id {
 				checks[i].Status, checks[i].Detail, checks[i].Remedy = st, detail, remedy
 			}
 		}
 	}
-	rep := Report{}
+	// set sets a check's result from the table's text for outcome.
+	set := func(id string, st CheckStatus, outcome string) {
+		t := Text{}
+		if c := w.check(id); c != nil {
+			t = c.Text(outcome)
+		}
+		raw(id, st, vars.Expand(t.Detail), vars.Expand(t.Remedy))
+	}
+	fail := func(id, outcome string, err error) {
+		vars["error"] = fault.Message(err)
+		vars["remedy"] = s.remedyFor(w, err, rec)
+		set(id, Fail, outcome)
+	}
 	finish := func() Report {
 		rep.Checks = checks
 		rep.OK = !slices.ContainsFunc(checks, func(c Check) bool { return c.Status == Fail || c.Status == Skip && c.ID != "latency" })
 		return rep
 	}
-	if err := s.requireCloud(); err != nil {
-		set("consent", Fail, fault.Message(err), "ask the platform operator to enable customer managed keys")
-		return finish()
-	}
 	if !s.testAllowed(orgID) {
-		set("consent", Fail, "Test Managed Key was run too often for this org", "wait a few seconds and test again")
+		raw("consent", Fail, "Test Managed Key was run too often for this org", "wait a few seconds and test again")
 		return finish()
 	}
-	rec, err := s.record(ctx, orgID)
-	if err != nil {
-		set("consent", Fail, fault.Message(err), "retry in a moment")
+	if recErr != nil {
+		raw("consent", Fail, fault.Message(recErr), "retry in a moment")
 		return finish()
 	}
 	if rec.ConsentedAt.IsZero() {
-		set("consent", Fail, "orgkms is not authorized in your Entra ID tenant", "complete Step 1: enter your tenant ID and click Authorize, then accept as an administrator of the tenant")
+		set("consent", Fail, "fail:missing")
 		return finish()
 	}
-	set("consent", Pass, fmt.Sprintf("granted in tenant %s by %s on %s", rec.TenantID, rec.ConsentedBy, rec.ConsentedAt.Format("2006-01-02 15:04 MST")), "")
+	vars["by"], vars["at"] = rec.ConsentedBy, rec.ConsentedAt.Format("2006-01-02 15:04 MST")
+	set("consent", Pass, "pass")
 	ref, err := s.configuredRef(rec)
 	if err != nil {
-		set("configured", Fail, "no key is configured", "complete Step 2: enter the Key Vault URI, key name and (optionally) key version")
+		set("configured", Fail, "fail")
 		return finish()
 	}
-	rep.Key = s.cfg.Cloud.KeyURI(ref)
-	set("configured", Pass, fmt.Sprintf("vault %s, key %s, version %s", rec.VaultURI, rec.KeyName, orElse(rec.KeyVersion, "latest (rotations are followed)")), "")
+	rep.Key = cloud.KeyURI(ref)
+	vars["configured_version"] = orElse(rec.KeyVersion, "latest (rotations are followed)")
+	set("configured", Pass, "pass")
 	keeper, err := s.cfg.Keepers.Keeper(ref)
 	if err != nil {
-		set("token", Fail, fault.Message(err), "")
+		raw("token", Fail, fault.Message(err), "")
 		return finish()
 	}
 	if err := keeper.CheckCredentials(ctx, ref); err != nil {
 		if fault.KindOf(err) == fault.CMKConsentRevoked {
-			// Consent was recorded, but Entra ID says it is gone.
-			set("consent", Fail, fault.Message(err), remedyFor(err, rec))
-			set("token", Fail, "no token: orgkms is not authorized in tenant "+rec.TenantID, "")
+			// Consent was recorded, but the cloud says it is gone.
+			fail("consent", "fail:revoked", err)
+			fail("token", "fail:revoked", err)
 			return finish()
 		}
-		set("token", Fail, fault.Message(err), remedyFor(err, rec))
+		fail("token", "fail", err)
 		return finish()
 	}
-	set("token", Pass, "orgkms obtained a token in tenant "+rec.TenantID, "")
+	set("token", Pass, "pass")
 
 	start := time.Now()
 	desc, err := keeper.Describe(ctx, ref.Unversioned())
 	if err != nil {
 		switch fault.KindOf(err) {
 		case fault.Unavailable:
-			set("vault", Fail, fault.Message(err), "check the Key Vault URI, and that the vault's firewall allows orgkms")
+			fail("vault", "fail:unavailable", err)
 		case fault.KeyNotFound:
-			set("vault", Pass, "vault "+rec.VaultURI+" answered", "")
-			set("key", Fail, fault.Message(err), "check the key name (Key Vault → Keys); if it was deleted, recover it")
+			set("vault", Pass, "pass:answered")
+			fail("key", "fail:not_found", err)
 		case fault.PermissionDenied:
-			set("vault", Pass, "vault "+rec.VaultURI+" answered", "")
-			set("key", Fail, fault.Message(err), "add the Get and List key permissions for orgkms in the vault's access policies")
+			set("vault", Pass, "pass:answered")
+			fail("key", "fail:permission", err)
 		default:
-			set("vault", Fail, fault.Message(err), remedyFor(err, rec))
+			fail("vault", "fail", err)
 		}
 		return finish()
 	}
 	latestRTT := time.Since(start)
-	set("vault", Pass, "vault "+rec.VaultURI+" answered in "+latestRTT.Round(time.Millisecond).String(), "")
-	set("key", Pass, "key "+rec.KeyName+" exists; current version "+desc.Key.Version, "")
+	vars["rtt"] = latestRTT.Round(time.Millisecond).String()
+	vars["current"] = desc.Key.Version
+	set("vault", Pass, "pass")
+	set("key", Pass, "pass")
 	use := desc
+	vars["version"] = ref.Version
 	if ref.Version != "" && !strings.EqualFold(ref.Version, desc.Key.Version) {
 		d, err := keeper.Describe(ctx, ref)
 		if err != nil {
-			set("version", Fail, fault.Message(err), "check the key version (Key Vault → Keys → "+rec.KeyName+" → versions), or leave it empty to use the latest")
+			fail("version", "fail", err)
 			return finish()
 		}
 		use = d
-		set("version", Pass, "version "+ref.Version+" exists; orgkms will start with it and follow newer versions", "")
+		set("version", Pass, "pass:older")
 	} else if ref.Version != "" {
-		set("version", Pass, "version "+ref.Version+" is the current version", "")
+		set("version", Pass, "pass:current")
 	} else {
-		set("version", Pass, "using the current version "+desc.Key.Version+"; orgkms follows rotations automatically", "")
+		set("version", Pass, "pass")
 	}
 	rep.Version = use.Key.Version
+	vars["version"] = use.Key.Version
 	now := s.now()
 	switch {
 	case !use.Enabled:
-		set("enabled", Fail, "version "+use.Key.Version+" is disabled", "enable the key version in the Azure portal (Keys → "+rec.KeyName+" → version → Enabled)")
+		set("enabled", Fail, "fail:disabled")
 		return finish()
 	case !use.NotBefore.IsZero() && now.Before(use.NotBefore):
-		set("enabled", Fail, "version "+use.Key.Version+" is not active until "+use.NotBefore.UTC().Format(time.RFC3339), "clear or move the activation date of the key version")
+		vars["date"] = use.NotBefore.UTC().Format(time.RFC3339)
+		set("enabled", Fail, "fail:not_yet_active")
 		return finish()
 	case !use.Expires.IsZero() && !now.Before(use.Expires):
-		set("enabled", Fail, "version "+use.Key.Version+" expired on "+use.Expires.UTC().Format(time.RFC3339), "set a later expiration date, or rotate the key")
+		vars["date"] = use.Expires.UTC().Format(time.RFC3339)
+		set("enabled", Fail, "fail:expired")
 		return finish()
 	case !use.Expires.IsZero() && use.Expires.Sub(now) < 30*24*time.Hour:
-		set("enabled", Warn, "version "+use.Key.Version+" expires on "+use.Expires.UTC().Format(time.RFC3339), "rotate the key or extend its expiration date before then; an expired key cannot wrap")
+		vars["date"] = use.Expires.UTC().Format(time.RFC3339)
+		set("enabled", Warn, "warn")
 	default:
-		set("enabled", Pass, "enabled, no date restriction blocks use", "")
+		set("enabled", Pass, "pass")
 	}
-	switch {
-	case use.KeyType == "oct-HSM" && use.KeySize >= 256:
-		set("type", Pass, "oct-HSM AES-256 (Managed HSM), wrapped with A256KW", "")
-	case (use.KeyType == "RSA" || use.KeyType == "RSA-HSM") && use.KeySize >= 2048:
-		set("type", Pass, fmt.Sprintf("%s %d-bit, wrapped with RSA-OAEP-256", use.KeyType, use.KeySize), "")
-	case use.KeyType == "RSA" || use.KeyType == "RSA-HSM":
-		set("type", Fail, fmt.Sprintf("%s %d-bit is too small", use.KeyType, use.KeySize), "create an RSA key of 2048 bits or more")
-		return finish()
-	default:
-		set("type", Fail, "key type "+use.KeyType+" cannot wrap keys", "use an RSA (2048 bits or more) or RSA-HSM key, or an oct-HSM key in a Managed HSM")
+	// The cloud's own checks of the key's description, before the
+	// operations.
+	if !s.evaluate(w, "operations", use, vars, set) {
 		return finish()
 	}
-	if missing := missingOperations(use.Operations); len(missing) > 0 {
-		permitted := "none"
-		if len(use.Operations) > 0 {
-			permitted = strings.Join(use.Operations, ", ")
+	if w.MissingOperations != nil {
+		if missing := w.MissingOperations(use); len(missing) > 0 {
+			permitted := "none"
+			if len(use.Operations) > 0 {
+				permitted = strings.Join(use.Operations, ", ")
+			}
+			labels := make([]string, len(missing))
+			for i, op := range missing {
+				labels[i] = w.permission(op)
+			}
+			vars["missing"], vars["permitted"], vars["labels"] = strings.Join(missing, " and "), permitted, strings.Join(labels, " and ")
+			set("operations", Fail, "fail")
+			return finish()
 		}
-		labels := make([]string, len(missing))
-		for i, op := range missing {
-			labels[i] = permissionLabel(op)
-		}
-		set("operations", Fail,
-			fmt.Sprintf("version %s of key %s does not permit %s (its permitted operations: %s)", use.Key.Version, rec.KeyName, strings.Join(missing, " and "), permitted),
-			fmt.Sprintf("add %s to the permitted operations of key %s (Keys → %s → version → Permitted operations), then test again", strings.Join(labels, " and "), rec.KeyName, rec.KeyName))
-		return finish()
+		set("operations", Pass, "pass")
 	}
-	set("operations", Pass, "wrapKey and unwrapKey are permitted", "")
 	// Proof that the customer means this key for this org: consent alone
 	// cannot prove it (a consent callback carries no signed assertion, and
 	// one tenant's vault may serve several customers of the platform).
 	if !taggedFor(use.Tags, orgID) {
-		set("ownership", Fail, fmt.Sprintf("version %s of key %s has no tag %s naming org %s", use.Key.Version, rec.KeyName, OwnershipTag, orgID),
-			fmt.Sprintf("in the Azure portal, open Keys → %s → version %s → Tags and add %s = %s (several orgs: separate their IDs with commas)", rec.KeyName, use.Key.Version, OwnershipTag, orgID))
+		set("ownership", Fail, "fail")
 		return finish()
 	}
-	set("ownership", Pass, fmt.Sprintf("tag %s names org %s", OwnershipTag, orgID), "")
+	set("ownership", Pass, "pass")
 	probe := keeper.Probe(ctx, ref)
 	rep.Latency = probe.Latency
 	if !probe.OK() {
-		detail := fault.Message(probe.Err)
-		remedy := remedyFor(probe.Err, rec)
 		if fe := fault.As(probe.Err); fe != nil && fe.Kind == fault.PermissionDenied {
-			detail = "permission missing: " + fe.Permission
-			remedy = "add the " + permissionLabel(fe.Permission) + " key permission for orgkms in the vault's access policies (or assign Key Vault Crypto Service Encryption User)"
+			vars["permission"], vars["permission_label"] = fe.Permission, w.permission(fe.Permission)
+			fail("roundtrip", "fail:permission", probe.Err)
+		} else {
+			fail("roundtrip", "fail", probe.Err)
 		}
-		set("roundtrip", Fail, detail, remedy)
 		return finish()
 	}
-	set("roundtrip", Pass, "wrapped and unwrapped a test key with version "+probe.Wrapped.Version, "")
-	switch {
-	case desc.SoftDeleteDays == 0:
-		set("deletion", Warn, "soft delete is off: deleting the key would destroy the org's data at once", "turn on soft delete and purge protection for the vault")
-	case !desc.PurgeProtection:
-		set("deletion", Warn, fmt.Sprintf("soft delete keeps deleted keys for %d days, but purge protection is off: a purge would destroy the org's data", desc.SoftDeleteDays), "turn on purge protection for the vault (Properties → Purge protection)")
-	default:
-		set("deletion", Pass, fmt.Sprintf("soft delete (%d days) and purge protection are on", desc.SoftDeleteDays), "")
+	vars["version"] = probe.Wrapped.Version
+	set("roundtrip", Pass, "pass")
+	// The cloud's own checks after the round trip judge the key as
+	// described unversioned (e.g. the vault's deletion protection).
+	if !s.evaluate(w, "latency", desc, vars, set) {
+		return finish()
 	}
+	vars["rtt"] = probe.Latency.Round(time.Millisecond).String()
 	if probe.Latency > SlowProbe {
-		set("latency", Warn, "a round trip took "+probe.Latency.Round(time.Millisecond).String(), "a vault in a region near orgkms keeps activation and rotation fast")
+		set("latency", Warn, "warn")
 	} else {
-		set("latency", Pass, "a round trip took "+probe.Latency.Round(time.Millisecond).String(), "")
+		set("latency", Pass, "pass")
 	}
 	return finish()
 }
 
-// missingOperations returns the key operations orgkms needs that ops (a
-// key's key_ops) lacks; none when ops is nil (the vault reported no
-// restriction).
-func missingOperations(ops []string) []string {
-	if ops == nil {
-		return nil
+// evaluate runs the cloud's own checks (those with Evaluate) placed in the
+// table right before the generic check before ("operations" or "latency");
+// false when one failed.
+func (s *Service) evaluate(w *Wording, before string, d masterkey.Description, vars Vars, set func(id string, st CheckStatus, outcome string)) bool {
+	i := slices.IndexFunc(w.Checks, func(c CheckSpec) bool { return c.ID == before })
+	if i < 0 {
+		return true
 	}
-	var missing []string
-	for _, need := range []string{"wrapKey", "unwrapKey"} {
-		if !slices.ContainsFunc(ops, func(op string) bool { return strings.EqualFold(op, need) }) {
-			missing = append(missing, need)
+	for j := i - 1; j >= 0 && w.Checks[j].Evaluate != nil; j-- {
+		i = j
+	}
+	for _, c := range w.Checks[i:] {
+		if c.Evaluate == nil {
+			break
+		}
+		st, outcome, more := c.Evaluate(d, vars)
+		for k, v := range more {
+			vars[k] = v
+		}
+		set(c.ID, st, outcome)
+		if st == Fail {
+			return false
 		}
 	}
-	return missing
+	return true
 }
 
-func permissionLabel(p string) string {
-	switch p {
-	case "wrapKey":
-		return "Wrap Key"
-	case "unwrapKey":
-		return "Unwrap Key"
-	case "get":
-		return "Get"
-	case "list":
-		return "List"
-	}
-	return p
-}
-
-// remedyFor suggests what the customer can do about err.
-func remedyFor(err error, rec Record) string {
-	switch fault.KindOf(err) {
-	case fault.CredentialsInvalid, fault.CMKConsentRevoked:
-		return "authorize orgkms again in tenant " + rec.TenantID + " (Step 1), as an administrator of that tenant"
-	case fault.PermissionDenied:
-		return "grant orgkms Get, List, Wrap Key and Unwrap Key in the vault's access policies"
-	case fault.KeyDisabled:
-		return "enable the key in the Azure portal"
-	case fault.KeyNotFound:
-		return "check the key name and version; recover the key if it was deleted"
-	case fault.Unavailable:
-		return "retry in a moment; if it persists, check the vault's firewall and the Key Vault URI"
-	}
-	return ""
+// remedyFor suggests what the customer can do about err, in the cloud's
+// words.
+func (s *Service) remedyFor(w *Wording, err error, rec Record) string {
+	return Vars{"tenant": rec.TenantID}.Expand(w.Remedies[fault.KindOf(err).Code()])
 }
 
 // OwnershipTag is the key tag by which a customer marks a key as theirs to

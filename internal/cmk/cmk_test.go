@@ -532,7 +532,7 @@ func TestUserActionsSurviveARacingProbe(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := &staleOnce{Store: w.st}
-	cs, err := cmk.New(cmk.Config{Store: st, Keys: w.keys, Keepers: w.keepers, Cloud: w.cloud, CallbackURL: callbackURL})
+	cs, err := cmk.New(cmk.Config{Store: st, Keys: w.keys, Keepers: w.keepers, Clouds: []cmk.Cloud{w.cloud}, CallbackURL: callbackURL})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,13 @@
 // the Test Managed Key checks, the probe that follows the customer's key,
 // and the logic of the durable re-wrap jobs.
 //
+// The lifecycle knows no cloud: each cloud implements [Cloud] in a package
+// of its own (internal/cmk/azurecloud), supplying how a customer authorizes
+// orgkms, the fields that name a key and their validation, the table of
+// Test Managed Key checks ([Wording]) and the revocation reasons in the
+// customer's console's words, and how a new key version is detected. This
+// package imports no masterkey driver.
+//
 // # Invariants
 //
 //   - Every re-wrap is copy → verify → switch → drop, durable at each step:

@@ -99,7 +99,7 @@ func (s *Service) fallBackOnce(ctx context.Context, actor, orgID string) (Status
 	if !same {
 		return Status{}, &fault.Error{Kind: fault.Internal, Op: "fall back", Reason: "the new root key wrapping does not unwrap to the new root key"}
 	}
-	vault, name := activeKeyName(rec)
+	vault, name := s.activeKeyName(rec)
 	lost := Record{OrgID: orgID, State: StatePlatform, UpdatedAt: now, DataLostAt: now, Revision: rec.Revision, Bump: BumpFellBack}
 	ev := audit.Event{OrgID: orgID, Time: now, Actor: actor, Action: "cmk.fallback", Target: "cmk", Details: map[string]string{
 		"data_lost_at": now.Format(time.RFC3339), "purged_key": fmt.Sprintf("%s/%s", vault, name), "data_keys": strconv.Itoa(len(dks))}}

@@ -21,7 +21,7 @@ func TestJobObserverSeesEveryStep(t *testing.T) {
 
 	var mu sync.Mutex
 	var steps []string
-	cs, err := cmk.New(cmk.Config{Store: w.st, Keys: w.keys, Keepers: w.keepers, Cloud: w.cloud, CallbackURL: callbackURL,
+	cs, err := cmk.New(cmk.Config{Store: w.st, Keys: w.keys, Keepers: w.keepers, Clouds: []cmk.Cloud{w.cloud}, CallbackURL: callbackURL,
 		JobObserver: func(ev jobs.Event) {
 			mu.Lock()
 			defer mu.Unlock()

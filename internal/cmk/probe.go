@@ -2,7 +2,6 @@ package cmk
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -192,15 +191,15 @@ func (s *Service) probe(ctx context.Context, orgID string, round *describeRound)
 	}
 	desc, err := d.desc, d.err
 	if err == nil && !desc.UsableAt(now) {
-		err = &fault.Error{Kind: fault.KeyDisabled, Reason: disabledReason(desc, rec, now)}
+		err = &fault.Error{Kind: fault.KeyDisabled, Reason: s.disabledReason(desc, rec, now)}
 	}
-	rotated := err == nil && !strings.EqualFold(desc.Key.Version, rec.ActiveVersion)
+	rotated := err == nil && s.rotated(rec, desc)
 	// Every version followed must carry the org's ownership tag, like the
 	// key at Enable: an untagged newer version is not followed; the current
 	// version keeps wrapping and the org gets a warning with the remedy.
 	warning := ""
 	if rotated && !d.taggedFor(orgID) {
-		rotated, warning = false, untaggedWarning(rec, desc.Key.Version)
+		rotated, warning = false, s.untaggedWarning(rec, desc.Key.Version)
 	}
 	if err == nil && !rotated {
 		// A real unwrap of the org's root key: proves the unwrap permission.
@@ -263,35 +262,47 @@ func (s *Service) probe(ctx context.Context, orgID string, round *describeRound)
 
 // untaggedWarning is the warning of an org whose key has a newer version
 // without the org's ownership tag.
-func untaggedWarning(rec Record, version string) string {
-	vault, name := activeKeyName(rec)
-	return fmt.Sprintf("key %s in vault %s has a new version %s without the tag %s naming org %s, so orgkms does not follow it and keeps using version %s; tag version %s with %s=%s (Keys → %s → version → Tags) to follow the rotation",
-		name, vault, version, OwnershipTag, rec.OrgID, rec.ActiveVersion, version, OwnershipTag, rec.OrgID, name)
+func (s *Service) untaggedWarning(rec Record, version string) string {
+	return s.reasonFor(rec, ReasonUntagged, Vars{"version": version, "active": rec.ActiveVersion, "tag": OwnershipTag, "org": rec.OrgID})
 }
 
-func disabledReason(d masterkey.Description, rec Record, now time.Time) string {
-	vault, name := activeKeyName(rec)
+func (s *Service) disabledReason(d masterkey.Description, rec Record, now time.Time) string {
 	switch {
 	case !d.Enabled:
-		return fmt.Sprintf("key %s in vault %s is disabled; enable it in the Azure portal to restore access", name, vault)
+		return s.reasonFor(rec, ReasonDisabled, nil)
 	case !d.NotBefore.IsZero() && now.Before(d.NotBefore):
-		return fmt.Sprintf("key %s in vault %s is not active until %s", name, vault, d.NotBefore.UTC().Format(time.RFC3339))
+		return s.reasonFor(rec, ReasonNotYetActive, Vars{"date": d.NotBefore.UTC().Format(time.RFC3339)})
 	default:
-		return fmt.Sprintf("key %s in vault %s expired on %s; extend its expiration date or rotate it", name, vault, d.Expires.UTC().Format(time.RFC3339))
+		return s.reasonFor(rec, ReasonExpired, Vars{"date": d.Expires.UTC().Format(time.RFC3339)})
 	}
 }
 
 // activeKeyName returns the vault and key name of the key wrapping the
 // org's root key (not of a newly configured, unverified one); the
 // configured key while none is in use.
-func activeKeyName(rec Record) (vault, name string) {
-	if k, ok := locateKey(rec.ActiveKeyURI); ok {
-		return k.Vault, k.Name
+func (s *Service) activeKeyName(rec Record) (vault, name string) {
+	if k, ok := s.locate(rec.ActiveKeyURI); ok {
+		return k.Short, k.Name
 	}
-	if k, ok := locateKey(rec.KeyURI); ok {
-		return k.Vault, k.Name
+	if k, ok := s.locate(rec.KeyURI); ok {
+		return k.Short, k.Name
 	}
 	return "", rec.KeyName
+}
+
+// reasonFor is the cloud's text of reason r for the org's key, with v and
+// the key's {key}, {vault} and {tenant}.
+func (s *Service) reasonFor(rec Record, r Reason, v Vars) string {
+	c := s.cloudOf(rec)
+	if c == nil {
+		return string(r)
+	}
+	vault, name := s.activeKeyName(rec)
+	all := Vars{"key": name, "vault": vault, "tenant": rec.TenantID}
+	for k, val := range v {
+		all[k] = val
+	}
+	return c.Wording().reason(r, all)
 }
 
 func (s *Service) probeFailed(ctx context.Context, rec Record, ref masterkey.Ref, keeper *masterkey.Keeper, err error) error {
@@ -315,25 +326,24 @@ func (s *Service) probeFailed(ctx context.Context, rec Record, ref masterkey.Ref
 	code, reason := fault.CMKDisabled, fault.Message(err)
 	var until time.Time
 	purged := false // this probe is evidence of a purge
-	vault, name := activeKeyName(rec)
 	switch kind {
 	case fault.PermissionDenied:
 		code = fault.CMKPermissionMissing
 		if fe := fault.As(err); fe != nil && fe.Permission != "" {
-			reason = fmt.Sprintf("orgkms lost the %s permission on key %s in vault %s; restore it in the vault's access policy", fe.Permission, name, vault)
+			reason = s.reasonFor(rec, ReasonPermissionLost, Vars{"permission": fe.Permission})
 		}
 	case fault.CMKConsentRevoked:
 		code = fault.CMKConsentRevoked // the driver's reason says what to do
 	case fault.CredentialsInvalid:
 		code = fault.CMKPermissionMissing
-		reason = "orgkms is no longer authorized in tenant " + rec.TenantID + " (" + fault.Message(err) + "); an administrator must authorize it again"
+		reason = s.reasonFor(rec, ReasonUnauthorized, Vars{"error": fault.Message(err)})
 	case fault.KeyNotFound, fault.KeyDestroyed:
 		del, ok, derr := keeper.DeletedKey(ctx, ref)
 		dkind := fault.KindOf(derr)
 		switch {
 		case derr == nil && ok:
 			code, until = fault.CMKDeleted, del.ScheduledPurge
-			reason = fmt.Sprintf("key %s was deleted from vault %s; recover it (Key Vault → Keys → Manage deleted keys) before %s, or the org's data is lost", name, vault, del.ScheduledPurge.UTC().Format(time.RFC3339))
+			reason = s.reasonFor(rec, ReasonDeleted, Vars{"date": del.ScheduledPurge.UTC().Format(time.RFC3339)})
 		case dkind == fault.Unavailable:
 			rec.Degraded = true
 			return ignoreStale(s.st.PutCMK(ctx, rec, nil))
@@ -341,10 +351,10 @@ func (s *Service) probeFailed(ctx context.Context, rec Record, ref masterkey.Ref
 			// The deleted entry could not be read (e.g. a permission):
 			// no evidence either way.
 			code = fault.CMKDeleted
-			reason = fmt.Sprintf("key %s is not in vault %s and orgkms cannot read the vault's deleted keys (%s); if the key was deleted, recover it (Key Vault → Keys → Manage deleted keys)", name, vault, fault.Message(derr))
+			reason = s.reasonFor(rec, ReasonDeletedUnknown, Vars{"error": fault.Message(derr)})
 		default:
 			// Absent, and not listed as deleted: a purge, or a delete that
-			// Azure does not list yet. Only repeated evidence over time
+			// the cloud does not list yet. Only repeated evidence over time
 			// proves a purge.
 			if rec.PurgeSuspectedSince.IsZero() {
 				rec.PurgeSuspectedSince, rec.PurgeChecks = now, 0
@@ -353,10 +363,10 @@ func (s *Service) probeFailed(ctx context.Context, rec Record, ref masterkey.Ref
 			purged = true
 			if rec.PurgeChecks >= s.cfg.PurgeConfirmChecks && now.Sub(rec.PurgeSuspectedSince) >= s.cfg.PurgeConfirmAfter {
 				code = fault.CMKDestroyed
-				reason = fmt.Sprintf("key %s was purged from vault %s (absent, and not among its deleted keys, since %s): the org's data is unrecoverable", name, vault, rec.PurgeSuspectedSince.Format(time.RFC3339))
+				reason = s.reasonFor(rec, ReasonPurged, Vars{"date": rec.PurgeSuspectedSince.Format(time.RFC3339)})
 			} else {
 				code = fault.CMKDeleted
-				reason = fmt.Sprintf("key %s is not in vault %s: it was deleted, purge not confirmed (not yet listed among the vault's deleted keys, which Azure can take a while to show); recover it (Key Vault → Keys → Manage deleted keys) if you can", name, vault)
+				reason = s.reasonFor(rec, ReasonDeletedUnlisted, nil)
 			}
 		}
 	}

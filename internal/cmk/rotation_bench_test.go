@@ -16,6 +16,7 @@ import (
 	"github.com/orgkms/orgkms/internal/audit"
 	"github.com/orgkms/orgkms/internal/azureemu"
 	"github.com/orgkms/orgkms/internal/cmk"
+	"github.com/orgkms/orgkms/internal/cmk/azurecloud"
 	"github.com/orgkms/orgkms/internal/keys"
 	"github.com/orgkms/orgkms/internal/masterkey"
 	"github.com/orgkms/orgkms/internal/masterkey/azurekv"
@@ -194,13 +195,13 @@ func newRotationRig(tb testing.TB, backend string, n int) *rotationRig {
 	}
 	tb.Cleanup(func() { ks.Close(ctx) })
 	cs, err := cmk.New(cmk.Config{Store: r.st, Keys: ks, Keepers: reg, Logger: log, CallbackURL: callbackURL, ProbeInterval: time.Hour, JobPoll: 20 * time.Millisecond,
-		Cloud: cmk.Azure{Provider: az, ClientID: demo.ClientID, AuthorityHost: emu.URL() + "/"}})
+		Clouds: []cmk.Cloud{azurecloud.Cloud{Provider: az, ClientID: demo.ClientID, AuthorityHost: emu.URL() + "/"}}})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	guard = cs.Guard
-	ref, _ := cmk.Azure{Provider: az}.ParseKey(demo.VaultURI, demo.KeyName, "", demo.TenantID)
-	r.ks, r.cs, r.keyURI = ks, cs, cmk.Azure{}.KeyURI(ref)
+	ref, _, _ := azurecloud.Cloud{Provider: az}.ParseKey(map[string]string{azurecloud.FieldVaultURI: demo.VaultURI, azurecloud.FieldKeyName: demo.KeyName}, demo.TenantID)
+	r.ks, r.cs, r.keyURI = ks, cs, azurecloud.Cloud{}.KeyURI(ref)
 	r.orgs = make([]string, n)
 	for i := range n {
 		r.orgs[i] = fmt.Sprintf("org-%05d", i)

@@ -25,9 +25,10 @@ type Config struct {
 	Store   Store
 	Keys    *keys.Service
 	Keepers *masterkey.Registry
-	// Cloud is the platform's cloud; nil means customer managed keys are
-	// not configured on this deployment.
-	Cloud Cloud
+	// Clouds are the clouds offered to customers (cmk.clouds), the default
+	// first; none means customer managed keys are not configured on this
+	// deployment.
+	Clouds []Cloud
 	// CallbackURL is where the consent page sends the administrator back,
 	// e.g. https://kms.example.com/v1/cmk/callback.
 	CallbackURL string
@@ -36,8 +37,8 @@ type Config struct {
 	// PurgeConfirmChecks and PurgeConfirmAfter are the proof of a purge: an
 	// org is lost only when its key and the key's deleted entry were both
 	// absent on at least PurgeConfirmChecks consecutive probes spanning at
-	// least PurgeConfirmAfter. Until then (Azure may answer 404 "Deleted
-	// Key not found" for a while right after a delete) the org is revoked
+	// least PurgeConfirmAfter. Until then (a cloud may not list a deleted
+	// key for a while right after the delete) the org is revoked
 	// as deleted, purge not confirmed. Defaults 3 and 10m.
 	PurgeConfirmChecks int
 	PurgeConfirmAfter  time.Duration
@@ -140,18 +141,18 @@ func New(cfg Config) (*Service, error) {
 const maxAttempts = 5
 
 // Enabled reports whether customer managed keys are configured.
-func (s *Service) Enabled() bool { return s.cfg.Cloud != nil }
+func (s *Service) Enabled() bool { return len(s.cfg.Clouds) > 0 }
 
-// CloudName is the platform's cloud ("azure"), or "".
+// CloudName is the platform's default cloud ("azure"), or "".
 func (s *Service) CloudName() string {
-	if s.cfg.Cloud == nil {
-		return ""
+	if c := s.Cloud(""); c != nil {
+		return c.Name()
 	}
-	return s.cfg.Cloud.Name()
+	return ""
 }
 
 func (s *Service) requireCloud() error {
-	if s.cfg.Cloud == nil {
+	if len(s.cfg.Clouds) == 0 {
 		return &fault.Error{Kind: fault.Conflict, Reason: "customer managed keys are not enabled on this orgkms: the platform operator must configure the cloud (cmk.cloud) and its application credentials"}
 	}
 	return nil
@@ -171,6 +172,12 @@ type Status struct {
 	// Revocation is how far the org's current generation reached the live
 	// nodes; nil while its generation was never raised.
 	Revocation *Revocation
+	// Cloud is the name of the org's cloud (of its key, else the default
+	// cloud); "" when customer managed keys are off.
+	Cloud string
+	// Fields are the cloud's fields ([Cloud.Fields]) of Key, else of the
+	// configured key; nil when none is configured.
+	Fields map[string]string
 }
 
 // KeyConfig is a customer's key as they name it.
@@ -181,7 +188,7 @@ type KeyConfig struct {
 }
 
 // keys returns the key in use and the pending configuration of rec.
-func (rec Record) keys() (inUse, pending *KeyConfig) {
+func (s *Service) keys(rec Record) (inUse, pending *KeyConfig) {
 	configured := &KeyConfig{VaultURI: rec.VaultURI, KeyName: rec.KeyName, KeyVersion: rec.KeyVersion}
 	if rec.ActiveKeyURI == "" {
 		return nil, nil
@@ -190,8 +197,8 @@ func (rec Record) keys() (inUse, pending *KeyConfig) {
 		return configured, nil
 	}
 	inUse = &KeyConfig{}
-	if k, ok := locateKey(rec.ActiveKeyURI); ok {
-		inUse.VaultURI, inUse.KeyName = k.VaultURI, k.Name
+	if k, ok := s.locate(rec.ActiveKeyURI); ok {
+		inUse.VaultURI, inUse.KeyName = k.Container, k.Name
 	}
 	if rec.KeyURI == "" {
 		return inUse, nil
@@ -209,7 +216,20 @@ func (s *Service) Status(ctx context.Context, orgID string) (Status, error) {
 		return Status{}, err
 	}
 	st := Status{Record: rec}
-	st.Key, st.Pending = rec.keys()
+	st.Key, st.Pending = s.keys(rec)
+	if c := s.cloudOf(rec); c != nil {
+		st.Cloud = c.Name()
+		switch {
+		case st.Key != nil:
+			loc, _ := s.locate(rec.ActiveKeyURI)
+			loc.Container, loc.Name = st.Key.VaultURI, st.Key.KeyName
+			st.Fields = c.KeyFields(loc, st.Key.KeyVersion)
+		case rec.KeyURI != "":
+			loc, _ := s.locate(rec.KeyURI)
+			loc.Container, loc.Name = rec.VaultURI, rec.KeyName
+			st.Fields = c.KeyFields(loc, rec.KeyVersion)
+		}
+	}
 	if st.Revocation, err = s.revocation(ctx, orgID); err != nil {
 		return Status{}, err
 	}
@@ -251,12 +271,13 @@ func (s *Service) Authorize(ctx context.Context, actor, orgID, tenant string) (s
 	if _, err := s.st.GetOrg(ctx, orgID); err != nil {
 		return "", err
 	}
-	tenant = strings.ToLower(strings.TrimSpace(tenant))
-	// Validate the tenant with the cloud's own rules (a placeholder key).
-	if _, err := s.cfg.Cloud.ParseKey("https://check.vault.azure.net/", "check", "", tenant); err != nil {
-		if fe := fault.As(err); fe != nil && fe.Field == "tenant_id" {
-			return "", err
-		}
+	cloud := s.Cloud("")
+	if cloud.Authorization(orgID).Method != AuthConsent {
+		return "", &fault.Error{Kind: fault.Conflict, Op: "authorize", Reason: cloud.DisplayName() + " has no consent page: follow the authorization instructions"}
+	}
+	tenant, err := cloud.NormalizeTenant(tenant)
+	if err != nil {
+		return "", err
 	}
 	if s.cfg.CallbackURL == "" {
 		return "", &fault.Error{Kind: fault.Conflict, Reason: "orgkms has no public callback URL configured (cmk.callback_url)"}
@@ -265,7 +286,7 @@ func (s *Service) Authorize(ctx context.Context, actor, orgID, tenant string) (s
 	if err := s.st.PutConsentRequest(ctx, c); err != nil {
 		return "", err
 	}
-	return s.cfg.Cloud.ConsentURL(tenant, c.State, s.cfg.CallbackURL), nil
+	return cloud.ConsentURL(tenant, c.State, s.cfg.CallbackURL), nil
 }
 
 // ConsentResult is what the consent page sent back.
@@ -338,10 +359,32 @@ func trimText(s string, n int) string {
 	}, s)
 }
 
-// Configure stores the key the customer chose. In state active it stages a
-// replacement key, applied by Enable.
+// Configure stores the key the customer chose in the default cloud, named
+// by the cloud's first two fields and its version field (Azure: vault URI,
+// key name, key version). In state active it stages a replacement key,
+// applied by Enable.
 func (s *Service) Configure(ctx context.Context, actor, orgID, vaultURI, keyName, keyVersion string) (Record, error) {
-	return retryStale(func() (Record, error) { return s.configureOnce(ctx, actor, orgID, vaultURI, keyName, keyVersion) })
+	fields := map[string]string{}
+	if c := s.Cloud(""); c != nil {
+		for i, f := range c.Fields() {
+			switch {
+			case f.Version:
+				fields[f.Name] = keyVersion
+			case i == 0:
+				fields[f.Name] = vaultURI
+			case i == 1:
+				fields[f.Name] = keyName
+			}
+		}
+	}
+	return s.ConfigureKey(ctx, actor, orgID, "", fields)
+}
+
+// ConfigureKey stores the key the customer chose in cloud ("" = the
+// default), named by the cloud's fields ([Cloud.Fields]). In state active
+// it stages a replacement key, applied by Enable.
+func (s *Service) ConfigureKey(ctx context.Context, actor, orgID, cloud string, fields map[string]string) (Record, error) {
+	return retryStale(func() (Record, error) { return s.configureOnce(ctx, actor, orgID, cloud, fields) })
 }
 
 // retryStale runs f again when its write lost a race with another writer of
@@ -356,9 +399,13 @@ func retryStale[T any](f func() (T, error)) (T, error) {
 	}
 }
 
-func (s *Service) configureOnce(ctx context.Context, actor, orgID, vaultURI, keyName, keyVersion string) (Record, error) {
+func (s *Service) configureOnce(ctx context.Context, actor, orgID, cloudName string, fields map[string]string) (Record, error) {
 	if err := s.requireCloud(); err != nil {
 		return Record{}, err
+	}
+	cloud := s.Cloud(cloudName)
+	if cloud == nil {
+		return Record{}, &fault.Error{Kind: fault.Invalid, Field: "cloud", Reason: fmt.Sprintf("cloud %q is not offered by this orgkms (offered: %s)", cloudName, strings.Join(s.cloudNames(), ", "))}
 	}
 	if _, err := s.st.GetOrg(ctx, orgID); err != nil {
 		return Record{}, err
@@ -367,9 +414,15 @@ func (s *Service) configureOnce(ctx context.Context, actor, orgID, vaultURI, key
 	if err != nil {
 		return Record{}, err
 	}
+	// A cloud without a consent round trip (AuthGrant) is authorized by
+	// what the customer grants in their own console: configuring its key
+	// names the account, and Test Managed Key proves the grant.
+	grant := cloud.Authorization(orgID).Method == AuthGrant
 	switch rec.State {
 	case StatePlatform:
-		return Record{}, &fault.Error{Kind: fault.Conflict, Op: "configure", Reason: "authorize orgkms in your tenant first (Step 1)"}
+		if !grant {
+			return Record{}, &fault.Error{Kind: fault.Conflict, Op: "configure", Reason: "authorize orgkms in your tenant first (Step 1)"}
+		}
 	case StateAuthorized, StateActive, StateRevoked:
 		// While revoked, a new key may be staged; Enable applies it once the
 		// key in use works again (it must, to move the org's keys off it).
@@ -378,17 +431,32 @@ func (s *Service) configureOnce(ctx context.Context, actor, orgID, vaultURI, key
 	default:
 		return Record{}, &fault.Error{Kind: fault.Conflict, Op: "configure", Reason: "the customer managed key is " + string(rec.State) + "; wait until it is active, or restore access to it first"}
 	}
-	ref, err := s.cfg.Cloud.ParseKey(vaultURI, keyName, keyVersion, rec.TenantID)
+	ref, loc, err := cloud.ParseKey(fields, rec.TenantID)
 	if err != nil {
 		return Record{}, err
 	}
 	now := s.now().UTC()
-	rec.VaultURI, rec.KeyName, rec.KeyVersion = s.cfg.Cloud.VaultURI(ref), strings.TrimSpace(keyName), ref.Version
-	rec.KeyURI = s.cfg.Cloud.KeyURI(ref.Unversioned())
+	rec.VaultURI, rec.KeyName, rec.KeyVersion = loc.Container, loc.Name, ref.Version
+	rec.KeyURI = cloud.KeyURI(ref.Unversioned())
 	rec.UpdatedAt = now
 	ev := &audit.Event{OrgID: orgID, Time: now, Actor: actor, Action: "cmk.configure", Target: "cmk",
 		Details: map[string]string{"key": rec.KeyURI, "key_version": orElse(rec.KeyVersion, "latest")}}
+	if grant && (rec.State == StatePlatform || rec.ConsentedAt.IsZero() || !strings.EqualFold(rec.TenantID, loc.Tenant)) {
+		if rec.State == StatePlatform {
+			rec.State = StateAuthorized
+		}
+		rec.TenantID, rec.ConsentedAt, rec.ConsentedBy = loc.Tenant, now, actor
+		ev.Details["authorized"], ev.Details["tenant_id"] = "grant", loc.Tenant
+	}
 	return rec, s.st.PutCMK(ctx, rec, ev)
+}
+
+func (s *Service) cloudNames() []string {
+	names := make([]string, len(s.cfg.Clouds))
+	for i, c := range s.cfg.Clouds {
+		names[i] = c.Name()
+	}
+	return names
 }
 
 func orElse(s, d string) string {
@@ -402,7 +470,7 @@ func orElse(s, d string) string {
 // version, "" = latest).
 func (s *Service) configuredRef(rec Record) (masterkey.Ref, error) {
 	if rec.KeyURI == "" {
-		return masterkey.Ref{}, &fault.Error{Kind: fault.Conflict, Reason: "no key is configured: enter the Key Vault URI and key name (Step 2)"}
+		return masterkey.Ref{}, &fault.Error{Kind: fault.Conflict, Reason: s.reasonFor(rec, ReasonNoKeyConfigured, nil)}
 	}
 	ref, err := s.cfg.Keepers.ParseRef(rec.KeyURI)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/orgkms/orgkms/internal/azureemu"
 	"github.com/orgkms/orgkms/internal/cmk"
+	"github.com/orgkms/orgkms/internal/cmk/azurecloud"
 	"github.com/orgkms/orgkms/internal/fault"
 	"github.com/orgkms/orgkms/internal/keys"
 	"github.com/orgkms/orgkms/internal/masterkey"
@@ -117,8 +118,8 @@ func newWorld(t *testing.T, opts ...option) *world {
 	t.Cleanup(func() { ks.Close(context.Background()) })
 	skew := &atomic.Int64{}
 	ccfg := cmk.Config{Store: st, Keys: ks, Keepers: reg, Logger: log, CallbackURL: callbackURL,
-		Now:   func() time.Time { return time.Now().Add(time.Duration(skew.Load())) },
-		Cloud: cmk.Azure{Provider: az, ClientID: demo.ClientID, AuthorityHost: emu.URL() + "/"}}
+		Now:    func() time.Time { return time.Now().Add(time.Duration(skew.Load())) },
+		Clouds: []cmk.Cloud{azurecloud.Cloud{Provider: az, ClientID: demo.ClientID, AuthorityHost: emu.URL() + "/"}}}
 	for _, o := range opts {
 		if o.cmk != nil {
 			o.cmk(&ccfg)
@@ -130,7 +131,7 @@ func newWorld(t *testing.T, opts ...option) *world {
 	}
 	guard.Store(cs)
 	return &world{t: t, emu: emu, demo: demo, st: st, keys: ks, cmk: cs, calls: emu.Counters, skew: skew,
-		keepers: reg, cloud: ccfg.Cloud, cfg: ccfg, guard: guard}
+		keepers: reg, cloud: ccfg.Clouds[0], cfg: ccfg, guard: guard}
 }
 
 var (

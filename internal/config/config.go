@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -104,7 +105,14 @@ type Cluster struct {
 
 // CMK configures customer managed keys.
 type CMK struct {
-	Cloud         string   `json:"cloud"`          // "" (off) or "azure": the platform's cloud; only its key service is offered
+	// Cloud is the deployment's own cloud, "" (off) or "azure": the
+	// one-cloud spelling of Clouds, and the default cloud when Clouds
+	// offers several.
+	Cloud string `json:"cloud"`
+	// Clouds are the clouds whose key services are offered to customers
+	// (env ORGKMS_CMK_CLOUDS, comma-separated); default [Cloud]. Only
+	// "azure" is available in this version.
+	Clouds        []string `json:"clouds"`
 	CallbackURL   string   `json:"callback_url"`   // consent redirect; default PUBLIC_URL/v1/cmk/callback
 	ProbeInterval Duration `json:"probe_interval"` // default 30s
 	JobWorkers    int      `json:"job_workers"`    // concurrent re-wrap jobs; default 8
@@ -169,6 +177,7 @@ var EnvVars = []struct{ Name, Field string }{
 	{"ORGKMS_LOG_REQUESTS", "log_requests"},
 	{"ORGKMS_PUBLIC_URL", "public_url"},
 	{"ORGKMS_CMK_CLOUD", "cmk.cloud"},
+	{"ORGKMS_CMK_CLOUDS", "cmk.clouds"},
 	{"ORGKMS_CMK_PROBE_INTERVAL", "cmk.probe_interval"},
 	{"ORGKMS_AZURE_CLIENT_ID", "cmk.azure.client_id"},
 	{"ORGKMS_AZURE_CLIENT_SECRET", "cmk.azure.client_secret"},
@@ -251,6 +260,14 @@ func (c *Config) applyEnv(environ []string) error {
 	set("ORGKMS_AZURE_CLIENT_ID", &c.CMK.Azure.ClientID)
 	set("ORGKMS_AZURE_CLIENT_SECRET", &c.CMK.Azure.ClientSecret)
 	set("ORGKMS_AZURE_AUTHORITY_HOST", &c.CMK.Azure.AuthorityHost)
+	if v := env["ORGKMS_CMK_CLOUDS"]; v != "" { // comma-separated
+		c.CMK.Clouds = nil
+		for _, name := range strings.Split(v, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				c.CMK.Clouds = append(c.CMK.Clouds, name)
+			}
+		}
+	}
 	if v := env["ORGKMS_TRUSTED_PROXIES"]; v != "" { // comma-separated
 		c.TrustedProxies = nil
 		for _, p := range strings.Split(v, ",") {
@@ -326,6 +343,12 @@ func (c *Config) Defaults() {
 			scheme = "https"
 		}
 		c.PublicURL = scheme + "://" + c.Addr
+	}
+	if len(c.CMK.Clouds) == 0 && c.CMK.Cloud != "" {
+		c.CMK.Clouds = []string{c.CMK.Cloud}
+	}
+	if c.CMK.Cloud == "" && len(c.CMK.Clouds) > 0 {
+		c.CMK.Cloud = c.CMK.Clouds[0]
 	}
 	if c.CMK.CallbackURL == "" {
 		c.CMK.CallbackURL = strings.TrimRight(c.PublicURL, "/") + "/v1/cmk/callback"
@@ -440,16 +463,8 @@ func (c Config) Validate() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("tls_cert and tls_key must be set together")
 	}
-	switch c.CMK.Cloud {
-	case "":
-	case "azure":
-		if c.CMK.Azure.ClientID == "" || c.CMK.Azure.ClientSecret == "" {
-			return fmt.Errorf("cmk.cloud is azure: set cmk.azure.client_id and cmk.azure.client_secret (or ORGKMS_AZURE_CLIENT_SECRET) of the platform's multi-tenant Entra ID application")
-		}
-	case "aws", "gcp":
-		return fmt.Errorf("cmk.cloud %q is not available in this orgkms yet: only azure is supported", c.CMK.Cloud)
-	default:
-		return fmt.Errorf("cmk.cloud must be empty (customer managed keys off) or azure")
+	if err := c.CMK.validateClouds(); err != nil {
+		return err
 	}
 	if err := c.CMK.AWS.validate(); err != nil {
 		return err
@@ -491,6 +506,46 @@ func (c Config) Validate() error {
 	}
 	if cl.StaleAfter != 0 && cl.StaleAfter < cl.GenerationCheck {
 		return fmt.Errorf("cluster.stale_after must be at least cluster.generation_check")
+	}
+	return nil
+}
+
+// Offered returns the clouds offered to customers, the default first:
+// Clouds, or the one Cloud; none when customer managed keys are off.
+func (c CMK) Offered() []string {
+	if len(c.Clouds) > 0 {
+		return c.Clouds
+	}
+	if c.Cloud != "" {
+		return []string{c.Cloud}
+	}
+	return nil
+}
+
+// validateClouds checks cmk.cloud and cmk.clouds.
+func (c CMK) validateClouds() error {
+	offered := c.Offered()
+	if c.Cloud != "" && !slices.Contains(offered, c.Cloud) {
+		return fmt.Errorf("cmk.cloud %q (the deployment's own cloud) must be one of cmk.clouds %v", c.Cloud, offered)
+	}
+	for i, name := range offered {
+		key := "cmk.clouds"
+		if len(c.Clouds) <= 1 {
+			key = "cmk.cloud (or cmk.clouds)"
+		}
+		if slices.Contains(offered[:i], name) {
+			return fmt.Errorf("%s names %q twice", key, name)
+		}
+		switch name {
+		case "azure":
+			if c.Azure.ClientID == "" || c.Azure.ClientSecret == "" {
+				return fmt.Errorf("%s offers azure: set cmk.azure.client_id and cmk.azure.client_secret (or ORGKMS_AZURE_CLIENT_SECRET) of the platform's multi-tenant Entra ID application", key)
+			}
+		case "aws", "gcp":
+			return fmt.Errorf("%s names %q, which is not available in this orgkms yet: only azure is supported", key, name)
+		default:
+			return fmt.Errorf("%s names %q: the clouds are azure (aws and gcp are not available yet); leave it empty to turn customer managed keys off", key, name)
+		}
 	}
 	return nil
 }

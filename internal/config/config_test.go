@@ -114,6 +114,12 @@ func TestLoadRefuses(t *testing.T) {
 		{"job lease too short", `{"cmk":{"job_lease":"1ms"}}`, nil, "job_lease"},
 		{"negative purge proof", `{"cmk":{"purge_confirm_checks":-1,"purge_confirm_after":"20m"}}`, nil, "purge_confirm_checks"},
 		{"azure without credentials", `{"cmk":{"cloud":"azure"}}`, nil, "client_id"},
+		{"azure offered without credentials", "", []string{"ORGKMS_CMK_CLOUDS=azure"}, "client_id"},
+		{"aws is not available yet", "", []string{"ORGKMS_CMK_CLOUDS=azure, aws", "ORGKMS_AZURE_CLIENT_ID=app", "ORGKMS_AZURE_CLIENT_SECRET=s"}, `"aws", which is not available in this orgkms yet`},
+		{"gcp is not available yet", `{"cmk":{"cloud":"gcp"}}`, nil, `cmk.cloud (or cmk.clouds) names "gcp", which is not available in this orgkms yet`},
+		{"an unknown cloud", `{"cmk":{"clouds":["azure","oracle"],"azure":{"client_id":"app","client_secret":"s"}}}`, nil, `cmk.clouds names "oracle"`},
+		{"a cloud twice", `{"cmk":{"clouds":["azure","azure"],"azure":{"client_id":"app","client_secret":"s"}}}`, nil, `names "azure" twice`},
+		{"the own cloud not offered", `{"cmk":{"cloud":"gcp","clouds":["azure"],"azure":{"client_id":"app","client_secret":"s"}}}`, nil, "must be one of cmk.clouds"},
 		{"another database scheme", `{"database":"mysql://u:pw@h/db"}`, nil, "postgres:// URL"},
 		{"a PostgreSQL URL without a host", "", []string{"ORGKMS_DATABASE_URL=postgres:///kms"}, "postgres://user:password@host:5432/dbname"},
 		{"a malformed PostgreSQL URL", "", []string{"ORGKMS_DATABASE_URL=postgres://u:S3cret@h:port/db"}, "postgres://user:password@host:5432/dbname"},
@@ -135,6 +141,44 @@ func TestLoadRefuses(t *testing.T) {
 				t.Errorf("Load error = %q shows the database password", err)
 			}
 		})
+	}
+}
+
+// TestCMKClouds: cmk.clouds (or ORGKMS_CMK_CLOUDS, comma-separated) lists
+// the clouds offered; cmk.cloud is the one-cloud spelling, and the default
+// of the list; the deployment's own cloud is the first offered.
+func TestCMKClouds(t *testing.T) {
+	creds := []string{"ORGKMS_AZURE_CLIENT_ID=app", "ORGKMS_AZURE_CLIENT_SECRET=s"}
+	tests := []struct {
+		name      string
+		file      string
+		environ   []string
+		wantCloud string
+		want      []string
+	}{
+		{"off", "", nil, "", nil},
+		{"one-cloud spelling", `{"cmk":{"cloud":"azure"}}`, creds, "azure", []string{"azure"}},
+		{"list in the file", `{"cmk":{"clouds":["azure"]}}`, creds, "azure", []string{"azure"}},
+		{"list in the environment", "", append([]string{"ORGKMS_CMK_CLOUDS= azure ,"}, creds...), "azure", []string{"azure"}},
+		{"both", `{"cmk":{"cloud":"azure","clouds":["azure"]}}`, creds, "azure", []string{"azure"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src := Sources{Environ: tc.environ}
+			if tc.file != "" {
+				src.Path = writeConfig(t, tc.file)
+			}
+			c, err := Load(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.CMK.Cloud != tc.wantCloud || !slices.Equal(c.CMK.Clouds, tc.want) || !slices.Equal(c.CMK.Offered(), tc.want) {
+				t.Errorf("cmk.cloud %q, cmk.clouds %q, offered %q; want %q and %q", c.CMK.Cloud, c.CMK.Clouds, c.CMK.Offered(), tc.wantCloud, tc.want)
+			}
+		})
+	}
+	if got := (CMK{Cloud: "azure"}).Offered(); !slices.Equal(got, []string{"azure"}) {
+		t.Errorf("Offered of cmk.cloud azure without defaults = %q", got)
 	}
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/orgkms/orgkms/internal/auth"
 	"github.com/orgkms/orgkms/internal/azureemu"
 	"github.com/orgkms/orgkms/internal/cmk"
+	"github.com/orgkms/orgkms/internal/cmk/azurecloud"
 	"github.com/orgkms/orgkms/internal/config"
 	"github.com/orgkms/orgkms/internal/console"
 	"github.com/orgkms/orgkms/internal/keys"
@@ -519,6 +520,52 @@ func TestBrowserConsole(t *testing.T) {
 		admin.waitFor(t, "the active key version", "#cmk-version", func(e elem) bool { return strings.Contains(e.Text, s.demo.KeyVersion) },
 			s.orgURL("security"))
 		sh.take(t, admin, "security-active.png")
+	})
+
+	// The steps are the org's cloud's: Step 1 its authorization and what to
+	// grant, Step 2 one labelled input per field of its key, in order, as
+	// a browser shows them.
+	t.Run("CloudFields", func(t *testing.T) {
+		if !securityOK {
+			t.Fatal("needs the active CMK of SecurityFlow")
+		}
+		cloud := azurecloud.Cloud{}
+		admin.open(t, s.orgURL("security"))
+		if !admin.present(t, "form#configure") {
+			t.Fatalf("active: no Step 2 (form#configure)\n%s", admin.describe())
+		}
+		auth := cloud.Authorization(demoOrg)
+		if got := oneLine(admin.text(t, "#authorize-instructions")); got != auth.Instructions {
+			t.Errorf("#authorize-instructions = %q, want the cloud's %q", got, auth.Instructions)
+		}
+		if got := oneLine(admin.text(t, "#authorize-access")); got != auth.Access {
+			t.Errorf("#authorize-access = %q, want the cloud's %q", got, auth.Access)
+		}
+		type input struct {
+			Name  string `json:"name"`
+			Label string `json:"label"`
+			Help  string `json:"help"`
+		}
+		got := evalJS[[]input](t, admin, `[...document.querySelectorAll("form#configure input[type=text]")].map(i => ({
+			name: i.name,
+			label: (document.querySelector("label[for='" + i.id + "']") || {}).innerText || "",
+			help: (document.getElementById(i.id + "-help") || {}).innerText || ""}))`)
+		fields := cloud.Fields()
+		if len(got) != len(fields) {
+			t.Fatalf("form#configure has inputs %+v, want one per field of the cloud (%d)", got, len(fields))
+		}
+		for i, f := range fields {
+			want := f.Label
+			if !f.Required {
+				want += " (optional)"
+			}
+			if got[i].Name != f.Name || oneLine(got[i].Label) != want || got[i].Help == "" {
+				t.Errorf("input %d = %+v, want field %s labelled %q with help", i, got[i], f.Name, want)
+			}
+		}
+		if h := oneLine(got[1].Help); !strings.Contains(h, "orgkms-org = "+demoOrg) {
+			t.Errorf("key name help %q does not name the org's tag", h)
+		}
 	})
 
 	t.Run("Rotate", func(t *testing.T) {

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"html/template"
 	"net/http"
 	"net/url"
 	"strings"
@@ -27,11 +28,75 @@ type securityData struct {
 	Report       *cmk.Report
 	States       []stateInfo
 	Demo         *Demo // the emulator's demo values, in development
+	// Auth and Fields are the org's cloud's authorization and the fields
+	// of its key (cmk.Cloud), rendered as the Steps.
+	Auth       authView
+	Fields     []fieldView
+	Configured []configuredField // the key as configured, for Test Managed Key alone
 }
 
-// keyFields maps fault fields to the Security forms' field names (the
-// same names, listed for clarity).
-var keyFields = map[string]string{"tenant_id": "tenant_id", "vault_uri": "vault_uri", "key_name": "key_name", "key_version": "key_version", "key_uri": "vault_uri"}
+// authView is a cloud's authorization, its help texts rendered.
+type authView struct {
+	Consent      bool // an admin-consent round trip (Step 1 form)
+	Service      string
+	TenantLabel  string
+	TenantHelp   template.HTML
+	Instructions template.HTML
+	Access       template.HTML
+	Values       []cmk.Value
+}
+
+// fieldView is one input of Step 2.
+type fieldView struct {
+	Name, ID, Label string
+	Optional        bool
+	URL             bool
+	Size            int
+	Help            template.HTML
+}
+
+// configuredField is one field of the configured key.
+type configuredField struct{ Label, Value string }
+
+// richText renders a cloud's text: HTML-escaped, {org} replaced, `code`
+// spans as <code>.
+func richText(s, org string) template.HTML {
+	s = template.HTMLEscapeString(cmk.Vars{"org": org}.Expand(s))
+	var b strings.Builder
+	for i, part := range strings.Split(s, "`") {
+		if i%2 == 1 {
+			b.WriteString("<code>" + part + "</code>")
+		} else {
+			b.WriteString(part)
+		}
+	}
+	return template.HTML(b.String())
+}
+
+// cloud returns the org's cloud (of its key, else the default); nil when
+// customer managed keys are off.
+func (h *handler) cloud(st cmk.Status) cmk.Cloud {
+	if h.cfg.CMK == nil {
+		return nil
+	}
+	return h.cfg.CMK.Cloud(st.Cloud)
+}
+
+// keyFields maps fault fields to the Security forms' field names: the
+// tenant and the cloud's fields by their own names, a key URI to the
+// first field.
+func keyFields(cloud cmk.Cloud) map[string]string {
+	m := map[string]string{"tenant_id": "tenant_id"}
+	if cloud != nil {
+		for i, f := range cloud.Fields() {
+			m[f.Name] = f.Name
+			if i == 0 {
+				m["key_uri"] = f.Name
+			}
+		}
+	}
+	return m
+}
 
 func (h *handler) security(rq *request) error {
 	q := rq.r.URL.Query()
@@ -60,8 +125,18 @@ func (h *handler) renderSecurity(rq *request, status int, v *view, switchOn bool
 	rec := st.Record
 	d := securityData{CMK: h.cmkView(st), Report: rep, States: stateInfos(rec.State), Demo: h.cfg.Demo}
 	d.Available = h.cfg.CMK != nil && h.cfg.CMK.Enabled()
-	if d.Available {
-		d.Cloud = h.cfg.CMK.CloudName()
+	if cloud := h.cloud(st); d.Available && cloud != nil {
+		d.Cloud = cloud.Name()
+		a := cloud.Authorization(rq.org)
+		d.Auth = authView{Consent: a.Method == cmk.AuthConsent, Service: a.Service, TenantLabel: a.TenantLabel, TenantHelp: richText(a.TenantHelp, rq.org),
+			Instructions: richText(a.Instructions, rq.org), Access: richText(a.Access, rq.org), Values: a.Values}
+		for _, f := range cloud.Fields() {
+			d.Fields = append(d.Fields, fieldView{Name: f.Name, ID: strings.ReplaceAll(f.Name, "_", "-"), Label: f.Label, Optional: !f.Required,
+				URL: f.URL, Size: f.Size, Help: richText(f.Help, rq.org)})
+			if v := configuredValue(rec, f, cloud); v != "" && !f.Version {
+				d.Configured = append(d.Configured, configuredField{Label: f.Label, Value: v})
+			}
+		}
 	} else {
 		d.Unavailable = "Customer managed keys are not available on this orgkms: the platform operator must configure the cloud (cmk.cloud) and its application credentials."
 	}
@@ -71,7 +146,8 @@ func (h *handler) renderSecurity(rq *request, status int, v *view, switchOn bool
 	case cmk.StatePlatform, cmk.StateAuthorized, cmk.StateActive, cmk.StateRevoked:
 		d.CanAuthorize = true // again after a revoked consent, too
 	}
-	d.CanConfigure = rec.State == cmk.StateAuthorized || rec.State == cmk.StateActive
+	d.CanConfigure = rec.State == cmk.StateAuthorized || rec.State == cmk.StateActive ||
+		rec.State == cmk.StatePlatform && d.Available && !d.Auth.Consent // a grant cloud: configuring authorizes
 	d.CanTest = !d.CanConfigure && rec.KeyURI != "" && (rec.State == cmk.StateRevoked || rec.State == cmk.StateLost)
 	d.Replacing = rec.State == cmk.StateActive
 	d.CanDisable = rec.State == cmk.StateAuthorized || rec.State == cmk.StateActive || rec.State == cmk.StateLost
@@ -82,7 +158,7 @@ func (h *handler) renderSecurity(rq *request, status int, v *view, switchOn bool
 		d.LastFailure = rec.Reason
 	}
 	if v.Form == nil {
-		v.Form = url.Values{"tenant_id": {rec.TenantID}, "vault_uri": {rec.VaultURI}, "key_name": {rec.KeyName}, "key_version": {rec.KeyVersion}}
+		v.Form = h.keyForm(rq, nil)
 	}
 	v.Title, v.Active, v.Data = "Settings → Security", "security", d
 	v.Refresh = busy(st) && v.Error == "" && rep == nil
@@ -97,14 +173,15 @@ func (h *handler) authorize(rq *request) error {
 	tenant := strings.TrimSpace(f.Get("tenant_id"))
 	var err error
 	var consentURL string
-	if tenant == "" {
-		err = invalid("tenant_id", "enter your Directory (tenant) ID: Azure portal → Microsoft Entra ID → Overview → Tenant ID")
+	cloud := h.cloud(rq.status)
+	if tenant == "" && cloud != nil {
+		err = invalid("tenant_id", cloud.Authorization(rq.org).TenantMissing)
 	} else {
 		consentURL, err = h.cfg.CMK.Authorize(rq.r.Context(), rq.p.Name, rq.org, tenant)
 	}
 	if err != nil {
 		v := &view{Form: h.keyForm(rq, f)}
-		v.formError(err, keyFields)
+		v.formError(err, keyFields(cloud))
 		return h.renderSecurity(rq, h.errStatus(rq, err), v, true, nil)
 	}
 	return rq.redirect(consentURL)
@@ -114,7 +191,12 @@ func (h *handler) authorize(rq *request) error {
 // org's configuration.
 func (h *handler) keyForm(rq *request, f url.Values) url.Values {
 	rec := rq.status.Record
-	out := url.Values{"tenant_id": {rec.TenantID}, "vault_uri": {rec.VaultURI}, "key_name": {rec.KeyName}, "key_version": {rec.KeyVersion}}
+	out := url.Values{"tenant_id": {rec.TenantID}}
+	if cloud := h.cloud(rq.status); cloud != nil {
+		for _, fl := range cloud.Fields() {
+			out[fl.Name] = []string{configuredValue(rec, fl, cloud)}
+		}
+	}
 	for k := range out {
 		if vs, ok := f[k]; ok {
 			out[k] = vs
@@ -130,9 +212,20 @@ func (h *handler) configure(rq *request) error {
 	f := rq.r.PostForm
 	save := f.Get("action") == "save"
 	v := &view{Form: h.keyForm(rq, f)}
-	rec, err := h.cfg.CMK.Configure(ctx, rq.p.Name, rq.org, f.Get("vault_uri"), f.Get("key_name"), f.Get("key_version"))
+	cloud := h.cloud(rq.status)
+	fields := map[string]string{}
+	if cloud != nil {
+		for _, fl := range cloud.Fields() {
+			fields[fl.Name] = f.Get(fl.Name)
+		}
+	}
+	cloudName := ""
+	if cloud != nil {
+		cloudName = cloud.Name()
+	}
+	rec, err := h.cfg.CMK.ConfigureKey(ctx, rq.p.Name, rq.org, cloudName, fields)
 	if err != nil {
-		v.formError(err, keyFields)
+		v.formError(err, keyFields(cloud))
 		return h.renderSecurity(rq, h.errStatus(rq, err), v, true, nil)
 	}
 	rep := h.cfg.CMK.Test(ctx, rq.org)
@@ -251,4 +344,15 @@ func (h *handler) disable(rq *request) error {
 		return rq.redirect(orgPath(rq.org, "security?done=reset"))
 	}
 	return rq.redirect(orgPath(rq.org, "security?done=disabling"))
+}
+
+// configuredValue is field f of the org's configured key (not of a key in
+// use that is being replaced).
+func configuredValue(rec cmk.Record, f cmk.Field, cloud cmk.Cloud) string {
+	if rec.KeyURI == "" {
+		return ""
+	}
+	loc, _ := cloud.Locate(rec.KeyURI)
+	loc.Container, loc.Name = rec.VaultURI, rec.KeyName
+	return cloud.KeyFields(loc, rec.KeyVersion)[f.Name]
 }

@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/orgkms/orgkms/internal/azureemu"
 	"github.com/orgkms/orgkms/internal/cmk"
+	"github.com/orgkms/orgkms/internal/cmk/azurecloud"
 )
 
 var warnRowRe = regexp.MustCompile(`<td class="status status-warn">`)
@@ -97,5 +99,60 @@ func TestSecurityReceipts(t *testing.T) {
 			t.Fatalf("Security page never shows the receipt; it shows %q", p.text("security-receipts"))
 		}
 		time.Sleep(20 * time.Millisecond) // polling a condition
+	}
+}
+
+// TestSecurityRendersTheCloud: Settings → Security renders Step 1 and
+// Step 2 from the org's cloud (cmk.Cloud): the authorization instructions
+// and what to grant, and one input per field of the cloud's key with its
+// label, help (the org named, code spans as <code>) and optional mark.
+func TestSecurityRendersTheCloud(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, options{})
+	b := h.signedIn(secAdmin)
+	const sec = "/console/orgs/acme/security"
+	cloud := azurecloud.Cloud{}
+	auth := cloud.Authorization("acme")
+	p := b.get(sec + "?switch=1&enable=on").want(http.StatusOK)
+	for id, want := range map[string]string{"authorize-instructions": auth.Instructions, "authorize-access": auth.Access, "tenant-id-help": auth.TenantHelp} {
+		if !strings.Contains(p.body, `id="`+id+`">`+template.HTMLEscapeString(want)+`</p>`) {
+			t.Errorf("Step 1 has no %s %q:\n%s", id, want, p.body)
+		}
+	}
+	if !strings.Contains(p.body, `<label for="tenant-id">`+auth.TenantLabel+`</label>`) {
+		t.Errorf("Step 1 does not label the tenant %q", auth.TenantLabel)
+	}
+	if !strings.Contains(p.body, "in your own "+auth.Service+".") {
+		t.Errorf("the switch's help does not name %q", auth.Service)
+	}
+
+	p = b.postForm(sec, sec+"/authorize", url.Values{"tenant_id": {h.demo.TenantID}}).want(http.StatusSeeOther)
+	b.get(h.consent(p.location(), "accept")).want(http.StatusOK)
+	p = b.get(sec).want(http.StatusOK)
+	if !p.has("configure") {
+		t.Fatalf("authorized: no Step 2:\n%s", p.body)
+	}
+	fields := cloud.Fields()
+	if len(fields) == 0 {
+		t.Fatal("the azure cloud has no fields")
+	}
+	for _, f := range fields {
+		id := strings.ReplaceAll(f.Name, "_", "-")
+		label := `<label for="` + id + `">` + f.Label
+		if !f.Required {
+			label += ` <span class="muted">(optional)</span>`
+		}
+		if !strings.Contains(p.body, label+"</label>") {
+			t.Errorf("field %s: no label %q", f.Name, label)
+		}
+		if p.attrOf(id, "name") != f.Name {
+			t.Errorf("field %s: input #%s is named %q", f.Name, id, p.attrOf(id, "name"))
+		}
+		if !p.has(id + "-help") {
+			t.Errorf("field %s: no help", f.Name)
+		}
+	}
+	if !strings.Contains(p.body, "Tag the key version <code>orgkms-org = acme</code>") {
+		t.Errorf("the key name's help does not name the org's tag in <code>:\n%s", p.text("key-name-help"))
 	}
 }

@@ -15,7 +15,7 @@
 //  3. The store is opened; an outdated schema is refused unless
 //     Options.Migrate.
 //  4. The master-key drivers are registered (localkey and pkcs11 always; azurekv when
-//     cmk.cloud is azure), then the platform master key is created if it is
+//     cmk.clouds offers azure), then the platform master key is created if it is
 //     a missing local file, and probed: a server whose platform key cannot
 //     wrap and unwrap does not start.
 //  5. The keys service, then the CMK service; the keys service's guard

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,7 @@ import (
 	"github.com/orgkms/orgkms/internal/auth"
 	"github.com/orgkms/orgkms/internal/cluster"
 	"github.com/orgkms/orgkms/internal/cmk"
+	"github.com/orgkms/orgkms/internal/cmk/azurecloud"
 	"github.com/orgkms/orgkms/internal/config"
 	"github.com/orgkms/orgkms/internal/console"
 	"github.com/orgkms/orgkms/internal/jobs"
@@ -217,9 +219,16 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 		// another node is running, not stalled, until its lease expires.
 		NodeTimeout: time.Duration(cfg.Cluster.NodeTimeout), SharedStore: cfg.Postgres(),
 		Changed: func(org string) { s.Cluster.Changed(org) }, Fresh: func() error { return s.Cluster.Fresh() }}
-	if azure != nil {
-		ccfg.Cloud = cmk.Azure{Provider: azure, ClientID: cfg.CMK.Azure.ClientID, AuthorityHost: orDefault(cfg.CMK.Azure.AuthorityHost, "https://login.microsoftonline.com/"),
-			ConsentHost: cfg.CMK.Azure.ConsentHost}
+	// The clouds offered (cmk.clouds), the default first; config.Validate
+	// refuses a cloud not built here.
+	for _, name := range cfg.CMK.Offered() {
+		switch {
+		case name == azurecloud.Name && azure != nil:
+			ccfg.Clouds = append(ccfg.Clouds, azurecloud.Cloud{Provider: azure, ClientID: cfg.CMK.Azure.ClientID, AuthorityHost: orDefault(cfg.CMK.Azure.AuthorityHost, "https://login.microsoftonline.com/"),
+				ConsentHost: cfg.CMK.Azure.ConsentHost})
+		default:
+			return nil, fmt.Errorf("cmk.clouds: cloud %q is not available in this orgkms", name)
+		}
 	}
 	if s.CMK, err = cmk.New(ccfg); err != nil {
 		return nil, err
@@ -515,7 +524,7 @@ func providers(cfg config.Config, opts Options, log *slog.Logger, m *metrics.Met
 	if err := registerGCP(r, cfg, opts, kopts); err != nil { // cmk.gcp.enabled (gcpkms.go)
 		return nil, nil, err
 	}
-	if cfg.CMK.Cloud != "azure" {
+	if !slices.Contains(cfg.CMK.Offered(), "azure") {
 		return r, nil, nil
 	}
 	a := cfg.CMK.Azure
