@@ -107,6 +107,7 @@ type CMK struct {
 	PurgeConfirmAfter  Duration `json:"purge_confirm_after"`
 	Azure              Azure    `json:"azure"`
 	AWS                AWS      `json:"aws"` // the AWS KMS master-key driver (aws.go)
+	GCP                GCP      `json:"gcp"` // the gcpkms master-key driver (gcp.go)
 }
 
 // Azure configures the platform's multi-tenant Entra ID application.
@@ -417,6 +418,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("cmk.cloud must be empty (customer managed keys off) or azure")
 	}
 	if err := c.CMK.AWS.validate(); err != nil {
+		return err
+	}
+	if err := c.CMK.GCP.validate(); err != nil {
 		return err
 	}
 	if time.Duration(c.CMK.ProbeInterval) < time.Second {

@@ -308,3 +308,20 @@ func orElse(s, def string) string {
 func Invalidf(field, format string, args ...any) *Error {
 	return &Error{Kind: Invalid, Field: field, Reason: fmt.Sprintf(format, args...)}
 }
+
+// Attributed returns a copy of e with Op, Provider and Resource set where e
+// leaves them empty: a driver names the operation and key of a failure it
+// passes on without renaming what an inner layer already named.
+func (e *Error) Attributed(op, provider, resource string) *Error {
+	c := *e
+	if c.Op == "" {
+		c.Op = op
+	}
+	if c.Provider == "" {
+		c.Provider = provider
+	}
+	if c.Resource == "" {
+		c.Resource = resource
+	}
+	return &c
+}

@@ -136,3 +136,16 @@ func TestMessageFillsTheTemplate(t *testing.T) {
 		}
 	}
 }
+
+// TestAttributed: a driver fills in what an inner error leaves empty and
+// keeps what it names, on a copy.
+func TestAttributed(t *testing.T) {
+	inner := &Error{Kind: Unavailable, Op: "get token", Reason: "r"}
+	got := inner.Attributed("wrap", "azurekv", "azurekv key v/k")
+	if got.Op != "get token" || got.Provider != "azurekv" || got.Resource != "azurekv key v/k" || got.Kind != Unavailable || got.Reason != "r" {
+		t.Errorf("Attributed = %+v", got)
+	}
+	if inner.Provider != "" || inner.Resource != "" {
+		t.Errorf("Attributed changed its receiver: %+v", inner)
+	}
+}

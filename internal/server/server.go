@@ -56,6 +56,10 @@ type Options struct {
 	// (tests: fewer and shorter); zero = the driver's defaults.
 	AzureMaxRetries int
 	AzureRetryDelay time.Duration
+	// GCPInsecure dials cmk.gcp.endpoint in plaintext without credentials:
+	// development and tests only, to reach the in-process Cloud KMS fake
+	// (internal/gcpkmsemu).
+	GCPInsecure bool
 	// Getenv reads the variable of a local:env: platform key; default
 	// os.Getenv.
 	Getenv func(string) string
@@ -451,8 +455,8 @@ func nodeID(dir string) (string, error) {
 }
 
 // providers builds the explicit registry of master-key drivers: localkey
-// and pkcs11 always, awskms when cmk.aws.enabled, azurekv when the
-// platform's cloud is azure.
+// and pkcs11 always, awskms when cmk.aws.enabled, gcpkms when
+// cmk.gcp.enabled, azurekv when the platform's cloud is azure.
 func providers(cfg config.Config, opts Options, log *slog.Logger, m *metrics.Metrics) (*masterkey.Registry, *azurekv.Provider, error) {
 	kopts := masterkey.KeeperOptions{Logger: log, Observer: m.ObserveMasterKey}
 	r := masterkey.NewRegistry()
@@ -466,6 +470,9 @@ func providers(cfg config.Config, opts Options, log *slog.Logger, m *metrics.Met
 	}
 	r.Register(pkcs11.Driver(), masterkey.NewKeeper(pkcs11.Scheme, hsm, kopts))
 	if err := registerAWS(r, cfg.CMK.AWS, opts.Getenv, kopts); err != nil { // cmk.aws.enabled (aws.go)
+		return nil, nil, err
+	}
+	if err := registerGCP(r, cfg, opts, kopts); err != nil { // cmk.gcp.enabled (gcpkms.go)
 		return nil, nil, err
 	}
 	if cfg.CMK.Cloud != "azure" {

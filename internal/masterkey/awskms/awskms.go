@@ -49,6 +49,11 @@ type Config struct {
 	MaxAttempts int
 	// Timeout bounds each driver call, retries included; default 10s.
 	Timeout time.Duration
+	// MaxClients bounds the cached clients, one per Region, role and
+	// external ID (so about one per org on a customer key); the least
+	// recently used is dropped beyond it and built again (with a new
+	// AssumeRole) on its next use. Default 4096.
+	MaxClients int
 }
 
 // Provider is the AWS KMS driver. It is safe for concurrent use.
@@ -59,6 +64,7 @@ type Provider struct {
 	mu      sync.Mutex
 	closed  bool
 	clients map[clientKey]*remote
+	tick    uint64 // use counter: remote.used orders the cache by recency
 }
 
 type clientKey struct{ region, role, externalID string }
@@ -69,6 +75,7 @@ type remote struct {
 	kms    *kms.Client
 	assume *stscreds.AssumeRoleProvider
 	creds  aws.CredentialsProvider
+	used   uint64
 }
 
 // New returns a driver. It loads the platform's credentials lazily: no AWS
@@ -88,6 +95,9 @@ func New(cfg Config) (*Provider, error) {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.MaxClients <= 0 {
+		cfg.MaxClients = 4096
 	}
 	if cfg.Region == "" {
 		cfg.Region = "eu-west-1"
@@ -157,10 +167,15 @@ func (p *Provider) remote(k Key) (*remote, error) {
 		return nil, &fault.Error{Kind: fault.Unavailable, Provider: Scheme, Reason: "the AWS KMS driver is closed"}
 	}
 	ck := clientKey{k.ARN.Region, k.RoleARN, k.ExternalID}
+	p.tick++
 	if r, ok := p.clients[ck]; ok {
+		r.used = p.tick
 		return r, nil
 	}
-	r := &remote{creds: p.base.Credentials}
+	if len(p.clients) >= p.cfg.MaxClients {
+		p.evictOldest()
+	}
+	r := &remote{creds: p.base.Credentials, used: p.tick}
 	if k.RoleARN != "" {
 		stsc := sts.NewFromConfig(p.base, func(o *sts.Options) {
 			o.Region = k.ARN.Region
@@ -186,6 +201,19 @@ func (p *Provider) remote(k Key) (*remote, error) {
 	})
 	p.clients[ck] = r
 	return r, nil
+}
+
+// evictOldest drops the least recently used client (p.mu held). A scan:
+// it runs only when a new client is built on a full cache.
+func (p *Provider) evictOldest() {
+	var oldest clientKey
+	first := true
+	for k, r := range p.clients {
+		if first || r.used < p.clients[oldest].used {
+			oldest, first = k, false
+		}
+	}
+	delete(p.clients, oldest)
 }
 
 func (p *Provider) budget(ctx context.Context) (context.Context, context.CancelFunc) {

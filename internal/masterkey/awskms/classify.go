@@ -64,7 +64,7 @@ func classify(op string, k Key, err error) error {
 	}
 	var fe *fault.Error
 	if errors.As(err, &fe) {
-		return err
+		return fe.Attributed(op, Scheme, resource(k))
 	}
 	base := fault.Error{Op: op, Provider: Scheme, Resource: resource(k), Err: err}
 	var ae smithy.APIError

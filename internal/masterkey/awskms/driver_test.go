@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
+	"github.com/orgkms/orgkms/internal/awsemu"
 	"github.com/orgkms/orgkms/internal/fault"
 	"github.com/orgkms/orgkms/internal/masterkey"
 	"github.com/orgkms/orgkms/internal/masterkey/awskms"
@@ -272,5 +273,35 @@ func TestErrorsHoldNoKeyMaterial(t *testing.T) {
 	_, err = p.Unwrap(t.Context(), w.Key, w.Ciphertext, aad)
 	if err == nil || strings.Contains(err.Error(), string(dek())) || strings.Contains(err.Error(), "platform-secret") {
 		t.Fatalf("error: %v", err)
+	}
+}
+
+// TestClientCacheBounded: beyond MaxClients the least recently used
+// client (and its assumed-role session) is dropped and built again, with a
+// new AssumeRole, only when it is used again.
+func TestClientCacheBounded(t *testing.T) {
+	e := newEnv(t)
+	p := e.provider(t, func(c *awskms.Config) { c.MaxClients = 2 })
+	key := e.newKey(t)
+	arn := arnOf(t, key)
+	refs := map[string]masterkey.Ref{}
+	for _, name := range []string{"a", "b", "c"} {
+		role, ext := "arn:aws:iam::"+awsemu.Account+":role/orgkms-"+name, "orgkms-org-"+name+"-000000"
+		e.sts.AllowRole(role, ext)
+		k, err := awskms.ParseKey(arn, role, ext, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs[name] = k.Ref()
+	}
+	// a, b fill the cache; a is used again, so c evicts b (the least
+	// recently used), not a; b comes back with a new session.
+	for i, name := range []string{"a", "b", "a", "c", "a", "b"} {
+		if _, err := p.Describe(t.Context(), refs[name]); err != nil {
+			t.Fatalf("call %d (%s): %v", i, name, err)
+		}
+	}
+	if n := e.sts.Calls(); n != 4 {
+		t.Fatalf("AssumeRole calls = %d, want 4 (a, b, c, then b again after its eviction)", n)
 	}
 }

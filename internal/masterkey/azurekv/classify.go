@@ -42,17 +42,7 @@ type entraError struct {
 func classify(op string, k KeyID, err error) error {
 	var fe *fault.Error
 	if errors.As(err, &fe) {
-		c := *fe
-		if c.Op == "" {
-			c.Op = op
-		}
-		if c.Provider == "" {
-			c.Provider = Scheme
-		}
-		if c.Resource == "" {
-			c.Resource = resource(k)
-		}
-		return &c
+		return fe.Attributed(op, Scheme, resource(k))
 	}
 	base := fault.Error{Op: op, Provider: Scheme, Resource: resource(k), Err: err}
 	var other *errOtherTenant

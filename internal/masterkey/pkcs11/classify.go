@@ -53,17 +53,7 @@ func classify(op string, err error, resource string) error {
 	}
 	if fe := fault.As(err); fe != nil {
 		if fe.Provider == "" || fe.Op == "" {
-			c := *fe
-			if c.Provider == "" {
-				c.Provider = Scheme
-			}
-			if c.Op == "" {
-				c.Op = op
-			}
-			if c.Resource == "" {
-				c.Resource = resource
-			}
-			return &c
+			return fe.Attributed(op, Scheme, resource)
 		}
 		return err
 	}
