@@ -51,7 +51,7 @@ func (s *syncBuffer) String() string {
 // orgkms is a whole orgkms server (internal/server, as orgkms serve builds
 // it: SQLite, a local platform key) serving HTTP on loopback.
 type orgkms struct {
-	t    *testing.T
+	t    testing.TB
 	url  string
 	srv  *server.Server
 	logs *syncBuffer
@@ -62,7 +62,7 @@ type orgkms struct {
 
 // startOrgkms starts orgkms; with cmk, customer managed keys on the
 // built-in Azure emulator (demo tenant, vault and key), probed every second.
-func startOrgkms(t *testing.T, cmk bool) *orgkms {
+func startOrgkms(t testing.TB, cmk bool) *orgkms {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -212,7 +212,7 @@ func (o *orgkms) setKeyEnabled(enabled bool) {
 	}
 }
 
-func readBody(t *testing.T, resp *http.Response) string {
+func readBody(t testing.TB, resp *http.Response) string {
 	t.Helper()
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -224,7 +224,7 @@ func readBody(t *testing.T, resp *http.Response) string {
 
 // waitFor polls cond until it holds, failing after a generous timeout with
 // cond's last description.
-func waitFor(t *testing.T, what string, cond func() (bool, string)) {
+func waitFor(t testing.TB, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
@@ -241,7 +241,7 @@ func waitFor(t *testing.T, what string, cond func() (bool, string)) {
 
 // socketDir is a short directory for unix sockets (their paths are limited
 // to about 100 bytes, shorter than some t.TempDir paths).
-func socketDir(t *testing.T) string {
+func socketDir(t testing.TB) string {
 	t.Helper()
 	d, err := os.MkdirTemp("", "kms")
 	if err != nil {
@@ -262,7 +262,7 @@ type plugin struct {
 // startPlugin serves a plugin of org's key on a unix socket and dials it
 // the way kube-apiserver does (k8s.io/apiserver kmsv2 grpc_service.go:
 // authority localhost, insecure, WaitForReady, a unix dialer).
-func startPlugin(t *testing.T, cfg kmsplugin.Config) *plugin {
+func startPlugin(t testing.TB, cfg kmsplugin.Config) *plugin {
 	t.Helper()
 	p, err := kmsplugin.New(cfg)
 	if err != nil {
@@ -309,6 +309,6 @@ func dialKMS(t testing.TB, socket string) kmsapi.KeyManagementServiceClient {
 
 // rpc is the context of one call of the apiserver (whose default
 // kms.timeout is 3s; generous here, on a shared test machine).
-func rpc(t *testing.T) (context.Context, context.CancelFunc) {
+func rpc(t testing.TB) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(t.Context(), 10*time.Second)
 }
