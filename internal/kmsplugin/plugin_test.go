@@ -21,6 +21,7 @@ import (
 	kmsapi "k8s.io/kms/apis/v2"
 
 	"github.com/orgkms/orgkms/client"
+	"github.com/orgkms/orgkms/internal/azureemu"
 	"github.com/orgkms/orgkms/internal/kmsplugin"
 )
 
@@ -239,7 +240,8 @@ func TestInvalidCiphertexts(t *testing.T) {
 // Enabling the key changes key_id; disabling it in the vault turns Status
 // unhealthy with the reason, and Encrypt and Decrypt fail with
 // FailedPrecondition; enabling it again makes the plugin healthy with the
-// same key_id, and every seed decrypts.
+// same key_id, and every seed decrypts. The customer's rotation of the key
+// changes key_id again.
 func TestRevocation(t *testing.T) {
 	o := startOrgkms(t, true)
 	cl := o.org("acme")
@@ -294,7 +296,29 @@ func TestRevocation(t *testing.T) {
 			t.Errorf("Decrypt seed %d after re-enabling: %v", i, err)
 		}
 	}
-	encrypt(t, pl.kms, "", cmk.KeyId)
+	s2 := encrypt(t, pl.kms, "", cmk.KeyId)
+
+	// The customer rotates their key: orgkms follows the new version
+	// (tagged for the org), and key_id changes with the wrapping.
+	if _, err := o.emu.RotateKey(azureemu.DemoVault, azureemu.DemoKey); err != nil {
+		t.Fatalf("RotateKey: %v", err)
+	}
+	if _, err := o.emu.SetKeyTags(azureemu.DemoVault, azureemu.DemoKey, "", map[string]string{"orgkms-org": "acme"}); err != nil {
+		t.Fatalf("SetKeyTags: %v", err)
+	}
+	waitFor(t, "a new key_id after the customer's key rotation", func() (bool, string) {
+		st = statusOf(t, pl.kms)
+		return st.Healthz == "ok" && st.KeyId != cmk.KeyId, fmt.Sprintf("%+v", st)
+	})
+	if st.KeyId == platform.KeyId {
+		t.Errorf("key_id after the CMK rotation = the platform one %q", st.KeyId)
+	}
+	encrypt(t, pl.kms, "", st.KeyId)
+	for i, s := range []sealed{s0, s1, s2} {
+		if err := decrypt(t, pl.kms, "", s); err != nil {
+			t.Errorf("Decrypt seed %d after the CMK rotation: %v", i, err)
+		}
+	}
 }
 
 // TestUnreachable: with no orgkms behind it, the plugin serves, Status is
