@@ -5,8 +5,10 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,8 +20,7 @@ import (
 // TestKMSPluginCommand runs "orgkms kms-plugin" as main does, over a stale
 // socket file: it replaces the socket (mode 0600), serves KMS v2 to the
 // k8s.io/kms client (unhealthy here: no orgkms answers at --addr), and on
-// cancellation of its context (SIGTERM in main) stops cleanly, exit 0,
-// removing the socket.
+// SIGTERM stops cleanly, exit 0, removing the socket.
 func TestKMSPluginCommand(t *testing.T) {
 	dir, err := os.MkdirTemp("", "kms")
 	if err != nil {
@@ -40,7 +41,9 @@ func TestKMSPluginCommand(t *testing.T) {
 	t.Setenv("ORGKMS_ADDR", "")
 	t.Setenv("ORGKMS_TOKEN", "")
 
-	ctx, cancel := context.WithCancel(context.Background())
+	// As main: the context ends on SIGTERM (the test process survives it
+	// while the notification is registered).
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer cancel()
 	var stdout, stderr syncBuffer
 	done := make(chan int, 1)
@@ -78,7 +81,9 @@ func TestKMSPluginCommand(t *testing.T) {
 	if st.Version != "v2" || !strings.HasPrefix(st.Healthz, "orgkms unreachable") || st.KeyId == "" {
 		t.Errorf("Status = %+v, want v2, healthz orgkms unreachable: ..., a key_id", st)
 	}
-	cancel()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case code := <-done:
 		if code != 0 {
