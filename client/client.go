@@ -137,6 +137,24 @@ func New(cfg Config) (*Client, error) {
 	return &Client{addr: strings.TrimRight(cfg.Addr, "/"), token: cfg.Token, http: hc, retry: newRetryPolicy(cfg)}, nil
 }
 
+type requestIDKey struct{}
+
+// WithRequestID returns a context whose calls send id as their
+// X-Request-Id, so that the server records the caller's correlation ID
+// (e.g. a Kubernetes request UID) as the call's request ID: in its request
+// log, in its error bodies and in the X-Request-Id response header. The
+// server keeps an id of 1-64 characters of [A-Za-z0-9._-] and replaces any
+// other with a random one; every attempt of a retried call sends the same id.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// RequestID returns the request ID set on ctx by [WithRequestID], or "".
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
 // Addr returns the server address.
 func (c *Client) Addr() string { return c.addr }
 
@@ -228,6 +246,9 @@ func (c *Client) attempt(ctx context.Context, method, path string, body []byte, 
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if id := RequestID(ctx); id != "" {
+		req.Header.Set("X-Request-Id", id)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
