@@ -34,12 +34,14 @@ func masterKeyCmd(env *cliEnv) *cobra.Command {
 	}
 	rotate.Flags().String("config", "", "the server's JSON config `file` (master_key, data_dir)")
 	rotate.Flags().String("master-key", "", "the local: `URI` of the key file (default: master_key of the configuration)")
+	rotate.Flags().String("data", "", "the server's data `directory`, whose master.key is the default key file (default ./orgkms-data)")
 	rotFmt := addFormat(rotate)
 	rotate.RunE = func(cmd *cobra.Command, _ []string) error {
 		fs := cmd.Flags()
 		path, _ := fs.GetString("config")
 		uri, _ := fs.GetString("master-key")
 		cfg, err := config.Load(config.Sources{Path: path, Environ: os.Environ(), Flags: func(c *config.Config) {
+			serverFlags(fs)(c)
 			if uri != "" {
 				c.MasterKey = uri
 			}
@@ -69,7 +71,8 @@ func masterKeyCmd(env *cliEnv) *cobra.Command {
 		}
 		out := rotatedKey{Version: v, Versions: vs}
 		return rotFmt.emit(env, out, func(w io.Writer) error {
-			_, err := fmt.Fprintf(w, "version %s of the platform master key is current (%d versions in %s)\n", v, len(vs), ref.ID)
+			_, err := fmt.Fprintf(w, "version %s of the platform master key is current (%d versions in %s)\n"+
+				"the running servers re-wrap every org on the platform key to it within platform_key_check (default 1m); \"orgkms master-key status\" shows the progress\n", v, len(vs), ref.ID)
 			return err
 		})
 	}
