@@ -28,5 +28,7 @@
 //     done job, FinishJob), so a run that lost its lease commits nothing.
 //   - Probes are leased (Store.ClaimProbes): the cluster probes each org
 //     once per probe interval, whatever the number of nodes; a switch to a
-//     new key makes the org due at once.
+//     new key makes the org due at once, and a node that stops mid-round
+//     hands the leases of its unfinished probes back (Store.ReleaseProbes),
+//     so a rolling restart does not delay any org's probe by an interval.
 package cmk

@@ -60,18 +60,46 @@ func (s *Service) probeOrgs(ctx context.Context, ids []string) {
 	// own unwrap.
 	round := &describeRound{m: map[string]*described{}}
 	sem := make(chan struct{}, probeConcurrency)
-	var wg sync.WaitGroup
+	var (
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		abandoned []string
+	)
 	for _, id := range ids {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := s.probe(ctx, id, round); err != nil && ctx.Err() == nil {
+			err := s.probe(ctx, id, round)
+			switch {
+			case err != nil && ctx.Err() != nil:
+				mu.Lock()
+				abandoned = append(abandoned, id)
+				mu.Unlock()
+			case err != nil:
 				s.log.Warn("probe failed", slog.String("org_id", id), slog.String("error", err.Error()))
 			}
 		})
 	}
 	wg.Wait()
 	s.startRotations(ctx, round.starts)
+	s.releaseProbes(ctx, abandoned)
+}
+
+// releaseProbes hands back the leases of the probes this node claimed but
+// did not finish because it is stopping, so that the next claim (another
+// node's, or this one's after a restart) probes them at once instead of a
+// probe interval later: a rolling restart must not stretch the time in
+// which a revocation is seen.
+func (s *Service) releaseProbes(ctx context.Context, ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := s.st.ReleaseProbes(rctx, s.cfg.NodeID, ids, s.now()); err != nil {
+		s.log.Warn("cannot hand back abandoned probes; the orgs are probed one probe interval later",
+			slog.Int("orgs", len(ids)), slog.String("error", err.Error()))
+	}
 }
 
 // ProbeAll probes every org whose root key is wrapped by a CMK at once,

@@ -148,6 +148,11 @@ type Store interface {
 	// SwitchWrapping to another key (not a new version of the same key)
 	// makes the org due at once.
 	ClaimProbes(ctx context.Context, owner string, now time.Time, interval time.Duration, limit int) ([]string, error)
+	// ReleaseProbes makes the orgs of orgIDs whose probe lease owner holds
+	// due again at now: the probes owner claimed but abandoned (its node is
+	// stopping) are taken up by the next claim, on any node, instead of
+	// one probe interval later. Orgs leased to another owner are left alone.
+	ReleaseProbes(ctx context.Context, owner string, orgIDs []string, now time.Time) error
 
 	// PutConsentRequest stores a consent request.
 	PutConsentRequest(ctx context.Context, c ConsentRequest) error

@@ -866,3 +866,23 @@ func (s *Store) ClaimProbes(ctx context.Context, owner string, now time.Time, in
 	}
 	return ids, nil
 }
+
+// ReleaseProbes implements [cmk.Store].
+func (s *Store) ReleaseProbes(ctx context.Context, owner string, orgIDs []string, now time.Time) error {
+	const op = "release probes"
+	if owner == "" {
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "owner", Reason: "probe owner is empty"}
+	}
+	if len(orgIDs) == 0 {
+		return nil
+	}
+	return s.inTx(ctx, op, func(tx *sql.Tx) error {
+		for _, id := range orgIDs {
+			if _, err := tx.ExecContext(ctx, `UPDATE cmk_orgs SET probe_due_at = ?
+				WHERE org_id = ? AND probe_owner = ? AND probe_due_at > ?`, timeArg(now), id, owner, timeArg(now)); err != nil {
+				return classify(ctx, op, "CMK probes", err)
+			}
+		}
+		return nil
+	})
+}

@@ -56,6 +56,7 @@ func RunCMK(t *testing.T, open func(t *testing.T) CMKStore) {
 		{"ClaimJobConcurrent", testClaimJobConcurrent},
 		{"JobFence", testJobFence},
 		{"ClaimProbes", testClaimProbes},
+		{"ReleaseProbes", testReleaseProbes},
 		{"StartJobs", testStartJobs},
 		{"StartJobsConcurrent", testStartJobsConcurrent},
 		{"ClaimJobs", testClaimJobs},
@@ -1368,4 +1369,55 @@ func testClaimProbes(t *testing.T, s CMKStore) {
 	checkKind(t, "ClaimProbes(ctx, no interval)", err, fault.Invalid)
 	_, err = s.ClaimProbes(ctx, "node", base, interval, 0)
 	checkKind(t, "ClaimProbes(ctx, no batch)", err, fault.Invalid)
+}
+
+// testReleaseProbes: the probes an owner abandons are due again at once, for
+// any node's next claim; a release by another owner, or of an org not
+// claimed, changes nothing.
+func testReleaseProbes(t *testing.T, s CMKStore) {
+	ctx := t.Context()
+	for _, org := range []string{"a", "b"} {
+		createOrg(t, s, org)
+		if err := s.PutCMK(ctx, newRecord(org, cmk.StateActive), nil); err != nil {
+			t.Fatalf("PutCMK(ctx, %s) = %v", org, err)
+		}
+	}
+	const interval = 30 * time.Second
+	claim := func(owner string, now time.Time) []string {
+		t.Helper()
+		ids, err := s.ClaimProbes(ctx, owner, now, interval, 10)
+		if err != nil {
+			t.Fatalf("ClaimProbes(ctx, %s) = %v", owner, err)
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	if got := claim("node-1", base); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("first claim = %v, want [a b]", got)
+	}
+	later := base.Add(time.Second)
+	if err := s.ReleaseProbes(ctx, "node-2", []string{"a"}, later); err != nil {
+		t.Fatalf("ReleaseProbes(ctx, node-2) = %v", err)
+	}
+	if got := claim("node-2", later); len(got) != 0 {
+		t.Errorf("after a release by another owner: claimed %v, want none", got)
+	}
+	if err := s.ReleaseProbes(ctx, "node-1", []string{"a", "nosuch"}, later); err != nil {
+		t.Fatalf("ReleaseProbes(ctx, node-1) = %v", err)
+	}
+	if got := claim("node-2", later); !slices.Equal(got, []string{"a"}) {
+		t.Errorf("after node-1 released a: claimed %v, want [a]", got)
+	}
+	// Released and claimed again: a second release by the first owner
+	// leaves the new lease alone.
+	if err := s.ReleaseProbes(ctx, "node-1", []string{"a"}, later); err != nil {
+		t.Fatalf("ReleaseProbes(ctx, node-1, again) = %v", err)
+	}
+	if got := claim("node-3", later); len(got) != 0 {
+		t.Errorf("after a stale release: claimed %v, want none", got)
+	}
+	if err := s.ReleaseProbes(ctx, "node-1", nil, later); err != nil {
+		t.Errorf("ReleaseProbes(ctx, no orgs) = %v", err)
+	}
+	checkKind(t, "ReleaseProbes(ctx, no owner)", s.ReleaseProbes(ctx, "", []string{"a"}, later), fault.Invalid)
 }
