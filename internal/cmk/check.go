@@ -248,7 +248,7 @@ func (s *Service) Test(ctx context.Context, orgID string) Report {
 	// Proof that the customer means this key for this org: consent alone
 	// cannot prove it (a consent callback carries no signed assertion, and
 	// one tenant's vault may serve several customers of the platform).
-	if !taggedFor(use.Tags, orgID) {
+	if ob, ok := cloud.(OrgBoundCloud); ok && !ob.OwnsKey(orgID, use.Key) || !ok && !taggedFor(use.Tags, orgID) {
 		set("ownership", Fail, "fail")
 		return finish()
 	}

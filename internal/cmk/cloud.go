@@ -58,6 +58,26 @@ type Cloud interface {
 	Rotated(active string, desc masterkey.Description) bool
 }
 
+// OrgBoundCloud is a [Cloud] whose key refs name the org themselves (AWS:
+// orgkms assumes the customer's role with the org's external ID, which the
+// role's trust policy requires). ParseOrgKey replaces ParseKey at
+// configure, and OwnsKey replaces the ownership tag: the ref itself proves
+// the customer means the key for the org.
+type OrgBoundCloud interface {
+	Cloud
+	ParseOrgKey(orgID string, fields map[string]string, tenant string) (masterkey.Ref, KeyLocation, error)
+	// OwnsKey reports whether key (as described) is bound to orgID.
+	OwnsKey(orgID string, key masterkey.Ref) bool
+}
+
+// parseKey parses the fields of cloud's key for orgID.
+func parseKey(cloud Cloud, orgID string, fields map[string]string, tenant string) (masterkey.Ref, KeyLocation, error) {
+	if ob, ok := cloud.(OrgBoundCloud); ok {
+		return ob.ParseOrgKey(orgID, fields, tenant)
+	}
+	return cloud.ParseKey(fields, tenant)
+}
+
 // AuthMethod is how a customer authorizes orgkms.
 type AuthMethod string
 

@@ -177,6 +177,15 @@ func (r *describeRound) describe(ctx context.Context, keeper *masterkey.Keeper, 
 	}
 }
 
+// owns reports whether the described key is meant for orgID: by its
+// cloud's own proof (an [OrgBoundCloud]) or by the ownership tag.
+func (s *Service) owns(rec Record, d *described, orgID string) bool {
+	if ob, ok := s.cloudOf(rec).(OrgBoundCloud); ok {
+		return ob.OwnsKey(orgID, d.desc.Key)
+	}
+	return d.taggedFor(orgID)
+}
+
 // taggedFor reports whether the described version's ownership tag names
 // orgID; within a round the tag is split once, not scanned per org.
 func (d *described) taggedFor(orgID string) bool {
@@ -226,7 +235,7 @@ func (s *Service) probe(ctx context.Context, orgID string, round *describeRound)
 	// key at Enable: an untagged newer version is not followed; the current
 	// version keeps wrapping and the org gets a warning with the remedy.
 	warning := ""
-	if rotated && !d.taggedFor(orgID) {
+	if rotated && !s.owns(rec, d, orgID) {
 		rotated, warning = false, s.untaggedWarning(rec, desc.Key.Version)
 	}
 	if err == nil && !rotated {

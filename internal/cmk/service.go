@@ -431,7 +431,7 @@ func (s *Service) configureOnce(ctx context.Context, actor, orgID, cloudName str
 	default:
 		return Record{}, &fault.Error{Kind: fault.Conflict, Op: "configure", Reason: "the customer managed key is " + string(rec.State) + "; wait until it is active, or restore access to it first"}
 	}
-	ref, loc, err := cloud.ParseKey(fields, rec.TenantID)
+	ref, loc, err := parseKey(cloud, orgID, fields, rec.TenantID)
 	if err != nil {
 		return Record{}, err
 	}

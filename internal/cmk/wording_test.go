@@ -128,3 +128,51 @@ func TestGrantCloudIsAuthorizedByConfigure(t *testing.T) {
 		t.Errorf("consent check after the grant = %+v, want a pass", c)
 	}
 }
+
+// orgBoundCloud is a grant cloud whose key refs name the org (as AWS's
+// external ID does): it records the org it parsed for and owns keys for
+// the org bound only.
+type orgBoundCloud struct {
+	grantCloud
+	bound  string
+	parsed *string
+}
+
+func (c orgBoundCloud) ParseOrgKey(orgID string, fields map[string]string, tenant string) (masterkey.Ref, cmk.KeyLocation, error) {
+	*c.parsed = orgID
+	return c.ParseKey(fields, tenant)
+}
+
+func (c orgBoundCloud) OwnsKey(orgID string, _ masterkey.Ref) bool { return orgID == c.bound }
+
+// TestOrgBoundCloudOwnsItsKeys: a cloud whose refs name the org parses the
+// key for the org configuring it, and its own proof, not the ownership
+// tag, decides Test Managed Key's ownership check.
+func TestOrgBoundCloudOwnsItsKeys(t *testing.T) {
+	for _, bound := range []string{"acme", "other"} {
+		w := newWorld(t)
+		ctx := t.Context()
+		w.keys.CreateOrg(ctx, "test", "acme", "")
+		var parsed string
+		cs, err := cmk.New(cmk.Config{Store: w.st, Keys: w.keys, Keepers: w.keepers, Clouds: []cmk.Cloud{orgBoundCloud{grantCloud{w.cloud}, bound, &parsed}}, CallbackURL: callbackURL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cs.ConfigureKey(ctx, "user:alice", "acme", "", map[string]string{"vault_uri": w.demo.VaultURI, "key_name": w.demo.KeyName, "account": w.demo.TenantID}); err != nil {
+			t.Fatal(err)
+		}
+		if parsed != "acme" {
+			t.Errorf("ParseOrgKey got org %q, want acme", parsed)
+		}
+		if _, err := w.emu.GrantConsent(w.demo.TenantID, w.demo.ClientID); err != nil {
+			t.Fatal(err)
+		}
+		want := cmk.Pass
+		if bound != "acme" {
+			want = cmk.Fail
+		}
+		if c := check(cs.Test(ctx, "acme"), "ownership"); c.Status != want {
+			t.Errorf("bound to %s: ownership check = %+v, want %s", bound, c, want)
+		}
+	}
+}

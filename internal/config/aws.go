@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -34,6 +35,35 @@ type AWS struct {
 	// MaxAttempts is the SDK's attempts per call (default 3).
 	Timeout     Duration `json:"timeout"`
 	MaxAttempts int      `json:"max_attempts"`
+
+	// For customer managed keys in AWS KMS ("aws" in cmk.clouds):
+	// AccountID is orgkms' AWS account (12 digits), the trusted entity of
+	// the role each customer creates; PrincipalARN, optional, is orgkms'
+	// own principal in it, shown to customers who trust a principal only.
+	AccountID    string `json:"account_id"`
+	PrincipalARN string `json:"principal_arn"`
+	// ExternalIDSecret (or ORGKMS_AWS_EXTERNAL_ID_SECRET), at least 32
+	// bytes, derives each org's external ID. It must never change: a new
+	// secret gives every org a new external ID their role does not trust.
+	ExternalIDSecret string `json:"external_id_secret"`
+}
+
+var awsAccountRe = regexp.MustCompile(`^[0-9]{12}$`)
+
+// cmkMissing says what "aws" in cmk.clouds (key) needs that is not set;
+// "" when nothing is missing.
+func (a AWS) cmkMissing(key string) error {
+	switch {
+	case !a.Enabled:
+		return fmt.Errorf("%s offers aws: set cmk.aws.enabled (and the platform's AWS credentials), cmk.aws.account_id and cmk.aws.external_id_secret (or ORGKMS_AWS_EXTERNAL_ID_SECRET)", key)
+	case !awsAccountRe.MatchString(a.AccountID):
+		return fmt.Errorf("%s offers aws: set cmk.aws.account_id to orgkms' 12-digit AWS account ID (the account customers' roles trust)", key)
+	case len(a.ExternalIDSecret) < 32:
+		return fmt.Errorf("%s offers aws: set cmk.aws.external_id_secret (or ORGKMS_AWS_EXTERNAL_ID_SECRET) to a random secret of at least 32 bytes; it derives each org's external ID and must never change", key)
+	case a.PrincipalARN != "" && !strings.HasPrefix(a.PrincipalARN, "arn:"):
+		return fmt.Errorf("cmk.aws.principal_arn must be an ARN like arn:aws:iam::%s:role/orgkms", a.AccountID)
+	}
+	return nil
 }
 
 var awsRegionRe = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)

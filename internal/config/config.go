@@ -182,6 +182,7 @@ var EnvVars = []struct{ Name, Field string }{
 	{"ORGKMS_AZURE_CLIENT_ID", "cmk.azure.client_id"},
 	{"ORGKMS_AZURE_CLIENT_SECRET", "cmk.azure.client_secret"},
 	{"ORGKMS_AZURE_AUTHORITY_HOST", "cmk.azure.authority_host"},
+	{"ORGKMS_AWS_EXTERNAL_ID_SECRET", "cmk.aws.external_id_secret"},
 	{"ORGKMS_TRUSTED_PROXIES", "trusted_proxies"},
 }
 
@@ -260,6 +261,7 @@ func (c *Config) applyEnv(environ []string) error {
 	set("ORGKMS_AZURE_CLIENT_ID", &c.CMK.Azure.ClientID)
 	set("ORGKMS_AZURE_CLIENT_SECRET", &c.CMK.Azure.ClientSecret)
 	set("ORGKMS_AZURE_AUTHORITY_HOST", &c.CMK.Azure.AuthorityHost)
+	set("ORGKMS_AWS_EXTERNAL_ID_SECRET", &c.CMK.AWS.ExternalIDSecret)
 	if v := env["ORGKMS_CMK_CLOUDS"]; v != "" { // comma-separated
 		c.CMK.Clouds = nil
 		for _, name := range strings.Split(v, ",") {
@@ -541,10 +543,14 @@ func (c CMK) validateClouds() error {
 			if c.Azure.ClientID == "" || c.Azure.ClientSecret == "" {
 				return fmt.Errorf("%s offers azure: set cmk.azure.client_id and cmk.azure.client_secret (or ORGKMS_AZURE_CLIENT_SECRET) of the platform's multi-tenant Entra ID application", key)
 			}
-		case "aws", "gcp":
+		case "aws":
+			if err := c.AWS.cmkMissing(key); err != nil {
+				return err
+			}
+		case "gcp":
 			return fmt.Errorf("%s names %q, which is not available in this orgkms yet: only azure is supported", key, name)
 		default:
-			return fmt.Errorf("%s names %q: the clouds are azure (aws and gcp are not available yet); leave it empty to turn customer managed keys off", key, name)
+			return fmt.Errorf("%s names %q: the clouds are azure and aws (gcp is not available yet); leave it empty to turn customer managed keys off", key, name)
 		}
 	}
 	return nil

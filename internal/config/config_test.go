@@ -115,7 +115,9 @@ func TestLoadRefuses(t *testing.T) {
 		{"negative purge proof", `{"cmk":{"purge_confirm_checks":-1,"purge_confirm_after":"20m"}}`, nil, "purge_confirm_checks"},
 		{"azure without credentials", `{"cmk":{"cloud":"azure"}}`, nil, "client_id"},
 		{"azure offered without credentials", "", []string{"ORGKMS_CMK_CLOUDS=azure"}, "client_id"},
-		{"aws is not available yet", "", []string{"ORGKMS_CMK_CLOUDS=azure, aws", "ORGKMS_AZURE_CLIENT_ID=app", "ORGKMS_AZURE_CLIENT_SECRET=s"}, `"aws", which is not available in this orgkms yet`},
+		{"aws offered without the driver", "", []string{"ORGKMS_CMK_CLOUDS=azure, aws", "ORGKMS_AZURE_CLIENT_ID=app", "ORGKMS_AZURE_CLIENT_SECRET=s"}, "cmk.clouds offers aws: set cmk.aws.enabled"},
+		{"aws offered without orgkms' account", `{"cmk":{"cloud":"aws","aws":{"enabled":true}}}`, nil, "cmk.aws.account_id"},
+		{"aws offered without the external-ID secret", `{"cmk":{"cloud":"aws","aws":{"enabled":true,"account_id":"444455556666"}}}`, []string{"ORGKMS_AWS_EXTERNAL_ID_SECRET=short"}, "cmk.aws.external_id_secret"},
 		{"gcp is not available yet", `{"cmk":{"cloud":"gcp"}}`, nil, `cmk.cloud (or cmk.clouds) names "gcp", which is not available in this orgkms yet`},
 		{"an unknown cloud", `{"cmk":{"clouds":["azure","oracle"],"azure":{"client_id":"app","client_secret":"s"}}}`, nil, `cmk.clouds names "oracle"`},
 		{"a cloud twice", `{"cmk":{"clouds":["azure","azure"],"azure":{"client_id":"app","client_secret":"s"}}}`, nil, `names "azure" twice`},
@@ -392,5 +394,23 @@ func TestAWSSection(t *testing.T) {
 	// Off (the default), nothing in the section is checked.
 	if err := load(AWS{Region: "Europe"}); err != nil {
 		t.Fatalf("disabled cmk.aws: %v", err)
+	}
+}
+
+// TestAWSCloudOffered: "aws" in cmk.clouds is accepted once the driver is
+// enabled with orgkms' account and the external-ID secret (from the
+// environment here), and the secret is read from ORGKMS_AWS_EXTERNAL_ID_SECRET.
+func TestAWSCloudOffered(t *testing.T) {
+	secret := strings.Repeat("x", 32)
+	c, err := Load(Sources{Environ: []string{"ORGKMS_CMK_CLOUDS=aws", "ORGKMS_AWS_EXTERNAL_ID_SECRET=" + secret},
+		Base: Config{CMK: CMK{AWS: AWS{Enabled: true, AccountID: "444455556666"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.CMK.Offered(); len(got) != 1 || got[0] != "aws" || c.CMK.AWS.ExternalIDSecret != secret {
+		t.Errorf("offered %v, secret set %v", got, c.CMK.AWS.ExternalIDSecret == secret)
+	}
+	if _, err := Load(Sources{Base: Config{CMK: CMK{Clouds: []string{"aws"}, AWS: AWS{Enabled: true, AccountID: "444455556666", ExternalIDSecret: secret, PrincipalARN: "orgkms"}}}}); err == nil || !strings.Contains(err.Error(), "cmk.aws.principal_arn") {
+		t.Errorf("a principal that is no ARN: %v", err)
 	}
 }
