@@ -25,6 +25,7 @@ import (
 	"github.com/orgkms/orgkms/internal/auth"
 	"github.com/orgkms/orgkms/internal/cluster"
 	"github.com/orgkms/orgkms/internal/cmk"
+	"github.com/orgkms/orgkms/internal/cmk/awscloud"
 	"github.com/orgkms/orgkms/internal/cmk/azurecloud"
 	"github.com/orgkms/orgkms/internal/config"
 	"github.com/orgkms/orgkms/internal/console"
@@ -226,6 +227,9 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 		case name == azurecloud.Name && azure != nil:
 			ccfg.Clouds = append(ccfg.Clouds, azurecloud.Cloud{Provider: azure, ClientID: cfg.CMK.Azure.ClientID, AuthorityHost: orDefault(cfg.CMK.Azure.AuthorityHost, "https://login.microsoftonline.com/"),
 				ConsentHost: cfg.CMK.Azure.ConsentHost})
+		case name == awscloud.Name && cfg.CMK.AWS.Enabled: // the awskms driver is registered (aws.go)
+			a := cfg.CMK.AWS
+			ccfg.Clouds = append(ccfg.Clouds, awscloud.Cloud{AllowedRegions: a.AllowedRegions, AccountID: a.AccountID, PrincipalARN: a.PrincipalARN, Secret: []byte(a.ExternalIDSecret)})
 		default:
 			return nil, fmt.Errorf("cmk.clouds: cloud %q is not available in this orgkms", name)
 		}
