@@ -76,9 +76,9 @@ var wording = cmk.Wording{
 			"fail:permission": {Detail: "permission missing: {permission}", Remedy: keyPolicyRemedy},
 			"fail":            {Detail: "{error}", Remedy: "{remedy}"},
 		}},
-		{ID: "rotation", Name: "Key rotation", Verifies: "the key's material has been rotated (automatic or on-demand rotation), which orgkms follows", Evaluate: rotation, Outcomes: map[string]cmk.Text{
-			"pass": {Detail: "the key was rotated; current key material {current}, orgkms follows each rotation"},
-			"warn": {Detail: "the key was never rotated", Remedy: "turn on automatic key rotation (Customer managed keys → {key} → Key rotation → Automatically rotate this KMS key); orgkms re-encrypts the org's keys under each new key material"},
+		{ID: "rotation", Name: "Key rotation", Verifies: "AWS reports the key's rotations (a key material ID, or ListKeyRotations), by which orgkms follows them", Evaluate: rotation, Outcomes: map[string]cmk.Text{
+			"pass": {Detail: "current key material {current}; orgkms follows each rotation"},
+			"warn": {Detail: "AWS reports no key material ID and no rotation of the key", Remedy: "turn on automatic key rotation (Customer managed keys → {key} → Key rotation → Automatically rotate this KMS key); orgkms re-encrypts the org's keys under each new key material"},
 		}},
 		{ID: "latency", Name: "Latency", Verifies: "a round trip to AWS KMS is fast enough", Outcomes: map[string]cmk.Text{
 			"pass": {Detail: "a round trip took {rtt}"},
@@ -123,7 +123,8 @@ func keySpec(d masterkey.Description, _ cmk.Vars) (cmk.CheckStatus, string, cmk.
 	return cmk.Fail, "fail", v
 }
 
-// rotation warns about a key never rotated.
+// rotation warns when AWS reports neither a key material ID nor a
+// rotation of the key (the driver then reports OriginalMaterial).
 func rotation(d masterkey.Description, _ cmk.Vars) (cmk.CheckStatus, string, cmk.Vars) {
 	if d.Key.Version == awskms.OriginalMaterial {
 		return cmk.Warn, "warn", nil
