@@ -548,7 +548,7 @@ func (c CMK) validateClouds() error {
 				return err
 			}
 		case "gcp":
-			return fmt.Errorf("%s names %q, which is not available in this orgkms yet: only azure is supported", key, name)
+			return fmt.Errorf("%s names %q, which is not available in this orgkms yet: only azure and aws are supported", key, name)
 		default:
 			return fmt.Errorf("%s names %q: the clouds are azure and aws (gcp is not available yet); leave it empty to turn customer managed keys off", key, name)
 		}
