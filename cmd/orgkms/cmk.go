@@ -83,19 +83,24 @@ func cmkCmd(env *cliEnv) *cobra.Command {
 
 	var req client.CMKConfigureRequest
 	var fields []string
+	var keyARN, roleARN string // AWS KMS's fields as flags
 	configure, confFmt, confOrg := sub("configure --vault-uri URI --key-name NAME [--key-version V]", "step 2: set the key",
 		"Step 2: sets the key. An empty version follows the latest version (rotations are followed).\n\n"+
 			"The flags --vault-uri, --key-name and --key-version name a key of Azure Key Vault. A key of any offered cloud "+
 			"is named by --cloud and its fields, --field NAME=VALUE once per field (orgkms cmk clouds lists them), e.g.\n"+
-			"  orgkms cmk configure --cloud azure --field vault_uri=https://contoso-kv.vault.azure.net/ --field key_name=orgkms-cmk",
+			"  orgkms cmk configure --cloud azure --field vault_uri=https://contoso-kv.vault.azure.net/ --field key_name=orgkms-cmk\n"+
+			"--key-arn and --role-arn are the fields of an AWS KMS key, e.g.\n"+
+			"  orgkms cmk configure --cloud aws --key-arn arn:aws:kms:eu-west-2:111122223333:key/KEY-ID --role-arn arn:aws:iam::111122223333:role/orgkms-cmk",
 		func(cmd *cobra.Command) {
 			cmd.Flags().StringVar(&req.VaultURI, "vault-uri", "", "Key Vault `URI`, e.g. https://contoso-kv.vault.azure.net/")
 			cmd.Flags().StringVar(&req.KeyName, "key-name", "", "key `name`")
 			cmd.Flags().StringVar(&req.KeyVersion, "key-version", "", "key `version` (empty: follow the latest version)")
 			cmd.Flags().StringVar(&req.Cloud, "cloud", "", "the key's `cloud`, one of those offered (default: the deployment's own)")
 			cmd.Flags().StringArrayVar(&fields, "field", nil, "a field of the cloud's key as `NAME=VALUE` (repeat per field; orgkms cmk clouds lists them)")
+			cmd.Flags().StringVar(&keyARN, "key-arn", "", "AWS KMS key `ARN` (the field key_arn)")
+			cmd.Flags().StringVar(&roleARN, "role-arn", "", "ARN of the IAM `role` orgkms assumes for an AWS KMS key (the field role_arn)")
 			cmd.PreRunE = func(*cobra.Command, []string) error {
-				if len(fields) == 0 {
+				if len(fields) == 0 && keyARN == "" && roleARN == "" {
 					if req.VaultURI == "" || req.KeyName == "" {
 						return usageError{"--vault-uri and --key-name are required", "copy them from the key vault in the Azure portal"}
 					}
@@ -112,8 +117,8 @@ func cmkCmd(env *cliEnv) *cobra.Command {
 					}
 					req.Fields[name] = value
 				}
-				// The Azure flags are that cloud's fields.
-				for name, v := range map[string]string{"vault_uri": req.VaultURI, "key_name": req.KeyName, "key_version": req.KeyVersion} {
+				// The Azure and AWS flags are those clouds' fields.
+				for name, v := range map[string]string{"vault_uri": req.VaultURI, "key_name": req.KeyName, "key_version": req.KeyVersion, "key_arn": keyARN, "role_arn": roleARN} {
 					if v == "" {
 						continue
 					}
