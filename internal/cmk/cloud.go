@@ -70,6 +70,16 @@ type OrgBoundCloud interface {
 	OwnsKey(orgID string, key masterkey.Ref) bool
 }
 
+// PendingDeletionCloud is a [Cloud] whose keys are still described while
+// their deletion is scheduled (AWS KMS: state PendingDeletion, unusable
+// until CancelKeyDeletion). PendingDeletion tells such a key from a
+// disabled one by its description; the probe then gives [ReasonDeleted]
+// with the date the driver's DeletedKey reports.
+type PendingDeletionCloud interface {
+	Cloud
+	PendingDeletion(d masterkey.Description) bool
+}
+
 // parseKey parses the fields of cloud's key for orgID.
 func parseKey(cloud Cloud, orgID string, fields map[string]string, tenant string) (masterkey.Ref, KeyLocation, error) {
 	if ob, ok := cloud.(OrgBoundCloud); ok {

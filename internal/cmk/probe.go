@@ -229,6 +229,9 @@ func (s *Service) probe(ctx context.Context, orgID string, round *describeRound)
 	desc, err := d.desc, d.err
 	if err == nil && !desc.UsableAt(now) {
 		err = &fault.Error{Kind: fault.KeyDisabled, Reason: s.disabledReason(desc, rec, now)}
+		if r, ok := s.pendingDeletion(ctx, rec, keeper, ref, desc); ok {
+			err.(*fault.Error).Reason = r
+		}
 	}
 	rotated := err == nil && s.rotated(rec, desc)
 	// Every version followed must carry the org's ownership tag, like the
@@ -312,6 +315,20 @@ func (s *Service) disabledReason(d masterkey.Description, rec Record, now time.T
 	default:
 		return s.reasonFor(rec, ReasonExpired, Vars{"date": d.Expires.UTC().Format(time.RFC3339)})
 	}
+}
+
+// pendingDeletion is the reason for a key of a [PendingDeletionCloud]
+// whose deletion is scheduled, naming the date; false for any other key.
+func (s *Service) pendingDeletion(ctx context.Context, rec Record, keeper *masterkey.Keeper, ref masterkey.Ref, d masterkey.Description) (string, bool) {
+	pc, ok := s.cloudOf(rec).(PendingDeletionCloud)
+	if !ok || !pc.PendingDeletion(d) {
+		return "", false
+	}
+	dk, ok, err := keeper.DeletedKey(ctx, ref.Unversioned())
+	if err != nil || !ok || dk.ScheduledPurge.IsZero() {
+		return "", false
+	}
+	return s.reasonFor(rec, ReasonDeleted, Vars{"date": dk.ScheduledPurge.UTC().Format(time.RFC3339)}), true
 }
 
 // activeKeyName returns the vault and key name of the key wrapping the

@@ -49,8 +49,9 @@ type Cloud struct {
 }
 
 var (
-	_ cmk.Cloud         = Cloud{}
-	_ cmk.OrgBoundCloud = Cloud{}
+	_ cmk.Cloud                = Cloud{}
+	_ cmk.OrgBoundCloud        = Cloud{}
+	_ cmk.PendingDeletionCloud = Cloud{}
 )
 
 // Name returns "aws".
@@ -172,6 +173,12 @@ func (Cloud) Locate(uri string) (cmk.KeyLocation, bool) {
 // current material ID (Describe of the unversioned key) differs after one.
 func (Cloud) Rotated(active string, desc masterkey.Description) bool {
 	return desc.Key.Version != active
+}
+
+// PendingDeletion: AWS reports a key's pending deletion window only while
+// its deletion is scheduled (state PendingDeletion, not Enabled).
+func (Cloud) PendingDeletion(d masterkey.Description) bool {
+	return !d.Enabled && d.SoftDeleteDays > 0
 }
 
 // Wording returns the AWS table of checks and reasons.

@@ -196,3 +196,21 @@ func TestRotatedByMaterial(t *testing.T) {
 		t.Errorf("a rotated key: %s, want a pass", st)
 	}
 }
+
+// TestPendingDeletion: a key not enabled with a pending deletion window is
+// pending deletion; a disabled key (no window) or an enabled one is not.
+func TestPendingDeletion(t *testing.T) {
+	c := testCloud()
+	for _, tt := range []struct {
+		d    masterkey.Description
+		want bool
+	}{
+		{masterkey.Description{Enabled: false, SoftDeleteDays: 7}, true},
+		{masterkey.Description{Enabled: false}, false},
+		{masterkey.Description{Enabled: true}, false},
+	} {
+		if got := c.PendingDeletion(tt.d); got != tt.want {
+			t.Errorf("PendingDeletion(%+v) = %v, want %v", tt.d, got, tt.want)
+		}
+	}
+}

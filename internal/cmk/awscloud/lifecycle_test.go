@@ -253,6 +253,29 @@ func TestLifecycleOnAWSKMS(t *testing.T) {
 		t.Fatalf("data after enabling the key again: %v", err)
 	}
 
+	// The customer schedules the key's deletion: revoked with the date and
+	// how to cancel it; cancelled and enabled, active again.
+	del, err := w.admin.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String(w.key), PendingWindowInDays: aws.Int32(7)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st = w.probe("acme", cmk.StateRevoked)
+	date := aws.ToTime(del.DeletionDate).UTC().Format(time.RFC3339)
+	if st.ReasonCode != fault.CMKDisabled.Code() || !strings.Contains(st.Reason, "scheduled for deletion on "+date) || !strings.Contains(st.Reason, "CancelKeyDeletion") {
+		t.Fatalf("revoked reason %s %q, want the deletion date %s and CancelKeyDeletion", st.ReasonCode, st.Reason, date)
+	}
+	if _, err := w.admin.CancelKeyDeletion(ctx, &kms.CancelKeyDeletionInput{KeyId: aws.String(w.key)}); err != nil {
+		t.Fatal(err)
+	}
+	st = w.probe("acme", cmk.StateRevoked) // CancelKeyDeletion leaves the key Disabled
+	if strings.Contains(st.Reason, "scheduled for deletion on") || !strings.Contains(st.Reason, "Key actions → Enable") {
+		t.Fatalf("after CancelKeyDeletion: reason %q, want the disabled key's", st.Reason)
+	}
+	if _, err := w.admin.EnableKey(ctx, &kms.EnableKeyInput{KeyId: aws.String(w.key)}); err != nil {
+		t.Fatal(err)
+	}
+	w.probe("acme", cmk.StateActive)
+
 	// Back to the platform key.
 	if _, err := w.cmk.Disable(ctx, "user:alice", "acme"); err != nil {
 		t.Fatal(err)
