@@ -4,11 +4,15 @@
 // and the logic of the durable re-wrap jobs.
 //
 // The lifecycle knows no cloud: each cloud implements [Cloud] in a package
-// of its own (internal/cmk/azurecloud), supplying how a customer authorizes
-// orgkms, the fields that name a key and their validation, the table of
-// Test Managed Key checks ([Wording]) and the revocation reasons in the
-// customer's console's words, and how a new key version is detected. This
-// package imports no masterkey driver.
+// of its own (internal/cmk/azurecloud, internal/cmk/awscloud), supplying how
+// a customer authorizes orgkms, the fields that name a key and their
+// validation, the table of Test Managed Key checks ([Wording]) and the
+// revocation reasons in the customer's console's words, and how a new key
+// version is detected. A cloud whose key refs name the org (AWS: the org's
+// external ID) is an [OrgBoundCloud], proving ownership without the
+// orgkms-org tag; one whose keys stay described while their deletion is
+// scheduled is a [PendingDeletionCloud]. This package imports no masterkey
+// driver.
 //
 // # Invariants
 //
