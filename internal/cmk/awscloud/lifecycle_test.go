@@ -216,7 +216,9 @@ func TestLifecycleOnAWSKMS(t *testing.T) {
 		t.Fatal(err)
 	}
 	materials := w.kms.MaterialIDs(w.key)
+	start := time.Now()
 	st = w.probe("acme", cmk.StateActive)
+	t.Logf("rotation seen and re-wrapped in %s (one probe and the rotate job; after up to one probe interval)", time.Since(start).Round(time.Millisecond))
 	if len(materials) != 2 || st.ActiveVersion != materials[1] || st.Job == nil || st.Job.Kind != cmk.JobRotate || st.Job.State != cmk.JobDone {
 		t.Fatalf("after rotation: version %s job %+v, want %s and a finished rotate job", st.ActiveVersion, st.Job, materials[len(materials)-1])
 	}
@@ -234,7 +236,9 @@ func TestLifecycleOnAWSKMS(t *testing.T) {
 	if _, err := w.admin.DisableKey(ctx, &kms.DisableKeyInput{KeyId: aws.String(w.key)}); err != nil {
 		t.Fatal(err)
 	}
+	start = time.Now()
 	st = w.probe("acme", cmk.StateRevoked)
+	t.Logf("disabled key seen and the org revoked in %s (one probe; after up to one probe interval)", time.Since(start).Round(time.Millisecond))
 	if st.ReasonCode != fault.CMKDisabled.Code() || !strings.Contains(st.Reason, "Key actions → Enable") {
 		t.Fatalf("revoked reason %s %q, want cmk_key_disabled saying how to enable the key", st.ReasonCode, st.Reason)
 	}
