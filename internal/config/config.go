@@ -541,10 +541,14 @@ func (c CMK) validateClouds() error {
 			if c.Azure.ClientID == "" || c.Azure.ClientSecret == "" {
 				return fmt.Errorf("%s offers azure: set cmk.azure.client_id and cmk.azure.client_secret (or ORGKMS_AZURE_CLIENT_SECRET) of the platform's multi-tenant Entra ID application", key)
 			}
-		case "aws", "gcp":
-			return fmt.Errorf("%s names %q, which is not available in this orgkms yet: only azure is supported", key, name)
+		case "gcp":
+			if !c.GCP.Enabled || c.GCP.ServiceAccount == "" {
+				return fmt.Errorf("%s offers gcp: set cmk.gcp.enabled to true and cmk.gcp.service_account to the e-mail of the service account orgkms calls Cloud KMS as (customers grant it access to their keys)", key)
+			}
+		case "aws":
+			return fmt.Errorf("%s names %q, which is not available in this orgkms yet: azure and gcp are supported", key, name)
 		default:
-			return fmt.Errorf("%s names %q: the clouds are azure (aws and gcp are not available yet); leave it empty to turn customer managed keys off", key, name)
+			return fmt.Errorf("%s names %q: the clouds are azure and gcp (aws is not available yet); leave it empty to turn customer managed keys off", key, name)
 		}
 	}
 	return nil

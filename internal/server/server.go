@@ -226,6 +226,8 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 		case name == azurecloud.Name && azure != nil:
 			ccfg.Clouds = append(ccfg.Clouds, azurecloud.Cloud{Provider: azure, ClientID: cfg.CMK.Azure.ClientID, AuthorityHost: orDefault(cfg.CMK.Azure.AuthorityHost, "https://login.microsoftonline.com/"),
 				ConsentHost: cfg.CMK.Azure.ConsentHost})
+		case name == "gcp" && gcpCloud(cfg) != nil: // gcpkms.go
+			ccfg.Clouds = append(ccfg.Clouds, gcpCloud(cfg))
 		default:
 			return nil, fmt.Errorf("cmk.clouds: cloud %q is not available in this orgkms", name)
 		}
