@@ -208,12 +208,15 @@ func (r *Runner) worker(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 			case <-r.wake:
-				r.Kick() // let another idle worker look too
 			case <-t.C:
 			}
 			t.Stop()
 			continue
 		}
+		// There may be more: let another idle worker look. Only a worker
+		// that found a job passes the wake on, so idle workers never wake
+		// each other in a loop.
+		r.Kick()
 		r.execute(ctx, j)
 	}
 }
