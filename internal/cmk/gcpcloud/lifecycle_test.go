@@ -36,6 +36,7 @@ type world struct {
 	st   *sqlite.Store
 	keys *keys.Service
 	cmk  *cmk.Service
+	skew *atomic.Int64 // added to the service's clock
 }
 
 func newWorld(t *testing.T) *world {
@@ -77,13 +78,15 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ks.Close(context.Background()) })
+	skew := &atomic.Int64{}
 	cs, err := cmk.New(cmk.Config{Store: st, Keys: ks, Keepers: reg, Logger: log, CallbackURL: "http://127.0.0.1:1/v1/cmk/callback",
+		Now:    func() time.Time { return time.Now().Add(time.Duration(skew.Load())) },
 		Clouds: []cmk.Cloud{gcpcloud.Cloud{ServiceAccount: sa, AllowedLocations: []string{"europe-west4"}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	guard.Store(cs)
-	return &world{t: t, fake: fake, st: st, keys: ks, cmk: cs}
+	return &world{t: t, fake: fake, st: st, keys: ks, cmk: cs, skew: skew}
 }
 
 func (w *world) probe(org string, want cmk.State) cmk.Status {
@@ -322,5 +325,47 @@ func TestTestManagedKeyInGoogleWords(t *testing.T) {
 	rep = w.cmk.Test(ctx, "globex")
 	if c := check(rep, "ownership"); rep.OK || c.Status != cmk.Fail || !strings.Contains(c.Remedy, "Edit labels") || !strings.Contains(c.Remedy, "globex") {
 		t.Errorf("ownership check of an unlabeled key = %+v", c)
+	}
+}
+
+// TestDestroyedVersionIsLost: a DESTROYED primary version revokes the org
+// at once (its data plane is refused) and, proven over repeated probes, is
+// lost in Google's words.
+func TestDestroyedVersionIsLost(t *testing.T) {
+	w := newWorld(t)
+	ctx := t.Context()
+	if _, err := w.keys.CreateOrg(ctx, "test", "acme", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.cmk.ConfigureKey(ctx, "user:alice", "acme", "", map[string]string{gcpcloud.FieldKeyName: key}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.cmk.Enable(ctx, "user:alice", "acme"); err != nil {
+		t.Fatalf("Enable: %v", err)
+	}
+	w.probe("acme", cmk.StateActive)
+	if err := w.fake.SetState(key, "1", kmspb.CryptoKeyVersion_DESTROYED); err != nil {
+		t.Fatal(err)
+	}
+	st := w.probe("acme", cmk.StateRevoked)
+	if st.ReasonCode != fault.CMKDeleted.Code() || !strings.Contains(st.Reason, "destroyed") {
+		t.Fatalf("first probe of a destroyed version: %s %q, want revoked, not yet proven lost", st.ReasonCode, st.Reason)
+	}
+	for range 3 {
+		w.skew.Add(int64(6 * time.Minute))
+		if err := w.cmk.Probe(ctx, "acme"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := w.cmk.Status(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != cmk.StateLost || st.ReasonCode != fault.CMKDestroyed.Code() || !strings.Contains(st.Reason, "destroyed in Cloud KMS") || !strings.Contains(st.Reason, "unrecoverable") {
+		t.Fatalf("destroyed version after repeated probes: %s %s %q, want lost", st.State, st.ReasonCode, st.Reason)
+	}
+	w.keys.Cache().PurgeAll()
+	if _, err := w.keys.Encrypt(ctx, "svc", "acme", "default", []byte("x"), nil); err == nil {
+		t.Fatal("Encrypt succeeded for an org whose key version was destroyed")
 	}
 }
