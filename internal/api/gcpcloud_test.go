@@ -66,6 +66,7 @@ func TestGCPCloudThroughTheAPI(t *testing.T) {
 	g := got.Clouds[0]
 	if g.Name != "gcp" || !g.Default || g.DisplayName != "Google Cloud KMS" || g.Authorization.Method != "grant" ||
 		!strings.Contains(g.Authorization.Instructions, "roles/cloudkms.cryptoKeyEncrypterDecrypter") ||
+		!strings.Contains(g.Authorization.Access, "`orgkms-org = acme`") ||
 		len(g.Authorization.Values) != 1 || g.Authorization.Values[0].Value != sa {
 		t.Errorf("gcp = %+v", g)
 	}
