@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -363,6 +364,7 @@ func printCMKStatus(env *cliEnv, st client.CMKStatus) {
 		}
 	}
 	row("org", st.Org)
+	row("cloud", st.Cloud)
 	row("state", st.State)
 	row("master key", st.MasterKey)
 	row("current version", st.CurrentVersion)
@@ -374,6 +376,12 @@ func printCMKStatus(env *cliEnv, st client.CMKStatus) {
 	row("key", st.KeyName)
 	if st.KeyName != "" {
 		row("key version", orDefault(st.KeyVersion, "latest (rotations followed)"))
+	}
+	if st.VaultURI == "" && st.KeyName == "" {
+		// A cloud whose keys are not named by vault and key: its own fields.
+		for _, name := range slices.Sorted(maps.Keys(st.Fields)) {
+			row(strings.ReplaceAll(name, "_", " "), st.Fields[name])
+		}
 	}
 	if p := st.Pending; p != nil {
 		row("pending key", fmt.Sprintf("%s in %s (version %s): not in use until enable", p.KeyName, p.VaultURI, orDefault(p.KeyVersion, "latest")))

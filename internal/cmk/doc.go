@@ -30,5 +30,6 @@
 //     once per probe interval, whatever the number of nodes; a switch to a
 //     new key makes the org due at once, and a node that stops mid-round
 //     hands the leases of its unfinished probes back (Store.ReleaseProbes),
-//     so a rolling restart does not delay any org's probe by an interval.
+//     and a restarted node releases those of its previous run, so a
+//     rolling restart does not delay any org's probe by an interval.
 package cmk

@@ -24,6 +24,13 @@ func (s *Service) Run(ctx context.Context, jobWorkers int) {
 	if err := s.ReclaimJobs(ctx); err != nil && ctx.Err() == nil {
 		s.log.Error("reclaim jobs failed", slog.String("error", err.Error()))
 	}
+	// The probes this node (by its stable ID) claimed before it restarted
+	// are due again at once: the restart may have cut them short, and the
+	// node probes what it was watching at start (one extra probe per org
+	// at most, never an interval without one).
+	if err := s.st.ReleaseProbes(ctx, s.cfg.NodeID, nil, s.now()); err != nil && ctx.Err() == nil {
+		s.log.Warn("cannot hand back the probes of the previous run; they are probed one probe interval later", slog.String("error", err.Error()))
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() { s.probeLoop(ctx) })
 	wg.Go(func() { s.runner.Run(ctx, jobWorkers) })

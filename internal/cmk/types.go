@@ -151,7 +151,9 @@ type Store interface {
 	// ReleaseProbes makes the orgs of orgIDs whose probe lease owner holds
 	// due again at now: the probes owner claimed but abandoned (its node is
 	// stopping) are taken up by the next claim, on any node, instead of
-	// one probe interval later. Orgs leased to another owner are left alone.
+	// one probe interval later. No orgIDs means every org owner holds (a
+	// node that restarted under the same ID). Orgs leased to another owner
+	// are left alone.
 	ReleaseProbes(ctx context.Context, owner string, orgIDs []string, now time.Time) error
 
 	// PutConsentRequest stores a consent request.

@@ -878,12 +878,15 @@ func (s *Store) ReleaseProbes(ctx context.Context, owner string, orgIDs []string
 	if owner == "" {
 		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "owner", Reason: "probe owner is empty"}
 	}
-	if len(orgIDs) == 0 {
-		return nil
-	}
 	return s.inTx(ctx, op, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE cmk_orgs SET probe_due_at = $1
-			WHERE org_id = ANY($2) AND probe_owner = $3 AND probe_due_at > $1`, timeArg(now), orgIDs, owner)
+		var err error
+		if len(orgIDs) == 0 {
+			_, err = tx.ExecContext(ctx, `UPDATE cmk_orgs SET probe_due_at = $1
+				WHERE probe_owner = $2 AND probe_due_at > $1`, timeArg(now), owner)
+		} else {
+			_, err = tx.ExecContext(ctx, `UPDATE cmk_orgs SET probe_due_at = $1
+				WHERE org_id = ANY($2) AND probe_owner = $3 AND probe_due_at > $1`, timeArg(now), orgIDs, owner)
+		}
 		return classify(ctx, op, "CMK probes", err)
 	})
 }

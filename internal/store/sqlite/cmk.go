@@ -873,10 +873,12 @@ func (s *Store) ReleaseProbes(ctx context.Context, owner string, orgIDs []string
 	if owner == "" {
 		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "owner", Reason: "probe owner is empty"}
 	}
-	if len(orgIDs) == 0 {
-		return nil
-	}
 	return s.inTx(ctx, op, func(tx *sql.Tx) error {
+		if len(orgIDs) == 0 {
+			_, err := tx.ExecContext(ctx, `UPDATE cmk_orgs SET probe_due_at = ?
+				WHERE probe_owner = ? AND probe_due_at > ?`, timeArg(now), owner, timeArg(now))
+			return classify(ctx, op, "CMK probes", err)
+		}
 		for _, id := range orgIDs {
 			if _, err := tx.ExecContext(ctx, `UPDATE cmk_orgs SET probe_due_at = ?
 				WHERE org_id = ? AND probe_owner = ? AND probe_due_at > ?`, timeArg(now), id, owner, timeArg(now)); err != nil {

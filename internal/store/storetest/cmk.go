@@ -1371,7 +1371,7 @@ func testClaimProbes(t *testing.T, s CMKStore) {
 	checkKind(t, "ClaimProbes(ctx, no batch)", err, fault.Invalid)
 }
 
-// testReleaseProbes: the probes an owner abandons are due again at once, for
+// testReleaseProbes: the probes an owner abandons (or all it holds) are due again at once, for
 // any node's next claim; a release by another owner, or of an org not
 // claimed, changes nothing.
 func testReleaseProbes(t *testing.T, s CMKStore) {
@@ -1416,8 +1416,15 @@ func testReleaseProbes(t *testing.T, s CMKStore) {
 	if got := claim("node-3", later); len(got) != 0 {
 		t.Errorf("after a stale release: claimed %v, want none", got)
 	}
-	if err := s.ReleaseProbes(ctx, "node-1", nil, later); err != nil {
-		t.Errorf("ReleaseProbes(ctx, no orgs) = %v", err)
+	// No orgs: every org the owner holds (a node restarted under its ID).
+	if got := claim("node-1", later.Add(interval)); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("claim after the interval = %v, want [a b]", got)
+	}
+	if err := s.ReleaseProbes(ctx, "node-1", nil, later.Add(interval)); err != nil {
+		t.Fatalf("ReleaseProbes(ctx, node-1, all) = %v", err)
+	}
+	if got := claim("node-2", later.Add(interval)); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("after node-1 released all its probes: claimed %v, want [a b]", got)
 	}
 	checkKind(t, "ReleaseProbes(ctx, no owner)", s.ReleaseProbes(ctx, "", []string{"a"}, later), fault.Invalid)
 }
