@@ -88,7 +88,8 @@ func cmkCmd(env *cliEnv) *cobra.Command {
 		"Step 2: sets the key. An empty version follows the latest version (rotations are followed).\n\n"+
 			"The flags --vault-uri, --key-name and --key-version name a key of Azure Key Vault. A key of any offered cloud "+
 			"is named by --cloud and its fields, --field NAME=VALUE once per field (orgkms cmk clouds lists them), e.g.\n"+
-			"  orgkms cmk configure --cloud azure --field vault_uri=https://contoso-kv.vault.azure.net/ --field key_name=orgkms-cmk",
+			"  orgkms cmk configure --cloud azure --field vault_uri=https://contoso-kv.vault.azure.net/ --field key_name=orgkms-cmk\n"+
+			"  orgkms cmk configure --cloud gcp --field key_name=projects/P/locations/L/keyRings/R/cryptoKeys/K",
 		func(cmd *cobra.Command) {
 			cmd.Flags().StringVar(&req.VaultURI, "vault-uri", "", "Key Vault `URI`, e.g. https://contoso-kv.vault.azure.net/")
 			cmd.Flags().StringVar(&req.KeyName, "key-name", "", "key `name`")
