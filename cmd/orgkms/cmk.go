@@ -91,7 +91,9 @@ func cmkCmd(env *cliEnv) *cobra.Command {
 			"is named by --cloud and its fields, --field NAME=VALUE once per field (orgkms cmk clouds lists them), e.g.\n"+
 			"  orgkms cmk configure --cloud azure --field vault_uri=https://contoso-kv.vault.azure.net/ --field key_name=orgkms-cmk\n"+
 			"--key-arn and --role-arn are the fields of an AWS KMS key, e.g.\n"+
-			"  orgkms cmk configure --cloud aws --key-arn arn:aws:kms:eu-west-2:111122223333:key/KEY-ID --role-arn arn:aws:iam::111122223333:role/orgkms-cmk",
+			"  orgkms cmk configure --cloud aws --key-arn arn:aws:kms:eu-west-2:111122223333:key/KEY-ID --role-arn arn:aws:iam::111122223333:role/orgkms-cmk\n"+
+			"and a key of Google Cloud KMS by its resource name, e.g.\n"+
+			"  orgkms cmk configure --cloud gcp --field key_name=projects/P/locations/L/keyRings/R/cryptoKeys/K",
 		func(cmd *cobra.Command) {
 			cmd.Flags().StringVar(&req.VaultURI, "vault-uri", "", "Key Vault `URI`, e.g. https://contoso-kv.vault.azure.net/")
 			cmd.Flags().StringVar(&req.KeyName, "key-name", "", "key `name`")

@@ -199,10 +199,20 @@ func startDev(env *cliEnv, d devSettings) error {
 		hc.Timeout = 60 * time.Second
 		opts.AzureHTTPClient = hc
 		opts.Demo = &console.Demo{TenantID: demo.TenantID, VaultURI: demo.VaultURI, KeyName: demo.KeyName}
+		// Google Cloud KMS too, on its in-process fake (devgcp.go).
+		withGCP, stopGCP, err := devGCP()
+		defer stopGCP()
+		if err != nil {
+			return fmt.Errorf("cloud kms fake: %w", err)
+		}
+		opts.GCPInsecure = withGCP != nil
 		if cfg, err = load(func(c *config.Config) {
 			withAddr(c)
 			c.CMK.Cloud = "azure"
 			c.CMK.Azure = config.Azure{ClientID: demo.ClientID, ClientSecret: demo.Secret, AuthorityHost: emu.URL() + "/", ConsentHost: consentURL}
+			if withGCP != nil {
+				withGCP(c)
+			}
 		}); err != nil {
 			return err
 		}

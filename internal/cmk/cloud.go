@@ -227,9 +227,9 @@ type Reason string
 
 // The reasons orgkms gives for an unusable key.
 const (
-	ReasonDisabled        Reason = "disabled"          // {key} {vault}
-	ReasonNotYetActive    Reason = "not_yet_active"    // {key} {vault} {date}
-	ReasonExpired         Reason = "expired"           // {key} {vault} {date}
+	ReasonDisabled        Reason = "disabled"          // {key} {vault} {version}
+	ReasonNotYetActive    Reason = "not_yet_active"    // {key} {vault} {version} {date}
+	ReasonExpired         Reason = "expired"           // {key} {vault} {version} {date}
 	ReasonUntagged        Reason = "untagged"          // {key} {vault} {version} {active} {tag} {org}
 	ReasonPermissionLost  Reason = "permission_lost"   // {permission} {key} {vault}
 	ReasonUnauthorized    Reason = "unauthorized"      // {tenant} {error}

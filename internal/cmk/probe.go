@@ -307,13 +307,15 @@ func (s *Service) untaggedWarning(rec Record, version string) string {
 }
 
 func (s *Service) disabledReason(d masterkey.Description, rec Record, now time.Time) string {
-	switch {
+	// {version}: the version described (the current one, for a cloud
+	// whose versions are enabled one by one).
+	switch v := d.Key.Version; {
 	case !d.Enabled:
-		return s.reasonFor(rec, ReasonDisabled, nil)
+		return s.reasonFor(rec, ReasonDisabled, Vars{"version": v})
 	case !d.NotBefore.IsZero() && now.Before(d.NotBefore):
-		return s.reasonFor(rec, ReasonNotYetActive, Vars{"date": d.NotBefore.UTC().Format(time.RFC3339)})
+		return s.reasonFor(rec, ReasonNotYetActive, Vars{"date": d.NotBefore.UTC().Format(time.RFC3339), "version": v})
 	default:
-		return s.reasonFor(rec, ReasonExpired, Vars{"date": d.Expires.UTC().Format(time.RFC3339)})
+		return s.reasonFor(rec, ReasonExpired, Vars{"date": d.Expires.UTC().Format(time.RFC3339), "version": v})
 	}
 }
 

@@ -548,9 +548,11 @@ func (c CMK) validateClouds() error {
 				return err
 			}
 		case "gcp":
-			return fmt.Errorf("%s names %q, which is not available in this orgkms yet: only azure and aws are supported", key, name)
+			if !c.GCP.Enabled || c.GCP.ServiceAccount == "" {
+				return fmt.Errorf("%s offers gcp: set cmk.gcp.enabled to true and cmk.gcp.service_account to the e-mail of the service account orgkms calls Cloud KMS as (customers grant it access to their keys)", key)
+			}
 		default:
-			return fmt.Errorf("%s names %q: the clouds are azure and aws (gcp is not available yet); leave it empty to turn customer managed keys off", key, name)
+			return fmt.Errorf("%s names %q: the clouds are azure, aws and gcp; leave it empty to turn customer managed keys off", key, name)
 		}
 	}
 	return nil

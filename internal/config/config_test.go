@@ -118,7 +118,9 @@ func TestLoadRefuses(t *testing.T) {
 		{"aws offered without the driver", "", []string{"ORGKMS_CMK_CLOUDS=azure, aws", "ORGKMS_AZURE_CLIENT_ID=app", "ORGKMS_AZURE_CLIENT_SECRET=s"}, "cmk.clouds offers aws: set cmk.aws.enabled"},
 		{"aws offered without orgkms' account", `{"cmk":{"cloud":"aws","aws":{"enabled":true}}}`, nil, "cmk.aws.account_id"},
 		{"aws offered without the external-ID secret", `{"cmk":{"cloud":"aws","aws":{"enabled":true,"account_id":"444455556666"}}}`, []string{"ORGKMS_AWS_EXTERNAL_ID_SECRET=short"}, "cmk.aws.external_id_secret"},
-		{"gcp is not available yet", `{"cmk":{"cloud":"gcp"}}`, nil, `cmk.cloud (or cmk.clouds) names "gcp", which is not available in this orgkms yet`},
+		{"gcp without the driver", `{"cmk":{"cloud":"gcp"}}`, nil, `cmk.cloud (or cmk.clouds) offers gcp: set cmk.gcp.enabled to true and cmk.gcp.service_account`},
+		{"gcp without its service account", `{"cmk":{"clouds":["gcp"],"gcp":{"enabled":true}}}`, nil, `offers gcp: set cmk.gcp.enabled to true and cmk.gcp.service_account`},
+		{"gcp with a bad service account", `{"cmk":{"cloud":"gcp","gcp":{"enabled":true,"service_account":"orgkms"}}}`, nil, `cmk.gcp.service_account "orgkms" must be a service account e-mail`},
 		{"an unknown cloud", `{"cmk":{"clouds":["azure","oracle"],"azure":{"client_id":"app","client_secret":"s"}}}`, nil, `cmk.clouds names "oracle"`},
 		{"a cloud twice", `{"cmk":{"clouds":["azure","azure"],"azure":{"client_id":"app","client_secret":"s"}}}`, nil, `names "azure" twice`},
 		{"the own cloud not offered", `{"cmk":{"cloud":"gcp","clouds":["azure"],"azure":{"client_id":"app","client_secret":"s"}}}`, nil, "must be one of cmk.clouds"},
@@ -163,6 +165,8 @@ func TestCMKClouds(t *testing.T) {
 		{"list in the file", `{"cmk":{"clouds":["azure"]}}`, creds, "azure", []string{"azure"}},
 		{"list in the environment", "", append([]string{"ORGKMS_CMK_CLOUDS= azure ,"}, creds...), "azure", []string{"azure"}},
 		{"both", `{"cmk":{"cloud":"azure","clouds":["azure"]}}`, creds, "azure", []string{"azure"}},
+		{"gcp", `{"cmk":{"cloud":"gcp","gcp":{"enabled":true,"service_account":"orgkms@orgkms-platform.iam.gserviceaccount.com"}}}`, nil, "gcp", []string{"gcp"}},
+		{"gcp and azure", `{"cmk":{"cloud":"gcp","clouds":["gcp","azure"],"gcp":{"enabled":true,"service_account":"orgkms@orgkms-platform.iam.gserviceaccount.com"}}}`, creds, "gcp", []string{"gcp", "azure"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

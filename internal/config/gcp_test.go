@@ -16,16 +16,18 @@ func TestGCP(t *testing.T) {
 	if c.CMK.GCP.Enabled {
 		t.Fatal("cmk.gcp.enabled is on by default")
 	}
-	c, err = Load(Sources{Path: writeConfig(t, `{"cmk":{"gcp":{"enabled":true,"endpoint":"kms.example.test:443","credentials_file":"/etc/orgkms/gcp.json","allowed_locations":["europe-west4","europe"],"timeout":"3s"}}}`)})
+	c, err = Load(Sources{Path: writeConfig(t, `{"cmk":{"gcp":{"enabled":true,"endpoint":"kms.example.test:443","credentials_file":"/etc/orgkms/gcp.json","allowed_locations":["europe-west4","europe"],"timeout":"3s","service_account":"orgkms@orgkms-platform.iam.gserviceaccount.com"}}}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if g := c.CMK.GCP; !g.Enabled || g.Endpoint != "kms.example.test:443" || g.CredentialsFile != "/etc/orgkms/gcp.json" ||
-		len(g.AllowedLocations) != 2 || time.Duration(g.Timeout) != 3*time.Second {
+		len(g.AllowedLocations) != 2 || time.Duration(g.Timeout) != 3*time.Second || g.ServiceAccount != "orgkms@orgkms-platform.iam.gserviceaccount.com" {
 		t.Fatalf("cmk.gcp = %+v", g)
 	}
 	tests := []struct{ name, file, want string }{
 		{"set but off", `{"cmk":{"gcp":{"endpoint":"a:1"}}}`, "cmk.gcp.enabled"},
+		{"service account but off", `{"cmk":{"gcp":{"service_account":"orgkms@p.iam.gserviceaccount.com"}}}`, "cmk.gcp.enabled"},
+		{"bad service account", `{"cmk":{"gcp":{"enabled":true,"service_account":"orgkms at p"}}}`, "cmk.gcp.service_account"},
 		{"bad endpoint", `{"cmk":{"gcp":{"enabled":true,"endpoint":"nope"}}}`, "cmk.gcp.endpoint"},
 		{"relative credentials", `{"cmk":{"gcp":{"enabled":true,"credentials_file":"gcp.json"}}}`, "cmk.gcp.credentials_file"},
 		{"bad location", `{"cmk":{"gcp":{"enabled":true,"allowed_locations":["Europe West"]}}}`, "cmk.gcp.allowed_locations"},

@@ -6,6 +6,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/orgkms/orgkms/internal/cmk"
+	"github.com/orgkms/orgkms/internal/cmk/gcpcloud"
 	"github.com/orgkms/orgkms/internal/config"
 	"github.com/orgkms/orgkms/internal/masterkey"
 	"github.com/orgkms/orgkms/internal/masterkey/gcpkms"
@@ -31,4 +33,15 @@ func registerGCP(r *masterkey.Registry, cfg config.Config, opts Options, kopts m
 	gOpts.Timeout = p.Timeout() + time.Second
 	r.Register(p.Driver(), masterkey.NewKeeper(gcpkms.Scheme, p, gOpts))
 	return nil
+}
+
+// gcpCloud is the Google Cloud KMS cloud of customer managed keys when
+// cmk.gcp.enabled is on (config.Validate requires it, and a service
+// account, for cmk.clouds to offer gcp); nil otherwise.
+func gcpCloud(cfg config.Config) cmk.Cloud {
+	g := cfg.CMK.GCP
+	if !g.Enabled {
+		return nil
+	}
+	return gcpcloud.Cloud{ServiceAccount: g.ServiceAccount, AllowedLocations: g.AllowedLocations}
 }

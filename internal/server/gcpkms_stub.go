@@ -5,6 +5,7 @@ package server
 import (
 	"errors"
 
+	"github.com/orgkms/orgkms/internal/cmk"
 	"github.com/orgkms/orgkms/internal/config"
 	"github.com/orgkms/orgkms/internal/masterkey"
 )
@@ -17,3 +18,7 @@ func registerGCP(_ *masterkey.Registry, cfg config.Config, _ Options, _ masterke
 	}
 	return nil
 }
+
+// gcpCloud: no Google Cloud KMS cloud without the driver (registerGCP
+// refuses cmk.gcp.enabled).
+func gcpCloud(config.Config) cmk.Cloud { return nil }

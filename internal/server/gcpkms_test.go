@@ -82,3 +82,22 @@ func TestGCPKMSOffByDefault(t *testing.T) {
 		t.Fatalf("Open with a gcpkms master key and cmk.gcp off = %v, want the provider refused", err)
 	}
 }
+
+// TestGCPCloudOffered: cmk.clouds may offer gcp with cmk.gcp on: the
+// server builds the Google cloud, a grant to the configured service
+// account, next to Azure.
+func TestGCPCloudOffered(t *testing.T) {
+	const sa = "orgkms@orgkms-platform.iam.gserviceaccount.com"
+	cfg := config.Config{DataDir: t.TempDir(), CMK: config.CMK{Cloud: "gcp", Clouds: []string{"gcp", "azure"},
+		Azure: config.Azure{ClientID: "app", ClientSecret: "s"},
+		GCP:   config.GCP{Enabled: true, Endpoint: "127.0.0.1:1", ServiceAccount: sa}}}
+	s := open(t, cfg, server.Options{GCPInsecure: true})
+	clouds := s.CMK.Clouds()
+	if len(clouds) != 2 || clouds[0].Name() != "gcp" || clouds[1].Name() != "azure" {
+		t.Fatalf("clouds offered = %v, want gcp then azure", clouds)
+	}
+	a := clouds[0].Authorization("acme")
+	if len(a.Values) != 1 || a.Values[0].Value != sa || clouds[0].Scheme() != "gcpkms" {
+		t.Errorf("gcp cloud authorization = %+v, want a grant to %s", a, sa)
+	}
+}

@@ -230,6 +230,8 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 		case name == awscloud.Name && cfg.CMK.AWS.Enabled: // the awskms driver is registered (aws.go)
 			a := cfg.CMK.AWS
 			ccfg.Clouds = append(ccfg.Clouds, awscloud.Cloud{AllowedRegions: a.AllowedRegions, AccountID: a.AccountID, PrincipalARN: a.PrincipalARN, Secret: []byte(a.ExternalIDSecret)})
+		case name == "gcp" && gcpCloud(cfg) != nil: // gcpkms.go
+			ccfg.Clouds = append(ccfg.Clouds, gcpCloud(cfg))
 		default:
 			return nil, fmt.Errorf("cmk.clouds: cloud %q is not available in this orgkms", name)
 		}
