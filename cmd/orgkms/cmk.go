@@ -375,17 +375,23 @@ func printCMKStatus(env *cliEnv, st client.CMKStatus) {
 	row("state", st.State)
 	row("master key", st.MasterKey)
 	row("current version", st.CurrentVersion)
-	row("tenant", st.TenantID)
+	azure := st.Cloud == "" || st.Cloud == "azure"
+	if azure {
+		row("tenant", st.TenantID)
+	} else {
+		row("account", st.TenantID) // the role (aws) or project (gcp) orgkms is granted in
+	}
 	if st.ConsentedAt != nil {
 		row("consent", "granted "+st.ConsentedAt.Local().Format(time.RFC3339)+" by "+st.ConsentedBy)
 	}
-	row("vault", st.VaultURI)
-	row("key", st.KeyName)
-	if st.KeyName != "" {
-		row("key version", orDefault(st.KeyVersion, "latest (rotations followed)"))
-	}
-	if st.VaultURI == "" && st.KeyName == "" {
-		// A cloud whose keys are not named by vault and key: its own fields.
+	if azure {
+		row("vault", st.VaultURI)
+		row("key", st.KeyName)
+		if st.KeyName != "" {
+			row("key version", orDefault(st.KeyVersion, "latest (rotations followed)"))
+		}
+	} else {
+		// The key in its cloud's own fields, as configure takes them.
 		for _, name := range slices.Sorted(maps.Keys(st.Fields)) {
 			row(strings.ReplaceAll(name, "_", " "), st.Fields[name])
 		}
