@@ -282,6 +282,12 @@ Act as the customer in their Azure portal:
   orgkms emulator key rotate|disable|enable|delete|recover %s %s
   orgkms emulator policy set %s %s get,list,wrapKey      # orgkms' application ID
 `, emu.URL(), adminEnv, demo.TenantID, consentURL, emu.CAFile(), demo.VaultURI, demo.KeyName, emuEnv, azureemu.DemoVault, demo.KeyName, azureemu.DemoVault, demo.ClientID)
+		if opts.GCPInsecure {
+			fmt.Fprintf(env.stdout, `Or against Google Cloud KMS (an in-process fake; no authorize step, the grant is recorded):
+  orgkms cmk configure --cloud gcp --field key_name=%s
+  orgkms cmk test && orgkms cmk enable
+`, devGCPKey)
+		}
 	}
 	fmt.Fprintln(env.stdout, "\nPress Ctrl-C to stop.")
 	return s.Serve(env.ctx, ln)
