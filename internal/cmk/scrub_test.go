@@ -58,10 +58,11 @@ func TestScrubberCoalesces(t *testing.T) {
 	if err := <-first; err != nil {
 		t.Fatal(err)
 	}
-	if got := started.Load(); got < 2 || got > 3 {
-		// The first pass, then one (rarely two, when a caller was still on
-		// its way into do) for the 50 callers that asked during it.
-		t.Errorf("%d scrub passes for 51 calls, want 2 or 3", got)
+	if got := started.Load(); got < 2 || got > 10 {
+		// The first pass, then one for the 50 callers that asked during it
+		// (a few more on a loaded machine, when callers were still on their
+		// way into do at the release); one pass per caller would be 51.
+		t.Errorf("%d scrub passes for 51 calls, want 2 and at most a few more", got)
 	}
 }
 
