@@ -664,13 +664,30 @@ func fieldHint(cmd *cobra.Command, err error) []string {
 		return nil
 	}
 	what := fieldInputs[e.Field]
-	if f := cmd.Flags().Lookup(strings.ReplaceAll(e.Field, "_", "-")); f != nil {
+	if f := cmd.Flags().Lookup(strings.ReplaceAll(e.Field, "_", "-")); f != nil && (f.Changed || !givenAsField(cmd, e.Field)) {
 		what = "--" + f.Name
+	} else if givenAsField(cmd, e.Field) {
+		what = "--field " + e.Field
 	}
 	if what == "" {
 		return nil
 	}
 	return []string{"fix " + what + "; \"" + cmd.CommandPath() + " --help\" describes it"}
+}
+
+// givenAsField reports whether the request field name came from a
+// --field NAME=VALUE of cmd (orgkms cmk configure).
+func givenAsField(cmd *cobra.Command, name string) bool {
+	vals, err := cmd.Flags().GetStringArray("field")
+	if err != nil {
+		return false
+	}
+	for _, v := range vals {
+		if n, _, _ := strings.Cut(v, "="); strings.TrimSpace(n) == name {
+			return true
+		}
+	}
+	return false
 }
 
 // withFieldHint attaches the field hint of err (see fieldHint) in place of
