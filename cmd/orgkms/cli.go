@@ -255,10 +255,12 @@ func readInput(env *cliEnv, path string, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-func decodeCiphertext(b []byte) ([]byte, error) {
+// decodeCiphertext decodes the ciphertext the command name (decrypt,
+// rewrap) read from its input.
+func decodeCiphertext(name string, b []byte) ([]byte, error) {
 	s := strings.TrimSpace(string(b))
 	if s == "" {
-		return nil, usageError{"no ciphertext on input", "pipe the output of orgkms encrypt, e.g. orgkms encrypt ... | orgkms decrypt ..."}
+		return nil, usageError{"no ciphertext on input", "pipe the output of orgkms encrypt, e.g. orgkms encrypt ... | orgkms " + name + " ..., or give --in FILE"}
 	}
 	ct, err := base64.StdEncoding.DecodeString(s)
 	if err != nil {
@@ -357,7 +359,7 @@ func ciphertextCmd(env *cliEnv, name, short, long string, do func(*client.Client
 		if err != nil {
 			return err
 		}
-		ct, err := decodeCiphertext(in)
+		ct, err := decodeCiphertext(name, in)
 		if err != nil {
 			return err
 		}
@@ -651,7 +653,7 @@ func cacheCmd(env *cliEnv) *cobra.Command {
 			return err
 		}
 		if err := c.PurgeCache(env.ctx, *org); err != nil {
-			return err
+			return missing(env, c, err, *org, "")
 		}
 		return purgeFmt.emit(env, apiStatus{Status: "purged"}, func(w io.Writer) error {
 			_, err := fmt.Fprintln(w, "purged")
