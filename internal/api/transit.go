@@ -221,6 +221,9 @@ type tfields map[string]jsontext.Value
 // empty body is no parameters (`vault write -f`).
 func (c *call) transitDecode() (tfields, error) {
 	var buf bytes.Buffer
+	if n := c.r.ContentLength; n > 0 && n <= MaxBodyBytes {
+		buf.Grow(int(n) + 1) // one allocation for the whole body
+	}
 	_, err := buf.ReadFrom(c.r.Body)
 	if err != nil {
 		var maxErr *http.MaxBytesError
@@ -263,13 +266,15 @@ func (f tfields) b64(name string) ([]byte, error) {
 	if !f.has(name) {
 		return nil, nil
 	}
-	s, err := f.str(name)
-	if err != nil {
-		return nil, err
+	if f[name].Kind() != '"' {
+		return nil, fault.Invalidf(name, "must be a base64 string")
 	}
-	b, err := decodeBase64(s)
-	if err != nil {
+	var b []byte // encoding/json/v2 decodes standard base64 into []byte
+	if err := jsonv2.Unmarshal(f[name], &b); err != nil {
 		return nil, fault.Invalidf(name, "failed to base64-decode %s", name)
+	}
+	if b == nil {
+		b = []byte{}
 	}
 	return b, nil
 }

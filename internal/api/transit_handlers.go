@@ -22,7 +22,11 @@ func decodeBase64(s string) ([]byte, error) { return base64.StdEncoding.DecodeSt
 // transitCiphertext renders an orgkms ciphertext as Transit does:
 // "vault:v<N>:" and the standard base64 of the bytes.
 func transitCiphertext(ct []byte, version uint32) string {
-	return "vault:v" + strconv.FormatUint(uint64(version), 10) + ":" + base64.StdEncoding.EncodeToString(ct)
+	b := make([]byte, 0, 20+base64.StdEncoding.EncodedLen(len(ct)))
+	b = append(b, "vault:v"...)
+	b = strconv.AppendUint(b, uint64(version), 10)
+	b = append(b, ':')
+	return string(base64.StdEncoding.AppendEncode(b, ct))
 }
 
 // parseTransitCiphertext reverses transitCiphertext, with Transit's errors.
