@@ -565,8 +565,21 @@ var transitUnsupported = map[string]string{
 // transitFallback answers every /v1/transit/ request no Transit route
 // matches: 400 naming a Transit feature orgkms does not have, 405 for a
 // method a Transit path does not take, else Vault's 404 unsupported path.
-// It needs a valid token, like Vault.
+// It needs a valid token, like Vault. A LIST request is served as GET
+// ?list=true.
 func (h *Handler) transitFallback(w http.ResponseWriter, r *http.Request) {
+	if r.Method == "LIST" {
+		// Vault's LIST method is GET ?list=true (what vault/api sends).
+		r = r.Clone(r.Context())
+		r.Method = http.MethodGet
+		q := r.URL.Query()
+		q.Set("list", "true")
+		r.URL.RawQuery = q.Encode()
+		if _, pattern := h.mux.Handler(r); pattern != transitPrefix {
+			h.mux.ServeHTTP(w, r)
+			return
+		}
+	}
 	c := &call{w: w, r: r, requestID: requestID(r), route: "transit unmatched"}
 	w.Header().Set("X-Request-Id", c.requestID)
 	secret := transitToken(r)

@@ -491,7 +491,18 @@ func TestTransitUnsupportedEndpoints(t *testing.T) {
 		}
 		vaultErr(t, tc.method+" "+tc.path, err, 400, tc.want)
 	}
-	_, err := v.Write("transit/nothing/here", nil)
+	list, _ := http.NewRequest("LIST", srv.URL+"/v1/transit/keys", nil)
+	list.Header.Set("X-Vault-Token", ts.token("l", "acme", auth.RoleMember))
+	lresp, err := http.DefaultClient.Do(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lbody, _ := io.ReadAll(lresp.Body)
+	lresp.Body.Close()
+	if lresp.StatusCode != 200 || !strings.Contains(string(lbody), `"keys":["default"]`) {
+		t.Errorf("LIST /v1/transit/keys: %d %s, want 200 and the key default", lresp.StatusCode, lbody)
+	}
+	_, err = v.Write("transit/nothing/here", nil)
 	vaultErr(t, "unknown path", err, 404, "unsupported path")
 	req, _ := http.NewRequest("PATCH", srv.URL+"/v1/transit/encrypt/default", nil)
 	req.Header.Set("X-Vault-Token", ts.token("b", "acme", auth.RoleService))
