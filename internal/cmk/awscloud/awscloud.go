@@ -183,3 +183,13 @@ func (Cloud) PendingDeletion(d masterkey.Description) bool {
 
 // Wording returns the AWS table of checks and reasons.
 func (Cloud) Wording() *cmk.Wording { return &wording }
+
+// Where names a key as the AWS console does: its key ID in its account
+// and Region.
+func (Cloud) Where(loc cmk.KeyLocation) string {
+	return "AWS KMS key " + loc.Name + " in AWS account " + loc.Short
+}
+
+// VersionLabel: an AWS KMS key keeps its ARN across rotations; its key
+// material changes.
+func (Cloud) VersionLabel() string { return "Current key material" }

@@ -163,3 +163,12 @@ func (Cloud) Rotated(active string, desc masterkey.Description) bool {
 
 // Wording returns the Google Cloud table of checks and reasons.
 func (Cloud) Wording() *cmk.Wording { return &wording }
+
+// Where names a key as the Google Cloud console does: in its key ring, of
+// its project.
+func (Cloud) Where(loc cmk.KeyLocation) string {
+	return "Google Cloud KMS key " + loc.Name + " in key ring " + loc.Short + " of project " + loc.Tenant
+}
+
+// VersionLabel labels the key version in use.
+func (Cloud) VersionLabel() string { return "Current key version" }
