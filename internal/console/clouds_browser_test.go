@@ -200,18 +200,18 @@ func TestBrowserClouds(t *testing.T) {
 	cases := []cloudCase{
 		{org: "acme", cloud: "aws", c: s.awsC,
 			wrongField: "role_arn", wrongValue: "orgkms-cmk",
-			good:       map[string]string{"key-arn": s.keyARN, "role-arn": cloudsRole},
-			values:     map[string]string{"account_id": cloudsAccount, "external_id": s.awsC.ExternalID("acme")},
-			deny:       func() { s.kms.Deny(s.keyARN, "kms:Decrypt") }, allow: func() { s.kms.Allow(s.keyARN) },
-			failCheck:  "roundtrip", failRemedy: "Key policy → Edit",
-			disable:    awsKey(false), enable: awsKey(true),
+			good:   map[string]string{"key-arn": s.keyARN, "role-arn": cloudsRole},
+			values: map[string]string{"account_id": cloudsAccount, "external_id": s.awsC.ExternalID("acme")},
+			deny:   func() { s.kms.Deny(s.keyARN, "kms:Decrypt") }, allow: func() { s.kms.Allow(s.keyARN) },
+			failCheck: "roundtrip", failRemedy: "Key policy → Edit",
+			disable: awsKey(false), enable: awsKey(true),
 			reasonWords: "Key actions → Enable",
 			facts:       []string{s.keyARN, cloudsRole},
 			where:       "AWS KMS key " + s.keyARN[strings.LastIndex(s.keyARN, "/")+1:] + " in AWS account " + awsemu.Account},
 		{org: "globex", cloud: "gcp", c: s.gcpC,
 			wrongField: "key_name", wrongValue: "orgkms-cmk",
-			good:       map[string]string{"key-name": cloudsGCPKey, "key-version": ""},
-			values:     map[string]string{"service_account": cloudsSA},
+			good:   map[string]string{"key-name": cloudsGCPKey, "key-version": ""},
+			values: map[string]string{"service_account": cloudsSA},
 			deny: func() {
 				if err := s.gcp.Revoke(cloudsGCPKey, gcpkmsemu.Anonymous, gcpkmsemu.PermDecrypt); err != nil {
 					t.Fatal(err)
@@ -223,7 +223,7 @@ func TestBrowserClouds(t *testing.T) {
 				}
 			},
 			failCheck: "roundtrip", failRemedy: "Cloud KMS CryptoKey Encrypter/Decrypter",
-			disable:   gcpVersion("1", kmspb.CryptoKeyVersion_DISABLED), enable: gcpVersion("1", kmspb.CryptoKeyVersion_ENABLED),
+			disable: gcpVersion("1", kmspb.CryptoKeyVersion_DISABLED), enable: gcpVersion("1", kmspb.CryptoKeyVersion_ENABLED),
 			reasonWords: "Versions → Enable",
 			facts:       []string{cloudsGCPKey, "globex-prod"},
 			where:       "Google Cloud KMS key orgkms-cmk in key ring orgkms of project globex-prod"},
