@@ -511,6 +511,15 @@ func (c *Client) CMKAuthorize(ctx context.Context, org, tenant string) (CMKAutho
 	return r, err
 }
 
+// CMKAuthorizeIn starts authorizing orgkms in req.Cloud: the consent URL
+// of a consent cloud (with req.TenantID), or the grant instructions of a
+// grant cloud (Method "grant"; nothing changes).
+func (c *Client) CMKAuthorizeIn(ctx context.Context, org string, req CMKAuthorizeRequest) (CMKAuthorizeResponse, error) {
+	var r CMKAuthorizeResponse
+	err := c.do(ctx, "POST", "/v1/orgs/"+esc(org)+"/cmk/authorize", req, &r)
+	return r, err
+}
+
 // CMKConfigure sets the org's key (vault URI, name, optional version).
 func (c *Client) CMKConfigure(ctx context.Context, org string, req CMKConfigureRequest) (CMKStatus, error) {
 	var s CMKStatus

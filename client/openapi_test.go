@@ -84,6 +84,10 @@ func apiCalls() []apiCall {
 		{"CMKStatus", func(ctx context.Context, c *Client) error { _, err := c.CMKStatus(ctx, "acme"); return err }, nil, typeOf[CMKStatus]()},
 		{"CMKClouds", func(ctx context.Context, c *Client) error { _, err := c.CMKClouds(ctx, "acme"); return err }, nil, typeOf[CMKClouds]()},
 		{"CMKAuthorize", func(ctx context.Context, c *Client) error { _, err := c.CMKAuthorize(ctx, "acme", "t"); return err }, typeOf[CMKAuthorizeRequest](), typeOf[CMKAuthorizeResponse]()},
+		{"CMKAuthorizeIn", func(ctx context.Context, c *Client) error {
+			_, err := c.CMKAuthorizeIn(ctx, "acme", CMKAuthorizeRequest{Cloud: "aws"})
+			return err
+		}, typeOf[CMKAuthorizeRequest](), typeOf[CMKAuthorizeResponse]()},
 		{"CMKConfigure", func(ctx context.Context, c *Client) error {
 			_, err := c.CMKConfigure(ctx, "acme", CMKConfigureRequest{})
 			return err

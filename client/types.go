@@ -310,13 +310,21 @@ type CMKJob struct {
 
 // CMKAuthorizeRequest is the body of POST /v1/orgs/{org}/cmk/authorize.
 type CMKAuthorizeRequest struct {
-	TenantID string `json:"tenant_id"`
+	TenantID string `json:"tenant_id,omitempty"`
+	// Cloud is the cloud to authorize orgkms in ("" = the default). A
+	// grant cloud (aws, gcp) answers with its instructions, changing
+	// nothing.
+	Cloud string `json:"cloud,omitempty"`
 }
 
-// CMKAuthorizeResponse holds the consent URL to open in a browser.
+// CMKAuthorizeResponse holds the consent URL to open in a browser (Method
+// "consent"), or the grant instructions of a grant cloud (Method "grant").
 type CMKAuthorizeResponse struct {
-	ConsentURL string    `json:"consent_url"`
-	ExpiresAt  time.Time `json:"expires_at"`
+	Cloud         string            `json:"cloud"`
+	Method        string            `json:"method"`
+	ConsentURL    string            `json:"consent_url,omitempty"`
+	ExpiresAt     time.Time         `json:"expires_at,omitzero"`
+	Authorization *CMKAuthorization `json:"authorization,omitempty"`
 }
 
 // CMKConfigureRequest is the body of POST /v1/orgs/{org}/cmk/configure.

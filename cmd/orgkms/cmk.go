@@ -49,22 +49,37 @@ func cmkCmd(env *cliEnv) *cobra.Command {
 		return statusFmt.emit(env, st, func(io.Writer) error { printCMKStatus(env, st); return nil })
 	})
 
-	var tenant string
-	authorize, authFmt, authOrg := sub("authorize --tenant TENANT_ID", "step 1: print the Entra ID admin-consent URL for your tenant",
-		"Step 1: prints the Entra ID admin-consent URL for your tenant. Needs admin and key_admin.",
+	var tenant, authCloud string
+	authorize, authFmt, authOrg := sub("authorize --tenant TENANT_ID | --cloud CLOUD", "step 1: print the Entra ID admin-consent URL for your tenant, or a cloud's grant instructions",
+		"Step 1: prints the Entra ID admin-consent URL for your tenant. With --cloud naming a cloud without a consent page\n"+
+			"(aws: an IAM role trusting orgkms with the org's external ID; gcp: a grant to orgkms' service account), prints\n"+
+			"what to grant in your own console and the values to copy, and changes nothing: configuring the key then records\n"+
+			"the authorization. Needs admin and key_admin.",
 		func(cmd *cobra.Command) {
 			cmd.Flags().StringVar(&tenant, "tenant", "", "your Entra ID `tenant` ID (GUID)")
+			cmd.Flags().StringVar(&authCloud, "cloud", "", "the `cloud` to authorize orgkms in, one of those offered (orgkms cmk clouds; default: the deployment's own)")
 			cmd.PreRunE = func(*cobra.Command, []string) error {
-				if tenant == "" {
-					return usageError{"--tenant is required", "your tenant ID is on the Overview page of Microsoft Entra ID"}
+				if tenant == "" && authCloud == "" {
+					return usageError{"--tenant is required", "your tenant ID is on the Overview page of Microsoft Entra ID; for AWS or Google give --cloud aws or --cloud gcp"}
 				}
 				return nil
 			}
 		})
 	start(authorize, authOrg, func(c *client.Client, org string) error {
-		r, err := c.CMKAuthorize(env.ctx, org, tenant)
+		r, err := c.CMKAuthorizeIn(env.ctx, org, client.CMKAuthorizeRequest{TenantID: tenant, Cloud: authCloud})
 		if err != nil {
 			return err
+		}
+		if r.Method == "grant" && r.Authorization != nil {
+			var fields []client.CMKField
+			if cl, err := c.CMKClouds(env.ctx, org); err == nil {
+				for _, cc := range cl.Clouds {
+					if cc.Name == r.Cloud {
+						fields = cc.Fields
+					}
+				}
+			}
+			return authFmt.emit(env, r, func(w io.Writer) error { return printGrant(w, r, fields, org) })
 		}
 		return authFmt.emit(env, r, func(w io.Writer) error {
 			_, err := fmt.Fprintf(w, "Open this URL in a browser and accept as an administrator of tenant %s\n(it expires at %s):\n\n  %s\n\nThen check: orgkms cmk status --org %s\n", tenant, r.ExpiresAt.UTC().Format(time.RFC3339), r.ConsentURL, org)
@@ -273,6 +288,43 @@ func printCMKClouds(w io.Writer, cl client.CMKClouds, org string) error {
 		}
 	}
 	return nil
+}
+
+// printGrant prints a grant cloud's authorization: what to do in the
+// customer's console, the values to copy, what to grant on the key, and
+// the configure command that follows (by the cloud's fields).
+func printGrant(w io.Writer, r client.CMKAuthorizeResponse, fields []client.CMKField, org string) error {
+	a := r.Authorization
+	fmt.Fprintf(w, "%s has no consent page: authorize orgkms in your own console.\n\n%s\n", a.Service, a.Instructions)
+	if len(a.Values) > 0 {
+		fmt.Fprintln(w)
+		tw := table(w)
+		for _, v := range a.Values {
+			fmt.Fprintf(tw, "  %s:\t%s\n", v.Label, v.Value)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if a.Access != "" {
+		fmt.Fprintf(w, "\n%s\n", a.Access)
+	}
+	cmd := "orgkms cmk configure --org " + org + " --cloud " + r.Cloud
+	for _, f := range fields {
+		if !f.Required {
+			continue
+		}
+		switch f.Name {
+		case "key_arn":
+			cmd += " --key-arn ARN"
+		case "role_arn":
+			cmd += " --role-arn ARN"
+		default:
+			cmd += " --field " + f.Name + "=" + strings.ToUpper(f.Name)
+		}
+	}
+	_, err := fmt.Fprintf(w, "\nThen name the key (this records the authorization), test it and enable it:\n  %s\n  orgkms cmk test --org %s && orgkms cmk enable --org %s\n", cmd, org, org)
+	return err
 }
 
 // fieldList renders a key's fields as NAME=VALUE, in name order.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -74,11 +75,49 @@ func (h *Handler) cmkAuthorize(c *call) error {
 	if err := c.decode(&req); err != nil {
 		return err
 	}
+	cl := h.cmk.Cloud(req.Cloud)
+	if cl == nil && req.Cloud != "" {
+		return &fault.Error{Kind: fault.Invalid, Field: "cloud", Reason: fmt.Sprintf("cloud %q is not offered by this orgkms (offered: %s)", req.Cloud, strings.Join(cloudNames(h.cmk.Clouds()), ", "))}
+	}
+	if cl != nil && cl.Authorization(c.org).Method == cmk.AuthGrant {
+		// No consent round trip: the answer is what to grant, in the
+		// customer's console; configuring the key records it.
+		if _, err := h.cmk.Status(c.r.Context(), c.org); err != nil {
+			return err // the org must exist
+		}
+		a := cloudAuthorization(cl, c.org)
+		return c.reply(http.StatusOK, client.CMKAuthorizeResponse{Cloud: cl.Name(), Method: string(cmk.AuthGrant), Authorization: &a})
+	}
 	u, err := h.cmk.Authorize(c.r.Context(), c.actor(), c.org, req.TenantID)
 	if err != nil {
 		return err
 	}
-	return c.reply(http.StatusOK, client.CMKAuthorizeResponse{ConsentURL: u, ExpiresAt: time.Now().Add(cmk.ConsentTTL).UTC()})
+	name := ""
+	if cl != nil {
+		name = cl.Name()
+	}
+	return c.reply(http.StatusOK, client.CMKAuthorizeResponse{Cloud: name, Method: string(cmk.AuthConsent), ConsentURL: u, ExpiresAt: time.Now().Add(cmk.ConsentTTL).UTC()})
+}
+
+// cloudNames are the names of clouds.
+func cloudNames(clouds []cmk.Cloud) []string {
+	out := make([]string, len(clouds))
+	for i, c := range clouds {
+		out[i] = c.Name()
+	}
+	return out
+}
+
+// cloudAuthorization is how a customer authorizes orgkms for org in cl.
+func cloudAuthorization(cl cmk.Cloud, org string) client.CMKAuthorization {
+	a := cl.Authorization(org)
+	v := cmk.Vars{"org": org}
+	out := client.CMKAuthorization{Method: string(a.Method), Service: a.Service, TenantLabel: a.TenantLabel, TenantHelp: v.Expand(a.TenantHelp),
+		Instructions: v.Expand(a.Instructions), Access: v.Expand(a.Access)}
+	for _, val := range a.Values {
+		out.Values = append(out.Values, client.CMKValue{Name: val.Name, Label: val.Label, Value: val.Value})
+	}
+	return out
 }
 
 func (h *Handler) cmkConfigure(c *call) error {
@@ -114,14 +153,8 @@ func (h *Handler) cmkClouds(c *call) error {
 	}
 	out := client.CMKClouds{Clouds: []client.CMKCloud{}}
 	for i, cl := range h.cmk.Clouds() {
-		a := cl.Authorization(c.org)
 		org := cmk.Vars{"org": c.org}
-		cc := client.CMKCloud{Name: cl.Name(), DisplayName: cl.DisplayName(), Default: i == 0,
-			Authorization: client.CMKAuthorization{Method: string(a.Method), Service: a.Service, TenantLabel: a.TenantLabel, TenantHelp: org.Expand(a.TenantHelp),
-				Instructions: org.Expand(a.Instructions), Access: org.Expand(a.Access)}}
-		for _, v := range a.Values {
-			cc.Authorization.Values = append(cc.Authorization.Values, client.CMKValue{Name: v.Name, Label: v.Label, Value: v.Value})
-		}
+		cc := client.CMKCloud{Name: cl.Name(), DisplayName: cl.DisplayName(), Default: i == 0, Authorization: cloudAuthorization(cl, c.org)}
 		for _, f := range cl.Fields() {
 			cc.Fields = append(cc.Fields, client.CMKField{Name: f.Name, Label: f.Label, Help: org.Expand(f.Help), Example: f.Example, Required: f.Required, Version: f.Version})
 		}

@@ -73,6 +73,22 @@ func TestGCPCloudThroughTheAPI(t *testing.T) {
 	if len(g.Fields) != 2 || g.Fields[0].Name != "key_name" || !g.Fields[0].Required || g.Fields[1].Name != "key_version" || !g.Fields[1].Version {
 		t.Errorf("gcp fields = %+v", g.Fields)
 	}
+	// Authorize in a grant cloud: its instructions and the values to copy,
+	// no consent URL, nothing changed; a cloud not offered names the field.
+	code, body = call(t, srv, "POST", "/v1/orgs/acme/cmk/authorize", token, client.CMKAuthorizeRequest{Cloud: "gcp"})
+	var auth client.CMKAuthorizeResponse
+	if code != 200 || json.Unmarshal(body, &auth) != nil || auth.Cloud != "gcp" || auth.Method != "grant" || auth.ConsentURL != "" ||
+		auth.Authorization == nil || len(auth.Authorization.Values) != 1 || auth.Authorization.Values[0].Value != sa ||
+		strings.Contains(string(body), "expires_at") {
+		t.Errorf("authorize gcp: %d %s, want the grant instructions", code, body)
+	}
+	if code, body := call(t, srv, "GET", "/v1/orgs/acme/cmk", token, nil); code != 200 || !strings.Contains(string(body), `"state":"platform"`) {
+		t.Errorf("after authorize gcp: %d %s, want still platform", code, body)
+	}
+	code, body = call(t, srv, "POST", "/v1/orgs/acme/cmk/authorize", token, client.CMKAuthorizeRequest{Cloud: "oracle"})
+	if code != 400 || !strings.Contains(string(body), `"field":"cloud"`) || !strings.Contains(string(body), "offered: gcp") {
+		t.Errorf("authorize oracle: %d %s, want 400 naming the field cloud", code, body)
+	}
 	code, body = call(t, srv, "POST", "/v1/orgs/acme/cmk/configure", token, client.CMKConfigureRequest{Cloud: "gcp", Fields: map[string]string{"key_name": key}})
 	if code != 200 {
 		t.Fatalf("configure: %d %s", code, body)

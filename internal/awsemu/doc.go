@@ -8,7 +8,9 @@
 //     real AWS KMS emulator) that adds what local-kms lacks, in AWS's
 //     documented shapes: key material IDs (DescribeKey's
 //     CurrentKeyMaterialId, Decrypt's KeyMaterialId), RotateKeyOnDemand and
-//     ListKeyRotations, IncorrectKeyException for a blob of another key,
+//     ListKeyRotations, automatic rotation (EnableKeyRotation with
+//     RotationPeriodInDays, DisableKeyRotation, GetKeyRotationStatus with
+//     the period and NextRotationDate), IncorrectKeyException for a blob of another key,
 //     CancelKeyDeletion leaving the key Disabled, deleted keys
 //     (NotFoundException), session credentials checked against [STS], IAM
 //     denials (AccessDeniedException) and injected faults (throttling,

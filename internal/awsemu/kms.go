@@ -43,6 +43,10 @@ type KMS struct {
 type key struct {
 	materials []material // [0] is the original material, the key itself
 	window    int        // PendingWindowInDays of the last ScheduleKeyDeletion
+	// Automatic rotation (EnableKeyRotation): its period in days, and
+	// when it was enabled; off while period is 0.
+	rotationDays int
+	rotationFrom time.Time
 }
 
 type material struct {
@@ -236,7 +240,7 @@ var actions = map[string]string{
 	"CancelKeyDeletion": "kms:CancelKeyDeletion", "RotateKeyOnDemand": "kms:RotateKeyOnDemand",
 	"ListKeyRotations": "kms:ListKeyRotations", "GetKeyRotationStatus": "kms:GetKeyRotationStatus",
 	"GenerateDataKey": "kms:GenerateDataKey", "GenerateDataKeyWithoutPlaintext": "kms:GenerateDataKeyWithoutPlaintext",
-	"EnableKeyRotation": "kms:EnableKeyRotation",
+	"EnableKeyRotation": "kms:EnableKeyRotation", "DisableKeyRotation": "kms:DisableKeyRotation",
 }
 
 // ServeHTTP answers one KMS JSON 1.1 request.
@@ -359,6 +363,8 @@ func (k *KMS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		k.rotate(w, ctx, arn, md)
 	case "ListKeyRotations":
 		k.listRotations(w, arn, req)
+	case "EnableKeyRotation", "DisableKeyRotation", "GetKeyRotationStatus":
+		k.rotation(w, op, arn, md, req)
 	case "DisableKey", "EnableKey", "ScheduleKeyDeletion", "CancelKeyDeletion":
 		k.setState(w, ctx, op, arn, req)
 	default:
@@ -537,4 +543,50 @@ func withField(b []byte, name string, v any) []byte {
 		return b
 	}
 	return out
+}
+
+// rotation models automatic rotation in AWS's shapes, which local-kms
+// lacks (its GetKeyRotationStatus has no period and no next date, and it
+// ignores RotationPeriodInDays): EnableKeyRotation takes
+// RotationPeriodInDays (90 to 2560, default 365), DisableKeyRotation turns
+// it off, GetKeyRotationStatus reports KeyRotationEnabled and, while on,
+// RotationPeriodInDays and NextRotationDate (enabled + period). A key
+// pending deletion reports it off, as AWS does; the schedule is kept for
+// CancelKeyDeletion. Rotations themselves happen on demand only
+// (RotateKeyOnDemand).
+func (k *KMS) rotation(w http.ResponseWriter, op, arn string, md map[string]any, req map[string]any) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	kk := k.keyLocked(arn)
+	switch op {
+	case "EnableKeyRotation":
+		days := 365
+		if v, ok := req["RotationPeriodInDays"].(float64); ok {
+			days = int(v)
+		}
+		if days < 90 || days > 2560 {
+			kmsFail(w, http.StatusBadRequest, "ValidationException", fmt.Sprintf("1 validation error detected: Value '%d' at 'rotationPeriodInDays' failed to satisfy constraint: Member must have value between 90 and 2560", days))
+			return
+		}
+		if md["KeyState"] != "Enabled" {
+			kmsFail(w, http.StatusBadRequest, "KMSInvalidStateException", arn+" is "+fmt.Sprint(md["KeyState"]))
+			return
+		}
+		if kk.rotationDays == 0 {
+			kk.rotationFrom = time.Now().UTC()
+		}
+		kk.rotationDays = days
+		writeJSON(w, http.StatusOK, map[string]any{})
+	case "DisableKeyRotation":
+		kk.rotationDays = 0
+		writeJSON(w, http.StatusOK, map[string]any{})
+	default: // GetKeyRotationStatus
+		out := map[string]any{"KeyId": arn, "KeyRotationEnabled": false}
+		if kk.rotationDays > 0 && md["KeyState"] != "PendingDeletion" {
+			out["KeyRotationEnabled"] = true
+			out["RotationPeriodInDays"] = kk.rotationDays
+			out["NextRotationDate"] = float64(kk.rotationFrom.Add(time.Duration(kk.rotationDays) * 24 * time.Hour).Unix())
+		}
+		writeJSON(w, http.StatusOK, out)
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 )
@@ -104,25 +106,34 @@ func reexec() int {
 }
 
 func runInside(m *testing.M) int {
-	if err := loopbackUp(); err != nil {
-		fmt.Fprintln(os.Stderr, "FAIL: bring loopback up in the private network namespace:", err)
-		return 1
-	}
-	if err := onlyLoopback(); err != nil {
+	u, stop, err := enterAndStart()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL:", err)
 		return 1
+	}
+	defer stop()
+	os.Setenv(urlEnv, u)
+	return m.Run()
+}
+
+// enterAndStart brings loopback up in the private network namespace the
+// process runs in, checks that it is the only interface, and starts
+// local-kms on it; it returns local-kms' URL and how to stop it.
+func enterAndStart() (string, func(), error) {
+	if err := loopbackUp(); err != nil {
+		return "", nil, fmt.Errorf("bring loopback up in the private network namespace: %w", err)
+	}
+	if err := onlyLoopback(); err != nil {
+		return "", nil, err
 	}
 	bin, err := localKMSPath()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "FAIL:", err)
-		return 1
+		return "", nil, err
 	}
 	dir, err := os.MkdirTemp("", "localkms")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "FAIL:", err)
-		return 1
+		return "", nil, err
 	}
-	defer os.RemoveAll(dir)
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "PORT="+localKMSPort, "KMS_ACCOUNT_ID="+Account, "KMS_REGION="+Region,
 		"KMS_DATA_PATH="+filepath.Join(dir, "data"), "KMS_SEED_PATH="+filepath.Join(dir, "no-seed.yaml"))
@@ -131,27 +142,80 @@ func runInside(m *testing.M) int {
 		cmd.Stdout, cmd.Stderr = logf, logf
 	}
 	if err := cmd.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, "FAIL: start local-kms:", err, "("+InstallHint+")")
-		return 1
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("start local-kms: %w (%s)", err, InstallHint)
 	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	stop := func() { cmd.Process.Kill(); cmd.Wait(); os.RemoveAll(dir) }
 	addr := net.JoinHostPort("127.0.0.1", localKMSPort)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()
-			break
+			return "http://" + addr, stop, nil
 		}
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(filepath.Join(dir, "local-kms.log"))
-			fmt.Fprintf(os.Stderr, "FAIL: local-kms did not listen on %s within 60s:\n%s\n", addr, log)
-			return 1
+			stop()
+			return "", nil, fmt.Errorf("local-kms did not listen on %s within 60s:\n%s", addr, log)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	os.Setenv(urlEnv, "http://"+addr)
-	return m.Run()
+}
+
+// Isolated runs the calling top-level test alone in a private network
+// namespace with local-kms on loopback, for a package whose other tests
+// must stay in the host's network (they reach PostgreSQL there), so it
+// cannot use [Main]. Outside such a namespace it re-runs the test binary
+// with only this test (-test.run) in a new one, logs the run's output,
+// fails t when the run fails or did not pass the test, and returns false:
+// the caller returns at once. Inside, it starts local-kms for the test
+// (stopped at its end; [LocalKMSURL] finds it) and returns true. Like
+// Main it fails, never skips, when a component is missing.
+func Isolated(t *testing.T) bool {
+	t.Helper()
+	if os.Getenv(netnsEnv) != "" {
+		if os.Getenv(urlEnv) != "" {
+			return true // Main started it
+		}
+		u, stop, err := enterAndStart()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(stop)
+		t.Setenv(urlEnv, u)
+		return true
+	}
+	if strings.Contains(t.Name(), "/") {
+		t.Fatal("awsemu.Isolated runs a whole top-level test: call it from the test, not from a subtest")
+	}
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Fatal("the AWS KMS tests run local-kms in a private network namespace and need unshare (Debian package util-linux)")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--net"}
+	if os.Geteuid() != 0 {
+		args = append(args, "--map-root-user")
+	}
+	args = append(args, "--", self, "-test.run=^"+regexp.QuoteMeta(t.Name())+"$", "-test.v", "-test.count=1")
+	if d, ok := t.Deadline(); ok {
+		args = append(args, "-test.timeout="+time.Until(d).Round(time.Second).String())
+	}
+	cmd := exec.Command(unshare, args...)
+	cmd.Env = append(os.Environ(), netnsEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	t.Logf("the test in a private network namespace:\n%s", out)
+	if err != nil {
+		t.Fatalf("the test failed in its private network namespace (unshare --net, as root or with user namespaces enabled): %v", err)
+	}
+	if !strings.Contains(string(out), "--- PASS: "+t.Name()+" ") {
+		t.Fatalf("the run in the private network namespace did not pass %s", t.Name())
+	}
+	return false
 }
 
 // onlyLoopback checks the network namespace has no interface but lo, so

@@ -121,6 +121,11 @@ type cmkView struct {
 	// Unconfirmed names the live nodes that have not.
 	Receipts    string
 	Unconfirmed string
+	// The org's cloud (when customer managed keys are on): its name and
+	// display name, the label of its key versions, and the key in use (else
+	// the configured one) by the cloud's own fields (cloudfacts.go).
+	Cloud, CloudName, VersionLabel string
+	KeyFacts                       []configuredField
 }
 
 func (h *handler) cmkView(st cmk.Status) cmkView {
@@ -128,7 +133,9 @@ func (h *handler) cmkView(st cmk.Status) cmkView {
 	v := cmkView{Rec: r, State: string(r.State), StateText: stateText[r.State], Job: runningJob(st)}
 	if r.ActiveKeyURI != "" {
 		v.Protection, v.MasterKey, v.Version = "Customer managed key", r.ActiveKeyURI, r.ActiveVersion
-		if vault, key := vaultAndKey(r.ActiveKeyURI); vault != "" {
+		if where := h.keyWhere(r.ActiveKeyURI); where != "" {
+			v.Protection += ": " + where
+		} else if vault, key := vaultAndKey(r.ActiveKeyURI); vault != "" {
 			v.Protection += ": key " + key + " in vault " + vault
 		}
 	} else {
@@ -147,6 +154,7 @@ func (h *handler) cmkView(st cmk.Status) cmkView {
 	default:
 		v.LastProbe = fmtTime(r.LastProbeAt) + ": " + r.LastProbeError
 	}
+	h.cloudFacts(&v, st)
 	if rv := st.Revocation; rv != nil {
 		v.Receipts = fmt.Sprintf("%s at %s: honoured by %d of %d nodes", changeText[rv.Reason], fmtTime(rv.ChangedAt), rv.Honoured, rv.Live)
 		if !rv.LatestReceipt.IsZero() {

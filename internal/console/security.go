@@ -33,6 +33,15 @@ type securityData struct {
 	Auth       authView
 	Fields     []fieldView
 	Configured []configuredField // the key as configured, for Test Managed Key alone
+	// Choices are the clouds offered, when there are several and the org
+	// may still choose (no key in use): the page lets the admin pick one.
+	Choices []cloudChoice
+}
+
+// cloudChoice is one cloud the admin may choose.
+type cloudChoice struct {
+	Name, DisplayName string
+	Current           bool
 }
 
 // authView is a cloud's authorization, its help texts rendered.
@@ -73,13 +82,27 @@ func richText(s, org string) template.HTML {
 	return template.HTML(b.String())
 }
 
-// cloud returns the org's cloud (of its key, else the default); nil when
-// customer managed keys are off.
-func (h *handler) cloud(st cmk.Status) cmk.Cloud {
+// cloud returns the cloud the Security page works with: the one the admin
+// chose (the request's cloud, from the page's cloud choice or its forms)
+// while the org may choose, else the org's (of its key, else the
+// default); nil when customer managed keys are off.
+func (h *handler) cloud(rq *request) cmk.Cloud {
 	if h.cfg.CMK == nil {
 		return nil
 	}
-	return h.cfg.CMK.Cloud(st.Cloud)
+	if name := rq.r.FormValue("cloud"); name != "" && mayChoose(rq.status) {
+		if c := h.cfg.CMK.Cloud(name); c != nil {
+			return c
+		}
+	}
+	return h.cfg.CMK.Cloud(rq.status.Cloud)
+}
+
+// mayChoose reports whether the org may still choose its cloud: no key of
+// its own is in use, and none is being moved to.
+func mayChoose(st cmk.Status) bool {
+	r := st.Record
+	return r.ActiveKeyURI == "" && (r.State == cmk.StatePlatform || r.State == cmk.StateAuthorized)
 }
 
 // keyFields maps fault fields to the Security forms' field names: the
@@ -125,8 +148,13 @@ func (h *handler) renderSecurity(rq *request, status int, v *view, switchOn bool
 	rec := st.Record
 	d := securityData{CMK: h.cmkView(st), Report: rep, States: stateInfos(rec.State), Demo: h.cfg.Demo}
 	d.Available = h.cfg.CMK != nil && h.cfg.CMK.Enabled()
-	if cloud := h.cloud(st); d.Available && cloud != nil {
+	if cloud := h.cloud(rq); d.Available && cloud != nil {
 		d.Cloud = cloud.Name()
+		if offered := h.cfg.CMK.Clouds(); len(offered) > 1 && mayChoose(st) {
+			for _, c := range offered {
+				d.Choices = append(d.Choices, cloudChoice{Name: c.Name(), DisplayName: c.DisplayName(), Current: c.Name() == d.Cloud})
+			}
+		}
 		a := cloud.Authorization(rq.org)
 		d.Auth = authView{Consent: a.Method == cmk.AuthConsent, Service: a.Service, TenantLabel: a.TenantLabel, TenantHelp: richText(a.TenantHelp, rq.org),
 			Instructions: richText(a.Instructions, rq.org), Access: richText(a.Access, rq.org), Values: a.Values}
@@ -152,7 +180,14 @@ func (h *handler) renderSecurity(rq *request, status int, v *view, switchOn bool
 	d.Replacing = rec.State == cmk.StateActive
 	d.CanDisable = rec.State == cmk.StateAuthorized || rec.State == cmk.StateActive || rec.State == cmk.StateLost
 	if !rec.ConsentedAt.IsZero() {
-		d.Consent = "Authorized for tenant " + rec.TenantID + " on " + fmtTime(rec.ConsentedAt) + " by " + strings.TrimPrefix(rec.ConsentedBy, "user:")
+		by := " on " + fmtTime(rec.ConsentedAt) + " by " + strings.TrimPrefix(rec.ConsentedBy, "user:")
+		if d.Auth.Consent || d.Auth.TenantLabel == "" {
+			d.Consent = "Authorized for tenant " + rec.TenantID + by
+		} else {
+			// A grant: configuring the key recorded the account; Test
+			// Managed Key proves what the customer granted.
+			d.Consent = d.Auth.TenantLabel + " " + rec.TenantID + " recorded" + by + "; Test Managed Key proves the access you granted"
+		}
 	}
 	if (rec.State == cmk.StateAuthorized || rec.State == cmk.StateActive) && rec.Reason != "" {
 		d.LastFailure = rec.Reason
@@ -173,7 +208,7 @@ func (h *handler) authorize(rq *request) error {
 	tenant := strings.TrimSpace(f.Get("tenant_id"))
 	var err error
 	var consentURL string
-	cloud := h.cloud(rq.status)
+	cloud := h.cloud(rq)
 	if tenant == "" && cloud != nil {
 		err = invalid("tenant_id", cloud.Authorization(rq.org).TenantMissing)
 	} else {
@@ -192,7 +227,7 @@ func (h *handler) authorize(rq *request) error {
 func (h *handler) keyForm(rq *request, f url.Values) url.Values {
 	rec := rq.status.Record
 	out := url.Values{"tenant_id": {rec.TenantID}}
-	if cloud := h.cloud(rq.status); cloud != nil {
+	if cloud := h.cloud(rq); cloud != nil {
 		for _, fl := range cloud.Fields() {
 			out[fl.Name] = []string{configuredValue(rec, fl, cloud)}
 		}
@@ -212,7 +247,7 @@ func (h *handler) configure(rq *request) error {
 	f := rq.r.PostForm
 	save := f.Get("action") == "save"
 	v := &view{Form: h.keyForm(rq, f)}
-	cloud := h.cloud(rq.status)
+	cloud := h.cloud(rq)
 	fields := map[string]string{}
 	if cloud != nil {
 		for _, fl := range cloud.Fields() {
@@ -349,8 +384,8 @@ func (h *handler) disable(rq *request) error {
 // configuredValue is field f of the org's configured key (not of a key in
 // use that is being replaced).
 func configuredValue(rec cmk.Record, f cmk.Field, cloud cmk.Cloud) string {
-	if rec.KeyURI == "" {
-		return ""
+	if rec.KeyURI == "" || !strings.HasPrefix(rec.KeyURI, cloud.Scheme()+":") {
+		return "" // none, or a key of another cloud
 	}
 	loc, _ := cloud.Locate(rec.KeyURI)
 	loc.Container, loc.Name = rec.VaultURI, rec.KeyName

@@ -128,6 +128,13 @@ type Description struct {
 	// Deletion protection, where the provider has it.
 	SoftDeleteDays  int  // 0 when the provider has no soft delete
 	PurgeProtection bool // deletion cannot be made final before SoftDeleteDays
+
+	// Automatic rotation, where the provider reports it (AWS KMS
+	// GetKeyRotationStatus): RotationKnown is set when it was read.
+	RotationKnown  bool
+	AutoRotation   bool
+	RotationPeriod time.Duration // 0 when not reported
+	NextRotation   time.Time     // zero when not reported
 }
 
 // UsableAt reports whether the key may wrap at t: enabled and within its

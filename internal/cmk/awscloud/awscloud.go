@@ -86,7 +86,7 @@ func (c Cloud) Authorization(orgID string) cmk.Authorization {
 		TenantHelp:  "IAM console → Roles → the role → ARN, e.g. arn:aws:iam::111122223333:role/orgkms-cmk.",
 		Instructions: "In the IAM console of the account that holds your key, open Roles → Create role. As trusted entity type choose \"AWS account\" → \"Another AWS account\", enter orgkms' AWS account ID below, tick \"Require external ID\" and enter the external ID below (it is this org's own: never reuse it for another org). " +
 			"Name the role (e.g. `orgkms-cmk`) and create it; then copy its ARN into Role ARN.",
-		Access: "Then allow the role kms:Encrypt, kms:Decrypt, kms:DescribeKey and kms:ListKeyRotations on the key: in the AWS KMS console, Customer managed keys → the key → Key policy → Edit, add a statement with the role as Principal and these actions (or give the role an IAM policy with them on the key ARN, if the key policy lets IAM policies grant access).",
+		Access: "Then allow the role kms:Encrypt, kms:Decrypt, kms:DescribeKey and kms:ListKeyRotations on the key (and kms:GetKeyRotationStatus, optional, so Test Managed Key can check automatic rotation): in the AWS KMS console, Customer managed keys → the key → Key policy → Edit, add a statement with the role as Principal and these actions (or give the role an IAM policy with them on the key ARN, if the key policy lets IAM policies grant access).",
 		Values: values}
 }
 
@@ -183,3 +183,13 @@ func (Cloud) PendingDeletion(d masterkey.Description) bool {
 
 // Wording returns the AWS table of checks and reasons.
 func (Cloud) Wording() *cmk.Wording { return &wording }
+
+// Where names a key as the AWS console does: its key ID in its account
+// and Region.
+func (Cloud) Where(loc cmk.KeyLocation) string {
+	return "AWS KMS key " + loc.Name + " in AWS account " + loc.Short
+}
+
+// VersionLabel: an AWS KMS key keeps its ARN across rotations; its key
+// material changes.
+func (Cloud) VersionLabel() string { return "Current key material" }

@@ -31,7 +31,7 @@ func TestWordingIsComplete(t *testing.T) {
 		}
 	}
 	known := map[string]bool{}
-	for _, v := range strings.Fields("org tenant vault vault_uri key version current tag error remedy by at configured_version rtt date missing permitted labels permission permission_label key_type key_size active") {
+	for _, v := range strings.Fields("org tenant vault vault_uri key version current tag error remedy by at configured_version rtt date missing permitted labels permission permission_label key_type key_size active period_days next") { // period_days, next: the rotation check's Evaluate
 		known[v] = true
 	}
 	azure := []string{"Azure", "vault's", "Entra", "tenant ID", "access polic"}

@@ -228,6 +228,19 @@ func TestLifecycleOnAWSKMS(t *testing.T) {
 	if err := w.decryptAll(before, during); err != nil {
 		t.Fatalf("data after rotation: %v", err)
 	}
+	// Automatic rotation off: Test Managed Key warns, with the remedy; on
+	// (GetKeyRotationStatus, modelled by the proxy): its period and date.
+	if c := check(w.cmk.Test(ctx, "acme"), "rotation"); c.Status != cmk.Warn || !strings.Contains(c.Detail, "automatic key rotation is off") ||
+		!strings.Contains(c.Remedy, "Automatically rotate this KMS key") {
+		t.Errorf("rotation check with automatic rotation off: %+v", c)
+	}
+	if _, err := w.admin.EnableKeyRotation(ctx, &kms.EnableKeyRotationInput{KeyId: aws.String(w.key), RotationPeriodInDays: aws.Int32(180)}); err != nil {
+		t.Fatal(err)
+	}
+	next := time.Now().UTC().Add(180 * 24 * time.Hour).Format("2006-01-02")
+	if c := check(w.cmk.Test(ctx, "acme"), "rotation"); c.Status != cmk.Pass || !strings.Contains(c.Detail, "every 180 days, next on "+next) {
+		t.Errorf("rotation check with automatic rotation every 180 days: %+v", c)
+	}
 	if rep := w.cmk.Test(ctx, "acme"); !rep.OK || check(rep, "version").Detail != "current key material "+materials[1]+"; orgkms follows rotations automatically" {
 		t.Errorf("Test Managed Key after a rotation: %+v", rep.Checks)
 	}

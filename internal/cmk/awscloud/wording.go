@@ -2,6 +2,7 @@ package awscloud
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/orgkms/orgkms/internal/cmk"
 	"github.com/orgkms/orgkms/internal/fault"
@@ -13,7 +14,7 @@ import (
 const trustRemedy = "in the IAM console open Roles → the role {tenant} → Trust relationships → Edit trust policy: the trusted entity must be orgkms' AWS account, with the condition sts:ExternalId equal to this org's external ID (both are shown under Authorize orgkms); then test again"
 
 // keyPolicyRemedy says how to grant the role the key's actions.
-const keyPolicyRemedy = "in the AWS KMS console open Customer managed keys → {key} → Key policy → Edit and allow the role {tenant} kms:Encrypt, kms:Decrypt, kms:DescribeKey and kms:ListKeyRotations (or grant them in an IAM policy of the role on the key ARN)"
+const keyPolicyRemedy = "in the AWS KMS console open Customer managed keys → {key} → Key policy → Edit and allow the role {tenant} kms:Encrypt, kms:Decrypt, kms:DescribeKey and kms:ListKeyRotations, and optionally kms:GetKeyRotationStatus (or grant them in an IAM policy of the role on the key ARN)"
 
 // wording is the table of Test Managed Key checks and the reasons, in the
 // AWS console's words. {vault} is the key's account and Region, {vault_uri}
@@ -76,9 +77,12 @@ var wording = cmk.Wording{
 			"fail:permission": {Detail: "permission missing: {permission}", Remedy: keyPolicyRemedy},
 			"fail":            {Detail: "{error}", Remedy: "{remedy}"},
 		}},
-		{ID: "rotation", Name: "Key rotation", Verifies: "AWS reports the key's rotations (a key material ID, or ListKeyRotations), by which orgkms follows them", Evaluate: rotation, Outcomes: map[string]cmk.Text{
-			"pass": {Detail: "current key material {current}; orgkms follows each rotation"},
-			"warn": {Detail: "AWS reports no key material ID and no rotation of the key", Remedy: "turn on automatic key rotation (Customer managed keys → {key} → Key rotation → Automatically rotate this KMS key); orgkms re-encrypts the org's keys under each new key material"},
+		{ID: "rotation", Name: "Key rotation", Verifies: "automatic key rotation is on (GetKeyRotationStatus), and AWS reports the key's rotations (a key material ID, or ListKeyRotations), by which orgkms follows them", Evaluate: rotation, Outcomes: map[string]cmk.Text{
+			"pass":         {Detail: "current key material {current}; orgkms follows each rotation"},
+			"pass:auto":    {Detail: "automatic key rotation every {period_days} days, next on {next}; orgkms follows each rotation (current key material {current})"},
+			"pass:unknown": {Detail: "current key material {current}; orgkms follows each rotation (it may not read the rotation schedule: kms:GetKeyRotationStatus is not allowed, which is optional)"},
+			"warn":         {Detail: "AWS reports no key material ID and no rotation of the key", Remedy: rotationRemedy},
+			"warn:off":     {Detail: "automatic key rotation is off for key {key}: its key material never changes unless rotated on demand", Remedy: rotationRemedy},
 		}},
 		{ID: "latency", Name: "Latency", Verifies: "a round trip to AWS KMS is fast enough", Outcomes: map[string]cmk.Text{
 			"pass": {Detail: "a round trip took {rtt}"},
@@ -123,13 +127,29 @@ func keySpec(d masterkey.Description, _ cmk.Vars) (cmk.CheckStatus, string, cmk.
 	return cmk.Fail, "fail", v
 }
 
-// rotation warns when AWS reports neither a key material ID nor a
-// rotation of the key (the driver then reports OriginalMaterial).
+// rotationRemedy says how to turn on automatic rotation.
+const rotationRemedy = "turn on automatic key rotation (Customer managed keys → {key} → Key rotation → Automatically rotate this KMS key, or EnableKeyRotation); orgkms re-encrypts the org's keys under each new key material"
+
+// rotation warns when automatic rotation is off (GetKeyRotationStatus), or,
+// when that is not readable, when AWS reports neither a key material ID nor
+// a rotation of the key (the driver then reports OriginalMaterial).
 func rotation(d masterkey.Description, _ cmk.Vars) (cmk.CheckStatus, string, cmk.Vars) {
-	if d.Key.Version == awskms.OriginalMaterial {
+	switch {
+	case d.RotationKnown && !d.AutoRotation:
+		return cmk.Warn, "warn:off", nil
+	case d.RotationKnown:
+		v := cmk.Vars{"period_days": "365", "next": "its next scheduled date"}
+		if d.RotationPeriod > 0 {
+			v["period_days"] = strconv.Itoa(int(d.RotationPeriod / (24 * time.Hour)))
+		}
+		if !d.NextRotation.IsZero() {
+			v["next"] = d.NextRotation.UTC().Format("2006-01-02")
+		}
+		return cmk.Pass, "pass:auto", v
+	case d.Key.Version == awskms.OriginalMaterial:
 		return cmk.Warn, "warn", nil
 	}
-	return cmk.Pass, "pass", nil
+	return cmk.Pass, "pass:unknown", nil
 }
 
 // missingOperations returns ENCRYPT_DECRYPT when the key's usage is

@@ -39,7 +39,10 @@ type Cloud struct {
 	AllowedLocations []string
 }
 
-var _ cmk.Cloud = Cloud{}
+var (
+	_ cmk.Cloud                = Cloud{}
+	_ cmk.PendingDeletionCloud = Cloud{}
+)
 
 // Name returns "gcp".
 func (Cloud) Name() string { return Name }
@@ -163,3 +166,18 @@ func (Cloud) Rotated(active string, desc masterkey.Description) bool {
 
 // Wording returns the Google Cloud table of checks and reasons.
 func (Cloud) Wording() *cmk.Wording { return &wording }
+
+// Where names a key as the Google Cloud console does: in its key ring, of
+// its project.
+func (Cloud) Where(loc cmk.KeyLocation) string {
+	return "Google Cloud KMS key " + loc.Name + " in key ring " + loc.Short + " of project " + loc.Tenant
+}
+
+// VersionLabel labels the key version in use.
+func (Cloud) VersionLabel() string { return "Current key version" }
+
+// PendingDeletion: a version that is not Enabled may be scheduled for
+// destruction (DESTROY_SCHEDULED, restorable until its destroy time); the
+// driver's DeletedKey tells it from a DISABLED one, so the probe's reason
+// names the destroy date, like the data plane's error.
+func (Cloud) PendingDeletion(d masterkey.Description) bool { return !d.Enabled }

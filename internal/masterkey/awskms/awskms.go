@@ -267,9 +267,28 @@ func (p *Provider) Describe(ctx context.Context, ref masterkey.Ref) (masterkey.D
 			return masterkey.Description{}, err
 		}
 		k.Version = v
+		rotationStatus(ctx, r, k, &d)
 	}
 	d.Key = k.Ref()
 	return d, nil
+}
+
+// rotationStatus reads the key's automatic rotation (GetKeyRotationStatus)
+// into d. The permission kms:GetKeyRotationStatus is optional: without it,
+// or on any failure, d.RotationKnown stays false and Describe goes on (the
+// material ID, not this status, is how rotations are followed).
+func rotationStatus(ctx context.Context, r *remote, k Key, d *masterkey.Description) {
+	out, err := r.kms.GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: aws.String(k.ARN.String())})
+	if err != nil || out == nil {
+		return
+	}
+	d.RotationKnown, d.AutoRotation = true, out.KeyRotationEnabled
+	if out.RotationPeriodInDays != nil {
+		d.RotationPeriod = time.Duration(*out.RotationPeriodInDays) * 24 * time.Hour
+	}
+	if out.NextRotationDate != nil {
+		d.NextRotation = out.NextRotationDate.UTC()
+	}
 }
 
 // describeKey calls DescribeKey and checks the key is one orgkms can use

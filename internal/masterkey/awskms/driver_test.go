@@ -48,8 +48,9 @@ func TestAssumeRoleRenewedBeforeExpiry(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := e.sts.Calls(); n != 3 {
-		t.Fatalf("AssumeRole calls = %d, want 3: credentials within the expiry window are renewed", n)
+	// Each Describe makes two calls (DescribeKey, GetKeyRotationStatus).
+	if n := e.sts.Calls(); n != 6 {
+		t.Fatalf("AssumeRole calls = %d, want 6: credentials within the expiry window are renewed before each call", n)
 	}
 }
 
