@@ -6,6 +6,7 @@ import (
 
 	"github.com/orgkms/orgkms/internal/audit"
 	"github.com/orgkms/orgkms/internal/events"
+	"github.com/orgkms/orgkms/internal/keys"
 	"github.com/orgkms/orgkms/internal/masterkey"
 )
 
@@ -83,6 +84,8 @@ const MaxExcerpt = 256
 // they report (see package events). Errors are *fault.Error: NotFound,
 // Conflict (duplicates, a lost lease), Unavailable.
 type Store interface {
+	// GetOrg tells whether the org exists (keys.Store).
+	GetOrg(ctx context.Context, id string) (keys.Org, error)
 	AppendAudit(ctx context.Context, ev audit.Event) (audit.Event, error)
 
 	// CreateWebhook stores w and appends ev in one transaction. Conflict
