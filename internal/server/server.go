@@ -278,7 +278,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 		return nil, err
 	}
 	consoleHandler := console.New(console.Config{Keys: s.Keys, CMK: s.CMK, Users: s.Users, Logger: log.With(slog.String("component", "console")),
-		SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://"), Now: opts.Now, Demo: opts.Demo, TrustedProxies: proxies})
+		SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://"), Now: opts.Now, Demo: opts.Demo, TrustedProxies: proxies, Webhooks: s.Webhooks})
 	mux := http.NewServeMux()
 	mux.Handle("/console/", consoleHandler)
 	mux.Handle("GET /{$}", http.RedirectHandler("/console/", http.StatusSeeOther))
