@@ -37,6 +37,9 @@ const (
 	CodeCMKKeyDeleted               Code = "cmk_key_deleted"                // 424: the org's customer managed key is soft-deleted
 	CodeCMKKeyDestroyed             Code = "cmk_key_destroyed"              // 424: the org's customer managed key was purged
 	CodeCMKConsentRevoked           Code = "cmk_consent_revoked"            // 424: the customer withdrew admin consent for orgkms
+
+	CodeWebhookURLInsecure      Code = "webhook_url_insecure"      // 400: a webhook URL is http:// where https:// is required
+	CodeWebhookAddressForbidden Code = "webhook_address_forbidden" // 400: a webhook URL's host is not a public address
 )
 
 // Codes returns every code the API sends.
@@ -47,5 +50,6 @@ func Codes() []Code {
 		CodeMasterKeyPermissionMissing, CodeMasterKeyCredentialsInvalid, CodeUnavailable, CodeRateLimited,
 		CodeKeyVersionRetired, CodeCMKKeyDisabled, CodeCMKPermissionMissing, CodeCMKKeyDeleted, CodeCMKKeyDestroyed,
 		CodeCMKConsentRevoked,
+		CodeWebhookURLInsecure, CodeWebhookAddressForbidden,
 	}
 }

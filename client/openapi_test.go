@@ -72,6 +72,28 @@ func apiCalls() []apiCall {
 			return err
 		}, typeOf[CreateTokenRequest](), typeOf[Token]()},
 		{"ListTokens", func(ctx context.Context, c *Client) error { _, err := c.ListTokens(ctx); return err }, nil, typeOf[TokenList]()},
+		{"CreateWebhook", func(ctx context.Context, c *Client) error {
+			_, err := c.CreateWebhook(ctx, "acme", CreateWebhookRequest{URL: "https://hooks.example.com/x"})
+			return err
+		}, typeOf[CreateWebhookRequest](), typeOf[WebhookCreated]()},
+		{"ListWebhooks", func(ctx context.Context, c *Client) error { _, err := c.ListWebhooks(ctx, "acme"); return err }, nil, typeOf[WebhookList]()},
+		{"GetWebhook", func(ctx context.Context, c *Client) error {
+			_, err := c.GetWebhook(ctx, "acme", "wh_0123456789abcdef")
+			return err
+		}, nil, typeOf[Webhook]()},
+		{"DeleteWebhook", func(ctx context.Context, c *Client) error { return c.DeleteWebhook(ctx, "acme", "wh_0123456789abcdef") }, nil, nil},
+		{"TestWebhook", func(ctx context.Context, c *Client) error {
+			_, err := c.TestWebhook(ctx, "acme", "wh_0123456789abcdef")
+			return err
+		}, nil, typeOf[WebhookDelivery]()},
+		{"RotateWebhookSecret", func(ctx context.Context, c *Client) error {
+			_, err := c.RotateWebhookSecret(ctx, "acme", "wh_0123456789abcdef")
+			return err
+		}, nil, typeOf[WebhookSecret]()},
+		{"WebhookDeliveries", func(ctx context.Context, c *Client) error {
+			_, err := c.WebhookDeliveries(ctx, "acme", "wh_0123456789abcdef", 10)
+			return err
+		}, nil, typeOf[WebhookDeliveryList]()},
 		{"RevokeToken", func(ctx context.Context, c *Client) error { return c.RevokeToken(ctx, "tok_1") }, nil, nil},
 		{"Audit", func(ctx context.Context, c *Client) error { _, err := c.Audit(ctx, "acme", 0, 10); return err }, nil, typeOf[AuditList]()},
 		{"VerifyAudit", func(ctx context.Context, c *Client) error { _, err := c.VerifyAudit(ctx, "acme"); return err }, nil, typeOf[AuditVerify]()},

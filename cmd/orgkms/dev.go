@@ -64,6 +64,8 @@ is taken).`
 // devBase is orgkms dev's own defaults, under the environment and flags.
 func devBase() config.Config {
 	c := config.Config{Addr: "127.0.0.1:8200", DataDir: ".orgkms-dev", LogFormat: "text", AutoMigrate: true}
+	// Development receivers run on this machine, often over plain HTTP.
+	c.Webhooks.AllowHTTP, c.Webhooks.AllowPrivateAddresses = true, true
 	return c
 }
 

@@ -48,9 +48,11 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"waitenv": cmdWaitEnv,
-			"capture": cmdCapture,
-			"waitfor": cmdWaitFor,
+			"waitenv":  cmdWaitEnv,
+			"capture":  cmdCapture,
+			"waitfor":  cmdWaitFor,
+			"hookrecv": cmdHookRecv, // webhook_test.go
+			"hookgot":  cmdHookGot,
 		},
 	})
 }

@@ -55,19 +55,20 @@ func TestRouteRoleMatrix(t *testing.T) {
 	// The intended policy, written out independently of auth.Allowed: which
 	// principals may perform each action on org acme.
 	want := map[auth.Action][]string{
-		auth.ActOrgCreate:    {"operator"},
-		auth.ActOrgList:      {"operator"},
-		auth.ActOrgRead:      {"operator", "service-all", "service-acme", "admin-acme", "keyadmin-acme", "admin-keyadmin-acme", "member-acme"},
-		auth.ActKeyRead:      {"operator", "service-all", "service-acme", "admin-acme", "keyadmin-acme", "admin-keyadmin-acme", "member-acme"},
-		auth.ActKeyManage:    {"operator", "keyadmin-acme", "admin-keyadmin-acme"},
-		auth.ActCrypto:       {"service-all", "service-acme"},
-		auth.ActAuditRead:    {"operator", "admin-acme", "keyadmin-acme", "admin-keyadmin-acme"},
-		auth.ActCacheManage:  {"operator"},
-		auth.ActPlatformRead: {"operator"},
-		auth.ActTokenManage:  {"operator"},
-		auth.ActCMKManage:    {"admin-keyadmin-acme"},
-		auth.ActUsersManage:  {"operator", "admin-acme", "admin-keyadmin-acme"},
-		auth.ActWhoAmI:       {"operator", "service-all", "service-acme", "service-globex", "admin-acme", "keyadmin-acme", "admin-keyadmin-acme", "member-acme", "keyadmin-globex"},
+		auth.ActOrgCreate:     {"operator"},
+		auth.ActOrgList:       {"operator"},
+		auth.ActOrgRead:       {"operator", "service-all", "service-acme", "admin-acme", "keyadmin-acme", "admin-keyadmin-acme", "member-acme"},
+		auth.ActKeyRead:       {"operator", "service-all", "service-acme", "admin-acme", "keyadmin-acme", "admin-keyadmin-acme", "member-acme"},
+		auth.ActKeyManage:     {"operator", "keyadmin-acme", "admin-keyadmin-acme"},
+		auth.ActCrypto:        {"service-all", "service-acme"},
+		auth.ActAuditRead:     {"operator", "admin-acme", "keyadmin-acme", "admin-keyadmin-acme"},
+		auth.ActCacheManage:   {"operator"},
+		auth.ActPlatformRead:  {"operator"},
+		auth.ActTokenManage:   {"operator"},
+		auth.ActCMKManage:     {"admin-keyadmin-acme"},
+		auth.ActUsersManage:   {"operator", "admin-acme", "admin-keyadmin-acme"},
+		auth.ActWebhookManage: {"operator", "admin-acme", "admin-keyadmin-acme"},
+		auth.ActWhoAmI:        {"operator", "service-all", "service-acme", "service-globex", "admin-acme", "keyadmin-acme", "admin-keyadmin-acme", "member-acme", "keyadmin-globex"},
 	}
 	bodies := map[string]any{
 		"POST /v1/orgs":                          map[string]string{"id": "neworg"},

@@ -49,6 +49,14 @@ var routes = []route{
 	{"GET /v1/orgs/{org}/usage", auth.ActAuditRead, (*Handler).usage},
 	{"POST /v1/orgs/{org}/cache/purge", auth.ActCacheManage, (*Handler).purgeOrgCache},
 
+	{"POST /v1/orgs/{org}/webhooks", auth.ActWebhookManage, (*Handler).createWebhook},
+	{"GET /v1/orgs/{org}/webhooks", auth.ActWebhookManage, (*Handler).listWebhooks},
+	{"GET /v1/orgs/{org}/webhooks/{id}", auth.ActWebhookManage, (*Handler).getWebhook},
+	{"DELETE /v1/orgs/{org}/webhooks/{id}", auth.ActWebhookManage, (*Handler).deleteWebhook},
+	{"POST /v1/orgs/{org}/webhooks/{id}/test", auth.ActWebhookManage, (*Handler).testWebhook},
+	{"POST /v1/orgs/{org}/webhooks/{id}/rotate-secret", auth.ActWebhookManage, (*Handler).rotateWebhookSecret},
+	{"GET /v1/orgs/{org}/webhooks/{id}/deliveries", auth.ActWebhookManage, (*Handler).webhookDeliveries},
+
 	{"POST /v1/cache/purge", auth.ActCacheManage, (*Handler).purgeAllCache},
 	{"POST /v1/tokens", auth.ActTokenManage, (*Handler).createToken},
 	{"GET /v1/tokens", auth.ActTokenManage, (*Handler).listTokens},

@@ -26,6 +26,7 @@ import (
 	"github.com/orgkms/orgkms/internal/fault"
 	"github.com/orgkms/orgkms/internal/keys"
 	"github.com/orgkms/orgkms/internal/metrics"
+	"github.com/orgkms/orgkms/internal/notify"
 	"github.com/orgkms/orgkms/internal/platformkey"
 )
 
@@ -47,6 +48,10 @@ type Config struct {
 	// PlatformKey reports the platform key's rotation (GET
 	// /v1/platform-key); nil: the route answers not_found.
 	PlatformKey PlatformKey
+
+	// Webhooks manages the orgs' webhooks; nil: the webhook routes answer
+	// not_found.
+	Webhooks *notify.Service
 }
 
 // PlatformKey is what the API needs of the platform key rotation.
@@ -73,6 +78,8 @@ type Handler struct {
 	pk      PlatformKey
 	logAll  bool
 	mux     *http.ServeMux
+
+	webhooks *notify.Service
 }
 
 // New returns the API handler.
@@ -80,7 +87,7 @@ func New(cfg Config) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	h := &Handler{keys: cfg.Keys, tokens: cfg.Tokens, cmk: cfg.CMK, users: cfg.Users, metrics: cfg.Metrics, log: cfg.Logger, ready: cfg.Ready, nodes: cfg.Nodes, pk: cfg.PlatformKey, logAll: cfg.LogRequests, mux: http.NewServeMux()}
+	h := &Handler{keys: cfg.Keys, tokens: cfg.Tokens, cmk: cfg.CMK, users: cfg.Users, metrics: cfg.Metrics, log: cfg.Logger, ready: cfg.Ready, nodes: cfg.Nodes, pk: cfg.PlatformKey, webhooks: cfg.Webhooks, logAll: cfg.LogRequests, mux: http.NewServeMux()}
 	for _, rt := range routes {
 		h.mux.Handle(rt.Pattern, h.adapt(rt))
 	}

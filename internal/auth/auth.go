@@ -53,6 +53,9 @@ const (
 	ActUsersManage  Action = "users.manage"
 	ActPlatformRead Action = "platform.read" // platform audit chain, metrics-like views
 	ActWhoAmI       Action = "whoami"        // any authenticated principal
+	// ActWebhookManage: register, test, delete an org's webhooks and read
+	// their deliveries (the org's admins, or an operator).
+	ActWebhookManage Action = "webhook.manage"
 )
 
 // Principal is an authenticated caller.
@@ -90,7 +93,7 @@ func Allowed(p Principal, act Action, org string) bool {
 		return (platform && p.Has(RoleOperator)) || p.Has(RoleAdmin) || p.Has(RoleKeyAdmin)
 	case ActCMKManage:
 		return p.Has(RoleAdmin) && p.Has(RoleKeyAdmin)
-	case ActUsersManage:
+	case ActUsersManage, ActWebhookManage:
 		return (platform && p.Has(RoleOperator)) || p.Has(RoleAdmin)
 	}
 	return false

@@ -71,6 +71,7 @@ type Config struct {
 	Cluster        Cluster  `json:"cluster"`
 	Pool           Postgres `json:"postgres"` // PostgreSQL connection pool
 	PKCS11         PKCS11   `json:"pkcs11"`   // the pkcs11 master-key driver (master_key = "pkcs11:...")
+	Webhooks       Webhooks `json:"webhooks"` // delivery of signed notifications (webhooks.go)
 }
 
 // PKCS11 configures the PKCS#11 master-key driver: a platform master key in
@@ -435,6 +436,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("database must be a SQLite file path or a postgres:// URL")
 	}
 	if _, err := c.TrustedProxyPrefixes(); err != nil {
+		return err
+	}
+	if err := c.Webhooks.validate(); err != nil {
 		return err
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {

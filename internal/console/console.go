@@ -16,6 +16,7 @@ import (
 	"github.com/orgkms/orgkms/internal/cmk"
 	"github.com/orgkms/orgkms/internal/fault"
 	"github.com/orgkms/orgkms/internal/keys"
+	"github.com/orgkms/orgkms/internal/notify"
 )
 
 // Cookie names and the security headers of every response.
@@ -56,6 +57,9 @@ type Config struct {
 	// X-Forwarded-For header names the client (for sign-in throttling);
 	// none by default: the client is the connection's peer.
 	TrustedProxies []netip.Prefix
+	// Webhooks manages the orgs' webhooks (the Notifications page); nil:
+	// the page answers not found.
+	Webhooks *notify.Service
 }
 
 // Demo names the Azure emulator's demo tenant, vault and key.
@@ -128,6 +132,12 @@ func (h *handler) routes() {
 	h.orgRoute("POST /console/orgs/{org}/keys", auth.ActKeyManage, (*handler).createKey)
 	h.orgRoute("POST /console/orgs/{org}/keys/{key}/rotate", auth.ActKeyManage, (*handler).rotateKey)
 	h.orgRoute("POST /console/orgs/{org}/keys/{key}/min-version", auth.ActKeyManage, (*handler).setMinVersion)
+
+	h.orgRoute("GET /console/orgs/{org}/webhooks", auth.ActWebhookManage, (*handler).webhooks)
+	h.orgRoute("POST /console/orgs/{org}/webhooks", auth.ActWebhookManage, (*handler).createWebhook)
+	h.orgRoute("GET /console/orgs/{org}/webhooks/{id}", auth.ActWebhookManage, (*handler).webhookHistory)
+	h.orgRoute("POST /console/orgs/{org}/webhooks/{id}/test", auth.ActWebhookManage, (*handler).testWebhook)
+	h.orgRoute("POST /console/orgs/{org}/webhooks/{id}/delete", auth.ActWebhookManage, (*handler).deleteWebhook)
 
 	h.orgRoute("GET /console/orgs/{org}/audit", auth.ActAuditRead, (*handler).audit)
 	h.orgRoute("GET /console/orgs/{org}/audit/export", auth.ActAuditRead, (*handler).auditExport)
@@ -347,7 +357,7 @@ type view struct {
 	CSRF    string
 	Org     string
 	OrgName string
-	Nav     struct{ Users, Security, Keys, Audit, Orgs bool }
+	Nav     struct{ Users, Security, Keys, Audit, Orgs, Webhooks bool }
 	Banner  *banner
 	Refresh bool // reload every 2 s (a job is running)
 	Flash   string
@@ -414,6 +424,7 @@ func (h *handler) render(rq *request, status int, name string, v *view) {
 		v.Nav.Security = rq.allowed(auth.ActCMKManage)
 		v.Nav.Keys = rq.allowed(auth.ActKeyRead)
 		v.Nav.Audit = rq.allowed(auth.ActAuditRead)
+		v.Nav.Webhooks = h.cfg.Webhooks != nil && rq.allowed(auth.ActWebhookManage)
 		v.Banner = bannerOf(rq.status.Record, h.now())
 	}
 	t := h.pages[name]

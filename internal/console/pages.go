@@ -31,6 +31,7 @@ var flashes = map[string]string{
 	"consent-fail":    "Authorization was not completed (the previous page says why). Start again with Step 1.",
 	"already-reset":   "Customer managed keys are already off.",
 	"saved":           "Key settings saved; the key in use did not change.",
+	"webhook-deleted": "Webhook deleted, with its pending deliveries and history.",
 }
 
 // stateText explains each CMK lifecycle state in the customer's words.

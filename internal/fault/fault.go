@@ -39,6 +39,10 @@ const (
 	CMKConsentRevoked    // the customer withdrew admin consent: orgkms cannot obtain a token in their tenant
 
 	MethodNotAllowed // the route exists, but not for the request's HTTP method (API router)
+
+	// Kinds of webhooks (package notify).
+	WebhookURLInsecure      // a webhook URL is http:// while webhooks.allow_http is off
+	WebhookAddressForbidden // a webhook URL's host is (or resolves to) a private, loopback or otherwise non-public address
 )
 
 // Row is one line of the error table: everything a Kind means to a caller.
@@ -121,6 +125,13 @@ var table = [...]Row{
 
 	MethodNotAllowed: {Code: "method_not_allowed", Status: 405,
 		Message: "this route does not accept the request's HTTP method", Hint: "use a method the Allow header lists; see the API reference (GET /v1/openapi.json)"},
+
+	WebhookURLInsecure: {Code: "webhook_url_insecure", Status: 400,
+		Message: "the webhook URL must use https://",
+		Hint:    "give an https:// URL; plain http:// is accepted only when the operator sets webhooks.allow_http (development)"},
+	WebhookAddressForbidden: {Code: "webhook_address_forbidden", Status: 400,
+		Message: "the webhook URL's host is not a public address",
+		Hint:    "give a URL whose host resolves to public addresses only; private, loopback and link-local receivers need the operator's webhooks.allow_private_addresses"},
 }
 
 // Kinds returns every Kind, in table order.

@@ -36,6 +36,7 @@ import (
 	"github.com/orgkms/orgkms/internal/masterkey/localkey"
 	"github.com/orgkms/orgkms/internal/masterkey/pkcs11"
 	"github.com/orgkms/orgkms/internal/metrics"
+	"github.com/orgkms/orgkms/internal/notify"
 	"github.com/orgkms/orgkms/internal/platformkey"
 	"github.com/orgkms/orgkms/internal/store/postgres"
 	"github.com/orgkms/orgkms/internal/store/sqlite"
@@ -101,6 +102,7 @@ type Server struct {
 	Cluster  *cluster.Node
 	Tokens   *auth.Service
 	Users    *auth.Users
+	Webhooks *notify.Service
 	API      http.Handler // the API alone
 	Handler  http.Handler // the API and the console: what Serve serves
 
@@ -261,19 +263,22 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 		return nil, err
 	}
 	s.Metrics.RegisterPlatformKey(func() float64 { return float64(stale.Load()) })
+	if s.Webhooks, err = openWebhooks(cfg, opts, s, platform, log); err != nil {
+		return nil, err
+	}
 	s.Metrics.RegisterLiveNodes(func() float64 { return float64(s.Cluster.Live()) })
 
 	// 6. Tokens, users, API, console.
 	s.Tokens = auth.NewService(s.Store, s.Keys, nil, time.Duration(cfg.TokenCacheTTL))
 	s.Users = auth.NewUsers(s.Store, opts.Now, opts.SessionTTL)
 	s.API = api.New(api.Config{Keys: s.Keys, Tokens: s.Tokens, CMK: s.CMK, Users: s.Users, Metrics: s.Metrics, Logger: log,
-		LogRequests: cfg.LogRequests, Ready: s.ready, Nodes: s.Cluster, PlatformKey: s.Platform})
+		LogRequests: cfg.LogRequests, Ready: s.ready, Nodes: s.Cluster, PlatformKey: s.Platform, Webhooks: s.Webhooks})
 	proxies, err := cfg.TrustedProxyPrefixes()
 	if err != nil {
 		return nil, err
 	}
 	consoleHandler := console.New(console.Config{Keys: s.Keys, CMK: s.CMK, Users: s.Users, Logger: log.With(slog.String("component", "console")),
-		SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://"), Now: opts.Now, Demo: opts.Demo, TrustedProxies: proxies})
+		SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://"), Now: opts.Now, Demo: opts.Demo, TrustedProxies: proxies, Webhooks: s.Webhooks})
 	mux := http.NewServeMux()
 	mux.Handle("/console/", consoleHandler)
 	mux.Handle("GET /{$}", http.RedirectHandler("/console/", http.StatusSeeOther))
@@ -308,6 +313,7 @@ func (s *Server) Start(ctx context.Context) {
 	s.bg.Go(func() { s.CMK.Run(bg, s.Config.CMK.JobWorkers) })
 	s.bg.Go(func() { s.Cluster.Run(bg) })
 	s.bg.Go(func() { s.Platform.Run(bg) })
+	s.bg.Go(func() { s.Webhooks.Run(bg) })
 }
 
 // Version is the orgkms version a node registers with.
@@ -429,6 +435,7 @@ type Store interface {
 	platformkey.Store // cmk.Store and keys.Store among them
 	auth.Store
 	auth.UserStore
+	notify.Store
 	Health(ctx context.Context) error
 	Close() error
 }

@@ -541,6 +541,9 @@ func (s *Store) appendAuditSet(ctx context.Context, tx *sql.Tx, op string, orgs 
 		ins = append(ins, map[string]any{"org_id": ev.OrgID, "seq": ev.Seq, "time": jsonTime(ev.Time), "actor": ev.Actor, "action": ev.Action,
 			"target": ev.Target, "details": details, "prev_hash": ev.PrevHash, "hash": ev.Hash})
 		moved = append(moved, map[string]any{"org_id": ev.OrgID, "seq": ev.Seq, "hash": ev.Hash})
+		if err := s.enqueueNotification(ctx, tx, op, ev); err != nil { // none for a platform re-wrap today
+			return err
+		}
 	}
 	if err := pageExec(ctx, tx, op, "audit logs", qInsertEvents, ins); err != nil {
 		return err

@@ -95,3 +95,19 @@ type platformPeered struct {
 }
 
 func (p platformPeered) PlatformPeer(t *testing.T) storetest.PlatformStore { return openURL(t, p.url) }
+
+func TestWebhookStore(t *testing.T) {
+	storetest.RunWebhooks(t, func(t *testing.T) storetest.WebhookStore {
+		url := pgtest.URL(t)
+		return webhookPeered{openURL(t, url), url}
+	})
+}
+
+// webhookPeered gives a Store the suite's [storetest.WebhookPeer]
+// capability.
+type webhookPeered struct {
+	*Store
+	url string
+}
+
+func (p webhookPeered) WebhookPeer(t *testing.T) storetest.WebhookStore { return openURL(t, p.url) }

@@ -206,6 +206,9 @@ func (s *Store) startJobsSet(ctx context.Context, tx *sql.Tx, op string, starts 
 			"target": ev.Target, "details": details, "prev_hash": ev.PrevHash, "hash": ev.Hash})
 		moved = append(moved, map[string]any{"org_id": ev.OrgID, "seq": ev.Seq, "hash": ev.Hash})
 		out[i].Job = j
+		if err := s.enqueueNotification(ctx, tx, op, ev); err != nil { // none for a rotation's start today
+			return nil, err
+		}
 	}
 	for _, q := range []struct {
 		sql  string

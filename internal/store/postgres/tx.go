@@ -101,6 +101,11 @@ func (s *Store) appendAudit(ctx context.Context, tx *sql.Tx, op string, ev audit
 	if _, err := tx.ExecContext(ctx, `UPDATE audit_heads SET seq = $2, hash = $3 WHERE org_id = $1`, ev.OrgID, ev.Seq, ev.Hash); err != nil {
 		return audit.Event{}, classify(ctx, op, res, err)
 	}
+	// The notification the event reports, if any, in the same transaction
+	// (package events).
+	if err := s.enqueueNotification(ctx, tx, op, ev); err != nil {
+		return audit.Event{}, err
+	}
 	return ev, nil
 }
 

@@ -517,3 +517,7 @@ func TestCloseTwice(t *testing.T) {
 func TestPlatformKeyStore(t *testing.T) {
 	storetest.RunPlatformKey(t, func(t *testing.T) storetest.PlatformStore { return openTemp(t) })
 }
+
+func TestWebhookStore(t *testing.T) {
+	storetest.RunWebhooks(t, func(t *testing.T) storetest.WebhookStore { return openTemp(t) })
+}

@@ -58,6 +58,11 @@ func (s *Store) appendAudit(ctx context.Context, tx *sql.Tx, op string, ev audit
 	if err != nil {
 		return audit.Event{}, classify(ctx, op, fmt.Sprintf("audit event %d of org %s", ev.Seq, ev.OrgID), err)
 	}
+	// The notification the event reports, if any, in the same transaction
+	// (package events).
+	if err := s.enqueueNotification(ctx, tx, op, ev); err != nil {
+		return audit.Event{}, err
+	}
 	return ev, nil
 }
 
