@@ -246,44 +246,126 @@ func (s *Store) AddJobWrapping(ctx context.Context, j cmk.Job, w keys.RootKeyWra
 }
 
 func (s *Store) addPending(ctx context.Context, op, orgID string, w keys.RootKeyWrapping, job *cmk.Job) (int64, error) {
-	switch {
-	case w.OrgID != "" && w.OrgID != orgID:
-		return 0, &fault.Error{Kind: fault.Invalid, Op: op, Field: "wrapping.org_id",
-			Reason: fmt.Sprintf("root key wrapping of org %s given for org %s", w.OrgID, orgID)}
-	case w.State != "" && w.State != keys.WrappingPending:
-		return 0, &fault.Error{Kind: fault.Invalid, Op: op, Field: "wrapping.state",
-			Reason: fmt.Sprintf("a new root key wrapping must be pending, not %s", w.State)}
-	case w.Wrapped.Key.Version == "":
-		return 0, &fault.Error{Kind: fault.Invalid, Op: op, Field: "wrapping.key",
-			Reason: "a root key wrapping records the version of its master key"}
+	if err := checkPending(op, orgID, w); err != nil {
+		return 0, err
 	}
 	var id int64
 	err := s.inTx(ctx, op, func(tx *sql.Tx) error {
-		if job != nil {
-			jobOrg, err := stepJob(ctx, tx, op, *job)
-			if err != nil {
-				return err
-			}
-			if jobOrg != orgID {
-				return &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.org_id", Reason: fmt.Sprintf("CMK job %d belongs to org %s, not %s", job.ID, jobOrg, orgID)}
-			}
-		}
-		if err := orgMissing(ctx, tx, op, orgID); err != nil {
-			return err
-		}
-		res := "pending root key of org " + orgID
-		if _, err := tx.ExecContext(ctx, `DELETE FROM root_keys WHERE org_id = ? AND state = ?`, orgID, string(keys.WrappingPending)); err != nil {
-			return classify(ctx, op, res, err)
-		}
-		k := w.Wrapped.Key
-		return classify(ctx, op, res, tx.QueryRowContext(ctx, `INSERT INTO root_keys (org_id, provider, key_id, key_version, ciphertext, state, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-			orgID, k.Provider, k.ID, k.Version, nonNil(w.Wrapped.Ciphertext), string(keys.WrappingPending), timeArg(w.CreatedAt)).Scan(&id))
+		var err error
+		id, err = insertPending(ctx, tx, op, orgID, w, job)
+		return err
 	})
 	if err != nil {
 		return 0, err
 	}
 	return id, nil
+}
+
+// checkPending checks a new pending wrapping of orgID.
+func checkPending(op, orgID string, w keys.RootKeyWrapping) error {
+	switch {
+	case w.OrgID != "" && w.OrgID != orgID:
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "wrapping.org_id",
+			Reason: fmt.Sprintf("root key wrapping of org %s given for org %s", w.OrgID, orgID)}
+	case w.State != "" && w.State != keys.WrappingPending:
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "wrapping.state",
+			Reason: fmt.Sprintf("a new root key wrapping must be pending, not %s", w.State)}
+	case w.Wrapped.Key.Version == "":
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "wrapping.key",
+			Reason: "a root key wrapping records the version of its master key"}
+	}
+	return nil
+}
+
+// insertPending is the write of a pending wrapping (checked by
+// checkPending) in tx, with job's step when job is not nil (fenced).
+func insertPending(ctx context.Context, tx *sql.Tx, op, orgID string, w keys.RootKeyWrapping, job *cmk.Job) (int64, error) {
+	if job != nil {
+		jobOrg, err := stepJob(ctx, tx, op, *job)
+		if err != nil {
+			return 0, err
+		}
+		if jobOrg != orgID {
+			return 0, &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.org_id", Reason: fmt.Sprintf("CMK job %d belongs to org %s, not %s", job.ID, jobOrg, orgID)}
+		}
+	}
+	if err := orgMissing(ctx, tx, op, orgID); err != nil {
+		return 0, err
+	}
+	res := "pending root key of org " + orgID
+	if _, err := tx.ExecContext(ctx, `DELETE FROM root_keys WHERE org_id = ? AND state = ?`, orgID, string(keys.WrappingPending)); err != nil {
+		return 0, classify(ctx, op, res, err)
+	}
+	k := w.Wrapped.Key
+	var id int64
+	err := tx.QueryRowContext(ctx, `INSERT INTO root_keys (org_id, provider, key_id, key_version, ciphertext, state, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		orgID, k.Provider, k.ID, k.Version, nonNil(w.Wrapped.Ciphertext), string(keys.WrappingPending), timeArg(w.CreatedAt)).Scan(&id)
+	return id, classify(ctx, op, res, err)
+}
+
+// checkCopy checks one copy of [Store.AddJobWrappings] as AddJobWrapping
+// does.
+func checkCopy(op string, c cmk.CopyStep) error {
+	if err := checkJobUpdate(op, c.Job, cmk.JobRunning); err != nil {
+		return err
+	}
+	if c.Job.OrgID == "" {
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.org_id", Reason: "CMK job has no org ID"}
+	}
+	return checkPending(op, c.Job.OrgID, c.Wrapping)
+}
+
+// AddJobWrappings is [Store.AddJobWrapping] for each of steps, in one
+// transaction, orgs in ID order. Each copy runs under its own savepoint,
+// its job's fence checked there: one that fails with Conflict (a lost
+// lease), NotFound or Invalid is rolled back alone and its error is
+// reported at its index; the others commit together. Any other error
+// (Unavailable) stores none of them.
+func (s *Store) AddJobWrappings(ctx context.Context, steps []cmk.CopyStep) ([]cmk.Copied, error) {
+	const op = "add pending root keys of jobs"
+	out := make([]cmk.Copied, len(steps))
+	order := make([]int, 0, len(steps))
+	for i, c := range steps {
+		if err := checkCopy(op, c); err != nil {
+			out[i].Err = err
+			continue
+		}
+		order = append(order, i)
+	}
+	if len(order) == 0 {
+		return out, nil
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(steps[a].Job.OrgID, steps[b].Job.OrgID) })
+	err := s.inTx(ctx, op, func(tx *sql.Tx) error {
+		for _, i := range order {
+			c := steps[i]
+			if _, err := tx.ExecContext(ctx, `SAVEPOINT add_job_wrapping`); err != nil {
+				return classify(ctx, op, "database", err)
+			}
+			id, err := insertPending(ctx, tx, op, c.Job.OrgID, c.Wrapping, &c.Job)
+			out[i] = cmk.Copied{ID: id, Err: err}
+			if err != nil {
+				out[i].ID = 0
+				switch fault.KindOf(err) {
+				case fault.Conflict, fault.NotFound, fault.Invalid:
+				default:
+					return err
+				}
+				if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT add_job_wrapping`); err != nil {
+					return classify(ctx, op, "database", err)
+				}
+			}
+			if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT add_job_wrapping`); err != nil {
+				return classify(ctx, op, "database", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // SwitchWrapping makes the org's pending wrapping id its only, active one,

@@ -63,6 +63,8 @@ func RunCMK(t *testing.T, open func(t *testing.T) CMKStore) {
 		{"ClaimJobsConcurrent", testClaimJobsConcurrent},
 		{"SwitchWrappings", testSwitchWrappings},
 		{"SwitchWrappingsConcurrent", testSwitchWrappingsConcurrent},
+		{"AddJobWrappings", testAddJobWrappings},
+		{"AddJobWrappingsConcurrent", testAddJobWrappingsConcurrent},
 		{"CMKInvalid", testCMKInvalid},
 		{"CMKTenantIsolation", testCMKTenantIsolation},
 		{"CMKRevision", testCMKRevision},
