@@ -301,10 +301,10 @@ func (r *rotationRig) waitCount(tb testing.TB, cond string) {
 		if time.Now().After(deadline) {
 			tb.Fatalf("%d of %d orgs have %s after 20 minutes", done, len(r.orgs), cond)
 		}
-		// Every 100 ms: a count scans the table, and polling it more often
+		// Every 200 ms: a count scans the table, and polling it more often
 		// takes CPU from the work measured (the figure errs long by up to
 		// one interval, never short).
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

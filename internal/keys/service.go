@@ -377,6 +377,17 @@ func (s *Service) RootKey(ctx context.Context, orgID string) ([]byte, error) {
 	return append([]byte(nil), e.rootRaw...), nil
 }
 
+// CachedRootKey returns a copy of org's root key when this node holds it
+// in its cache (unexpired), without loading it: a re-wrap uses it instead
+// of unwrapping the org's active wrapping again.
+func (s *Service) CachedRootKey(orgID string) ([]byte, bool) {
+	e := s.cache.get(orgID)
+	if e == nil || len(e.rootRaw) == 0 {
+		return nil, false
+	}
+	return append([]byte(nil), e.rootRaw...), true
+}
+
 // CreateDataKey creates a data key with version 1.
 func (s *Service) CreateDataKey(ctx context.Context, actor, orgID, name string) (DataKey, error) {
 	if err := ValidateKeyName(name); err != nil {

@@ -425,3 +425,78 @@ func TestCrashAfterCopyResumes(t *testing.T) {
 		})
 	}
 }
+
+// TestRewrapUnwrapsOncePerOrgInUse: the re-wrap takes the root key of an
+// org in use from this node's cache, so it unwraps only to check the new
+// copy (one unwrap per org); an idle org costs two (its old wrapping,
+// then the check). Every org decrypts afterwards from its new wrapping.
+func TestRewrapUnwrapsOncePerOrgInUse(t *testing.T) {
+	ctx := t.Context()
+	st, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "k.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	log := slog.New(slog.DiscardHandler)
+	counted := &slowKey{Provider: localkey.New(localkey.Config{})}
+	reg := masterkey.NewRegistry()
+	reg.Register(localkey.Driver(), masterkey.NewKeeper(localkey.Scheme, counted, masterkey.KeeperOptions{Logger: log}))
+	platform := localKey(t, t.TempDir(), "master.key")
+	ks, err := keys.New(keys.Config{Store: st, Keepers: reg, PlatformKey: platform, Logger: log, CacheTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ks.Close(context.Background()) })
+	const inUse, idle = 6, 5
+	cts := map[string][]byte{}
+	for i := range inUse + idle {
+		org := fmt.Sprintf("org-%02d", i)
+		if _, err := ks.CreateOrg(ctx, "test", org, ""); err != nil {
+			t.Fatal(err)
+		}
+		ct, err := ks.Encrypt(ctx, "svc", org, "default", []byte("secret of "+org), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cts[org] = ct.Bytes
+		if i >= inUse {
+			ks.Cache().Purge(org) // idle: not in this node's cache
+		}
+	}
+	if _, err := localkey.AddVersion(platform.ID); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := platformkey.New(platformkey.Config{Store: st, Keys: ks, Keepers: reg, NodeID: "n1", Batch: 4, Workers: 3, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted.wraps.Store(0)
+	counted.unwraps.Store(0)
+	if started, err := svc.Check(ctx); err != nil || !started {
+		t.Fatalf("Check = %v, %v; want a job started", started, err)
+	}
+	if err := svc.RunPending(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := counted.wraps.Load(), int64(inUse+idle); got != want {
+		t.Errorf("wraps = %d, want %d (one per org)", got, want)
+	}
+	if got, want := counted.unwraps.Load(), int64(inUse+2*idle); got != want {
+		t.Errorf("unwraps = %d, want %d (one per org in use, two per idle org)", got, want)
+	}
+	cur, err := svc.Current(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks.Cache().PurgeAll()
+	for org, ct := range cts {
+		ws, err := st.RootKeys(ctx, org)
+		if err != nil || len(ws) != 1 || ws[0].Wrapped.Key != cur {
+			t.Fatalf("RootKeys(%s) = %+v, %v; want one wrapping by %v", org, ws, err, cur)
+		}
+		pt, _, err := ks.Decrypt(ctx, "svc", org, "default", ct, nil)
+		if err != nil || string(pt) != "secret of "+org {
+			t.Fatalf("Decrypt(%s) = %q, %v", org, pt, err)
+		}
+	}
+}

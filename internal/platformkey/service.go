@@ -373,10 +373,15 @@ func (s *Service) prepare(ctx context.Context, tk *masterkey.Keeper, target mast
 			return
 		}
 		aad := keys.RootAAD(c.orgID)
-		root, err := k.Unwrap(ctx, c.active.Wrapped, aad)
-		if err != nil {
-			c.err = keys.PlatformKeyFault("unwrap root key of org "+c.orgID, err)
-			return
+		// The root key: from this node's cache when the org is in use (the
+		// root key never changes, only what wraps it), else by unwrapping
+		// the active wrapping with its old version.
+		root, ok := s.keys.CachedRootKey(c.orgID)
+		if !ok {
+			if root, err = k.Unwrap(ctx, c.active.Wrapped, aad); err != nil {
+				c.err = keys.PlatformKeyFault("unwrap root key of org "+c.orgID, err)
+				return
+			}
 		}
 		c.root = root
 		copyOf := c.pending
@@ -397,9 +402,9 @@ func (s *Service) prepare(ctx context.Context, tk *masterkey.Keeper, target mast
 			c.err = keys.PlatformKeyFault("verify root key of org "+c.orgID, err)
 			return
 		}
-		ok := subtle.ConstantTimeCompare(got, root) == 1
+		same := subtle.ConstantTimeCompare(got, root) == 1
 		clear(got)
-		if !ok {
+		if !same {
 			c.err = &fault.Error{Kind: fault.Internal, Op: "verify", Resource: "org " + c.orgID, Reason: "the new wrapping does not unwrap to the org's root key"}
 		}
 	})

@@ -445,7 +445,10 @@ func (s *Store) switchWrapping(ctx context.Context, tx *sql.Tx, op string, st cm
 		orgID, orgID, master.Provider, master.ID); err != nil {
 		return classify(ctx, op, cmkRes(orgID), err)
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE orgs SET master_provider = ?, master_key_id = ? WHERE id = ?`, master.Provider, master.ID, orgID); err != nil {
+	// A new version of the same key leaves the row as it is (no page to
+	// write).
+	if _, err := tx.ExecContext(ctx, `UPDATE orgs SET master_provider = ?, master_key_id = ? WHERE id = ? AND (master_provider <> ? OR master_key_id <> ?)`,
+		master.Provider, master.ID, orgID, master.Provider, master.ID); err != nil {
 		return classify(ctx, op, orgRes(orgID), err)
 	}
 	if err := putCMK(ctx, tx, op, rec); err != nil {
