@@ -137,6 +137,9 @@ type Store interface {
 	// nil) to the org's audit chain in the same transaction. StartJob,
 	// SwitchWrapping and FinishJob store their record the same way.
 	PutCMK(ctx context.Context, r Record, ev *audit.Event) error
+	// GetCMKs returns the records of orgIDs that have one, ordered by org
+	// ID, in one read; an org without a record is left out.
+	GetCMKs(ctx context.Context, orgIDs []string) ([]Record, error)
 	// ListCMK returns the records in any of states (all when none given).
 	ListCMK(ctx context.Context, states ...State) ([]Record, error)
 

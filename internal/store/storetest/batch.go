@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -651,5 +652,45 @@ func testAddJobWrappingsConcurrent(t *testing.T, s CMKStore) {
 			continue
 		}
 		checkCopied(t, s, stepsOf[1][i].Job.OrgID, r.ID, stepsOf[1][i].Wrapping, current[stepsOf[1][i].Job.OrgID])
+	}
+}
+
+// testGetCMKs reads many records at once: those of the orgs that have one,
+// in org ID order, each as GetCMK returns it; orgs without a record (or
+// that do not exist) are left out; a record another writer changed is
+// read as changed.
+func testGetCMKs(t *testing.T, s CMKStore) {
+	ctx := t.Context()
+	states := map[string]cmk.State{"d": cmk.StateRevoked, "a": cmk.StateActive, "c": cmk.StateRotating}
+	for _, org := range []string{"d", "c", "b", "a"} {
+		createOrg(t, s, org)
+		if st, ok := states[org]; ok {
+			if err := s.PutCMK(ctx, newRecord(org, st), nil); err != nil {
+				t.Fatalf("PutCMK(ctx, %s) = %v", org, err)
+			}
+		}
+	}
+	// A peer (another node on PostgreSQL) changes d's record.
+	d := atRevision(newRecord("d", cmk.StateActive), 1)
+	if err := peer(t, s).PutCMK(ctx, d, nil); err != nil {
+		t.Fatalf("PutCMK(ctx, d) on the peer = %v", err)
+	}
+	rs, err := s.GetCMKs(ctx, []string{"d", "ghost", "b", "a", "c", "a"})
+	if err != nil {
+		t.Fatalf("GetCMKs(ctx) = %v", err)
+	}
+	var got []string
+	for _, r := range rs {
+		got = append(got, r.OrgID)
+		checkRecord(t, "GetCMKs(ctx) record of "+r.OrgID, r, getCMK(t, s, r.OrgID))
+	}
+	if want := []string{"a", "c", "d"}; !slices.Equal(got, want) {
+		t.Errorf("GetCMKs(ctx) = records of %v, want %v", got, want)
+	}
+	if len(rs) == 3 && (rs[2].State != cmk.StateActive || rs[2].Revision != 2) {
+		t.Errorf("GetCMKs(ctx) record of d = %+v, want the peer's change (active, revision 2)", rs[2])
+	}
+	if rs, err := s.GetCMKs(ctx, nil); err != nil || len(rs) != 0 {
+		t.Errorf("GetCMKs(ctx, nil) = %v, %v; want nothing", rs, err)
 	}
 }

@@ -64,6 +64,7 @@ func RunCMK(t *testing.T, open func(t *testing.T) CMKStore) {
 		{"SwitchWrappings", testSwitchWrappings},
 		{"SwitchWrappingsConcurrent", testSwitchWrappingsConcurrent},
 		{"AddJobWrappings", testAddJobWrappings},
+		{"GetCMKs", testGetCMKs},
 		{"AddJobWrappingsConcurrent", testAddJobWrappingsConcurrent},
 		{"CMKInvalid", testCMKInvalid},
 		{"CMKTenantIsolation", testCMKTenantIsolation},
