@@ -59,6 +59,11 @@ func putCMK(ctx context.Context, tx *sql.Tx, op string, r cmk.Record) error {
 	if err := orgMissing(ctx, tx, op, r.OrgID); err != nil {
 		return err
 	}
+	return putRecord(ctx, tx, op, r)
+}
+
+// putRecord is putCMK for an org known to exist (read in tx already).
+func putRecord(ctx context.Context, tx *sql.Tx, op string, r cmk.Record) error {
 	args := []any{r.OrgID, string(r.State), r.TenantID, nullTimeArg(r.ConsentedAt), r.ConsentedBy, r.VaultURI, r.KeyName, r.KeyVersion, r.KeyURI,
 		r.ActiveKeyURI, r.ActiveVersion, r.ReasonCode, r.Reason, nullTimeArg(r.RecoverableUntil), nullTimeArg(r.RevokedSince),
 		nullTimeArg(r.LastProbeAt), r.LastProbeError, r.Degraded, nullTimeArg(r.UpdatedAt),
@@ -310,8 +315,10 @@ func insertPending(ctx context.Context, tx *sql.Tx, op, orgID string, w keys.Roo
 			return 0, &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.org_id", Reason: fmt.Sprintf("CMK job %d belongs to org %s, not %s", job.ID, jobOrg, orgID)}
 		}
 	}
-	if err := orgMissing(ctx, tx, op, orgID); err != nil {
-		return 0, err
+	if job == nil { // else the job's row (its org's, by foreign key) was found
+		if err := orgMissing(ctx, tx, op, orgID); err != nil {
+			return 0, err
+		}
 	}
 	res := "pending root key of org " + orgID
 	if _, err := tx.ExecContext(ctx, `DELETE FROM root_keys WHERE org_id = ? AND state = ?`, orgID, string(keys.WrappingPending)); err != nil {
@@ -442,37 +449,41 @@ func (s *Store) switchWrapping(ctx context.Context, tx *sql.Tx, op string, st cm
 		}
 	}
 	res := fmt.Sprintf("pending root key %d of org %s", id, orgID)
-	var one int
-	err := tx.QueryRowContext(ctx, `SELECT 1 FROM root_keys WHERE id = ? AND org_id = ? AND state = ?`, id, orgID, string(keys.WrappingPending)).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
+	// The others dropped first (one active wrapping per org), then the
+	// copy made active; if id is not a pending wrapping of the org, the
+	// caller's rollback (of the transaction, or of the switch's savepoint)
+	// restores what was dropped.
+	if _, err := tx.ExecContext(ctx, `DELETE FROM root_keys WHERE org_id = ? AND id <> ?`, orgID, id); err != nil {
+		return classify(ctx, op, "root keys of org "+orgID, err)
+	}
+	r, err := tx.ExecContext(ctx, `UPDATE root_keys SET state = ? WHERE id = ? AND org_id = ? AND state = ?`, string(keys.WrappingActive), id, orgID, string(keys.WrappingPending))
+	if err != nil {
+		return classify(ctx, op, res, err)
+	}
+	if n, err := r.RowsAffected(); err != nil {
+		return classify(ctx, op, res, err)
+	} else if n == 0 {
 		if err := orgMissing(ctx, tx, op, orgID); err != nil {
 			return err
 		}
 		return &fault.Error{Kind: fault.NotFound, Op: op, Resource: res}
 	}
+	// Another key wraps the root key (not a new version of the same key,
+	// which the job has just verified): the org's master key changes, and
+	// it is probed at once. A new version leaves both rows as they are.
+	r, err = tx.ExecContext(ctx, `UPDATE orgs SET master_provider = ?, master_key_id = ? WHERE id = ? AND (master_provider <> ? OR master_key_id <> ?)`,
+		master.Provider, master.ID, orgID, master.Provider, master.ID)
 	if err != nil {
-		return classify(ctx, op, res, err)
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM root_keys WHERE org_id = ? AND id <> ?`, orgID, id); err != nil {
-		return classify(ctx, op, "root keys of org "+orgID, err)
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE root_keys SET state = ? WHERE id = ?`, string(keys.WrappingActive), id); err != nil {
-		return classify(ctx, op, res, err)
-	}
-	// Another key wraps the root key (not a new version of the same
-	// key, which the job has just verified): probe it at once.
-	if _, err := tx.ExecContext(ctx, `UPDATE cmk_orgs SET probe_due_at = NULL WHERE org_id = ?
-			AND EXISTS (SELECT 1 FROM orgs WHERE id = ? AND (master_provider <> ? OR master_key_id <> ?))`,
-		orgID, orgID, master.Provider, master.ID); err != nil {
-		return classify(ctx, op, cmkRes(orgID), err)
-	}
-	// A new version of the same key leaves the row as it is (no page to
-	// write).
-	if _, err := tx.ExecContext(ctx, `UPDATE orgs SET master_provider = ?, master_key_id = ? WHERE id = ? AND (master_provider <> ? OR master_key_id <> ?)`,
-		master.Provider, master.ID, orgID, master.Provider, master.ID); err != nil {
 		return classify(ctx, op, orgRes(orgID), err)
 	}
-	if err := putCMK(ctx, tx, op, rec); err != nil {
+	if n, err := r.RowsAffected(); err != nil {
+		return classify(ctx, op, orgRes(orgID), err)
+	} else if n > 0 {
+		if _, err := tx.ExecContext(ctx, `UPDATE cmk_orgs SET probe_due_at = NULL WHERE org_id = ?`, orgID); err != nil {
+			return classify(ctx, op, cmkRes(orgID), err)
+		}
+	}
+	if err := putRecord(ctx, tx, op, rec); err != nil { // the org's wrapping was found above
 		return err
 	}
 	_, err = s.appendAudit(ctx, tx, op, ev)
@@ -614,21 +625,16 @@ func (s *Store) startJob(ctx context.Context, tx *sql.Tx, op string, j cmk.Job, 
 	case !errors.Is(err, sql.ErrNoRows):
 		return cmk.Job{}, classify(ctx, op, "CMK jobs of org "+j.OrgID, err)
 	}
-	var id int64
-	err = tx.QueryRowContext(ctx, `INSERT INTO cmk_jobs (org_id, kind, target, step, state, attempts, error, owner, lease_until, not_before, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, 0, ?, '', NULL, ?, ?, ?) RETURNING id`,
-		j.OrgID, string(j.Kind), j.Target, j.Step, string(cmk.JobPending), j.Error, nullTimeArg(j.NotBefore), timeArg(j.CreatedAt), timeArg(j.UpdatedAt)).Scan(&id)
+	stored, err := scanJob(tx.QueryRowContext(ctx, `INSERT INTO cmk_jobs (org_id, kind, target, step, state, attempts, error, owner, lease_until, not_before, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, 0, ?, '', NULL, ?, ?, ?) RETURNING `+jobColumns,
+		j.OrgID, string(j.Kind), j.Target, j.Step, string(cmk.JobPending), j.Error, nullTimeArg(j.NotBefore), timeArg(j.CreatedAt), timeArg(j.UpdatedAt)))
 	if sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_UNIQUE { // the one-open-job index: cannot happen after the check, kept as the guarantee
 		return cmk.Job{}, jobRunning(op, j.OrgID, err)
 	}
 	if err != nil {
 		return cmk.Job{}, classify(ctx, op, "CMK job of org "+j.OrgID, err)
 	}
-	stored, err := getJob(ctx, tx, op, id)
-	if err != nil {
-		return cmk.Job{}, err
-	}
-	if err := putCMK(ctx, tx, op, rec); err != nil {
+	if err := putRecord(ctx, tx, op, rec); err != nil { // the org was read above
 		return cmk.Job{}, err
 	}
 	if _, err := s.appendAudit(ctx, tx, op, ev); err != nil {
