@@ -366,29 +366,15 @@ func (s *Store) AddJobWrappings(ctx context.Context, steps []cmk.CopyStep) ([]cm
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(steps[a].Job.OrgID, steps[b].Job.OrgID) })
 	err := s.inTx(ctx, op, func(tx *sql.Tx) error {
-		for _, i := range order {
+		return eachJudged(ctx, tx, op, order, func(i int) error {
 			c := steps[i]
-			if _, err := tx.ExecContext(ctx, `SAVEPOINT add_job_wrapping`); err != nil {
-				return classify(ctx, op, "database", err)
-			}
 			id, err := insertPending(ctx, tx, op, c.Job.OrgID, c.Wrapping, &c.Job)
-			out[i] = cmk.Copied{ID: id, Err: err}
 			if err != nil {
-				out[i].ID = 0
-				switch fault.KindOf(err) {
-				case fault.Conflict, fault.NotFound, fault.Invalid:
-				default:
-					return err
-				}
-				if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT add_job_wrapping`); err != nil {
-					return classify(ctx, op, "database", err)
-				}
+				id = 0
 			}
-			if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT add_job_wrapping`); err != nil {
-				return classify(ctx, op, "database", err)
-			}
-		}
-		return nil
+			out[i] = cmk.Copied{ID: id, Err: err}
+			return err
+		})
 	})
 	if err != nil {
 		return nil, err
@@ -515,27 +501,11 @@ func (s *Store) SwitchWrappings(ctx context.Context, steps []cmk.SwitchStep) ([]
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(checked[a].OrgID, checked[b].OrgID) })
 	err := s.inTx(ctx, op, func(tx *sql.Tx) error {
-		for _, i := range order {
-			if _, err := tx.ExecContext(ctx, `SAVEPOINT switch_root_key`); err != nil {
-				return classify(ctx, op, "database", err)
-			}
+		return eachJudged(ctx, tx, op, order, func(i int) error {
 			err := s.switchWrapping(ctx, tx, op, checked[i])
 			out[i] = err
-			if err != nil {
-				switch fault.KindOf(err) {
-				case fault.Conflict, fault.NotFound, fault.Invalid:
-				default:
-					return err
-				}
-				if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT switch_root_key`); err != nil {
-					return classify(ctx, op, "database", err)
-				}
-			}
-			if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT switch_root_key`); err != nil {
-				return classify(ctx, op, "database", err)
-			}
-		}
-		return nil
+			return err
+		})
 	})
 	if err != nil {
 		return nil, err
@@ -668,28 +638,12 @@ func (s *Store) StartJobs(ctx context.Context, starts []cmk.JobStart) ([]cmk.Job
 	// Orgs in ID order, as on PostgreSQL (where it avoids deadlocks).
 	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(checked[a].Job.OrgID, checked[b].Job.OrgID) })
 	err := s.inTx(ctx, op, func(tx *sql.Tx) error {
-		for _, i := range order {
+		return eachJudged(ctx, tx, op, order, func(i int) error {
 			st := checked[i]
-			if _, err := tx.ExecContext(ctx, `SAVEPOINT start_job`); err != nil {
-				return classify(ctx, op, "database", err)
-			}
 			j, err := s.startJob(ctx, tx, op, st.Job, st.Record, st.Event)
 			out[i] = cmk.JobStarted{Job: j, Err: err}
-			if err != nil {
-				switch fault.KindOf(err) {
-				case fault.Conflict, fault.NotFound, fault.Invalid:
-				default:
-					return err
-				}
-				if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT start_job`); err != nil {
-					return classify(ctx, op, "database", err)
-				}
-			}
-			if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT start_job`); err != nil {
-				return classify(ctx, op, "database", err)
-			}
-		}
-		return nil
+			return err
+		})
 	})
 	if err != nil {
 		return nil, err
