@@ -583,17 +583,17 @@ func checkJobStart(op string, j cmk.Job, rec cmk.Record, ev audit.Event) (cmk.Jo
 
 // startJob is StartJob in tx, its arguments checked.
 func (s *Store) startJob(ctx context.Context, tx *sql.Tx, op string, j cmk.Job, rec cmk.Record, ev audit.Event) (cmk.Job, error) {
-	if err := orgMissing(ctx, tx, op, j.OrgID); err != nil {
-		return cmk.Job{}, err
-	}
-	var open int64
-	err := tx.QueryRowContext(ctx, `SELECT id FROM cmk_jobs WHERE org_id = ? AND state IN (?, ?)`,
-		j.OrgID, string(cmk.JobPending), string(cmk.JobRunning)).Scan(&open)
+	// The org exists and has no open job: one read.
+	var exists, open bool
+	err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM orgs WHERE id = ?), EXISTS (SELECT 1 FROM cmk_jobs WHERE org_id = ? AND state IN (?, ?))`,
+		j.OrgID, j.OrgID, string(cmk.JobPending), string(cmk.JobRunning)).Scan(&exists, &open)
 	switch {
-	case err == nil:
-		return cmk.Job{}, jobRunning(op, j.OrgID, nil)
-	case !errors.Is(err, sql.ErrNoRows):
+	case err != nil:
 		return cmk.Job{}, classify(ctx, op, "CMK jobs of org "+j.OrgID, err)
+	case !exists:
+		return cmk.Job{}, classify(ctx, op, orgRes(j.OrgID), sql.ErrNoRows)
+	case open:
+		return cmk.Job{}, jobRunning(op, j.OrgID, nil)
 	}
 	stored, err := scanJob(tx.QueryRowContext(ctx, `INSERT INTO cmk_jobs (org_id, kind, target, step, state, attempts, error, owner, lease_until, not_before, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, 0, ?, '', NULL, ?, ?, ?) RETURNING `+jobColumns,
