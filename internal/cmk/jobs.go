@@ -184,10 +184,17 @@ func (s *Service) rewrap(ctx context.Context, j *Job) error {
 		}
 		copied := *j
 		copied.Step = "copied"
-		id, err := s.st.AddJobWrapping(ctx, copied, keys.RootKeyWrapping{OrgID: j.OrgID, Wrapped: w, State: keys.WrappingPending, CreatedAt: s.now().UTC()})
+		// The copies of the jobs running at once commit together, like
+		// their switches: the job goes on only once its copy is durable.
+		step := CopyStep{Job: copied, Wrapping: keys.RootKeyWrapping{OrgID: j.OrgID, Wrapped: w, State: keys.WrappingPending, CreatedAt: s.now().UTC()}}
+		c, err := s.copies.do(ctx, step, s.st.AddJobWrappings)
+		if err == nil {
+			err = c.Err
+		}
 		if err != nil {
 			return err
 		}
+		id := c.ID
 		// The pending row is the durable record of this step: a resumed run
 		// finds and verifies it instead of wrapping again.
 		pending = &keys.RootKeyWrapping{ID: id, OrgID: j.OrgID, Wrapped: w, State: keys.WrappingPending}
@@ -391,4 +398,18 @@ type SwitchStep struct {
 	Record Record
 	Event  audit.Event
 	Done   *Job
+}
+
+// CopyStep is one job's copy, the arguments of [Store.AddJobWrapping],
+// for [Store.AddJobWrappings].
+type CopyStep struct {
+	Job      Job // running, its Step the step to store ("copied")
+	Wrapping keys.RootKeyWrapping
+}
+
+// Copied is the outcome of one [CopyStep]: the pending wrapping's ID, or
+// why it was not stored.
+type Copied struct {
+	ID  int64
+	Err error
 }

@@ -59,6 +59,20 @@ func (s *Service) probeOrgs(ctx context.Context, ids []string) {
 	// key (often thousands) share its Describe; each org still proves its
 	// own unwrap.
 	round := &describeRound{m: map[string]*described{}}
+	// The records of the whole page in one read, not one per org; if the
+	// read fails each probe reads its own.
+	var pre map[string]Record
+	if len(ids) > 1 {
+		rs, err := s.st.GetCMKs(ctx, ids)
+		if err == nil {
+			pre = make(map[string]Record, len(rs))
+			for _, r := range rs {
+				pre[r.OrgID] = r
+			}
+		} else if ctx.Err() == nil {
+			s.log.Warn("reading the probe round's records failed; reading them one by one", slog.String("error", err.Error()))
+		}
+	}
 	sem := make(chan struct{}, probeConcurrency)
 	var (
 		wg        sync.WaitGroup
@@ -69,7 +83,15 @@ func (s *Service) probeOrgs(ctx context.Context, ids []string) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			err := s.probe(ctx, id, round)
+			var rec *Record
+			if pre != nil {
+				r, ok := pre[id]
+				if !ok {
+					r = Record{OrgID: id, State: StatePlatform} // no record: nothing to probe
+				}
+				rec = &r
+			}
+			err := s.probe(ctx, id, rec, round)
 			switch {
 			case err != nil && ctx.Err() != nil:
 				mu.Lock()
@@ -123,7 +145,7 @@ func (s *Service) ProbeAll(ctx context.Context) error {
 // lost. Throttling and outages are not revocation: the org keeps being
 // served from the cache and is reported degraded.
 func (s *Service) Probe(ctx context.Context, orgID string) error {
-	return s.probe(ctx, orgID, nil)
+	return s.probe(ctx, orgID, nil, nil)
 }
 
 // describeRound memoizes, for one probe round, the description of each
@@ -202,10 +224,16 @@ func (d *described) taggedFor(orgID string) bool {
 	return ok
 }
 
-func (s *Service) probe(ctx context.Context, orgID string, round *describeRound) error {
-	rec, err := s.record(ctx, orgID)
-	if err != nil {
-		return err
+// probe probes the org, its record pre when read already (else read here).
+func (s *Service) probe(ctx context.Context, orgID string, pre *Record, round *describeRound) error {
+	var rec Record
+	if pre != nil {
+		rec = *pre
+	} else {
+		var err error
+		if rec, err = s.record(ctx, orgID); err != nil {
+			return err
+		}
 	}
 	switch rec.State {
 	case StateActive, StateRevoked, StateLost:

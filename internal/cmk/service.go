@@ -92,6 +92,7 @@ type Service struct {
 	testLimits map[string]*rate.Limiter
 	scrub      scrubber                   // coalesces the scrubs after re-wraps (jobs.go)
 	switches   batcher[SwitchStep, error] // commits concurrent jobs' switches together (jobs.go)
+	copies     batcher[CopyStep, Copied]  // commits concurrent jobs' copies together (jobs.go)
 }
 
 // New returns a Service. Call Run to start its probe and job worker.

@@ -137,6 +137,9 @@ type Store interface {
 	// nil) to the org's audit chain in the same transaction. StartJob,
 	// SwitchWrapping and FinishJob store their record the same way.
 	PutCMK(ctx context.Context, r Record, ev *audit.Event) error
+	// GetCMKs returns the records of orgIDs that have one, ordered by org
+	// ID, in one read; an org without a record is left out.
+	GetCMKs(ctx context.Context, orgIDs []string) ([]Record, error)
 	// ListCMK returns the records in any of states (all when none given).
 	ListCMK(ctx context.Context, states ...State) ([]Record, error)
 
@@ -170,6 +173,13 @@ type Store interface {
 	// j's Step like UpdateJob, in one transaction, only while j.Owner holds
 	// the job under j.Fence (Conflict otherwise).
 	AddJobWrapping(ctx context.Context, j Job, w keys.RootKeyWrapping) (int64, error)
+	// AddJobWrappings is AddJobWrapping for many jobs' copies in one
+	// transaction: each is judged on its own under a savepoint (its job's
+	// fence checked there), with its own outcome (the new wrapping's ID,
+	// or Conflict, NotFound, Invalid as AddJobWrapping) at its index, and
+	// the copies that succeed commit together. An error return
+	// (Unavailable) means none was stored.
+	AddJobWrappings(ctx context.Context, steps []CopyStep) ([]Copied, error)
 	// SwitchWrapping, in one transaction: makes pending wrapping id the
 	// active one, deletes every other wrapping of the org, sets the org's
 	// master key to master (unversioned), stores rec and appends ev; when

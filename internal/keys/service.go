@@ -290,34 +290,63 @@ func (s *Service) loadEntry(ctx context.Context, orgID string) (*orgEntry, error
 	}
 	w := wrappings[0]
 	keeper, err := s.keepers.Keeper(w.Wrapped.Key)
-	if err != nil {
+	if err != nil && !s.unconfiguredPlatformKey(w.Wrapped.Key) {
 		return nil, err
 	}
-	raw, err := keeper.Unwrap(ctx, w.Wrapped, RootAAD(orgID))
-	if err != nil {
-		if fault.KindOf(err) == fault.Integrity {
-			// Stored material that fails authentication is not a caller
-			// mistake: it is corruption or tampering at rest.
-			s.log.Error("stored root key failed authentication", slog.String("org_id", orgID), slog.String("key_ref", w.Wrapped.Key.String()))
-			return nil, &fault.Error{Kind: fault.Internal, Op: "load org", Resource: "org " + orgID, Reason: "stored root key failed integrity check", Err: err}
+	var raw []byte
+	if err == nil {
+		if raw, err = keeper.Unwrap(ctx, w.Wrapped, RootAAD(orgID)); err == nil {
+			return s.newEntry(org, raw)
 		}
-		if !s.IsPlatformKey(w.Wrapped.Key) {
-			// The org's customer managed key failed: its callers get the
-			// same cmk_* code as once the probe has recorded it.
-			if ck, ok := fault.KindOf(err).CustomerKeyKind(); ok {
-				fe := fault.As(err)
-				return nil, &fault.Error{Kind: ck, Op: "load org", Resource: "org " + orgID, Permission: fe.Permission, Provider: fe.Provider, Err: err}
-			}
-			return nil, err
-		}
-		return nil, PlatformKeyFault("load org", err)
 	}
+	if s.unconfiguredPlatformKey(w.Wrapped.Key) {
+		// A platform key this node is not configured with (a key file
+		// replaced or moved, previous_master_keys not set, an HSM driver
+		// not built in): the operator's fault, not the org's nor its
+		// caller's. The org learns nothing of where the key lives.
+		s.log.Error("org's root key is wrapped by a platform master key this node is not configured with; add it to previous_master_keys",
+			slog.String("org_id", orgID), slog.String("key_ref", w.Wrapped.Key.Unversioned().String()), slog.String("error", err.Error()))
+		return nil, &fault.Error{Kind: fault.Unavailable, Op: "load org", Resource: "org " + orgID, RetryAfter: time.Minute,
+			Reason: "the org's root key is wrapped by a platform master key this orgkms is not configured with; the operator must configure it (previous_master_keys)", Err: err}
+	}
+	if fault.KindOf(err) == fault.Integrity {
+		// Stored material that fails authentication is not a caller
+		// mistake: it is corruption or tampering at rest.
+		s.log.Error("stored root key failed authentication", slog.String("org_id", orgID), slog.String("key_ref", w.Wrapped.Key.String()))
+		return nil, &fault.Error{Kind: fault.Internal, Op: "load org", Resource: "org " + orgID, Reason: "stored root key failed integrity check", Err: err}
+	}
+	if !s.IsPlatformKey(w.Wrapped.Key) {
+		// The org's customer managed key failed: its callers get the
+		// same cmk_* code as once the probe has recorded it.
+		if ck, ok := fault.KindOf(err).CustomerKeyKind(); ok {
+			fe := fault.As(err)
+			return nil, &fault.Error{Kind: ck, Op: "load org", Resource: "org " + orgID, Permission: fe.Permission, Provider: fe.Provider, Err: err}
+		}
+		return nil, err
+	}
+	return nil, PlatformKeyFault("load org", err)
+}
+
+// newEntry is the cache entry of org with root key raw.
+func (s *Service) newEntry(org Org, raw []byte) (*orgEntry, error) {
 	k, err := envelope.NewKey(raw)
 	if err != nil {
 		clear(raw)
 		return nil, &fault.Error{Kind: fault.Internal, Op: "load org", Err: err}
 	}
 	return &orgEntry{org: org, root: k, rootRaw: raw, rings: map[string]*ring{}}, nil
+}
+
+// platformOnly are the master-key schemes that only ever serve as the
+// platform key: a customer managed key lives in the customer's cloud
+// vault, never in a key file or an HSM of the platform.
+var platformOnly = map[string]bool{"local": true, "pkcs11": true}
+
+// unconfiguredPlatformKey reports whether ref is a platform key this
+// service is not configured with: not the platform key nor a previous one,
+// of a platform-only scheme.
+func (s *Service) unconfiguredPlatformKey(ref masterkey.Ref) bool {
+	return platformOnly[ref.Provider] && !s.IsPlatformKey(ref)
 }
 
 // ring returns the cached key ring of name, loading it when absent, stale,
@@ -375,6 +404,17 @@ func (s *Service) RootKey(ctx context.Context, orgID string) ([]byte, error) {
 		return nil, err
 	}
 	return append([]byte(nil), e.rootRaw...), nil
+}
+
+// CachedRootKey returns a copy of org's root key when this node holds it
+// in its cache (unexpired), without loading it: a re-wrap uses it instead
+// of unwrapping the org's active wrapping again.
+func (s *Service) CachedRootKey(orgID string) ([]byte, bool) {
+	e := s.cache.get(orgID)
+	if e == nil || len(e.rootRaw) == 0 {
+		return nil, false
+	}
+	return append([]byte(nil), e.rootRaw...), true
 }
 
 // CreateDataKey creates a data key with version 1.

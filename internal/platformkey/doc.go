@@ -17,9 +17,11 @@
 //
 // One job ([JobKind], in its own table so the CMK runner never claims it)
 // walks the orgs by ID, a page (Config.Batch) at a time. For a page:
-// copy (unwrap with the old version, wrap with the current one, at most
-// Config.Workers calls at once; one store write adds every copy as a
-// pending wrapping) → verify (each copy unwraps to the same root key) →
+// copy (the root key from the node's cache when the org is in use, else
+// an unwrap with the old version; a wrap with the current one; at most
+// Config.Workers calls at once) → verify (each copy unwraps to the same
+// root key; one store write adds every checked copy as a pending
+// wrapping) →
 // switch and drop (one store write: the copy becomes the only, active
 // wrapping, the org's generation is raised so every node drops its cached
 // state, and the org's chain gets a platform.rewrap event). Every write is
@@ -29,6 +31,10 @@
 // and wraps none twice. The platform chain records the job's start and
 // its end (platform.rewrap.start, .done, .failed), never key bytes nor
 // where the key lives.
+//
+// A job that failed for good is followed by another only after a back-off
+// (5 minutes, doubling with each failure in a row up to 6 hours; at once
+// after a restart), not at every check.
 //
 // Orgs on a customer managed key, or moving to or from one (a CMK job
 // owns them), are left alone. An org whose root key is wrapped by a key

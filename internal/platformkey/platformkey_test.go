@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -423,5 +425,178 @@ func TestCrashAfterCopyResumes(t *testing.T) {
 				w.checkAudit(id, "platform.rewrap", 1)
 			}
 		})
+	}
+}
+
+// TestRewrapUnwrapsOncePerOrgInUse: the re-wrap takes the root key of an
+// org in use from this node's cache, so it unwraps only to check the new
+// copy (one unwrap per org); an idle org costs two (its old wrapping,
+// then the check). Every org decrypts afterwards from its new wrapping.
+func TestRewrapUnwrapsOncePerOrgInUse(t *testing.T) {
+	ctx := t.Context()
+	st, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "k.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	log := slog.New(slog.DiscardHandler)
+	counted := &slowKey{Provider: localkey.New(localkey.Config{})}
+	reg := masterkey.NewRegistry()
+	reg.Register(localkey.Driver(), masterkey.NewKeeper(localkey.Scheme, counted, masterkey.KeeperOptions{Logger: log}))
+	platform := localKey(t, t.TempDir(), "master.key")
+	ks, err := keys.New(keys.Config{Store: st, Keepers: reg, PlatformKey: platform, Logger: log, CacheTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ks.Close(context.Background()) })
+	const inUse, idle = 6, 5
+	cts := map[string][]byte{}
+	for i := range inUse + idle {
+		org := fmt.Sprintf("org-%02d", i)
+		if _, err := ks.CreateOrg(ctx, "test", org, ""); err != nil {
+			t.Fatal(err)
+		}
+		ct, err := ks.Encrypt(ctx, "svc", org, "default", []byte("secret of "+org), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cts[org] = ct.Bytes
+		if i >= inUse {
+			ks.Cache().Purge(org) // idle: not in this node's cache
+		}
+	}
+	if _, err := localkey.AddVersion(platform.ID); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := platformkey.New(platformkey.Config{Store: st, Keys: ks, Keepers: reg, NodeID: "n1", Batch: 4, Workers: 3, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted.wraps.Store(0)
+	counted.unwraps.Store(0)
+	if started, err := svc.Check(ctx); err != nil || !started {
+		t.Fatalf("Check = %v, %v; want a job started", started, err)
+	}
+	if err := svc.RunPending(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := counted.wraps.Load(), int64(inUse+idle); got != want {
+		t.Errorf("wraps = %d, want %d (one per org)", got, want)
+	}
+	if got, want := counted.unwraps.Load(), int64(inUse+2*idle); got != want {
+		t.Errorf("unwraps = %d, want %d (one per org in use, two per idle org)", got, want)
+	}
+	cur, err := svc.Current(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks.Cache().PurgeAll()
+	for org, ct := range cts {
+		ws, err := st.RootKeys(ctx, org)
+		if err != nil || len(ws) != 1 || ws[0].Wrapped.Key != cur {
+			t.Fatalf("RootKeys(%s) = %+v, %v; want one wrapping by %v", org, ws, err, cur)
+		}
+		pt, _, err := ks.Decrypt(ctx, "svc", org, "default", ct, nil)
+		if err != nil || string(pt) != "secret of "+org {
+			t.Fatalf("Decrypt(%s) = %q, %v", org, pt, err)
+		}
+	}
+}
+
+// TestOldKeyNotConfiguredDataPlane: an org whose root key is wrapped by a
+// platform key file this node is not configured with (and that is gone
+// from its path) gets an operator's fault on the data plane, worded about
+// the platform master key: unavailable (503, retryable once the operator
+// configures the key), never a cmk_* code that blames the org's own key,
+// never the key's location. Configured again, the org decrypts.
+func TestOldKeyNotConfiguredDataPlane(t *testing.T) {
+	ctx := t.Context()
+	w := newWorld(t)
+	dir := t.TempDir()
+	oldKey, newKey := localKey(t, dir, "old.key"), localKey(t, dir, "new.key")
+	w.open("node-1", oldKey)
+	w.createOrgs("org", 2)
+	saved, err := os.ReadFile(oldKey.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(oldKey.ID); err != nil {
+		t.Fatal(err)
+	}
+	w.open("node-1", newKey) // previous_master_keys forgotten
+	_, _, err = w.keys.Decrypt(ctx, "svc", "org-000", "default", w.cts["org-000"], nil)
+	if fault.KindOf(err) != fault.Unavailable {
+		t.Fatalf("Decrypt = %v (kind %v); want unavailable", err, fault.KindOf(err))
+	}
+	msg := fault.Message(err)
+	if !strings.Contains(msg, "platform master key") || !strings.Contains(msg, "previous_master_keys") || strings.Contains(msg, dir) || strings.Contains(msg, "customer") {
+		t.Errorf("Decrypt message = %q; want the platform master key and previous_master_keys named, no path, no customer key", msg)
+	}
+	if err := os.WriteFile(oldKey.ID, saved, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.open("node-1", newKey, oldKey)
+	w.checkDecrypts()
+}
+
+// TestFailedJobBacksOff: after a re-wrap job failed for good, the checks
+// do not start another at once (one failed job per check, forever): the
+// next starts 5 minutes after it, 10 after a second failure in a row. A
+// restarted service tries once at once.
+func TestFailedJobBacksOff(t *testing.T) {
+	ctx := t.Context()
+	w := newWorld(t)
+	platform := localKey(t, t.TempDir(), "master.key")
+	w.open("node-1", platform)
+	w.createOrgs("org", 3)
+	if _, err := localkey.AddVersion(platform.ID); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	svc, err := platformkey.New(platformkey.Config{Store: w.st, Keys: w.keys, Keepers: w.reg, NodeID: "node-1", Logger: w.log,
+		Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// failLatest makes the pending job fail for good at now, as the
+	// runner does after its last attempt.
+	failLatest := func() {
+		t.Helper()
+		j, err := w.st.PlatformJobs().ClaimJob(ctx, "node-1/x", now, time.Minute)
+		if err != nil {
+			t.Fatalf("ClaimJob = %v", err)
+		}
+		j.State, j.Error, j.UpdatedAt = jobs.Failed, "verify failed", now
+		if err := w.st.FinishPlatformJob(ctx, j, audit.Event{OrgID: audit.Platform, Time: now, Actor: "orgkms", Action: "platform.rewrap.failed", Target: "platform"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(want bool, when string) {
+		t.Helper()
+		if started, err := svc.Check(ctx); err != nil || started != want {
+			t.Fatalf("Check %s = %v, %v; want started %v", when, started, err, want)
+		}
+	}
+	check(true, "at first")
+	failLatest()
+	check(false, "right after the failure")
+	now = now.Add(4 * time.Minute)
+	check(false, "4 minutes after the failure")
+	now = now.Add(time.Minute)
+	check(true, "5 minutes after the failure")
+	failLatest()
+	now = now.Add(9 * time.Minute)
+	check(false, "9 minutes after a second failure")
+	now = now.Add(time.Minute)
+	check(true, "10 minutes after a second failure")
+	failLatest()
+	// A restart tries at once.
+	restarted, err := platformkey.New(platformkey.Config{Store: w.st, Keys: w.keys, Keepers: w.reg, NodeID: "node-1", Logger: w.log,
+		Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if started, err := restarted.Check(ctx); err != nil || !started {
+		t.Fatalf("Check after a restart = %v, %v; want a job at once", started, err)
 	}
 }

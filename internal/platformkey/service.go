@@ -58,7 +58,22 @@ type Service struct {
 	keys   *keys.Service
 	log    *slog.Logger
 	runner *jobs.Runner
+
+	// The back-off after jobs that failed for good (see Check).
+	failMu     sync.Mutex
+	checked    bool  // a check has run since this Service started
+	lastFailed int64 // the failed job last seen
+	streak     int   // failed jobs seen in a row
 }
+
+// Back-off after a job failed for good: the next job starts
+// retryAfterFailure after it, doubling with each failed job in a row up to
+// maxRetryAfterFailure. A restart starts one at once (the operator's fix,
+// e.g. a key added to previous_master_keys, takes effect then).
+const (
+	retryAfterFailure    = 5 * time.Minute
+	maxRetryAfterFailure = 6 * time.Hour
+)
 
 // New returns a Service.
 func New(cfg Config) (*Service, error) {
@@ -166,7 +181,42 @@ func (s *Service) Check(ctx context.Context) (bool, error) {
 	if stale == 0 {
 		return false, nil
 	}
+	if until, err := s.backOff(ctx); err != nil || !until.IsZero() {
+		return false, err
+	}
 	return s.Start(ctx, cur, stale)
+}
+
+// backOff returns the time before which no job may start because the
+// latest one failed for good (zero when one may start now).
+func (s *Service) backOff(ctx context.Context) (time.Time, error) {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	first := !s.checked
+	s.checked = true
+	j, err := s.st.LatestPlatformJob(ctx)
+	if fault.KindOf(err) == fault.NotFound || (err == nil && j.State != jobs.Failed) {
+		s.streak, s.lastFailed = 0, 0
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	if first {
+		s.lastFailed = j.ID // a restart: try once at once
+		return time.Time{}, nil
+	}
+	if j.ID != s.lastFailed {
+		s.lastFailed = j.ID
+		s.streak++
+		wait := retryAfterFailure << min(max(s.streak-1, 0), 10)
+		s.log.Warn("platform key re-wrap failed; backing off before the next try", slog.Duration("wait", min(wait, maxRetryAfterFailure)), slog.String("error", j.Error))
+	}
+	wait := min(retryAfterFailure<<min(max(s.streak-1, 0), 10), maxRetryAfterFailure)
+	if until := j.UpdatedAt.Add(wait); s.cfg.Now().Before(until) {
+		return until, nil
+	}
+	return time.Time{}, nil
 }
 
 // Start starts the re-wrap of every platform org to cur; false when a
@@ -373,10 +423,15 @@ func (s *Service) prepare(ctx context.Context, tk *masterkey.Keeper, target mast
 			return
 		}
 		aad := keys.RootAAD(c.orgID)
-		root, err := k.Unwrap(ctx, c.active.Wrapped, aad)
-		if err != nil {
-			c.err = keys.PlatformKeyFault("unwrap root key of org "+c.orgID, err)
-			return
+		// The root key: from this node's cache when the org is in use (the
+		// root key never changes, only what wraps it), else by unwrapping
+		// the active wrapping with its old version.
+		root, ok := s.keys.CachedRootKey(c.orgID)
+		if !ok {
+			if root, err = k.Unwrap(ctx, c.active.Wrapped, aad); err != nil {
+				c.err = keys.PlatformKeyFault("unwrap root key of org "+c.orgID, err)
+				return
+			}
 		}
 		c.root = root
 		copyOf := c.pending
@@ -397,9 +452,9 @@ func (s *Service) prepare(ctx context.Context, tk *masterkey.Keeper, target mast
 			c.err = keys.PlatformKeyFault("verify root key of org "+c.orgID, err)
 			return
 		}
-		ok := subtle.ConstantTimeCompare(got, root) == 1
+		same := subtle.ConstantTimeCompare(got, root) == 1
 		clear(got)
-		if !ok {
+		if !same {
 			c.err = &fault.Error{Kind: fault.Internal, Op: "verify", Resource: "org " + c.orgID, Reason: "the new wrapping does not unwrap to the org's root key"}
 		}
 	})

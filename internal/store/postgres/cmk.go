@@ -162,6 +162,22 @@ func (s *Store) ListCMK(ctx context.Context, states ...cmk.State) ([]cmk.Record,
 	return rs, classify(ctx, op, "CMK records", err)
 }
 
+// GetCMKs returns the CMK records of orgIDs that have one, ordered by org
+// ID, in one round trip (a probe round's page of orgs); an org without a
+// record is left out.
+func (s *Store) GetCMKs(ctx context.Context, orgIDs []string) ([]cmk.Record, error) {
+	const op = "get CMK records"
+	if len(orgIDs) == 0 {
+		return nil, nil
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT `+cmkColumns+` FROM cmk_orgs WHERE org_id = ANY($1) ORDER BY org_id`, orgIDs)
+	if err != nil {
+		return nil, classify(ctx, op, "CMK records", err)
+	}
+	rs, err := collect(rows, func(rows *sql.Rows) (cmk.Record, error) { return scanCMK(rows) })
+	return rs, classify(ctx, op, "CMK records", err)
+}
+
 // PutConsentRequest stores c. Invalid if c.State, c.OrgID or c.ExpiresAt
 // is empty; NotFound if the org does not exist; Conflict if a request with
 // the same state exists.
@@ -247,44 +263,273 @@ func (s *Store) AddJobWrapping(ctx context.Context, j cmk.Job, w keys.RootKeyWra
 }
 
 func (s *Store) addPending(ctx context.Context, op, orgID string, w keys.RootKeyWrapping, job *cmk.Job) (int64, error) {
-	switch {
-	case w.OrgID != "" && w.OrgID != orgID:
-		return 0, &fault.Error{Kind: fault.Invalid, Op: op, Field: "wrapping.org_id",
-			Reason: fmt.Sprintf("root key wrapping of org %s given for org %s", w.OrgID, orgID)}
-	case w.State != "" && w.State != keys.WrappingPending:
-		return 0, &fault.Error{Kind: fault.Invalid, Op: op, Field: "wrapping.state",
-			Reason: fmt.Sprintf("a new root key wrapping must be pending, not %s", w.State)}
-	case w.Wrapped.Key.Version == "":
-		return 0, &fault.Error{Kind: fault.Invalid, Op: op, Field: "wrapping.key",
-			Reason: "a root key wrapping records the version of its master key"}
+	if err := checkPending(op, orgID, w); err != nil {
+		return 0, err
 	}
 	var id int64
 	err := s.inTx(ctx, op, func(tx *sql.Tx) error {
-		if job != nil {
-			jobOrg, err := stepJob(ctx, tx, op, *job)
-			if err != nil {
-				return err
-			}
-			if jobOrg != orgID {
-				return &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.org_id", Reason: fmt.Sprintf("CMK job %d belongs to org %s, not %s", job.ID, jobOrg, orgID)}
-			}
-		}
-		if err := lockOrg(ctx, tx, op, orgID); err != nil {
-			return err
-		}
-		res := "pending root key of org " + orgID
-		if _, err := tx.ExecContext(ctx, `DELETE FROM root_keys WHERE org_id = $1 AND state = $2`, orgID, string(keys.WrappingPending)); err != nil {
-			return classify(ctx, op, res, err)
-		}
-		k := w.Wrapped.Key
-		return classify(ctx, op, res, tx.QueryRowContext(ctx, `INSERT INTO root_keys (org_id, provider, key_id, key_version, ciphertext, state, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
-			orgID, k.Provider, k.ID, k.Version, nonNil(w.Wrapped.Ciphertext), string(keys.WrappingPending), timeArg(w.CreatedAt)).Scan(&id))
+		var err error
+		id, err = insertPending(ctx, tx, op, orgID, w, job)
+		return err
 	})
 	if err != nil {
 		return 0, err
 	}
 	return id, nil
+}
+
+// checkPending checks a new pending wrapping of orgID.
+func checkPending(op, orgID string, w keys.RootKeyWrapping) error {
+	switch {
+	case w.OrgID != "" && w.OrgID != orgID:
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "wrapping.org_id",
+			Reason: fmt.Sprintf("root key wrapping of org %s given for org %s", w.OrgID, orgID)}
+	case w.State != "" && w.State != keys.WrappingPending:
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "wrapping.state",
+			Reason: fmt.Sprintf("a new root key wrapping must be pending, not %s", w.State)}
+	case w.Wrapped.Key.Version == "":
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "wrapping.key",
+			Reason: "a root key wrapping records the version of its master key"}
+	}
+	return nil
+}
+
+// insertPending is the write of a pending wrapping (checked by
+// checkPending) in tx, with job's step when job is not nil (fenced).
+func insertPending(ctx context.Context, tx *sql.Tx, op, orgID string, w keys.RootKeyWrapping, job *cmk.Job) (int64, error) {
+	if job != nil {
+		jobOrg, err := stepJob(ctx, tx, op, *job)
+		if err != nil {
+			return 0, err
+		}
+		if jobOrg != orgID {
+			return 0, &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.org_id", Reason: fmt.Sprintf("CMK job %d belongs to org %s, not %s", job.ID, jobOrg, orgID)}
+		}
+	}
+	if err := lockOrg(ctx, tx, op, orgID); err != nil {
+		return 0, err
+	}
+	res := "pending root key of org " + orgID
+	if _, err := tx.ExecContext(ctx, `DELETE FROM root_keys WHERE org_id = $1 AND state = $2`, orgID, string(keys.WrappingPending)); err != nil {
+		return 0, classify(ctx, op, res, err)
+	}
+	k := w.Wrapped.Key
+	var id int64
+	err := tx.QueryRowContext(ctx, `INSERT INTO root_keys (org_id, provider, key_id, key_version, ciphertext, state, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
+		orgID, k.Provider, k.ID, k.Version, nonNil(w.Wrapped.Ciphertext), string(keys.WrappingPending), timeArg(w.CreatedAt)).Scan(&id)
+	return id, classify(ctx, op, res, err)
+}
+
+// checkCopy checks one copy of [Store.AddJobWrappings] as AddJobWrapping
+// does.
+func checkCopy(op string, c cmk.CopyStep) error {
+	if err := checkJobUpdate(op, c.Job, cmk.JobRunning); err != nil {
+		return err
+	}
+	if c.Job.OrgID == "" {
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.org_id", Reason: "CMK job has no org ID"}
+	}
+	return checkPending(op, c.Job.OrgID, c.Wrapping)
+}
+
+// AddJobWrappings is [Store.AddJobWrapping] for each of steps, in one
+// transaction, orgs in ID order. The common case (one copy per org, its
+// job held under its fence) is set-based: four statements for the whole
+// batch (jobs stepped under their fences, orgs locked, old pending copies
+// deleted, new ones inserted) instead of four round trips per org. A copy
+// whose job is not held as it says, and every copy when the batch meets
+// anything else (an org gone), runs alone under its own savepoint, as
+// AddJobWrapping would, with its own outcome at its index; the copies
+// that succeed commit together. Any other error (Unavailable) stores none
+// of them.
+func (s *Store) AddJobWrappings(ctx context.Context, steps []cmk.CopyStep) ([]cmk.Copied, error) {
+	const op = "add pending root keys of jobs"
+	out := make([]cmk.Copied, len(steps))
+	order := make([]int, 0, len(steps))
+	for i, c := range steps {
+		if err := checkCopy(op, c); err != nil {
+			out[i].Err = err
+			continue
+		}
+		order = append(order, i)
+	}
+	if len(order) == 0 {
+		return out, nil
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(steps[a].Job.OrgID, steps[b].Job.OrgID) })
+	var set []int
+	seen := map[string]bool{}
+	for _, i := range order {
+		if org := steps[i].Job.OrgID; !seen[org] {
+			set = append(set, i)
+			seen[org] = true
+		}
+	}
+	err := s.inTx(ctx, op, func(tx *sql.Tx) error {
+		done, err := s.copySet(ctx, tx, op, steps, set, out)
+		if err != nil {
+			return err
+		}
+		for _, i := range order {
+			if done[i] {
+				continue
+			}
+			c := steps[i]
+			if _, err := tx.ExecContext(ctx, `SAVEPOINT add_job_wrapping`); err != nil {
+				return classify(ctx, op, "database", err)
+			}
+			id, err := insertPending(ctx, tx, op, c.Job.OrgID, c.Wrapping, &c.Job)
+			out[i] = cmk.Copied{ID: id, Err: err}
+			if err != nil {
+				out[i].ID = 0
+				switch fault.KindOf(err) {
+				case fault.Conflict, fault.NotFound, fault.Invalid:
+				default:
+					return err
+				}
+				if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT add_job_wrapping`); err != nil {
+					return classify(ctx, op, "database", err)
+				}
+			}
+			if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT add_job_wrapping`); err != nil {
+				return classify(ctx, op, "database", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Set-based copies (see AddJobWrappings). qStepJobs locks the jobs held as
+// the copies say (owner, fence, running, of their org), in org ID order as
+// the orgs are locked after them, and stores their steps.
+const (
+	qStepJobs = `WITH u AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS u(id bigint, org_id text, owner text, fence bigint, step text, updated_at timestamptz)),
+		held AS (SELECT j.id FROM cmk_jobs j JOIN u ON j.id = u.id AND j.org_id = u.org_id AND j.owner = u.owner AND j.fence = u.fence
+			WHERE j.state = 'running' ORDER BY j.org_id FOR UPDATE OF j)
+		UPDATE cmk_jobs j SET step = u.step, updated_at = COALESCE(u.updated_at, j.updated_at)
+		FROM u WHERE j.id = u.id AND j.id IN (SELECT id FROM held) RETURNING j.id, j.org_id`
+	qDropPendings  = `DELETE FROM root_keys WHERE org_id = ANY($1) AND state = 'pending'`
+	qInsertPending = `INSERT INTO root_keys (org_id, provider, key_id, key_version, ciphertext, state, created_at)
+		SELECT org_id, provider, key_id, key_version, decode(ciphertext, 'base64'), 'pending', created_at
+		FROM jsonb_to_recordset($1::jsonb) AS u(org_id text, provider text, key_id text, key_version text, ciphertext text, created_at timestamptz)
+		ORDER BY org_id RETURNING id, org_id`
+)
+
+// copySet stores the copies of steps at indexes set (checked, one per org,
+// in org ID order) whose jobs are held as they say, set-based, in tx,
+// under a savepoint: if any org of theirs is gone, it rolls back and
+// leaves every copy to the caller. It sets out and reports the indexes it
+// stored; the others are left to the caller, untouched.
+func (s *Store) copySet(ctx context.Context, tx *sql.Tx, op string, steps []cmk.CopyStep, set []int, out []cmk.Copied) (map[int]bool, error) {
+	done := map[int]bool{}
+	if len(set) < 2 {
+		return done, nil // one copy: the single path is as short
+	}
+	exec := func(q string, args ...any) error {
+		_, err := tx.ExecContext(ctx, q, args...)
+		return classify(ctx, op, "root keys", err)
+	}
+	type idOrg struct {
+		id  int64
+		org string
+	}
+	query := func(q string, arg string) ([]idOrg, error) {
+		rows, err := tx.QueryContext(ctx, q, arg)
+		if err != nil {
+			return nil, classify(ctx, op, "root keys", err)
+		}
+		got, err := collect(rows, func(rows *sql.Rows) (idOrg, error) {
+			var v idOrg
+			return v, rows.Scan(&v.id, &v.org)
+		})
+		return got, classify(ctx, op, "root keys", err)
+	}
+	if err := exec(`SAVEPOINT copy_set`); err != nil {
+		return nil, err
+	}
+	jobRows := make([]map[string]any, len(set))
+	for k, i := range set {
+		j := steps[i].Job
+		jobRows[k] = map[string]any{"id": j.ID, "org_id": j.OrgID, "owner": j.Owner, "fence": j.Fence, "step": j.Step, "updated_at": jsonTime(j.UpdatedAt)}
+	}
+	arg, err := jsonArg(jobRows)
+	if err != nil {
+		return nil, &fault.Error{Kind: fault.Internal, Op: op, Resource: "CMK jobs", Err: err}
+	}
+	stepped, err := query(qStepJobs, arg)
+	if err != nil {
+		return nil, err
+	}
+	held := make(map[int64]bool, len(stepped))
+	for _, v := range stepped {
+		held[v.id] = true
+	}
+	var mine []int
+	var orgs []string
+	for _, i := range set {
+		if held[steps[i].Job.ID] {
+			mine = append(mine, i)
+			orgs = append(orgs, steps[i].Job.OrgID)
+		}
+	}
+	rollback := func() (map[int]bool, error) {
+		if err := exec(`ROLLBACK TO SAVEPOINT copy_set`); err != nil {
+			return nil, err
+		}
+		return map[int]bool{}, exec(`RELEASE SAVEPOINT copy_set`)
+	}
+	if len(mine) == 0 {
+		return rollback()
+	}
+	rows, err := tx.QueryContext(ctx, qLockOrgs, orgs)
+	if err != nil {
+		return nil, classify(ctx, op, "orgs", err)
+	}
+	locked, err := collect(rows, func(rows *sql.Rows) (string, error) {
+		var v string
+		return v, rows.Scan(&v)
+	})
+	if err != nil {
+		return nil, classify(ctx, op, "orgs", err)
+	}
+	if len(locked) != len(orgs) {
+		return rollback() // an org is gone: each copy says so on its own
+	}
+	if err := exec(qDropPendings, orgs); err != nil {
+		return nil, err
+	}
+	wrapRows := make([]map[string]any, len(mine))
+	for k, i := range mine {
+		w := steps[i].Wrapping
+		key := w.Wrapped.Key
+		wrapRows[k] = map[string]any{"org_id": steps[i].Job.OrgID, "provider": key.Provider, "key_id": key.ID, "key_version": key.Version,
+			"ciphertext": nonNil(w.Wrapped.Ciphertext), "created_at": jsonTime(w.CreatedAt)}
+	}
+	if arg, err = jsonArg(wrapRows); err != nil {
+		return nil, &fault.Error{Kind: fault.Internal, Op: op, Resource: "root keys", Err: err}
+	}
+	inserted, err := query(qInsertPending, arg)
+	if err != nil {
+		return nil, err
+	}
+	byOrg := make(map[string]int64, len(inserted))
+	for _, v := range inserted {
+		byOrg[v.org] = v.id
+	}
+	for _, i := range mine {
+		id, ok := byOrg[steps[i].Job.OrgID]
+		if !ok {
+			return nil, &fault.Error{Kind: fault.Internal, Op: op, Resource: "root keys", Reason: "a copy was not inserted"}
+		}
+		out[i] = cmk.Copied{ID: id}
+		done[i] = true
+	}
+	return done, exec(`RELEASE SAVEPOINT copy_set`)
 }
 
 // SwitchWrapping makes the org's pending wrapping id its only, active one,
@@ -401,8 +646,25 @@ func (s *Store) SwitchWrappings(ctx context.Context, steps []cmk.SwitchStep) ([]
 		return out, nil
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(checked[a].OrgID, checked[b].OrgID) })
+	// The common case (one job's switch per org, its record at a revision)
+	// goes set-based; the rest one by one after.
+	var set []int
+	seen := map[string]bool{}
+	for _, i := range order {
+		if st := checked[i]; st.Done != nil && st.Record.Revision > 0 && !seen[st.OrgID] {
+			set = append(set, i)
+			seen[st.OrgID] = true
+		}
+	}
 	err := s.inTx(ctx, op, func(tx *sql.Tx) error {
+		done, err := s.switchSet(ctx, tx, op, checked, set, out)
+		if err != nil {
+			return err
+		}
 		for _, i := range order {
+			if done[i] {
+				continue
+			}
 			if _, err := tx.ExecContext(ctx, `SAVEPOINT switch_root_key`); err != nil {
 				return classify(ctx, op, "database", err)
 			}

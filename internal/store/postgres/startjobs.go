@@ -56,6 +56,17 @@ func jsonTime(t time.Time) any {
 	return timeArg(t).Format(time.RFC3339Nano)
 }
 
+// cmkRow is record r as a row of qPutCMKs.
+func cmkRow(r cmk.Record) map[string]any {
+	return map[string]any{"org_id": r.OrgID, "state": string(r.State), "tenant_id": r.TenantID, "consented_at": jsonTime(r.ConsentedAt),
+		"consented_by": r.ConsentedBy, "vault_uri": r.VaultURI, "key_name": r.KeyName, "key_version": r.KeyVersion, "key_uri": r.KeyURI,
+		"active_key_uri": r.ActiveKeyURI, "active_version": r.ActiveVersion, "reason_code": r.ReasonCode, "reason": r.Reason,
+		"recoverable_until": jsonTime(r.RecoverableUntil), "revoked_since": jsonTime(r.RevokedSince), "last_probe_at": jsonTime(r.LastProbeAt),
+		"last_probe_error": r.LastProbeError, "degraded": r.Degraded, "updated_at": jsonTime(r.UpdatedAt),
+		"purge_suspected_since": jsonTime(r.PurgeSuspectedSince), "purge_checks": r.PurgeChecks, "warning": r.Warning,
+		"data_lost_at": jsonTime(r.DataLostAt), "revision": r.Revision}
+}
+
 func jsonArg(rows []map[string]any) (string, error) {
 	b, err := json.Marshal(rows)
 	return string(b), err
@@ -117,14 +128,7 @@ func (s *Store) startJobsSet(ctx context.Context, tx *sql.Tx, op string, starts 
 			out[i].Err = jobRunning(op, org, nil)
 			continue
 		}
-		r := st.Record
-		recs = append(recs, map[string]any{"org_id": org, "state": string(r.State), "tenant_id": r.TenantID, "consented_at": jsonTime(r.ConsentedAt),
-			"consented_by": r.ConsentedBy, "vault_uri": r.VaultURI, "key_name": r.KeyName, "key_version": r.KeyVersion, "key_uri": r.KeyURI,
-			"active_key_uri": r.ActiveKeyURI, "active_version": r.ActiveVersion, "reason_code": r.ReasonCode, "reason": r.Reason,
-			"recoverable_until": jsonTime(r.RecoverableUntil), "revoked_since": jsonTime(r.RevokedSince), "last_probe_at": jsonTime(r.LastProbeAt),
-			"last_probe_error": r.LastProbeError, "degraded": r.Degraded, "updated_at": jsonTime(r.UpdatedAt),
-			"purge_suspected_since": jsonTime(r.PurgeSuspectedSince), "purge_checks": r.PurgeChecks, "warning": r.Warning,
-			"data_lost_at": jsonTime(r.DataLostAt), "revision": r.Revision})
+		recs = append(recs, cmkRow(st.Record))
 	}
 	if len(recs) == 0 {
 		return out, nil

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -58,6 +59,11 @@ func putCMK(ctx context.Context, tx *sql.Tx, op string, r cmk.Record) error {
 	if err := orgMissing(ctx, tx, op, r.OrgID); err != nil {
 		return err
 	}
+	return putRecord(ctx, tx, op, r)
+}
+
+// putRecord is putCMK for an org known to exist (read in tx already).
+func putRecord(ctx context.Context, tx *sql.Tx, op string, r cmk.Record) error {
 	args := []any{r.OrgID, string(r.State), r.TenantID, nullTimeArg(r.ConsentedAt), r.ConsentedBy, r.VaultURI, r.KeyName, r.KeyVersion, r.KeyURI,
 		r.ActiveKeyURI, r.ActiveVersion, r.ReasonCode, r.Reason, nullTimeArg(r.RecoverableUntil), nullTimeArg(r.RevokedSince),
 		nullTimeArg(r.LastProbeAt), r.LastProbeError, r.Degraded, nullTimeArg(r.UpdatedAt),
@@ -163,6 +169,26 @@ func (s *Store) ListCMK(ctx context.Context, states ...cmk.State) ([]cmk.Record,
 	return rs, classify(ctx, op, "CMK records", err)
 }
 
+// GetCMKs returns the CMK records of orgIDs that have one, ordered by org
+// ID, in one read (a probe round's page of orgs); an org without a record
+// is left out.
+func (s *Store) GetCMKs(ctx context.Context, orgIDs []string) ([]cmk.Record, error) {
+	const op = "get CMK records"
+	if len(orgIDs) == 0 {
+		return nil, nil
+	}
+	ids, err := json.Marshal(orgIDs)
+	if err != nil {
+		return nil, &fault.Error{Kind: fault.Internal, Op: op, Resource: "CMK records", Err: err}
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT `+cmkColumns+` FROM cmk_orgs WHERE org_id IN (SELECT value FROM json_each(?)) ORDER BY org_id`, string(ids))
+	if err != nil {
+		return nil, classify(ctx, op, "CMK records", err)
+	}
+	rs, err := collect(rows, func(rows *sql.Rows) (cmk.Record, error) { return scanCMK(rows) })
+	return rs, classify(ctx, op, "CMK records", err)
+}
+
 // PutConsentRequest stores c. Invalid if c.State, c.OrgID or c.ExpiresAt
 // is empty; NotFound if the org does not exist; Conflict if a request with
 // the same state exists.
@@ -246,44 +272,114 @@ func (s *Store) AddJobWrapping(ctx context.Context, j cmk.Job, w keys.RootKeyWra
 }
 
 func (s *Store) addPending(ctx context.Context, op, orgID string, w keys.RootKeyWrapping, job *cmk.Job) (int64, error) {
-	switch {
-	case w.OrgID != "" && w.OrgID != orgID:
-		return 0, &fault.Error{Kind: fault.Invalid, Op: op, Field: "wrapping.org_id",
-			Reason: fmt.Sprintf("root key wrapping of org %s given for org %s", w.OrgID, orgID)}
-	case w.State != "" && w.State != keys.WrappingPending:
-		return 0, &fault.Error{Kind: fault.Invalid, Op: op, Field: "wrapping.state",
-			Reason: fmt.Sprintf("a new root key wrapping must be pending, not %s", w.State)}
-	case w.Wrapped.Key.Version == "":
-		return 0, &fault.Error{Kind: fault.Invalid, Op: op, Field: "wrapping.key",
-			Reason: "a root key wrapping records the version of its master key"}
+	if err := checkPending(op, orgID, w); err != nil {
+		return 0, err
 	}
 	var id int64
 	err := s.inTx(ctx, op, func(tx *sql.Tx) error {
-		if job != nil {
-			jobOrg, err := stepJob(ctx, tx, op, *job)
-			if err != nil {
-				return err
-			}
-			if jobOrg != orgID {
-				return &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.org_id", Reason: fmt.Sprintf("CMK job %d belongs to org %s, not %s", job.ID, jobOrg, orgID)}
-			}
-		}
-		if err := orgMissing(ctx, tx, op, orgID); err != nil {
-			return err
-		}
-		res := "pending root key of org " + orgID
-		if _, err := tx.ExecContext(ctx, `DELETE FROM root_keys WHERE org_id = ? AND state = ?`, orgID, string(keys.WrappingPending)); err != nil {
-			return classify(ctx, op, res, err)
-		}
-		k := w.Wrapped.Key
-		return classify(ctx, op, res, tx.QueryRowContext(ctx, `INSERT INTO root_keys (org_id, provider, key_id, key_version, ciphertext, state, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-			orgID, k.Provider, k.ID, k.Version, nonNil(w.Wrapped.Ciphertext), string(keys.WrappingPending), timeArg(w.CreatedAt)).Scan(&id))
+		var err error
+		id, err = insertPending(ctx, tx, op, orgID, w, job)
+		return err
 	})
 	if err != nil {
 		return 0, err
 	}
 	return id, nil
+}
+
+// checkPending checks a new pending wrapping of orgID.
+func checkPending(op, orgID string, w keys.RootKeyWrapping) error {
+	switch {
+	case w.OrgID != "" && w.OrgID != orgID:
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "wrapping.org_id",
+			Reason: fmt.Sprintf("root key wrapping of org %s given for org %s", w.OrgID, orgID)}
+	case w.State != "" && w.State != keys.WrappingPending:
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "wrapping.state",
+			Reason: fmt.Sprintf("a new root key wrapping must be pending, not %s", w.State)}
+	case w.Wrapped.Key.Version == "":
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "wrapping.key",
+			Reason: "a root key wrapping records the version of its master key"}
+	}
+	return nil
+}
+
+// insertPending is the write of a pending wrapping (checked by
+// checkPending) in tx, with job's step when job is not nil (fenced).
+func insertPending(ctx context.Context, tx *sql.Tx, op, orgID string, w keys.RootKeyWrapping, job *cmk.Job) (int64, error) {
+	if job != nil {
+		jobOrg, err := stepJob(ctx, tx, op, *job)
+		if err != nil {
+			return 0, err
+		}
+		if jobOrg != orgID {
+			return 0, &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.org_id", Reason: fmt.Sprintf("CMK job %d belongs to org %s, not %s", job.ID, jobOrg, orgID)}
+		}
+	}
+	if job == nil { // else the job's row (its org's, by foreign key) was found
+		if err := orgMissing(ctx, tx, op, orgID); err != nil {
+			return 0, err
+		}
+	}
+	res := "pending root key of org " + orgID
+	if _, err := tx.ExecContext(ctx, `DELETE FROM root_keys WHERE org_id = ? AND state = ?`, orgID, string(keys.WrappingPending)); err != nil {
+		return 0, classify(ctx, op, res, err)
+	}
+	k := w.Wrapped.Key
+	var id int64
+	err := tx.QueryRowContext(ctx, `INSERT INTO root_keys (org_id, provider, key_id, key_version, ciphertext, state, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		orgID, k.Provider, k.ID, k.Version, nonNil(w.Wrapped.Ciphertext), string(keys.WrappingPending), timeArg(w.CreatedAt)).Scan(&id)
+	return id, classify(ctx, op, res, err)
+}
+
+// checkCopy checks one copy of [Store.AddJobWrappings] as AddJobWrapping
+// does.
+func checkCopy(op string, c cmk.CopyStep) error {
+	if err := checkJobUpdate(op, c.Job, cmk.JobRunning); err != nil {
+		return err
+	}
+	if c.Job.OrgID == "" {
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.org_id", Reason: "CMK job has no org ID"}
+	}
+	return checkPending(op, c.Job.OrgID, c.Wrapping)
+}
+
+// AddJobWrappings is [Store.AddJobWrapping] for each of steps, in one
+// transaction, orgs in ID order. Each copy runs under its own savepoint,
+// its job's fence checked there: one that fails with Conflict (a lost
+// lease), NotFound or Invalid is rolled back alone and its error is
+// reported at its index; the others commit together. Any other error
+// (Unavailable) stores none of them.
+func (s *Store) AddJobWrappings(ctx context.Context, steps []cmk.CopyStep) ([]cmk.Copied, error) {
+	const op = "add pending root keys of jobs"
+	out := make([]cmk.Copied, len(steps))
+	order := make([]int, 0, len(steps))
+	for i, c := range steps {
+		if err := checkCopy(op, c); err != nil {
+			out[i].Err = err
+			continue
+		}
+		order = append(order, i)
+	}
+	if len(order) == 0 {
+		return out, nil
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(steps[a].Job.OrgID, steps[b].Job.OrgID) })
+	err := s.inTx(ctx, op, func(tx *sql.Tx) error {
+		return eachJudged(ctx, tx, op, order, func(i int) error {
+			c := steps[i]
+			id, err := insertPending(ctx, tx, op, c.Job.OrgID, c.Wrapping, &c.Job)
+			if err != nil {
+				id = 0
+			}
+			out[i] = cmk.Copied{ID: id, Err: err}
+			return err
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // SwitchWrapping makes the org's pending wrapping id its only, active one,
@@ -339,34 +435,41 @@ func (s *Store) switchWrapping(ctx context.Context, tx *sql.Tx, op string, st cm
 		}
 	}
 	res := fmt.Sprintf("pending root key %d of org %s", id, orgID)
-	var one int
-	err := tx.QueryRowContext(ctx, `SELECT 1 FROM root_keys WHERE id = ? AND org_id = ? AND state = ?`, id, orgID, string(keys.WrappingPending)).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
+	// The others dropped first (one active wrapping per org), then the
+	// copy made active; if id is not a pending wrapping of the org, the
+	// caller's rollback (of the transaction, or of the switch's savepoint)
+	// restores what was dropped.
+	if _, err := tx.ExecContext(ctx, `DELETE FROM root_keys WHERE org_id = ? AND id <> ?`, orgID, id); err != nil {
+		return classify(ctx, op, "root keys of org "+orgID, err)
+	}
+	r, err := tx.ExecContext(ctx, `UPDATE root_keys SET state = ? WHERE id = ? AND org_id = ? AND state = ?`, string(keys.WrappingActive), id, orgID, string(keys.WrappingPending))
+	if err != nil {
+		return classify(ctx, op, res, err)
+	}
+	if n, err := r.RowsAffected(); err != nil {
+		return classify(ctx, op, res, err)
+	} else if n == 0 {
 		if err := orgMissing(ctx, tx, op, orgID); err != nil {
 			return err
 		}
 		return &fault.Error{Kind: fault.NotFound, Op: op, Resource: res}
 	}
+	// Another key wraps the root key (not a new version of the same key,
+	// which the job has just verified): the org's master key changes, and
+	// it is probed at once. A new version leaves both rows as they are.
+	r, err = tx.ExecContext(ctx, `UPDATE orgs SET master_provider = ?, master_key_id = ? WHERE id = ? AND (master_provider <> ? OR master_key_id <> ?)`,
+		master.Provider, master.ID, orgID, master.Provider, master.ID)
 	if err != nil {
-		return classify(ctx, op, res, err)
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM root_keys WHERE org_id = ? AND id <> ?`, orgID, id); err != nil {
-		return classify(ctx, op, "root keys of org "+orgID, err)
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE root_keys SET state = ? WHERE id = ?`, string(keys.WrappingActive), id); err != nil {
-		return classify(ctx, op, res, err)
-	}
-	// Another key wraps the root key (not a new version of the same
-	// key, which the job has just verified): probe it at once.
-	if _, err := tx.ExecContext(ctx, `UPDATE cmk_orgs SET probe_due_at = NULL WHERE org_id = ?
-			AND EXISTS (SELECT 1 FROM orgs WHERE id = ? AND (master_provider <> ? OR master_key_id <> ?))`,
-		orgID, orgID, master.Provider, master.ID); err != nil {
-		return classify(ctx, op, cmkRes(orgID), err)
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE orgs SET master_provider = ?, master_key_id = ? WHERE id = ?`, master.Provider, master.ID, orgID); err != nil {
 		return classify(ctx, op, orgRes(orgID), err)
 	}
-	if err := putCMK(ctx, tx, op, rec); err != nil {
+	if n, err := r.RowsAffected(); err != nil {
+		return classify(ctx, op, orgRes(orgID), err)
+	} else if n > 0 {
+		if _, err := tx.ExecContext(ctx, `UPDATE cmk_orgs SET probe_due_at = NULL WHERE org_id = ?`, orgID); err != nil {
+			return classify(ctx, op, cmkRes(orgID), err)
+		}
+	}
+	if err := putRecord(ctx, tx, op, rec); err != nil { // the org's wrapping was found above
 		return err
 	}
 	_, err = s.appendAudit(ctx, tx, op, ev)
@@ -398,27 +501,11 @@ func (s *Store) SwitchWrappings(ctx context.Context, steps []cmk.SwitchStep) ([]
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(checked[a].OrgID, checked[b].OrgID) })
 	err := s.inTx(ctx, op, func(tx *sql.Tx) error {
-		for _, i := range order {
-			if _, err := tx.ExecContext(ctx, `SAVEPOINT switch_root_key`); err != nil {
-				return classify(ctx, op, "database", err)
-			}
+		return eachJudged(ctx, tx, op, order, func(i int) error {
 			err := s.switchWrapping(ctx, tx, op, checked[i])
 			out[i] = err
-			if err != nil {
-				switch fault.KindOf(err) {
-				case fault.Conflict, fault.NotFound, fault.Invalid:
-				default:
-					return err
-				}
-				if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT switch_root_key`); err != nil {
-					return classify(ctx, op, "database", err)
-				}
-			}
-			if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT switch_root_key`); err != nil {
-				return classify(ctx, op, "database", err)
-			}
-		}
-		return nil
+			return err
+		})
 	})
 	if err != nil {
 		return nil, err
@@ -496,33 +583,28 @@ func checkJobStart(op string, j cmk.Job, rec cmk.Record, ev audit.Event) (cmk.Jo
 
 // startJob is StartJob in tx, its arguments checked.
 func (s *Store) startJob(ctx context.Context, tx *sql.Tx, op string, j cmk.Job, rec cmk.Record, ev audit.Event) (cmk.Job, error) {
-	if err := orgMissing(ctx, tx, op, j.OrgID); err != nil {
-		return cmk.Job{}, err
-	}
-	var open int64
-	err := tx.QueryRowContext(ctx, `SELECT id FROM cmk_jobs WHERE org_id = ? AND state IN (?, ?)`,
-		j.OrgID, string(cmk.JobPending), string(cmk.JobRunning)).Scan(&open)
+	// The org exists and has no open job: one read.
+	var exists, open bool
+	err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM orgs WHERE id = ?), EXISTS (SELECT 1 FROM cmk_jobs WHERE org_id = ? AND state IN (?, ?))`,
+		j.OrgID, j.OrgID, string(cmk.JobPending), string(cmk.JobRunning)).Scan(&exists, &open)
 	switch {
-	case err == nil:
-		return cmk.Job{}, jobRunning(op, j.OrgID, nil)
-	case !errors.Is(err, sql.ErrNoRows):
+	case err != nil:
 		return cmk.Job{}, classify(ctx, op, "CMK jobs of org "+j.OrgID, err)
+	case !exists:
+		return cmk.Job{}, classify(ctx, op, orgRes(j.OrgID), sql.ErrNoRows)
+	case open:
+		return cmk.Job{}, jobRunning(op, j.OrgID, nil)
 	}
-	var id int64
-	err = tx.QueryRowContext(ctx, `INSERT INTO cmk_jobs (org_id, kind, target, step, state, attempts, error, owner, lease_until, not_before, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, 0, ?, '', NULL, ?, ?, ?) RETURNING id`,
-		j.OrgID, string(j.Kind), j.Target, j.Step, string(cmk.JobPending), j.Error, nullTimeArg(j.NotBefore), timeArg(j.CreatedAt), timeArg(j.UpdatedAt)).Scan(&id)
+	stored, err := scanJob(tx.QueryRowContext(ctx, `INSERT INTO cmk_jobs (org_id, kind, target, step, state, attempts, error, owner, lease_until, not_before, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, 0, ?, '', NULL, ?, ?, ?) RETURNING `+jobColumns,
+		j.OrgID, string(j.Kind), j.Target, j.Step, string(cmk.JobPending), j.Error, nullTimeArg(j.NotBefore), timeArg(j.CreatedAt), timeArg(j.UpdatedAt)))
 	if sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_UNIQUE { // the one-open-job index: cannot happen after the check, kept as the guarantee
 		return cmk.Job{}, jobRunning(op, j.OrgID, err)
 	}
 	if err != nil {
 		return cmk.Job{}, classify(ctx, op, "CMK job of org "+j.OrgID, err)
 	}
-	stored, err := getJob(ctx, tx, op, id)
-	if err != nil {
-		return cmk.Job{}, err
-	}
-	if err := putCMK(ctx, tx, op, rec); err != nil {
+	if err := putRecord(ctx, tx, op, rec); err != nil { // the org was read above
 		return cmk.Job{}, err
 	}
 	if _, err := s.appendAudit(ctx, tx, op, ev); err != nil {
@@ -556,28 +638,12 @@ func (s *Store) StartJobs(ctx context.Context, starts []cmk.JobStart) ([]cmk.Job
 	// Orgs in ID order, as on PostgreSQL (where it avoids deadlocks).
 	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(checked[a].Job.OrgID, checked[b].Job.OrgID) })
 	err := s.inTx(ctx, op, func(tx *sql.Tx) error {
-		for _, i := range order {
+		return eachJudged(ctx, tx, op, order, func(i int) error {
 			st := checked[i]
-			if _, err := tx.ExecContext(ctx, `SAVEPOINT start_job`); err != nil {
-				return classify(ctx, op, "database", err)
-			}
 			j, err := s.startJob(ctx, tx, op, st.Job, st.Record, st.Event)
 			out[i] = cmk.JobStarted{Job: j, Err: err}
-			if err != nil {
-				switch fault.KindOf(err) {
-				case fault.Conflict, fault.NotFound, fault.Invalid:
-				default:
-					return err
-				}
-				if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT start_job`); err != nil {
-					return classify(ctx, op, "database", err)
-				}
-			}
-			if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT start_job`); err != nil {
-				return classify(ctx, op, "database", err)
-			}
-		}
-		return nil
+			return err
+		})
 	})
 	if err != nil {
 		return nil, err

@@ -79,3 +79,67 @@ func eventFor(op, orgID string, ev audit.Event) (audit.Event, error) {
 	}
 	return ev, nil
 }
+
+// judged reports whether err refuses one item of a batch (its own outcome)
+// rather than failing the whole transaction.
+func judged(err error) bool {
+	switch fault.KindOf(err) {
+	case fault.Conflict, fault.NotFound, fault.Invalid:
+		return true
+	}
+	return false
+}
+
+// eachJudged runs item(i) for each i of order in tx, each judged on its
+// own: an item refused with Conflict, NotFound or Invalid changes nothing,
+// the others' writes stay. The common case (none refused) runs every item
+// under one savepoint, two statements for the batch instead of two per
+// item; when one is refused, that savepoint is rolled back and every item
+// runs again from the start, each under its own savepoint. item returns
+// the item's outcome; it must be safe to run again (it only sets what it
+// also resets). Any other error fails the transaction.
+func eachJudged(ctx context.Context, tx *sql.Tx, op string, order []int, item func(i int) error) error {
+	exec := func(q string) error {
+		_, err := tx.ExecContext(ctx, q)
+		return classify(ctx, op, "database", err)
+	}
+	if err := exec(`SAVEPOINT batch`); err != nil {
+		return err
+	}
+	refused := false
+	for _, i := range order {
+		if err := item(i); err != nil {
+			if !judged(err) {
+				return err
+			}
+			refused = true
+			break
+		}
+	}
+	if !refused {
+		return exec(`RELEASE SAVEPOINT batch`)
+	}
+	if err := exec(`ROLLBACK TO SAVEPOINT batch`); err != nil {
+		return err
+	}
+	if err := exec(`RELEASE SAVEPOINT batch`); err != nil {
+		return err
+	}
+	for _, i := range order {
+		if err := exec(`SAVEPOINT item`); err != nil {
+			return err
+		}
+		if err := item(i); err != nil {
+			if !judged(err) {
+				return err
+			}
+			if err := exec(`ROLLBACK TO SAVEPOINT item`); err != nil {
+				return err
+			}
+		}
+		if err := exec(`RELEASE SAVEPOINT item`); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -2,10 +2,12 @@ package storetest
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/orgkms/orgkms/internal/audit"
 	"github.com/orgkms/orgkms/internal/cmk"
 	"github.com/orgkms/orgkms/internal/fault"
 	"github.com/orgkms/orgkms/internal/keys"
@@ -460,5 +462,235 @@ func testSwitchWrappingsConcurrent(t *testing.T, s CMKStore) {
 		if got := len(auditLog(t, s, org)); got != before[org]+1 {
 			t.Errorf("audit log of %s has %d events, want %d (one switch)", org, got, before[org]+1)
 		}
+	}
+}
+
+// claimedJobs starts and claims an activation of each org (claimed by
+// owner at now) and returns the claimed jobs by org, Step "copied".
+func claimedJobs(t *testing.T, s CMKStore, owner string, now time.Time, orgs ...string) map[string]cmk.Job {
+	t.Helper()
+	for _, org := range orgs {
+		startJob(t, s, newJob(org, cmk.JobActivate), cmk.StateActivating)
+	}
+	js, err := s.ClaimJobs(t.Context(), owner, now, time.Minute, len(orgs))
+	if err != nil || len(js) != len(orgs) {
+		t.Fatalf("ClaimJobs(ctx, %d) = %d jobs, %v", len(orgs), len(js), err)
+	}
+	jobs := map[string]cmk.Job{}
+	for _, j := range js {
+		j.Step = "copied"
+		jobs[j.OrgID] = j
+	}
+	return jobs
+}
+
+// checkCopied checks that org has its active wrapping and the pending
+// one id (with w's contents), and its job running with step copied.
+func checkCopied(t *testing.T, s CMKStore, org string, id int64, w keys.RootKeyWrapping, j cmk.Job) {
+	t.Helper()
+	ctx := t.Context()
+	ws, err := s.RootKeys(ctx, org)
+	if err != nil || len(ws) != 2 || ws[0].State != keys.WrappingActive || ws[1].ID != id {
+		t.Errorf("RootKeys(ctx, %s) after its copy = %+v, %v; want the active wrapping and pending copy %d", org, ws, err, id)
+	} else {
+		checkWrapping(t, "pending wrapping of "+org, ws[1], w)
+	}
+	if g, err := s.GetJob(ctx, j.ID); err != nil || g.State != cmk.JobRunning || g.Step != "copied" || g.Owner != j.Owner || g.Fence != j.Fence {
+		t.Errorf("GetJob(ctx, %d) of %s after its copy = %+v, %v; want running, copied, under %s fence %d", j.ID, org, g, err, j.Owner, j.Fence)
+	}
+}
+
+// testAddJobWrappings stores many jobs' copies in one call: the good ones
+// are stored as AddJobWrapping stores them (an older pending copy
+// replaced), and each bad one (a lost lease, another org's job, invalid,
+// no such org) gets its own error, changing nothing of its org.
+func testAddJobWrappings(t *testing.T, s CMKStore) {
+	ctx := t.Context()
+	orgs := []string{"a", "b", "c", "d", "e", "f"}
+	for _, org := range orgs {
+		createOrg(t, s, org)
+	}
+	jobs := claimedJobs(t, s, "node-1/x", base, orgs...)
+	// b already has a pending copy (an interrupted run): it is replaced.
+	if _, err := s.AddJobWrapping(ctx, jobs["b"], pendingWrapping("b", "v0")); err != nil {
+		t.Fatalf("AddJobWrapping(ctx, b) = %v", err)
+	}
+	fenced := jobs["c"]
+	fenced.Fence++ // a claim this holder does not hold
+	other := jobs["d"]
+	other.OrgID = "e" // d's job given for org e
+	invalid := pendingWrapping("f", "")
+	invalid.Wrapped.Key.Version = ""
+	steps := []cmk.CopyStep{
+		{Job: jobs["b"], Wrapping: pendingWrapping("b", "v1")}, // out of org order on purpose
+		{Job: jobs["a"], Wrapping: pendingWrapping("a", "v1")},
+		{Job: fenced, Wrapping: pendingWrapping("c", "v1")},
+		{Job: other, Wrapping: pendingWrapping("e", "v1")},
+		{Job: jobs["f"], Wrapping: invalid},
+		{Job: jobs["e"], Wrapping: pendingWrapping("e", "v1")},
+	}
+	want := []fault.Kind{0, 0, fault.Conflict, fault.Invalid, fault.Invalid, 0}
+	res, err := s.AddJobWrappings(ctx, steps)
+	if err != nil {
+		t.Fatalf("AddJobWrappings(ctx, %d steps) = %v", len(steps), err)
+	}
+	if len(res) != len(steps) {
+		t.Fatalf("AddJobWrappings(ctx, %d steps) returned %d results", len(steps), len(res))
+	}
+	for i, r := range res {
+		if got := fault.KindOf(r.Err); got != want[i] {
+			t.Errorf("AddJobWrappings result %d (org %q) kind = %v (%v), want %v", i, steps[i].Job.OrgID, got, r.Err, want[i])
+		}
+		if (r.Err == nil) != (r.ID != 0) {
+			t.Errorf("AddJobWrappings result %d = %+v; want an ID exactly when it succeeded", i, r)
+		}
+	}
+	checkCopied(t, s, "a", res[1].ID, steps[1].Wrapping, jobs["a"])
+	checkCopied(t, s, "b", res[0].ID, steps[0].Wrapping, jobs["b"])
+	checkCopied(t, s, "e", res[5].ID, steps[5].Wrapping, jobs["e"])
+	for _, org := range []string{"c", "d", "f"} {
+		if ws, err := s.RootKeys(ctx, org); err != nil || len(ws) != 1 {
+			t.Errorf("RootKeys(ctx, %s) after a refused copy = %+v, %v; want only its active wrapping", org, ws, err)
+		}
+		if g, err := s.GetJob(ctx, jobs[org].ID); err != nil || g.Step != "" {
+			t.Errorf("GetJob(ctx) of %s after a refused copy = %+v, %v; want its step unchanged", org, g, err)
+		}
+	}
+	// The copies switch as any other (set-based on PostgreSQL), each
+	// raising its org's generation.
+	var sw []cmk.SwitchStep
+	for k, org := range []string{"a", "b", "e"} {
+		st := switchStep(t, s, jobs[org], res[[]int{1, 0, 5}[k]].ID)
+		st.Record.Bump = cmk.BumpActivated
+		sw = append(sw, st)
+	}
+	before := map[string]int64{}
+	for _, st := range sw {
+		g, err := s.OrgGeneration(ctx, st.OrgID)
+		if err != nil && fault.KindOf(err) != fault.NotFound {
+			t.Fatal(err)
+		}
+		before[st.OrgID] = g.Generation
+	}
+	if out, err := s.SwitchWrappings(ctx, sw); err != nil || len(out) != len(sw) || out[0] != nil || out[1] != nil || out[2] != nil {
+		t.Fatalf("SwitchWrappings(ctx) of the copies = %v, %v", out, err)
+	}
+	for _, st := range sw {
+		checkSwitched(t, s, st.OrgID, st.ID, st.Done.ID)
+		if g, err := s.OrgGeneration(ctx, st.OrgID); err != nil || g.Generation != before[st.OrgID]+1 || g.Reason != cmk.BumpActivated {
+			t.Errorf("OrgGeneration(ctx, %s) after the switch = %+v, %v; want generation %d, %s", st.OrgID, g, err, before[st.OrgID]+1, cmk.BumpActivated)
+		}
+		if err := audit.Verify(auditLog(t, s, st.OrgID)); err != nil {
+			t.Errorf("audit chain of %s: %v", st.OrgID, err)
+		}
+	}
+	if res, err := s.AddJobWrappings(ctx, nil); err != nil || len(res) != 0 {
+		t.Errorf("AddJobWrappings(ctx, nil) = %v, %v; want nothing", res, err)
+	}
+}
+
+// testAddJobWrappingsConcurrent: the jobs of many orgs changed hands
+// (their first holder's leases expired and a peer claimed them again);
+// both holders store copies of all of them at once, in opposite orders.
+// The fence decides in each copy's own transaction: every org gets the
+// current holder's copy; every copy of the old holder is Conflict and
+// stores nothing; neither call fails as a whole.
+func testAddJobWrappingsConcurrent(t *testing.T, s CMKStore) {
+	ctx := t.Context()
+	const n = 20
+	orgs := make([]string, n)
+	for i := range orgs {
+		orgs[i] = fmt.Sprintf("org-%02d", i)
+		createOrg(t, s, orgs[i])
+	}
+	old := claimedJobs(t, s, "node-1/x", base, orgs...)
+	p := peer(t, s)
+	js, err := p.ClaimJobs(ctx, "node-2/y", base.Add(2*time.Minute), time.Minute, n)
+	if err != nil || len(js) != n {
+		t.Fatalf("ClaimJobs(ctx) on the peer after the leases expired = %d jobs, %v; want %d", len(js), err, n)
+	}
+	current := map[string]cmk.Job{}
+	for _, j := range js {
+		j.Step = "copied"
+		current[j.OrgID] = j
+	}
+	holders := []struct {
+		st      CMKStore
+		jobs    map[string]cmk.Job
+		version string
+	}{{s, old, "v-old"}, {p, current, "v-new"}}
+	stepsOf := make([][]cmk.CopyStep, 2)
+	for w, h := range holders {
+		for i := range orgs {
+			org := orgs[i]
+			if w == 1 {
+				org = orgs[n-1-i]
+			}
+			stepsOf[w] = append(stepsOf[w], cmk.CopyStep{Job: h.jobs[org], Wrapping: pendingWrapping(org, h.version)})
+		}
+	}
+	results := make([][]cmk.Copied, 2)
+	var wg sync.WaitGroup
+	for w, h := range holders {
+		wg.Go(func() {
+			res, err := h.st.AddJobWrappings(ctx, stepsOf[w])
+			if err != nil {
+				t.Errorf("AddJobWrappings(ctx) of holder %d = %v", w, err)
+			}
+			results[w] = res
+		})
+	}
+	wg.Wait()
+	for i, r := range results[0] {
+		if fault.KindOf(r.Err) != fault.Conflict {
+			t.Errorf("the old holder's copy of %s = %+v, want Conflict (its lease is gone)", stepsOf[0][i].Job.OrgID, r)
+		}
+	}
+	for i, r := range results[1] {
+		if r.Err != nil {
+			t.Errorf("the current holder's copy of %s = %v, want success", stepsOf[1][i].Job.OrgID, r.Err)
+			continue
+		}
+		checkCopied(t, s, stepsOf[1][i].Job.OrgID, r.ID, stepsOf[1][i].Wrapping, current[stepsOf[1][i].Job.OrgID])
+	}
+}
+
+// testGetCMKs reads many records at once: those of the orgs that have one,
+// in org ID order, each as GetCMK returns it; orgs without a record (or
+// that do not exist) are left out; a record another writer changed is
+// read as changed.
+func testGetCMKs(t *testing.T, s CMKStore) {
+	ctx := t.Context()
+	states := map[string]cmk.State{"d": cmk.StateRevoked, "a": cmk.StateActive, "c": cmk.StateRotating}
+	for _, org := range []string{"d", "c", "b", "a"} {
+		createOrg(t, s, org)
+		if st, ok := states[org]; ok {
+			if err := s.PutCMK(ctx, newRecord(org, st), nil); err != nil {
+				t.Fatalf("PutCMK(ctx, %s) = %v", org, err)
+			}
+		}
+	}
+	// A peer (another node on PostgreSQL) changes d's record.
+	d := atRevision(newRecord("d", cmk.StateActive), 1)
+	if err := peer(t, s).PutCMK(ctx, d, nil); err != nil {
+		t.Fatalf("PutCMK(ctx, d) on the peer = %v", err)
+	}
+	rs, err := s.GetCMKs(ctx, []string{"d", "ghost", "b", "a", "c", "a"})
+	if err != nil {
+		t.Fatalf("GetCMKs(ctx) = %v", err)
+	}
+	var got []string
+	for _, r := range rs {
+		got = append(got, r.OrgID)
+		checkRecord(t, "GetCMKs(ctx) record of "+r.OrgID, r, getCMK(t, s, r.OrgID))
+	}
+	if want := []string{"a", "c", "d"}; !slices.Equal(got, want) {
+		t.Errorf("GetCMKs(ctx) = records of %v, want %v", got, want)
+	}
+	if len(rs) == 3 && (rs[2].State != cmk.StateActive || rs[2].Revision != 2) {
+		t.Errorf("GetCMKs(ctx) record of d = %+v, want the peer's change (active, revision 2)", rs[2])
+	}
+	if rs, err := s.GetCMKs(ctx, nil); err != nil || len(rs) != 0 {
+		t.Errorf("GetCMKs(ctx, nil) = %v, %v; want nothing", rs, err)
 	}
 }
