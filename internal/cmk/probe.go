@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/orgkms/orgkms/internal/audit"
+	"github.com/orgkms/orgkms/internal/budget"
 	"github.com/orgkms/orgkms/internal/fault"
 	"github.com/orgkms/orgkms/internal/keys"
 	"github.com/orgkms/orgkms/internal/masterkey"
@@ -203,6 +204,7 @@ func (d *described) taggedFor(orgID string) bool {
 }
 
 func (s *Service) probe(ctx context.Context, orgID string, round *describeRound) error {
+	ctx = budget.With(ctx, budget.Probe, orgID) // the vault budget's class
 	rec, err := s.record(ctx, orgID)
 	if err != nil {
 		return err

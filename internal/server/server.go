@@ -23,6 +23,7 @@ import (
 
 	"github.com/orgkms/orgkms/internal/api"
 	"github.com/orgkms/orgkms/internal/auth"
+	"github.com/orgkms/orgkms/internal/budget"
 	"github.com/orgkms/orgkms/internal/cluster"
 	"github.com/orgkms/orgkms/internal/cmk"
 	"github.com/orgkms/orgkms/internal/cmk/awscloud"
@@ -84,6 +85,8 @@ type Options struct {
 	// Demo shows the Azure emulator's demo tenant, vault and key in the
 	// console (orgkms dev).
 	Demo *console.Demo
+
+	gate masterkey.Gate // the vault budget, set by Open for providers
 }
 
 // Server is a whole orgkms. Its fields are for the commands and tests that
@@ -99,6 +102,7 @@ type Server struct {
 	CMK      *cmk.Service
 	Platform *platformkey.Service // the platform master key's rotation
 	Cluster  *cluster.Node
+	Budget   *budget.Budget // the shared-vault budgets of this node (cmk.vault_budget)
 	Tokens   *auth.Service
 	Users    *auth.Users
 	API      http.Handler // the API alone
@@ -149,6 +153,16 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 		func() float64 { return float64(s.Keys.Cache().Hits.Load()) },
 		func() float64 { return float64(s.Keys.Cache().Misses.Load()) },
 		func() float64 { return float64(s.Keys.Cache().Len()) })
+	// Every call to a customer vault draws from the vault's budget, shared
+	// by the orgs on it and by the live nodes (cmk.vault_budget).
+	s.Budget = budget.New(budget.Config{Ceilings: cfg.CMK.VaultBudget.Ceilings(), Nodes: func() int {
+		if s.Cluster == nil {
+			return 1
+		}
+		return s.Cluster.Live()
+	}})
+	s.Metrics.RegisterVaultBudgets(s.Budget.States)
+	opts.gate = s.Budget
 	var azure *azurekv.Provider
 	if s.Registry, azure, err = providers(cfg, opts, log, s.Metrics); err != nil {
 		return nil, err
@@ -547,7 +561,7 @@ func providers(cfg config.Config, opts Options, log *slog.Logger, m *metrics.Met
 	}
 	p, err := azurekv.New(azurekv.Config{ClientID: a.ClientID, ClientSecret: a.ClientSecret, AuthorityHost: a.AuthorityHost,
 		ExtraHostSuffixes: a.ExtraHostSuffixes, HTTPClient: hc, MaxRetries: maxRetries, RetryDelay: opts.AzureRetryDelay,
-		Timeout: time.Duration(a.Timeout), TryTimeout: time.Duration(a.TryTimeout)})
+		Timeout: time.Duration(a.Timeout), TryTimeout: time.Duration(a.TryTimeout), Gate: opts.gate})
 	if err != nil {
 		return nil, nil, err
 	}
