@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/orgkms/orgkms/internal/auth"
+	"github.com/orgkms/orgkms/internal/budget"
 	"github.com/orgkms/orgkms/internal/cmk"
 	"github.com/orgkms/orgkms/internal/fault"
 	"github.com/orgkms/orgkms/internal/keys"
@@ -47,6 +48,9 @@ type Config struct {
 	// PlatformKey reports the platform key's rotation (GET
 	// /v1/platform-key); nil: the route answers not_found.
 	PlatformKey PlatformKey
+	// VaultBudgets lists this node's shared-vault budgets (GET
+	// /v1/vault-budgets); nil: none listed.
+	VaultBudgets func() []budget.State
 }
 
 // PlatformKey is what the API needs of the platform key rotation.
@@ -71,6 +75,7 @@ type Handler struct {
 	ready   func(ctx context.Context) error
 	nodes   Nodes
 	pk      PlatformKey
+	budgets func() []budget.State
 	logAll  bool
 	mux     *http.ServeMux
 }
@@ -80,7 +85,7 @@ func New(cfg Config) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	h := &Handler{keys: cfg.Keys, tokens: cfg.Tokens, cmk: cfg.CMK, users: cfg.Users, metrics: cfg.Metrics, log: cfg.Logger, ready: cfg.Ready, nodes: cfg.Nodes, pk: cfg.PlatformKey, logAll: cfg.LogRequests, mux: http.NewServeMux()}
+	h := &Handler{keys: cfg.Keys, tokens: cfg.Tokens, cmk: cfg.CMK, users: cfg.Users, metrics: cfg.Metrics, log: cfg.Logger, ready: cfg.Ready, nodes: cfg.Nodes, pk: cfg.PlatformKey, budgets: cfg.VaultBudgets, logAll: cfg.LogRequests, mux: http.NewServeMux()}
 	for _, rt := range routes {
 		h.mux.Handle(rt.Pattern, h.adapt(rt))
 	}

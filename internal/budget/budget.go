@@ -474,13 +474,18 @@ func VaultID(v masterkey.Vault) string {
 }
 
 // State returns the state of vault v; ok is false when this node has not
-// called it.
+// called it (the state is then that of an idle vault: its full share).
 func (b *Budget) State(v masterkey.Vault) (State, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	vs := b.vaults[v]
 	if vs == nil {
-		return State{}, false
+		now := b.cfg.Clock.Now()
+		idle := &vault{key: v, factor: 1, last: now, lastGrow: now}
+		for c := range idle.calls {
+			idle.calls[c] = map[string]uint64{}
+		}
+		return b.stateLocked(idle), false
 	}
 	return b.stateLocked(vs), true
 }

@@ -140,7 +140,7 @@ func newSharedVaultRig(t *testing.T, n int, bcfg budget.Config) *sharedVaultRig 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ks.Close(context.Background()) })
-	cs, err := cmk.New(cmk.Config{Store: st, Keys: ks, Keepers: reg, Logger: log, CallbackURL: callbackURL, ProbeInterval: time.Hour, JobPoll: 20 * time.Millisecond,
+	cs, err := cmk.New(cmk.Config{Store: st, Keys: ks, Keepers: reg, Logger: log, CallbackURL: callbackURL, ProbeInterval: time.Hour, JobPoll: 20 * time.Millisecond, VaultBudget: b,
 		Clouds: []cmk.Cloud{azurecloud.Cloud{Provider: az, ClientID: demo.ClientID, AuthorityHost: emu.URL() + "/"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -355,6 +355,11 @@ func TestSharedVaultThrottledRecovers(t *testing.T) {
 		s, ok := r.budget.State(sharedVault)
 		return ok && s.Throttled > 0 && s.Rate < ceiling
 	})
+	// The org's status says its vault is throttling orgkms.
+	st, err := r.cs.Status(t.Context(), "bystander")
+	if err != nil || st.VaultBudget == nil || !st.VaultBudget.Throttling || st.VaultBudget.Vault != sharedVault {
+		t.Fatalf("Status(bystander).VaultBudget while the vault throttles = %+v, %v", st.VaultBudget, err)
+	}
 	// The other vault: served, not throttling, its full budget.
 	r.ks.Cache().Purge("elsewhere")
 	if pt, _, err := r.ks.Decrypt(t.Context(), "svc", "elsewhere", "default", elsewhereCT.Bytes, nil); err != nil || string(pt) != "there" {

@@ -26,3 +26,19 @@ type Vault struct {
 type Gate interface {
 	Admit(ctx context.Context, v Vault) (done func(throttled bool, retryAfter time.Duration), err error)
 }
+
+// VaultNamer is implemented by drivers whose keys live in vaults with a
+// shared request limit: Vault names the vault of ref (false when ref is
+// not one of the driver's keys).
+type VaultNamer interface {
+	Vault(ref Ref) (Vault, bool)
+}
+
+// Vault names the vault of key, when the driver has vaults (see
+// [VaultNamer]).
+func (k *Keeper) Vault(key Ref) (Vault, bool) {
+	if n, ok := k.p.(VaultNamer); ok {
+		return n.Vault(key)
+	}
+	return Vault{}, false
+}

@@ -233,7 +233,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 		// Several nodes may share a PostgreSQL database: a job held by
 		// another node is running, not stalled, until its lease expires.
 		NodeTimeout: time.Duration(cfg.Cluster.NodeTimeout), SharedStore: cfg.Postgres(),
-		Changed: func(org string) { s.Cluster.Changed(org) }, Fresh: func() error { return s.Cluster.Fresh() }}
+		Changed: func(org string) { s.Cluster.Changed(org) }, Fresh: func() error { return s.Cluster.Fresh() }, VaultBudget: s.Budget}
 	// The clouds offered (cmk.clouds), the default first; config.Validate
 	// refuses a cloud not built here.
 	for _, name := range cfg.CMK.Offered() {
@@ -281,7 +281,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 	s.Tokens = auth.NewService(s.Store, s.Keys, nil, time.Duration(cfg.TokenCacheTTL))
 	s.Users = auth.NewUsers(s.Store, opts.Now, opts.SessionTTL)
 	s.API = api.New(api.Config{Keys: s.Keys, Tokens: s.Tokens, CMK: s.CMK, Users: s.Users, Metrics: s.Metrics, Logger: log,
-		LogRequests: cfg.LogRequests, Ready: s.ready, Nodes: s.Cluster, PlatformKey: s.Platform})
+		LogRequests: cfg.LogRequests, Ready: s.ready, Nodes: s.Cluster, PlatformKey: s.Platform, VaultBudgets: s.Budget.States})
 	proxies, err := cfg.TrustedProxyPrefixes()
 	if err != nil {
 		return nil, err

@@ -379,6 +379,17 @@ func (p *Provider) keyID(ref masterkey.Ref) (KeyID, error) { return keyIDOf(ref,
 // it is not one.
 func (p *Provider) Key(ref masterkey.Ref) (KeyID, error) { return p.keyID(ref) }
 
+// Vault names the vault of ref for its request budget: its host.
+func (p *Provider) Vault(ref masterkey.Ref) (masterkey.Vault, bool) {
+	k, err := p.keyID(ref)
+	if err != nil {
+		return masterkey.Vault{}, false
+	}
+	return masterkey.Vault{Cloud: "azure", Name: k.Host}, true
+}
+
+var _ masterkey.VaultNamer = (*Provider)(nil)
+
 // Describe reports the attributes of ref's version, or of the current
 // version when ref has none.
 func (p *Provider) Describe(ctx context.Context, ref masterkey.Ref) (masterkey.Description, error) {
