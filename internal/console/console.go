@@ -415,6 +415,9 @@ func (h *handler) render(rq *request, status int, name string, v *view) {
 		v.Nav.Keys = rq.allowed(auth.ActKeyRead)
 		v.Nav.Audit = rq.allowed(auth.ActAuditRead)
 		v.Banner = bannerOf(rq.status.Record, h.now())
+		if v.Banner == nil {
+			v.Banner = throttlingBanner(rq.status.VaultBudget)
+		}
 	}
 	t := h.pages[name]
 	var buf bytes.Buffer
