@@ -242,6 +242,10 @@ type CMKStatus struct {
 	// Revocation: how far the org's latest key-state change (generation)
 	// reached the live nodes; absent while the org never had one.
 	Revocation *CMKRevocation `json:"revocation,omitempty"`
+	// VaultBudget: the answering node's request budget for the vault of the
+	// key in use, shared by every org on that vault; absent on the platform
+	// key.
+	VaultBudget *VaultBudget `json:"vault_budget,omitempty"`
 }
 
 // CMKRevocation is "revocation honoured by Honoured of Nodes nodes at

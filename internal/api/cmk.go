@@ -52,6 +52,11 @@ func (h *Handler) cmkJSON(st cmk.Status) client.CMKStatus {
 		out.Revocation = &client.CMKRevocation{Generation: rv.Generation, Reason: rv.Reason, ChangedAt: rv.ChangedAt, Honoured: rv.Honoured,
 			Nodes: rv.Live, LatestReceipt: optTime(rv.LatestReceipt), Pending: rv.Pending}
 	}
+	if b := st.VaultBudget; b != nil {
+		vb := vaultBudgetJSON(*b)
+		vb.Calls = nil // other orgs' calls too: the operator's route has them
+		out.VaultBudget = &vb
+	}
 	if j := st.Job; j != nil {
 		out.Job = &client.CMKJob{ID: j.ID, Kind: string(j.Kind), State: string(j.State), Step: j.Step, Progress: jobProgress[j.Step],
 			Attempts: j.Attempts, Error: h.redact(j.Error), UpdatedAt: j.UpdatedAt}

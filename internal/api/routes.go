@@ -65,6 +65,7 @@ var routes = []route{
 	{"POST /v1/users", auth.ActTokenManage, (*Handler).createPlatformUser},
 	{"GET /v1/nodes", auth.ActPlatformRead, (*Handler).listNodes},
 	{"GET /v1/platform-key", auth.ActPlatformRead, (*Handler).platformKeyStatus},
+	{"GET /v1/vault-budgets", auth.ActPlatformRead, (*Handler).vaultBudgets},
 	{"GET /v1/whoami", auth.ActWhoAmI, (*Handler).whoami},
 
 	// The Vault-Transit-compatible API (transit*.go; docs/transit.md): the

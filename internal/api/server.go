@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/orgkms/orgkms/internal/auth"
+	"github.com/orgkms/orgkms/internal/budget"
 	"github.com/orgkms/orgkms/internal/cmk"
 	"github.com/orgkms/orgkms/internal/fault"
 	"github.com/orgkms/orgkms/internal/keys"
@@ -52,6 +53,9 @@ type Config struct {
 	// Webhooks manages the orgs' webhooks; nil: the webhook routes answer
 	// not_found.
 	Webhooks *notify.Service
+	// VaultBudgets lists this node's shared-vault budgets (GET
+	// /v1/vault-budgets); nil: none listed.
+	VaultBudgets func() []budget.State
 }
 
 // PlatformKey is what the API needs of the platform key rotation.
@@ -76,6 +80,7 @@ type Handler struct {
 	ready   func(ctx context.Context) error
 	nodes   Nodes
 	pk      PlatformKey
+	budgets func() []budget.State
 	logAll  bool
 	mux     *http.ServeMux
 
@@ -87,7 +92,7 @@ func New(cfg Config) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	h := &Handler{keys: cfg.Keys, tokens: cfg.Tokens, cmk: cfg.CMK, users: cfg.Users, metrics: cfg.Metrics, log: cfg.Logger, ready: cfg.Ready, nodes: cfg.Nodes, pk: cfg.PlatformKey, webhooks: cfg.Webhooks, logAll: cfg.LogRequests, mux: http.NewServeMux()}
+	h := &Handler{keys: cfg.Keys, tokens: cfg.Tokens, cmk: cfg.CMK, users: cfg.Users, metrics: cfg.Metrics, log: cfg.Logger, ready: cfg.Ready, nodes: cfg.Nodes, pk: cfg.PlatformKey, webhooks: cfg.Webhooks, budgets: cfg.VaultBudgets, logAll: cfg.LogRequests, mux: http.NewServeMux()}
 	for _, rt := range routes {
 		h.mux.Handle(rt.Pattern, h.adapt(rt))
 	}

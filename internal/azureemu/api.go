@@ -195,6 +195,13 @@ func (e *Emulator) controlMux() http.Handler {
 	handle("DELETE /_emulator/vaults/{vault}/fault", 0, func(r *http.Request) (any, error) {
 		return nil, e.ClearFault(r.PathValue("vault"))
 	})
+	handle("PUT /_emulator/vaults/{vault}/throttle", 0, func(r *http.Request) (any, error) {
+		var in Throttle
+		if err := decode(r, &in); err != nil {
+			return nil, err
+		}
+		return nil, e.SetThrottle(r.PathValue("vault"), in)
+	})
 	handle("GET /_emulator/counters", http.StatusOK, func(r *http.Request) (any, error) { return e.Counters(), nil })
 	handle("DELETE /_emulator/counters", 0, func(r *http.Request) (any, error) {
 		e.ResetCounters()
@@ -423,6 +430,11 @@ func (c *ControlClient) RemovePolicy(ctx context.Context, vault, principal strin
 // SetFault is [Emulator.SetFault] over the control API.
 func (c *ControlClient) SetFault(ctx context.Context, vault string, f Fault) error {
 	return c.do(ctx, http.MethodPut, "/_emulator/vaults/"+esc(vault)+"/fault", f, nil)
+}
+
+// SetThrottle is [Emulator.SetThrottle] over the control API.
+func (c *ControlClient) SetThrottle(ctx context.Context, vault string, t Throttle) error {
+	return c.do(ctx, http.MethodPut, "/_emulator/vaults/"+esc(vault)+"/throttle", t, nil)
 }
 
 // ClearFault is [Emulator.ClearFault] over the control API.

@@ -125,7 +125,10 @@
 // delay before a deleted key shows up under /deletedkeys, during which Azure
 // answers 404 "Deleted Key not found", is reproduced on request by
 // [Config.DeletedKeyLag] and [Config.DeletedKeyLagCalls].
-// Throttling happens only through faults, never by rate. A host naming a
+// Throttling happens through faults, or by rate when a vault has a service
+// limit ([Emulator.SetThrottle]: Key Vault's sliding window of requests
+// per 10 s, 429 Throttled with a Retry-After, throttled requests not
+// counted). A host naming a
 // vault that does not exist gets its connection dropped (in Azure the name
 // would not resolve). Entra error pages answer 400 so scripts can tell them
 // from the consent page. Not implemented: certificate and federated client

@@ -80,6 +80,7 @@ type Emulator struct {
 	mu        sync.Mutex
 	st        *state
 	faults    map[string]*Fault          // by lower-case vault name
+	throttles map[string]*throttleState  // by lower-case vault name (SetThrottle)
 	counters  map[string]map[string]int  // vault → op → requests
 	keyCounts map[string]map[string]int  // vault/key → op → requests
 	consents  map[string]*consentRequest // pending consent pages by anti-forgery token

@@ -217,6 +217,13 @@ func (e *Emulator) serveVault(w http.ResponseWriter, r *http.Request, name strin
 		}
 	}
 
+	if auth != "" {
+		if after, ok := e.throttle(name, time.Now()); ok {
+			writeThrottled(w, after)
+			return
+		}
+	}
+
 	resource := resourceVault
 	if hsm {
 		resource = resourceManagedHSM

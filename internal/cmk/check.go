@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/orgkms/orgkms/internal/budget"
 	"github.com/orgkms/orgkms/internal/fault"
 	"github.com/orgkms/orgkms/internal/masterkey"
 )
@@ -87,6 +88,7 @@ const SlowProbe = time.Second
 // The engine is the cloud's table ([Wording.Checks]): this function decides
 // which outcome each check has, the table says it in the cloud's words.
 func (s *Service) Test(ctx context.Context, orgID string) Report {
+	ctx = budget.With(ctx, budget.Test, orgID) // the vault budget's class
 	rep := Report{}
 	rec, recErr := s.record(ctx, orgID)
 	cloud := s.cloudOf(rec)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/orgkms/orgkms/internal/audit"
+	"github.com/orgkms/orgkms/internal/budget"
 	"github.com/orgkms/orgkms/internal/fault"
 	"github.com/orgkms/orgkms/internal/keys"
 	"github.com/orgkms/orgkms/internal/masterkey"
@@ -69,7 +70,9 @@ func (s *Service) RunPendingJobs(ctx context.Context) error {
 // rewrapJobs is the [jobs.Handler] of the re-wrap jobs.
 type rewrapJobs struct{ s *Service }
 
-func (h rewrapJobs) Run(ctx context.Context, j *Job) error { return h.s.rewrap(ctx, j) }
+func (h rewrapJobs) Run(ctx context.Context, j *Job) error {
+	return h.s.rewrap(budget.With(ctx, budget.Job, j.OrgID), j) // the vault budget's lowest class
+}
 
 // Fail ends job j for good: the org's state rolls back (the active
 // wrapping was never touched), or, for a rotation the customer's key

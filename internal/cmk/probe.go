@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/orgkms/orgkms/internal/audit"
+	"github.com/orgkms/orgkms/internal/budget"
 	"github.com/orgkms/orgkms/internal/fault"
 	"github.com/orgkms/orgkms/internal/keys"
 	"github.com/orgkms/orgkms/internal/masterkey"
@@ -226,6 +227,7 @@ func (d *described) taggedFor(orgID string) bool {
 
 // probe probes the org, its record pre when read already (else read here).
 func (s *Service) probe(ctx context.Context, orgID string, pre *Record, round *describeRound) error {
+	ctx = budget.With(ctx, budget.Probe, orgID) // the vault budget's class
 	var rec Record
 	if pre != nil {
 		rec = *pre

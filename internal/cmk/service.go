@@ -14,6 +14,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/orgkms/orgkms/internal/audit"
+	"github.com/orgkms/orgkms/internal/budget"
 	"github.com/orgkms/orgkms/internal/fault"
 	"github.com/orgkms/orgkms/internal/jobs"
 	"github.com/orgkms/orgkms/internal/keys"
@@ -75,6 +76,9 @@ type Config struct {
 	// NodeTimeout is how old a node's heartbeat may be for the node to be
 	// live, in [Service.Status]'s receipt count; default 10s.
 	NodeTimeout time.Duration
+	// VaultBudget, when set, is the shared-vault budget the drivers draw
+	// from; [Service.Status] reports the state of the org's vault in it.
+	VaultBudget *budget.Budget
 }
 
 // Service runs the CMK lifecycle. Safe for concurrent use.
@@ -179,6 +183,10 @@ type Status struct {
 	// Fields are the cloud's fields ([Cloud.Fields]) of Key, else of the
 	// configured key; nil when none is configured.
 	Fields map[string]string
+	// VaultBudget is this node's budget state of the vault of Key, shared
+	// with the other orgs on that vault; nil on the platform key or
+	// without a budget.
+	VaultBudget *budget.State
 }
 
 // KeyConfig is a customer's key as they name it.
@@ -234,6 +242,7 @@ func (s *Service) Status(ctx context.Context, orgID string) (Status, error) {
 	if st.Revocation, err = s.revocation(ctx, orgID); err != nil {
 		return Status{}, err
 	}
+	st.VaultBudget = s.vaultBudget(rec)
 	if j, err := s.st.OrgJob(ctx, orgID); err == nil {
 		if s.runner.Stalled(j) {
 			j.State = JobStalled
@@ -692,4 +701,26 @@ func (s *Service) LoadBlocks(ctx context.Context) error {
 		s.block(r.OrgID, blockError(r))
 	}
 	return nil
+}
+
+// vaultBudget is the budget state of the vault of rec's key in use, if the
+// key's driver names vaults.
+func (s *Service) vaultBudget(rec Record) *budget.State {
+	if s.cfg.VaultBudget == nil || rec.ActiveKeyURI == "" {
+		return nil
+	}
+	ref, err := s.cfg.Keepers.ParseRef(rec.ActiveKeyURI)
+	if err != nil {
+		return nil
+	}
+	k, err := s.cfg.Keepers.Keeper(ref)
+	if err != nil {
+		return nil
+	}
+	v, ok := k.Vault(ref)
+	if !ok {
+		return nil
+	}
+	st, _ := s.cfg.VaultBudget.State(v)
+	return &st
 }

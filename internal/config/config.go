@@ -126,6 +126,10 @@ type CMK struct {
 	Azure              Azure    `json:"azure"`
 	AWS                AWS      `json:"aws"` // the AWS KMS master-key driver (aws.go)
 	GCP                GCP      `json:"gcp"` // the gcpkms master-key driver (gcp.go)
+
+	// VaultBudget caps orgkms' requests to each customer vault, shared by
+	// every org on it and by every live node (see docs/shared-vaults.md).
+	VaultBudget VaultBudget `json:"vault_budget"`
 }
 
 // Azure configures the platform's multi-tenant Entra ID application.
@@ -143,6 +147,31 @@ type Azure struct {
 	Timeout    Duration `json:"timeout"`
 	TryTimeout Duration `json:"try_timeout"`
 	MaxRetries int      `json:"max_retries"`
+}
+
+// VaultBudget is the ceiling, per cloud, of orgkms' requests to one
+// customer vault (Azure: one vault host; AWS: one account and Region;
+// Google: one project and location), in requests per second for the whole
+// cluster: each live node spends ceiling / live nodes. 0 means the default,
+// which stays well below the cloud's documented limit to leave the rest to
+// the customer's own workloads: azure 100 (Key Vault allows 2,000 RSA-2048
+// HSM operations per 10 s), aws 250, gcp 100.
+type VaultBudget struct {
+	Azure float64 `json:"azure"`
+	AWS   float64 `json:"aws"`
+	GCP   float64 `json:"gcp"`
+}
+
+// Ceilings returns the configured ceilings by cloud name, without the
+// unset ones.
+func (v VaultBudget) Ceilings() map[string]float64 {
+	m := map[string]float64{}
+	for name, c := range map[string]float64{"azure": v.Azure, "aws": v.AWS, "gcp": v.GCP} {
+		if c > 0 {
+			m[name] = c
+		}
+	}
+	return m
 }
 
 // Sources are the layers of a configuration; each later one overrides the
@@ -489,6 +518,9 @@ func (c Config) Validate() error {
 	}
 	if c.CMK.PurgeConfirmChecks < 0 || time.Duration(c.CMK.PurgeConfirmAfter) < 0 {
 		return fmt.Errorf("cmk.purge_confirm_checks and cmk.purge_confirm_after must not be negative (0: the defaults, 3 probes over 10m)")
+	}
+	if v := c.CMK.VaultBudget; v.Azure < 0 || v.AWS < 0 || v.GCP < 0 || v.Azure > 1e6 || v.AWS > 1e6 || v.GCP > 1e6 {
+		return fmt.Errorf("cmk.vault_budget.azure, .aws and .gcp are requests per second per vault for the cluster: between 0 (the default) and 1000000")
 	}
 	if c.CMK.JobWorkers < 1 || c.CMK.JobWorkers > 256 {
 		return fmt.Errorf("cmk.job_workers must be between 1 and 256")

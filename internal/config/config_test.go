@@ -418,3 +418,22 @@ func TestAWSCloudOffered(t *testing.T) {
 		t.Errorf("a principal that is no ARN: %v", err)
 	}
 }
+
+func TestVaultBudget(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.json")
+	os.WriteFile(p, []byte(`{"cmk":{"vault_budget":{"azure":40,"gcp":7.5}}}`), 0o600)
+	c, err := Load(Sources{Path: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.CMK.VaultBudget.Ceilings(); !reflect.DeepEqual(got, map[string]float64{"azure": 40, "gcp": 7.5}) {
+		t.Fatalf("Ceilings() = %v, want azure 40 and gcp 7.5 (aws unset: the default)", got)
+	}
+	for _, bad := range []VaultBudget{{Azure: -1}, {AWS: -0.5}, {GCP: 2e6}} {
+		c := Config{CMK: CMK{VaultBudget: bad}}
+		c.Defaults()
+		if c.Validate() == nil {
+			t.Errorf("Validate(cmk.vault_budget %+v) = nil, want error", bad)
+		}
+	}
+}

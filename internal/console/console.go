@@ -426,6 +426,9 @@ func (h *handler) render(rq *request, status int, name string, v *view) {
 		v.Nav.Audit = rq.allowed(auth.ActAuditRead)
 		v.Nav.Webhooks = h.cfg.Webhooks != nil && rq.allowed(auth.ActWebhookManage)
 		v.Banner = bannerOf(rq.status.Record, h.now())
+		if v.Banner == nil {
+			v.Banner = throttlingBanner(rq.status.VaultBudget)
+		}
 	}
 	t := h.pages[name]
 	var buf bytes.Buffer

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/orgkms/orgkms/internal/audit"
+	"github.com/orgkms/orgkms/internal/budget"
 	"github.com/orgkms/orgkms/internal/envelope"
 	"github.com/orgkms/orgkms/internal/fault"
 	"github.com/orgkms/orgkms/internal/masterkey"
@@ -277,6 +278,9 @@ func (s *Service) entry(ctx context.Context, orgID string) (*orgEntry, error) {
 
 // loadEntry unwraps org's root key through its active wrapping.
 func (s *Service) loadEntry(ctx context.Context, orgID string) (*orgEntry, error) {
+	// A data-plane load is the vault budget's first class, unless it is
+	// made for a job or a probe.
+	ctx = budget.Default(ctx, budget.Load, orgID)
 	org, err := s.store.GetOrg(ctx, orgID)
 	if err != nil {
 		return nil, err

@@ -23,6 +23,7 @@ import (
 
 	"github.com/orgkms/orgkms/internal/api"
 	"github.com/orgkms/orgkms/internal/auth"
+	"github.com/orgkms/orgkms/internal/budget"
 	"github.com/orgkms/orgkms/internal/cluster"
 	"github.com/orgkms/orgkms/internal/cmk"
 	"github.com/orgkms/orgkms/internal/cmk/awscloud"
@@ -85,6 +86,8 @@ type Options struct {
 	// Demo shows the Azure emulator's demo tenant, vault and key in the
 	// console (orgkms dev).
 	Demo *console.Demo
+
+	gate masterkey.Gate // the vault budget, set by Open for providers
 }
 
 // Server is a whole orgkms. Its fields are for the commands and tests that
@@ -100,6 +103,7 @@ type Server struct {
 	CMK      *cmk.Service
 	Platform *platformkey.Service // the platform master key's rotation
 	Cluster  *cluster.Node
+	Budget   *budget.Budget // the shared-vault budgets of this node (cmk.vault_budget)
 	Tokens   *auth.Service
 	Users    *auth.Users
 	Webhooks *notify.Service
@@ -151,6 +155,16 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 		func() float64 { return float64(s.Keys.Cache().Hits.Load()) },
 		func() float64 { return float64(s.Keys.Cache().Misses.Load()) },
 		func() float64 { return float64(s.Keys.Cache().Len()) })
+	// Every call to a customer vault draws from the vault's budget, shared
+	// by the orgs on it and by the live nodes (cmk.vault_budget).
+	s.Budget = budget.New(budget.Config{Ceilings: cfg.CMK.VaultBudget.Ceilings(), Nodes: func() int {
+		if s.Cluster == nil {
+			return 1
+		}
+		return s.Cluster.Live()
+	}})
+	s.Metrics.RegisterVaultBudgets(s.Budget.States)
+	opts.gate = s.Budget
 	var azure *azurekv.Provider
 	if s.Registry, azure, err = providers(cfg, opts, log, s.Metrics); err != nil {
 		return nil, err
@@ -221,7 +235,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 		// Several nodes may share a PostgreSQL database: a job held by
 		// another node is running, not stalled, until its lease expires.
 		NodeTimeout: time.Duration(cfg.Cluster.NodeTimeout), SharedStore: cfg.Postgres(),
-		Changed: func(org string) { s.Cluster.Changed(org) }, Fresh: func() error { return s.Cluster.Fresh() }}
+		Changed: func(org string) { s.Cluster.Changed(org) }, Fresh: func() error { return s.Cluster.Fresh() }, VaultBudget: s.Budget}
 	// The clouds offered (cmk.clouds), the default first; config.Validate
 	// refuses a cloud not built here.
 	for _, name := range cfg.CMK.Offered() {
@@ -272,7 +286,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 	s.Tokens = auth.NewService(s.Store, s.Keys, nil, time.Duration(cfg.TokenCacheTTL))
 	s.Users = auth.NewUsers(s.Store, opts.Now, opts.SessionTTL)
 	s.API = api.New(api.Config{Keys: s.Keys, Tokens: s.Tokens, CMK: s.CMK, Users: s.Users, Metrics: s.Metrics, Logger: log,
-		LogRequests: cfg.LogRequests, Ready: s.ready, Nodes: s.Cluster, PlatformKey: s.Platform, Webhooks: s.Webhooks})
+		LogRequests: cfg.LogRequests, Ready: s.ready, Nodes: s.Cluster, PlatformKey: s.Platform, Webhooks: s.Webhooks, VaultBudgets: s.Budget.States})
 	proxies, err := cfg.TrustedProxyPrefixes()
 	if err != nil {
 		return nil, err
@@ -554,7 +568,7 @@ func providers(cfg config.Config, opts Options, log *slog.Logger, m *metrics.Met
 	}
 	p, err := azurekv.New(azurekv.Config{ClientID: a.ClientID, ClientSecret: a.ClientSecret, AuthorityHost: a.AuthorityHost,
 		ExtraHostSuffixes: a.ExtraHostSuffixes, HTTPClient: hc, MaxRetries: maxRetries, RetryDelay: opts.AzureRetryDelay,
-		Timeout: time.Duration(a.Timeout), TryTimeout: time.Duration(a.TryTimeout)})
+		Timeout: time.Duration(a.Timeout), TryTimeout: time.Duration(a.TryTimeout), Gate: opts.gate})
 	if err != nil {
 		return nil, nil, err
 	}

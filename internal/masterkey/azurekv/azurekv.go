@@ -60,6 +60,14 @@ type Config struct {
 	// 10 s for RSA-2048), with burst VaultBurst (default 50).
 	VaultRate  float64
 	VaultBurst int
+	// Gate, when set, replaces VaultRate and VaultBurst: every HTTP
+	// attempt to a vault (retries included) waits for its admission
+	// (masterkey.Vault{Cloud: "azure", Name: the vault host}) and reports
+	// whether the vault throttled it. Throttled attempts are then retried
+	// by the driver (at most MaxRetries times) through the gate, which
+	// holds every call to that vault until the Retry-After has passed,
+	// instead of by the SDK.
+	Gate masterkey.Gate
 }
 
 // Provider implements masterkey.Provider for Azure Key Vault.
@@ -172,12 +180,27 @@ func (p *Provider) options() azcore.ClientOptions {
 	}
 }
 
+// vaultOptions are the options of a vault's client: with a Gate, the SDK
+// does not retry a throttled attempt itself (call does, through the gate).
+func (p *Provider) vaultOptions() azcore.ClientOptions {
+	o := p.options()
+	if p.cfg.Gate != nil {
+		o.Retry.StatusCodes = []int{http.StatusRequestTimeout, http.StatusInternalServerError, http.StatusBadGateway,
+			http.StatusServiceUnavailable, http.StatusGatewayTimeout}
+	}
+	return o
+}
+
 // remote is what an operation needs to call one vault: its SDK client, the
-// vault's rate limiter and the tenant's credential.
+// vault's rate limiter (or the gate and the vault's name in it) and the
+// tenant's credential.
 type remote struct {
-	cl   sdkClient
-	lim  *rate.Limiter
-	cred *tenantCred
+	cl      sdkClient
+	lim     *rate.Limiter
+	cred    *tenantCred
+	gate    masterkey.Gate
+	vault   masterkey.Vault
+	retries int // of throttled attempts, with a gate
 }
 
 func (p *Provider) newCredential(tenant string) (azcore.TokenCredential, error) {
@@ -205,19 +228,22 @@ func (p *Provider) client(k KeyID) (remote, error) {
 	ck := k.Tenant + "|" + k.Host
 	cl, ok := p.clients[ck]
 	if !ok {
-		c, err := azkeys.NewClient(k.VaultURL(), cred, &azkeys.ClientOptions{ClientOptions: p.options()})
+		c, err := azkeys.NewClient(k.VaultURL(), cred, &azkeys.ClientOptions{ClientOptions: p.vaultOptions()})
 		if err != nil {
 			return remote{}, &fault.Error{Kind: fault.Invalid, Field: "vault_uri", Err: err}
 		}
 		cl = c
 		p.clients[ck] = cl
 	}
+	if p.cfg.Gate != nil {
+		return remote{cl: cl, cred: cred, gate: p.cfg.Gate, vault: masterkey.Vault{Cloud: "azure", Name: k.Host}, retries: max(0, p.cfg.MaxRetries)}, nil
+	}
 	lim, ok := p.limiters[k.Host]
 	if !ok {
 		lim = rate.NewLimiter(rate.Limit(p.cfg.VaultRate), p.cfg.VaultBurst)
 		p.limiters[k.Host] = lim
 	}
-	return remote{cl, lim, cred}, nil
+	return remote{cl: cl, lim: lim, cred: cred}, nil
 }
 
 // tenantCred is the credential of one customer tenant. It refuses tokens
@@ -281,10 +307,10 @@ func (c *tenantCred) renewAfter(gen uint64) {
 // endpoint's answer says why. Errors are classified for operation op.
 func invoke[T any](ctx context.Context, r remote, k KeyID, op string, f func() (T, error)) (T, error) {
 	gen := r.cred.generation()
-	out, err := call(ctx, r.lim, f)
+	out, err := call(ctx, r, f)
 	if tokenRefused(err) && ctx.Err() == nil {
 		r.cred.renewAfter(gen)
-		out, err = call(ctx, r.lim, f)
+		out, err = call(ctx, r, f)
 	}
 	if err != nil {
 		return out, classify(op, k, err)
@@ -303,12 +329,42 @@ func (p *Provider) budget(ctx context.Context) (context.Context, context.CancelF
 	return context.WithTimeout(ctx, p.cfg.Timeout)
 }
 
-// call runs f with the per-vault rate limit, and turns an SDK panic into an
-// error.
-func call[T any](ctx context.Context, lim *rate.Limiter, f func() (T, error)) (out T, err error) {
-	if err := lim.Wait(ctx); err != nil {
-		return out, &fault.Error{Kind: fault.Unavailable, Reason: "rate limit wait cancelled", Err: err}
+// call runs f under the vault's gate (each attempt admitted, and a
+// throttled one retried through it) or its rate limit, and turns an SDK
+// panic into an error.
+func call[T any](ctx context.Context, r remote, f func() (T, error)) (out T, err error) {
+	if r.gate == nil {
+		if err := r.lim.Wait(ctx); err != nil {
+			return out, &fault.Error{Kind: fault.Unavailable, Reason: "rate limit wait cancelled", Err: err}
+		}
+		return protect(f)
 	}
+	for attempt := 0; ; attempt++ {
+		done, err := r.gate.Admit(ctx, r.vault)
+		if err != nil {
+			return out, err
+		}
+		out, err = protect(f)
+		throttled, after := throttledAnswer(err)
+		done(throttled, after)
+		if !throttled || attempt >= r.retries || ctx.Err() != nil {
+			return out, err
+		}
+	}
+}
+
+// throttledAnswer reports whether err is the vault's 429, with the
+// Retry-After it sent.
+func throttledAnswer(err error) (bool, time.Duration) {
+	var re *azcore.ResponseError
+	if errors.As(err, &re) && re.StatusCode == http.StatusTooManyRequests {
+		return true, retryAfter(re.RawResponse)
+	}
+	return false, 0
+}
+
+// protect runs f, turning an SDK panic into an error.
+func protect[T any](f func() (T, error)) (out T, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = &fault.Error{Kind: fault.Unavailable, Reason: "the vault's response could not be processed", Err: fmt.Errorf("azure sdk panic: %v", r)}
@@ -322,6 +378,17 @@ func (p *Provider) keyID(ref masterkey.Ref) (KeyID, error) { return keyIDOf(ref,
 // Key parses a ref of this driver (as [KeyID.Ref] makes them); Invalid if
 // it is not one.
 func (p *Provider) Key(ref masterkey.Ref) (KeyID, error) { return p.keyID(ref) }
+
+// Vault names the vault of ref for its request budget: its host.
+func (p *Provider) Vault(ref masterkey.Ref) (masterkey.Vault, bool) {
+	k, err := p.keyID(ref)
+	if err != nil {
+		return masterkey.Vault{}, false
+	}
+	return masterkey.Vault{Cloud: "azure", Name: k.Host}, true
+}
+
+var _ masterkey.VaultNamer = (*Provider)(nil)
 
 // Describe reports the attributes of ref's version, or of the current
 // version when ref has none.
@@ -551,7 +618,7 @@ func (p *Provider) CheckCredentials(ctx context.Context, ref masterkey.Ref) erro
 	}
 	ctx, cancel := p.budget(ctx)
 	defer cancel()
-	_, err = call(ctx, rate.NewLimiter(rate.Inf, 1), func() (azcore.AccessToken, error) {
+	_, err = call(ctx, remote{lim: rate.NewLimiter(rate.Inf, 1)}, func() (azcore.AccessToken, error) {
 		return cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{scope}, TenantID: k.Tenant})
 	})
 	if err != nil {

@@ -1,0 +1,21 @@
+package console
+
+import (
+	"fmt"
+
+	"github.com/orgkms/orgkms/internal/budget"
+)
+
+// throttlingBanner says, on every org page, that the org's vault is
+// throttling orgkms; nil when it is not (or the org has no vault).
+func throttlingBanner(s *budget.State) *banner {
+	if s == nil || !s.Throttling {
+		return nil
+	}
+	text := fmt.Sprintf("Your vault %s answered orgkms \"too many requests\"; orgkms now sends it at most %.0f requests per second (of %.0f) and grows back slowly.", s.Vault.Name, s.Rate, s.Share)
+	if !s.PausedUntil.IsZero() {
+		text += " It waits until " + fmtTime(s.PausedUntil) + ", as the vault asked."
+	}
+	return &banner{Class: "banner-degraded", Title: "Your vault is throttling orgkms.", Text: text,
+		Remedy: "The vault's request limit is shared by every org on it and by your own workloads. Encryption keeps working from orgkms' cache and key loads go first; re-wraps slow down. If it lasts, reduce other traffic to the vault or move some orgs to another vault."}
+}
