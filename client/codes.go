@@ -37,6 +37,10 @@ const (
 	CodeCMKKeyDeleted               Code = "cmk_key_deleted"                // 424: the org's customer managed key is soft-deleted
 	CodeCMKKeyDestroyed             Code = "cmk_key_destroyed"              // 424: the org's customer managed key was purged
 	CodeCMKConsentRevoked           Code = "cmk_consent_revoked"            // 424: the customer withdrew admin consent for orgkms
+
+	// Staged revocation: the org's key administrators restricted the org.
+	CodeOrgDecryptOnly Code = "org_decrypt_only" // 424: decrypt-only mode: encrypt, rewrap and datakey are refused
+	CodeOrgRevoked     Code = "org_revoked"      // 424: the org's keys were revoked in orgkms by its key administrators
 )
 
 // Codes returns every code the API sends.
@@ -47,5 +51,6 @@ func Codes() []Code {
 		CodeMasterKeyPermissionMissing, CodeMasterKeyCredentialsInvalid, CodeUnavailable, CodeRateLimited,
 		CodeKeyVersionRetired, CodeCMKKeyDisabled, CodeCMKPermissionMissing, CodeCMKKeyDeleted, CodeCMKKeyDestroyed,
 		CodeCMKConsentRevoked,
+		CodeOrgDecryptOnly, CodeOrgRevoked,
 	}
 }

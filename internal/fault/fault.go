@@ -39,6 +39,11 @@ const (
 	CMKConsentRevoked    // the customer withdrew admin consent: orgkms cannot obtain a token in their tenant
 
 	MethodNotAllowed // the route exists, but not for the request's HTTP method (API router)
+
+	// Kinds of staged revocation (internal/cmk staged.go): the org's key
+	// administrators restricted the org themselves.
+	OrgDecryptOnly // the org is in decrypt-only mode: encrypt, rewrap and datakey are refused
+	OrgRevoked     // the org's key administrators revoked the org in orgkms (a scheduled revocation took effect)
 )
 
 // Row is one line of the error table: everything a Kind means to a caller.
@@ -121,6 +126,13 @@ var table = [...]Row{
 
 	MethodNotAllowed: {Code: "method_not_allowed", Status: 405,
 		Message: "this route does not accept the request's HTTP method", Hint: "use a method the Allow header lists; see the API reference (GET /v1/openapi.json)"},
+
+	OrgDecryptOnly: {Code: "org_decrypt_only", Status: 424,
+		Message: "the org is in decrypt-only mode: its key administrators allow decryption of existing data only, and refuse encrypt, rewrap and datakey",
+		Hint:    "decrypt still works; the org's key administrators end the mode: \"orgkms cmk decrypt-only off ORG\" (console: Settings → Security); \"orgkms cmk status\" shows who set it and why"},
+	OrgRevoked: {Code: "org_revoked", Status: 424,
+		Message: "the org's key administrators revoked its keys in orgkms: every use of the org's keys is refused",
+		Hint:    "the org's key administrators lift the revocation: \"orgkms cmk cancel-revocation ORG\" (console: Settings → Security); \"orgkms cmk status\" shows who scheduled it and when"},
 }
 
 // Kinds returns every Kind, in table order.
