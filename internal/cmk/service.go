@@ -75,6 +75,9 @@ type Config struct {
 	// NodeTimeout is how old a node's heartbeat may be for the node to be
 	// live, in [Service.Status]'s receipt count; default 10s.
 	NodeTimeout time.Duration
+	// RevocationMinLead is how far ahead a revocation must be scheduled
+	// at least (cmk.revocation_min_lead); default 5m (staged.go).
+	RevocationMinLead time.Duration
 }
 
 // Service runs the CMK lifecycle. Safe for concurrent use.
@@ -92,6 +95,9 @@ type Service struct {
 	testLimits map[string]*rate.Limiter
 	scrub      scrubber                   // coalesces the scrubs after re-wraps (jobs.go)
 	switches   batcher[SwitchStep, error] // commits concurrent jobs' switches together (jobs.go)
+
+	staged       map[string]Staged // orgs in decrypt-only mode or revoked by their administrators (staged.go)
+	stagedRunner *jobs.Runner      // applies scheduled revocations (staged.go)
 }
 
 // New returns a Service. Call Run to start its probe and job worker.
@@ -126,8 +132,14 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Service{cfg: cfg, st: cfg.Store, log: cfg.Logger, now: cfg.Now, blocked: map[string]error{}, onCMK: map[string]bool{}}
+	if cfg.RevocationMinLead <= 0 {
+		cfg.RevocationMinLead = DefaultRevocationMinLead
+	}
+	s := &Service{cfg: cfg, st: cfg.Store, log: cfg.Logger, now: cfg.Now, blocked: map[string]error{}, onCMK: map[string]bool{}, staged: map[string]Staged{}}
 	var err error
+	if s.stagedRunner, err = s.newStagedRunner(); err != nil {
+		return nil, err
+	}
 	s.runner, err = jobs.New(jobs.Config{Store: cfg.Store, Handler: rewrapJobs{s}, NodeID: cfg.NodeID, Lease: cfg.JobLease, Poll: cfg.JobPoll,
 		Shared: cfg.SharedStore, MaxAttempts: maxAttempts, Observer: cfg.JobObserver, Now: cfg.Now, Logger: cfg.Logger})
 	if err != nil {
@@ -172,6 +184,9 @@ type Status struct {
 	// Revocation is how far the org's current generation reached the live
 	// nodes; nil while its generation was never raised.
 	Revocation *Revocation
+	// Staged is the org's staged revocation state: decrypt-only mode, a
+	// revocation in effect, a scheduled revocation (staged.go).
+	Staged Staged
 	// Cloud is the name of the org's cloud (of its key, else the default
 	// cloud); "" when customer managed keys are off.
 	Cloud string
@@ -231,6 +246,9 @@ func (s *Service) Status(ctx context.Context, orgID string) (Status, error) {
 		}
 	}
 	if st.Revocation, err = s.revocation(ctx, orgID); err != nil {
+		return Status{}, err
+	}
+	if st.Staged, err = s.st.GetStaged(ctx, orgID); err != nil {
 		return Status{}, err
 	}
 	if j, err := s.st.OrgJob(ctx, orgID); err == nil {
@@ -622,6 +640,9 @@ func (s *Service) Guard(ctx context.Context, orgID string) error {
 	s.mu.Lock()
 	err, cmk := s.blocked[orgID], s.onCMK[orgID]
 	s.mu.Unlock()
+	if err == nil {
+		err = s.stagedBlock(orgID)
+	}
 	if err == nil && cmk && s.cfg.Fresh != nil {
 		err = s.cfg.Fresh()
 	}
@@ -690,5 +711,5 @@ func (s *Service) LoadBlocks(ctx context.Context) error {
 	for _, r := range recs {
 		s.block(r.OrgID, blockError(r))
 	}
-	return nil
+	return s.loadStaged(ctx)
 }

@@ -125,6 +125,11 @@ type CMK struct {
 	Azure              Azure    `json:"azure"`
 	AWS                AWS      `json:"aws"` // the AWS KMS master-key driver (aws.go)
 	GCP                GCP      `json:"gcp"` // the gcpkms master-key driver (gcp.go)
+
+	// RevocationMinLead is how far ahead a revocation must be scheduled at
+	// least (POST /v1/orgs/{org}/cmk/revocation); default 5m, at most 90
+	// days, the longest lead.
+	RevocationMinLead Duration `json:"revocation_min_lead"`
 }
 
 // Azure configures the platform's multi-tenant Entra ID application.
@@ -485,6 +490,9 @@ func (c Config) Validate() error {
 	}
 	if c.CMK.PurgeConfirmChecks < 0 || time.Duration(c.CMK.PurgeConfirmAfter) < 0 {
 		return fmt.Errorf("cmk.purge_confirm_checks and cmk.purge_confirm_after must not be negative (0: the defaults, 3 probes over 10m)")
+	}
+	if m := time.Duration(c.CMK.RevocationMinLead); m < 0 || m > 90*24*time.Hour {
+		return fmt.Errorf("cmk.revocation_min_lead must be between 0 (the default, 5m) and 90 days")
 	}
 	if c.CMK.JobWorkers < 1 || c.CMK.JobWorkers > 256 {
 		return fmt.Errorf("cmk.job_workers must be between 1 and 256")

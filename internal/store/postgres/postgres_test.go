@@ -95,3 +95,10 @@ type platformPeered struct {
 }
 
 func (p platformPeered) PlatformPeer(t *testing.T) storetest.PlatformStore { return openURL(t, p.url) }
+
+func TestStagedStore(t *testing.T) {
+	storetest.RunStaged(t, func(t *testing.T) storetest.CMKStore {
+		url := pgtest.URL(t)
+		return peered{openURL(t, url), url}
+	})
+}

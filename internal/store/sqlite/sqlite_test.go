@@ -517,3 +517,7 @@ func TestCloseTwice(t *testing.T) {
 func TestPlatformKeyStore(t *testing.T) {
 	storetest.RunPlatformKey(t, func(t *testing.T) storetest.PlatformStore { return openTemp(t) })
 }
+
+func TestStagedStore(t *testing.T) {
+	storetest.RunStaged(t, func(t *testing.T) storetest.CMKStore { return openTemp(t) })
+}
