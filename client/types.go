@@ -242,6 +242,9 @@ type CMKStatus struct {
 	// Revocation: how far the org's latest key-state change (generation)
 	// reached the live nodes; absent while the org never had one.
 	Revocation *CMKRevocation `json:"revocation,omitempty"`
+	// Staged: decrypt-only mode, a revocation in effect, a scheduled
+	// revocation (staged.go).
+	Staged CMKStaged `json:"staged"`
 }
 
 // CMKRevocation is "revocation honoured by Honoured of Nodes nodes at

@@ -507,6 +507,9 @@ func (s *Service) enableOnce(ctx context.Context, actor, orgID string) (Status, 
 	if err := s.requireCloud(); err != nil {
 		return Status{}, err
 	}
+	if err := s.refuseRevoked(ctx, orgID, "enable"); err != nil {
+		return Status{}, err
+	}
 	rec, err := s.record(ctx, orgID)
 	if err != nil {
 		return Status{}, err
@@ -603,6 +606,9 @@ func (s *Service) disableOnce(ctx context.Context, actor, orgID string) (Status,
 		ev := &audit.Event{OrgID: orgID, Time: now, Actor: actor, Action: "cmk.reset", Target: "cmk"}
 		return Status{Record: rec}, s.st.PutCMK(ctx, rec, ev)
 	case StateActive:
+		if err := s.refuseRevoked(ctx, orgID, "disable"); err != nil {
+			return Status{}, err
+		}
 	case StateLost:
 		return Status{}, recordedCondition("disable", rec, lostReason(rec))
 	case StateRevoked:

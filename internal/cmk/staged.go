@@ -358,3 +358,22 @@ func (s *Service) RunPendingStaged(ctx context.Context) error { return s.stagedR
 func (s *Service) StagedJob(ctx context.Context, id int64) (Job, error) {
 	return s.st.GetStagedJob(ctx, id)
 }
+
+// Clock is the service's clock (Config.Now): the countdown of a scheduled
+// revocation is read on it.
+func (s *Service) Clock() time.Time { return s.now() }
+
+// refuseRevoked refuses op (enable, disable: they use the org's keys) while
+// the org's administrators have it revoked in orgkms, as a key disabled in
+// the vault would.
+func (s *Service) refuseRevoked(ctx context.Context, orgID, op string) error {
+	st, err := s.st.GetStaged(ctx, orgID)
+	if err != nil {
+		return err
+	}
+	if st.Revoked {
+		return &fault.Error{Kind: fault.OrgRevoked, Op: op, Resource: "org " + orgID,
+			Reason: "the org's keys are revoked in orgkms (scheduled by " + st.RevokedBy + "); lift the revocation first (orgkms cmk cancel-revocation)"}
+	}
+	return nil
+}
