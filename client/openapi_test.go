@@ -92,7 +92,10 @@ func apiCalls() []apiCall {
 		{"CMKEnable", func(ctx context.Context, c *Client) error { _, err := c.CMKEnable(ctx, "acme"); return err }, nil, typeOf[CMKStatus]()},
 		{"CMKDisable", func(ctx context.Context, c *Client) error { _, err := c.CMKDisable(ctx, "acme"); return err }, nil, typeOf[CMKStatus]()},
 		{"CMKFallback", func(ctx context.Context, c *Client) error { _, err := c.CMKFallback(ctx, "acme"); return err }, typeOf[CMKFallbackRequest](), typeOf[CMKStatus]()},
-		{"CMKDecryptOnly", func(ctx context.Context, c *Client) error { _, err := c.CMKDecryptOnly(ctx, "acme", true, "r"); return err }, typeOf[CMKDecryptOnlyRequest](), typeOf[CMKStatus]()},
+		{"CMKDecryptOnly", func(ctx context.Context, c *Client) error {
+			_, err := c.CMKDecryptOnly(ctx, "acme", true, "r")
+			return err
+		}, typeOf[CMKDecryptOnlyRequest](), typeOf[CMKStatus]()},
 		{"CMKScheduleRevocation", func(ctx context.Context, c *Client) error {
 			_, err := c.CMKScheduleRevocation(ctx, "acme", CMKRevocationRequest{At: "2030-01-02T15:04:05Z"})
 			return err
