@@ -377,3 +377,7 @@ func (s *Service) refuseRevoked(ctx context.Context, orgID, op string) error {
 	}
 	return nil
 }
+
+// RevocationMinLead is how far ahead a revocation must be scheduled at
+// least (Config.RevocationMinLead).
+func (s *Service) RevocationMinLead() time.Duration { return s.cfg.RevocationMinLead }
