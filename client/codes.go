@@ -40,6 +40,9 @@ const (
 
 	CodeWebhookURLInsecure      Code = "webhook_url_insecure"      // 400: a webhook URL is http:// where https:// is required
 	CodeWebhookAddressForbidden Code = "webhook_address_forbidden" // 400: a webhook URL's host is not a public address
+	// Staged revocation: the org's key administrators restricted the org.
+	CodeOrgDecryptOnly Code = "org_decrypt_only" // 424: decrypt-only mode: encrypt, rewrap and datakey are refused
+	CodeOrgRevoked     Code = "org_revoked"      // 424: the org's keys were revoked in orgkms by its key administrators
 )
 
 // Codes returns every code the API sends.
@@ -51,5 +54,6 @@ func Codes() []Code {
 		CodeKeyVersionRetired, CodeCMKKeyDisabled, CodeCMKPermissionMissing, CodeCMKKeyDeleted, CodeCMKKeyDestroyed,
 		CodeCMKConsentRevoked,
 		CodeWebhookURLInsecure, CodeWebhookAddressForbidden,
+		CodeOrgDecryptOnly, CodeOrgRevoked,
 	}
 }

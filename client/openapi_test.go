@@ -103,6 +103,7 @@ func apiCalls() []apiCall {
 		{"WhoAmI", func(ctx context.Context, c *Client) error { _, err := c.WhoAmI(ctx); return err }, nil, typeOf[WhoAmI]()},
 		{"ListNodes", func(ctx context.Context, c *Client) error { _, err := c.ListNodes(ctx); return err }, nil, typeOf[NodeList]()},
 		{"PlatformKeyStatus", func(ctx context.Context, c *Client) error { _, err := c.PlatformKeyStatus(ctx); return err }, nil, typeOf[PlatformKeyStatus]()},
+		{"VaultBudgets", func(ctx context.Context, c *Client) error { _, err := c.VaultBudgets(ctx); return err }, nil, typeOf[VaultBudgetList]()},
 		{"CMKStatus", func(ctx context.Context, c *Client) error { _, err := c.CMKStatus(ctx, "acme"); return err }, nil, typeOf[CMKStatus]()},
 		{"CMKClouds", func(ctx context.Context, c *Client) error { _, err := c.CMKClouds(ctx, "acme"); return err }, nil, typeOf[CMKClouds]()},
 		{"CMKAuthorize", func(ctx context.Context, c *Client) error { _, err := c.CMKAuthorize(ctx, "acme", "t"); return err }, typeOf[CMKAuthorizeRequest](), typeOf[CMKAuthorizeResponse]()},
@@ -118,6 +119,15 @@ func apiCalls() []apiCall {
 		{"CMKEnable", func(ctx context.Context, c *Client) error { _, err := c.CMKEnable(ctx, "acme"); return err }, nil, typeOf[CMKStatus]()},
 		{"CMKDisable", func(ctx context.Context, c *Client) error { _, err := c.CMKDisable(ctx, "acme"); return err }, nil, typeOf[CMKStatus]()},
 		{"CMKFallback", func(ctx context.Context, c *Client) error { _, err := c.CMKFallback(ctx, "acme"); return err }, typeOf[CMKFallbackRequest](), typeOf[CMKStatus]()},
+		{"CMKDecryptOnly", func(ctx context.Context, c *Client) error {
+			_, err := c.CMKDecryptOnly(ctx, "acme", true, "r")
+			return err
+		}, typeOf[CMKDecryptOnlyRequest](), typeOf[CMKStatus]()},
+		{"CMKScheduleRevocation", func(ctx context.Context, c *Client) error {
+			_, err := c.CMKScheduleRevocation(ctx, "acme", CMKRevocationRequest{At: "2030-01-02T15:04:05Z"})
+			return err
+		}, typeOf[CMKRevocationRequest](), typeOf[CMKStatus]()},
+		{"CMKCancelRevocation", func(ctx context.Context, c *Client) error { _, err := c.CMKCancelRevocation(ctx, "acme"); return err }, nil, typeOf[CMKStatus]()},
 		{"CreateUser", func(ctx context.Context, c *Client) error {
 			_, err := c.CreateUser(ctx, "acme", CreateUserRequest{})
 			return err

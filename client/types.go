@@ -246,6 +246,9 @@ type CMKStatus struct {
 	// key in use, shared by every org on that vault; absent on the platform
 	// key.
 	VaultBudget *VaultBudget `json:"vault_budget,omitempty"`
+	// Staged: decrypt-only mode, a revocation in effect, a scheduled
+	// revocation (staged.go).
+	Staged CMKStaged `json:"staged"`
 }
 
 // CMKRevocation is "revocation honoured by Honoured of Nodes nodes at

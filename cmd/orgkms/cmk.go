@@ -244,8 +244,8 @@ func cmkCmd(env *cliEnv) *cobra.Command {
 		}
 		return fbFmt.emit(env, st, func(io.Writer) error { printCMKStatus(env, st); return nil })
 	})
-	return group("cmk <command>", "customer managed keys: status, clouds, authorize, configure, test, enable, disable, fallback",
-		status, clouds, authorize, configure, test, enable, disable, fallback)
+	return group("cmk <command>", "customer managed keys: status, clouds, authorize, configure, test, enable, disable, fallback, staged revocation",
+		append([]*cobra.Command{status, clouds, authorize, configure, test, enable, disable, fallback}, stagedCmds(env)...)...)
 }
 
 // printCMKClouds prints the offered clouds for people.
@@ -468,6 +468,7 @@ func printCMKStatus(env *cliEnv, st client.CMKStatus) {
 	if st.RecoverableUntil != nil {
 		row("recoverable until", st.RecoverableUntil.Local().Format(time.RFC3339))
 	}
+	stagedRows(row, st.Staged) // cmkstaged.go
 	if rv := st.Revocation; rv != nil {
 		row("key state change", rv.Line())
 	}

@@ -57,6 +57,7 @@ func (h *Handler) cmkJSON(st cmk.Status) client.CMKStatus {
 		vb.Calls = nil // other orgs' calls too: the operator's route has them
 		out.VaultBudget = &vb
 	}
+	out.Staged = h.stagedJSON(st.Staged, nil, h.cmk.Clock())
 	if j := st.Job; j != nil {
 		out.Job = &client.CMKJob{ID: j.ID, Kind: string(j.Kind), State: string(j.State), Step: j.Step, Progress: jobProgress[j.Step],
 			Attempts: j.Attempts, Error: h.redact(j.Error), UpdatedAt: j.UpdatedAt}
@@ -72,7 +73,11 @@ func (h *Handler) cmkStatus(c *call) error {
 	if err != nil {
 		return err
 	}
-	return c.reply(http.StatusOK, h.cmkJSON(st))
+	out, err := h.statusWithStaged(c, st)
+	if err != nil {
+		return err
+	}
+	return c.reply(http.StatusOK, out)
 }
 
 func (h *Handler) cmkAuthorize(c *call) error {

@@ -40,6 +40,9 @@ var routes = []route{
 	{"POST /v1/orgs/{org}/cmk/disable", auth.ActCMKManage, (*Handler).cmkDisable},
 	{"POST /v1/orgs/{org}/cmk/fallback", auth.ActCMKManage, (*Handler).cmkFallback},
 	{"GET /v1/cmk/callback", "", (*Handler).cmkCallback},
+	{"POST /v1/orgs/{org}/cmk/decrypt-only", auth.ActCMKManage, (*Handler).cmkDecryptOnly},      // cmk_staged.go
+	{"POST /v1/orgs/{org}/cmk/revocation", auth.ActCMKManage, (*Handler).cmkScheduleRevocation}, // cmk_staged.go
+	{"DELETE /v1/orgs/{org}/cmk/revocation", auth.ActCMKManage, (*Handler).cmkCancelRevocation}, // cmk_staged.go
 
 	{"GET /v1/orgs/{org}/users", auth.ActUsersManage, (*Handler).listUsers},
 	{"POST /v1/orgs/{org}/users", auth.ActUsersManage, (*Handler).createUser},

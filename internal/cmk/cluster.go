@@ -57,7 +57,7 @@ const (
 // such a generation is also an audit event (cmk.purge_receipt).
 func RevocationReason(reason string) bool {
 	switch reason {
-	case BumpRevoked, BumpLost, BumpFellBack, BumpPurged:
+	case BumpRevoked, BumpLost, BumpFellBack, BumpPurged, BumpStagedRevoked:
 		return true
 	}
 	return false
@@ -209,6 +209,9 @@ func (s *Service) Reload(ctx context.Context, orgID string) error {
 		s.block(orgID, blockError(rec))
 	} else {
 		s.block(orgID, nil)
+	}
+	if err := s.reloadStaged(ctx, orgID); err != nil {
+		return err
 	}
 	s.cfg.Keys.Cache().Purge(orgID)
 	return nil

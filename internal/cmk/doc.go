@@ -36,4 +36,11 @@
 //     hands the leases of its unfinished probes back (Store.ReleaseProbes),
 //     and a restarted node releases those of its previous run, so a
 //     rolling restart does not delay any org's probe by an interval.
+//   - Staged revocation (staged.go) is the org administrators' own control:
+//     decrypt-only mode refuses the operations that produce ciphertext
+//     ([Service.ProduceGuard]: encrypt, rewrap, datakey) and a revocation in
+//     effect refuses every call ([Service.Guard], org_revoked), on every
+//     node from memory, each change raising the generation. A scheduled
+//     revocation is applied by a leased job of its own table
+//     ([StagedStore.StagedJobs]), once, in one fenced transaction.
 package cmk

@@ -32,9 +32,13 @@ func (s *Service) Run(ctx context.Context, jobWorkers int) {
 	if err := s.st.ReleaseProbes(ctx, s.cfg.NodeID, nil, s.now()); err != nil && ctx.Err() == nil {
 		s.log.Warn("cannot hand back the probes of the previous run; they are probed one probe interval later", slog.String("error", err.Error()))
 	}
+	if err := s.reclaimStaged(ctx); err != nil && ctx.Err() == nil {
+		s.log.Error("reclaim staged jobs failed", slog.String("error", err.Error()))
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() { s.probeLoop(ctx) })
 	wg.Go(func() { s.runner.Run(ctx, jobWorkers) })
+	wg.Go(func() { s.stagedRunner.Run(ctx, 1) })
 	wg.Wait()
 }
 

@@ -79,6 +79,9 @@ type Config struct {
 	// VaultBudget, when set, is the shared-vault budget the drivers draw
 	// from; [Service.Status] reports the state of the org's vault in it.
 	VaultBudget *budget.Budget
+	// RevocationMinLead is how far ahead a revocation must be scheduled
+	// at least (cmk.revocation_min_lead); default 5m (staged.go).
+	RevocationMinLead time.Duration
 }
 
 // Service runs the CMK lifecycle. Safe for concurrent use.
@@ -97,6 +100,9 @@ type Service struct {
 	scrub      scrubber                   // coalesces the scrubs after re-wraps (jobs.go)
 	switches   batcher[SwitchStep, error] // commits concurrent jobs' switches together (jobs.go)
 	copies     batcher[CopyStep, Copied]  // commits concurrent jobs' copies together (jobs.go)
+
+	staged       map[string]Staged // orgs in decrypt-only mode or revoked by their administrators (staged.go)
+	stagedRunner *jobs.Runner      // applies scheduled revocations (staged.go)
 }
 
 // New returns a Service. Call Run to start its probe and job worker.
@@ -131,8 +137,14 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Service{cfg: cfg, st: cfg.Store, log: cfg.Logger, now: cfg.Now, blocked: map[string]error{}, onCMK: map[string]bool{}}
+	if cfg.RevocationMinLead <= 0 {
+		cfg.RevocationMinLead = DefaultRevocationMinLead
+	}
+	s := &Service{cfg: cfg, st: cfg.Store, log: cfg.Logger, now: cfg.Now, blocked: map[string]error{}, onCMK: map[string]bool{}, staged: map[string]Staged{}}
 	var err error
+	if s.stagedRunner, err = s.newStagedRunner(); err != nil {
+		return nil, err
+	}
 	s.runner, err = jobs.New(jobs.Config{Store: cfg.Store, Handler: rewrapJobs{s}, NodeID: cfg.NodeID, Lease: cfg.JobLease, Poll: cfg.JobPoll,
 		Shared: cfg.SharedStore, MaxAttempts: maxAttempts, Observer: cfg.JobObserver, Now: cfg.Now, Logger: cfg.Logger})
 	if err != nil {
@@ -177,6 +189,9 @@ type Status struct {
 	// Revocation is how far the org's current generation reached the live
 	// nodes; nil while its generation was never raised.
 	Revocation *Revocation
+	// Staged is the org's staged revocation state: decrypt-only mode, a
+	// revocation in effect, a scheduled revocation (staged.go).
+	Staged Staged
 	// Cloud is the name of the org's cloud (of its key, else the default
 	// cloud); "" when customer managed keys are off.
 	Cloud string
@@ -243,6 +258,9 @@ func (s *Service) Status(ctx context.Context, orgID string) (Status, error) {
 		return Status{}, err
 	}
 	st.VaultBudget = s.vaultBudget(rec)
+	if st.Staged, err = s.st.GetStaged(ctx, orgID); err != nil {
+		return Status{}, err
+	}
 	if j, err := s.st.OrgJob(ctx, orgID); err == nil {
 		if s.runner.Stalled(j) {
 			j.State = JobStalled
@@ -499,6 +517,9 @@ func (s *Service) enableOnce(ctx context.Context, actor, orgID string) (Status, 
 	if err := s.requireCloud(); err != nil {
 		return Status{}, err
 	}
+	if err := s.refuseRevoked(ctx, orgID, "enable"); err != nil {
+		return Status{}, err
+	}
 	rec, err := s.record(ctx, orgID)
 	if err != nil {
 		return Status{}, err
@@ -595,6 +616,9 @@ func (s *Service) disableOnce(ctx context.Context, actor, orgID string) (Status,
 		ev := &audit.Event{OrgID: orgID, Time: now, Actor: actor, Action: "cmk.reset", Target: "cmk"}
 		return Status{Record: rec}, s.st.PutCMK(ctx, rec, ev)
 	case StateActive:
+		if err := s.refuseRevoked(ctx, orgID, "disable"); err != nil {
+			return Status{}, err
+		}
 	case StateLost:
 		return Status{}, recordedCondition("disable", rec, lostReason(rec))
 	case StateRevoked:
@@ -632,6 +656,9 @@ func (s *Service) Guard(ctx context.Context, orgID string) error {
 	s.mu.Lock()
 	err, cmk := s.blocked[orgID], s.onCMK[orgID]
 	s.mu.Unlock()
+	if err == nil {
+		err = s.stagedBlock(orgID)
+	}
 	if err == nil && cmk && s.cfg.Fresh != nil {
 		err = s.cfg.Fresh()
 	}
@@ -700,7 +727,7 @@ func (s *Service) LoadBlocks(ctx context.Context) error {
 	for _, r := range recs {
 		s.block(r.OrgID, blockError(r))
 	}
-	return nil
+	return s.loadStaged(ctx)
 }
 
 // vaultBudget is the budget state of the vault of rec's key in use, if the

@@ -128,6 +128,7 @@ type Job = jobs.Job
 type Store interface {
 	keys.Store
 	ClusterStore
+	StagedStore
 
 	// GetCMK returns the org's record; NotFound when the org never started
 	// the CMK flow (its state is then StatePlatform).

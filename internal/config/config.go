@@ -130,6 +130,10 @@ type CMK struct {
 	// VaultBudget caps orgkms' requests to each customer vault, shared by
 	// every org on it and by every live node (see docs/shared-vaults.md).
 	VaultBudget VaultBudget `json:"vault_budget"`
+	// RevocationMinLead is how far ahead a revocation must be scheduled at
+	// least (POST /v1/orgs/{org}/cmk/revocation); default 5m, at most 90
+	// days, the longest lead.
+	RevocationMinLead Duration `json:"revocation_min_lead"`
 }
 
 // Azure configures the platform's multi-tenant Entra ID application.
@@ -521,6 +525,9 @@ func (c Config) Validate() error {
 	}
 	if v := c.CMK.VaultBudget; v.Azure < 0 || v.AWS < 0 || v.GCP < 0 || v.Azure > 1e6 || v.AWS > 1e6 || v.GCP > 1e6 {
 		return fmt.Errorf("cmk.vault_budget.azure, .aws and .gcp are requests per second per vault for the cluster: between 0 (the default) and 1000000")
+	}
+	if m := time.Duration(c.CMK.RevocationMinLead); m < 0 || m > 90*24*time.Hour {
+		return fmt.Errorf("cmk.revocation_min_lead must be between 0 (the default, 5m) and 90 days")
 	}
 	if c.CMK.JobWorkers < 1 || c.CMK.JobWorkers > 256 {
 		return fmt.Errorf("cmk.job_workers must be between 1 and 256")

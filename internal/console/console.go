@@ -127,6 +127,10 @@ func (h *handler) routes() {
 	h.orgRoute("GET /console/orgs/{org}/security/disable", auth.ActCMKManage, (*handler).disablePage)
 	h.orgRoute("POST /console/orgs/{org}/security/disable", auth.ActCMKManage, (*handler).disable)
 	h.orgRoute("POST /console/orgs/{org}/security/fallback", auth.ActCMKManage, (*handler).fallback)
+	h.orgRoute("GET /console/orgs/{org}/security/staged", auth.ActCMKManage, (*handler).stagedPage)                   // staged.go
+	h.orgRoute("POST /console/orgs/{org}/security/decrypt-only", auth.ActCMKManage, (*handler).setDecryptOnly)        // staged.go
+	h.orgRoute("POST /console/orgs/{org}/security/revocation", auth.ActCMKManage, (*handler).scheduleRevocation)      // staged.go
+	h.orgRoute("POST /console/orgs/{org}/security/revocation/cancel", auth.ActCMKManage, (*handler).cancelRevocation) // staged.go
 
 	h.orgRoute("GET /console/orgs/{org}/keys", auth.ActKeyRead, (*handler).keys)
 	h.orgRoute("POST /console/orgs/{org}/keys", auth.ActKeyManage, (*handler).createKey)

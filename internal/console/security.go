@@ -33,6 +33,7 @@ type securityData struct {
 	Auth       authView
 	Fields     []fieldView
 	Configured []configuredField // the key as configured, for Test Managed Key alone
+	Staged     *stagedView       // the staged revocation summary (staged.go); nil without CMK service
 	// Choices are the clouds offered, when there are several and the org
 	// may still choose (no key in use): the page lets the admin pick one.
 	Choices []cloudChoice
@@ -194,6 +195,10 @@ func (h *handler) renderSecurity(rq *request, status int, v *view, switchOn bool
 	}
 	if v.Form == nil {
 		v.Form = h.keyForm(rq, nil)
+	}
+	if h.cfg.CMK != nil {
+		sv := h.stagedView(rq)
+		d.Staged = &sv
 	}
 	v.Title, v.Active, v.Data = "Settings → Security", "security", d
 	v.Refresh = busy(st) && v.Error == "" && rep == nil

@@ -43,6 +43,10 @@ const (
 	// Kinds of webhooks (package notify).
 	WebhookURLInsecure      // a webhook URL is http:// while webhooks.allow_http is off
 	WebhookAddressForbidden // a webhook URL's host is (or resolves to) a private, loopback or otherwise non-public address
+	// Kinds of staged revocation (internal/cmk staged.go): the org's key
+	// administrators restricted the org themselves.
+	OrgDecryptOnly // the org is in decrypt-only mode: encrypt, rewrap and datakey are refused
+	OrgRevoked     // the org's key administrators revoked the org in orgkms (a scheduled revocation took effect)
 )
 
 // Row is one line of the error table: everything a Kind means to a caller.
@@ -132,6 +136,12 @@ var table = [...]Row{
 	WebhookAddressForbidden: {Code: "webhook_address_forbidden", Status: 400,
 		Message: "the webhook URL's host is not a public address",
 		Hint:    "give a URL whose host resolves to public addresses only; private, loopback and link-local receivers need the operator's webhooks.allow_private_addresses"},
+	OrgDecryptOnly: {Code: "org_decrypt_only", Status: 424,
+		Message: "the org is in decrypt-only mode: its key administrators allow decryption of existing data only, and refuse encrypt, rewrap and datakey",
+		Hint:    "decrypt still works; the org's key administrators end the mode: \"orgkms cmk decrypt-only off ORG\" (console: Settings → Security); \"orgkms cmk status\" shows who set it and why"},
+	OrgRevoked: {Code: "org_revoked", Status: 424,
+		Message: "the org's key administrators revoked its keys in orgkms: every use of the org's keys is refused",
+		Hint:    "the org's key administrators lift the revocation: \"orgkms cmk cancel-revocation ORG\" (console: Settings → Security); \"orgkms cmk status\" shows who scheduled it and when"},
 }
 
 // Kinds returns every Kind, in table order.

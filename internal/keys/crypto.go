@@ -65,6 +65,21 @@ func (s *Service) keyRing(ctx context.Context, orgID, name string, wantVersion u
 	return e, r, nil
 }
 
+// producing is keyRing for an operation that produces new ciphertext: it
+// also consults the Produce guard.
+func (s *Service) producing(ctx context.Context, orgID, name string) (*ring, error) {
+	_, r, err := s.keyRing(ctx, orgID, name, 0)
+	if err != nil {
+		return nil, err
+	}
+	if s.produce != nil {
+		if err := s.produce(ctx, orgID); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
 // Encrypt encrypts plaintext under the latest version of org's key name,
 // bound to the caller's context.
 func (s *Service) Encrypt(ctx context.Context, actor, orgID, name string, plaintext, context []byte) (Ciphertext, error) {
@@ -86,7 +101,7 @@ func (s *Service) EncryptBatch(ctx context.Context, actor, orgID, name string, i
 	if err := checkBatch(len(items)); err != nil {
 		return nil, err
 	}
-	_, r, err := s.keyRing(ctx, orgID, name, 0)
+	r, err := s.producing(ctx, orgID, name)
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +214,7 @@ func (s *Service) RewrapBatch(ctx context.Context, actor, orgID, name string, it
 	if err := checkBatch(len(items)); err != nil {
 		return nil, err
 	}
-	_, r, err := s.keyRing(ctx, orgID, name, 0)
+	r, err := s.producing(ctx, orgID, name)
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +270,7 @@ func (s *Service) GenerateDataKey(ctx context.Context, actor, orgID, name string
 	if err := checkContext(context); err != nil {
 		return DataKeyResult{}, err
 	}
-	_, r, err := s.keyRing(ctx, orgID, name, 0)
+	r, err := s.producing(ctx, orgID, name)
 	if err != nil {
 		return DataKeyResult{}, err
 	}

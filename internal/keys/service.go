@@ -50,6 +50,10 @@ type Config struct {
 	// into the cache; an error (e.g. the org's customer managed key is
 	// revoked) fails the operation fast, without a remote call.
 	Guard func(ctx context.Context, orgID string) error
+	// Produce, when set, is consulted by the operations that produce new
+	// ciphertext (encrypt, rewrap, datakey) after Guard: an error (e.g.
+	// the org is in decrypt-only mode) refuses them; decrypt is unaffected.
+	Produce func(ctx context.Context, orgID string) error
 	// DataLost, when set, reports when an org lost its data (its customer
 	// managed key was purged and it fell back to a new root key); zero when
 	// never. A data key version made before then that no longer unwraps is
@@ -72,6 +76,7 @@ type Service struct {
 	log         *slog.Logger
 	metaTTL     time.Duration
 	guard       func(ctx context.Context, orgID string) error
+	produce     func(ctx context.Context, orgID string) error
 	dataLost    func(orgID string) time.Time
 
 	stop chan struct{}
@@ -102,7 +107,7 @@ func New(cfg Config) (*Service, error) {
 	s := &Service{
 		store: cfg.Store, keepers: cfg.Keepers, platformKey: cfg.PlatformKey.Unversioned(),
 		cache: newCache(cfg.CacheTTL, cfg.KeyMetadataTTL, cfg.Now), now: cfg.Now, log: cfg.Logger,
-		metaTTL: cfg.KeyMetadataTTL, stop: make(chan struct{}), guard: cfg.Guard, dataLost: cfg.DataLost,
+		metaTTL: cfg.KeyMetadataTTL, stop: make(chan struct{}), guard: cfg.Guard, produce: cfg.Produce, dataLost: cfg.DataLost,
 	}
 	for _, p := range cfg.PreviousPlatformKeys {
 		s.previous = append(s.previous, p.Unversioned())

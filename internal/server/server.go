@@ -216,16 +216,18 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 	// before any key is used.
 	var guard func(ctx context.Context, org string) error
 	var dataLost func(org string) time.Time
+	var produce func(ctx context.Context, org string) error
 	if s.Keys, err = keys.New(keys.Config{Store: s.Store, Keepers: s.Registry, PlatformKey: platform, PreviousPlatformKeys: previous,
 		CacheTTL: time.Duration(cfg.CacheTTL), KeyMetadataTTL: time.Duration(cfg.KeyMetadataTTL), Logger: log,
 		Guard:    func(ctx context.Context, org string) error { return guard(ctx, org) },
+		Produce:  func(ctx context.Context, org string) error { return produce(ctx, org) },
 		DataLost: func(org string) time.Time { return dataLost(org) }}); err != nil {
 		return nil, err
 	}
 	ccfg := cmk.Config{Store: s.Store, Keys: s.Keys, Keepers: s.Registry, CallbackURL: cfg.CMK.CallbackURL,
 		ProbeInterval: time.Duration(cfg.CMK.ProbeInterval), JobLease: time.Duration(cfg.CMK.JobLease), JobPoll: opts.JobPoll,
 		PurgeConfirmChecks: cfg.CMK.PurgeConfirmChecks, PurgeConfirmAfter: time.Duration(cfg.CMK.PurgeConfirmAfter),
-		NodeID: s.NodeID, Now: opts.Now, Logger: log,
+		NodeID: s.NodeID, Now: opts.Now, Logger: log, RevocationMinLead: time.Duration(cfg.CMK.RevocationMinLead),
 		JobObserver: func(ev jobs.Event) {
 			s.Metrics.ObserveJob(ev)
 			if opts.JobObserver != nil {
@@ -255,7 +257,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 	if s.CMK, err = cmk.New(ccfg); err != nil {
 		return nil, err
 	}
-	guard, dataLost = s.CMK.Guard, s.CMK.DataLost
+	guard, dataLost, produce = s.CMK.Guard, s.CMK.DataLost, s.CMK.ProduceGuard
 	ncfg := cluster.Config{Store: s.Store, CMK: s.CMK, NodeID: s.NodeID, Address: cfg.Cluster.AdvertiseAddress, Version: Version,
 		Heartbeat: time.Duration(cfg.Cluster.HeartbeatInterval), NodeTimeout: time.Duration(cfg.Cluster.NodeTimeout),
 		GenerationCheck: time.Duration(cfg.Cluster.GenerationCheck), StaleAfter: time.Duration(cfg.Cluster.StaleAfter), Now: opts.Now, Logger: log}

@@ -111,3 +111,9 @@ type webhookPeered struct {
 }
 
 func (p webhookPeered) WebhookPeer(t *testing.T) storetest.WebhookStore { return openURL(t, p.url) }
+func TestStagedStore(t *testing.T) {
+	storetest.RunStaged(t, func(t *testing.T) storetest.CMKStore {
+		url := pgtest.URL(t)
+		return peered{openURL(t, url), url}
+	})
+}

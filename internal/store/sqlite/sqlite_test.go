@@ -521,3 +521,7 @@ func TestPlatformKeyStore(t *testing.T) {
 func TestWebhookStore(t *testing.T) {
 	storetest.RunWebhooks(t, func(t *testing.T) storetest.WebhookStore { return openTemp(t) })
 }
+
+func TestStagedStore(t *testing.T) {
+	storetest.RunStaged(t, func(t *testing.T) storetest.CMKStore { return openTemp(t) })
+}

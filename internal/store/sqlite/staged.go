@@ -1,0 +1,318 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/orgkms/orgkms/internal/cmk"
+	"github.com/orgkms/orgkms/internal/fault"
+	"github.com/orgkms/orgkms/internal/jobs"
+)
+
+var _ cmk.StagedStore = (*Store)(nil)
+
+const stagedColumns = `org_id, decrypt_only, decrypt_only_reason, decrypt_only_by, decrypt_only_since, revoked, revoked_reason, revoked_by, revoked_since,
+	mode, due_at, reason, scheduled_by, scheduled_at, job_id, revision, updated_at`
+
+func stagedRes(orgID string) string { return "staged revocation of org " + orgID }
+
+func stagedJobRes(id int64) string { return fmt.Sprintf("staged job %d", id) }
+
+func scanStaged(row interface{ Scan(...any) error }) (cmk.Staged, error) {
+	var st cmk.Staged
+	var mode string
+	err := row.Scan(&st.OrgID, &st.DecryptOnly, &st.DecryptOnlyReason, &st.DecryptOnlyBy, scanTime(&st.DecryptOnlySince),
+		&st.Revoked, &st.RevokedReason, &st.RevokedBy, scanTime(&st.RevokedSince),
+		&mode, scanTime(&st.At), &st.Reason, &st.ScheduledBy, scanTime(&st.ScheduledAt), &st.JobID, &st.Revision, scanTime(&st.UpdatedAt))
+	st.Mode = cmk.StagedMode(mode)
+	return st, err
+}
+
+func getStaged(ctx context.Context, q querier, op, orgID string) (cmk.Staged, error) {
+	st, err := scanStaged(q.QueryRowContext(ctx, `SELECT `+stagedColumns+` FROM cmk_staged WHERE org_id = ?`, orgID))
+	if errors.Is(err, sql.ErrNoRows) {
+		if err := orgMissing(ctx, q, op, orgID); err != nil {
+			return cmk.Staged{}, err
+		}
+		return cmk.Staged{OrgID: orgID}, nil
+	}
+	if err != nil {
+		return cmk.Staged{}, classify(ctx, op, stagedRes(orgID), err)
+	}
+	return st, nil
+}
+
+// GetStaged implements [cmk.StagedStore].
+func (s *Store) GetStaged(ctx context.Context, orgID string) (cmk.Staged, error) {
+	return getStaged(ctx, s.r, "get staged revocation", orgID)
+}
+
+// ListStaged implements [cmk.StagedStore].
+func (s *Store) ListStaged(ctx context.Context) ([]cmk.Staged, error) {
+	const op = "list staged revocations"
+	rows, err := s.r.QueryContext(ctx, `SELECT `+stagedColumns+` FROM cmk_staged WHERE decrypt_only <> 0 OR revoked <> 0 OR mode <> '' ORDER BY org_id`)
+	if err != nil {
+		return nil, classify(ctx, op, "staged revocations", err)
+	}
+	out, err := collect(rows, func(rows *sql.Rows) (cmk.Staged, error) { return scanStaged(rows) })
+	return out, classify(ctx, op, "staged revocations", err)
+}
+
+func checkStagedWrite(op string, w cmk.StagedWrite) error {
+	st := w.State
+	switch {
+	case st.OrgID == "":
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "org_id", Reason: "staged state has no org"}
+	case st.Mode != "" && st.Mode != cmk.StagedRevoke && st.Mode != cmk.StagedDecryptOnly:
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "mode", Reason: fmt.Sprintf("unknown staged mode %q", st.Mode)}
+	case st.Mode != "" && st.At.IsZero():
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "at", Reason: "a scheduled revocation has a time"}
+	case w.Schedule != nil && st.Mode == "":
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "mode", Reason: "a staged job needs a scheduled mode"}
+	case w.Schedule != nil && w.Schedule.OrgID != "" && w.Schedule.OrgID != st.OrgID:
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.org_id", Reason: "the staged job belongs to another org"}
+	}
+	return nil
+}
+
+// putStaged is PutStaged in tx.
+func (s *Store) putStaged(ctx context.Context, tx *sql.Tx, op string, w cmk.StagedWrite) (cmk.Staged, error) {
+	st := w.State
+	if err := orgMissing(ctx, tx, op, st.OrgID); err != nil {
+		return cmk.Staged{}, err
+	}
+	ev, err := eventFor(op, st.OrgID, w.Event)
+	if err != nil {
+		return cmk.Staged{}, err
+	}
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	if st.UpdatedAt.IsZero() {
+		st.UpdatedAt = ev.Time
+	}
+	if w.Cancel != 0 {
+		res, err := tx.ExecContext(ctx, `UPDATE cmk_staged_jobs SET state = 'failed', error = 'cancelled', updated_at = ? WHERE id = ? AND org_id = ? AND state IN ('pending', 'failed')`,
+			timeArg(ev.Time), w.Cancel, st.OrgID)
+		if err != nil {
+			return cmk.Staged{}, classify(ctx, op, stagedJobRes(w.Cancel), err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return cmk.Staged{}, classify(ctx, op, stagedJobRes(w.Cancel), err)
+		} else if n != 1 {
+			return cmk.Staged{}, &fault.Error{Kind: fault.Conflict, Op: op, Resource: stagedRes(st.OrgID), Reason: "the scheduled revocation is being applied; it can no longer be cancelled"}
+		}
+	}
+	if w.Schedule != nil {
+		j := *w.Schedule
+		if j.CreatedAt.IsZero() {
+			j.CreatedAt = ev.Time
+		}
+		err := tx.QueryRowContext(ctx, `INSERT INTO cmk_staged_jobs (org_id, kind, target, step, state, attempts, error, owner, fence, not_before, created_at, updated_at)
+			VALUES (?, ?, ?, '', 'pending', 0, '', '', 0, ?, ?, ?) RETURNING id`,
+			st.OrgID, string(cmk.JobStaged), string(st.Mode), timeArg(st.At), timeArg(j.CreatedAt), timeArg(j.CreatedAt)).Scan(&st.JobID)
+		if err != nil {
+			if fe := fault.As(classify(ctx, op, "", err)); fe != nil && fe.Kind == fault.Conflict {
+				return cmk.Staged{}, &fault.Error{Kind: fault.Conflict, Op: op, Resource: stagedRes(st.OrgID), Reason: "a revocation is already scheduled for this org: cancel it first", Err: err}
+			}
+			return cmk.Staged{}, classify(ctx, op, "staged jobs", err)
+		}
+	}
+	args := []any{st.DecryptOnly, st.DecryptOnlyReason, st.DecryptOnlyBy, nullTimeArg(st.DecryptOnlySince), st.Revoked, st.RevokedReason, st.RevokedBy, nullTimeArg(st.RevokedSince),
+		string(st.Mode), nullTimeArg(st.At), st.Reason, st.ScheduledBy, nullTimeArg(st.ScheduledAt), st.JobID, timeArg(st.UpdatedAt)}
+	var res sql.Result
+	if st.Revision == 0 {
+		res, err = tx.ExecContext(ctx, `INSERT INTO cmk_staged (decrypt_only, decrypt_only_reason, decrypt_only_by, decrypt_only_since, revoked, revoked_reason, revoked_by, revoked_since,
+			mode, due_at, reason, scheduled_by, scheduled_at, job_id, updated_at, org_id, revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
+			ON CONFLICT (org_id) DO NOTHING`, append(args, st.OrgID)...)
+	} else {
+		res, err = tx.ExecContext(ctx, `UPDATE cmk_staged SET decrypt_only = ?, decrypt_only_reason = ?, decrypt_only_by = ?, decrypt_only_since = ?, revoked = ?, revoked_reason = ?, revoked_by = ?, revoked_since = ?,
+			mode = ?, due_at = ?, reason = ?, scheduled_by = ?, scheduled_at = ?, job_id = ?, updated_at = ?, revision = revision + 1
+			WHERE org_id = ? AND revision = ?`, append(args, st.OrgID, st.Revision)...)
+	}
+	if err != nil {
+		return cmk.Staged{}, classify(ctx, op, stagedRes(st.OrgID), err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return cmk.Staged{}, classify(ctx, op, stagedRes(st.OrgID), err)
+	} else if n != 1 {
+		return cmk.Staged{}, &fault.Error{Kind: fault.Conflict, Op: op, Resource: stagedRes(st.OrgID), Reason: "the org's staged revocation changed since it was read; try again", Err: cmk.ErrStale}
+	}
+	if w.Bump != "" {
+		if _, err := bumpGeneration(ctx, tx, op, st.OrgID, w.Bump, ev.Time); err != nil {
+			return cmk.Staged{}, err
+		}
+	}
+	if _, err := s.appendAudit(ctx, tx, op, ev); err != nil {
+		return cmk.Staged{}, err
+	}
+	return getStaged(ctx, tx, op, st.OrgID)
+}
+
+// PutStaged implements [cmk.StagedStore].
+func (s *Store) PutStaged(ctx context.Context, w cmk.StagedWrite) (cmk.Staged, error) {
+	const op = "store staged revocation"
+	if err := checkStagedWrite(op, w); err != nil {
+		return cmk.Staged{}, err
+	}
+	var out cmk.Staged
+	err := s.inTx(ctx, op, func(tx *sql.Tx) error {
+		var err error
+		out, err = s.putStaged(ctx, tx, op, w)
+		return err
+	})
+	return out, err
+}
+
+func getStagedJob(ctx context.Context, q querier, op string, id int64) (jobs.Job, error) {
+	j, err := scanJob(q.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM cmk_staged_jobs WHERE id = ?`, id))
+	if err != nil {
+		return jobs.Job{}, classify(ctx, op, stagedJobRes(id), err)
+	}
+	return j, nil
+}
+
+// GetStagedJob implements [cmk.StagedStore].
+func (s *Store) GetStagedJob(ctx context.Context, id int64) (jobs.Job, error) {
+	return getStagedJob(ctx, s.r, "get staged job", id)
+}
+
+// stagedJobs is the [jobs.Store] of the cmk_staged_jobs table.
+type stagedJobs struct{ s *Store }
+
+// StagedJobs implements [cmk.StagedStore].
+func (s *Store) StagedJobs() jobs.Store { return stagedJobs{s} }
+
+// ClaimJob leases the oldest claimable staged job, like [Store.ClaimJob].
+func (p stagedJobs) ClaimJob(ctx context.Context, owner string, now time.Time, lease time.Duration) (jobs.Job, error) {
+	const op = "claim staged job"
+	switch {
+	case owner == "":
+		return jobs.Job{}, &fault.Error{Kind: fault.Invalid, Op: op, Field: "owner", Reason: "lease owner is empty"}
+	case lease <= 0:
+		return jobs.Job{}, &fault.Error{Kind: fault.Invalid, Op: op, Field: "lease", Reason: "lease must be positive"}
+	}
+	var j jobs.Job
+	err := p.s.inTx(ctx, op, func(tx *sql.Tx) error {
+		var found sql.NullInt64
+		err := tx.QueryRowContext(ctx, `SELECT min(id) FROM cmk_staged_jobs
+			WHERE (state = 'pending' AND (not_before IS NULL OR not_before <= ?1))
+			   OR (state = 'running' AND (lease_until IS NULL OR lease_until <= ?1))`, timeArg(now)).Scan(&found)
+		if err != nil {
+			return classify(ctx, op, "staged jobs", err)
+		}
+		if !found.Valid {
+			return &fault.Error{Kind: fault.NotFound, Op: op, Resource: "claimable staged job", Reason: "no staged job is due"}
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE cmk_staged_jobs SET state = 'running', owner = ?, lease_until = ?, attempts = attempts + 1, fence = fence + 1, updated_at = ? WHERE id = ?`,
+			owner, timeArg(now.Add(lease)), timeArg(now), found.Int64)
+		if err != nil {
+			return classify(ctx, op, stagedJobRes(found.Int64), err)
+		}
+		j, err = getStagedJob(ctx, tx, op, found.Int64)
+		return err
+	})
+	return j, err
+}
+
+// stagedJobLost is the Conflict of a fenced write of j that matched no row.
+func stagedJobLost(ctx context.Context, tx *sql.Tx, op string, j jobs.Job) error {
+	cur, err := getStagedJob(ctx, tx, op, j.ID)
+	if err != nil {
+		return err
+	}
+	reason := fmt.Sprintf("staged job %d is %s, held by %s under fence %d, not %s under fence %d: another node took it over", j.ID, cur.State, cur.Owner, cur.Fence, j.Owner, j.Fence)
+	if cur.State != jobs.Running {
+		reason = fmt.Sprintf("staged job %d is %s, not running under %s", j.ID, cur.State, j.Owner)
+	}
+	return &fault.Error{Kind: fault.Conflict, Op: op, Resource: stagedJobRes(j.ID), Reason: reason}
+}
+
+// writeStagedJob stores j's Step, State, Error, NotBefore, LeaseUntil and
+// UpdatedAt (when not zero) while j.Owner holds it under j.Fence.
+func writeStagedJob(ctx context.Context, tx *sql.Tx, op string, j jobs.Job) error {
+	res, err := tx.ExecContext(ctx, `UPDATE cmk_staged_jobs SET step = ?, state = ?, error = ?, not_before = ?, lease_until = ?, updated_at = COALESCE(?, updated_at)
+		WHERE id = ? AND owner = ? AND fence = ? AND state = 'running'`,
+		j.Step, string(j.State), j.Error, nullTimeArg(j.NotBefore), nullTimeArg(j.LeaseUntil), nullTimeArg(j.UpdatedAt), j.ID, j.Owner, j.Fence)
+	if err != nil {
+		return classify(ctx, op, stagedJobRes(j.ID), err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return classify(ctx, op, stagedJobRes(j.ID), err)
+	} else if n == 1 {
+		return nil
+	}
+	return stagedJobLost(ctx, tx, op, j)
+}
+
+func checkStagedJob(op string, j jobs.Job, states ...jobs.State) error {
+	switch {
+	case j.Owner == "":
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.owner", Reason: "lease owner is empty"}
+	case !slices.Contains(states, j.State):
+		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.state", Reason: fmt.Sprintf("staged job state must be one of %v, not %q", states, j.State)}
+	}
+	return nil
+}
+
+// UpdateJob stores a running (or released, pending) staged job while
+// j.Owner holds it under j.Fence; Conflict otherwise.
+func (p stagedJobs) UpdateJob(ctx context.Context, j jobs.Job) error {
+	const op = "update staged job"
+	if err := checkStagedJob(op, j, jobs.Running, jobs.Pending); err != nil {
+		return err
+	}
+	return p.s.inTx(ctx, op, func(tx *sql.Tx) error { return writeStagedJob(ctx, tx, op, j) })
+}
+
+// RenewJob moves running job j's lease to until while j.Owner holds it
+// under j.Fence; Conflict otherwise.
+func (p stagedJobs) RenewJob(ctx context.Context, j jobs.Job, until time.Time) error {
+	const op = "renew staged job"
+	if err := checkStagedJob(op, j, jobs.Running); err != nil {
+		return err
+	}
+	return p.s.inTx(ctx, op, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE cmk_staged_jobs SET lease_until = ? WHERE id = ? AND owner = ? AND fence = ? AND state = 'running'`,
+			timeArg(until), j.ID, j.Owner, j.Fence)
+		if err != nil {
+			return classify(ctx, op, stagedJobRes(j.ID), err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return classify(ctx, op, stagedJobRes(j.ID), err)
+		} else if n == 1 {
+			return nil
+		}
+		return stagedJobLost(ctx, tx, op, j)
+	})
+}
+
+// FinishStagedJob implements [cmk.StagedStore].
+func (s *Store) FinishStagedJob(ctx context.Context, j jobs.Job, w *cmk.StagedWrite) error {
+	const op = "finish staged job"
+	if err := checkStagedJob(op, j, jobs.Done, jobs.Failed); err != nil {
+		return err
+	}
+	if w != nil {
+		if w.Schedule != nil || w.Cancel != 0 {
+			return &fault.Error{Kind: fault.Invalid, Op: op, Field: "write", Reason: "a finishing staged job neither schedules nor cancels"}
+		}
+		if err := checkStagedWrite(op, *w); err != nil {
+			return err
+		}
+	}
+	return s.inTx(ctx, op, func(tx *sql.Tx) error {
+		if err := writeStagedJob(ctx, tx, op, j); err != nil {
+			return err
+		}
+		if w == nil {
+			return nil
+		}
+		_, err := s.putStaged(ctx, tx, op, *w)
+		return err
+	})
+}
