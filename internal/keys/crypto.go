@@ -88,6 +88,7 @@ func (s *Service) EncryptBatch(ctx context.Context, actor, orgID, name string, i
 	}
 	_, r, err := s.keyRing(ctx, orgID, name, 0)
 	if err != nil {
+		s.usage.refused(orgID, name, "encrypt", actor, len(items), err)
 		return nil, err
 	}
 	k := r.versions[r.latest]
@@ -111,7 +112,7 @@ func (s *Service) EncryptBatch(ctx context.Context, actor, orgID, name string, i
 		out[i].Ciphertext, out[i].KeyVersion = ct, r.latest
 		ok++
 	}
-	s.usage.add(orgID, name, "encrypt", actor, ok)
+	s.usage.results(orgID, name, "encrypt", actor, ok, out)
 	return out, nil
 }
 
@@ -141,6 +142,7 @@ func (s *Service) DecryptBatch(ctx context.Context, actor, orgID, name string, i
 	}
 	_, r, err := s.keyRing(ctx, orgID, name, maxV)
 	if err != nil {
+		s.usage.refused(orgID, name, "decrypt", actor, len(items), err)
 		return nil, err
 	}
 	ok := 0
@@ -151,7 +153,7 @@ func (s *Service) DecryptBatch(ctx context.Context, actor, orgID, name string, i
 			ok++
 		}
 	}
-	s.usage.add(orgID, name, "decrypt", actor, ok)
+	s.usage.results(orgID, name, "decrypt", actor, ok, out)
 	return out, nil
 }
 
@@ -201,6 +203,7 @@ func (s *Service) RewrapBatch(ctx context.Context, actor, orgID, name string, it
 	}
 	_, r, err := s.keyRing(ctx, orgID, name, 0)
 	if err != nil {
+		s.usage.refused(orgID, name, "rewrap", actor, len(items), err)
 		return nil, err
 	}
 	latest := r.versions[r.latest]
@@ -220,7 +223,7 @@ func (s *Service) RewrapBatch(ctx context.Context, actor, orgID, name string, it
 		out[i].Ciphertext, out[i].KeyVersion = ct, r.latest
 		ok++
 	}
-	s.usage.add(orgID, name, "rewrap", actor, ok)
+	s.usage.results(orgID, name, "rewrap", actor, ok, out)
 	return out, nil
 }
 
@@ -257,6 +260,7 @@ func (s *Service) GenerateDataKey(ctx context.Context, actor, orgID, name string
 	}
 	_, r, err := s.keyRing(ctx, orgID, name, 0)
 	if err != nil {
+		s.usage.refused(orgID, name, "datakey", actor, 1, err)
 		return DataKeyResult{}, err
 	}
 	dk := make([]byte, bits/8)
