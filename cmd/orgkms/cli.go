@@ -36,6 +36,9 @@ func orgCmd(env *cliEnv) *cobra.Command {
 			return err
 		}
 		o, err := c.CreateOrg(env.ctx, args[0], *name)
+		if errors.Is(err, client.CodeConflict) {
+			return hinted{err: err, exact: true, hints: []string{fmt.Sprintf("\"orgkms org show %s\" shows it", args[0])}}
+		}
 		if err != nil {
 			return err
 		}
@@ -151,7 +154,11 @@ func keyCmd(env *cliEnv) *cobra.Command {
 		return cmd
 	}
 	create := one("create", "create a data key with version 1", func(c *client.Client, org, name string) (client.Key, error) {
-		return c.CreateKey(env.ctx, org, name)
+		k, err := c.CreateKey(env.ctx, org, name)
+		if errors.Is(err, client.CodeConflict) {
+			return k, hinted{err: err, exact: true, hints: []string{fmt.Sprintf("\"orgkms key show --org %s %s\" shows it; \"orgkms key rotate --org %s %s\" adds a version", org, name, org, name)}}
+		}
+		return k, err
 	}, nil)
 	show := one("show", "show a data key and its versions", func(c *client.Client, org, name string) (client.Key, error) {
 		return c.GetKey(env.ctx, org, name)
@@ -255,10 +262,12 @@ func readInput(env *cliEnv, path string, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-func decodeCiphertext(b []byte) ([]byte, error) {
+// decodeCiphertext decodes the ciphertext the command name (decrypt,
+// rewrap) read from its input.
+func decodeCiphertext(name string, b []byte) ([]byte, error) {
 	s := strings.TrimSpace(string(b))
 	if s == "" {
-		return nil, usageError{"no ciphertext on input", "pipe the output of orgkms encrypt, e.g. orgkms encrypt ... | orgkms decrypt ..."}
+		return nil, usageError{"no ciphertext on input", "pipe the output of orgkms encrypt, e.g. orgkms encrypt ... | orgkms " + name + " ..., or give --in FILE"}
 	}
 	ct, err := base64.StdEncoding.DecodeString(s)
 	if err != nil {
@@ -357,7 +366,7 @@ func ciphertextCmd(env *cliEnv, name, short, long string, do func(*client.Client
 		if err != nil {
 			return err
 		}
-		ct, err := decodeCiphertext(in)
+		ct, err := decodeCiphertext(name, in)
 		if err != nil {
 			return err
 		}
@@ -437,7 +446,7 @@ func tokenCmd(env *cliEnv) *cobra.Command {
 		}
 		t, err := c.CreateToken(env.ctx, client.CreateTokenRequest{Principal: *principal, Org: *org, Roles: strings.Split(*roles, ","), TTL: *ttl, Description: *desc})
 		if err != nil {
-			return err
+			return missing(env, c, err, *org, "")
 		}
 		fmt.Fprintln(env.stderr, "orgkms: store the secret now: it is not shown again")
 		return createFmt.emit(env, t, func(w io.Writer) error {
@@ -651,7 +660,7 @@ func cacheCmd(env *cliEnv) *cobra.Command {
 			return err
 		}
 		if err := c.PurgeCache(env.ctx, *org); err != nil {
-			return err
+			return missing(env, c, err, *org, "")
 		}
 		return purgeFmt.emit(env, apiStatus{Status: "purged"}, func(w io.Writer) error {
 			_, err := fmt.Fprintln(w, "purged")

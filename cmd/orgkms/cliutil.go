@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
 	"reflect"
@@ -21,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/orgkms/orgkms/client"
+	"github.com/orgkms/orgkms/internal/config"
 	"github.com/orgkms/orgkms/internal/fault"
 )
 
@@ -36,6 +38,21 @@ type cliEnv struct {
 type usageError struct{ msg, hint string }
 
 func (e usageError) Error() string { return e.msg }
+
+// loadConfig is config.Load for the server commands (serve, migrate,
+// master-key, hsm). A configuration it cannot use is a mistake in how the
+// command was started, so it exits as a usage error, with what to fix.
+func loadConfig(cmdPath string, src config.Sources) (config.Config, error) {
+	cfg, err := config.Load(src)
+	if err == nil {
+		return cfg, nil
+	}
+	if errors.Is(err, fs.ErrNotExist) && src.Path != "" {
+		return cfg, usageError{fmt.Sprintf("config file %s does not exist", src.Path),
+			"give the path of the JSON config file with --config; \"" + cmdPath + " --help\" lists the settings"}
+	}
+	return cfg, usageError{err.Error(), "fix the setting named above; \"" + cmdPath + " --help\" lists the settings and their ORGKMS_* variables"}
+}
 
 // hinted attaches hint lines to an error.
 type hinted struct {
@@ -647,13 +664,30 @@ func fieldHint(cmd *cobra.Command, err error) []string {
 		return nil
 	}
 	what := fieldInputs[e.Field]
-	if f := cmd.Flags().Lookup(strings.ReplaceAll(e.Field, "_", "-")); f != nil {
+	if f := cmd.Flags().Lookup(strings.ReplaceAll(e.Field, "_", "-")); f != nil && (f.Changed || !givenAsField(cmd, e.Field)) {
 		what = "--" + f.Name
+	} else if givenAsField(cmd, e.Field) {
+		what = "--field " + e.Field
 	}
 	if what == "" {
 		return nil
 	}
 	return []string{"fix " + what + "; \"" + cmd.CommandPath() + " --help\" describes it"}
+}
+
+// givenAsField reports whether the request field name came from a
+// --field NAME=VALUE of cmd (orgkms cmk configure).
+func givenAsField(cmd *cobra.Command, name string) bool {
+	vals, err := cmd.Flags().GetStringArray("field")
+	if err != nil {
+		return false
+	}
+	for _, v := range vals {
+		if n, _, _ := strings.Cut(v, "="); strings.TrimSpace(n) == name {
+			return true
+		}
+	}
+	return false
 }
 
 // withFieldHint attaches the field hint of err (see fieldHint) in place of

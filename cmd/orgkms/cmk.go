@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -137,7 +138,7 @@ func cmkCmd(env *cliEnv) *cobra.Command {
 	start(configure, confOrg, func(c *client.Client, org string) error {
 		st, err := c.CMKConfigure(env.ctx, org, req)
 		if err != nil {
-			return err
+			return cmkStepHint(env, c, org, "configure", err)
 		}
 		return confFmt.emit(env, st, func(w io.Writer) error {
 			conf := client.CMKKeyConfig{VaultURI: st.VaultURI, KeyName: st.KeyName, KeyVersion: st.KeyVersion}
@@ -186,11 +187,13 @@ func cmkCmd(env *cliEnv) *cobra.Command {
 			if verb == "enable" {
 				st, err = c.CMKEnable(env.ctx, org)
 			} else {
-				fmt.Fprintln(env.stderr, "orgkms: moving the org's root key back to the platform master key; your key is no longer used afterwards")
 				st, err = c.CMKDisable(env.ctx, org)
 			}
 			if err != nil {
-				return err
+				return cmkStepHint(env, c, org, verb, err)
+			}
+			if verb == "disable" {
+				fmt.Fprintln(env.stderr, "orgkms: moving the org's root key back to the platform master key; your key is no longer used afterwards")
 			}
 			if wait {
 				if st, err = waitCMK(env, c, org, timeout); err != nil {
@@ -420,4 +423,29 @@ func printCMKStatus(env *cliEnv, st client.CMKStatus) {
 		row("job", fmt.Sprintf("#%d %s %s, step %s (%d%%), attempts %d %s", j.ID, j.Kind, j.State, orDefault(j.Step, "-"), j.Progress, j.Attempts, j.Error))
 	}
 	w.Flush()
+}
+
+// cmkStepHint explains why the server refused a step of the customer
+// managed key flow (configure, enable, disable) in the org's current
+// state: it reads the status and names the step to take first.
+func cmkStepHint(env *cliEnv, c *client.Client, org, verb string, err error) error {
+	if !errors.Is(err, client.CodeConflict) {
+		return err
+	}
+	st, serr := c.CMKStatus(env.ctx, org)
+	if serr != nil {
+		return err
+	}
+	var hint string
+	switch azure := st.Cloud == "" || st.Cloud == "azure"; {
+	case verb == "disable" && st.State == "platform":
+		hint = fmt.Sprintf("org %s is on the platform master key already: there is nothing to disable (\"orgkms cmk status --org %s\")", org, org)
+	case azure && st.ConsentedAt == nil && verb != "disable":
+		hint = fmt.Sprintf("Step 1 first: orgkms cmk authorize --org %s --tenant TENANT (the tenant ID is on the Overview page of Microsoft Entra ID), then accept as an administrator", org)
+	case verb == "enable" && len(st.Fields) == 0 && st.KeyName == "":
+		hint = fmt.Sprintf("configure the key first: orgkms cmk configure --org %s ... (\"orgkms cmk clouds\" lists the fields), then orgkms cmk test --org %s", org, org)
+	default:
+		hint = fmt.Sprintf("the org is %s now: \"orgkms cmk status --org %s\" shows its state and what to do", st.State, org)
+	}
+	return hinted{err: err, hints: []string{hint}, exact: true}
 }

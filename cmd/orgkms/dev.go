@@ -226,8 +226,8 @@ func startDev(env *cliEnv, d devSettings) error {
 	}
 	defer s.Close()
 	devURL := s.URL(ln)
-	// The demo org and users exist before dev.env appears, which scripts
-	// wait for.
+	// The demo org and users exist before dev.env appears (at the end),
+	// which scripts wait for.
 	if err := ensureDemoOrg(env, s); err != nil {
 		return err
 	}
@@ -238,10 +238,6 @@ func startDev(env *cliEnv, d devSettings) error {
 	envFile := filepath.Join(cfg.DataDir, "dev.env")
 	token, err := devToken(env, s, envFile)
 	if err != nil {
-		return err
-	}
-	content := fmt.Sprintf("export ORGKMS_ADDR=%s\nexport ORGKMS_TOKEN=%s\n", devURL, token)
-	if err := writeFileAtomic(envFile, []byte(content), 0o600); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.stdout, `orgkms dev server listening on %s
@@ -288,6 +284,12 @@ Act as the customer in their Azure portal:
   orgkms cmk test && orgkms cmk enable
 `, devGCPKey)
 		}
+	}
+	// dev.env appears last, when everything above exists and is printed:
+	// scripts wait for it (then source demo-admin.env or emulator.env).
+	content := fmt.Sprintf("export ORGKMS_ADDR=%s\nexport ORGKMS_TOKEN=%s\n", devURL, token)
+	if err := writeFileAtomic(envFile, []byte(content), 0o600); err != nil {
+		return err
 	}
 	fmt.Fprintln(env.stdout, "\nPress Ctrl-C to stop.")
 	return s.Serve(env.ctx, ln)

@@ -620,6 +620,9 @@ func (em *emuCLI) faultSet(args []string) error {
 	if err != nil {
 		return err
 	}
+	if f.Latency <= 0 && f.Status == 0 && !f.Outage {
+		return usageError{"emulator fault set: no fault given", "give --latency, --status or --outage, e.g. orgkms emulator fault set " + pos[0] + " --status 429 --retry-after 2s"}
+	}
 	c, err := em.client()
 	if err != nil {
 		return err

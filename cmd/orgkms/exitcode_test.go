@@ -43,3 +43,18 @@ func TestExitCodeOfRefusedValues(t *testing.T) {
 		}
 	}
 }
+
+// A server command started with a config file that is not there is a
+// mistake in how it was started: exit 2, with the file named.
+func TestExitCodeOfMissingConfig(t *testing.T) {
+	for _, cmd := range [][]string{{"serve"}, {"migrate"}, {"master-key", "rotate"}, {"hsm", "status"}} {
+		var stdout, stderr bytes.Buffer
+		args := append(cmd, "--config", t.TempDir()+"/nope.json")
+		if got := run(t.Context(), args, strings.NewReader(""), &stdout, &stderr); got != exitUsage {
+			t.Errorf("%v: exit %d, want %d (stderr %q)", cmd, got, exitUsage, stderr.String())
+		}
+		if !strings.Contains(stderr.String(), "nope.json does not exist") {
+			t.Errorf("%v: stderr %q does not name the missing file", cmd, stderr.String())
+		}
+	}
+}

@@ -28,7 +28,7 @@ func hsmCmd(env *cliEnv) *cobra.Command {
 		fs := cmd.Flags()
 		path, _ := fs.GetString("config")
 		uri, _ := fs.GetString("master-key")
-		cfg, err := config.Load(config.Sources{Path: path, Environ: os.Environ(), Flags: func(c *config.Config) {
+		cfg, err := loadConfig(cmd.CommandPath(), config.Sources{Path: path, Environ: os.Environ(), Flags: func(c *config.Config) {
 			if uri != "" {
 				c.MasterKey = uri
 			}

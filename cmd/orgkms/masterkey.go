@@ -40,7 +40,7 @@ func masterKeyCmd(env *cliEnv) *cobra.Command {
 		fs := cmd.Flags()
 		path, _ := fs.GetString("config")
 		uri, _ := fs.GetString("master-key")
-		cfg, err := config.Load(config.Sources{Path: path, Environ: os.Environ(), Flags: func(c *config.Config) {
+		cfg, err := loadConfig(cmd.CommandPath(), config.Sources{Path: path, Environ: os.Environ(), Flags: func(c *config.Config) {
 			serverFlags(fs)(c)
 			if uri != "" {
 				c.MasterKey = uri

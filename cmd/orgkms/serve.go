@@ -33,8 +33,8 @@ func serveCmd(env *cliEnv) *cobra.Command {
 	fs.String("addr", "", "listen `address` (default 127.0.0.1:8200)")
 	fs.String("data", "", "data `directory` (default ./orgkms-data)")
 	migrate := fs.Bool("migrate", false, "apply database schema migrations before serving")
-	cmd.RunE = func(*cobra.Command, []string) error {
-		cfg, err := config.Load(config.Sources{Path: *cfgPath, Environ: os.Environ(), Flags: serverFlags(fs)})
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, err := loadConfig(cmd.CommandPath(), config.Sources{Path: *cfgPath, Environ: os.Environ(), Flags: serverFlags(fs)})
 		if err != nil {
 			return err
 		}
@@ -127,14 +127,18 @@ func migrateCmd(env *cliEnv) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "migrate",
 		Short: "apply database schema migrations",
-		Long:  "Applies the embedded database schema migrations. Safe to run more than once.",
-		Args:  argNames(),
+		Long: "Applies the embedded database schema migrations to the database of the\n" +
+			"configuration (\"database\" in the config file, ORGKMS_DATABASE_URL for\n" +
+			"PostgreSQL, or DATA_DIR/orgkms.db), in order, each once. Safe to run more\n" +
+			"than once, and from several nodes at the same time: one applies them.\n" +
+			"orgkms serve --migrate (config auto_migrate) does the same at start.",
+		Args: argNames(),
 	}
 	fs := cmd.Flags()
 	cfgPath := fs.String("config", "", "JSON config `file`")
 	fs.String("data", "", "data `directory` (default ./orgkms-data)")
-	cmd.RunE = func(*cobra.Command, []string) error {
-		cfg, err := config.Load(config.Sources{Path: *cfgPath, Environ: os.Environ(), Flags: serverFlags(fs)})
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, err := loadConfig(cmd.CommandPath(), config.Sources{Path: *cfgPath, Environ: os.Environ(), Flags: serverFlags(fs)})
 		if err != nil {
 			return err
 		}
@@ -160,6 +164,9 @@ func runMigrate(env *cliEnv, cfg config.Config) error {
 	}
 	st, err = server.OpenStore(env.ctx, cfg, log, true)
 	if err != nil {
+		if fe := fault.As(err); fe != nil && fe.Kind == fault.Unavailable {
+			return withHint(err, startHints(err)...)
+		}
 		return err
 	}
 	defer st.Close()

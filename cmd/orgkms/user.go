@@ -2,8 +2,10 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -42,7 +44,7 @@ func userCmd(env *cliEnv) *cobra.Command {
 		}
 		u, err := c.CreateUser(env.ctx, *org, client.CreateUserRequest{Email: *email, Name: *name, Roles: strings.Split(*roles, ","), Password: password})
 		if err != nil {
-			return missing(env, c, err, *org, "")
+			return platformUsersHint(missing(env, c, err, *org, ""), *org)
 		}
 		return createFmt.emit(env, u, func(w io.Writer) error {
 			where := "platform operator"
@@ -68,7 +70,7 @@ func userCmd(env *cliEnv) *cobra.Command {
 		}
 		us, err := c.ListUsers(env.ctx, *lorg)
 		if err != nil {
-			return missing(env, c, err, *lorg, "")
+			return platformUsersHint(missing(env, c, err, *lorg, ""), *lorg)
 		}
 		return listFmt.emit(env, client.UserList{Users: us}, func(w io.Writer) error {
 			tw := table(w)
@@ -80,4 +82,19 @@ func userCmd(env *cliEnv) *cobra.Command {
 		})
 	}
 	return group("user <command>", "create and list console users (password on stdin)", create, list)
+}
+
+// platformUsersHint explains a refused user command without --org: it
+// meant the platform's operators, which an org's token may not see. The
+// user commands do not read ORGKMS_ORG (no --org means the platform), so
+// an org admin with ORGKMS_ORG set is told to give it.
+func platformUsersHint(err error, org string) error {
+	if org != "" || !errors.Is(err, client.CodePermissionDenied) {
+		return err
+	}
+	hint := "without --org this is about the platform's operators, which needs an operator token; give --org ORG for the users of an org"
+	if o := os.Getenv("ORGKMS_ORG"); o != "" {
+		hint = fmt.Sprintf("without --org this is about the platform's operators, which needs an operator token; give --org %s for the users of org %s", o, o)
+	}
+	return hinted{err: err, hints: []string{hint}, exact: true}
 }
