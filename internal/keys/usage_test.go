@@ -1,11 +1,17 @@
 package keys_test
 
 import (
+	"context"
+	"log/slog"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/orgkms/orgkms/internal/fault"
 	"github.com/orgkms/orgkms/internal/keys"
+	"github.com/orgkms/orgkms/internal/masterkey"
+	"github.com/orgkms/orgkms/internal/masterkey/masterkeytest"
+	"github.com/orgkms/orgkms/internal/store/sqlite"
 )
 
 // Usage records carry first and last call times and count failed calls by
@@ -124,5 +130,53 @@ func TestCleanupUsageRetention(t *testing.T) {
 	us, err := e.svc.QueryUsage(ctx, "acme", keys.UsageFilter{})
 	if err != nil || len(us) != 1 || us[0].Outcome != "ciphertext_invalid" {
 		t.Errorf("after cleanup usage = %+v, %v, want the recent decrypt failure only", us, err)
+	}
+}
+
+// BenchmarkEncryptUsage measures the cost of usage recording on the data
+// path: the same encryption with recording on and off, in the same run,
+// single-threaded and with every CPU (contended counters).
+func BenchmarkEncryptUsage(b *testing.B) {
+	for _, mode := range []struct {
+		name string
+		off  bool
+	}{{"usage=on", false}, {"usage=off", true}} {
+		st, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(b.TempDir(), "k.db")})
+		if err != nil {
+			b.Fatal(err)
+		}
+		fake := masterkeytest.NewFake()
+		ref := fake.CreateKey("platform")
+		reg := masterkey.NewRegistry()
+		log := slog.New(slog.DiscardHandler)
+		reg.Register(masterkeytest.FakeDriver(), masterkey.NewKeeper("fake", fake, masterkey.KeeperOptions{Logger: log}))
+		svc, err := keys.New(keys.Config{Store: st, Keepers: reg, PlatformKey: ref, CacheTTL: time.Hour, Logger: log, NoUsage: mode.off})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		if _, err := svc.CreateOrg(ctx, "test", "acme", ""); err != nil {
+			b.Fatal(err)
+		}
+		pt := make([]byte, 1024)
+		b.Run(mode.name+"/serial", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := svc.Encrypt(ctx, "svc", "acme", "default", pt, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(mode.name+"/parallel", func(b *testing.B) {
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := svc.Encrypt(ctx, "svc", "acme", "default", pt, nil); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+		svc.Close(ctx)
+		st.Close()
 	}
 }
