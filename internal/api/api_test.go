@@ -91,10 +91,14 @@ func TestRouteRoleMatrix(t *testing.T) {
 			t.Fatalf("route %s uses action %s, which the test's intended policy does not cover", rt.Pattern, rt.Action)
 		}
 		method, path, _ := strings.Cut(rt.Pattern, " ")
-		path = strings.NewReplacer("{org}", "acme", "{key}", "default", "{id}", "tok_doesnotexist").Replace(path)
+		path = strings.NewReplacer("{org}", "acme", "{key}", "default", "{id}", "tok_doesnotexist", "{name}", "default", "{type}", "plaintext").Replace(path)
+		hdr := http.Header{}
+		if strings.HasPrefix(path, "/v1/transit/") {
+			hdr.Set("X-Vault-Namespace", "acme") // Transit routes take the org from the token or this header
+		}
 		for _, rc := range cases {
 			t.Run(rt.Pattern+"/"+rc.name, func(t *testing.T) {
-				status, body := ts.raw(method, path, rc.token, bodies[rt.Pattern])
+				status, body := ts.rawHeader(method, path, rc.token, hdr, bodies[rt.Pattern])
 				wantAllowed := false
 				for _, a := range allowed {
 					wantAllowed = wantAllowed || a == rc.name

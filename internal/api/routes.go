@@ -59,4 +59,24 @@ var routes = []route{
 	{"GET /v1/nodes", auth.ActPlatformRead, (*Handler).listNodes},
 	{"GET /v1/platform-key", auth.ActPlatformRead, (*Handler).platformKeyStatus},
 	{"GET /v1/whoami", auth.ActWhoAmI, (*Handler).whoami},
+
+	// The Vault-Transit-compatible API (transit*.go; docs/transit.md): the
+	// org is the token's (or X-Vault-Namespace's), the key is {name}. Vault
+	// clients send PUT, Transit takes POST too.
+	{"PUT /v1/transit/keys/{name}", auth.ActKeyManage, (*Handler).transitCreateKey},
+	{"POST /v1/transit/keys/{name}", auth.ActKeyManage, (*Handler).transitCreateKey},
+	{"GET /v1/transit/keys/{name}", auth.ActKeyRead, (*Handler).transitReadKey},
+	{"GET /v1/transit/keys", auth.ActKeyRead, (*Handler).transitListKeys},
+	{"PUT /v1/transit/keys/{name}/rotate", auth.ActKeyManage, (*Handler).transitRotateKey},
+	{"POST /v1/transit/keys/{name}/rotate", auth.ActKeyManage, (*Handler).transitRotateKey},
+	{"PUT /v1/transit/keys/{name}/config", auth.ActKeyManage, (*Handler).transitConfigKey},
+	{"POST /v1/transit/keys/{name}/config", auth.ActKeyManage, (*Handler).transitConfigKey},
+	{"PUT /v1/transit/encrypt/{name}", auth.ActCrypto, (*Handler).transitEncrypt},
+	{"POST /v1/transit/encrypt/{name}", auth.ActCrypto, (*Handler).transitEncrypt},
+	{"PUT /v1/transit/decrypt/{name}", auth.ActCrypto, (*Handler).transitDecrypt},
+	{"POST /v1/transit/decrypt/{name}", auth.ActCrypto, (*Handler).transitDecrypt},
+	{"PUT /v1/transit/rewrap/{name}", auth.ActCrypto, (*Handler).transitRewrap},
+	{"POST /v1/transit/rewrap/{name}", auth.ActCrypto, (*Handler).transitRewrap},
+	{"PUT /v1/transit/datakey/{type}/{name}", auth.ActCrypto, (*Handler).transitDataKey},
+	{"POST /v1/transit/datakey/{type}/{name}", auth.ActCrypto, (*Handler).transitDataKey},
 }

@@ -84,6 +84,7 @@ func New(cfg Config) *Handler {
 	for _, rt := range routes {
 		h.mux.Handle(rt.Pattern, h.adapt(rt))
 	}
+	h.mux.HandleFunc(transitPrefix, h.transitFallback) // Transit paths without a route (transit_handlers.go)
 	if cfg.Metrics != nil {
 		h.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Metrics.Registry, promhttp.HandlerOpts{}))
 	}
@@ -163,6 +164,9 @@ func isToken(s string) bool {
 }
 
 func (h *Handler) adapt(rt route) http.Handler {
+	if isTransitRoute(rt.Pattern) {
+		return h.adaptTransit(rt)
+	}
 	routeLabel := rt.Pattern
 	// Per-route metric children, resolved once (label hashing per request
 	// is measurable on the hot path).
