@@ -280,6 +280,10 @@ func (c *Client) attempt(ctx context.Context, method, path string, body []byte, 
 		_, err := io.Copy(io.Discard, resp.Body)
 		return false, err
 	}
+	if raw, ok := out.(rawBody); ok {
+		_, err := io.Copy(raw.Writer, resp.Body)
+		return false, err
+	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 		return false, fmt.Errorf("decode response of %s %s: %w", method, path, err)
 	}
@@ -459,6 +463,31 @@ func (c *Client) VerifyAudit(ctx context.Context, org string) (AuditVerify, erro
 	err := c.do(ctx, "GET", "/v1/orgs/"+esc(org)+"/audit/verify", nil, &v)
 	return v, err
 }
+
+// QueryUsage returns one page of an org's usage records matching q, newest
+// minute first; NextPageToken continues it.
+func (c *Client) QueryUsage(ctx context.Context, org string, q UsageQuery) (UsageList, error) {
+	var l UsageList
+	path := "/v1/orgs/" + esc(org) + "/usage"
+	if v := q.Values().Encode(); v != "" {
+		path += "?" + v
+	}
+	err := c.do(ctx, "GET", path, nil, &l)
+	return l, err
+}
+
+// ExportUsage writes every usage record of org matching q (Limit and
+// PageToken unused) to w, as format "csv" or "jsonl" (one JSON object a
+// line).
+func (c *Client) ExportUsage(ctx context.Context, org string, q UsageQuery, format string, w io.Writer) error {
+	q.Limit, q.PageToken = 0, ""
+	v := q.Values()
+	v.Set("format", format)
+	return c.do(ctx, "GET", "/v1/orgs/"+esc(org)+"/usage/export?"+v.Encode(), nil, rawBody{w})
+}
+
+// rawBody receives a response body as it is (exports), not decoded.
+type rawBody struct{ io.Writer }
 
 // Usage returns an org's aggregated usage counters since t.
 func (c *Client) Usage(ctx context.Context, org string, since time.Time) ([]UsageCount, error) {

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -98,6 +99,13 @@ func apiCalls() []apiCall {
 		{"Audit", func(ctx context.Context, c *Client) error { _, err := c.Audit(ctx, "acme", 0, 10); return err }, nil, typeOf[AuditList]()},
 		{"VerifyAudit", func(ctx context.Context, c *Client) error { _, err := c.VerifyAudit(ctx, "acme"); return err }, nil, typeOf[AuditVerify]()},
 		{"Usage", func(ctx context.Context, c *Client) error { _, err := c.Usage(ctx, "acme", time.Now()); return err }, nil, typeOf[UsageList]()},
+		{"QueryUsage", func(ctx context.Context, c *Client) error {
+			_, err := c.QueryUsage(ctx, "acme", UsageQuery{Key: "k", Limit: 5})
+			return err
+		}, nil, typeOf[UsageList]()},
+		{"ExportUsage", func(ctx context.Context, c *Client) error {
+			return c.ExportUsage(ctx, "acme", UsageQuery{}, "csv", io.Discard)
+		}, nil, nil},
 		{"PurgeCache", func(ctx context.Context, c *Client) error { return c.PurgeCache(ctx, "acme") }, nil, nil},
 		{"PurgeCache", func(ctx context.Context, c *Client) error { return c.PurgeCache(ctx, "") }, nil, nil},
 		{"WhoAmI", func(ctx context.Context, c *Client) error { _, err := c.WhoAmI(ctx); return err }, nil, typeOf[WhoAmI]()},

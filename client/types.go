@@ -2,6 +2,8 @@ package client
 
 import (
 	"fmt"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -182,18 +184,60 @@ type AuditVerify struct {
 	Reason   string `json:"reason,omitempty"`
 }
 
-// UsageCount is an aggregated data-plane counter.
+// UsageCount is a usage record: the calls of one principal with one
+// operation on one key in one minute, with one outcome.
 type UsageCount struct {
 	Key       string    `json:"key"`
 	Op        string    `json:"op"`
 	Principal string    `json:"principal"`
+	Outcome   string    `json:"outcome"` // "ok" or the error code of refused or failed calls
 	Minute    time.Time `json:"minute"`
 	Count     int64     `json:"count"`
+	First     time.Time `json:"first"` // first call counted in the minute
+	Last      time.Time `json:"last"`  // last call counted in the minute
 }
 
 // UsageList is the body of GET /v1/orgs/{org}/usage.
 type UsageList struct {
-	Usage []UsageCount `json:"usage"`
+	Usage         []UsageCount `json:"usage"`
+	NextPageToken string       `json:"next_page_token,omitempty"` // "" on the last page
+}
+
+// UsageQuery filters usage records (GET /v1/orgs/{org}/usage). Zero fields
+// are left out: since defaults to 24 hours ago.
+type UsageQuery struct {
+	Since, Until time.Time
+	Key          string
+	Caller       string
+	Op           string // encrypt, decrypt, rewrap, datakey
+	Outcome      string // ok, denied, or an error code
+	Limit        int    // records per page; default 100, at most 1000
+	PageToken    string // next_page_token of the previous page
+}
+
+// Values returns q as URL query parameters.
+func (q UsageQuery) Values() url.Values {
+	v := url.Values{}
+	set := func(k, s string) {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	if !q.Since.IsZero() {
+		v.Set("since", q.Since.UTC().Format(time.RFC3339))
+	}
+	if !q.Until.IsZero() {
+		v.Set("until", q.Until.UTC().Format(time.RFC3339))
+	}
+	set("key", q.Key)
+	set("caller", q.Caller)
+	set("op", q.Op)
+	set("outcome", q.Outcome)
+	if q.Limit != 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	set("page_token", q.PageToken)
+	return v
 }
 
 // WhoAmI is the body of GET /v1/whoami.

@@ -348,26 +348,6 @@ func (h *Handler) auditVerify(c *call) error {
 	return c.reply(http.StatusOK, client.AuditVerify{OK: true, Events: n})
 }
 
-func (h *Handler) usage(c *call) error {
-	since := time.Now().Add(-24 * time.Hour)
-	if s := c.r.URL.Query().Get("since"); s != "" {
-		t, err := time.Parse(time.RFC3339, s)
-		if err != nil {
-			return fault.Invalidf("since", "since must be an RFC 3339 time, e.g. 2026-11-29T00:00:00Z")
-		}
-		since = t
-	}
-	us, err := h.keys.Usage(c.r.Context(), c.org, since)
-	if err != nil {
-		return err
-	}
-	out := client.UsageList{Usage: []client.UsageCount{}}
-	for _, u := range us {
-		out.Usage = append(out.Usage, client.UsageCount{Key: u.KeyName, Op: u.Op, Principal: u.Principal, Minute: u.Minute, Count: u.Count})
-	}
-	return c.reply(http.StatusOK, out)
-}
-
 func (h *Handler) purgeOrgCache(c *call) error {
 	if err := h.cmk.Purge(c.r.Context(), c.org); err != nil {
 		return err

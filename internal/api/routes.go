@@ -50,6 +50,7 @@ var routes = []route{
 	{"GET /v1/orgs/{org}/audit", auth.ActAuditRead, (*Handler).auditEvents},
 	{"GET /v1/orgs/{org}/audit/verify", auth.ActAuditRead, (*Handler).auditVerify},
 	{"GET /v1/orgs/{org}/usage", auth.ActAuditRead, (*Handler).usage},
+	{"GET /v1/orgs/{org}/usage/export", auth.ActAuditRead, (*Handler).usageExport},
 	{"POST /v1/orgs/{org}/cache/purge", auth.ActCacheManage, (*Handler).purgeOrgCache},
 
 	{"POST /v1/orgs/{org}/webhooks", auth.ActWebhookManage, (*Handler).createWebhook},

@@ -193,6 +193,9 @@ func (h *Handler) adapt(rt route) http.Handler {
 		c := &call{w: w, r: r, requestID: requestID(r), route: routeLabel, org: r.PathValue("org")}
 		w.Header().Set("X-Request-Id", c.requestID)
 		err := h.authorize(c, rt.Action)
+		if err != nil && rt.Action == auth.ActCrypto {
+			h.recordRefused(c, rt.Pattern, err) // key-use transparency (usage.go)
+		}
 		if err == nil {
 			if r.Body != nil {
 				c.r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)

@@ -72,6 +72,15 @@ type Config struct {
 	Pool           Postgres `json:"postgres"` // PostgreSQL connection pool
 	PKCS11         PKCS11   `json:"pkcs11"`   // the pkcs11 master-key driver (master_key = "pkcs11:...")
 	Webhooks       Webhooks `json:"webhooks"` // delivery of signed notifications (webhooks.go)
+	Usage          Usage    `json:"usage"`    // key-use records (GET /v1/orgs/{org}/usage)
+}
+
+// Usage configures the key-use records.
+type Usage struct {
+	// Retention is how long usage records are kept (env
+	// ORGKMS_USAGE_RETENTION); default 2160h (90 days), at least 1h. The
+	// cluster deletes older ones hourly, one node at a time.
+	Retention Duration `json:"retention"`
 }
 
 // PKCS11 configures the PKCS#11 master-key driver: a platform master key in
@@ -331,6 +340,9 @@ func (c *Config) applyEnv(environ []string) error {
 	if err := duration("ORGKMS_PLATFORM_KEY_CHECK", &c.PlatformKeyCheck); err != nil {
 		return err
 	}
+	if err := duration("ORGKMS_USAGE_RETENTION", &c.Usage.Retention); err != nil {
+		return err
+	}
 	if v := env["ORGKMS_LOG_REQUESTS"]; v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -394,6 +406,9 @@ func (c *Config) Defaults() {
 	}
 	if c.CMK.JobWorkers == 0 {
 		c.CMK.JobWorkers = 8
+	}
+	if c.Usage.Retention == 0 {
+		c.Usage.Retention = Duration(90 * 24 * time.Hour)
 	}
 	if c.CMK.JobLease == 0 {
 		c.CMK.JobLease = Duration(2 * time.Minute)
@@ -513,6 +528,9 @@ func (c Config) Validate() error {
 	}
 	if time.Duration(c.CMK.ProbeInterval) < time.Second {
 		return fmt.Errorf("cmk.probe_interval must be at least 1s")
+	}
+	if time.Duration(c.Usage.Retention) < time.Hour {
+		return fmt.Errorf("usage.retention must be at least 1h (e.g. \"2160h\" for 90 days)")
 	}
 	if a := c.CMK.Azure; a.Timeout < 0 || a.TryTimeout < 0 || a.MaxRetries < -1 || a.MaxRetries > 10 {
 		return fmt.Errorf("cmk.azure.timeout and cmk.azure.try_timeout must not be negative, and cmk.azure.max_retries must be between -1 (none) and 10")

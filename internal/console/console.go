@@ -145,6 +145,8 @@ func (h *handler) routes() {
 
 	h.orgRoute("GET /console/orgs/{org}/audit", auth.ActAuditRead, (*handler).audit)
 	h.orgRoute("GET /console/orgs/{org}/audit/export", auth.ActAuditRead, (*handler).auditExport)
+	h.orgRoute("GET /console/orgs/{org}/usage", auth.ActAuditRead, (*handler).keyUse)
+	h.orgRoute("GET /console/orgs/{org}/usage/export", auth.ActAuditRead, (*handler).keyUseExport)
 
 	h.mux.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) {
 		h.fail(&request{w: w, r: r}, &fault.Error{Kind: fault.NotFound, Reason: "there is no such page in the console"})

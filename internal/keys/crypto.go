@@ -103,6 +103,7 @@ func (s *Service) EncryptBatch(ctx context.Context, actor, orgID, name string, i
 	}
 	r, err := s.producing(ctx, orgID, name)
 	if err != nil {
+		s.usage.refused(orgID, name, "encrypt", actor, len(items), err)
 		return nil, err
 	}
 	k := r.versions[r.latest]
@@ -126,7 +127,7 @@ func (s *Service) EncryptBatch(ctx context.Context, actor, orgID, name string, i
 		out[i].Ciphertext, out[i].KeyVersion = ct, r.latest
 		ok++
 	}
-	s.usage.add(orgID, name, "encrypt", actor, ok)
+	s.usage.results(orgID, name, "encrypt", actor, ok, out)
 	return out, nil
 }
 
@@ -156,6 +157,7 @@ func (s *Service) DecryptBatch(ctx context.Context, actor, orgID, name string, i
 	}
 	_, r, err := s.keyRing(ctx, orgID, name, maxV)
 	if err != nil {
+		s.usage.refused(orgID, name, "decrypt", actor, len(items), err)
 		return nil, err
 	}
 	ok := 0
@@ -166,7 +168,7 @@ func (s *Service) DecryptBatch(ctx context.Context, actor, orgID, name string, i
 			ok++
 		}
 	}
-	s.usage.add(orgID, name, "decrypt", actor, ok)
+	s.usage.results(orgID, name, "decrypt", actor, ok, out)
 	return out, nil
 }
 
@@ -216,6 +218,7 @@ func (s *Service) RewrapBatch(ctx context.Context, actor, orgID, name string, it
 	}
 	r, err := s.producing(ctx, orgID, name)
 	if err != nil {
+		s.usage.refused(orgID, name, "rewrap", actor, len(items), err)
 		return nil, err
 	}
 	latest := r.versions[r.latest]
@@ -235,7 +238,7 @@ func (s *Service) RewrapBatch(ctx context.Context, actor, orgID, name string, it
 		out[i].Ciphertext, out[i].KeyVersion = ct, r.latest
 		ok++
 	}
-	s.usage.add(orgID, name, "rewrap", actor, ok)
+	s.usage.results(orgID, name, "rewrap", actor, ok, out)
 	return out, nil
 }
 
@@ -272,6 +275,7 @@ func (s *Service) GenerateDataKey(ctx context.Context, actor, orgID, name string
 	}
 	r, err := s.producing(ctx, orgID, name)
 	if err != nil {
+		s.usage.refused(orgID, name, "datakey", actor, 1, err)
 		return DataKeyResult{}, err
 	}
 	dk := make([]byte, bits/8)

@@ -43,8 +43,16 @@ type Config struct {
 	CacheTTL       time.Duration // how long unwrapped keys stay in memory; default 5m
 	KeyMetadataTTL time.Duration // how long data key metadata (latest, min decryption version) is trusted; default 10s
 	UsageFlush     time.Duration // how often usage counters are written; default 10s
-	Now            func() time.Time
-	Logger         *slog.Logger
+	// UsageRetention is how long usage records are kept (config
+	// usage.retention); default 90 days. UsageCleanupEvery is how often the
+	// cluster (one node, under a claim) deletes older ones; default 1h.
+	UsageRetention    time.Duration
+	UsageCleanupEvery time.Duration
+	// NoUsage turns usage recording off (benchmarks measure its cost).
+	NoUsage bool
+	NodeID  string // names this node in the usage cleanup claim; default "node"
+	Now     func() time.Time
+	Logger  *slog.Logger
 
 	// Guard, when set, is consulted before an org's root key is unwrapped
 	// into the cache; an error (e.g. the org's customer managed key is
@@ -79,6 +87,9 @@ type Service struct {
 	produce     func(ctx context.Context, orgID string) error
 	dataLost    func(orgID string) time.Time
 
+	usageRetention, usageEvery time.Duration
+	nodeID                     string
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 	once sync.Once
@@ -98,6 +109,15 @@ func New(cfg Config) (*Service, error) {
 	if cfg.UsageFlush <= 0 {
 		cfg.UsageFlush = 10 * time.Second
 	}
+	if cfg.UsageRetention <= 0 {
+		cfg.UsageRetention = DefaultUsageRetention
+	}
+	if cfg.UsageCleanupEvery <= 0 {
+		cfg.UsageCleanupEvery = DefaultUsageCleanupEvery
+	}
+	if cfg.NodeID == "" {
+		cfg.NodeID = "node"
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -113,6 +133,8 @@ func New(cfg Config) (*Service, error) {
 		s.previous = append(s.previous, p.Unversioned())
 	}
 	s.usage = newUsageRecorder(cfg.Store, cfg.Now, cfg.Logger)
+	s.usage.off = cfg.NoUsage
+	s.usageRetention, s.usageEvery, s.nodeID = cfg.UsageRetention, cfg.UsageCleanupEvery, cfg.NodeID
 	s.wg.Go(func() { s.background(cfg.UsageFlush) })
 	return s, nil
 }
@@ -154,6 +176,7 @@ func (s *Service) Close(ctx context.Context) error {
 func (s *Service) background(every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var nextCleanup time.Time // the claim makes it once per interval cluster-wide
 	for {
 		select {
 		case <-s.stop:
@@ -163,6 +186,12 @@ func (s *Service) background(every time.Duration) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			if err := s.usage.flush(ctx, false); err != nil {
 				s.log.Warn("usage flush failed", slog.String("error", err.Error()))
+			}
+			if now := s.now(); !now.Before(nextCleanup) {
+				nextCleanup = now.Add(min(s.usageEvery, time.Minute))
+				if _, _, err := s.CleanupUsage(ctx); err != nil {
+					s.log.Warn("usage cleanup failed", slog.String("error", err.Error()))
+				}
 			}
 			cancel()
 		}

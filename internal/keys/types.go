@@ -56,7 +56,8 @@ type DataKeyVersion struct {
 }
 
 // UsageCount is an aggregated data-plane counter: how many times principal
-// performed op with org's key during minute.
+// performed op with org's key during minute, with one outcome (see
+// usage_store.go).
 type UsageCount struct {
 	OrgID     string
 	KeyName   string
@@ -64,6 +65,13 @@ type UsageCount struct {
 	Principal string
 	Minute    time.Time
 	Count     int64
+	// Outcome is OutcomeOK, or the stable error code of a refused or
+	// failed call ("forbidden", "ciphertext_invalid", "cmk_revoked", ...);
+	// "" is stored as OutcomeOK.
+	Outcome string
+	// First and Last are the times of the first and last call counted in
+	// the minute; zero is stored as Minute.
+	First, Last time.Time
 }
 
 // ListOptions pages through lists ordered by ID.
@@ -112,4 +120,6 @@ type Store interface {
 	AddUsage(ctx context.Context, counts []UsageCount) error
 	// Usage returns the org's counters with Minute >= since.
 	Usage(ctx context.Context, orgID string, since time.Time) ([]UsageCount, error)
+
+	UsageStore
 }

@@ -219,6 +219,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 	var produce func(ctx context.Context, org string) error
 	if s.Keys, err = keys.New(keys.Config{Store: s.Store, Keepers: s.Registry, PlatformKey: platform, PreviousPlatformKeys: previous,
 		CacheTTL: time.Duration(cfg.CacheTTL), KeyMetadataTTL: time.Duration(cfg.KeyMetadataTTL), Logger: log,
+		UsageRetention: time.Duration(cfg.Usage.Retention), NodeID: s.NodeID,
 		Guard:    func(ctx context.Context, org string) error { return guard(ctx, org) },
 		Produce:  func(ctx context.Context, org string) error { return produce(ctx, org) },
 		DataLost: func(org string) time.Time { return dataLost(org) }}); err != nil {

@@ -89,14 +89,17 @@ func (s *Store) AddUsage(ctx context.Context, counts []keys.UsageCount) error {
 	if len(counts) == 0 {
 		return nil
 	}
-	sorted := slices.Clone(counts)
+	sorted := make([]keys.UsageCount, len(counts))
+	for i, c := range counts {
+		sorted[i] = usageRow(c)
+	}
 	slices.SortFunc(sorted, func(a, b keys.UsageCount) int {
-		return cmp.Or(strings.Compare(a.OrgID, b.OrgID), strings.Compare(a.KeyName, b.KeyName), strings.Compare(a.Op, b.Op),
-			strings.Compare(a.Principal, b.Principal), a.Minute.Truncate(time.Minute).Compare(b.Minute.Truncate(time.Minute)))
+		return cmp.Or(strings.Compare(a.OrgID, b.OrgID), a.Minute.Compare(b.Minute), strings.Compare(a.KeyName, b.KeyName), strings.Compare(a.Op, b.Op),
+			strings.Compare(a.Principal, b.Principal), strings.Compare(a.Outcome, b.Outcome))
 	})
 	return s.inTx(ctx, op, func(tx *sql.Tx) error {
 		for _, c := range sorted {
-			if _, err := tx.ExecContext(ctx, qAddUsage, c.OrgID, c.KeyName, c.Op, c.Principal, timeArg(c.Minute.Truncate(time.Minute)), c.Count); err != nil {
+			if _, err := tx.ExecContext(ctx, qAddUsage, c.OrgID, timeArg(c.Minute), c.KeyName, c.Op, c.Principal, c.Outcome, c.Count, timeArg(c.First), timeArg(c.Last)); err != nil {
 				return classify(ctx, op, "usage counters of org "+c.OrgID, err)
 			}
 		}
@@ -108,14 +111,11 @@ func (s *Store) AddUsage(ctx context.Context, counts []keys.UsageCount) error {
 // key, op and principal.
 func (s *Store) Usage(ctx context.Context, orgID string, since time.Time) ([]keys.UsageCount, error) {
 	const op = "read usage"
-	rows, err := s.db.QueryContext(ctx, `SELECT key_name, op, principal, minute, count FROM usage_counters
-		WHERE org_id = $1 AND minute >= $2 ORDER BY minute, key_name, op, principal`, orgID, timeArg(since))
+	rows, err := s.db.QueryContext(ctx, `SELECT `+usageColumns+` FROM usage_records
+		WHERE org_id = $1 AND minute >= $2 ORDER BY minute, key_name, op, principal, outcome`, orgID, timeArg(since))
 	if err != nil {
 		return nil, classify(ctx, op, "usage of org "+orgID, err)
 	}
-	us, err := collect(rows, func(rows *sql.Rows) (keys.UsageCount, error) {
-		u := keys.UsageCount{OrgID: orgID}
-		return u, rows.Scan(&u.KeyName, &u.Op, &u.Principal, scanTime(&u.Minute), &u.Count)
-	})
+	us, err := collect(rows, scanUsage(orgID))
 	return us, classify(ctx, op, "usage of org "+orgID, err)
 }

@@ -15,8 +15,9 @@ const (
 	qGetSession  = `SELECT ` + sessionColumns + ` FROM sessions WHERE id = $1`
 	qGetUser     = `SELECT ` + userColumns + ` FROM users WHERE id = $1`
 	qUserByEmail = `SELECT ` + userColumns + ` FROM users WHERE email = $1`
-	qAddUsage    = `INSERT INTO usage_counters (org_id, key_name, op, principal, minute, count) VALUES ($1, $2, $3, $4, $5, $6)
-		ON CONFLICT (org_id, key_name, op, principal, minute) DO UPDATE SET count = usage_counters.count + excluded.count`
+	qAddUsage    = `INSERT INTO usage_records (org_id, minute, key_name, op, principal, outcome, count, first_at, last_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		ON CONFLICT (org_id, minute, key_name, op, principal, outcome) DO UPDATE SET count = usage_records.count + excluded.count,
+			first_at = LEAST(usage_records.first_at, excluded.first_at), last_at = GREATEST(usage_records.last_at, excluded.last_at)`
 
 	// qClaimJob leases the oldest claimable job in one statement. Polled by
 	// every node's job runner: it walks the open jobs in id order (the

@@ -86,7 +86,8 @@ func (s *Store) AddUsage(ctx context.Context, counts []keys.UsageCount) error {
 	return s.inTx(ctx, op, func(tx *sql.Tx) error {
 		stmt := tx.StmtContext(ctx, s.stmts.addUsage) // closed with tx
 		for _, c := range counts {
-			if _, err := stmt.ExecContext(ctx, c.OrgID, c.KeyName, c.Op, c.Principal, timeArg(c.Minute.Truncate(time.Minute)), c.Count); err != nil {
+			c = usageRow(c)
+			if _, err := stmt.ExecContext(ctx, c.OrgID, timeArg(c.Minute), c.KeyName, c.Op, c.Principal, c.Outcome, c.Count, timeArg(c.First), timeArg(c.Last)); err != nil {
 				return classify(ctx, op, "usage counters of org "+c.OrgID, err)
 			}
 		}
@@ -98,14 +99,11 @@ func (s *Store) AddUsage(ctx context.Context, counts []keys.UsageCount) error {
 // key, op and principal.
 func (s *Store) Usage(ctx context.Context, orgID string, since time.Time) ([]keys.UsageCount, error) {
 	const op = "read usage"
-	rows, err := s.r.QueryContext(ctx, `SELECT key_name, op, principal, minute, count FROM usage_counters
-		WHERE org_id = ? AND minute >= ? ORDER BY minute, key_name, op, principal`, orgID, timeArg(since))
+	rows, err := s.r.QueryContext(ctx, `SELECT `+usageColumns+` FROM usage_records
+		WHERE org_id = ? AND minute >= ? ORDER BY minute, key_name, op, principal, outcome`, orgID, timeArg(since))
 	if err != nil {
 		return nil, classify(ctx, op, "usage of org "+orgID, err)
 	}
-	us, err := collect(rows, func(rows *sql.Rows) (keys.UsageCount, error) {
-		u := keys.UsageCount{OrgID: orgID}
-		return u, rows.Scan(&u.KeyName, &u.Op, &u.Principal, scanTime(&u.Minute), &u.Count)
-	})
+	us, err := collect(rows, scanUsage(orgID))
 	return us, classify(ctx, op, "usage of org "+orgID, err)
 }

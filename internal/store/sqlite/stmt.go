@@ -26,8 +26,9 @@ const (
 	qLastAudit   = `SELECT seq, hash FROM audit_events WHERE org_id = ? ORDER BY seq DESC LIMIT 1`
 	qInsertAudit = `INSERT INTO audit_events (org_id, seq, time, actor, action, target, details, prev_hash, hash)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	qAddUsage = `INSERT INTO usage_counters (org_id, key_name, op, principal, minute, count) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (org_id, key_name, op, principal, minute) DO UPDATE SET count = count + excluded.count`
+	qAddUsage = `INSERT INTO usage_records (org_id, minute, key_name, op, principal, outcome, count, first_at, last_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (org_id, minute, key_name, op, principal, outcome) DO UPDATE SET count = count + excluded.count,
+			first_at = min(first_at, excluded.first_at), last_at = max(last_at, excluded.last_at)`
 	// qClaimableJob is polled by every node's job runner.
 	// Each branch walks the (state, id) index and stops at its first ready
 	// job, so a claim costs the same with 10 or 100,000 finished jobs.

@@ -42,6 +42,8 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"AuditOrgs", testAuditOrgs},
 		{"TenantIsolation", testTenantIsolation},
 		{"UsageAdditive", testUsageAdditive},
+		{"UsageQuery", testUsageQuery},
+		{"UsageCleanup", testUsageCleanup},
 		{"Tokens", testTokens},
 		{"CancelledContext", testCancelledContext},
 	}
