@@ -37,6 +37,13 @@ const (
 	CodeCMKKeyDeleted               Code = "cmk_key_deleted"                // 424: the org's customer managed key is soft-deleted
 	CodeCMKKeyDestroyed             Code = "cmk_key_destroyed"              // 424: the org's customer managed key was purged
 	CodeCMKConsentRevoked           Code = "cmk_consent_revoked"            // 424: the customer withdrew admin consent for orgkms
+
+	// Org deletion and the data-key lifecycle.
+	CodeOrgPendingDeletion Code = "org_pending_deletion" // 409: the org is scheduled for deletion; cancel it to restore service
+	CodeOrgDeleted         Code = "org_deleted"          // 410: the org was deleted and crypto-shredded
+	CodeKeyDisabled        Code = "key_disabled"         // 409: the data key is disabled
+	CodeKeyPendingDeletion Code = "key_pending_deletion" // 409: the data key is scheduled for deletion
+	CodeKeyDeleted         Code = "key_deleted"          // 410: the data key was deleted and crypto-shredded
 )
 
 // Codes returns every code the API sends.
@@ -47,5 +54,6 @@ func Codes() []Code {
 		CodeMasterKeyPermissionMissing, CodeMasterKeyCredentialsInvalid, CodeUnavailable, CodeRateLimited,
 		CodeKeyVersionRetired, CodeCMKKeyDisabled, CodeCMKPermissionMissing, CodeCMKKeyDeleted, CodeCMKKeyDestroyed,
 		CodeCMKConsentRevoked,
+		CodeOrgPendingDeletion, CodeOrgDeleted, CodeKeyDisabled, CodeKeyPendingDeletion, CodeKeyDeleted,
 	}
 }

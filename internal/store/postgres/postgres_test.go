@@ -95,3 +95,7 @@ type platformPeered struct {
 }
 
 func (p platformPeered) PlatformPeer(t *testing.T) storetest.PlatformStore { return openURL(t, p.url) }
+
+func TestShredStore(t *testing.T) {
+	storetest.RunShred(t, func(t *testing.T) storetest.ShredStore { return openURL(t, pgtest.URL(t)) })
+}

@@ -517,3 +517,7 @@ func TestCloseTwice(t *testing.T) {
 func TestPlatformKeyStore(t *testing.T) {
 	storetest.RunPlatformKey(t, func(t *testing.T) storetest.PlatformStore { return openTemp(t) })
 }
+
+func TestShredStore(t *testing.T) {
+	storetest.RunShred(t, func(t *testing.T) storetest.ShredStore { return openTemp(t) })
+}
