@@ -58,4 +58,12 @@ var routes = []route{
 	{"GET /v1/nodes", auth.ActPlatformRead, (*Handler).listNodes},
 	{"GET /v1/platform-key", auth.ActPlatformRead, (*Handler).platformKeyStatus},
 	{"GET /v1/whoami", auth.ActWhoAmI, (*Handler).whoami},
+
+	// Org deletion and the data-key lifecycle (orgs_delete.go).
+	{"DELETE /v1/orgs/{org}", auth.ActOrgDelete, (*Handler).deleteOrg},
+	{"POST /v1/orgs/{org}/cancel-deletion", auth.ActOrgDelete, (*Handler).cancelOrgDeletion},
+	{"POST /v1/orgs/{org}/keys/{key}/disable", auth.ActKeyManage, (*Handler).disableKey},
+	{"POST /v1/orgs/{org}/keys/{key}/enable", auth.ActKeyManage, (*Handler).enableKey},
+	{"DELETE /v1/orgs/{org}/keys/{key}", auth.ActKeyManage, (*Handler).deleteKey},
+	{"POST /v1/orgs/{org}/keys/{key}/cancel-deletion", auth.ActKeyManage, (*Handler).cancelKeyDeletion},
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/orgkms/orgkms/internal/keys"
 	"github.com/orgkms/orgkms/internal/metrics"
 	"github.com/orgkms/orgkms/internal/platformkey"
+	"github.com/orgkms/orgkms/internal/shred"
 )
 
 // MaxBodyBytes bounds every request body.
@@ -47,6 +48,12 @@ type Config struct {
 	// PlatformKey reports the platform key's rotation (GET
 	// /v1/platform-key); nil: the route answers not_found.
 	PlatformKey PlatformKey
+	// Shred schedules and cancels deletions (org and data key
+	// lifecycle); nil: those routes answer not_found.
+	Shred *shred.Service
+	// SelfDelete lets an org's admin+key_admin delete their own org
+	// (config orgs.self_delete); otherwise only the operator may.
+	SelfDelete bool
 }
 
 // PlatformKey is what the API needs of the platform key rotation.
@@ -71,6 +78,8 @@ type Handler struct {
 	ready   func(ctx context.Context) error
 	nodes   Nodes
 	pk      PlatformKey
+	shred   *shred.Service
+	selfDel bool
 	logAll  bool
 	mux     *http.ServeMux
 }
@@ -80,7 +89,8 @@ func New(cfg Config) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	h := &Handler{keys: cfg.Keys, tokens: cfg.Tokens, cmk: cfg.CMK, users: cfg.Users, metrics: cfg.Metrics, log: cfg.Logger, ready: cfg.Ready, nodes: cfg.Nodes, pk: cfg.PlatformKey, logAll: cfg.LogRequests, mux: http.NewServeMux()}
+	h := &Handler{keys: cfg.Keys, tokens: cfg.Tokens, cmk: cfg.CMK, users: cfg.Users, metrics: cfg.Metrics, log: cfg.Logger, ready: cfg.Ready, nodes: cfg.Nodes, pk: cfg.PlatformKey, logAll: cfg.LogRequests, mux: http.NewServeMux(),
+		shred: cfg.Shred, selfDel: cfg.SelfDelete}
 	for _, rt := range routes {
 		h.mux.Handle(rt.Pattern, h.adapt(rt))
 	}
@@ -218,12 +228,17 @@ func (h *Handler) authorize(c *call, act auth.Action) error {
 	}
 	c.p = p
 	c.r = c.r.WithContext(context.WithValue(context.WithValue(c.r.Context(), requestIDKey, c.requestID), principalKey, p))
-	if !auth.Allowed(p, act, c.org) {
+	// orgs.self_delete lets the org's admin+key_admin delete their org.
+	selfDelete := act == auth.ActOrgDelete && h.selfDel && auth.Allowed(p, auth.ActCMKManage, c.org)
+	if !auth.Allowed(p, act, c.org) && !selfDelete {
 		reason := "this token's roles (" + rolesString(p.Roles) + ") do not allow " + string(act)
 		if p.OrgID != "" && c.org != "" && c.org != p.OrgID {
 			reason = "this token is limited to org " + p.OrgID
 		} else if p.OrgID != "" && c.org == "" {
 			reason = "this action is platform-wide: it needs a token without an org scope and with the operator role"
+		}
+		if act == auth.ActOrgDelete {
+			reason = "deleting an org needs the platform operator, or both the admin and key_admin roles on the org where the operator allows it (orgs.self_delete)"
 		}
 		if act == auth.ActCMKManage {
 			reason = "customer managed key changes need both the admin and key_admin roles on the org"

@@ -53,6 +53,10 @@ const (
 	ActUsersManage  Action = "users.manage"
 	ActPlatformRead Action = "platform.read" // platform audit chain, metrics-like views
 	ActWhoAmI       Action = "whoami"        // any authenticated principal
+	// ActOrgDelete schedules or cancels an org's deletion: the operator
+	// only; the API also lets the org's admin AND key_admin do it when the
+	// operator allows it (config orgs.self_delete).
+	ActOrgDelete Action = "org.delete"
 )
 
 // Principal is an authenticated caller.
@@ -90,6 +94,8 @@ func Allowed(p Principal, act Action, org string) bool {
 		return (platform && p.Has(RoleOperator)) || p.Has(RoleAdmin) || p.Has(RoleKeyAdmin)
 	case ActCMKManage:
 		return p.Has(RoleAdmin) && p.Has(RoleKeyAdmin)
+	case ActOrgDelete:
+		return platform && p.Has(RoleOperator)
 	case ActUsersManage:
 		return (platform && p.Has(RoleOperator)) || p.Has(RoleAdmin)
 	}

@@ -71,6 +71,15 @@ type Config struct {
 	Cluster        Cluster  `json:"cluster"`
 	Pool           Postgres `json:"postgres"` // PostgreSQL connection pool
 	PKCS11         PKCS11   `json:"pkcs11"`   // the pkcs11 master-key driver (master_key = "pkcs11:...")
+	Orgs           Orgs     `json:"orgs"`
+}
+
+// Orgs configures what org administrators may do to their own org.
+type Orgs struct {
+	// SelfDelete lets an org's administrator holding both the admin and
+	// key_admin roles schedule (and cancel) the deletion of their own
+	// org; default false: only the platform operator deletes orgs.
+	SelfDelete bool `json:"self_delete"`
 }
 
 // PKCS11 configures the PKCS#11 master-key driver: a platform master key in

@@ -117,11 +117,20 @@ func (s *Service) org(ctx context.Context, orgID string) error {
 	return err
 }
 
+// key checks that the key exists in an org that is neither pending
+// deletion nor deleted (whose keys' lifecycle is the org's).
 func (s *Service) key(ctx context.Context, orgID, name string) error {
 	if err := s.org(ctx, orgID); err != nil {
 		return err
 	}
-	_, err := s.keys.GetDataKey(ctx, orgID, name)
+	l, err := s.keys.OrgLifecycle(ctx, orgID)
+	if err != nil {
+		return err
+	}
+	if err := keys.OrgRefusal(orgID, l); err != nil {
+		return err
+	}
+	_, err = s.keys.GetDataKey(ctx, orgID, name)
 	return err
 }
 
