@@ -45,16 +45,15 @@ const (
 )
 
 type cloudsStack struct {
-	url     string
-	kms     *awsemu.KMS
-	sts     *awsemu.STS
-	aws     *kms.Client // the AWS customer's console
-	keyARN  string
-	gcp     *gcpkmsemu.Server
-	cmk     *cmk.Service
-	awsC    awscloud.Cloud
-	gcpC    gcpcloud.Cloud
-	cleanup func()
+	url    string
+	kms    *awsemu.KMS
+	sts    *awsemu.STS
+	aws    *kms.Client // the AWS customer's console
+	keyARN string
+	gcp    *gcpkmsemu.Server
+	cmk    *cmk.Service
+	awsC   awscloud.Cloud
+	gcpC   gcpcloud.Cloud
 }
 
 func newCloudsStack(t *testing.T) *cloudsStack {
