@@ -43,6 +43,12 @@ const (
 	// Staged revocation: the org's key administrators restricted the org.
 	CodeOrgDecryptOnly Code = "org_decrypt_only" // 424: decrypt-only mode: encrypt, rewrap and datakey are refused
 	CodeOrgRevoked     Code = "org_revoked"      // 424: the org's keys were revoked in orgkms by its key administrators
+	// Org deletion and the data-key lifecycle.
+	CodeOrgPendingDeletion Code = "org_pending_deletion" // 409: the org is scheduled for deletion; cancel it to restore service
+	CodeOrgDeleted         Code = "org_deleted"          // 410: the org was deleted and crypto-shredded
+	CodeKeyDisabled        Code = "key_disabled"         // 409: the data key is disabled
+	CodeKeyPendingDeletion Code = "key_pending_deletion" // 409: the data key is scheduled for deletion
+	CodeKeyDeleted         Code = "key_deleted"          // 410: the data key was deleted and crypto-shredded
 )
 
 // Codes returns every code the API sends.
@@ -55,5 +61,6 @@ func Codes() []Code {
 		CodeCMKConsentRevoked,
 		CodeWebhookURLInsecure, CodeWebhookAddressForbidden,
 		CodeOrgDecryptOnly, CodeOrgRevoked,
+		CodeOrgPendingDeletion, CodeOrgDeleted, CodeKeyDisabled, CodeKeyPendingDeletion, CodeKeyDeleted,
 	}
 }

@@ -45,6 +45,15 @@ func apiCalls() []apiCall {
 		{"CreateKey", func(ctx context.Context, c *Client) error { _, err := c.CreateKey(ctx, "acme", "k"); return err }, typeOf[CreateKeyRequest](), typeOf[Key]()},
 		{"GetKey", func(ctx context.Context, c *Client) error { _, err := c.GetKey(ctx, "acme", "k"); return err }, nil, typeOf[Key]()},
 		{"RotateKey", func(ctx context.Context, c *Client) error { _, err := c.RotateKey(ctx, "acme", "k"); return err }, nil, typeOf[Key]()},
+		{"DeleteOrg", func(ctx context.Context, c *Client) error { _, err := c.DeleteOrg(ctx, "acme", 7); return err }, typeOf[DeleteRequest](), typeOf[Org]()},
+		{"CancelOrgDeletion", func(ctx context.Context, c *Client) error { _, err := c.CancelOrgDeletion(ctx, "acme"); return err }, nil, typeOf[Org]()},
+		{"DisableKey", func(ctx context.Context, c *Client) error { _, err := c.DisableKey(ctx, "acme", "k"); return err }, nil, typeOf[Key]()},
+		{"EnableKey", func(ctx context.Context, c *Client) error { _, err := c.EnableKey(ctx, "acme", "k"); return err }, nil, typeOf[Key]()},
+		{"DeleteKey", func(ctx context.Context, c *Client) error { _, err := c.DeleteKey(ctx, "acme", "k", 7); return err }, typeOf[DeleteRequest](), typeOf[Key]()},
+		{"CancelKeyDeletion", func(ctx context.Context, c *Client) error {
+			_, err := c.CancelKeyDeletion(ctx, "acme", "k")
+			return err
+		}, nil, typeOf[Key]()},
 		{"SetMinDecryptionVersion", func(ctx context.Context, c *Client) error {
 			_, err := c.SetMinDecryptionVersion(ctx, "acme", "k", 2)
 			return err

@@ -17,6 +17,13 @@ type Org struct {
 	// platform master key, "cmk" when by the org's customer managed key.
 	Protection string `json:"protection"`
 	MasterKey  string `json:"master_key"` // URI of the master key (without version)
+	// State is "active", "pending_deletion" (refused on the data plane
+	// until DeletionDate, cancellable) or "deleted" (crypto-shredded).
+	// Only GET /v1/orgs/{org} and the deletion routes report it.
+	State           string     `json:"state,omitempty"`
+	PendingDeletion bool       `json:"pending_deletion,omitempty"`
+	DeletionDate    *time.Time `json:"deletion_date,omitempty"` // when a pending deletion shreds
+	DeletedAt       *time.Time `json:"deleted_at,omitempty"`    // when the shred ran
 }
 
 // CreateOrgRequest is the body of POST /v1/orgs.
@@ -39,6 +46,10 @@ type Key struct {
 	LatestVersion        uint32       `json:"latest_version"`
 	MinDecryptionVersion uint32       `json:"min_decryption_version"`
 	Versions             []KeyVersion `json:"versions,omitempty"`
+	// State is "enabled", "disabled", "pending_deletion" or "deleted".
+	State        string     `json:"state,omitempty"`
+	DeletionDate *time.Time `json:"deletion_date,omitempty"` // when a pending deletion shreds
+	DeletedAt    *time.Time `json:"deleted_at,omitempty"`    // when the shred ran
 }
 
 // KeyVersion is one version of a data key.

@@ -66,6 +66,7 @@ func TestRouteRoleMatrix(t *testing.T) {
 		auth.ActPlatformRead:  {"operator"},
 		auth.ActTokenManage:   {"operator"},
 		auth.ActCMKManage:     {"admin-keyadmin-acme"},
+		auth.ActOrgDelete:     {"operator"}, // and admin-keyadmin-acme with orgs.self_delete (TestOrgDeletionAuthorization)
 		auth.ActUsersManage:   {"operator", "admin-acme", "admin-keyadmin-acme"},
 		auth.ActWebhookManage: {"operator", "admin-acme", "admin-keyadmin-acme"},
 		auth.ActWhoAmI:        {"operator", "service-all", "service-acme", "service-globex", "admin-acme", "keyadmin-acme", "admin-keyadmin-acme", "member-acme", "keyadmin-globex"},

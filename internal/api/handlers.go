@@ -63,13 +63,7 @@ func (h *Handler) listOrgs(c *call) error {
 	return c.reply(http.StatusOK, out)
 }
 
-func (h *Handler) getOrg(c *call) error {
-	o, err := h.keys.GetOrg(c.r.Context(), c.org)
-	if err != nil {
-		return err
-	}
-	return c.reply(http.StatusOK, orgJSON(o, h.keys.PlatformKey().String()))
-}
+func (h *Handler) getOrg(c *call) error { return h.orgReply(c, http.StatusOK) }
 
 func keyJSON(k keys.DataKey) client.Key {
 	out := client.Key{Name: k.Name, CreatedAt: k.CreatedAt, LatestVersion: k.LatestVersion, MinDecryptionVersion: k.MinDecryptionVersion}
@@ -84,10 +78,14 @@ func (h *Handler) listKeys(c *call) error {
 	if err != nil {
 		return err
 	}
+	ls, err := h.keys.KeyLifecycles(c.r.Context(), c.org)
+	if err != nil {
+		return err
+	}
 	out := client.KeyList{Keys: []client.Key{}}
 	for _, k := range ks {
 		k.Versions = nil
-		out.Keys = append(out.Keys, keyJSON(k))
+		out.Keys = append(out.Keys, withKeyLifecycle(keyJSON(k), ls[k.Name]))
 	}
 	return c.reply(http.StatusOK, out)
 }
@@ -105,13 +103,7 @@ func (h *Handler) createKey(c *call) error {
 	return c.reply(http.StatusCreated, keyJSON(k))
 }
 
-func (h *Handler) getKey(c *call) error {
-	k, err := h.keys.GetDataKey(c.r.Context(), c.org, c.r.PathValue("key"))
-	if err != nil {
-		return err
-	}
-	return c.reply(http.StatusOK, keyJSON(k))
-}
+func (h *Handler) getKey(c *call) error { return h.keyReply(c, c.r.PathValue("key")) }
 
 func (h *Handler) rotateKey(c *call) error {
 	k, err := h.keys.RotateDataKey(c.r.Context(), c.actor(), c.org, c.r.PathValue("key"))

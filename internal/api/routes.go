@@ -91,4 +91,11 @@ var routes = []route{
 	{"POST /v1/transit/rewrap/{name}", auth.ActCrypto, (*Handler).transitRewrap},
 	{"PUT /v1/transit/datakey/{type}/{name}", auth.ActCrypto, (*Handler).transitDataKey},
 	{"POST /v1/transit/datakey/{type}/{name}", auth.ActCrypto, (*Handler).transitDataKey},
+	// Org deletion and the data-key lifecycle (orgs_delete.go).
+	{"DELETE /v1/orgs/{org}", auth.ActOrgDelete, (*Handler).deleteOrg},
+	{"POST /v1/orgs/{org}/cancel-deletion", auth.ActOrgDelete, (*Handler).cancelOrgDeletion},
+	{"POST /v1/orgs/{org}/keys/{key}/disable", auth.ActKeyManage, (*Handler).disableKey},
+	{"POST /v1/orgs/{org}/keys/{key}/enable", auth.ActKeyManage, (*Handler).enableKey},
+	{"DELETE /v1/orgs/{org}/keys/{key}", auth.ActKeyManage, (*Handler).deleteKey},
+	{"POST /v1/orgs/{org}/keys/{key}/cancel-deletion", auth.ActKeyManage, (*Handler).cancelKeyDeletion},
 }

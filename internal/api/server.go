@@ -29,6 +29,7 @@ import (
 	"github.com/orgkms/orgkms/internal/metrics"
 	"github.com/orgkms/orgkms/internal/notify"
 	"github.com/orgkms/orgkms/internal/platformkey"
+	"github.com/orgkms/orgkms/internal/shred"
 )
 
 // MaxBodyBytes bounds every request body.
@@ -56,6 +57,12 @@ type Config struct {
 	// VaultBudgets lists this node's shared-vault budgets (GET
 	// /v1/vault-budgets); nil: none listed.
 	VaultBudgets func() []budget.State
+	// Shred schedules and cancels deletions (org and data key
+	// lifecycle); nil: those routes answer not_found.
+	Shred *shred.Service
+	// SelfDelete lets an org's admin+key_admin delete their own org
+	// (config orgs.self_delete); otherwise only the operator may.
+	SelfDelete bool
 }
 
 // PlatformKey is what the API needs of the platform key rotation.
@@ -81,6 +88,8 @@ type Handler struct {
 	nodes   Nodes
 	pk      PlatformKey
 	budgets func() []budget.State
+	shred   *shred.Service
+	selfDel bool
 	logAll  bool
 	mux     *http.ServeMux
 
@@ -92,7 +101,8 @@ func New(cfg Config) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	h := &Handler{keys: cfg.Keys, tokens: cfg.Tokens, cmk: cfg.CMK, users: cfg.Users, metrics: cfg.Metrics, log: cfg.Logger, ready: cfg.Ready, nodes: cfg.Nodes, pk: cfg.PlatformKey, webhooks: cfg.Webhooks, budgets: cfg.VaultBudgets, logAll: cfg.LogRequests, mux: http.NewServeMux()}
+	h := &Handler{keys: cfg.Keys, tokens: cfg.Tokens, cmk: cfg.CMK, users: cfg.Users, metrics: cfg.Metrics, log: cfg.Logger, ready: cfg.Ready, nodes: cfg.Nodes, pk: cfg.PlatformKey, webhooks: cfg.Webhooks, budgets: cfg.VaultBudgets, logAll: cfg.LogRequests, mux: http.NewServeMux(),
+		shred: cfg.Shred, selfDel: cfg.SelfDelete}
 	for _, rt := range routes {
 		h.mux.Handle(rt.Pattern, h.adapt(rt))
 	}
@@ -237,12 +247,17 @@ func (h *Handler) authorize(c *call, act auth.Action) error {
 	}
 	c.p = p
 	c.r = c.r.WithContext(context.WithValue(context.WithValue(c.r.Context(), requestIDKey, c.requestID), principalKey, p))
-	if !auth.Allowed(p, act, c.org) {
+	// orgs.self_delete lets the org's admin+key_admin delete their org.
+	selfDelete := act == auth.ActOrgDelete && h.selfDel && auth.Allowed(p, auth.ActCMKManage, c.org)
+	if !auth.Allowed(p, act, c.org) && !selfDelete {
 		reason := "this token's roles (" + rolesString(p.Roles) + ") do not allow " + string(act)
 		if p.OrgID != "" && c.org != "" && c.org != p.OrgID {
 			reason = "this token is limited to org " + p.OrgID
 		} else if p.OrgID != "" && c.org == "" {
 			reason = "this action is platform-wide: it needs a token without an org scope and with the operator role"
+		}
+		if act == auth.ActOrgDelete {
+			reason = "deleting an org needs the platform operator, or both the admin and key_admin roles on the org where the operator allows it (orgs.self_delete)"
 		}
 		if act == auth.ActCMKManage {
 			reason = "customer managed key changes need both the admin and key_admin roles on the org"

@@ -56,6 +56,10 @@ const (
 	// ActWebhookManage: register, test, delete an org's webhooks and read
 	// their deliveries (the org's admins, or an operator).
 	ActWebhookManage Action = "webhook.manage"
+	// ActOrgDelete schedules or cancels an org's deletion: the operator
+	// only; the API also lets the org's admin AND key_admin do it when the
+	// operator allows it (config orgs.self_delete).
+	ActOrgDelete Action = "org.delete"
 )
 
 // Principal is an authenticated caller.
@@ -93,6 +97,8 @@ func Allowed(p Principal, act Action, org string) bool {
 		return (platform && p.Has(RoleOperator)) || p.Has(RoleAdmin) || p.Has(RoleKeyAdmin)
 	case ActCMKManage:
 		return p.Has(RoleAdmin) && p.Has(RoleKeyAdmin)
+	case ActOrgDelete:
+		return platform && p.Has(RoleOperator)
 	case ActUsersManage, ActWebhookManage:
 		return (platform && p.Has(RoleOperator)) || p.Has(RoleAdmin)
 	}

@@ -73,6 +73,15 @@ type Config struct {
 	PKCS11         PKCS11   `json:"pkcs11"`   // the pkcs11 master-key driver (master_key = "pkcs11:...")
 	Webhooks       Webhooks `json:"webhooks"` // delivery of signed notifications (webhooks.go)
 	Usage          Usage    `json:"usage"`    // key-use records (GET /v1/orgs/{org}/usage)
+	Orgs           Orgs     `json:"orgs"`
+}
+
+// Orgs configures what org administrators may do to their own org.
+type Orgs struct {
+	// SelfDelete lets an org's administrator holding both the admin and
+	// key_admin roles schedule (and cancel) the deletion of their own
+	// org; default false: only the platform operator deletes orgs.
+	SelfDelete bool `json:"self_delete"`
 }
 
 // Usage configures the key-use records.

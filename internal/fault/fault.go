@@ -47,6 +47,12 @@ const (
 	// administrators restricted the org themselves.
 	OrgDecryptOnly // the org is in decrypt-only mode: encrypt, rewrap and datakey are refused
 	OrgRevoked     // the org's key administrators revoked the org in orgkms (a scheduled revocation took effect)
+	// Org deletion and the data-key lifecycle (issue 11).
+	OrgPendingDeletion     // the org is scheduled for deletion: its data plane is refused until the deletion is cancelled
+	OrgDeleted             // the org was deleted and crypto-shredded: its data is unrecoverable
+	DataKeyDisabled        // the data key is disabled: encrypt and decrypt are refused until it is enabled
+	DataKeyPendingDeletion // the data key is scheduled for deletion: refused until the deletion is cancelled
+	DataKeyDeleted         // the data key was deleted and crypto-shredded: its ciphertexts are unrecoverable
 )
 
 // Row is one line of the error table: everything a Kind means to a caller.
@@ -142,6 +148,21 @@ var table = [...]Row{
 	OrgRevoked: {Code: "org_revoked", Status: 424,
 		Message: "the org's key administrators revoked its keys in orgkms: every use of the org's keys is refused",
 		Hint:    "the org's key administrators lift the revocation: \"orgkms cmk cancel-revocation ORG\" (console: Settings → Security); \"orgkms cmk status\" shows who scheduled it and when"},
+	OrgPendingDeletion: {Code: "org_pending_deletion", Status: 409,
+		Message: "%s is scheduled for deletion: its keys are refused until the deletion is cancelled", Subject: "the org",
+		Hint: "cancel the deletion before its date to restore service at once: orgkms org cancel-deletion ORG (console: the org overview)"},
+	OrgDeleted: {Code: "org_deleted", Status: 410,
+		Message: "%s was deleted and its keys were destroyed: its data is unrecoverable", Subject: "the org",
+		Hint: "data encrypted for a deleted org cannot be recovered; a new org needs a new org ID"},
+	DataKeyDisabled: {Code: "key_disabled", Status: 409,
+		Message: "%s is disabled: encrypt and decrypt are refused until it is enabled", Subject: "the data key",
+		Hint: "enable the key: orgkms key enable --org ORG KEY"},
+	DataKeyPendingDeletion: {Code: "key_pending_deletion", Status: 409,
+		Message: "%s is scheduled for deletion: encrypt and decrypt are refused until the deletion is cancelled", Subject: "the data key",
+		Hint: "cancel the deletion before its date: orgkms key cancel-deletion --org ORG KEY"},
+	DataKeyDeleted: {Code: "key_deleted", Status: 410,
+		Message: "%s was deleted and its versions were destroyed: its ciphertexts are unrecoverable", Subject: "the data key",
+		Hint: "data encrypted with a deleted key cannot be recovered; create a new key with another name"},
 }
 
 // Kinds returns every Kind, in table order.

@@ -33,6 +33,9 @@ type orgEntry struct {
 	root    *envelope.Key
 	rootRaw []byte // the root key, for re-wrap jobs; memory only
 	expires time.Time
+	// refuse, when set, is the error of every use of the org (pending
+	// deletion, deleted): the entry holds no key then.
+	refuse error
 
 	mu    sync.RWMutex
 	rings map[string]*ring
@@ -45,6 +48,7 @@ type ring struct {
 	versions  map[uint32]*envelope.Key
 	lost      map[uint32]time.Time // versions lost with a purged customer key, and when
 	refreshed time.Time
+	refuse    error // the key's lifecycle refuses its use (disabled, pending deletion, deleted); no versions then
 }
 
 func newCache(ttl, metaTTL time.Duration, now func() time.Time) *Cache {

@@ -62,6 +62,9 @@ func (s *Service) keyRing(ctx context.Context, orgID, name string, wantVersion u
 	if err != nil {
 		return nil, nil, err
 	}
+	if r.refuse != nil {
+		return nil, nil, r.refuse
+	}
 	return e, r, nil
 }
 

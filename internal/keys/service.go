@@ -303,11 +303,19 @@ func (s *Service) entry(ctx context.Context, orgID string) (*orgEntry, error) {
 			return nil, err
 		}
 	}
-	if e := s.cache.get(orgID); e != nil {
+	e := s.cache.get(orgID)
+	if e != nil {
 		s.cache.Hits.Add(1)
-		return e, nil
+	} else {
+		var err error
+		if e, err = s.cache.load(ctx, orgID, func(ctx context.Context) (*orgEntry, error) { return s.loadEntry(ctx, orgID) }); err != nil {
+			return nil, err
+		}
 	}
-	return s.cache.load(ctx, orgID, func(ctx context.Context) (*orgEntry, error) { return s.loadEntry(ctx, orgID) })
+	if e.refuse != nil {
+		return nil, e.refuse
+	}
+	return e, nil
 }
 
 // loadEntry unwraps org's root key through its active wrapping.
@@ -318,6 +326,17 @@ func (s *Service) loadEntry(ctx context.Context, orgID string) (*orgEntry, error
 	org, err := s.store.GetOrg(ctx, orgID)
 	if err != nil {
 		return nil, err
+	}
+	if ls, ok := s.store.(LifecycleStore); ok {
+		l, err := ls.OrgLifecycle(ctx, orgID)
+		if err != nil {
+			return nil, err
+		}
+		if refuse := OrgRefusal(orgID, l); refuse != nil {
+			// Cached like a usable org (a generation raised by a cancel
+			// drops it on every node), without unwrapping anything.
+			return &orgEntry{org: org, refuse: refuse, rings: map[string]*ring{}}, nil
+		}
 	}
 	wrappings, err := s.store.RootKeys(ctx, orgID)
 	if err != nil {
@@ -399,6 +418,15 @@ func (s *Service) ring(ctx context.Context, e *orgEntry, name string, wantVersio
 	if err != nil {
 		return nil, err
 	}
+	l, err := s.keyLifecycle(ctx, e.org.ID, name)
+	if err != nil {
+		return nil, err
+	}
+	if refuse := KeyRefusal(e.org.ID, name, l); refuse != nil {
+		nr := &ring{latest: dk.LatestVersion, minDec: dk.MinDecryptionVersion, refreshed: now, refuse: refuse}
+		e.setRing(name, nr)
+		return nr, nil
+	}
 	nr := &ring{latest: dk.LatestVersion, minDec: dk.MinDecryptionVersion, versions: make(map[uint32]*envelope.Key, len(dk.Versions)), refreshed: now}
 	for _, v := range dk.Versions {
 		if r != nil {
@@ -440,6 +468,9 @@ func (s *Service) RootKey(ctx context.Context, orgID string) ([]byte, error) {
 	e, err := s.cache.load(ctx, orgID, func(ctx context.Context) (*orgEntry, error) { return s.loadEntry(ctx, orgID) })
 	if err != nil {
 		return nil, err
+	}
+	if e.refuse != nil {
+		return nil, e.refuse
 	}
 	return append([]byte(nil), e.rootRaw...), nil
 }

@@ -39,6 +39,7 @@ import (
 	"github.com/orgkms/orgkms/internal/metrics"
 	"github.com/orgkms/orgkms/internal/notify"
 	"github.com/orgkms/orgkms/internal/platformkey"
+	"github.com/orgkms/orgkms/internal/shred"
 	"github.com/orgkms/orgkms/internal/store/postgres"
 	"github.com/orgkms/orgkms/internal/store/sqlite"
 )
@@ -102,6 +103,7 @@ type Server struct {
 	Keys     *keys.Service
 	CMK      *cmk.Service
 	Platform *platformkey.Service // the platform master key's rotation
+	Shred    *shred.Service       // org and data key deletion (crypto-shred)
 	Cluster  *cluster.Node
 	Budget   *budget.Budget // the shared-vault budgets of this node (cmk.vault_budget)
 	Tokens   *auth.Service
@@ -279,6 +281,17 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 		Now: opts.Now, Logger: log}); err != nil {
 		return nil, err
 	}
+	if s.Shred, err = shred.New(shred.Config{Store: s.Store, Keys: s.Keys, NodeID: s.NodeID,
+		Lease: time.Duration(cfg.CMK.JobLease), Poll: opts.JobPoll, Shared: cfg.Postgres(),
+		Observer: func(ev jobs.Event) {
+			s.Metrics.ObserveJob(ev)
+			if opts.JobObserver != nil {
+				opts.JobObserver(ev)
+			}
+		},
+		Changed: func(org string) { s.Cluster.Changed(org) }, Now: opts.Now, Logger: log}); err != nil {
+		return nil, err
+	}
 	s.Metrics.RegisterPlatformKey(func() float64 { return float64(stale.Load()) })
 	if s.Webhooks, err = openWebhooks(cfg, opts, s, platform, log); err != nil {
 		return nil, err
@@ -289,7 +302,8 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 	s.Tokens = auth.NewService(s.Store, s.Keys, nil, time.Duration(cfg.TokenCacheTTL))
 	s.Users = auth.NewUsers(s.Store, opts.Now, opts.SessionTTL)
 	s.API = api.New(api.Config{Keys: s.Keys, Tokens: s.Tokens, CMK: s.CMK, Users: s.Users, Metrics: s.Metrics, Logger: log,
-		LogRequests: cfg.LogRequests, Ready: s.ready, Nodes: s.Cluster, PlatformKey: s.Platform, Webhooks: s.Webhooks, VaultBudgets: s.Budget.States})
+		LogRequests: cfg.LogRequests, Ready: s.ready, Nodes: s.Cluster, PlatformKey: s.Platform, Webhooks: s.Webhooks, VaultBudgets: s.Budget.States,
+		Shred: s.Shred, SelfDelete: cfg.Orgs.SelfDelete})
 	proxies, err := cfg.TrustedProxyPrefixes()
 	if err != nil {
 		return nil, err
@@ -331,6 +345,7 @@ func (s *Server) Start(ctx context.Context) {
 	s.bg.Go(func() { s.Cluster.Run(bg) })
 	s.bg.Go(func() { s.Platform.Run(bg) })
 	s.bg.Go(func() { s.Webhooks.Run(bg) })
+	s.bg.Go(func() { s.Shred.Run(bg) })
 }
 
 // Version is the orgkms version a node registers with.
@@ -450,6 +465,7 @@ func (s *Server) Close() error {
 // are one.
 type Store interface {
 	platformkey.Store // cmk.Store and keys.Store among them
+	shred.Store
 	auth.Store
 	auth.UserStore
 	notify.Store

@@ -117,3 +117,7 @@ func TestStagedStore(t *testing.T) {
 		return peered{openURL(t, url), url}
 	})
 }
+
+func TestShredStore(t *testing.T) {
+	storetest.RunShred(t, func(t *testing.T) storetest.ShredStore { return openURL(t, pgtest.URL(t)) })
+}

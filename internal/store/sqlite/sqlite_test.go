@@ -525,3 +525,7 @@ func TestWebhookStore(t *testing.T) {
 func TestStagedStore(t *testing.T) {
 	storetest.RunStaged(t, func(t *testing.T) storetest.CMKStore { return openTemp(t) })
 }
+
+func TestShredStore(t *testing.T) {
+	storetest.RunShred(t, func(t *testing.T) storetest.ShredStore { return openTemp(t) })
+}
