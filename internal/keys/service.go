@@ -170,7 +170,7 @@ func (s *Service) IsPlatformKey(ref masterkey.Ref) bool {
 func (s *Service) Close(ctx context.Context) error {
 	s.once.Do(func() { close(s.stop) })
 	s.wg.Wait()
-	return s.usage.flush(ctx, true)
+	return s.usage.flush(ctx)
 }
 
 func (s *Service) background(every time.Duration) {
@@ -184,7 +184,9 @@ func (s *Service) background(every time.Duration) {
 		case <-t.C:
 			s.cache.sweep()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if err := s.usage.flush(ctx, false); err != nil {
+			// Every minute, the current one too: the store's upsert is
+			// additive, and a customer sees a call within one interval.
+			if err := s.usage.flush(ctx); err != nil {
 				s.log.Warn("usage flush failed", slog.String("error", err.Error()))
 			}
 			if now := s.now(); !now.Before(nextCleanup) {
@@ -199,7 +201,7 @@ func (s *Service) background(every time.Duration) {
 }
 
 // FlushUsage writes pending usage counters now (all minutes).
-func (s *Service) FlushUsage(ctx context.Context) error { return s.usage.flush(ctx, true) }
+func (s *Service) FlushUsage(ctx context.Context) error { return s.usage.flush(ctx) }
 
 // RootAAD is the associated data binding an org's root key to its org.
 func RootAAD(orgID string) []byte { return []byte("org/" + orgID + "/root") }

@@ -115,19 +115,16 @@ func (u *usageRecorder) addAt(k usageKey, n, first, last int64) {
 	c.count.Add(n)
 }
 
-// flush writes the counters of closed minutes (all minutes when all is
-// set). A count added to a minute after it was flushed is written by the
-// next flush: the store's upsert is additive.
-func (u *usageRecorder) flush(ctx context.Context, all bool) error {
+// flush writes every pending counter, the current minute's too, and
+// forgets closed minutes. A count added to a minute after it was flushed is
+// written by the next flush: the store's upsert is additive.
+func (u *usageRecorder) flush(ctx context.Context) error {
 	u.flushMu.Lock()
 	defer u.flushMu.Unlock()
 	current := u.now().Unix() / 60
 	var batch []UsageCount
 	u.counters.Range(func(k, v any) bool {
 		key := k.(usageKey)
-		if !all && key.minute >= current {
-			return true
-		}
 		c := v.(*usageCounter)
 		n := c.count.Swap(0)
 		if key.minute < current {
