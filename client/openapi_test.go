@@ -136,6 +136,10 @@ func apiCalls() []apiCall {
 		{"CMKEnable", func(ctx context.Context, c *Client) error { _, err := c.CMKEnable(ctx, "acme"); return err }, nil, typeOf[CMKStatus]()},
 		{"CMKDisable", func(ctx context.Context, c *Client) error { _, err := c.CMKDisable(ctx, "acme"); return err }, nil, typeOf[CMKStatus]()},
 		{"CMKFallback", func(ctx context.Context, c *Client) error { _, err := c.CMKFallback(ctx, "acme"); return err }, typeOf[CMKFallbackRequest](), typeOf[CMKStatus]()},
+		{"CMKImpact", func(ctx context.Context, c *Client) error {
+			_, err := c.CMKImpact(ctx, "acme", "disable-key", "k")
+			return err
+		}, nil, typeOf[Impact]()},
 		{"CMKDecryptOnly", func(ctx context.Context, c *Client) error {
 			_, err := c.CMKDecryptOnly(ctx, "acme", true, "r")
 			return err

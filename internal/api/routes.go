@@ -43,6 +43,9 @@ var routes = []route{
 	{"POST /v1/orgs/{org}/cmk/decrypt-only", auth.ActCMKManage, (*Handler).cmkDecryptOnly},      // cmk_staged.go
 	{"POST /v1/orgs/{org}/cmk/revocation", auth.ActCMKManage, (*Handler).cmkScheduleRevocation}, // cmk_staged.go
 	{"DELETE /v1/orgs/{org}/cmk/revocation", auth.ActCMKManage, (*Handler).cmkCancelRevocation}, // cmk_staged.go
+	// The impact preview of a destructive step (impact.go): audit.read, and
+	// the step's own action on top.
+	{"GET /v1/orgs/{org}/cmk/impact", auth.ActAuditRead, (*Handler).cmkImpact},
 
 	{"GET /v1/orgs/{org}/users", auth.ActUsersManage, (*Handler).listUsers},
 	{"POST /v1/orgs/{org}/users", auth.ActUsersManage, (*Handler).createUser},
