@@ -244,8 +244,8 @@ func cmkCmd(env *cliEnv) *cobra.Command {
 		}
 		return fbFmt.emit(env, st, func(io.Writer) error { printCMKStatus(env, st); return nil })
 	})
-	return group("cmk <command>", "customer managed keys: status, clouds, authorize, configure, test, enable, disable, fallback, staged revocation",
-		append([]*cobra.Command{status, clouds, authorize, configure, test, enable, disable, fallback}, stagedCmds(env)...)...)
+	return group("cmk <command>", "customer managed keys: status, clouds, authorize, configure, test, enable, disable, fallback, impact, staged revocation",
+		append([]*cobra.Command{status, clouds, authorize, configure, test, enable, disable, fallback, impactCmd(env)}, stagedCmds(env)...)...)
 }
 
 // printCMKClouds prints the offered clouds for people.
