@@ -333,6 +333,7 @@ type disableData struct {
 	Possible bool
 	Why      string // why disabling is not possible now
 	Lost     bool   // the key was purged: the way out is a fallback
+	Impact   *impactView
 }
 
 func (h *handler) disablePage(rq *request) error {
@@ -355,6 +356,11 @@ func (h *handler) renderDisable(rq *request, status int, v *view) error {
 		d.Why = "orgkms must unwrap the org's root key with your key to move it back to the platform key, and your key cannot be used now. Restore access to the key first."
 	default:
 		d.Why = "A key operation is in progress (" + string(rec.State) + "). Try again when it finishes."
+	}
+	if d.Lost {
+		d.Impact = h.impact(rq, cmk.ImpactFallback, "Fall back")
+	} else {
+		d.Impact = h.impact(rq, cmk.ImpactDisable, "Disable")
 	}
 	v.Title, v.Active, v.Data = "Disable customer managed keys", "security", d
 	h.render(rq, status, "disable", v)

@@ -31,6 +31,9 @@ type stagedView struct {
 	JobFailed string // the scheduled revocation's job failed: why
 	MinLead   string // the shortest lead allowed, e.g. "5m0s"
 	MinAt     string // the earliest time the form accepts, as datetime-local in UTC
+	// The previews of decrypt-only mode and of a revocation (impact.go);
+	// nil when the org is in that state already.
+	DecryptOnlyImpact, RevokeImpact *impactView
 }
 
 // countdownText is d for people.
@@ -62,6 +65,12 @@ func (h *handler) stagedView(rq *request) stagedView {
 	lead := h.cfg.CMK.RevocationMinLead()
 	v.MinLead = lead.String()
 	v.MinAt = now.Add(lead + time.Minute).UTC().Format("2006-01-02T15:04")
+	if !st.DecryptOnly {
+		v.DecryptOnlyImpact = h.impact(rq, cmk.ImpactDecryptOnly, "Decrypt-only mode")
+	}
+	if !st.Revoked {
+		v.RevokeImpact = h.impact(rq, cmk.ImpactRevoke, "Revocation")
+	}
 	return v
 }
 
