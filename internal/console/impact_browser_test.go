@@ -76,7 +76,15 @@ func TestBrowserImpact(t *testing.T) {
 
 	admin := b.newTab(t, "admin")
 	admin.signIn(t, s, adminEmail, adminPass)
+	// The org overview and Settings → Security summarize it.
+	admin.open(t, s.orgURL(""))
+	if got := oneLine(admin.text(t, "#overview-impact")); !strings.Contains(got, "In the last 24 h: 6 calls from 3 callers to 1 data key") || !strings.Contains(got, "Fall back to the platform key: possible") {
+		t.Errorf("#overview-impact = %q", got)
+	}
 	admin.open(t, s.orgURL("security"))
+	if got := oneLine(admin.text(t, "#impact-disable-summary")); !strings.Contains(got, "6 calls from 3 callers") || !strings.Contains(got, "Re-wrap: 1 wrap, about") {
+		t.Errorf("#impact-disable-summary = %q", got)
+	}
 	admin.click(t, "a#disable")
 	if !admin.present(t, "section#impact-disable") {
 		t.Fatalf("the disable confirmation has no section#impact-disable\n%s", admin.describe())
@@ -119,5 +127,13 @@ func TestBrowserImpact(t *testing.T) {
 	}
 	if st := s.status(t); st.Staged.Active() {
 		t.Fatalf("opening the staged page changed the staged state: %+v", st.Staged)
+	}
+
+	// A member sees the overview without the preview.
+	member := b.newTab(t, "member")
+	member.signIn(t, s, memberEmail, memberPass)
+	member.open(t, s.orgURL(""))
+	if member.present(t, "#overview-impact") {
+		t.Errorf("a member's overview shows the impact preview")
 	}
 }

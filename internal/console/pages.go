@@ -127,6 +127,9 @@ type cmkView struct {
 	// the configured one) by the cloud's own fields (cloudfacts.go).
 	Cloud, CloudName, VersionLabel string
 	KeyFacts                       []configuredField
+	// Impact is the overview's preview of a revocation, for the org's
+	// admin and key_admin only; nil otherwise (impact.go).
+	Impact *impactView
 }
 
 func (h *handler) cmkView(st cmk.Status) cmkView {
@@ -191,7 +194,13 @@ func vaultAndKey(uri string) (vault, key string) {
 }
 
 func (h *handler) overview(rq *request) error {
-	v := &view{Title: "Overview", Active: "overview", Refresh: busy(rq.status), Data: h.cmkView(rq.status)}
+	cv := h.cmkView(rq.status)
+	if rq.allowed(auth.ActCMKManage) {
+		// What a revocation would refuse now: every call of the last 24 h
+		// (impact.go); the confirmation pages preview each step.
+		cv.Impact = h.impact(rq, cmk.ImpactRevoke, "Revocation")
+	}
+	v := &view{Title: "Overview", Active: "overview", Refresh: busy(rq.status), Data: cv}
 	h.render(rq, http.StatusOK, "overview", v)
 	return nil
 }

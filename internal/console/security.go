@@ -34,6 +34,9 @@ type securityData struct {
 	Fields     []fieldView
 	Configured []configuredField // the key as configured, for Test Managed Key alone
 	Staged     *stagedView       // the staged revocation summary (staged.go); nil without CMK service
+	// Impact is the preview of disabling (or, for a lost org, falling
+	// back), shown beside the link to its confirmation (impact.go).
+	Impact *impactView
 	// Choices are the clouds offered, when there are several and the org
 	// may still choose (no key in use): the page lets the admin pick one.
 	Choices []cloudChoice
@@ -180,6 +183,12 @@ func (h *handler) renderSecurity(rq *request, status int, v *view, switchOn bool
 	d.CanTest = !d.CanConfigure && rec.KeyURI != "" && (rec.State == cmk.StateRevoked || rec.State == cmk.StateLost)
 	d.Replacing = rec.State == cmk.StateActive
 	d.CanDisable = rec.State == cmk.StateAuthorized || rec.State == cmk.StateActive || rec.State == cmk.StateLost
+	switch {
+	case rec.State == cmk.StateLost:
+		d.Impact = h.impact(rq, cmk.ImpactFallback, "Fall back")
+	case d.CanDisable:
+		d.Impact = h.impact(rq, cmk.ImpactDisable, "Disable")
+	}
 	if !rec.ConsentedAt.IsZero() {
 		by := " on " + fmtTime(rec.ConsentedAt) + " by " + strings.TrimPrefix(rec.ConsentedBy, "user:")
 		if d.Auth.Consent || d.Auth.TenantLabel == "" {
