@@ -4,9 +4,11 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/orgkms/orgkms/client"
 	"github.com/orgkms/orgkms/internal/auth"
+	"github.com/orgkms/orgkms/internal/config"
 )
 
 // impactFixture makes real calls: on acme's key default 3 encrypts and a
@@ -138,6 +140,15 @@ func TestImpactCounts(t *testing.T) {
 		t.Errorf("disable on the platform key = %+v", im)
 	}
 
+	// A scheduled revocation: refusals start at its time.
+	at := time.Now().Add(2 * time.Hour).UTC().Truncate(time.Second)
+	if _, err := admin.CMKScheduleRevocation(ctx, "acme", client.CMKRevocationRequest{At: at.Format(time.RFC3339)}); err != nil {
+		t.Fatal(err)
+	}
+	if im, err = admin.CMKImpact(ctx, "acme", "revoke", ""); err != nil || im.RefusedFrom != at.Format(time.RFC3339) || !strings.Contains(im.WhatBreaks, "from "+at.Format(time.RFC3339)) {
+		t.Errorf("revoke with a scheduled revocation: refused_from %q, what_breaks %q (err %v); want %s", im.RefusedFrom, im.WhatBreaks, err, at.Format(time.RFC3339))
+	}
+
 	// Org deletion: the operator previews it; globex saw only its own.
 	op := ts.client(ts.token("ops", "", auth.RoleOperator))
 	if im, err = op.CMKImpact(ctx, "acme", "delete-org", ""); err != nil || im.Refused24h != 7 {
@@ -200,5 +211,31 @@ func TestImpactBadInput(t *testing.T) {
 		if status, body := ts.raw("GET", "/v1/orgs/acme/cmk/impact?action=disable-key&key=default", tok, nil); status != http.StatusOK {
 			t.Errorf("disable-key preview = %d %s, want 200", status, body)
 		}
+	}
+}
+
+// TestImpactLifecycle: with orgs.self_delete the org's admin and key_admin
+// preview its deletion; a step taken already is not possible again, and
+// the preview says why.
+func TestImpactLifecycle(t *testing.T) {
+	ts := startShredServer(t, &offsetClock{}, func(c *config.Config) { c.Orgs.SelfDelete = true })
+	mustOrg(t, ts, "acme")
+	ctx := t.Context()
+	owner := ts.client(ts.token("boss", "acme", auth.RoleAdmin, auth.RoleKeyAdmin))
+	im, err := owner.CMKImpact(ctx, "acme", "delete-org", "")
+	if err != nil || !im.Possible || !strings.Contains(im.WhatBreaks, "org_pending_deletion") {
+		t.Fatalf("delete-org preview as admin+key_admin with self_delete = %+v, %v", im, err)
+	}
+	if _, err := owner.DisableKey(ctx, "acme", "default"); err != nil {
+		t.Fatal(err)
+	}
+	if im, err = owner.CMKImpact(ctx, "acme", "disable-key", "default"); err != nil || im.Possible || !strings.Contains(im.Blocked, "disabled already") {
+		t.Errorf("disable-key of a disabled key = %+v, %v; want not possible", im, err)
+	}
+	if _, err := owner.DeleteOrg(ctx, "acme", 30); err != nil {
+		t.Fatal(err)
+	}
+	if im, err = owner.CMKImpact(ctx, "acme", "delete-org", ""); err != nil || im.Possible || !strings.Contains(im.Blocked, "scheduled for deletion already") {
+		t.Errorf("delete-org of an org pending deletion = %+v, %v; want not possible", im, err)
 	}
 }
