@@ -2,12 +2,14 @@ package api_test
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/orgkms/orgkms/client"
 	"github.com/orgkms/orgkms/internal/auth"
+	"github.com/orgkms/orgkms/internal/cmk"
 	"github.com/orgkms/orgkms/internal/config"
 )
 
@@ -237,5 +239,16 @@ func TestImpactLifecycle(t *testing.T) {
 	}
 	if im, err = owner.CMKImpact(ctx, "acme", "delete-org", ""); err != nil || im.Possible || !strings.Contains(im.Blocked, "scheduled for deletion already") {
 		t.Errorf("delete-org of an org pending deletion = %+v, %v; want not possible", im, err)
+	}
+}
+
+// The client's list of actions is the server's.
+func TestImpactActionsMatch(t *testing.T) {
+	var server []string
+	for _, a := range cmk.ImpactActions {
+		server = append(server, string(a))
+	}
+	if !slices.Equal(server, client.ImpactActions) {
+		t.Errorf("client.ImpactActions = %v, want cmk.ImpactActions %v", client.ImpactActions, server)
 	}
 }
