@@ -295,6 +295,7 @@ func keyLifecycleCmds(env *cliEnv) []*cobra.Command {
 			_, err := fmt.Fprintf(w, "the deletion of key %s of org %s is cancelled: it is %s again\n", k.Name, org, keyState(k))
 			return err
 		})
+	del.Use = "delete NAME --yes [--waiting-days N]"
 	return []*cobra.Command{disable, enable, del, cancel}
 }
 
