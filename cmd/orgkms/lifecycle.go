@@ -273,7 +273,10 @@ func keyLifecycleCmds(env *cliEnv) []*cobra.Command {
 		},
 		func(cmd *cobra.Command) {
 			days = addDeleteFlags(cmd, func(args []string) (string, string) {
-				org := orgOrEnv(mustString(cmd, "org"))
+				org, _ := cmd.Flags().GetString("org")
+				if org = orgOrEnv(org); org == "" {
+					return "key " + args[0], "orgkms key cancel-deletion --org ORG " + args[0]
+				}
 				return fmt.Sprintf("key %s of org %s", args[0], org), fmt.Sprintf("orgkms key cancel-deletion --org %s %s", org, args[0])
 			})
 		},
@@ -297,11 +300,6 @@ func keyLifecycleCmds(env *cliEnv) []*cobra.Command {
 		})
 	del.Use = "delete NAME --yes [--waiting-days N]"
 	return []*cobra.Command{disable, enable, del, cancel}
-}
-
-func mustString(cmd *cobra.Command, name string) string {
-	s, _ := cmd.Flags().GetString(name)
-	return s
 }
 
 // keyLifecycleError explains a refused key disable, enable, delete or

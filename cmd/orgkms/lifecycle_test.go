@@ -101,6 +101,7 @@ func TestDeleteCommandLine(t *testing.T) {
 		{"key without --yes", []string{"key", "delete", "--org", "acme", "default"}, exitUsage, "", "deleting key default of org acme needs --yes"},
 		{"key days", []string{"key", "delete", "--org", "acme", "--yes", "--waiting-days", "9", "default"}, exitOK, `DELETE /v1/orgs/acme/keys/default {"waiting_days":9}`, ""},
 		{"key without --org", []string{"key", "delete", "--yes", "default"}, exitUsage, "", "--org is required"},
+		{"key without --org and --yes", []string{"key", "delete", "default"}, exitUsage, "", "deleting key default needs --yes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
