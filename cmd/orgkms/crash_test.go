@@ -147,6 +147,7 @@ type crashCase struct {
 	url  string // http://127.0.0.1:PORT, the same across restarts
 	http *http.Client
 
+	env        []string       // added to every server's environment (KEY=VALUE)
 	proc       *orgkmsProc    // the running server, if any
 	n          int            // servers started so far
 	op         *client.Client // operator (bootstrap token)
@@ -676,7 +677,7 @@ func (c *crashCase) start(crashAt string) {
 	}
 	c.n++
 	cmd := exec.Command(c.bin, "serve", "--config", c.cfg, "--migrate")
-	cmd.Env = crashEnv()
+	cmd.Env = append(crashEnv(), c.env...)
 	if crashAt != "" {
 		cmd.Env = append(cmd.Env, "ORGKMS_TEST_CRASH_AT="+crashAt)
 	}
