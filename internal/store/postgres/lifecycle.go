@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/orgkms/orgkms/internal/audit"
@@ -357,6 +358,35 @@ func (s *Store) ScrubShredded(ctx context.Context) (err error) {
 		if _, err := conn.ExecContext(ctx, set); err != nil {
 			return classify(ctx, op, "database", err)
 		}
+	}
+	// VACUUM skips, with a mere warning, a table its role may not vacuum
+	// (neither its owner's nor the database owner's member, nor superuser):
+	// the scrub would succeed and leave every byte in place.
+	rows, err := conn.QueryContext(ctx, `SELECT c.relname, current_user FROM pg_class c, pg_database d
+		WHERE c.oid IN ('root_keys'::regclass, 'data_key_versions'::regclass) AND d.datname = current_database()
+		AND NOT pg_has_role(c.relowner, 'USAGE') AND NOT pg_has_role(d.datdba, 'USAGE') ORDER BY c.relname`)
+	if err != nil {
+		return classify(ctx, op, "database", err)
+	}
+	var notOwned []string
+	var role string
+	for rows.Next() {
+		var table string
+		if err := rows.Scan(&table, &role); err != nil {
+			rows.Close()
+			return classify(ctx, op, "database", err)
+		}
+		notOwned = append(notOwned, table)
+	}
+	if err := rows.Close(); err != nil {
+		return classify(ctx, op, "database", err)
+	}
+	if err := rows.Err(); err != nil {
+		return classify(ctx, op, "database", err)
+	}
+	if len(notOwned) > 0 {
+		return &fault.Error{Kind: fault.Unavailable, Op: op, Resource: "table " + strings.Join(notOwned, ", "),
+			Reason: fmt.Sprintf("the database role %s does not own %s, so VACUUM FULL would skip it and leave the erased keys in its files: run orgkms as the role that owns the tables (the one that ran the migrations); the scrub retries", role, strings.Join(notOwned, " and "))}
 	}
 	for _, table := range []string{"root_keys", "data_key_versions"} {
 		if _, err := conn.ExecContext(ctx, `VACUUM (FULL) `+table); err != nil {

@@ -31,6 +31,7 @@ type shredServer struct {
 	pg    *pgtest.Server
 	store *Store
 	super *pgx.Conn // superuser, on the store's database
+	url   url.URL   // the store's database, as the superuser
 }
 
 func startShredServer(t *testing.T) *shredServer {
@@ -75,7 +76,7 @@ func startShredServer(t *testing.T) *shredServer {
 			t.Errorf("Close() = %v", err)
 		}
 	})
-	return &shredServer{pg: pg, store: s, super: super}
+	return &shredServer{pg: pg, store: s, super: super, url: su}
 }
 
 // randomBlob is n random bytes: a wrapped key that cannot be found in the
@@ -393,5 +394,45 @@ func TestScrubShreddedGivesUpOnALock(t *testing.T) {
 	}
 	if err := ss.store.ScrubShredded(ctx); err != nil {
 		t.Errorf("ScrubShredded() once the lock is free = %v", err)
+	}
+}
+
+// TestScrubShreddedRefusesATableItCannotVacuum: run as a role that may
+// write the key tables but owns neither them nor the database, VACUUM FULL
+// would skip them with a mere warning; the scrub is Unavailable instead,
+// naming the tables (the job retries until orgkms runs as their owner).
+func TestScrubShreddedRefusesATableItCannotVacuum(t *testing.T) {
+	ss := startShredServer(t)
+	ctx := t.Context()
+	password := strings.ToLower(rand.Text())
+	for _, q := range []string{
+		`CREATE ROLE orgkms_writer LOGIN PASSWORD '` + password + `'`,
+		`GRANT USAGE ON SCHEMA public TO orgkms_writer`,
+		`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO orgkms_writer`,
+		`GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO orgkms_writer`,
+	} {
+		if _, err := ss.super.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", strings.Join(strings.Fields(q)[:2], " "), err)
+		}
+	}
+	u := ss.url
+	u.User = url.UserPassword("orgkms_writer", password)
+	w, err := Open(ctx, Config{URL: u.String(), NoMigrate: true})
+	if err != nil {
+		t.Fatalf("Open as orgkms_writer: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := w.Close(); err != nil {
+			t.Errorf("Close() = %v", err)
+		}
+	})
+	err = w.ScrubShredded(ctx)
+	var fe *fault.Error
+	if !errors.As(err, &fe) || fe.Kind != fault.Unavailable || fe.Resource != "table data_key_versions, root_keys" {
+		t.Errorf("ScrubShredded() as a role that owns no table = %v, want Unavailable naming both tables", err)
+	}
+	// The owner scrubs.
+	if err := ss.store.ScrubShredded(ctx); err != nil {
+		t.Errorf("ScrubShredded() as the owner = %v", err)
 	}
 }
