@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/orgkms/orgkms/client"
+	"github.com/orgkms/orgkms/internal/store/postgres/pgtest"
 )
 
 // shredClockOffset moves the clock of a server started after the deletion
@@ -26,8 +28,11 @@ const shredClockOffset = "192h"
 // nothing and repeats nothing. After a restart the same job finishes: the
 // org is deleted, org.shredded is in its chain exactly once, the chain
 // verifies (orgkms audit verify), the other org still decrypts, and the
-// database files (main file and WAL) hold none of the wrapped key bytes
-// the org had before, while they still hold the other org's.
+// database files hold none of the wrapped key bytes the org had before,
+// while they still hold the other org's: on SQLite the main file and its
+// WAL, on PostgreSQL (a private local server) every file of orgkms's
+// database (the store's own test, TestShredLeavesNoBytesInTableFiles,
+// looks at each table's heap, TOAST table and indexes).
 //
 // The deletion date is reached with the crashtest build's clock offset
 // (ORGKMS_TEST_CLOCK_OFFSET, see crashhook.go), which a production binary
@@ -35,12 +40,19 @@ const shredClockOffset = "192h"
 func TestCrashShred(t *testing.T) {
 	bin := buildOrgkms(t, t.TempDir(), "crashtest")
 	emu, demo := startCrashEmulator(t)
-	for _, at := range []string{"erased", "scrubbed"} {
-		t.Run(at, func(t *testing.T) {
-			t.Parallel()
-			c := newCrashCase(t, bin, emu, demo, "shred-"+at)
-			c.runShred(at)
-		})
+	for _, db := range []string{"sqlite", "postgres"} {
+		for _, at := range []string{"erased", "scrubbed"} {
+			t.Run(db+"/"+at, func(t *testing.T) {
+				t.Parallel()
+				var pg []*pgtest.Server
+				if db == "postgres" {
+					// A private server: the test reads its files.
+					pg = append(pg, pgtest.StartServer(t))
+				}
+				c := newCrashCase(t, bin, emu, demo, "shred-"+db+"-"+at, pg...)
+				c.runShred(at)
+			})
+		}
 	}
 }
 
@@ -145,8 +157,8 @@ func (c *crashCase) storedBlobs(org string) [][]byte {
 	var out [][]byte
 	err := c.query(func(db *sql.DB) error {
 		for _, q := range []string{
-			`SELECT ciphertext FROM root_keys WHERE org_id = ? ORDER BY id`,
-			`SELECT wrapped FROM data_key_versions WHERE org_id = ? ORDER BY name, version`,
+			`SELECT ciphertext FROM root_keys WHERE org_id = $1 ORDER BY id`,
+			`SELECT wrapped FROM data_key_versions WHERE org_id = $1 ORDER BY name, version`,
 		} {
 			rows, err := db.QueryContext(c.t.Context(), q, org)
 			if err != nil {
@@ -188,12 +200,21 @@ func sameBlobs(a, b [][]byte) bool {
 }
 
 // blobsInFiles returns the blobs found in the bytes of the database files:
-// the database, its WAL and a rollback journal, whichever exist.
+// the SQLite database, its WAL and a rollback journal, whichever exist; or
+// every file of the PostgreSQL database's directory, after a checkpoint
+// (dirty pages reach the files; the scrub itself needs none).
 func (c *crashCase) blobsInFiles(blobs [][]byte) [][]byte {
 	t := c.t
 	var all []byte
-	for _, name := range []string{"orgkms.db", "orgkms.db-wal", "orgkms.db-journal"} {
-		b, err := os.ReadFile(filepath.Join(c.dir, "data", name))
+	files := []string{"orgkms.db", "orgkms.db-wal", "orgkms.db-journal"}
+	for i, name := range files {
+		files[i] = filepath.Join(c.dir, "data", name)
+	}
+	if c.pg != nil {
+		files = c.pgFiles()
+	}
+	for _, name := range files {
+		b, err := os.ReadFile(name)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
@@ -203,7 +224,7 @@ func (c *crashCase) blobsInFiles(blobs [][]byte) [][]byte {
 		all = append(all, b...)
 	}
 	if len(all) == 0 {
-		t.Fatalf("no database file in %s", filepath.Join(c.dir, "data"))
+		t.Fatalf("no database file among %v", files)
 	}
 	var found [][]byte
 	for _, b := range blobs {
@@ -227,7 +248,7 @@ type shredJob struct {
 func (c *crashCase) shredJobs() []shredJob {
 	var js []shredJob
 	err := c.query(func(db *sql.DB) error {
-		rows, err := db.QueryContext(c.t.Context(), `SELECT id, step, state FROM shred_jobs WHERE org_id = ? ORDER BY id`, c.org)
+		rows, err := db.QueryContext(c.t.Context(), `SELECT id, step, state FROM shred_jobs WHERE org_id = $1 ORDER BY id`, c.org)
 		if err != nil {
 			return err
 		}
@@ -253,13 +274,13 @@ func (c *crashCase) shredJobs() []shredJob {
 func (c *crashCase) shredState() (state string, wrapped, shredded int) {
 	err := c.query(func(db *sql.DB) error {
 		ctx := c.t.Context()
-		if err := db.QueryRowContext(ctx, `SELECT coalesce((SELECT state FROM org_lifecycle WHERE org_id = ?), 'active')`, c.org).Scan(&state); err != nil {
+		if err := db.QueryRowContext(ctx, `SELECT coalesce((SELECT state FROM org_lifecycle WHERE org_id = $1), 'active')`, c.org).Scan(&state); err != nil {
 			return err
 		}
-		if err := db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM root_keys WHERE org_id = ?1) + (SELECT count(*) FROM data_key_versions WHERE org_id = ?1)`, c.org).Scan(&wrapped); err != nil {
+		if err := db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM root_keys WHERE org_id = $1) + (SELECT count(*) FROM data_key_versions WHERE org_id = $1)`, c.org).Scan(&wrapped); err != nil {
 			return err
 		}
-		return db.QueryRowContext(ctx, `SELECT count(*) FROM audit_events WHERE org_id = ? AND action = 'org.shredded'`, c.org).Scan(&shredded)
+		return db.QueryRowContext(ctx, `SELECT count(*) FROM audit_events WHERE org_id = $1 AND action = 'org.shredded'`, c.org).Scan(&shredded)
 	})
 	if err != nil {
 		c.t.Fatalf("read the shred state of %s: %v", c.org, err)
@@ -383,4 +404,52 @@ func (c *crashCase) bootstrapToken() string {
 		c.t.Fatalf("bootstrap token: %v", err)
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// crashDatabase creates the database "orgkms" on pg and returns its URL
+// (as pg's superuser, which owns its tables).
+func crashDatabase(t *testing.T, pg *pgtest.Server) string {
+	t.Helper()
+	db, err := sql.Open("pgx", pg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(t.Context(), `CREATE DATABASE orgkms`); err != nil {
+		t.Fatalf("CREATE DATABASE orgkms: %v", err)
+	}
+	u, err := url.Parse(pg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/orgkms"
+	return u.String()
+}
+
+// pgFiles checkpoints the case's PostgreSQL database and returns every file
+// of its directory (base/OID).
+func (c *crashCase) pgFiles() []string {
+	t := c.t
+	var rel string
+	err := c.query(func(db *sql.DB) error {
+		if _, err := db.ExecContext(t.Context(), `CHECKPOINT`); err != nil {
+			return err
+		}
+		return db.QueryRowContext(t.Context(), `SELECT pg_relation_filepath('root_keys')`).Scan(&rel)
+	})
+	if err != nil {
+		t.Fatalf("checkpoint and locate the database's files: %v", err)
+	}
+	dir := filepath.Join(c.pg.DataDir(), filepath.Dir(rel))
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	for _, e := range entries {
+		if e.Type().IsRegular() {
+			files = append(files, filepath.Join(dir, e.Name()))
+		}
+	}
+	return files
 }
