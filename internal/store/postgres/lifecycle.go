@@ -3,9 +3,11 @@ package postgres
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/orgkms/orgkms/internal/audit"
@@ -283,16 +285,87 @@ func (s *Store) Shred(ctx context.Context, j jobs.Job, at time.Time, ev audit.Ev
 	})
 }
 
+// Bounds of the scrub's VACUUM FULL, on its own connection: the rewrite
+// holds an ACCESS EXCLUSIVE lock on the table, so every statement that
+// reads the table queues behind it, including behind its wait for the lock.
+// It gives up waiting for the lock after scrubLockTimeout (a long reader
+// holds it: the job retries later rather than stall the data plane), and the
+// rewrite itself may outlast the statement timeout of ordinary statements.
+const (
+	scrubLockTimeout      = 3 * time.Second
+	scrubStatementTimeout = 15 * time.Minute
+)
+
 // ScrubShredded rewrites the tables that held the erased wrapped keys
 // (VACUUM FULL of root_keys and data_key_versions): PostgreSQL keeps the
-// row versions of deleted rows in a table's files until a vacuum, and a
-// full vacuum writes the live rows to new files and removes the old ones.
-// Copies in the write-ahead log, in WAL archives and in backups cannot be
-// reached from here: protecting them is the operator's (see docs).
-func (s *Store) ScrubShredded(ctx context.Context) error {
+// row versions of deleted rows in a table's files until a vacuum, and even
+// a plain VACUUM only marks their space reusable; a full vacuum writes the
+// live rows to new files (heap, TOAST table and indexes) and truncates the
+// old ones when it commits. Copies in the write-ahead log, in WAL archives,
+// in replicas and in backups cannot be reached from here: protecting them
+// is the operator's (docs/crypto-shred.md). Unavailable when a table's lock
+// was not granted within a few seconds (retry).
+func (s *Store) ScrubShredded(ctx context.Context) (err error) {
 	const op = "scrub shredded keys"
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return classify(ctx, op, "database", err)
+	}
+	defer func() {
+		// The session settings must not outlive the scrub on a pooled
+		// connection.
+		rctx := context.WithoutCancel(ctx)
+		for _, q := range []string{`RESET lock_timeout`, `RESET statement_timeout`} {
+			if _, rerr := conn.ExecContext(rctx, q); rerr != nil {
+				// Not reset: the connection is closed instead of
+				// going back to the pool; the scrub's outcome stands.
+				_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+				break
+			}
+		}
+		if cerr := conn.Close(); cerr != nil && err == nil {
+			err = classify(ctx, op, "database", cerr)
+		}
+	}()
+	for _, set := range []string{
+		fmt.Sprintf(`SET lock_timeout = %d`, scrubLockTimeout.Milliseconds()),
+		fmt.Sprintf(`SET statement_timeout = %d`, scrubStatementTimeout.Milliseconds()),
+	} {
+		if _, err := conn.ExecContext(ctx, set); err != nil {
+			return classify(ctx, op, "database", err)
+		}
+	}
+	// VACUUM skips, with a mere warning, a table its role may not vacuum
+	// (neither its owner's nor the database owner's member, nor superuser):
+	// the scrub would succeed and leave every byte in place.
+	rows, err := conn.QueryContext(ctx, `SELECT c.relname, current_user FROM pg_class c, pg_database d
+		WHERE c.oid IN ('root_keys'::regclass, 'data_key_versions'::regclass) AND d.datname = current_database()
+		AND NOT pg_has_role(c.relowner, 'USAGE') AND NOT pg_has_role(d.datdba, 'USAGE') ORDER BY c.relname`)
+	if err != nil {
+		return classify(ctx, op, "database", err)
+	}
+	var notOwned []string
+	var role string
+	for rows.Next() {
+		var table string
+		if err := rows.Scan(&table, &role); err != nil {
+			rows.Close()
+			return classify(ctx, op, "database", err)
+		}
+		notOwned = append(notOwned, table)
+	}
+	if err := rows.Close(); err != nil {
+		return classify(ctx, op, "database", err)
+	}
+	if err := rows.Err(); err != nil {
+		return classify(ctx, op, "database", err)
+	}
+	if len(notOwned) > 0 {
+		return &fault.Error{Kind: fault.Unavailable, Op: op, Resource: "table " + strings.Join(notOwned, ", "),
+			Reason: fmt.Sprintf("the database role %s does not own %s, so VACUUM FULL would skip it and leave the erased keys in its files: run orgkms as the role that owns the tables (the one that ran the migrations); the scrub retries", role, strings.Join(notOwned, " and "))}
+	}
 	for _, table := range []string{"root_keys", "data_key_versions"} {
-		if _, err := s.db.ExecContext(ctx, `VACUUM (FULL) `+table); err != nil {
+		if _, err := conn.ExecContext(ctx, `VACUUM (FULL) `+table); err != nil {
 			return classify(ctx, op, "table "+table, err)
 		}
 	}
