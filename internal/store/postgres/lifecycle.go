@@ -249,6 +249,13 @@ func (s *Store) Shred(ctx context.Context, j jobs.Job, at time.Time, ev audit.Ev
 				func() error { return exec(`DELETE FROM data_key_versions WHERE org_id = $1`, j.OrgID) },
 				func() error { return exec(`DELETE FROM root_keys WHERE org_id = $1`, j.OrgID) },
 				func() error { return exec(`DELETE FROM cmk_consent_requests WHERE org_id = $1`, j.OrgID) },
+				// The org's webhooks go too: their signing secrets, and the
+				// deliveries of events nobody may be sent on its behalf now.
+				func() error {
+					return exec(`DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE org_id = $1)`, j.OrgID)
+				},
+				func() error { return exec(`DELETE FROM webhook_deliveries WHERE org_id = $1`, j.OrgID) },
+				func() error { return exec(`DELETE FROM webhooks WHERE org_id = $1`, j.OrgID) },
 				func() error { return exec(`DELETE FROM cmk_orgs WHERE org_id = $1`, j.OrgID) },
 				func() error {
 					return exec(`UPDATE cmk_jobs SET state = 'failed', error = 'the org was deleted', updated_at = $1 WHERE org_id = $2 AND state IN ('pending', 'running')`, timeArg(at), j.OrgID)
