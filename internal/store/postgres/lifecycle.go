@@ -304,7 +304,7 @@ const (
 )
 
 // ScrubShredded rewrites the tables that held the erased wrapped keys
-// (VACUUM FULL of root_keys and data_key_versions): PostgreSQL keeps the
+// (VACUUM FULL of root_keys, data_key_versions and webhooks): PostgreSQL keeps the
 // row versions of deleted rows in a table's files until a vacuum, and even
 // a plain VACUUM only marks their space reusable; a full vacuum writes the
 // live rows to new files (heap, TOAST table and indexes) and truncates the
@@ -312,8 +312,16 @@ const (
 // in replicas and in backups cannot be reached from here: protecting them
 // is the operator's (docs/crypto-shred.md). Unavailable when a table's lock
 // was not granted within a few seconds (retry).
-func (s *Store) ScrubShredded(ctx context.Context) (err error) {
-	const op = "scrub shredded keys"
+func (s *Store) ScrubShredded(ctx context.Context) error {
+	return s.vacuumFull(ctx, "scrub shredded keys", "root_keys", "data_key_versions", "webhooks")
+}
+
+// vacuumFull rewrites tables with VACUUM FULL on a connection of its own,
+// within scrubLockTimeout and scrubStatementTimeout. Unavailable when a
+// table's lock was not granted in time, or when the role may not vacuum a
+// table (VACUUM would skip it with a mere warning and leave every byte in
+// place).
+func (s *Store) vacuumFull(ctx context.Context, op string, tables ...string) (err error) {
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return classify(ctx, op, "database", err)
@@ -346,8 +354,8 @@ func (s *Store) ScrubShredded(ctx context.Context) (err error) {
 	// (neither its owner's nor the database owner's member, nor superuser):
 	// the scrub would succeed and leave every byte in place.
 	rows, err := conn.QueryContext(ctx, `SELECT c.relname, current_user FROM pg_class c, pg_database d
-		WHERE c.oid IN ('root_keys'::regclass, 'data_key_versions'::regclass) AND d.datname = current_database()
-		AND NOT pg_has_role(c.relowner, 'USAGE') AND NOT pg_has_role(d.datdba, 'USAGE') ORDER BY c.relname`)
+		WHERE c.oid = ANY($1::text[]::regclass[]) AND d.datname = current_database()
+		AND NOT pg_has_role(c.relowner, 'USAGE') AND NOT pg_has_role(d.datdba, 'USAGE') ORDER BY c.relname`, tables)
 	if err != nil {
 		return classify(ctx, op, "database", err)
 	}
@@ -369,9 +377,9 @@ func (s *Store) ScrubShredded(ctx context.Context) (err error) {
 	}
 	if len(notOwned) > 0 {
 		return &fault.Error{Kind: fault.Unavailable, Op: op, Resource: "table " + strings.Join(notOwned, ", "),
-			Reason: fmt.Sprintf("the database role %s does not own %s, so VACUUM FULL would skip it and leave the erased keys in its files: run orgkms as the role that owns the tables (the one that ran the migrations); the scrub retries", role, strings.Join(notOwned, " and "))}
+			Reason: fmt.Sprintf("the database role %s does not own the table(s) %s, so VACUUM FULL would skip them and leave the erased rows in their files: run orgkms as the role that owns the tables (the one that ran the migrations); the scrub retries", role, strings.Join(notOwned, ", "))}
 	}
-	for _, table := range []string{"root_keys", "data_key_versions"} {
+	for _, table := range tables {
 		if _, err := conn.ExecContext(ctx, `VACUUM (FULL) `+table); err != nil {
 			return classify(ctx, op, "table "+table, err)
 		}

@@ -428,8 +428,8 @@ func TestScrubShreddedRefusesATableItCannotVacuum(t *testing.T) {
 	})
 	err = w.ScrubShredded(ctx)
 	var fe *fault.Error
-	if !errors.As(err, &fe) || fe.Kind != fault.Unavailable || fe.Resource != "table data_key_versions, root_keys" {
-		t.Errorf("ScrubShredded() as a role that owns no table = %v, want Unavailable naming both tables", err)
+	if !errors.As(err, &fe) || fe.Kind != fault.Unavailable || fe.Resource != "table data_key_versions, root_keys, webhooks" {
+		t.Errorf("ScrubShredded() as a role that owns no table = %v, want Unavailable naming the three tables", err)
 	}
 	// The owner scrubs.
 	if err := ss.store.ScrubShredded(ctx); err != nil {
