@@ -106,7 +106,7 @@ func TestKeyLifecycleConsole(t *testing.T) {
 	if _, err := h.keys.Encrypt(ctx, "svc", "acme", "default", []byte("x"), nil); fault.KindOf(err) != fault.DataKeyPendingDeletion {
 		t.Errorf("Encrypt with a key pending deletion = %v, want key_pending_deletion", err)
 	}
-	b.get(keysPath + "/default/delete").want(http.StatusOK).wantText("delete-why", "already pending deletion")
+	b.get(keysPath+"/default/delete").want(http.StatusOK).wantText("delete-why", "already pending deletion")
 
 	page = b.follow(b.postForm(keysPath, keysPath+"/default/cancel-deletion", nil)).want(http.StatusOK)
 	page.wantText("flash", "Key deletion cancelled")
