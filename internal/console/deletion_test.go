@@ -116,9 +116,34 @@ func TestKeyLifecycleConsole(t *testing.T) {
 	}
 	b.get(keysPath + "/nosuch/delete").want(http.StatusNotFound)
 
+	// A deleted key: shown with its date, without actions; refused.
+	b.follow(b.postForm(keysPath, keysPath, url.Values{"name": {"invoices"}})).want(http.StatusOK)
+	b.postForm(keysPath+"/invoices/delete", keysPath+"/invoices/delete", url.Values{"waiting_days": {"7"}}).want(http.StatusSeeOther)
+	h.advance(8 * 24 * time.Hour)
+	if err := h.server.Shred.RunPending(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l = h.keyLife("invoices")
+	if l.State != keys.LifecycleDeleted {
+		t.Fatalf("after the shred: %+v, want deleted", l)
+	}
+	b = h.signedIn(keyAdmin) // the session expired meanwhile
+	page = b.get(keysPath).want(http.StatusOK)
+	page.wantText("state-invoices", "deleted on "+utc(l.ShreddedAt))
+	page.wantText("state-default", "enabled")
+	for _, id := range []string{"disable-invoices", "enable-invoices", "delete-invoices", "cancel-deletion-invoices"} {
+		if page.has(id) {
+			t.Errorf("a deleted key has #%s", id)
+		}
+	}
+	if _, err := h.keys.Encrypt(ctx, "svc", "acme", "invoices", []byte("x"), nil); fault.KindOf(err) != fault.DataKeyDeleted {
+		t.Errorf("Encrypt with a deleted key = %v, want key_deleted", err)
+	}
+	b.get(keysPath + "/invoices/delete").want(http.StatusOK).wantText("delete-why", "already deleted on")
+
 	// The audit page shows every change, by the console user.
 	audit := h.signedIn(secAdmin).get("/console/orgs/acme/audit?action=key.").want(http.StatusOK)
-	for _, action := range []string{"key.disable", "key.enable", "key.deletion.schedule", "key.deletion.cancel"} {
+	for _, action := range []string{"key.disable", "key.enable", "key.deletion.schedule", "key.deletion.cancel", "key.shredded"} {
 		if !strings.Contains(audit.body, action) {
 			t.Errorf("audit page lacks %s", action)
 		}
