@@ -139,7 +139,7 @@ func TestKeyLifecycleConsole(t *testing.T) {
 	if _, err := h.keys.Encrypt(ctx, "svc", "acme", "invoices", []byte("x"), nil); fault.KindOf(err) != fault.DataKeyDeleted {
 		t.Errorf("Encrypt with a deleted key = %v, want key_deleted", err)
 	}
-	b.get(keysPath + "/invoices/delete").want(http.StatusOK).wantText("delete-why", "already deleted on")
+	b.get(keysPath+"/invoices/delete").want(http.StatusOK).wantText("delete-why", "already deleted on")
 
 	// The audit page shows every change, by the console user.
 	audit := h.signedIn(secAdmin).get("/console/orgs/acme/audit?action=key.").want(http.StatusOK)
