@@ -60,7 +60,7 @@ func (h *handler) deletionBanner(rq *request) *deletionBanner {
 			b.By = "Scheduled by " + l.ChangedBy + " on " + fmtTime(l.ChangedAt) + "."
 		}
 		if !b.CanCancel {
-			b.By += " To keep the org, ask the platform operator to cancel the deletion."
+			b.By = strings.TrimSpace(b.By + " To keep the org, ask the platform operator to cancel the deletion.")
 		}
 		return b
 	case keys.LifecycleDeleted:
@@ -186,7 +186,6 @@ func (h *handler) deleteFailed(rq *request, d deleteData, err error) error {
 	}
 	v := &view{Form: rq.r.PostForm}
 	v.formError(err, nil)
-	d.Possible = true
 	return h.renderDelete(rq, h.errStatus(rq, err), v, d)
 }
 

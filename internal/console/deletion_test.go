@@ -353,6 +353,12 @@ func TestOrgSelfDeleteConsole(t *testing.T) {
 		t.Fatalf("after scheduling: %+v", l)
 	}
 	ov.wantText("deletion-by", "Scheduled by user:"+secAdmin)
+	if !ov.has("cancel-org-deletion") {
+		t.Error("the org's admin+key_admin has no cancel button with orgs.self_delete")
+	}
+	if h.signedIn(keyAdmin).get("/console/orgs/acme/").want(http.StatusOK).has("cancel-org-deletion") {
+		t.Error("a key admin alone has the cancel button")
+	}
 	b.get("/console/orgs/acme/security").want(http.StatusOK).wantText("security-org-deletion", "pending deletion until "+utc(l.DeletionDate))
 	b.follow(b.postForm("/console/orgs/acme/", "/console/orgs/acme/cancel-deletion", nil)).want(http.StatusOK).wantText("flash", "Org deletion cancelled")
 	if l := h.orgLife("acme"); l.State != keys.LifecycleEnabled {
