@@ -26,6 +26,7 @@ import (
 	"github.com/orgkms/orgkms/internal/config"
 	"github.com/orgkms/orgkms/internal/notify"
 	"github.com/orgkms/orgkms/internal/server"
+	"github.com/orgkms/orgkms/internal/testwait"
 )
 
 // hookReceiver is a real HTTPS receiver that verifies each request as the
@@ -150,15 +151,10 @@ func startWebhookServer(t *testing.T, wh config.Webhooks) *webhookServer {
 	return &webhookServer{srv: srv, emu: emu, demo: demo, token: token, logs: logs, s: s}
 }
 
+// waitUntil polls cond with a generous timeout.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.Until(t, what, 90*time.Second, cond)
 }
 
 // TestWebhookOnCMKRevocation: an org's admin registers a webhook, tests
