@@ -335,6 +335,9 @@ func TestOrgDeletionConsole(t *testing.T) {
 		}
 	}
 	op.get("/console/orgs").want(http.StatusOK).wantText("org-state-acme", "deleted on "+utc(l.ShreddedAt))
+	if audit := op.get("/console/orgs/acme/audit").want(http.StatusOK); !strings.Contains(audit.body, "org.shredded") || !strings.Contains(audit.body, "org.deletion.schedule") {
+		t.Error("a deleted org's audit page lacks its deletion events")
+	}
 	h.signedIn(secAdmin).get("/console/orgs/acme/security").want(http.StatusOK).wantText("deletion-title", "Org deleted")
 }
 
