@@ -191,8 +191,12 @@ func vaultAndKey(uri string) (vault, key string) {
 }
 
 func (h *handler) overview(rq *request) error {
-	v := &view{Title: "Overview", Active: "overview", Refresh: busy(rq.status), Data: h.cmkView(rq.status)}
-	h.render(rq, http.StatusOK, "overview", v)
+	return h.renderOverview(rq, http.StatusOK, &view{Flash: lifecycleFlashes[rq.r.URL.Query().Get("done")]})
+}
+
+func (h *handler) renderOverview(rq *request, status int, v *view) error {
+	v.Title, v.Active, v.Refresh, v.Data = "Overview", "overview", busy(rq.status), h.cmkView(rq.status)
+	h.render(rq, status, "overview", v)
 	return nil
 }
 
@@ -210,6 +214,8 @@ func (h *handler) orgs(rq *request) error {
 	}
 	type row struct {
 		ID, Name, State string
+		Life, LifeText  string // the org's deletion state (deletion.go)
+		CanDelete       bool
 	}
 	data := struct {
 		Orgs []row
@@ -222,7 +228,12 @@ func (h *handler) orgs(rq *request) error {
 				state = string(st.State)
 			}
 		}
-		data.Orgs = append(data.Orgs, row{ID: o.ID, Name: o.Name, State: state})
+		l, err := h.cfg.Keys.OrgLifecycle(rq.r.Context(), o.ID)
+		if err != nil {
+			return err
+		}
+		data.Orgs = append(data.Orgs, row{ID: o.ID, Name: o.Name, State: state, Life: orgStateClass(l), LifeText: orgLifeText(l),
+			CanDelete: h.cfg.Shred != nil && l.State == keys.LifecycleEnabled})
 	}
 	if len(list) == 200 {
 		data.More = list[len(list)-1].ID
@@ -233,15 +244,18 @@ func (h *handler) orgs(rq *request) error {
 
 // keysData is the Keys page's own data.
 type keysData struct {
-	Keys      []keys.DataKey
+	Keys      []keyRow // with their lifecycle (deletion.go)
 	CanManage bool
+	Locked    bool   // the org is pending deletion or deleted: its keys cannot change
+	Lifecycle bool   // the keys can be disabled, enabled and deleted here
 	ErrKey    string // the key whose form failed
 	ErrMsg    string
 	ErrValue  string
 }
 
 func (h *handler) keys(rq *request) error {
-	return h.renderKeys(rq, http.StatusOK, &view{Flash: flashes[rq.r.URL.Query().Get("done")]}, keysData{})
+	done := rq.r.URL.Query().Get("done")
+	return h.renderKeys(rq, http.StatusOK, &view{Flash: orElse(flashes[done], lifecycleFlashes[done])}, keysData{})
 }
 
 func (h *handler) renderKeys(rq *request, status int, v *view, d keysData) error {
@@ -249,7 +263,10 @@ func (h *handler) renderKeys(rq *request, status int, v *view, d keysData) error
 	if err != nil {
 		return err
 	}
-	d.Keys, d.CanManage = ks, rq.allowed(auth.ActKeyManage)
+	if d.Keys, err = h.keyRows(rq, ks); err != nil {
+		return err
+	}
+	d.CanManage, d.Locked, d.Lifecycle = rq.allowed(auth.ActKeyManage), rq.life.State != keys.LifecycleEnabled, h.cfg.Shred != nil
 	v.Title, v.Active, v.Data = "Keys", "keys", d
 	h.render(rq, status, "keys", v)
 	return nil
