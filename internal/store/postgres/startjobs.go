@@ -32,7 +32,7 @@ const (
 			reason text, recoverable_until timestamptz, revoked_since timestamptz, last_probe_at timestamptz, last_probe_error text,
 			degraded boolean, updated_at timestamptz, purge_suspected_since timestamptz, purge_checks bigint, warning text,
 			data_lost_at timestamptz, revision bigint)
-		WHERE c.org_id = u.org_id AND c.revision = u.revision
+		WHERE c.org_id = u.org_id AND c.revision = u.revision AND c.org_id = ANY(` + orgsOfRows + `)
 		RETURNING c.org_id`
 	qInsertJobs = `INSERT INTO cmk_jobs (org_id, kind, target, step, state, attempts, error, owner, lease_until, not_before, created_at, updated_at)
 		SELECT org_id, kind, target, step, 'pending', 0, error, '', NULL, not_before, created_at, updated_at
@@ -48,7 +48,19 @@ const (
 		FROM jsonb_to_recordset($1::jsonb) AS u(org_id text, seq bigint, time timestamptz, actor text, action text, target text,
 			details text, prev_hash text, hash text)`
 	qMoveHeads = `UPDATE audit_heads h SET seq = u.seq, hash = u.hash
-		FROM jsonb_to_recordset($1::jsonb) AS u(org_id text, seq bigint, hash text) WHERE h.org_id = u.org_id`
+		FROM jsonb_to_recordset($1::jsonb) AS u(org_id text, seq bigint, hash text) WHERE h.org_id = u.org_id AND h.org_id = ANY(` + orgsOfRows + `)`
+)
+
+// orgsOfRows and idsOfRows are the org_id and id fields of the JSON rows
+// of $1, as an array the statements that join a table with
+// jsonb_to_recordset also compare the table's key with. The planner
+// guesses 100 rows for jsonb_to_recordset and so read the whole table (a
+// sequential scan of 10,000 cmk_orgs for a group of 30 switches, 10 ms
+// instead of 1 ms); an array computed once (an InitPlan) lets it use the
+// key's index.
+const (
+	orgsOfRows = `ARRAY(SELECT jsonb_array_elements($1::jsonb)->>'org_id')`
+	idsOfRows  = `ARRAY(SELECT (jsonb_array_elements($1::jsonb)->>'id')::bigint)`
 )
 
 // jsonTime is a time for jsonb_to_recordset: NULL when zero.
