@@ -129,20 +129,20 @@ func (s *Store) WrappingCounts(ctx context.Context) ([]platformkey.WrappingCount
 // ten round trips per org, as startjobs.go does for StartJobs.
 const (
 	qDropSameKeyCopies = `DELETE FROM root_keys r USING jsonb_to_recordset($1::jsonb) AS u(org_id text, provider text, key_id text)
-		WHERE r.org_id = u.org_id AND r.state = 'pending' AND r.provider = u.provider AND r.key_id = u.key_id`
+		WHERE r.org_id = u.org_id AND r.state = 'pending' AND r.provider = u.provider AND r.key_id = u.key_id AND r.org_id = ANY(` + orgsOfRows + `)`
 	qOtherPending = `SELECT org_id FROM root_keys WHERE org_id = ANY($1) AND state = 'pending'`
 	qInsertCopies = `INSERT INTO root_keys (org_id, provider, key_id, key_version, ciphertext, state, created_at)
 		SELECT org_id, provider, key_id, key_version, decode(ciphertext, 'base64'), 'pending', created_at
 		FROM jsonb_to_recordset($1::jsonb) AS u(org_id text, provider text, key_id text, key_version text, ciphertext text, created_at timestamptz)
 		RETURNING org_id, id`
 	qSwitchable = `SELECT r.org_id FROM root_keys r JOIN jsonb_to_recordset($1::jsonb) AS u(org_id text, f bigint, t bigint) ON r.org_id = u.org_id
-		WHERE (r.id = u.f AND r.state = 'active') OR (r.id = u.t AND r.state = 'pending')
+		WHERE ((r.id = u.f AND r.state = 'active') OR (r.id = u.t AND r.state = 'pending')) AND r.org_id = ANY(` + orgsOfRows + `)
 		GROUP BY r.org_id HAVING count(*) = 2`
 	qDropOthers = `DELETE FROM root_keys r USING jsonb_to_recordset($1::jsonb) AS u(org_id text, t bigint)
-		WHERE r.org_id = u.org_id AND r.id <> u.t`
+		WHERE r.org_id = u.org_id AND r.id <> u.t AND r.org_id = ANY(` + orgsOfRows + `)`
 	qActivate   = `UPDATE root_keys SET state = 'active' WHERE id = ANY($1)`
 	qSetMasters = `UPDATE orgs o SET master_provider = u.provider, master_key_id = u.key_id
-		FROM jsonb_to_recordset($1::jsonb) AS u(org_id text, provider text, key_id text) WHERE o.id = u.org_id`
+		FROM jsonb_to_recordset($1::jsonb) AS u(org_id text, provider text, key_id text) WHERE o.id = u.org_id AND o.id = ANY(` + orgsOfRows + `)`
 	qBumpGenerations = `INSERT INTO org_generations (org_id, generation, reason, changed_at)
 		SELECT org_id, 1, reason, changed_at FROM jsonb_to_recordset($1::jsonb) AS u(org_id text, reason text, changed_at timestamptz) ORDER BY org_id
 		ON CONFLICT (org_id) DO UPDATE SET generation = org_generations.generation + 1, reason = excluded.reason, changed_at = excluded.changed_at`
