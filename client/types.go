@@ -19,7 +19,7 @@ type Org struct {
 	MasterKey  string `json:"master_key"` // URI of the master key (without version)
 	// State is "active", "pending_deletion" (refused on the data plane
 	// until DeletionDate, cancellable) or "deleted" (crypto-shredded).
-	// Only GET /v1/orgs/{org} and the deletion routes report it.
+	// GET /v1/orgs, GET /v1/orgs/{org} and the deletion routes report it.
 	State           string     `json:"state,omitempty"`
 	PendingDeletion bool       `json:"pending_deletion,omitempty"`
 	DeletionDate    *time.Time `json:"deletion_date,omitempty"` // when a pending deletion shreds

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"errors"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -26,6 +28,17 @@ func TestReleaseBuild(t *testing.T) {
 	}
 
 	bin := buildOrgkms(t, t.TempDir(), "orgkms_release")
+	// The crash tests' hooks (crashhook.go) are not linked: nothing in a
+	// release binary reads their variables.
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"ORGKMS_TEST_CRASH_AT", "ORGKMS_TEST_CLOCK_OFFSET"} {
+		if bytes.Contains(b, []byte(v)) {
+			t.Errorf("the release binary contains %s: a crash test hook is linked", v)
+		}
+	}
 	for _, cmd := range []string{"dev", "emulator"} {
 		t.Run(cmd, func(t *testing.T) {
 			out, err := exec.Command(bin, cmd).CombinedOutput()
@@ -40,11 +53,15 @@ func TestReleaseBuild(t *testing.T) {
 	}
 }
 
-// Outside a -tags crashtest build nothing observes job steps, whatever the
-// environment says.
+// Outside a -tags crashtest build nothing observes job steps and the clock
+// is the wall clock, whatever the environment says.
 func TestNoCrashHookByDefault(t *testing.T) {
 	t.Setenv("ORGKMS_TEST_CRASH_AT", "copied")
+	t.Setenv("ORGKMS_TEST_CLOCK_OFFSET", "192h")
 	if jobObserver() != nil {
-		t.Fatal("jobObserver() is set in a build without -tags crashtest")
+		t.Error("jobObserver() is set in a build without -tags crashtest")
+	}
+	if now, err := testClock(); now != nil || err != nil {
+		t.Errorf("testClock() = %v, %v in a build without -tags crashtest, want nil, nil (the wall clock)", now != nil, err)
 	}
 }

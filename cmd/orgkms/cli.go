@@ -65,18 +65,19 @@ func orgCmd(env *cliEnv) *cobra.Command {
 		}
 		return listFmt.emit(env, client.OrgList{Orgs: all}, func(w io.Writer) error {
 			tw := table(w)
-			fmt.Fprintln(tw, "ID\tNAME\tPROTECTION\tCREATED")
+			fmt.Fprintln(tw, "ID\tNAME\tPROTECTION\tSTATE\tCREATED")
 			for _, o := range all {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", o.ID, o.Name, o.Protection, o.CreatedAt.Format(time.RFC3339))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", o.ID, o.Name, o.Protection, orgState(o), o.CreatedAt.Format(time.RFC3339))
 			}
 			return tw.Flush()
 		})
 	}
 
 	show := &cobra.Command{
-		Use:   "show ORG",
-		Short: "show an org",
-		Args:  argNames("ORG"),
+		Use:               "show ORG",
+		Short:             "show an org and its state",
+		Args:              argNames("ORG"),
+		ValidArgsFunction: orgArg,
 	}
 	showFmt := addFormat(show)
 	show.RunE = func(_ *cobra.Command, args []string) error {
@@ -89,11 +90,14 @@ func orgCmd(env *cliEnv) *cobra.Command {
 			return missing(env, c, err, args[0], "")
 		}
 		return showFmt.emit(env, o, func(w io.Writer) error {
-			_, err := fmt.Fprintf(w, "id:          %s\nname:        %s\nprotection:  %s\nmaster key:  %s\ncreated:     %s\n", o.ID, o.Name, o.Protection, o.MasterKey, o.CreatedAt.Format(time.RFC3339))
+			_, err := fmt.Fprintf(w, "id:          %s\nname:        %s\nprotection:  %s\nmaster key:  %s\ncreated:     %s\nstate:       %s\n", o.ID, o.Name, o.Protection, o.MasterKey, o.CreatedAt.Format(time.RFC3339), orgState(o))
+			if err == nil && o.State == "pending_deletion" {
+				_, err = fmt.Fprintf(w, "             its keys are refused; \"orgkms org cancel-deletion %s\" cancels the deletion\n", o.ID)
+			}
 			return err
 		})
 	}
-	return group("org <command>", "create, list and show orgs", create, list, show)
+	return group("org <command>", "create, list, show and delete orgs", append([]*cobra.Command{create, list, show}, orgLifecycleCmds(env)...)...)
 }
 
 // allOrgs lists every org, page by page.
@@ -145,6 +149,9 @@ func keyCmd(env *cliEnv) *cobra.Command {
 			}
 			return f.emit(env, k, func(w io.Writer) error {
 				fmt.Fprintf(w, "key %s in org %s: latest version %d, min decryption version %d\n", k.Name, o, k.LatestVersion, k.MinDecryptionVersion)
+				if k.State != "" {
+					fmt.Fprintf(w, "  state: %s\n", keyState(k))
+				}
 				for _, v := range k.Versions {
 					fmt.Fprintf(w, "  version %d  created %s\n", v.Version, v.CreatedAt.Format(time.RFC3339))
 				}
@@ -200,14 +207,14 @@ func keyCmd(env *cliEnv) *cobra.Command {
 		}
 		return f.emit(env, client.KeyList{Keys: ks}, func(w io.Writer) error {
 			tw := table(w)
-			fmt.Fprintln(tw, "NAME\tLATEST\tMIN DECRYPTION\tCREATED")
+			fmt.Fprintln(tw, "NAME\tLATEST\tMIN DECRYPTION\tSTATE\tCREATED")
 			for _, k := range ks {
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", k.Name, k.LatestVersion, k.MinDecryptionVersion, k.CreatedAt.Format(time.RFC3339))
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", k.Name, k.LatestVersion, k.MinDecryptionVersion, keyState(k), k.CreatedAt.Format(time.RFC3339))
 			}
 			return tw.Flush()
 		})
 	}
-	return group("key <command>", "create, list, show, rotate and configure data keys", create, list, show, rotate, config)
+	return group("key <command>", "create, list, show, rotate, configure, disable and delete data keys", append([]*cobra.Command{create, list, show, rotate, config}, keyLifecycleCmds(env)...)...)
 }
 
 // cryptoFlags are the flags shared by encrypt, decrypt, rewrap and datakey.

@@ -702,11 +702,15 @@ func withFieldHint(cmd *cobra.Command, err error) error {
 
 // missing explains a not_found error of a call about org (and, when key
 // is not "", its data key): it asks the server which of the two does not
-// exist and names it, with the command that lists what does. Other errors
-// are returned as they are.
+// exist and names it, with the command that lists what does. An org or
+// key refused by its deletion lifecycle gets the command that restores it,
+// with their names (lifecycleHints). Other errors are returned as they are.
 func missing(env *cliEnv, c *client.Client, err error, org, key string) error {
-	if !errors.Is(err, client.CodeNotFound) || org == "" {
+	if org == "" {
 		return err
+	}
+	if !errors.Is(err, client.CodeNotFound) {
+		return lifecycleHints(err, org, key)
 	}
 	orgHint := fmt.Sprintf("org %q does not exist; \"orgkms org list\" lists the orgs", org)
 	if key == "" {

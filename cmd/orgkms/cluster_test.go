@@ -18,6 +18,7 @@ import (
 
 	"github.com/orgkms/orgkms/client"
 	"github.com/orgkms/orgkms/internal/masterkey"
+	"github.com/orgkms/orgkms/internal/testwait"
 )
 
 // Bounds of the cluster tests' waits, which all poll a condition. Like the
@@ -282,17 +283,7 @@ func (c *cluster) outputs() string {
 // clusterTimeout with what cond last said.
 func waitFor(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(clusterTimeout)
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v; last: %s", what, clusterTimeout, why)
-		}
-		time.Sleep(clusterPoll)
-	}
+	testwait.For(t, what, clusterTimeout, cond)
 }
 
 // syncList is a list safe for concurrent appends.

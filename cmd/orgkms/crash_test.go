@@ -28,6 +28,7 @@ import (
 	"github.com/orgkms/orgkms/internal/azureemu"
 	"github.com/orgkms/orgkms/internal/masterkey"
 	"github.com/orgkms/orgkms/internal/masterkey/azurekv"
+	"github.com/orgkms/orgkms/internal/store/postgres/pgtest"
 )
 
 // Bounds of the crash tests' waits, which all poll a condition. They are
@@ -147,6 +148,9 @@ type crashCase struct {
 	url  string // http://127.0.0.1:PORT, the same across restarts
 	http *http.Client
 
+	env        []string       // added to every server's environment (KEY=VALUE)
+	pg         *pgtest.Server // the case's PostgreSQL, when its database is one (else SQLite in dir)
+	database   string         // the postgres:// URL of the case's database, with pg
 	proc       *orgkmsProc    // the running server, if any
 	n          int            // servers started so far
 	op         *client.Client // operator (bootstrap token)
@@ -154,7 +158,9 @@ type crashCase struct {
 	ciphertext []sealed
 }
 
-func newCrashCase(t *testing.T, bin string, emu *azureemu.Emulator, demo azureemu.Demo, org string) *crashCase {
+// newCrashCase makes the case's data directory and config. With pg set,
+// the case's database is a new database of pg instead of SQLite.
+func newCrashCase(t *testing.T, bin string, emu *azureemu.Emulator, demo azureemu.Demo, org string, pg ...*pgtest.Server) *crashCase {
 	dir := t.TempDir()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -177,6 +183,11 @@ func newCrashCase(t *testing.T, bin string, emu *azureemu.Emulator, demo azureem
 				"ca_file": emu.CAFile(), "emulator_addr": emu.Addr(),
 			},
 		},
+	}
+	if len(pg) > 0 {
+		c.pg = pg[0]
+		c.database = crashDatabase(t, c.pg)
+		cfg["database"] = c.database
 	}
 	b, err := json.MarshalIndent(cfg, "", "\t")
 	if err != nil {
@@ -564,7 +575,7 @@ func (c *crashCase) checkAfterCrash(kind, at string, from, to wrapping) int64 {
 	var id int64
 	var jobKind, state string
 	err := c.query(func(db *sql.DB) error {
-		return db.QueryRowContext(t.Context(), `SELECT id, kind, state FROM cmk_jobs WHERE org_id = ? ORDER BY id DESC LIMIT 1`, c.org).Scan(&id, &jobKind, &state)
+		return db.QueryRowContext(t.Context(), `SELECT id, kind, state FROM cmk_jobs WHERE org_id = $1 ORDER BY id DESC LIMIT 1`, c.org).Scan(&id, &jobKind, &state)
 	})
 	if err != nil {
 		t.Fatalf("the org's latest job after the crash: %v", err)
@@ -614,7 +625,7 @@ func (c *crashCase) checkOutcome(kind string, st client.CMKStatus, jobID int64, 
 func (c *crashCase) wrappings() []wrapping {
 	var ws []wrapping
 	err := c.query(func(db *sql.DB) error {
-		rows, err := db.QueryContext(c.t.Context(), `SELECT provider, key_id, key_version, state FROM root_keys WHERE org_id = ? ORDER BY state = 'active' DESC, id`, c.org)
+		rows, err := db.QueryContext(c.t.Context(), `SELECT provider, key_id, key_version, state FROM root_keys WHERE org_id = $1 ORDER BY state = 'active' DESC, id`, c.org)
 		if err != nil {
 			return err
 		}
@@ -634,8 +645,18 @@ func (c *crashCase) wrappings() []wrapping {
 	return ws
 }
 
-// query opens orgkms's database read-only for f.
+// query opens orgkms's database for f: the SQLite file read-only, or the
+// case's PostgreSQL database. Queries write parameters $1, $2, ..., which
+// both dialects read.
 func (c *crashCase) query(f func(db *sql.DB) error) error {
+	if c.pg != nil {
+		db, err := sql.Open("pgx", c.database)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		return f(db)
+	}
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(c.dir, "data", "orgkms.db")+"?mode=ro&_pragma=busy_timeout(5000)&_pragma=query_only(1)")
 	if err != nil {
 		return err
@@ -676,7 +697,7 @@ func (c *crashCase) start(crashAt string) {
 	}
 	c.n++
 	cmd := exec.Command(c.bin, "serve", "--config", c.cfg, "--migrate")
-	cmd.Env = crashEnv()
+	cmd.Env = append(crashEnv(), c.env...)
 	if crashAt != "" {
 		cmd.Env = append(cmd.Env, "ORGKMS_TEST_CRASH_AT="+crashAt)
 	}

@@ -168,6 +168,9 @@ func startDev(env *cliEnv, d devSettings) error {
 	slog.SetDefault(log)
 
 	opts := server.Options{Logger: log, Migrate: true, JobObserver: jobObserver()}
+	if opts.Now, err = testClock(); err != nil {
+		return err
+	}
 	var demo azureemu.Demo
 	var emu *azureemu.Emulator
 	var consentURL string

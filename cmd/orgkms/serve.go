@@ -66,6 +66,9 @@ func runServe(ctx context.Context, env *cliEnv, cfg config.Config, migrate bool)
 	slog.SetDefault(log)
 	opts := server.Options{Logger: log, Migrate: migrate, JobObserver: jobObserver()}
 	var err error
+	if opts.Now, err = testClock(); err != nil {
+		return err
+	}
 	if opts.AzureHTTPClient, err = azureClientFor(cfg); err != nil {
 		return err
 	}

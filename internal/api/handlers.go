@@ -58,7 +58,11 @@ func (h *Handler) listOrgs(c *call) error {
 		out.NextAfter = orgs[limit-1].ID // a full page: there may be more
 	}
 	for _, o := range orgs {
-		out.Orgs = append(out.Orgs, orgJSON(o, h.keys.PlatformKey().String()))
+		l, err := h.keys.OrgLifecycle(c.r.Context(), o.ID)
+		if err != nil {
+			return err
+		}
+		out.Orgs = append(out.Orgs, withOrgLifecycle(orgJSON(o, h.keys.PlatformKey().String()), l))
 	}
 	return c.reply(http.StatusOK, out)
 }

@@ -225,6 +225,9 @@ func TestOrgDeletionShred(t *testing.T) {
 	if got, err := op.GetOrg(ctx, "acme"); err != nil || !got.PendingDeletion || !got.DeletionDate.Equal(*o.DeletionDate) {
 		t.Errorf("GetOrg(acme) = %+v, %v; want pending deletion", got, err)
 	}
+	if got := listedOrgs(t, op); got["acme"].State != "pending_deletion" || got["acme"].DeletionDate == nil || !got["acme"].DeletionDate.Equal(*o.DeletionDate) || got["globex"].State != "active" {
+		t.Errorf("ListOrgs = acme %+v, globex %+v; want acme pending deletion on its date, globex active", got["acme"], got["globex"])
+	}
 	_, err = acme.Decrypt(ctx, "acme", "default", ctAcme, nil)
 	if !errors.Is(err, client.CodeOrgPendingDeletion) {
 		t.Fatalf("Decrypt(acme) pending deletion = %v, want org_pending_deletion", err)
@@ -291,6 +294,9 @@ func TestOrgDeletionShred(t *testing.T) {
 	}
 	if got, err := op.GetOrg(ctx, "acme"); err != nil || got.State != "deleted" || got.DeletedAt == nil {
 		t.Errorf("GetOrg(acme) after the shred = %+v, %v; want deleted", got, err)
+	}
+	if got := listedOrgs(t, op)["acme"]; got.State != "deleted" || got.DeletedAt == nil {
+		t.Errorf("ListOrgs: acme after the shred = %+v, want deleted", got)
 	}
 	if _, err := op.CancelOrgDeletion(ctx, "acme"); !errors.Is(err, client.CodeConflict) {
 		t.Errorf("CancelOrgDeletion(acme) after the shred = %v, want conflict", err)
@@ -497,6 +503,20 @@ func TestKeyLifecycle(t *testing.T) {
 	if _, err := ts.keys.VerifyAudit(ctx, "acme"); err != nil {
 		t.Errorf("VerifyAudit(acme) = %v", err)
 	}
+}
+
+// listedOrgs returns the orgs of GET /v1/orgs by ID.
+func listedOrgs(t *testing.T, c *client.Client) map[string]client.Org {
+	t.Helper()
+	page, err := c.ListOrgs(t.Context(), "", 1000)
+	if err != nil {
+		t.Fatalf("ListOrgs = %v", err)
+	}
+	m := map[string]client.Org{}
+	for _, o := range page.Orgs {
+		m[o.ID] = o
+	}
+	return m
 }
 
 func hexOf(b []byte) string { return hex.EncodeToString(b) }

@@ -26,6 +26,7 @@ import (
 	"github.com/orgkms/orgkms/internal/config"
 	"github.com/orgkms/orgkms/internal/notify"
 	"github.com/orgkms/orgkms/internal/server"
+	"github.com/orgkms/orgkms/internal/testwait"
 )
 
 // hookReceiver is a real HTTPS receiver that verifies each request as the
@@ -150,15 +151,10 @@ func startWebhookServer(t *testing.T, wh config.Webhooks) *webhookServer {
 	return &webhookServer{srv: srv, emu: emu, demo: demo, token: token, logs: logs, s: s}
 }
 
+// waitUntil polls cond with a generous timeout.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.Until(t, what, 90*time.Second, cond)
 }
 
 // TestWebhookOnCMKRevocation: an org's admin registers a webhook, tests
@@ -315,3 +311,68 @@ func TestWebhookBadInput(t *testing.T) {
 }
 
 func notifyReq(url string) notify.CreateRequest { return notify.CreateRequest{URL: url} }
+
+// TestWebhookOnDeletionScheduled: a data key's and then the org's
+// scheduled deletion reach the org's webhook as signed deletion.scheduled
+// events that name the target and the date; a cancellation sends none.
+func TestWebhookOnDeletionScheduled(t *testing.T) {
+	r := newHookReceiver(t)
+	ws := startWebhookServer(t, config.Webhooks{AllowPrivateAddresses: true, CAFile: r.caFile(t), Backoff: config.Duration(100 * time.Millisecond),
+		Poll: config.Duration(50 * time.Millisecond)})
+	srv, token := ws.srv, ws.token
+	_, operator, err := ws.s.Tokens.Create(t.Context(), "test", auth.CreateTokenRequest{Principal: "ops", Roles: []auth.Role{auth.RoleOperator}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body := call(t, srv, "POST", "/v1/orgs/acme/webhooks", token, client.CreateWebhookRequest{URL: r.srv.URL + "/orgkms", Events: []string{"deletion.scheduled"}})
+	var created client.WebhookCreated
+	if code != 201 || json.Unmarshal(body, &created) != nil {
+		t.Fatalf("create webhook: %d %s", code, body)
+	}
+	r.mu.Lock()
+	r.secret = created.Secret
+	r.mu.Unlock()
+	find := func(target string) map[string]any {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, ev := range r.events {
+			if data, _ := ev["data"].(map[string]any); ev["type"] == "deletion.scheduled" && data["target"] == target {
+				return ev
+			}
+		}
+		return nil
+	}
+
+	if code, body := call(t, srv, "DELETE", "/v1/orgs/acme/keys/default", token, map[string]int{"waiting_days": 10}); code != 200 {
+		t.Fatalf("schedule the key's deletion: %d %s", code, body)
+	}
+	waitUntil(t, "the key's deletion.scheduled", func() bool { return find("key/default") != nil })
+	data := find("key/default")["data"].(map[string]any)
+	if data["waiting_days"] != "10" || data["deletion_date"] == nil {
+		t.Errorf("key deletion event data = %v, want waiting_days 10 and the deletion date", data)
+	}
+	if code, body := call(t, srv, "POST", "/v1/orgs/acme/keys/default/cancel-deletion", token, nil); code != 200 {
+		t.Fatalf("cancel the key's deletion: %d %s", code, body)
+	}
+	if code, body := call(t, srv, "DELETE", "/v1/orgs/acme", operator, nil); code != 202 {
+		t.Fatalf("schedule the org's deletion: %d %s", code, body)
+	}
+	waitUntil(t, "the org's deletion.scheduled", func() bool { return find("org/acme") != nil })
+	ev := find("org/acme")
+	if data := ev["data"].(map[string]any); ev["org"] != "acme" || data["waiting_days"] != "7" {
+		t.Errorf("org deletion event = %v, want org acme, waiting_days 7", ev)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.bad != 0 {
+		t.Errorf("%d requests did not verify", r.bad)
+	}
+	for _, ev := range r.events {
+		if ev["type"] != "deletion.scheduled" {
+			t.Errorf("event %v: the webhook subscribed to deletion.scheduled only", ev)
+		}
+	}
+	if len(r.events) != 2 {
+		t.Errorf("received %d events, want 2 (the cancellation sends none)", len(r.events))
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/orgkms/orgkms/internal/masterkey/azurekv"
 	"github.com/orgkms/orgkms/internal/masterkey/localkey"
 	"github.com/orgkms/orgkms/internal/store/sqlite"
+	"github.com/orgkms/orgkms/internal/testwait"
 )
 
 // admission is one call a recordingGate saw: its class and org, the
@@ -228,13 +229,7 @@ func (r *sharedVaultRig) rotated(t *testing.T, version string) int {
 // waitFor polls cond with a generous deadline.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.Until(t, what, 3*time.Minute, cond)
 }
 
 var sharedVault = masterkey.Vault{Cloud: "azure", Name: azureemu.DemoVault + ".vault.azure.net"}

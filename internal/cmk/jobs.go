@@ -152,7 +152,7 @@ func (s *Service) rewrap(ctx context.Context, j *Job) error {
 	if err != nil {
 		return err
 	}
-	roots, err := s.st.RootKeys(ctx, j.OrgID)
+	roots, err := s.jobRootKeys(ctx, j.OrgID)
 	if err != nil {
 		return err
 	}
@@ -222,7 +222,7 @@ func (s *Service) rewrap(ctx context.Context, j *Job) error {
 	s.stepDone(j, "verified")
 
 	// Switch, drop and finish, in one transaction.
-	rec, err := s.record(ctx, j.OrgID)
+	rec, err := s.jobRecord(ctx, j.OrgID)
 	if err != nil {
 		return err
 	}
@@ -261,6 +261,70 @@ func (s *Service) rewrap(ctx context.Context, j *Job) error {
 	s.changed(j.OrgID)
 	s.log.Info("job done", slog.String("org_id", j.OrgID), slog.String("job", string(j.Kind)), slog.String("key_version", pending.Wrapped.Key.Version))
 	return nil
+}
+
+// jobRootKeys is [keys.Store.RootKeys] of a job's org, read together with
+// those of the jobs reading at the same time (one [Store.RootKeysOf] per
+// group, like the group commits of their copies and switches): a mass
+// re-wrap reads its root keys in a few hundred queries instead of one per
+// org. Each read starts after the call, so it sees the job's own
+// committed steps. An org the group read finds nothing for is read alone,
+// for RootKeys' own answer (NotFound for an unknown org).
+func (s *Service) jobRootKeys(ctx context.Context, orgID string) ([]keys.RootKeyWrapping, error) {
+	ws, err := s.rootReads.do(ctx, orgID, func(ctx context.Context, ids []string) ([][]keys.RootKeyWrapping, error) {
+		all, err := s.st.RootKeysOf(ctx, ids)
+		if err != nil {
+			return nil, err
+		}
+		by := make(map[string][]keys.RootKeyWrapping, len(ids))
+		for _, w := range all {
+			by[w.OrgID] = append(by[w.OrgID], w)
+		}
+		out := make([][]keys.RootKeyWrapping, len(ids))
+		for i, id := range ids {
+			out[i] = by[id]
+		}
+		return out, nil
+	})
+	if err == nil && len(ws) == 0 {
+		return s.st.RootKeys(ctx, orgID)
+	}
+	return ws, err
+}
+
+// recordRead is one org's record from a group read; found is false when
+// the org has none.
+type recordRead struct {
+	rec   Record
+	found bool
+}
+
+// jobRecord is [Service.record] of a job's org, read together with those
+// of the jobs reading at the same time (one [Store.GetCMKs] per group), as
+// jobRootKeys. An org without a record is read alone (record's answer).
+func (s *Service) jobRecord(ctx context.Context, orgID string) (Record, error) {
+	r, err := s.recReads.do(ctx, orgID, func(ctx context.Context, ids []string) ([]recordRead, error) {
+		rs, err := s.st.GetCMKs(ctx, ids)
+		if err != nil {
+			return nil, err
+		}
+		by := make(map[string]Record, len(rs))
+		for _, r := range rs {
+			by[r.OrgID] = r
+		}
+		out := make([]recordRead, len(ids))
+		for i, id := range ids {
+			out[i].rec, out[i].found = by[id]
+		}
+		return out, nil
+	})
+	if err != nil {
+		return Record{}, err
+	}
+	if !r.found {
+		return s.record(ctx, orgID)
+	}
+	return r.rec, nil
 }
 
 // afterSwitch is the org's record once the root key is wrapped by w.

@@ -97,9 +97,11 @@ type Service struct {
 	onCMK      map[string]bool      // orgs whose root key is wrapped by a customer key
 	dataLost   map[string]time.Time // org → when it fell back after a purge (FallBack)
 	testLimits map[string]*rate.Limiter
-	scrub      scrubber                   // coalesces the scrubs after re-wraps (jobs.go)
-	switches   batcher[SwitchStep, error] // commits concurrent jobs' switches together (jobs.go)
-	copies     batcher[CopyStep, Copied]  // commits concurrent jobs' copies together (jobs.go)
+	scrub      scrubber                                // coalesces the scrubs after re-wraps (jobs.go)
+	switches   batcher[SwitchStep, error]              // commits concurrent jobs' switches together (jobs.go)
+	copies     batcher[CopyStep, Copied]               // commits concurrent jobs' copies together (jobs.go)
+	rootReads  batcher[string, []keys.RootKeyWrapping] // reads concurrent jobs' root keys together (jobs.go)
+	recReads   batcher[string, recordRead]             // reads concurrent jobs' records together (jobs.go)
 
 	staged       map[string]Staged // orgs in decrypt-only mode or revoked by their administrators (staged.go)
 	stagedRunner *jobs.Runner      // applies scheduled revocations (staged.go)

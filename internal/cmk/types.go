@@ -141,6 +141,10 @@ type Store interface {
 	// GetCMKs returns the records of orgIDs that have one, ordered by org
 	// ID, in one read; an org without a record is left out.
 	GetCMKs(ctx context.Context, orgIDs []string) ([]Record, error)
+	// RootKeysOf returns the root key wrappings of orgIDs, in one read:
+	// ordered by org ID, then each org's as [keys.Store.RootKeys] orders
+	// them (active first); an org without any (or unknown) is left out.
+	RootKeysOf(ctx context.Context, orgIDs []string) ([]keys.RootKeyWrapping, error)
 	// ListCMK returns the records in any of states (all when none given).
 	ListCMK(ctx context.Context, states ...State) ([]Record, error)
 

@@ -17,6 +17,7 @@ import (
 	"github.com/orgkms/orgkms/internal/fault"
 	"github.com/orgkms/orgkms/internal/keys"
 	"github.com/orgkms/orgkms/internal/notify"
+	"github.com/orgkms/orgkms/internal/shred"
 )
 
 // Cookie names and the security headers of every response.
@@ -60,6 +61,14 @@ type Config struct {
 	// Webhooks manages the orgs' webhooks (the Notifications page); nil:
 	// the page answers not found.
 	Webhooks *notify.Service
+	// Shred schedules and cancels org and data key deletions and disables
+	// and enables data keys (deletion.go); nil: those pages answer not
+	// found.
+	Shred *shred.Service
+	// SelfDelete lets an org's admin with the key_admin role schedule and
+	// cancel the deletion of their own org (config orgs.self_delete), as
+	// the API does; the platform operator always may.
+	SelfDelete bool
 }
 
 // Demo names the Azure emulator's demo tenant, vault and key.
@@ -148,6 +157,17 @@ func (h *handler) routes() {
 	h.orgRoute("GET /console/orgs/{org}/usage", auth.ActAuditRead, (*handler).keyUse)
 	h.orgRoute("GET /console/orgs/{org}/usage/export", auth.ActAuditRead, (*handler).keyUseExport)
 
+	// Org deletion and the data-key lifecycle (deletion.go), authorized as
+	// the API authorizes them.
+	h.orgRouteIf("GET /console/orgs/{org}/delete", (*handler).mayDeleteOrg, (*handler).orgDeletePage)
+	h.orgRouteIf("POST /console/orgs/{org}/delete", (*handler).mayDeleteOrg, (*handler).deleteOrg)
+	h.orgRouteIf("POST /console/orgs/{org}/cancel-deletion", (*handler).mayDeleteOrg, (*handler).cancelOrgDeletion)
+	h.orgRoute("POST /console/orgs/{org}/keys/{key}/disable", auth.ActKeyManage, (*handler).disableKey)
+	h.orgRoute("POST /console/orgs/{org}/keys/{key}/enable", auth.ActKeyManage, (*handler).enableKey)
+	h.orgRoute("GET /console/orgs/{org}/keys/{key}/delete", auth.ActKeyManage, (*handler).keyDeletePage)
+	h.orgRoute("POST /console/orgs/{org}/keys/{key}/delete", auth.ActKeyManage, (*handler).deleteKey)
+	h.orgRoute("POST /console/orgs/{org}/keys/{key}/cancel-deletion", auth.ActKeyManage, (*handler).cancelKeyDeletion)
+
 	h.mux.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) {
 		h.fail(&request{w: w, r: r}, &fault.Error{Kind: fault.NotFound, Reason: "there is no such page in the console"})
 	})
@@ -163,6 +183,8 @@ type request struct {
 	org     string     // from the path, for org pages
 	orgName string     // the org's display name
 	status  cmk.Status // the org's CMK status, for the banner
+
+	life keys.Lifecycle // the org's deletion lifecycle, for its banner (deletion.go)
 }
 
 func (rq *request) allowed(act auth.Action) bool { return auth.Allowed(rq.p, act, rq.org) }
@@ -201,9 +223,15 @@ func (h *handler) signedIn(fn pageFunc) http.Handler {
 
 // orgRoute registers an org page that needs act on the org in the path.
 func (h *handler) orgRoute(pattern string, act auth.Action, fn pageFunc) {
+	h.orgRouteIf(pattern, func(_ *handler, rq *request) bool { return rq.allowed(act) }, fn)
+}
+
+// orgRouteIf registers an org page that the user may see when allow
+// holds (for a rule beyond one auth.Allowed action).
+func (h *handler) orgRouteIf(pattern string, allow func(h *handler, rq *request) bool, fn pageFunc) {
 	h.mux.Handle(pattern, h.signedIn(func(h *handler, rq *request) error {
 		rq.org = rq.r.PathValue("org")
-		if !rq.allowed(act) {
+		if !allow(h, rq) {
 			return errForbidden
 		}
 		o, err := h.cfg.Keys.GetOrg(rq.r.Context(), rq.org)
@@ -211,6 +239,9 @@ func (h *handler) orgRoute(pattern string, act auth.Action, fn pageFunc) {
 			return err
 		}
 		rq.orgName = o.Name
+		if rq.life, err = h.cfg.Keys.OrgLifecycle(rq.r.Context(), rq.org); err != nil {
+			return err
+		}
 		if rq.status, err = h.cmkStatus(rq); err != nil {
 			return err
 		}
@@ -371,6 +402,11 @@ type view struct {
 	Fields  map[string]string // field name → what is wrong with it
 	Form    url.Values        // what the user typed, to show again
 	Data    any               // the page's own data
+
+	// Deletion is the org's pending or done deletion (deletion.go), and
+	// DeleteOrg whether the user may schedule or cancel it.
+	Deletion  *deletionBanner
+	DeleteOrg bool
 }
 
 // FieldError returns the error of a form field, "" when none.
@@ -432,6 +468,7 @@ func (h *handler) render(rq *request, status int, name string, v *view) {
 		v.Nav.Audit = rq.allowed(auth.ActAuditRead)
 		v.Nav.Webhooks = h.cfg.Webhooks != nil && rq.allowed(auth.ActWebhookManage)
 		v.Banner = bannerOf(rq.status.Record, h.now())
+		v.Deletion, v.DeleteOrg = h.deletionBanner(rq), h.cfg.Shred != nil && h.mayDeleteOrg(rq)
 		if v.Banner == nil {
 			v.Banner = throttlingBanner(rq.status.VaultBudget)
 		}

@@ -225,6 +225,9 @@ func TestCSRF(t *testing.T) {
 		{"/console/orgs/acme/security/authorize", url.Values{"tenant_id": {h.demo.TenantID}}},
 		{"/console/orgs/acme/security/configure", url.Values{"vault_uri": {h.demo.VaultURI}, "key_name": {h.demo.KeyName}, "action": {"save"}}},
 		{"/console/orgs/acme/security/disable", nil},
+		{"/console/orgs/acme/keys/default/disable", nil},
+		{"/console/orgs/acme/keys/default/delete", url.Values{"waiting_days": {"7"}}},
+		{"/console/orgs/acme/delete", url.Values{"waiting_days": {"7"}, "confirm": {"yes"}}},
 	}
 	before, err := h.keys.AuditEvents(ctx, "acme", 0, 0)
 	if err != nil {

@@ -59,6 +59,7 @@ type options struct {
 	tls           bool
 	secureCookies bool // an https public URL (behind a TLS-terminating proxy)
 	demo          bool // show the emulator's demo values (orgkms dev)
+	selfDelete    bool // orgs.self_delete: an org's admin+key_admin may delete it
 }
 
 func newHarness(t *testing.T, opts options) *harness {
@@ -99,6 +100,7 @@ func newHarness(t *testing.T, opts options) *harness {
 		cfg.PublicURL = "https://" + strings.TrimPrefix(h.srv.URL, "http://")
 	}
 	cfg.CMK.Cloud, cfg.CMK.CallbackURL = "azure", callbackURL
+	cfg.Orgs.SelfDelete = opts.selfDelete
 	cfg.CMK.Azure = config.Azure{ClientID: h.demo.ClientID, ClientSecret: h.demo.Secret, AuthorityHost: emu.URL() + "/"}
 	sopts := server.Options{Logger: log, Migrate: true, Now: now, SessionTTL: time.Hour,
 		AzureHTTPClient: emu.HTTPClient(), AzureMaxRetries: 1, AzureRetryDelay: 10 * time.Millisecond}

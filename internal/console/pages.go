@@ -194,14 +194,18 @@ func vaultAndKey(uri string) (vault, key string) {
 }
 
 func (h *handler) overview(rq *request) error {
+	return h.renderOverview(rq, http.StatusOK, &view{Flash: lifecycleFlashes[rq.r.URL.Query().Get("done")]})
+}
+
+func (h *handler) renderOverview(rq *request, status int, v *view) error {
 	cv := h.cmkView(rq.status)
 	if rq.allowed(auth.ActCMKManage) {
 		// What a revocation would refuse now: every call of the last 24 h
 		// (impact.go); the confirmation pages preview each step.
 		cv.Impact = h.impact(rq, cmk.ImpactRevoke, "Revocation")
 	}
-	v := &view{Title: "Overview", Active: "overview", Refresh: busy(rq.status), Data: cv}
-	h.render(rq, http.StatusOK, "overview", v)
+	v.Title, v.Active, v.Refresh, v.Data = "Overview", "overview", busy(rq.status), cv
+	h.render(rq, status, "overview", v)
 	return nil
 }
 
@@ -219,6 +223,8 @@ func (h *handler) orgs(rq *request) error {
 	}
 	type row struct {
 		ID, Name, State string
+		Life, LifeText  string // the org's deletion state (deletion.go)
+		CanDelete       bool
 	}
 	data := struct {
 		Orgs []row
@@ -231,7 +237,12 @@ func (h *handler) orgs(rq *request) error {
 				state = string(st.State)
 			}
 		}
-		data.Orgs = append(data.Orgs, row{ID: o.ID, Name: o.Name, State: state})
+		l, err := h.cfg.Keys.OrgLifecycle(rq.r.Context(), o.ID)
+		if err != nil {
+			return err
+		}
+		data.Orgs = append(data.Orgs, row{ID: o.ID, Name: o.Name, State: state, Life: orgStateClass(l), LifeText: orgLifeText(l),
+			CanDelete: h.cfg.Shred != nil && l.State == keys.LifecycleEnabled})
 	}
 	if len(list) == 200 {
 		data.More = list[len(list)-1].ID
@@ -242,15 +253,18 @@ func (h *handler) orgs(rq *request) error {
 
 // keysData is the Keys page's own data.
 type keysData struct {
-	Keys      []keys.DataKey
+	Keys      []keyRow // with their lifecycle (deletion.go)
 	CanManage bool
+	Locked    bool   // the org is pending deletion or deleted: its keys cannot change
+	Lifecycle bool   // the keys can be disabled, enabled and deleted here
 	ErrKey    string // the key whose form failed
 	ErrMsg    string
 	ErrValue  string
 }
 
 func (h *handler) keys(rq *request) error {
-	return h.renderKeys(rq, http.StatusOK, &view{Flash: flashes[rq.r.URL.Query().Get("done")]}, keysData{})
+	done := rq.r.URL.Query().Get("done")
+	return h.renderKeys(rq, http.StatusOK, &view{Flash: orElse(flashes[done], lifecycleFlashes[done])}, keysData{})
 }
 
 func (h *handler) renderKeys(rq *request, status int, v *view, d keysData) error {
@@ -258,7 +272,10 @@ func (h *handler) renderKeys(rq *request, status int, v *view, d keysData) error
 	if err != nil {
 		return err
 	}
-	d.Keys, d.CanManage = ks, rq.allowed(auth.ActKeyManage)
+	if d.Keys, err = h.keyRows(rq, ks); err != nil {
+		return err
+	}
+	d.CanManage, d.Locked, d.Lifecycle = rq.allowed(auth.ActKeyManage), rq.life.State != keys.LifecycleEnabled, h.cfg.Shred != nil
 	v.Title, v.Active, v.Data = "Keys", "keys", d
 	h.render(rq, status, "keys", v)
 	return nil

@@ -28,6 +28,7 @@ import (
 	"github.com/orgkms/orgkms/internal/config"
 	"github.com/orgkms/orgkms/internal/kmsplugin"
 	"github.com/orgkms/orgkms/internal/server"
+	"github.com/orgkms/orgkms/internal/testwait"
 )
 
 // syncBuffer collects log output of concurrent handlers.
@@ -226,17 +227,7 @@ func readBody(t testing.TB, resp *http.Response) string {
 // cond's last description.
 func waitFor(t testing.TB, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; last: %s", what, last)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testwait.For(t, what, 2*time.Minute, cond)
 }
 
 // socketDir is a short directory for unix sockets (their paths are limited

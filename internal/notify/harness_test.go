@@ -27,6 +27,7 @@ import (
 	"github.com/orgkms/orgkms/internal/notify"
 	"github.com/orgkms/orgkms/internal/store/postgres/pgtest"
 	"github.com/orgkms/orgkms/internal/store/sqlite"
+	"github.com/orgkms/orgkms/internal/testwait"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -256,11 +257,5 @@ func (w *world) runUntil(step time.Duration, rounds int, cond func() bool) {
 // waitFor polls cond with a generous timeout (for the Run loops).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Until(t, what, time.Minute, cond)
 }

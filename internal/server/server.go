@@ -309,7 +309,8 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 		return nil, err
 	}
 	consoleHandler := console.New(console.Config{Keys: s.Keys, CMK: s.CMK, Users: s.Users, Logger: log.With(slog.String("component", "console")),
-		SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://"), Now: opts.Now, Demo: opts.Demo, TrustedProxies: proxies, Webhooks: s.Webhooks})
+		SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://"), Now: opts.Now, Demo: opts.Demo, TrustedProxies: proxies, Webhooks: s.Webhooks,
+		Shred: s.Shred, SelfDelete: cfg.Orgs.SelfDelete})
 	mux := http.NewServeMux()
 	mux.Handle("/console/", consoleHandler)
 	mux.Handle("GET /{$}", http.RedirectHandler("/console/", http.StatusSeeOther))

@@ -65,7 +65,10 @@ type Store interface {
 	// ScrubShredded makes erased rows unrecoverable from the database
 	// files (SQLite: secure_delete plus a truncating WAL checkpoint;
 	// PostgreSQL: VACUUM FULL of the key tables). Unavailable when the
-	// scrub could not complete (a reader held the WAL): retry.
+	// scrub could not complete (SQLite: a reader held the WAL;
+	// PostgreSQL: a table's lock was not granted within a few seconds, or
+	// the role may not vacuum the tables): retry. docs/crypto-shred.md
+	// says what remains outside the files.
 	ScrubShredded(ctx context.Context) error
 	// FinishShredJob stores j (done or failed) and appends ev, fenced like
 	// Shred.

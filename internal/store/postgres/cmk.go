@@ -410,9 +410,9 @@ func (s *Store) AddJobWrappings(ctx context.Context, steps []cmk.CopyStep) ([]cm
 const (
 	qStepJobs = `WITH u AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS u(id bigint, org_id text, owner text, fence bigint, step text, updated_at timestamptz)),
 		held AS (SELECT j.id FROM cmk_jobs j JOIN u ON j.id = u.id AND j.org_id = u.org_id AND j.owner = u.owner AND j.fence = u.fence
-			WHERE j.state = 'running' ORDER BY j.org_id FOR UPDATE OF j)
+			WHERE j.state = 'running' AND j.id = ANY(` + idsOfRows + `) ORDER BY j.org_id FOR UPDATE OF j)
 		UPDATE cmk_jobs j SET step = u.step, updated_at = COALESCE(u.updated_at, j.updated_at)
-		FROM u WHERE j.id = u.id AND j.id IN (SELECT id FROM held) RETURNING j.id, j.org_id`
+		FROM u WHERE j.id = u.id AND j.id IN (SELECT id FROM held) AND j.id = ANY(` + idsOfRows + `) RETURNING j.id, j.org_id`
 	qDropPendings  = `DELETE FROM root_keys WHERE org_id = ANY($1) AND state = 'pending'`
 	qInsertPending = `INSERT INTO root_keys (org_id, provider, key_id, key_version, ciphertext, state, created_at)
 		SELECT org_id, provider, key_id, key_version, decode(ciphertext, 'base64'), 'pending', created_at

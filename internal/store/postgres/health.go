@@ -34,6 +34,5 @@ func (s *Store) Health(ctx context.Context) error {
 // for the rewrite: it is one small row per org. Copies in the write-ahead
 // log, backups and archived WAL are the operator's to protect.
 func (s *Store) ScrubDeleted(ctx context.Context) error {
-	_, err := s.db.ExecContext(ctx, `VACUUM (FULL) root_keys`)
-	return classify(ctx, "scrub deleted rows", "database", err)
+	return s.vacuumFull(ctx, "scrub deleted rows", "root_keys")
 }

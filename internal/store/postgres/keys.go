@@ -183,6 +183,27 @@ func (s *Store) RootKeys(ctx context.Context, orgID string) ([]keys.RootKeyWrapp
 	return ws, nil
 }
 
+// RootKeysOf implements [cmk.Store]: the wrappings of orgIDs in one
+// round trip, by org ID, each org's active one first; an org without any
+// is left out.
+func (s *Store) RootKeysOf(ctx context.Context, orgIDs []string) ([]keys.RootKeyWrapping, error) {
+	const op = "get root keys"
+	if len(orgIDs) == 0 {
+		return nil, nil
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT org_id, id, provider, key_id, key_version, ciphertext, state, created_at
+		FROM root_keys WHERE org_id = ANY($1) ORDER BY org_id, state = 'active' DESC, id`, orgIDs)
+	if err != nil {
+		return nil, classify(ctx, op, "root keys", err)
+	}
+	ws, err := collect(rows, func(rows *sql.Rows) (keys.RootKeyWrapping, error) {
+		var w keys.RootKeyWrapping
+		k := &w.Wrapped.Key
+		return w, rows.Scan(&w.OrgID, &w.ID, &k.Provider, &k.ID, &k.Version, &w.Wrapped.Ciphertext, &w.State, scanTime(&w.CreatedAt))
+	})
+	return ws, classify(ctx, op, "root keys", err)
+}
+
 // CreateDataKey stores k with its versions and ev. NotFound if the org does
 // not exist, Conflict if the key does.
 func (s *Store) CreateDataKey(ctx context.Context, orgID string, k keys.DataKey, ev audit.Event) error {

@@ -3,9 +3,11 @@ package postgres
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/orgkms/orgkms/internal/audit"
@@ -16,8 +18,6 @@ import (
 )
 
 var _ shred.Store = (*Store)(nil)
-
-func shredJobRes(id int64) string { return fmt.Sprintf("shred job %d", id) }
 
 func lifecycleRes(orgID, keyName string) string {
 	if keyName == "" {
@@ -221,28 +221,6 @@ func (s *Store) ShredInventory(ctx context.Context, orgID, keyName string) (shre
 	return inv, nil
 }
 
-// writeShredJob stores j's Step, State, Error, NotBefore, LeaseUntil and
-// UpdatedAt while j.Owner holds it under j.Fence.
-func writeShredJob(ctx context.Context, tx *sql.Tx, op string, j jobs.Job) error {
-	res, err := tx.ExecContext(ctx, `UPDATE shred_jobs SET step = $1, state = $2, error = $3, not_before = $4, lease_until = $5, updated_at = COALESCE($6, updated_at)
-		WHERE id = $7 AND owner = $8 AND fence = $9 AND state = 'running'`,
-		j.Step, string(j.State), j.Error, nullTimeArg(j.NotBefore), nullTimeArg(j.LeaseUntil), nullTimeArg(j.UpdatedAt), j.ID, j.Owner, j.Fence)
-	if err != nil {
-		return classify(ctx, op, shredJobRes(j.ID), err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return classify(ctx, op, shredJobRes(j.ID), err)
-	} else if n == 1 {
-		return nil
-	}
-	cur, err := scanJob(tx.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM shred_jobs WHERE id = $1`, j.ID))
-	if err != nil {
-		return classify(ctx, op, shredJobRes(j.ID), err)
-	}
-	return &fault.Error{Kind: fault.Conflict, Op: op, Resource: shredJobRes(j.ID),
-		Reason: fmt.Sprintf("shred job %d is %s, held by %s under fence %d, not by %s under fence %d", j.ID, cur.State, cur.Owner, cur.Fence, j.Owner, j.Fence)}
-}
-
 // Shred erases the org's or key's wrapped keys; see [shred.Store.Shred].
 func (s *Store) Shred(ctx context.Context, j jobs.Job, at time.Time, ev audit.Event) error {
 	const op = "shred"
@@ -257,7 +235,7 @@ func (s *Store) Shred(ctx context.Context, j jobs.Job, at time.Time, ev audit.Ev
 		if err := lockOrg(ctx, tx, op, j.OrgID); err != nil {
 			return err
 		}
-		if err := writeShredJob(ctx, tx, op, j); err != nil {
+		if err := shredJobTable.write(ctx, tx, op, j); err != nil {
 			return err
 		}
 		exec := func(q string, args ...any) error {
@@ -271,6 +249,13 @@ func (s *Store) Shred(ctx context.Context, j jobs.Job, at time.Time, ev audit.Ev
 				func() error { return exec(`DELETE FROM data_key_versions WHERE org_id = $1`, j.OrgID) },
 				func() error { return exec(`DELETE FROM root_keys WHERE org_id = $1`, j.OrgID) },
 				func() error { return exec(`DELETE FROM cmk_consent_requests WHERE org_id = $1`, j.OrgID) },
+				// The org's webhooks go too: their signing secrets, and the
+				// deliveries of events nobody may be sent on its behalf now.
+				func() error {
+					return exec(`DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE org_id = $1)`, j.OrgID)
+				},
+				func() error { return exec(`DELETE FROM webhook_deliveries WHERE org_id = $1`, j.OrgID) },
+				func() error { return exec(`DELETE FROM webhooks WHERE org_id = $1`, j.OrgID) },
 				func() error { return exec(`DELETE FROM cmk_orgs WHERE org_id = $1`, j.OrgID) },
 				func() error {
 					return exec(`UPDATE cmk_jobs SET state = 'failed', error = 'the org was deleted', updated_at = $1 WHERE org_id = $2 AND state IN ('pending', 'running')`, timeArg(at), j.OrgID)
@@ -307,16 +292,95 @@ func (s *Store) Shred(ctx context.Context, j jobs.Job, at time.Time, ev audit.Ev
 	})
 }
 
+// Bounds of the scrub's VACUUM FULL, on its own connection: the rewrite
+// holds an ACCESS EXCLUSIVE lock on the table, so every statement that
+// reads the table queues behind it, including behind its wait for the lock.
+// It gives up waiting for the lock after scrubLockTimeout (a long reader
+// holds it: the job retries later rather than stall the data plane), and the
+// rewrite itself may outlast the statement timeout of ordinary statements.
+const (
+	scrubLockTimeout      = 3 * time.Second
+	scrubStatementTimeout = 15 * time.Minute
+)
+
 // ScrubShredded rewrites the tables that held the erased wrapped keys
-// (VACUUM FULL of root_keys and data_key_versions): PostgreSQL keeps the
-// row versions of deleted rows in a table's files until a vacuum, and a
-// full vacuum writes the live rows to new files and removes the old ones.
-// Copies in the write-ahead log, in WAL archives and in backups cannot be
-// reached from here: protecting them is the operator's (see docs).
+// (VACUUM FULL of root_keys, data_key_versions and webhooks): PostgreSQL keeps the
+// row versions of deleted rows in a table's files until a vacuum, and even
+// a plain VACUUM only marks their space reusable; a full vacuum writes the
+// live rows to new files (heap, TOAST table and indexes) and truncates the
+// old ones when it commits. Copies in the write-ahead log, in WAL archives,
+// in replicas and in backups cannot be reached from here: protecting them
+// is the operator's (docs/crypto-shred.md). Unavailable when a table's lock
+// was not granted within a few seconds (retry).
 func (s *Store) ScrubShredded(ctx context.Context) error {
-	const op = "scrub shredded keys"
-	for _, table := range []string{"root_keys", "data_key_versions"} {
-		if _, err := s.db.ExecContext(ctx, `VACUUM (FULL) `+table); err != nil {
+	return s.vacuumFull(ctx, "scrub shredded keys", "root_keys", "data_key_versions", "webhooks")
+}
+
+// vacuumFull rewrites tables with VACUUM FULL on a connection of its own,
+// within scrubLockTimeout and scrubStatementTimeout. Unavailable when a
+// table's lock was not granted in time, or when the role may not vacuum a
+// table (VACUUM would skip it with a mere warning and leave every byte in
+// place).
+func (s *Store) vacuumFull(ctx context.Context, op string, tables ...string) (err error) {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return classify(ctx, op, "database", err)
+	}
+	defer func() {
+		// The session settings must not outlive the scrub on a pooled
+		// connection.
+		rctx := context.WithoutCancel(ctx)
+		for _, q := range []string{`RESET lock_timeout`, `RESET statement_timeout`} {
+			if _, rerr := conn.ExecContext(rctx, q); rerr != nil {
+				// Not reset: the connection is closed instead of
+				// going back to the pool; the scrub's outcome stands.
+				_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+				break
+			}
+		}
+		if cerr := conn.Close(); cerr != nil && err == nil {
+			err = classify(ctx, op, "database", cerr)
+		}
+	}()
+	for _, set := range []string{
+		fmt.Sprintf(`SET lock_timeout = %d`, scrubLockTimeout.Milliseconds()),
+		fmt.Sprintf(`SET statement_timeout = %d`, scrubStatementTimeout.Milliseconds()),
+	} {
+		if _, err := conn.ExecContext(ctx, set); err != nil {
+			return classify(ctx, op, "database", err)
+		}
+	}
+	// VACUUM skips, with a mere warning, a table its role may not vacuum
+	// (neither its owner's nor the database owner's member, nor superuser):
+	// the scrub would succeed and leave every byte in place.
+	rows, err := conn.QueryContext(ctx, `SELECT c.relname, current_user FROM pg_class c, pg_database d
+		WHERE c.oid = ANY($1::text[]::regclass[]) AND d.datname = current_database()
+		AND NOT pg_has_role(c.relowner, 'USAGE') AND NOT pg_has_role(d.datdba, 'USAGE') ORDER BY c.relname`, tables)
+	if err != nil {
+		return classify(ctx, op, "database", err)
+	}
+	var notOwned []string
+	var role string
+	for rows.Next() {
+		var table string
+		if err := rows.Scan(&table, &role); err != nil {
+			rows.Close()
+			return classify(ctx, op, "database", err)
+		}
+		notOwned = append(notOwned, table)
+	}
+	if err := rows.Close(); err != nil {
+		return classify(ctx, op, "database", err)
+	}
+	if err := rows.Err(); err != nil {
+		return classify(ctx, op, "database", err)
+	}
+	if len(notOwned) > 0 {
+		return &fault.Error{Kind: fault.Unavailable, Op: op, Resource: "table " + strings.Join(notOwned, ", "),
+			Reason: fmt.Sprintf("the database role %s does not own the table(s) %s, so VACUUM FULL would skip them and leave the erased rows in their files: run orgkms as the role that owns the tables (the one that ran the migrations); the scrub retries", role, strings.Join(notOwned, ", "))}
+	}
+	for _, table := range tables {
+		if _, err := conn.ExecContext(ctx, `VACUUM (FULL) `+table); err != nil {
 			return classify(ctx, op, "table "+table, err)
 		}
 	}
@@ -338,7 +402,7 @@ func (s *Store) FinishShredJob(ctx context.Context, j jobs.Job, ev *audit.Event)
 		ev = &e
 	}
 	return s.inTx(ctx, op, func(tx *sql.Tx) error {
-		if err := writeShredJob(ctx, tx, op, j); err != nil {
+		if err := shredJobTable.write(ctx, tx, op, j); err != nil {
 			return err
 		}
 		if ev == nil {
@@ -349,69 +413,8 @@ func (s *Store) FinishShredJob(ctx context.Context, j jobs.Job, ev *audit.Event)
 	})
 }
 
-// shredJobs is the [jobs.Store] of the shred_jobs table.
-type shredJobs struct{ s *Store }
-
 // ShredJobs returns the job store of shred jobs.
-func (s *Store) ShredJobs() jobs.Store { return shredJobs{s} }
-
-// ClaimJob leases the oldest claimable shred job, like [Store.ClaimJob].
-func (p shredJobs) ClaimJob(ctx context.Context, owner string, now time.Time, lease time.Duration) (jobs.Job, error) {
-	const op = "claim shred job"
-	if owner == "" || lease <= 0 {
-		return jobs.Job{}, &fault.Error{Kind: fault.Invalid, Op: op, Field: "owner", Reason: "a claim needs an owner and a positive lease"}
-	}
-	var j jobs.Job
-	err := p.s.inTx(ctx, op, func(tx *sql.Tx) error {
-		// SKIP LOCKED: of two nodes claiming at once, one gets the job.
-		var id int64
-		err := tx.QueryRowContext(ctx, `UPDATE shred_jobs SET state = 'running', owner = $2, lease_until = $3, attempts = attempts + 1, fence = fence + 1, updated_at = $1
-			WHERE id = (SELECT id FROM shred_jobs
-				WHERE (state = 'pending' AND (not_before IS NULL OR not_before <= $1))
-				   OR (state = 'running' AND (lease_until IS NULL OR lease_until <= $1))
-				ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
-			RETURNING id`, timeArg(now), owner, timeArg(now.Add(lease))).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
-			return &fault.Error{Kind: fault.NotFound, Op: op, Resource: "claimable shred job", Reason: "no shred job is ready to run"}
-		}
-		if err != nil {
-			return classify(ctx, op, "shred jobs", err)
-		}
-		j, err = scanJob(tx.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM shred_jobs WHERE id = $1`, id))
-		return classify(ctx, op, shredJobRes(id), err)
-	})
-	return j, err
-}
-
-// UpdateJob stores j while j.Owner holds it under j.Fence; Conflict
-// otherwise.
-func (p shredJobs) UpdateJob(ctx context.Context, j jobs.Job) error {
-	const op = "update shred job"
-	if j.Owner == "" {
-		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.owner", Reason: "lease owner is empty"}
-	}
-	return p.s.inTx(ctx, op, func(tx *sql.Tx) error { return writeShredJob(ctx, tx, op, j) })
-}
-
-// RenewJob moves running job j's lease to until while j.Owner holds it
-// under j.Fence; Conflict otherwise.
-func (p shredJobs) RenewJob(ctx context.Context, j jobs.Job, until time.Time) error {
-	const op = "renew shred job"
-	return p.s.inTx(ctx, op, func(tx *sql.Tx) error {
-		j.LeaseUntil = until
-		res, err := tx.ExecContext(ctx, `UPDATE shred_jobs SET lease_until = $1 WHERE id = $2 AND owner = $3 AND fence = $4 AND state = 'running'`,
-			timeArg(until), j.ID, j.Owner, j.Fence)
-		if err != nil {
-			return classify(ctx, op, shredJobRes(j.ID), err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return classify(ctx, op, shredJobRes(j.ID), err)
-		} else if n == 1 {
-			return nil
-		}
-		return &fault.Error{Kind: fault.Conflict, Op: op, Resource: shredJobRes(j.ID), Reason: "the shred job's lease was lost"}
-	})
-}
+func (s *Store) ShredJobs() jobs.Store { return tableJobs{s, shredJobTable} }
 
 // ShredJobsOf returns the org's shred jobs, newest first (status pages).
 func (s *Store) ShredJobsOf(ctx context.Context, orgID string) ([]jobs.Job, error) {

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -18,21 +17,8 @@ import (
 
 var _ platformkey.Store = (*Store)(nil)
 
-func platformJobRes(id int64) string { return fmt.Sprintf("platform job %d", id) }
-
-func getPlatformJob(ctx context.Context, q querier, op string, id int64) (jobs.Job, error) {
-	j, err := scanJob(q.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM platform_jobs WHERE id = $1`, id))
-	if err != nil {
-		return jobs.Job{}, classify(ctx, op, platformJobRes(id), err)
-	}
-	return j, nil
-}
-
-// platformJobs is the [jobs.Store] of the platform_jobs table.
-type platformJobs struct{ s *Store }
-
 // PlatformJobs returns the job store of platform jobs.
-func (s *Store) PlatformJobs() jobs.Store { return platformJobs{s} }
+func (s *Store) PlatformJobs() jobs.Store { return tableJobs{s, platformJobTable} }
 
 // StartPlatformJob creates j (pending) and appends ev to the platform
 // chain. Conflict if a job of j.Kind is pending or running.
@@ -67,7 +53,7 @@ func (s *Store) StartPlatformJob(ctx context.Context, j jobs.Job, ev audit.Event
 		if _, err := s.appendAudit(ctx, tx, op, ev); err != nil {
 			return err
 		}
-		out, err = getPlatformJob(ctx, tx, op, id)
+		out, err = platformJobTable.get(ctx, tx, op, id)
 		return err
 	})
 	return out, err
@@ -83,114 +69,11 @@ func (s *Store) LatestPlatformJob(ctx context.Context) (jobs.Job, error) {
 	return j, nil
 }
 
-// ClaimJob leases the oldest claimable platform job, like [Store.ClaimJob].
-func (p platformJobs) ClaimJob(ctx context.Context, owner string, now time.Time, lease time.Duration) (jobs.Job, error) {
-	const op = "claim platform job"
-	switch {
-	case owner == "":
-		return jobs.Job{}, &fault.Error{Kind: fault.Invalid, Op: op, Field: "owner", Reason: "lease owner is empty"}
-	case lease <= 0:
-		return jobs.Job{}, &fault.Error{Kind: fault.Invalid, Op: op, Field: "lease", Reason: "lease must be positive"}
-	}
-	var j jobs.Job
-	err := p.s.inTx(ctx, op, func(tx *sql.Tx) error {
-		// SKIP LOCKED: of two nodes claiming at once, one gets the job.
-		var id int64
-		err := tx.QueryRowContext(ctx, `UPDATE platform_jobs SET state = 'running', owner = $2, lease_until = $3, attempts = attempts + 1, fence = fence + 1, updated_at = $1
-			WHERE id = (SELECT id FROM platform_jobs
-				WHERE (state = 'pending' AND (not_before IS NULL OR not_before <= $1))
-				   OR (state = 'running' AND (lease_until IS NULL OR lease_until <= $1))
-				ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
-			RETURNING id`, timeArg(now), owner, timeArg(now.Add(lease))).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
-			return &fault.Error{Kind: fault.NotFound, Op: op, Resource: "claimable platform job", Reason: "no platform job is ready to run"}
-		}
-		if err != nil {
-			return classify(ctx, op, "platform jobs", err)
-		}
-		j, err = getPlatformJob(ctx, tx, op, id)
-		return err
-	})
-	return j, err
-}
-
-// platformJobLost is the Conflict of a fenced write of j that matched no row.
-func platformJobLost(ctx context.Context, tx *sql.Tx, op string, j jobs.Job) error {
-	cur, err := getPlatformJob(ctx, tx, op, j.ID)
-	if err != nil {
-		return err
-	}
-	reason := fmt.Sprintf("platform job %d is %s, held by %s under fence %d, not %s under fence %d: another node took it over", j.ID, cur.State, cur.Owner, cur.Fence, j.Owner, j.Fence)
-	if cur.State != jobs.Running {
-		reason = fmt.Sprintf("platform job %d is %s, not running under %s", j.ID, cur.State, j.Owner)
-	}
-	return &fault.Error{Kind: fault.Conflict, Op: op, Resource: platformJobRes(j.ID), Reason: reason}
-}
-
-// writePlatformJob stores j's Step, State, Error, NotBefore, LeaseUntil and
-// UpdatedAt (when not zero) while j.Owner holds it under j.Fence.
-func writePlatformJob(ctx context.Context, tx *sql.Tx, op string, j jobs.Job) error {
-	res, err := tx.ExecContext(ctx, `UPDATE platform_jobs SET step = $1, state = $2, error = $3, not_before = $4, lease_until = $5, updated_at = COALESCE($6, updated_at)
-		WHERE id = $7 AND owner = $8 AND fence = $9 AND state = 'running'`,
-		j.Step, string(j.State), j.Error, nullTimeArg(j.NotBefore), nullTimeArg(j.LeaseUntil), nullTimeArg(j.UpdatedAt), j.ID, j.Owner, j.Fence)
-	if err != nil {
-		return classify(ctx, op, platformJobRes(j.ID), err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return classify(ctx, op, platformJobRes(j.ID), err)
-	} else if n == 1 {
-		return nil
-	}
-	return platformJobLost(ctx, tx, op, j)
-}
-
-func checkPlatformJob(op string, j jobs.Job, states ...jobs.State) error {
-	switch {
-	case j.Owner == "":
-		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.owner", Reason: "lease owner is empty"}
-	case !slices.Contains(states, j.State):
-		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.state", Reason: fmt.Sprintf("platform job state must be one of %v, not %q", states, j.State)}
-	}
-	return nil
-}
-
-// UpdateJob stores a running (or released, pending) platform job while
-// j.Owner holds it under j.Fence; Conflict otherwise.
-func (p platformJobs) UpdateJob(ctx context.Context, j jobs.Job) error {
-	const op = "update platform job"
-	if err := checkPlatformJob(op, j, jobs.Running, jobs.Pending); err != nil {
-		return err
-	}
-	return p.s.inTx(ctx, op, func(tx *sql.Tx) error { return writePlatformJob(ctx, tx, op, j) })
-}
-
-// RenewJob moves running job j's lease to until while j.Owner holds it
-// under j.Fence; Conflict otherwise.
-func (p platformJobs) RenewJob(ctx context.Context, j jobs.Job, until time.Time) error {
-	const op = "renew platform job"
-	if err := checkPlatformJob(op, j, jobs.Running); err != nil {
-		return err
-	}
-	return p.s.inTx(ctx, op, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE platform_jobs SET lease_until = $1 WHERE id = $2 AND owner = $3 AND fence = $4 AND state = 'running'`,
-			timeArg(until), j.ID, j.Owner, j.Fence)
-		if err != nil {
-			return classify(ctx, op, platformJobRes(j.ID), err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return classify(ctx, op, platformJobRes(j.ID), err)
-		} else if n == 1 {
-			return nil
-		}
-		return platformJobLost(ctx, tx, op, j)
-	})
-}
-
 // FinishPlatformJob stores j (done or failed) and appends ev to the
 // platform chain, while j.Owner holds j under j.Fence.
 func (s *Store) FinishPlatformJob(ctx context.Context, j jobs.Job, ev audit.Event) error {
 	const op = "finish platform job"
-	if err := checkPlatformJob(op, j, jobs.Done, jobs.Failed); err != nil {
+	if err := platformJobTable.check(op, j, jobs.Done, jobs.Failed); err != nil {
 		return err
 	}
 	ev, err := eventFor(op, audit.Platform, ev)
@@ -198,7 +81,7 @@ func (s *Store) FinishPlatformJob(ctx context.Context, j jobs.Job, ev audit.Even
 		return err
 	}
 	return s.inTx(ctx, op, func(tx *sql.Tx) error {
-		if err := writePlatformJob(ctx, tx, op, j); err != nil {
+		if err := platformJobTable.write(ctx, tx, op, j); err != nil {
 			return err
 		}
 		_, err := s.appendAudit(ctx, tx, op, ev)
@@ -246,20 +129,20 @@ func (s *Store) WrappingCounts(ctx context.Context) ([]platformkey.WrappingCount
 // ten round trips per org, as startjobs.go does for StartJobs.
 const (
 	qDropSameKeyCopies = `DELETE FROM root_keys r USING jsonb_to_recordset($1::jsonb) AS u(org_id text, provider text, key_id text)
-		WHERE r.org_id = u.org_id AND r.state = 'pending' AND r.provider = u.provider AND r.key_id = u.key_id`
+		WHERE r.org_id = u.org_id AND r.state = 'pending' AND r.provider = u.provider AND r.key_id = u.key_id AND r.org_id = ANY(` + orgsOfRows + `)`
 	qOtherPending = `SELECT org_id FROM root_keys WHERE org_id = ANY($1) AND state = 'pending'`
 	qInsertCopies = `INSERT INTO root_keys (org_id, provider, key_id, key_version, ciphertext, state, created_at)
 		SELECT org_id, provider, key_id, key_version, decode(ciphertext, 'base64'), 'pending', created_at
 		FROM jsonb_to_recordset($1::jsonb) AS u(org_id text, provider text, key_id text, key_version text, ciphertext text, created_at timestamptz)
 		RETURNING org_id, id`
 	qSwitchable = `SELECT r.org_id FROM root_keys r JOIN jsonb_to_recordset($1::jsonb) AS u(org_id text, f bigint, t bigint) ON r.org_id = u.org_id
-		WHERE (r.id = u.f AND r.state = 'active') OR (r.id = u.t AND r.state = 'pending')
+		WHERE ((r.id = u.f AND r.state = 'active') OR (r.id = u.t AND r.state = 'pending')) AND r.org_id = ANY(` + orgsOfRows + `)
 		GROUP BY r.org_id HAVING count(*) = 2`
 	qDropOthers = `DELETE FROM root_keys r USING jsonb_to_recordset($1::jsonb) AS u(org_id text, t bigint)
-		WHERE r.org_id = u.org_id AND r.id <> u.t`
+		WHERE r.org_id = u.org_id AND r.id <> u.t AND r.org_id = ANY(` + orgsOfRows + `)`
 	qActivate   = `UPDATE root_keys SET state = 'active' WHERE id = ANY($1)`
 	qSetMasters = `UPDATE orgs o SET master_provider = u.provider, master_key_id = u.key_id
-		FROM jsonb_to_recordset($1::jsonb) AS u(org_id text, provider text, key_id text) WHERE o.id = u.org_id`
+		FROM jsonb_to_recordset($1::jsonb) AS u(org_id text, provider text, key_id text) WHERE o.id = u.org_id AND o.id = ANY(` + orgsOfRows + `)`
 	qBumpGenerations = `INSERT INTO org_generations (org_id, generation, reason, changed_at)
 		SELECT org_id, 1, reason, changed_at FROM jsonb_to_recordset($1::jsonb) AS u(org_id text, reason text, changed_at timestamptz) ORDER BY org_id
 		ON CONFLICT (org_id) DO UPDATE SET generation = org_generations.generation + 1, reason = excluded.reason, changed_at = excluded.changed_at`
@@ -312,7 +195,7 @@ func orgsOnce(op string, ids []string) ([]string, error) {
 // j's Step, in one transaction fenced by j.
 func (s *Store) AddPlatformCopies(ctx context.Context, j jobs.Job, ws []keys.RootKeyWrapping) ([]int64, error) {
 	const op = "add platform copies"
-	if err := checkPlatformJob(op, j, jobs.Running); err != nil {
+	if err := platformJobTable.check(op, j, jobs.Running); err != nil {
 		return nil, err
 	}
 	ids := make([]string, len(ws))
@@ -334,7 +217,7 @@ func (s *Store) AddPlatformCopies(ctx context.Context, j jobs.Job, ws []keys.Roo
 	var out []int64
 	err = s.inTx(ctx, op, func(tx *sql.Tx) error {
 		out = make([]int64, len(ws))
-		if err := writePlatformJob(ctx, tx, op, j); err != nil {
+		if err := platformJobTable.write(ctx, tx, op, j); err != nil {
 			return err
 		}
 		exists, err := pageQuery(ctx, tx, op, "orgs", qLockOrgs, sorted)
@@ -411,7 +294,7 @@ func (s *Store) AddPlatformCopies(ctx context.Context, j jobs.Job, ws []keys.Roo
 // the job left them, in one transaction fenced by j.
 func (s *Store) SwitchPlatformWrappings(ctx context.Context, j jobs.Job, sw []platformkey.Switch) ([]error, error) {
 	const op = "switch platform wrappings"
-	if err := checkPlatformJob(op, j, jobs.Running); err != nil {
+	if err := platformJobTable.check(op, j, jobs.Running); err != nil {
 		return nil, err
 	}
 	evs := make([]audit.Event, len(sw))
@@ -433,7 +316,7 @@ func (s *Store) SwitchPlatformWrappings(ctx context.Context, j jobs.Job, sw []pl
 	var out []error
 	err = s.inTx(ctx, op, func(tx *sql.Tx) error {
 		out = make([]error, len(sw))
-		if err := writePlatformJob(ctx, tx, op, j); err != nil {
+		if err := platformJobTable.write(ctx, tx, op, j); err != nil {
 			return err
 		}
 		if len(sw) == 0 {

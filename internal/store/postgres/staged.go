@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/orgkms/orgkms/internal/cmk"
@@ -19,8 +18,6 @@ const stagedColumns = `org_id, decrypt_only, decrypt_only_reason, decrypt_only_b
 	mode, due_at, reason, scheduled_by, scheduled_at, job_id, revision, updated_at`
 
 func stagedRes(orgID string) string { return "staged revocation of org " + orgID }
-
-func stagedJobRes(id int64) string { return fmt.Sprintf("staged job %d", id) }
 
 func scanStaged(row interface{ Scan(...any) error }) (cmk.Staged, error) {
 	var st cmk.Staged
@@ -99,10 +96,10 @@ func (s *Store) putStaged(ctx context.Context, tx *sql.Tx, op string, w cmk.Stag
 		res, err := tx.ExecContext(ctx, `UPDATE cmk_staged_jobs SET state = 'failed', error = 'cancelled', updated_at = $1 WHERE id = $2 AND org_id = $3 AND state IN ('pending', 'failed')`,
 			timeArg(ev.Time), w.Cancel, st.OrgID)
 		if err != nil {
-			return cmk.Staged{}, classify(ctx, op, stagedJobRes(w.Cancel), err)
+			return cmk.Staged{}, classify(ctx, op, stagedJobTable.res(w.Cancel), err)
 		}
 		if n, err := res.RowsAffected(); err != nil {
-			return cmk.Staged{}, classify(ctx, op, stagedJobRes(w.Cancel), err)
+			return cmk.Staged{}, classify(ctx, op, stagedJobTable.res(w.Cancel), err)
 		} else if n != 1 {
 			return cmk.Staged{}, &fault.Error{Kind: fault.Conflict, Op: op, Resource: stagedRes(st.OrgID), Reason: "the scheduled revocation is being applied; it can no longer be cancelled"}
 		}
@@ -168,132 +165,18 @@ func (s *Store) PutStaged(ctx context.Context, w cmk.StagedWrite) (cmk.Staged, e
 	return out, err
 }
 
-func getStagedJob(ctx context.Context, q querier, op string, id int64) (jobs.Job, error) {
-	j, err := scanJob(q.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM cmk_staged_jobs WHERE id = $1`, id))
-	if err != nil {
-		return jobs.Job{}, classify(ctx, op, stagedJobRes(id), err)
-	}
-	return j, nil
-}
-
 // GetStagedJob implements [cmk.StagedStore].
 func (s *Store) GetStagedJob(ctx context.Context, id int64) (jobs.Job, error) {
-	return getStagedJob(ctx, s.db, "get staged job", id)
+	return stagedJobTable.get(ctx, s.db, "get staged job", id)
 }
-
-// stagedJobs is the [jobs.Store] of the cmk_staged_jobs table.
-type stagedJobs struct{ s *Store }
 
 // StagedJobs implements [cmk.StagedStore].
-func (s *Store) StagedJobs() jobs.Store { return stagedJobs{s} }
-
-// ClaimJob leases the oldest claimable staged job, like [Store.ClaimJob].
-func (p stagedJobs) ClaimJob(ctx context.Context, owner string, now time.Time, lease time.Duration) (jobs.Job, error) {
-	const op = "claim staged job"
-	switch {
-	case owner == "":
-		return jobs.Job{}, &fault.Error{Kind: fault.Invalid, Op: op, Field: "owner", Reason: "lease owner is empty"}
-	case lease <= 0:
-		return jobs.Job{}, &fault.Error{Kind: fault.Invalid, Op: op, Field: "lease", Reason: "lease must be positive"}
-	}
-	var j jobs.Job
-	err := p.s.inTx(ctx, op, func(tx *sql.Tx) error {
-		// SKIP LOCKED: of two nodes claiming at once, one gets the job.
-		var id int64
-		err := tx.QueryRowContext(ctx, `UPDATE cmk_staged_jobs SET state = 'running', owner = $2, lease_until = $3, attempts = attempts + 1, fence = fence + 1, updated_at = $1
-			WHERE id = (SELECT id FROM cmk_staged_jobs
-				WHERE (state = 'pending' AND (not_before IS NULL OR not_before <= $1))
-				   OR (state = 'running' AND (lease_until IS NULL OR lease_until <= $1))
-				ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
-			RETURNING id`, timeArg(now), owner, timeArg(now.Add(lease))).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
-			return &fault.Error{Kind: fault.NotFound, Op: op, Resource: "claimable staged job", Reason: "no staged job is due"}
-		}
-		if err != nil {
-			return classify(ctx, op, "staged jobs", err)
-		}
-		j, err = getStagedJob(ctx, tx, op, id)
-		return err
-	})
-	return j, err
-}
-
-// stagedJobLost is the Conflict of a fenced write of j that matched no row.
-func stagedJobLost(ctx context.Context, tx *sql.Tx, op string, j jobs.Job) error {
-	cur, err := getStagedJob(ctx, tx, op, j.ID)
-	if err != nil {
-		return err
-	}
-	reason := fmt.Sprintf("staged job %d is %s, held by %s under fence %d, not %s under fence %d: another node took it over", j.ID, cur.State, cur.Owner, cur.Fence, j.Owner, j.Fence)
-	if cur.State != jobs.Running {
-		reason = fmt.Sprintf("staged job %d is %s, not running under %s", j.ID, cur.State, j.Owner)
-	}
-	return &fault.Error{Kind: fault.Conflict, Op: op, Resource: stagedJobRes(j.ID), Reason: reason}
-}
-
-// writeStagedJob stores j's Step, State, Error, NotBefore, LeaseUntil and
-// UpdatedAt (when not zero) while j.Owner holds it under j.Fence.
-func writeStagedJob(ctx context.Context, tx *sql.Tx, op string, j jobs.Job) error {
-	res, err := tx.ExecContext(ctx, `UPDATE cmk_staged_jobs SET step = $1, state = $2, error = $3, not_before = $4, lease_until = $5, updated_at = COALESCE($6, updated_at)
-		WHERE id = $7 AND owner = $8 AND fence = $9 AND state = 'running'`,
-		j.Step, string(j.State), j.Error, nullTimeArg(j.NotBefore), nullTimeArg(j.LeaseUntil), nullTimeArg(j.UpdatedAt), j.ID, j.Owner, j.Fence)
-	if err != nil {
-		return classify(ctx, op, stagedJobRes(j.ID), err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return classify(ctx, op, stagedJobRes(j.ID), err)
-	} else if n == 1 {
-		return nil
-	}
-	return stagedJobLost(ctx, tx, op, j)
-}
-
-func checkStagedJob(op string, j jobs.Job, states ...jobs.State) error {
-	switch {
-	case j.Owner == "":
-		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.owner", Reason: "lease owner is empty"}
-	case !slices.Contains(states, j.State):
-		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.state", Reason: fmt.Sprintf("staged job state must be one of %v, not %q", states, j.State)}
-	}
-	return nil
-}
-
-// UpdateJob stores a running (or released, pending) staged job while
-// j.Owner holds it under j.Fence; Conflict otherwise.
-func (p stagedJobs) UpdateJob(ctx context.Context, j jobs.Job) error {
-	const op = "update staged job"
-	if err := checkStagedJob(op, j, jobs.Running, jobs.Pending); err != nil {
-		return err
-	}
-	return p.s.inTx(ctx, op, func(tx *sql.Tx) error { return writeStagedJob(ctx, tx, op, j) })
-}
-
-// RenewJob moves running job j's lease to until while j.Owner holds it
-// under j.Fence; Conflict otherwise.
-func (p stagedJobs) RenewJob(ctx context.Context, j jobs.Job, until time.Time) error {
-	const op = "renew staged job"
-	if err := checkStagedJob(op, j, jobs.Running); err != nil {
-		return err
-	}
-	return p.s.inTx(ctx, op, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE cmk_staged_jobs SET lease_until = $1 WHERE id = $2 AND owner = $3 AND fence = $4 AND state = 'running'`,
-			timeArg(until), j.ID, j.Owner, j.Fence)
-		if err != nil {
-			return classify(ctx, op, stagedJobRes(j.ID), err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return classify(ctx, op, stagedJobRes(j.ID), err)
-		} else if n == 1 {
-			return nil
-		}
-		return stagedJobLost(ctx, tx, op, j)
-	})
-}
+func (s *Store) StagedJobs() jobs.Store { return tableJobs{s, stagedJobTable} }
 
 // FinishStagedJob implements [cmk.StagedStore].
 func (s *Store) FinishStagedJob(ctx context.Context, j jobs.Job, w *cmk.StagedWrite) error {
 	const op = "finish staged job"
-	if err := checkStagedJob(op, j, jobs.Done, jobs.Failed); err != nil {
+	if err := stagedJobTable.check(op, j, jobs.Done, jobs.Failed); err != nil {
 		return err
 	}
 	if w != nil {
@@ -305,7 +188,7 @@ func (s *Store) FinishStagedJob(ctx context.Context, j jobs.Job, w *cmk.StagedWr
 		}
 	}
 	return s.inTx(ctx, op, func(tx *sql.Tx) error {
-		if err := writeStagedJob(ctx, tx, op, j); err != nil {
+		if err := stagedJobTable.write(ctx, tx, op, j); err != nil {
 			return err
 		}
 		if w == nil {

@@ -20,21 +20,22 @@ const (
 	qFinishHeld = `WITH u AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS u(id bigint, org_id text, owner text, fence bigint, step text,
 			state text, error text, not_before timestamptz, lease_until timestamptz, updated_at timestamptz)),
 		held AS (SELECT j.id FROM cmk_jobs j JOIN u ON j.id = u.id AND j.org_id = u.org_id AND j.owner = u.owner AND j.fence = u.fence
-			WHERE j.state = 'running' ORDER BY j.org_id FOR UPDATE OF j)
+			WHERE j.state = 'running' AND j.id = ANY(` + idsOfRows + `) ORDER BY j.org_id FOR UPDATE OF j)
 		UPDATE cmk_jobs j SET step = u.step, state = u.state, error = u.error, not_before = u.not_before, lease_until = u.lease_until,
 			updated_at = COALESCE(u.updated_at, j.updated_at)
-		FROM u WHERE j.id = u.id AND j.id IN (SELECT id FROM held) RETURNING j.id`
+		FROM u WHERE j.id = u.id AND j.id IN (SELECT id FROM held) AND j.id = ANY(` + idsOfRows + `) RETURNING j.id`
 	qPendingOf = `SELECT r.org_id FROM root_keys r JOIN jsonb_to_recordset($1::jsonb) AS u(id bigint, org_id text)
-		ON r.id = u.id AND r.org_id = u.org_id WHERE r.state = 'pending'`
+		ON r.id = u.id AND r.org_id = u.org_id WHERE r.state = 'pending' AND r.id = ANY(` + idsOfRows + `)`
 	qSwitchDropOthers = `DELETE FROM root_keys r USING jsonb_to_recordset($1::jsonb) AS u(id bigint, org_id text)
-		WHERE r.org_id = u.org_id AND r.id <> u.id`
+		WHERE r.org_id = u.org_id AND r.id <> u.id AND r.org_id = ANY(` + orgsOfRows + `)`
 	qSwitchActivate = `UPDATE root_keys r SET state = 'active' FROM jsonb_to_recordset($1::jsonb) AS u(id bigint, org_id text)
-		WHERE r.id = u.id AND r.org_id = u.org_id`
+		WHERE r.id = u.id AND r.org_id = u.org_id AND r.id = ANY(` + idsOfRows + `)`
 	// qProbeMoved makes an org moved to another key (not a new version of
 	// the same key) due for a probe at once; it runs before qSetMasters (platformkey.go).
 	qProbeMoved = `UPDATE cmk_orgs c SET probe_due_at = NULL
 		FROM jsonb_to_recordset($1::jsonb) AS u(org_id text, provider text, key_id text), orgs o
-		WHERE c.org_id = u.org_id AND o.id = u.org_id AND (o.master_provider <> u.provider OR o.master_key_id <> u.key_id)`
+		WHERE c.org_id = u.org_id AND o.id = u.org_id AND (o.master_provider <> u.provider OR o.master_key_id <> u.key_id)
+			AND c.org_id = ANY(` + orgsOfRows + `) AND o.id = ANY(` + orgsOfRows + `)`
 )
 
 // switchSet stores the switches of steps at indexes set (checked, one per

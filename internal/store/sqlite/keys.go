@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -190,6 +191,31 @@ func (s *Store) RootKeys(ctx context.Context, orgID string) ([]keys.RootKeyWrapp
 		}
 	}
 	return ws, nil
+}
+
+// RootKeysOf implements [cmk.Store]: the wrappings of orgIDs in one
+// query, by org ID, each org's active one first; an org without any is
+// left out.
+func (s *Store) RootKeysOf(ctx context.Context, orgIDs []string) ([]keys.RootKeyWrapping, error) {
+	const op = "get root keys"
+	if len(orgIDs) == 0 {
+		return nil, nil
+	}
+	ids, err := json.Marshal(orgIDs)
+	if err != nil {
+		return nil, &fault.Error{Kind: fault.Internal, Op: op, Resource: "root keys", Err: err}
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT org_id, id, provider, key_id, key_version, ciphertext, state, created_at
+		FROM root_keys WHERE org_id IN (SELECT value FROM json_each(?)) ORDER BY org_id, state = 'active' DESC, id`, string(ids))
+	if err != nil {
+		return nil, classify(ctx, op, "root keys", err)
+	}
+	ws, err := collect(rows, func(rows *sql.Rows) (keys.RootKeyWrapping, error) {
+		var w keys.RootKeyWrapping
+		k := &w.Wrapped.Key
+		return w, rows.Scan(&w.OrgID, &w.ID, &k.Provider, &k.ID, &k.Version, &w.Wrapped.Ciphertext, &w.State, scanTime(&w.CreatedAt))
+	})
+	return ws, classify(ctx, op, "root keys", err)
 }
 
 // CreateDataKey stores k with its versions and ev. NotFound if the org does

@@ -17,8 +17,6 @@ import (
 
 var _ shred.Store = (*Store)(nil)
 
-func shredJobRes(id int64) string { return fmt.Sprintf("shred job %d", id) }
-
 func lifecycleRes(orgID, keyName string) string {
 	if keyName == "" {
 		return orgRes(orgID)
@@ -218,28 +216,6 @@ func (s *Store) ShredInventory(ctx context.Context, orgID, keyName string) (shre
 	return inv, nil
 }
 
-// writeShredJob stores j's Step, State, Error, NotBefore, LeaseUntil and
-// UpdatedAt while j.Owner holds it under j.Fence.
-func writeShredJob(ctx context.Context, tx *sql.Tx, op string, j jobs.Job) error {
-	res, err := tx.ExecContext(ctx, `UPDATE shred_jobs SET step = ?, state = ?, error = ?, not_before = ?, lease_until = ?, updated_at = COALESCE(?, updated_at)
-		WHERE id = ? AND owner = ? AND fence = ? AND state = 'running'`,
-		j.Step, string(j.State), j.Error, nullTimeArg(j.NotBefore), nullTimeArg(j.LeaseUntil), nullTimeArg(j.UpdatedAt), j.ID, j.Owner, j.Fence)
-	if err != nil {
-		return classify(ctx, op, shredJobRes(j.ID), err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return classify(ctx, op, shredJobRes(j.ID), err)
-	} else if n == 1 {
-		return nil
-	}
-	cur, err := scanJob(tx.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM shred_jobs WHERE id = ?`, j.ID))
-	if err != nil {
-		return classify(ctx, op, shredJobRes(j.ID), err)
-	}
-	return &fault.Error{Kind: fault.Conflict, Op: op, Resource: shredJobRes(j.ID),
-		Reason: fmt.Sprintf("shred job %d is %s, held by %s under fence %d, not by %s under fence %d", j.ID, cur.State, cur.Owner, cur.Fence, j.Owner, j.Fence)}
-}
-
 // Shred erases the org's or key's wrapped keys; see [shred.Store.Shred].
 func (s *Store) Shred(ctx context.Context, j jobs.Job, at time.Time, ev audit.Event) error {
 	const op = "shred"
@@ -251,7 +227,7 @@ func (s *Store) Shred(ctx context.Context, j jobs.Job, at time.Time, ev audit.Ev
 		return err
 	}
 	return s.inTx(ctx, op, func(tx *sql.Tx) error {
-		if err := writeShredJob(ctx, tx, op, j); err != nil {
+		if err := shredJobTable.write(ctx, tx, op, j); err != nil {
 			return err
 		}
 		exec := func(q string, args ...any) error {
@@ -265,6 +241,13 @@ func (s *Store) Shred(ctx context.Context, j jobs.Job, at time.Time, ev audit.Ev
 				func() error { return exec(`DELETE FROM data_key_versions WHERE org_id = ?`, j.OrgID) },
 				func() error { return exec(`DELETE FROM root_keys WHERE org_id = ?`, j.OrgID) },
 				func() error { return exec(`DELETE FROM cmk_consent_requests WHERE org_id = ?`, j.OrgID) },
+				// The org's webhooks go too: their signing secrets, and the
+				// deliveries of events nobody may be sent on its behalf now.
+				func() error {
+					return exec(`DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE org_id = ?)`, j.OrgID)
+				},
+				func() error { return exec(`DELETE FROM webhook_deliveries WHERE org_id = ?`, j.OrgID) },
+				func() error { return exec(`DELETE FROM webhooks WHERE org_id = ?`, j.OrgID) },
 				func() error { return exec(`DELETE FROM cmk_orgs WHERE org_id = ?`, j.OrgID) },
 				func() error {
 					return exec(`UPDATE cmk_jobs SET state = 'failed', error = 'the org was deleted', updated_at = ? WHERE org_id = ? AND state IN ('pending', 'running')`, timeArg(at), j.OrgID)
@@ -336,7 +319,7 @@ func (s *Store) FinishShredJob(ctx context.Context, j jobs.Job, ev *audit.Event)
 		ev = &e
 	}
 	return s.inTx(ctx, op, func(tx *sql.Tx) error {
-		if err := writeShredJob(ctx, tx, op, j); err != nil {
+		if err := shredJobTable.write(ctx, tx, op, j); err != nil {
 			return err
 		}
 		if ev == nil {
@@ -347,70 +330,8 @@ func (s *Store) FinishShredJob(ctx context.Context, j jobs.Job, ev *audit.Event)
 	})
 }
 
-// shredJobs is the [jobs.Store] of the shred_jobs table.
-type shredJobs struct{ s *Store }
-
 // ShredJobs returns the job store of shred jobs.
-func (s *Store) ShredJobs() jobs.Store { return shredJobs{s} }
-
-// ClaimJob leases the oldest claimable shred job, like [Store.ClaimJob].
-func (p shredJobs) ClaimJob(ctx context.Context, owner string, now time.Time, lease time.Duration) (jobs.Job, error) {
-	const op = "claim shred job"
-	if owner == "" || lease <= 0 {
-		return jobs.Job{}, &fault.Error{Kind: fault.Invalid, Op: op, Field: "owner", Reason: "a claim needs an owner and a positive lease"}
-	}
-	var j jobs.Job
-	err := p.s.inTx(ctx, op, func(tx *sql.Tx) error {
-		var found sql.NullInt64
-		err := tx.QueryRowContext(ctx, `SELECT min(id) FROM shred_jobs
-			WHERE (state = 'pending' AND (not_before IS NULL OR not_before <= ?1))
-			   OR (state = 'running' AND (lease_until IS NULL OR lease_until <= ?1))`, timeArg(now)).Scan(&found)
-		if err != nil {
-			return classify(ctx, op, "shred jobs", err)
-		}
-		if !found.Valid {
-			return &fault.Error{Kind: fault.NotFound, Op: op, Resource: "claimable shred job", Reason: "no shred job is ready to run"}
-		}
-		_, err = tx.ExecContext(ctx, `UPDATE shred_jobs SET state = 'running', owner = ?, lease_until = ?, attempts = attempts + 1, fence = fence + 1, updated_at = ? WHERE id = ?`,
-			owner, timeArg(now.Add(lease)), timeArg(now), found.Int64)
-		if err != nil {
-			return classify(ctx, op, shredJobRes(found.Int64), err)
-		}
-		j, err = scanJob(tx.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM shred_jobs WHERE id = ?`, found.Int64))
-		return classify(ctx, op, shredJobRes(found.Int64), err)
-	})
-	return j, err
-}
-
-// UpdateJob stores j while j.Owner holds it under j.Fence; Conflict
-// otherwise.
-func (p shredJobs) UpdateJob(ctx context.Context, j jobs.Job) error {
-	const op = "update shred job"
-	if j.Owner == "" {
-		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.owner", Reason: "lease owner is empty"}
-	}
-	return p.s.inTx(ctx, op, func(tx *sql.Tx) error { return writeShredJob(ctx, tx, op, j) })
-}
-
-// RenewJob moves running job j's lease to until while j.Owner holds it
-// under j.Fence; Conflict otherwise.
-func (p shredJobs) RenewJob(ctx context.Context, j jobs.Job, until time.Time) error {
-	const op = "renew shred job"
-	return p.s.inTx(ctx, op, func(tx *sql.Tx) error {
-		j.LeaseUntil = until
-		res, err := tx.ExecContext(ctx, `UPDATE shred_jobs SET lease_until = ? WHERE id = ? AND owner = ? AND fence = ? AND state = 'running'`,
-			timeArg(until), j.ID, j.Owner, j.Fence)
-		if err != nil {
-			return classify(ctx, op, shredJobRes(j.ID), err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return classify(ctx, op, shredJobRes(j.ID), err)
-		} else if n == 1 {
-			return nil
-		}
-		return &fault.Error{Kind: fault.Conflict, Op: op, Resource: shredJobRes(j.ID), Reason: "the shred job's lease was lost"}
-	})
-}
+func (s *Store) ShredJobs() jobs.Store { return tableJobs{s, shredJobTable} }
 
 // ShredJobsOf returns the org's shred jobs, newest first (status pages).
 func (s *Store) ShredJobsOf(ctx context.Context, orgID string) ([]jobs.Job, error) {

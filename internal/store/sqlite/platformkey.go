@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/orgkms/orgkms/internal/audit"
@@ -16,21 +15,8 @@ import (
 
 var _ platformkey.Store = (*Store)(nil)
 
-func platformJobRes(id int64) string { return fmt.Sprintf("platform job %d", id) }
-
-func getPlatformJob(ctx context.Context, q querier, op string, id int64) (jobs.Job, error) {
-	j, err := scanJob(q.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM platform_jobs WHERE id = ?`, id))
-	if err != nil {
-		return jobs.Job{}, classify(ctx, op, platformJobRes(id), err)
-	}
-	return j, nil
-}
-
-// platformJobs is the [jobs.Store] of the platform_jobs table.
-type platformJobs struct{ s *Store }
-
 // PlatformJobs returns the job store of platform jobs.
-func (s *Store) PlatformJobs() jobs.Store { return platformJobs{s} }
+func (s *Store) PlatformJobs() jobs.Store { return tableJobs{s, platformJobTable} }
 
 // StartPlatformJob creates j (pending) and appends ev to the platform
 // chain. Conflict if a job of j.Kind is pending or running.
@@ -65,7 +51,7 @@ func (s *Store) StartPlatformJob(ctx context.Context, j jobs.Job, ev audit.Event
 		if _, err := s.appendAudit(ctx, tx, op, ev); err != nil {
 			return err
 		}
-		out, err = getPlatformJob(ctx, tx, op, id)
+		out, err = platformJobTable.get(ctx, tx, op, id)
 		return err
 	})
 	return out, err
@@ -81,115 +67,11 @@ func (s *Store) LatestPlatformJob(ctx context.Context) (jobs.Job, error) {
 	return j, nil
 }
 
-// ClaimJob leases the oldest claimable platform job, like [Store.ClaimJob].
-func (p platformJobs) ClaimJob(ctx context.Context, owner string, now time.Time, lease time.Duration) (jobs.Job, error) {
-	const op = "claim platform job"
-	switch {
-	case owner == "":
-		return jobs.Job{}, &fault.Error{Kind: fault.Invalid, Op: op, Field: "owner", Reason: "lease owner is empty"}
-	case lease <= 0:
-		return jobs.Job{}, &fault.Error{Kind: fault.Invalid, Op: op, Field: "lease", Reason: "lease must be positive"}
-	}
-	var j jobs.Job
-	err := p.s.inTx(ctx, op, func(tx *sql.Tx) error {
-		var found sql.NullInt64
-		err := tx.QueryRowContext(ctx, `SELECT min(id) FROM platform_jobs
-			WHERE (state = 'pending' AND (not_before IS NULL OR not_before <= ?1))
-			   OR (state = 'running' AND (lease_until IS NULL OR lease_until <= ?1))`, timeArg(now)).Scan(&found)
-		if err != nil {
-			return classify(ctx, op, "platform jobs", err)
-		}
-		if !found.Valid {
-			return &fault.Error{Kind: fault.NotFound, Op: op, Resource: "claimable platform job", Reason: "no platform job is ready to run"}
-		}
-		_, err = tx.ExecContext(ctx, `UPDATE platform_jobs SET state = 'running', owner = ?, lease_until = ?, attempts = attempts + 1, fence = fence + 1, updated_at = ? WHERE id = ?`,
-			owner, timeArg(now.Add(lease)), timeArg(now), found.Int64)
-		if err != nil {
-			return classify(ctx, op, platformJobRes(found.Int64), err)
-		}
-		j, err = getPlatformJob(ctx, tx, op, found.Int64)
-		return err
-	})
-	return j, err
-}
-
-// platformJobLost is the Conflict of a fenced write of j that matched no row.
-func platformJobLost(ctx context.Context, tx *sql.Tx, op string, j jobs.Job) error {
-	cur, err := getPlatformJob(ctx, tx, op, j.ID)
-	if err != nil {
-		return err
-	}
-	reason := fmt.Sprintf("platform job %d is %s, held by %s under fence %d, not %s under fence %d: another node took it over", j.ID, cur.State, cur.Owner, cur.Fence, j.Owner, j.Fence)
-	if cur.State != jobs.Running {
-		reason = fmt.Sprintf("platform job %d is %s, not running under %s", j.ID, cur.State, j.Owner)
-	}
-	return &fault.Error{Kind: fault.Conflict, Op: op, Resource: platformJobRes(j.ID), Reason: reason}
-}
-
-// writePlatformJob stores j's Step, State, Error, NotBefore, LeaseUntil and
-// UpdatedAt (when not zero) while j.Owner holds it under j.Fence.
-func writePlatformJob(ctx context.Context, tx *sql.Tx, op string, j jobs.Job) error {
-	res, err := tx.ExecContext(ctx, `UPDATE platform_jobs SET step = ?, state = ?, error = ?, not_before = ?, lease_until = ?, updated_at = COALESCE(?, updated_at)
-		WHERE id = ? AND owner = ? AND fence = ? AND state = 'running'`,
-		j.Step, string(j.State), j.Error, nullTimeArg(j.NotBefore), nullTimeArg(j.LeaseUntil), nullTimeArg(j.UpdatedAt), j.ID, j.Owner, j.Fence)
-	if err != nil {
-		return classify(ctx, op, platformJobRes(j.ID), err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return classify(ctx, op, platformJobRes(j.ID), err)
-	} else if n == 1 {
-		return nil
-	}
-	return platformJobLost(ctx, tx, op, j)
-}
-
-func checkPlatformJob(op string, j jobs.Job, states ...jobs.State) error {
-	switch {
-	case j.Owner == "":
-		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.owner", Reason: "lease owner is empty"}
-	case !slices.Contains(states, j.State):
-		return &fault.Error{Kind: fault.Invalid, Op: op, Field: "job.state", Reason: fmt.Sprintf("platform job state must be one of %v, not %q", states, j.State)}
-	}
-	return nil
-}
-
-// UpdateJob stores a running (or released, pending) platform job while
-// j.Owner holds it under j.Fence; Conflict otherwise.
-func (p platformJobs) UpdateJob(ctx context.Context, j jobs.Job) error {
-	const op = "update platform job"
-	if err := checkPlatformJob(op, j, jobs.Running, jobs.Pending); err != nil {
-		return err
-	}
-	return p.s.inTx(ctx, op, func(tx *sql.Tx) error { return writePlatformJob(ctx, tx, op, j) })
-}
-
-// RenewJob moves running job j's lease to until while j.Owner holds it
-// under j.Fence; Conflict otherwise.
-func (p platformJobs) RenewJob(ctx context.Context, j jobs.Job, until time.Time) error {
-	const op = "renew platform job"
-	if err := checkPlatformJob(op, j, jobs.Running); err != nil {
-		return err
-	}
-	return p.s.inTx(ctx, op, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE platform_jobs SET lease_until = ? WHERE id = ? AND owner = ? AND fence = ? AND state = 'running'`,
-			timeArg(until), j.ID, j.Owner, j.Fence)
-		if err != nil {
-			return classify(ctx, op, platformJobRes(j.ID), err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return classify(ctx, op, platformJobRes(j.ID), err)
-		} else if n == 1 {
-			return nil
-		}
-		return platformJobLost(ctx, tx, op, j)
-	})
-}
-
 // FinishPlatformJob stores j (done or failed) and appends ev to the
 // platform chain, while j.Owner holds j under j.Fence.
 func (s *Store) FinishPlatformJob(ctx context.Context, j jobs.Job, ev audit.Event) error {
 	const op = "finish platform job"
-	if err := checkPlatformJob(op, j, jobs.Done, jobs.Failed); err != nil {
+	if err := platformJobTable.check(op, j, jobs.Done, jobs.Failed); err != nil {
 		return err
 	}
 	ev, err := eventFor(op, audit.Platform, ev)
@@ -197,7 +79,7 @@ func (s *Store) FinishPlatformJob(ctx context.Context, j jobs.Job, ev audit.Even
 		return err
 	}
 	return s.inTx(ctx, op, func(tx *sql.Tx) error {
-		if err := writePlatformJob(ctx, tx, op, j); err != nil {
+		if err := platformJobTable.write(ctx, tx, op, j); err != nil {
 			return err
 		}
 		_, err := s.appendAudit(ctx, tx, op, ev)
@@ -244,7 +126,7 @@ func (s *Store) WrappingCounts(ctx context.Context) ([]platformkey.WrappingCount
 // j's Step, in one transaction fenced by j.
 func (s *Store) AddPlatformCopies(ctx context.Context, j jobs.Job, ws []keys.RootKeyWrapping) ([]int64, error) {
 	const op = "add platform copies"
-	if err := checkPlatformJob(op, j, jobs.Running); err != nil {
+	if err := platformJobTable.check(op, j, jobs.Running); err != nil {
 		return nil, err
 	}
 	for _, w := range ws {
@@ -260,7 +142,7 @@ func (s *Store) AddPlatformCopies(ctx context.Context, j jobs.Job, ws []keys.Roo
 	var ids []int64
 	err := s.inTx(ctx, op, func(tx *sql.Tx) error {
 		ids = ids[:0]
-		if err := writePlatformJob(ctx, tx, op, j); err != nil {
+		if err := platformJobTable.write(ctx, tx, op, j); err != nil {
 			return err
 		}
 		for _, w := range ws {
@@ -302,7 +184,7 @@ func (s *Store) AddPlatformCopies(ctx context.Context, j jobs.Job, ws []keys.Roo
 // the job left them, in one transaction fenced by j.
 func (s *Store) SwitchPlatformWrappings(ctx context.Context, j jobs.Job, sw []platformkey.Switch) ([]error, error) {
 	const op = "switch platform wrappings"
-	if err := checkPlatformJob(op, j, jobs.Running); err != nil {
+	if err := platformJobTable.check(op, j, jobs.Running); err != nil {
 		return nil, err
 	}
 	evs := make([]audit.Event, len(sw))
@@ -320,7 +202,7 @@ func (s *Store) SwitchPlatformWrappings(ctx context.Context, j jobs.Job, sw []pl
 	var out []error
 	err := s.inTx(ctx, op, func(tx *sql.Tx) error {
 		out = make([]error, len(sw))
-		if err := writePlatformJob(ctx, tx, op, j); err != nil {
+		if err := platformJobTable.write(ctx, tx, op, j); err != nil {
 			return err
 		}
 		for i, x := range sw {

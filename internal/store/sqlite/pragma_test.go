@@ -19,6 +19,15 @@ func TestPragmas(t *testing.T) {
 		if s.path == Memory {
 			continue
 		}
+		// The writer's statement journals (one per savepoint) stay in
+		// memory: temp_store 2 is MEMORY.
+		var ts int
+		if err := s.w.QueryRowContext(t.Context(), `PRAGMA temp_store`).Scan(&ts); err != nil {
+			t.Fatal(err)
+		}
+		if ts != 2 {
+			t.Errorf("writer temp_store = %d, want 2 (memory)", ts)
+		}
 		var mode string
 		if err := s.r.QueryRowContext(t.Context(), `PRAGMA journal_mode`).Scan(&mode); err != nil {
 			t.Fatal(err)

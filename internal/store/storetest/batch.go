@@ -694,3 +694,59 @@ func testGetCMKs(t *testing.T, s CMKStore) {
 		t.Errorf("GetCMKs(ctx, nil) = %v, %v; want nothing", rs, err)
 	}
 }
+
+// testRootKeysOf reads many orgs' root key wrappings at once: by org ID,
+// each org's as RootKeys returns them (active first, then by ID), with
+// the org ID set; orgs that do not exist are left out.
+func testRootKeysOf(t *testing.T, s CMKStore) {
+	ctx := t.Context()
+	fs := map[string]fixture{}
+	for _, org := range []string{"c", "a", "b"} {
+		fs[org] = createOrg(t, s, org)
+	}
+	pending := map[string][]keys.RootKeyWrapping{}
+	for _, org := range []string{"a", "c"} {
+		w := pendingWrapping(org, "v2")
+		id, err := s.AddPendingWrapping(ctx, org, w)
+		if err != nil {
+			t.Fatalf("AddPendingWrapping(ctx, %s) = %v", org, err)
+		}
+		w.ID = id
+		pending[org] = append(pending[org], w)
+	}
+	ws, err := s.RootKeysOf(ctx, []string{"c", "ghost", "a", "b", "a"})
+	if err != nil {
+		t.Fatalf("RootKeysOf(ctx) = %v", err)
+	}
+	var got []string
+	for _, w := range ws {
+		got = append(got, w.OrgID)
+	}
+	if want := []string{"a", "a", "b", "c", "c"}; !slices.Equal(got, want) {
+		t.Fatalf("RootKeysOf(ctx) = wrappings of %v, want %v", got, want)
+	}
+	i := 0
+	for _, org := range []string{"a", "b", "c"} {
+		one, err := s.RootKeys(ctx, org)
+		if err != nil {
+			t.Fatalf("RootKeys(ctx, %s) = %v", org, err)
+		}
+		if len(one) != 1+len(pending[org]) {
+			t.Fatalf("RootKeys(ctx, %s) = %d wrappings, want %d", org, len(one), 1+len(pending[org]))
+		}
+		checkWrapping(t, "RootKeysOf(ctx) active wrapping of "+org, ws[i], fs[org].root)
+		for k, w := range one {
+			if ws[i+k].ID != w.ID {
+				t.Errorf("RootKeysOf(ctx) wrapping %d of %s has ID %d, want %d (as RootKeys orders them)", k, org, ws[i+k].ID, w.ID)
+			}
+			checkWrapping(t, fmt.Sprintf("RootKeysOf(ctx) wrapping %d of %s", k, org), ws[i+k], w)
+		}
+		for k, w := range pending[org] {
+			checkWrapping(t, fmt.Sprintf("RootKeysOf(ctx) pending wrapping %d of %s", k, org), ws[i+1+k], w)
+		}
+		i += len(one)
+	}
+	if ws, err := s.RootKeysOf(ctx, nil); err != nil || len(ws) != 0 {
+		t.Errorf("RootKeysOf(ctx, nil) = %v, %v; want nothing", ws, err)
+	}
+}

@@ -65,6 +65,7 @@ func RunCMK(t *testing.T, open func(t *testing.T) CMKStore) {
 		{"SwitchWrappingsConcurrent", testSwitchWrappingsConcurrent},
 		{"AddJobWrappings", testAddJobWrappings},
 		{"GetCMKs", testGetCMKs},
+		{"RootKeysOf", testRootKeysOf},
 		{"AddJobWrappingsConcurrent", testAddJobWrappingsConcurrent},
 		{"CMKInvalid", testCMKInvalid},
 		{"CMKTenantIsolation", testCMKTenantIsolation},

@@ -202,6 +202,11 @@ func testShredOrg(t *testing.T, s ShredStore) {
 	if err != nil || len(inv.RootKeys) != 1 || len(inv.Versions["default"]) != 1 || len(inv.Versions["extra"]) != 2 {
 		t.Fatalf("ShredInventory(acme) = %+v, %v; want 1 root key, default:1, extra:1,2", inv, err)
 	}
+	hooks, _ := s.(WebhookStore) // both stores keep webhooks; the shred erases the org's
+	if hooks != nil {
+		mustCreateWebhook(t, hooks, webhook("acme", "wh_1"))
+		mustCreateWebhook(t, hooks, webhook("other", "wh_2"))
+	}
 	j := claimShred(t, s, "node-a/1")
 	// A cancel while the shred runs is refused.
 	err = s.SetLifecycle(ctx, "acme", "", pendingOnly, keys.Lifecycle{ChangedAt: base}, nil, event("acme", "x", "org/acme"))
@@ -252,6 +257,14 @@ func testShredOrg(t *testing.T, s ShredStore) {
 		t.Fatalf("GetDataKey(other, default) = %v", err)
 	}
 	checkDataKey(t, k, other.first, true)
+	if hooks != nil {
+		if ws, err := hooks.ListWebhooks(ctx, "acme"); err != nil || len(ws) != 0 {
+			t.Errorf("ListWebhooks(acme) after shred = %d webhooks, %v; want none (their secrets erased)", len(ws), err)
+		}
+		if ws, err := hooks.ListWebhooks(ctx, "other"); err != nil || len(ws) != 1 || !bytes.Equal(ws[0].Secret.Ciphertext, webhook("other", "wh_2").Secret.Ciphertext) {
+			t.Errorf("ListWebhooks(other) after shred of acme = %+v, %v; want its webhook intact", ws, err)
+		}
+	}
 
 	j.State, j.Step = jobs.Done, "scrubbed"
 	if err := s.FinishShredJob(ctx, j, nil); err != nil {

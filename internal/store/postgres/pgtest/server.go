@@ -185,6 +185,11 @@ func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.It
 
 func (s *Server) data() string { return filepath.Join(s.dir, "data") }
 
+// DataDir is the server's data directory (PGDATA), for tests that read
+// its files: the server is local and runs as the test's user, or as the
+// postgres user when the test runs as root (who can read its files).
+func (s *Server) DataDir() string { return s.data() }
+
 // run runs a PostgreSQL program as the server's user.
 func (s *Server) run(name string, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), serverTimeout+30*time.Second)
