@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/orgkms/orgkms/internal/auth"
+	"github.com/orgkms/orgkms/internal/cmk"
 	"github.com/orgkms/orgkms/internal/fault"
 	"github.com/orgkms/orgkms/internal/keys"
 	"github.com/orgkms/orgkms/internal/shred"
@@ -147,13 +148,19 @@ type deleteData struct {
 	Days       string // the waiting period in the field
 	Min, Max   int
 	Default    int
-	DefaultsTo string // the deletion date with the default period, from now
+	DefaultsTo string      // the deletion date with the default period, from now
+	Impact     *impactView // what the deletion would break now (impact.go)
 }
 
 func (h *handler) renderDelete(rq *request, status int, v *view, d deleteData) error {
 	d.Min, d.Max, d.Default = shred.MinWaitingDays, shred.MaxWaitingDays, shred.DefaultWaitingDays
 	d.DefaultsTo = fmtTime(h.now().Add(time.Duration(d.Default) * 24 * time.Hour))
 	d.Days = orElse(v.Value("waiting_days"), strconv.Itoa(d.Default))
+	if d.Possible && d.Org {
+		d.Impact = h.impact(rq, cmk.ImpactDeleteOrg, "", "Deletion")
+	} else if d.Possible {
+		d.Impact = h.impact(rq, cmk.ImpactDeleteKey, d.Key, "Deletion of key "+d.Key)
+	}
 	v.Data = d
 	if d.Org {
 		v.Title, v.Active = "Delete the org", "overview"

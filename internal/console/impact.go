@@ -10,7 +10,7 @@ import (
 )
 
 // The impact preview on the confirmation pages (disable, fall back,
-// decrypt-only and scheduled revocation): what the step would break if
+// decrypt-only and scheduled revocation, org and key deletion): what the step would break if
 // taken now, from cmk.Service.Impact, the same figures as GET
 // /v1/orgs/{org}/cmk/impact. Its template is templates/impact.html,
 // included by the pages as {{template "impact" .}}.
@@ -33,14 +33,15 @@ type impactKeyView struct {
 	LastUse string
 }
 
-// impact previews action for the page; a failure shows in the section
-// instead of failing the page.
-func (h *handler) impact(rq *request, action cmk.ImpactAction, title string) *impactView {
+// impact previews action for the page (key: the data key of a key
+// action, else ""); a failure shows in the section instead of failing the
+// page.
+func (h *handler) impact(rq *request, action cmk.ImpactAction, key, title string) *impactView {
 	if h.cfg.CMK == nil {
 		return nil
 	}
 	v := &impactView{ID: "impact-" + string(action), Title: title}
-	im, err := h.cfg.CMK.Impact(rq.r.Context(), rq.org, action, "")
+	im, err := h.cfg.CMK.Impact(rq.r.Context(), rq.org, action, key)
 	if err != nil {
 		v.Error = fault.Message(err)
 		return v

@@ -45,8 +45,8 @@ func activateCMK(t *testing.T, s *browserStack) {
 	}
 }
 
-// TestBrowserImpact: the disable confirmation and the staged revocation
-// page show what the step would break now: calls of the last 24 hours by
+// TestBrowserImpact: the disable confirmation, the staged revocation page
+// and the key deletion confirmation show what the step would break now: calls of the last 24 hours by
 // key and caller, the last use, the re-wrap estimate and whether falling
 // back is possible; opening them changes nothing.
 func TestBrowserImpact(t *testing.T) {
@@ -127,6 +127,18 @@ func TestBrowserImpact(t *testing.T) {
 	}
 	if st := s.status(t); st.Staged.Active() {
 		t.Fatalf("opening the staged page changed the staged state: %+v", st.Staged)
+	}
+
+	// The key deletion confirmation previews the key's deletion.
+	admin.open(t, s.orgURL("keys/default/delete"))
+	if got := oneLine(admin.text(t, "#impact-delete-key .impact-refused")); !strings.HasPrefix(got, "6 ") {
+		t.Errorf("key deletion refuses %q, want all 6 calls", got)
+	}
+	if got := admin.text(t, "#impact-delete-key-what"); !strings.Contains(got, "key_pending_deletion") {
+		t.Errorf("#impact-delete-key-what = %q", got)
+	}
+	if got := admin.text(t, "#impact-delete-key .help"); !strings.Contains(got, "orgkms cmk impact delete-key --org "+demoOrg+" --key default") {
+		t.Errorf("the key deletion preview's CLI line = %q", got)
 	}
 
 	// A member sees the overview without the preview.

@@ -202,7 +202,7 @@ func (h *handler) renderOverview(rq *request, status int, v *view) error {
 	if rq.allowed(auth.ActCMKManage) {
 		// What a revocation would refuse now: every call of the last 24 h
 		// (impact.go); the confirmation pages preview each step.
-		cv.Impact = h.impact(rq, cmk.ImpactRevoke, "Revocation")
+		cv.Impact = h.impact(rq, cmk.ImpactRevoke, "", "Revocation")
 	}
 	v.Title, v.Active, v.Refresh, v.Data = "Overview", "overview", busy(rq.status), cv
 	h.render(rq, status, "overview", v)

@@ -185,9 +185,9 @@ func (h *handler) renderSecurity(rq *request, status int, v *view, switchOn bool
 	d.CanDisable = rec.State == cmk.StateAuthorized || rec.State == cmk.StateActive || rec.State == cmk.StateLost
 	switch {
 	case rec.State == cmk.StateLost:
-		d.Impact = h.impact(rq, cmk.ImpactFallback, "Fall back")
+		d.Impact = h.impact(rq, cmk.ImpactFallback, "", "Fall back")
 	case d.CanDisable:
-		d.Impact = h.impact(rq, cmk.ImpactDisable, "Disable")
+		d.Impact = h.impact(rq, cmk.ImpactDisable, "", "Disable")
 	}
 	if !rec.ConsentedAt.IsZero() {
 		by := " on " + fmtTime(rec.ConsentedAt) + " by " + strings.TrimPrefix(rec.ConsentedBy, "user:")
@@ -367,9 +367,9 @@ func (h *handler) renderDisable(rq *request, status int, v *view) error {
 		d.Why = "A key operation is in progress (" + string(rec.State) + "). Try again when it finishes."
 	}
 	if d.Lost {
-		d.Impact = h.impact(rq, cmk.ImpactFallback, "Fall back")
+		d.Impact = h.impact(rq, cmk.ImpactFallback, "", "Fall back")
 	} else {
-		d.Impact = h.impact(rq, cmk.ImpactDisable, "Disable")
+		d.Impact = h.impact(rq, cmk.ImpactDisable, "", "Disable")
 	}
 	v.Title, v.Active, v.Data = "Disable customer managed keys", "security", d
 	h.render(rq, status, "disable", v)

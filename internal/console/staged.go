@@ -66,10 +66,10 @@ func (h *handler) stagedView(rq *request) stagedView {
 	v.MinLead = lead.String()
 	v.MinAt = now.Add(lead + time.Minute).UTC().Format("2006-01-02T15:04")
 	if !st.DecryptOnly {
-		v.DecryptOnlyImpact = h.impact(rq, cmk.ImpactDecryptOnly, "Decrypt-only mode")
+		v.DecryptOnlyImpact = h.impact(rq, cmk.ImpactDecryptOnly, "", "Decrypt-only mode")
 	}
 	if !st.Revoked {
-		v.RevokeImpact = h.impact(rq, cmk.ImpactRevoke, "Revocation")
+		v.RevokeImpact = h.impact(rq, cmk.ImpactRevoke, "", "Revocation")
 	}
 	return v
 }
