@@ -85,6 +85,9 @@ func TestBrowserImpact(t *testing.T) {
 	if got := oneLine(admin.text(t, "#impact-disable-summary")); !strings.Contains(got, "6 calls from 3 callers") || !strings.Contains(got, "Re-wrap: 1 wrap, about") {
 		t.Errorf("#impact-disable-summary = %q", got)
 	}
+	if got := oneLine(admin.text(t, "#impact-replace-summary")); !strings.Contains(got, "re-wraps the org's root key with the new key") || !strings.Contains(got, "Re-wrap: 1 wrap, about") {
+		t.Errorf("#impact-replace-summary = %q", got)
+	}
 	admin.click(t, "a#disable")
 	if !admin.present(t, "section#impact-disable") {
 		t.Fatalf("the disable confirmation has no section#impact-disable\n%s", admin.describe())

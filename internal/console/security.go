@@ -37,6 +37,9 @@ type securityData struct {
 	// Impact is the preview of disabling (or, for a lost org, falling
 	// back), shown beside the link to its confirmation (impact.go).
 	Impact *impactView
+	// ReplaceImpact is the preview of replacing the key in use, shown
+	// with Step 2 while the org is active.
+	ReplaceImpact *impactView
 	// Choices are the clouds offered, when there are several and the org
 	// may still choose (no key in use): the page lets the admin pick one.
 	Choices []cloudChoice
@@ -182,6 +185,9 @@ func (h *handler) renderSecurity(rq *request, status int, v *view, switchOn bool
 		rec.State == cmk.StatePlatform && d.Available && !d.Auth.Consent // a grant cloud: configuring authorizes
 	d.CanTest = !d.CanConfigure && rec.KeyURI != "" && (rec.State == cmk.StateRevoked || rec.State == cmk.StateLost)
 	d.Replacing = rec.State == cmk.StateActive
+	if d.Replacing && d.CanConfigure {
+		d.ReplaceImpact = h.impact(rq, cmk.ImpactReplace, "", "Replace")
+	}
 	d.CanDisable = rec.State == cmk.StateAuthorized || rec.State == cmk.StateActive || rec.State == cmk.StateLost
 	switch {
 	case rec.State == cmk.StateLost:
