@@ -6,7 +6,9 @@
 // Every route is declared once in routes.go with the [auth.Action] it needs;
 // the middleware authenticates the bearer token and checks the action
 // against the org named in the path before the handler runs. A test walks
-// the whole route × role matrix.
+// the whole route × role matrix. One route checks a second action in its
+// handler: the impact preview (impact.go) needs audit.read, and also the
+// action of the step it previews, which only its query names.
 //
 // # Errors
 //

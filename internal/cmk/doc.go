@@ -14,6 +14,10 @@
 // scheduled is a [PendingDeletionCloud]. This package imports no masterkey
 // driver.
 //
+// [Service.Impact] previews a destructive step (disable, replace, fall back,
+// decrypt-only, revocation, org or data-key deletion) from the org's usage
+// records, its record and the vault budget, and changes nothing.
+//
 // # Invariants
 //
 //   - Every re-wrap is copy → verify → switch → drop, durable at each step:
