@@ -85,9 +85,9 @@ func (m *gateMiddleware) HandleFinalize(ctx context.Context, in middleware.Final
 // the budget already waited as long as the call's deadline allows.
 type notAdmitted struct{ err error }
 
-func (e *notAdmitted) Error() string         { return e.err.Error() }
-func (e *notAdmitted) Unwrap() error         { return e.err }
-func (e *notAdmitted) RetryableError() bool  { return false }
+func (e *notAdmitted) Error() string        { return e.err.Error() }
+func (e *notAdmitted) Unwrap() error        { return e.err }
+func (e *notAdmitted) RetryableError() bool { return false }
 
 // throttlingCodes are the error codes of AWS's request-rate throttling
 // (the SDK's throttle list as it applies to KMS and STS).
