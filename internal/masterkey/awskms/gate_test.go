@@ -146,10 +146,16 @@ func TestGateJobYieldsToLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.kms.Fail("DescribeKey", "ThrottlingException", 400, 1)
-	ctx, cancel := context.WithTimeout(t.Context(), budget.DefaultRetryAfter/2)
+	// The deadline leaves time for the wait for a token (half a second at
+	// 2/s) and the throttled attempt, and ends before the pause does, so
+	// the retry is refused at once.
+	ctx, cancel := context.WithTimeout(t.Context(), budget.DefaultRetryAfter*9/10)
 	defer cancel()
 	if _, err := p.Describe(ctx, key); fault.KindOf(err) != fault.Unavailable {
 		t.Fatalf("Describe throttled: %v", err)
+	}
+	if s, _ := b.State(emuVault); s.Throttled != 1 {
+		t.Fatalf("the throttled Describe did not reach AWS in time: %+v", s)
 	}
 	start := len(e.kms.Requests())
 	var wg sync.WaitGroup

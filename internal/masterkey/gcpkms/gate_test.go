@@ -127,6 +127,9 @@ func TestGateJobYieldsToLoad(t *testing.T) {
 	if _, err := p.Describe(ctx, ref(key1)); fault.KindOf(err) != fault.Unavailable {
 		t.Fatalf("Describe exhausted: %v", err)
 	}
+	if s, _ := b.State(vault1); s.Throttled != 1 {
+		t.Fatalf("the exhausted Describe did not reach Cloud KMS in time: %+v", s)
+	}
 	start := len(e.srv.Requests())
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
