@@ -9,7 +9,7 @@ import (
 // every org whose key lives in that vault shares (see docs/shared-vaults.md).
 type VaultBudget struct {
 	Cloud   string `json:"cloud"`    // azure, aws, gcp
-	Vault   string `json:"vault"`    // Azure: the vault host; AWS: account/Region; Google: project/location
+	Vault   string `json:"vault"`    // Azure: the vault host; AWS: ACCOUNT/REGION; Google: PROJECT/LOCATION
 	VaultID string `json:"vault_id"` // the vault's hash, as the orgkms_vault_* metrics label it
 	// Ceiling is the cloud's ceiling for the whole cluster
 	// (cmk.vault_budget), NodeShare this node's part (ceiling / live nodes)

@@ -160,7 +160,7 @@ func newRootCmd(env *cliEnv) *cobra.Command {
 	}
 	add("server", devCmd(env), serveCmd(env), migrateCmd(env), hsmCmd(env), masterKeyCmd(env), kmsPluginCmd(env))
 	add("client", orgCmd(env), keyCmd(env), encryptCmd(env), decryptCmd(env), rewrapCmd(env), dataKeyCmd(env),
-		cmkCmd(env), tokenCmd(env), userCmd(env), webhookCmd(env), auditCmd(env), usageCmd(env), cacheCmd(env), nodeCmd(env), whoAmICmd(env), benchCmd(env))
+		cmkCmd(env), tokenCmd(env), userCmd(env), webhookCmd(env), auditCmd(env), usageCmd(env), cacheCmd(env), nodeCmd(env), vaultBudgetCmd(env), whoAmICmd(env), benchCmd(env))
 	add("emulator", emulatorCmd(env))
 	root.AddCommand(versionCmd(env), completionCmd(env))
 	return root

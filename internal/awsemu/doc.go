@@ -14,7 +14,8 @@
 //     CancelKeyDeletion leaving the key Disabled, deleted keys
 //     (NotFoundException), session credentials checked against [STS], IAM
 //     denials (AccessDeniedException) and injected faults (throttling,
-//     5xx).
+//     5xx), and a request quota ([KMS.SetRateLimit]) answered as AWS does,
+//     HTTP 400 ThrottlingException.
 //   - [Main], a TestMain that re-runs the test binary in a private network
 //     namespace (local-kms listens on every interface and has no host
 //     option) and starts local-kms there on loopback ([LocalKMSURL]).

@@ -38,6 +38,19 @@ type KMS struct {
 	faults  []injected
 	calls   map[string]int
 	stall   chan struct{} // closed on release; nil when not stalled
+
+	limit    int           // requests per window before ThrottlingException; 0: no limit
+	window   time.Duration // of limit
+	served   []time.Time   // arrivals counted against limit, within the last window
+	requests []Request     // every request, in arrival order
+}
+
+// Request is one request the proxy received, as [KMS.Requests] lists
+// them.
+type Request struct {
+	Op        string
+	At        time.Time
+	Throttled bool // answered ThrottlingException (by the rate limit or an injected fault)
 }
 
 type key struct {
@@ -100,6 +113,25 @@ func (k *KMS) Fail(op, code string, status, n int) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.faults = append(k.faults, injected{op: op, code: code, status: status, left: n})
+}
+
+// SetRateLimit models the request quota of the emulated account and
+// Region (AWS KMS's quotas are per account per Region, shared by every key
+// in it): beyond limit requests within any window, a request is answered
+// as AWS answers it, HTTP 400 ThrottlingException "Rate exceeded", with no
+// Retry-After; throttled requests do not count against the limit. A limit
+// of 0 removes it.
+func (k *KMS) SetRateLimit(limit int, window time.Duration) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.limit, k.window, k.served = limit, window, nil
+}
+
+// Requests returns every request received so far, in arrival order.
+func (k *KMS) Requests() []Request {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]Request(nil), k.requests...)
 }
 
 // Stall makes every request hang (until the client gives up) until
@@ -263,15 +295,32 @@ func (k *KMS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	k.mu.Lock()
 	k.calls[op]++
+	now := time.Now()
 	for i := range k.faults {
 		f := &k.faults[i]
 		if f.left > 0 && (f.op == "" || f.op == op) {
 			f.left--
+			k.requests = append(k.requests, Request{Op: op, At: now, Throttled: f.code == "ThrottlingException"})
 			k.mu.Unlock()
 			kmsFail(w, f.status, f.code, "injected "+f.code)
 			return
 		}
 	}
+	if k.limit > 0 {
+		i := 0
+		for i < len(k.served) && now.Sub(k.served[i]) >= k.window {
+			i++
+		}
+		k.served = k.served[i:]
+		if len(k.served) >= k.limit {
+			k.requests = append(k.requests, Request{Op: op, At: now, Throttled: true})
+			k.mu.Unlock()
+			kmsFail(w, http.StatusBadRequest, "ThrottlingException", "Rate exceeded")
+			return
+		}
+		k.served = append(k.served, now)
+	}
+	k.requests = append(k.requests, Request{Op: op, At: now})
 	k.mu.Unlock()
 	var principal, caller string
 	if k.STS != nil {

@@ -23,7 +23,8 @@
 //
 // # AIMD
 //
-// A throttled answer (HTTP 429) halves the vault's budget (at most once per
+// A throttled answer (Azure HTTP 429, AWS ThrottlingException, Google
+// RESOURCE_EXHAUSTED: each driver says which) halves the vault's budget (at most once per
 // [Config.DecreaseEvery]) and stops every call to that vault until the
 // Retry-After the vault sent (default [DefaultRetryAfter]) has passed; after
 // [Config.GrowEvery] without a throttled answer the budget grows back by a

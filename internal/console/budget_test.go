@@ -29,3 +29,22 @@ func TestThrottlingBanner(t *testing.T) {
 		}
 	}
 }
+
+// TestThrottlingBannerNamesEachCloudsVault: AWS KMS's budget is an account
+// and Region, Cloud KMS's a project and location; the banner says so.
+func TestThrottlingBannerNamesEachCloudsVault(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		v    masterkey.Vault
+		want string
+	}{
+		{masterkey.Vault{Cloud: "aws", Name: "111122223333/eu-west-2"}, "AWS KMS in your account 111122223333, Region eu-west-2, answered orgkms"},
+		{masterkey.Vault{Cloud: "gcp", Name: "acme-prod/europe-west4"}, "Cloud KMS in your project acme-prod, location europe-west4, answered orgkms"},
+		{masterkey.Vault{Cloud: "azure", Name: "contoso-kv.vault.azure.net"}, "Your vault contoso-kv.vault.azure.net answered orgkms"},
+	} {
+		b := throttlingBanner(&budget.State{Vault: c.v, Rate: 125, Share: 250, Throttling: true})
+		if b == nil || !strings.Contains(b.Text, c.want) || !strings.Contains(b.Text, "at most 125 requests per second (of 250)") {
+			t.Errorf("banner of %+v: %+v, want %q", c.v, b, c.want)
+		}
+	}
+}

@@ -42,14 +42,17 @@
 //
 // [Server.SetLatency] delays every call (honouring the caller's deadline);
 // [Server.FailNext] and [Server.SetOutage] answer UNAVAILABLE;
-// [Server.ExhaustNext] answers RESOURCE_EXHAUSTED (a quota);
+// [Server.ExhaustNext] answers RESOURCE_EXHAUSTED (a quota), and
+// [Server.ExhaustNextRetry] with Google's ErrorInfo and a RetryInfo;
+// [Server.SetRateLimit] models a request quota (RESOURCE_EXHAUSTED beyond
+// it); [Server.Requests] lists every call with its resource name and time;
 // [Server.CorruptResponses] sends wrong response checksums, as a
 // corruption in transit would.
 //
 // # Not modelled, or not verified against Google
 //
 // Key rings as objects, asymmetric and MAC keys, import jobs, automatic
-// rotation by schedule, real quotas (only injected answers), the HSM 8 KiB
+// rotation by schedule, real quotas (only injected answers and one rate limit for all keys), the HSM 8 KiB
 // limit, the delay Google may take to apply a disable (seconds to hours),
 // and list filters other than state=ENABLED. Google's ciphertext format is
 // opaque; the fake's (tag, version ID, nonce, AES-256-GCM) is its own, and

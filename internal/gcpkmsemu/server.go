@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -89,6 +90,22 @@ type Server struct {
 	outage   bool
 	corrupt  bool
 	calls    map[string]int
+
+	exhaustDelay time.Duration // RetryInfo of the injected RESOURCE_EXHAUSTED; 0: none
+	limit        int           // calls per window before RESOURCE_EXHAUSTED; 0: no limit
+	window       time.Duration
+	served       []time.Time // calls counted against limit, within the last window
+	requests     []Request
+}
+
+type requestKey struct{}
+
+// Request is one call the fake received, as [Server.Requests] lists them.
+type Request struct {
+	Method    string // e.g. "Encrypt"
+	Name      string // the resource name of the request
+	At        time.Time
+	Exhausted bool // answered RESOURCE_EXHAUSTED
 }
 
 type cryptoKey struct {
@@ -164,6 +181,10 @@ func (s *Server) serve(cleanup func(func()), opts ...grpc.ServerOption) (string,
 	if err != nil {
 		return "", err
 	}
+	// The request reaches begin in the context, for its resource name.
+	opts = append(opts, grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		return h(context.WithValue(ctx, requestKey{}, req), req)
+	}))
 	gs := grpc.NewServer(opts...)
 	kmspb.RegisterKeyManagementServiceServer(gs, s)
 	done := make(chan struct{})
@@ -198,10 +219,47 @@ func (s *Server) FailNext(n int) {
 
 // ExhaustNext makes the next n calls answer RESOURCE_EXHAUSTED, as
 // Cloud KMS does when a per-second or per-minute quota is exceeded.
-func (s *Server) ExhaustNext(n int) {
+func (s *Server) ExhaustNext(n int) { s.ExhaustNextRetry(n, 0) }
+
+// ExhaustNextRetry is [Server.ExhaustNext] with Google's quota details:
+// an ErrorInfo (reason RATE_LIMIT_EXCEEDED, domain googleapis.com, the
+// quota metric and limit in its metadata) and, when retryDelay > 0, a
+// RetryInfo with that delay.
+func (s *Server) ExhaustNextRetry(n int, retryDelay time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.exhaust = n
+	s.exhaust, s.exhaustDelay = n, retryDelay
+}
+
+// SetRateLimit models a per-project, per-location request quota: beyond
+// limit calls within any window, a call answers RESOURCE_EXHAUSTED with
+// the quota's ErrorInfo (and no RetryInfo); refused calls do not count.
+// A limit of 0 removes it.
+func (s *Server) SetRateLimit(limit int, window time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.limit, s.window, s.served = limit, window, nil
+}
+
+// Requests returns every call received so far, in arrival order.
+func (s *Server) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.requests)
+}
+
+// quotaExceeded is Cloud KMS's answer beyond a quota.
+func quotaExceeded(retryDelay time.Duration) error {
+	st := status.New(codes.ResourceExhausted, "Quota exceeded for quota metric 'Cryptographic requests' and limit 'Cryptographic requests per minute' of service 'cloudkms.googleapis.com'.")
+	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: "RATE_LIMIT_EXCEEDED", Domain: "googleapis.com", Metadata: map[string]string{
+		"service": "cloudkms.googleapis.com", "quota_metric": "cloudkms.googleapis.com/crypto_requests", "quota_limit": "CryptoRequestsPerMinutePerProject"}}}
+	if retryDelay > 0 {
+		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(retryDelay)})
+	}
+	if d, err := st.WithDetails(details...); err == nil {
+		st = d
+	}
+	return st.Err()
 }
 
 // SetOutage makes every call answer UNAVAILABLE while on.
@@ -425,6 +483,13 @@ func (s *Server) settle(k *cryptoKey, now time.Time) {
 func (s *Server) begin(ctx context.Context, method string) (string, error) {
 	s.mu.Lock()
 	s.calls[method]++
+	at := time.Now()
+	var name string
+	if req, ok := ctx.Value(requestKey{}).(interface{ GetName() string }); ok {
+		name = req.GetName()
+	}
+	idx := len(s.requests)
+	s.requests = append(s.requests, Request{Method: method, Name: name, At: at})
 	lat := s.latency
 	s.mu.Unlock()
 	if lat > 0 {
@@ -459,8 +524,22 @@ func (s *Server) begin(ctx context.Context, method string) (string, error) {
 	}
 	if s.exhaust > 0 {
 		s.exhaust--
+		s.requests[idx].Exhausted = true
 		s.mu.Unlock()
-		return "", status.Error(codes.ResourceExhausted, "Quota exceeded for quota metric 'Cryptographic requests' and limit 'Cryptographic requests per minute'.")
+		return "", quotaExceeded(s.exhaustDelay)
+	}
+	if s.limit > 0 {
+		i := 0
+		for i < len(s.served) && at.Sub(s.served[i]) >= s.window {
+			i++
+		}
+		s.served = s.served[i:]
+		if len(s.served) >= s.limit {
+			s.requests[idx].Exhausted = true
+			s.mu.Unlock()
+			return "", quotaExceeded(0)
+		}
+		s.served = append(s.served, at)
 	}
 	return principal, nil
 }

@@ -27,10 +27,10 @@ var (
 		"This node's share of the cloud's vault ceiling (cmk.vault_budget / live nodes), requests per second.",
 		[]string{"cloud", "vault"}, nil)
 	vaultThrottledDesc = prometheus.NewDesc("orgkms_vault_throttled_total",
-		"Throttled answers (HTTP 429) from a vault.",
+		"Throttled answers from a vault (HTTP 429, AWS ThrottlingException, Google RESOURCE_EXHAUSTED).",
 		[]string{"cloud", "vault"}, nil)
 	vaultThrottlingDesc = prometheus.NewDesc("orgkms_vault_throttling",
-		"1 while a vault is throttling orgkms (a recent 429, or a budget not grown back).",
+		"1 while a vault is throttling orgkms (a recent throttled answer, or a budget not grown back).",
 		[]string{"cloud", "vault"}, nil)
 	vaultWaitingDesc = prometheus.NewDesc("orgkms_vault_waiting_calls",
 		"Calls waiting for a vault's budget, by class.",

@@ -25,7 +25,7 @@ func TestVaultBudgetMetrics(t *testing.T) {
 	m.RegisterVaultBudgets(b.States)
 	id := budget.VaultID(v)
 	want := `
-# HELP orgkms_vault_throttled_total Throttled answers (HTTP 429) from a vault.
+# HELP orgkms_vault_throttled_total Throttled answers from a vault (HTTP 429, AWS ThrottlingException, Google RESOURCE_EXHAUSTED).
 # TYPE orgkms_vault_throttled_total counter
 orgkms_vault_throttled_total{cloud="azure",vault="` + id + `"} 1
 # HELP orgkms_vault_budget_rate Requests per second this node allows to a vault now (its share of the ceiling, shrunk after throttling).

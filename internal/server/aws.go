@@ -14,7 +14,8 @@ import (
 )
 
 // registerAWS registers the awskms driver when cmk.aws.enabled is set.
-func registerAWS(r *masterkey.Registry, cfg config.AWS, getenv func(string) string, kopts masterkey.KeeperOptions) error {
+// Every KMS attempt draws from gate (the vault budget; nil for none).
+func registerAWS(r *masterkey.Registry, cfg config.AWS, getenv func(string) string, gate masterkey.Gate, kopts masterkey.KeeperOptions) error {
 	if !cfg.Enabled {
 		return nil
 	}
@@ -23,7 +24,7 @@ func registerAWS(r *masterkey.Registry, cfg config.AWS, getenv func(string) stri
 	}
 	c := awskms.Config{AllowedRegions: cfg.AllowedRegions, Region: cfg.Region, KMSEndpoint: cfg.KMSEndpoint,
 		STSEndpoint: cfg.STSEndpoint, SessionDuration: time.Duration(cfg.SessionDuration), Timeout: time.Duration(cfg.Timeout),
-		MaxAttempts: cfg.MaxAttempts}
+		MaxAttempts: cfg.MaxAttempts, Gate: gate}
 	if cfg.CredentialsSource == "env" {
 		id, secret := getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY")
 		if id == "" || secret == "" {

@@ -15,6 +15,7 @@ import (
 
 // registerGCP registers the gcpkms driver when cmk.gcp.enabled is on. The
 // client dials lazily: nothing reaches Google until a gcpkms key is used.
+// Every Cloud KMS attempt draws from the vault budget (opts.gate).
 func registerGCP(r *masterkey.Registry, cfg config.Config, opts Options, kopts masterkey.KeeperOptions) error {
 	g := cfg.CMK.GCP
 	if !g.Enabled {
@@ -23,7 +24,7 @@ func registerGCP(r *masterkey.Registry, cfg config.Config, opts Options, kopts m
 	// The constructor dials lazily and keeps no context: Background only
 	// builds the client.
 	p, err := gcpkms.Open(context.Background(), gcpkms.Config{Endpoint: g.Endpoint, CredentialsFile: g.CredentialsFile,
-		Insecure: opts.GCPInsecure, AllowedLocations: g.AllowedLocations, Timeout: time.Duration(g.Timeout)})
+		Insecure: opts.GCPInsecure, AllowedLocations: g.AllowedLocations, Timeout: time.Duration(g.Timeout), Gate: opts.gate})
 	if err != nil {
 		return err
 	}

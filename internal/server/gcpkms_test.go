@@ -12,6 +12,7 @@ import (
 
 	"github.com/orgkms/orgkms/internal/config"
 	"github.com/orgkms/orgkms/internal/gcpkmsemu"
+	"github.com/orgkms/orgkms/internal/masterkey"
 	"github.com/orgkms/orgkms/internal/server"
 )
 
@@ -43,6 +44,11 @@ func TestPlatformKeyInGCPKMS(t *testing.T) {
 	}
 	if n := fake.Calls("Encrypt"); n == 0 {
 		t.Fatal("the org root key was not wrapped by Cloud KMS")
+	}
+	// Every Cloud KMS call drew from the budget of the key's project and
+	// location.
+	if st, ok := s1.Budget.State(masterkey.Vault{Cloud: "gcp", Name: "acme-prod/europe-west4"}); !ok || st.Calls["load"]["ok"] == 0 {
+		t.Fatalf("budget of the key's project and location: %+v, %v; want the calls counted", st, ok)
 	}
 	if err := s1.Close(); err != nil {
 		t.Fatal(err)

@@ -565,7 +565,7 @@ func providers(cfg config.Config, opts Options, log *slog.Logger, m *metrics.Met
 		return nil, nil, err
 	}
 	r.Register(pkcs11.Driver(), masterkey.NewKeeper(pkcs11.Scheme, hsm, kopts))
-	if err := registerAWS(r, cfg.CMK.AWS, opts.Getenv, kopts); err != nil { // cmk.aws.enabled (aws.go)
+	if err := registerAWS(r, cfg.CMK.AWS, opts.Getenv, opts.gate, kopts); err != nil { // cmk.aws.enabled (aws.go)
 		return nil, nil, err
 	}
 	if err := registerGCP(r, cfg, opts, kopts); err != nil { // cmk.gcp.enabled (gcpkms.go)

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/orgkms/orgkms/internal/awsemu"
+	"github.com/orgkms/orgkms/internal/budget"
 	"github.com/orgkms/orgkms/internal/cmk"
 	"github.com/orgkms/orgkms/internal/cmk/awscloud"
 	"github.com/orgkms/orgkms/internal/fault"
@@ -54,7 +55,11 @@ type world struct {
 	key   string // the customer's key ARN
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T) *world { t.Helper(); return newBudgetWorld(t, nil) }
+
+// newBudgetWorld is newWorld with every KMS call drawing from b (none
+// when nil), which the CMK service reports in its status.
+func newBudgetWorld(t *testing.T, b *budget.Budget) *world {
 	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.DiscardHandler)
@@ -71,8 +76,12 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	w.key = aws.ToString(out.KeyMetadata.Arn)
-	p, err := awskms.New(awskms.Config{AllowedRegions: []string{awsemu.Region}, Region: awsemu.Region, Credentials: creds,
-		KMSEndpoint: ks.URL, STSEndpoint: ss.URL, MaxAttempts: 1})
+	ac := awskms.Config{AllowedRegions: []string{awsemu.Region}, Region: awsemu.Region, Credentials: creds,
+		KMSEndpoint: ks.URL, STSEndpoint: ss.URL, MaxAttempts: 1}
+	if b != nil {
+		ac.Gate, ac.MaxAttempts = b, 3
+	}
+	p, err := awskms.New(ac)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +105,7 @@ func newWorld(t *testing.T) *world {
 	}
 	t.Cleanup(func() { w.keys.Close(context.Background()) })
 	w.cloud = awscloud.Cloud{AllowedRegions: []string{awsemu.Region}, AccountID: "444455556666", Secret: []byte(strings.Repeat("k", awscloud.MinSecret))}
-	if w.cmk, err = cmk.New(cmk.Config{Store: w.st, Keys: w.keys, Keepers: reg, Logger: log, Clouds: []cmk.Cloud{w.cloud}}); err != nil {
+	if w.cmk, err = cmk.New(cmk.Config{Store: w.st, Keys: w.keys, Keepers: reg, Logger: log, Clouds: []cmk.Cloud{w.cloud}, VaultBudget: b}); err != nil {
 		t.Fatal(err)
 	}
 	guard.Store(w.cmk)
@@ -332,5 +341,56 @@ func TestWrongExternalIDFailsTheRoleCheck(t *testing.T) {
 	}
 	if _, err := w.cmk.Enable(ctx, "user:mallory", "umbrella"); err == nil {
 		t.Fatal("Enable with a role orgkms cannot assume succeeded")
+	}
+}
+
+// TestAWSVaultBudget: every KMS call of the lifecycle (Test Managed Key,
+// the activation job, the probe, data-plane loads) draws from the budget
+// of the key's account and Region in its class; a ThrottlingException
+// shows in the org's status as throttling, and the load still succeeds
+// after the pause (the SDK's retry, admitted again).
+func TestAWSVaultBudget(t *testing.T) {
+	b := budget.New(budget.Config{})
+	w := newBudgetWorld(t, b)
+	ctx := t.Context()
+	if _, err := w.keys.CreateOrg(ctx, "test", "acme", ""); err != nil {
+		t.Fatal(err)
+	}
+	w.sts.AllowRole(roleARN, w.cloud.ExternalID("acme"))
+	sample := w.encrypt("acme", "hello")
+	if _, err := w.cmk.ConfigureKey(ctx, "user:alice", "acme", "aws", map[string]string{"key_arn": w.key, "role_arn": roleARN}); err != nil {
+		t.Fatal(err)
+	}
+	if rep := w.cmk.Test(ctx, "acme"); !rep.OK {
+		t.Fatalf("Test Managed Key: %+v", rep.Checks)
+	}
+	if _, err := w.cmk.Enable(ctx, "user:alice", "acme"); err != nil {
+		t.Fatal(err)
+	}
+	w.status("acme", cmk.StateActive)
+	w.probe("acme", cmk.StateActive)
+	w.kms.Fail("Decrypt", "ThrottlingException", 400, 1)
+	if err := w.decryptAll(sample); err != nil {
+		t.Fatalf("decrypt with one ThrottlingException: %v", err)
+	}
+	st, err := w.cmk.Status(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vb := st.VaultBudget
+	want := masterkey.Vault{Cloud: "aws", Name: awsemu.Account + "/" + awsemu.Region}
+	if vb == nil || vb.Vault != want {
+		t.Fatalf("status vault budget = %+v, want the budget of %+v", vb, want)
+	}
+	if !vb.Throttling || vb.Throttled != 1 || vb.Rate != budget.DefaultCeilings["aws"]/2 {
+		t.Fatalf("vault budget after a ThrottlingException = %+v, want throttling, halved", vb)
+	}
+	for _, c := range []string{"test", "job", "probe", "load"} {
+		if vb.Calls[c][budget.OutcomeOK] == 0 {
+			t.Errorf("no %s call counted on the vault: %v", c, vb.Calls)
+		}
+	}
+	if vb.Calls["load"][budget.OutcomeThrottled] != 1 {
+		t.Errorf("load calls %v, want the throttled one", vb.Calls["load"])
 	}
 }

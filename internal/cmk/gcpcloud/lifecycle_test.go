@@ -11,6 +11,7 @@ import (
 
 	"cloud.google.com/go/kms/apiv1/kmspb"
 
+	"github.com/orgkms/orgkms/internal/budget"
 	"github.com/orgkms/orgkms/internal/cmk"
 	"github.com/orgkms/orgkms/internal/cmk/gcpcloud"
 	"github.com/orgkms/orgkms/internal/fault"
@@ -39,7 +40,11 @@ type world struct {
 	skew *atomic.Int64 // added to the service's clock
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T) *world { t.Helper(); return newBudgetWorld(t, nil) }
+
+// newBudgetWorld is newWorld with every Cloud KMS call drawing from b
+// (none when nil), which the CMK service reports in its status.
+func newBudgetWorld(t *testing.T, b *budget.Budget) *world {
 	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.DiscardHandler)
@@ -63,7 +68,11 @@ func newWorld(t *testing.T) *world {
 	localkey.EnsureFile(kp)
 	reg := masterkey.NewRegistry()
 	reg.Register(localkey.Driver(), masterkey.NewKeeper(localkey.Scheme, localkey.New(localkey.Config{}), masterkey.KeeperOptions{Logger: log}))
-	p, err := gcpkms.Open(ctx, gcpkms.Config{Endpoint: addr, Insecure: true, AllowedLocations: []string{"europe-west4"}, Timeout: 5 * time.Second})
+	gc := gcpkms.Config{Endpoint: addr, Insecure: true, AllowedLocations: []string{"europe-west4"}, Timeout: 5 * time.Second}
+	if b != nil {
+		gc.Gate = b
+	}
+	p, err := gcpkms.Open(ctx, gc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,8 +89,9 @@ func newWorld(t *testing.T) *world {
 	t.Cleanup(func() { ks.Close(context.Background()) })
 	skew := &atomic.Int64{}
 	cs, err := cmk.New(cmk.Config{Store: st, Keys: ks, Keepers: reg, Logger: log, CallbackURL: "http://127.0.0.1:1/v1/cmk/callback",
-		Now:    func() time.Time { return time.Now().Add(time.Duration(skew.Load())) },
-		Clouds: []cmk.Cloud{gcpcloud.Cloud{ServiceAccount: sa, AllowedLocations: []string{"europe-west4"}}}})
+		Now:         func() time.Time { return time.Now().Add(time.Duration(skew.Load())) },
+		VaultBudget: b,
+		Clouds:      []cmk.Cloud{gcpcloud.Cloud{ServiceAccount: sa, AllowedLocations: []string{"europe-west4"}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,5 +377,55 @@ func TestDestroyedVersionIsLost(t *testing.T) {
 	w.keys.Cache().PurgeAll()
 	if _, err := w.keys.Encrypt(ctx, "svc", "acme", "default", []byte("x"), nil); err == nil {
 		t.Fatal("Encrypt succeeded for an org whose key version was destroyed")
+	}
+}
+
+// TestGoogleVaultBudget: every call of the lifecycle (Test Managed Key,
+// the activation job, the probe, data-plane loads) draws from the budget
+// of the key's project and location in its class; a RESOURCE_EXHAUSTED
+// answer shows in the org's status as throttling, and the load still
+// succeeds after the pause.
+func TestGoogleVaultBudget(t *testing.T) {
+	b := budget.New(budget.Config{})
+	w := newBudgetWorld(t, b)
+	ctx := t.Context()
+	if _, err := w.keys.CreateOrg(ctx, "test", "acme", ""); err != nil {
+		t.Fatal(err)
+	}
+	sample := w.encrypt("hello")
+	if _, err := w.cmk.ConfigureKey(ctx, "user:alice", "acme", "gcp", map[string]string{gcpcloud.FieldKeyName: key}); err != nil {
+		t.Fatal(err)
+	}
+	if rep := w.cmk.Test(ctx, "acme"); !rep.OK {
+		t.Fatalf("Test Managed Key failed: %+v", rep.Checks)
+	}
+	if _, err := w.cmk.Enable(ctx, "user:alice", "acme"); err != nil {
+		t.Fatal(err)
+	}
+	w.probe("acme", cmk.StateActive) // runs the activation job
+	w.probe("acme", cmk.StateActive) // probes the active org's key
+	w.fake.ExhaustNext(1)
+	if err := w.decryptAll(sample); err != nil {
+		t.Fatalf("decrypt with one RESOURCE_EXHAUSTED answer: %v", err)
+	}
+	st, err := w.cmk.Status(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vb := st.VaultBudget
+	want := masterkey.Vault{Cloud: "gcp", Name: "acme-prod/europe-west4"}
+	if vb == nil || vb.Vault != want {
+		t.Fatalf("status vault budget = %+v, want the budget of %+v", vb, want)
+	}
+	if !vb.Throttling || vb.Throttled != 1 || vb.Rate != budget.DefaultCeilings["gcp"]/2 {
+		t.Fatalf("vault budget after RESOURCE_EXHAUSTED = %+v, want throttling, halved", vb)
+	}
+	for _, c := range []string{"test", "job", "probe", "load"} {
+		if vb.Calls[c][budget.OutcomeOK] == 0 {
+			t.Errorf("no %s call counted on the vault: %v", c, vb.Calls)
+		}
+	}
+	if vb.Calls["load"][budget.OutcomeThrottled] != 1 {
+		t.Errorf("load calls %v, want the throttled one", vb.Calls["load"])
 	}
 }

@@ -54,6 +54,14 @@ type Config struct {
 	// recently used is dropped beyond it and built again (with a new
 	// AssumeRole) on its next use. Default 4096.
 	MaxClients int
+	// Gate, when set, admits every HTTP attempt to AWS KMS (the SDK's
+	// retries included) under the request budget of the key's account and
+	// Region (masterkey.Vault{Cloud: "aws", Name: "ACCOUNT/REGION"}), and
+	// hears of each throttled answer (ThrottlingException and the other
+	// throttling codes, or HTTP 429), which pauses every call to that
+	// account and Region for the Retry-After (AWS sends none: the gate's
+	// default). STS calls do not draw from it.
+	Gate masterkey.Gate
 }
 
 // Provider is the AWS KMS driver. It is safe for concurrent use.
@@ -75,6 +83,7 @@ type remote struct {
 	kms    *kms.Client
 	assume *stscreds.AssumeRoleProvider
 	creds  aws.CredentialsProvider
+	gate   masterkey.Gate // Config.Gate; nil for none
 	used   uint64
 }
 
@@ -175,7 +184,7 @@ func (p *Provider) remote(k Key) (*remote, error) {
 	if len(p.clients) >= p.cfg.MaxClients {
 		p.evictOldest()
 	}
-	r := &remote{creds: p.base.Credentials, used: p.tick}
+	r := &remote{creds: p.base.Credentials, gate: p.cfg.Gate, used: p.tick}
 	if k.RoleARN != "" {
 		stsc := sts.NewFromConfig(p.base, func(o *sts.Options) {
 			o.Region = k.ARN.Region
@@ -278,7 +287,7 @@ func (p *Provider) Describe(ctx context.Context, ref masterkey.Ref) (masterkey.D
 // or on any failure, d.RotationKnown stays false and Describe goes on (the
 // material ID, not this status, is how rotations are followed).
 func rotationStatus(ctx context.Context, r *remote, k Key, d *masterkey.Description) {
-	out, err := r.kms.GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: aws.String(k.ARN.String())})
+	out, err := r.kms.GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: aws.String(k.ARN.String())}, r.gated(k))
 	if err != nil || out == nil {
 		return
 	}
@@ -294,7 +303,7 @@ func rotationStatus(ctx context.Context, r *remote, k Key, d *masterkey.Descript
 // describeKey calls DescribeKey and checks the key is one orgkms can use
 // (a symmetric encryption key, and the key the ARN names).
 func (p *Provider) describeKey(ctx context.Context, r *remote, k Key) (*types.KeyMetadata, error) {
-	out, err := r.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(k.ARN.String())})
+	out, err := r.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(k.ARN.String())}, r.gated(k))
 	if err != nil {
 		return nil, classify(opDescribe, k, err)
 	}
@@ -338,7 +347,7 @@ func (p *Provider) materialID(ctx context.Context, r *remote, k Key, md *types.K
 	var latest *types.RotationsListEntry
 	var marker *string
 	for {
-		out, err := r.kms.ListKeyRotations(ctx, &kms.ListKeyRotationsInput{KeyId: aws.String(k.ARN.String()), Marker: marker})
+		out, err := r.kms.ListKeyRotations(ctx, &kms.ListKeyRotationsInput{KeyId: aws.String(k.ARN.String()), Marker: marker}, r.gated(k))
 		if err != nil {
 			return "", classify(opListRotations, k, err)
 		}
@@ -390,7 +399,7 @@ func (p *Provider) Wrap(ctx context.Context, ref masterkey.Ref, dek, aad []byte)
 	if err != nil {
 		return masterkey.Wrapped{}, err
 	}
-	out, err := r.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(k.ARN.String()), Plaintext: dek, EncryptionContext: encryptionContext(aad)})
+	out, err := r.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(k.ARN.String()), Plaintext: dek, EncryptionContext: encryptionContext(aad)}, r.gated(k))
 	if err != nil {
 		return masterkey.Wrapped{}, p.explain(ctx, r, k, classify(opEncrypt, k, err))
 	}
@@ -417,7 +426,7 @@ func (p *Provider) Unwrap(ctx context.Context, ref masterkey.Ref, ciphertext, aa
 	ctx, cancel := p.budget(ctx)
 	defer cancel()
 	out, err := r.kms.Decrypt(ctx, &kms.DecryptInput{KeyId: aws.String(k.ARN.String()), CiphertextBlob: ciphertext,
-		EncryptionContext: encryptionContext(aad), EncryptionAlgorithm: types.EncryptionAlgorithmSpecSymmetricDefault})
+		EncryptionContext: encryptionContext(aad), EncryptionAlgorithm: types.EncryptionAlgorithmSpecSymmetricDefault}, r.gated(k))
 	if err != nil {
 		return nil, p.explain(ctx, r, k, classify(opDecrypt, k, err))
 	}
@@ -435,7 +444,7 @@ func (p *Provider) explain(ctx context.Context, r *remote, k Key, err error) err
 	if fe == nil || fe.Kind != fault.KeyDisabled || ctx.Err() != nil {
 		return err
 	}
-	out, derr := r.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(k.ARN.String())})
+	out, derr := r.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(k.ARN.String())}, r.gated(k))
 	if derr != nil || out.KeyMetadata == nil || out.KeyMetadata.KeyState == types.KeyStateEnabled {
 		return err
 	}

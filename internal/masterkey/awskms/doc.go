@@ -34,6 +34,16 @@
 // their API error code ([Classify]); throttling and outages are
 // Unavailable (retryable).
 //
+// # Request budget
+//
+// With Config.Gate, every HTTP attempt to KMS (the SDK's retries included:
+// a middleware right after the retry step admits each attempt once) waits
+// for the budget of the key's account and Region ([VaultOf]), shared by
+// every org whose key is there; a throttled answer (ThrottlingException
+// and the SDK's other throttling codes, or HTTP 429) is reported to it,
+// which pauses that account and Region (AWS names no Retry-After) and
+// halves its budget. A refusal of the gate is never retried by the SDK.
+//
 // The tests run the driver, through the official SDK over HTTP, against
 // local-kms behind the awsemu proxy (which adds key material IDs,
 // ListKeyRotations and RotateKeyOnDemand) and the awsemu STS stand-in.

@@ -57,4 +57,14 @@
 // with backoff on UNAVAILABLE, DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED (the
 // client's default omits the quota code); Config.Timeout bounds each
 // operation, retries included.
+//
+// # Request budget
+//
+// With Config.Gate, every RPC attempt (a unary client interceptor, which
+// the client's retries call once per attempt) waits for the budget of the
+// key's project and location ([VaultOf]), shared by every org whose key is
+// there; a RESOURCE_EXHAUSTED answer is reported to it with the delay of
+// its google.rpc.RetryInfo (when Google sends one), which pauses that
+// project and location and halves its budget. A refusal of the gate is a
+// *fault.Error the retry policy does not retry.
 package gcpkms

@@ -50,6 +50,13 @@ type Config struct {
 	Timeout time.Duration
 	// ClientOptions are appended to the client's options (tests).
 	ClientOptions []option.ClientOption
+	// Gate, when set, admits every RPC attempt to Cloud KMS (the client's
+	// retries included) under the request budget of the key's project and
+	// location (masterkey.Vault{Cloud: "gcp", Name: "PROJECT/LOCATION"}),
+	// and hears of each RESOURCE_EXHAUSTED answer, which pauses every call
+	// to that project and location for its RetryInfo delay (the gate's
+	// default when Google sends none).
+	Gate masterkey.Gate
 }
 
 // DefaultTimeout is the default of Config.Timeout.
@@ -108,6 +115,9 @@ func Open(ctx context.Context, cfg Config) (*Provider, error) {
 		}
 		p.creds = creds
 		opts = append(opts, option.WithAuthCredentials(creds))
+	}
+	if cfg.Gate != nil {
+		opts = append(opts, option.WithGRPCDialOption(grpc.WithChainUnaryInterceptor(gateInterceptor(cfg.Gate))))
 	}
 	opts = append(opts, cfg.ClientOptions...)
 	cl, err := kms.NewKeyManagementClient(ctx, opts...)
