@@ -221,6 +221,15 @@ func (s *Service) Impact(ctx context.Context, orgID string, action ImpactAction,
 	if action == ImpactDecryptOnly && st.Staged.Mode == StagedDecryptOnly {
 		im.RefusedFrom = st.Staged.At.UTC()
 	}
+	if !im.Possible {
+		// A step that cannot be taken refuses nothing.
+		im.Refused, im.RefusedCallers = 0, 0
+		for i := range im.Keys {
+			im.Keys[i].Refused = 0
+		}
+		im.WhatBreaks = "Nothing: the step is not possible now (" + im.Blocked + ")."
+		return im, nil
+	}
 	im.WhatBreaks = whatBreaks(im)
 	return im, nil
 }
@@ -334,9 +343,9 @@ func impactPossible(action ImpactAction, st Status, org, key keys.Lifecycle) (bo
 			return false, "the customer managed key in use is unusable (" + string(state) + "): orgkms needs it to move the root key to the new key; restore access to it first"
 		case state != StateActive:
 			return false, "only an org on an active customer managed key can replace it; this org is " + string(state)
-		case st.Pending == nil:
-			return false, "no replacement key is configured yet: configure it first (orgkms cmk configure), then enable it"
 		}
+		// Active: the replacement is configure (when no new key is
+		// configured yet), then enable.
 	case ImpactFallback:
 		if state != StateLost {
 			return false, "only an org whose customer managed key was purged (state lost) can fall back to a new platform root key; this org is " + string(state)
