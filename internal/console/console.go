@@ -467,10 +467,14 @@ func (h *handler) render(rq *request, status int, name string, v *view) {
 		v.Nav.Keys = rq.allowed(auth.ActKeyRead)
 		v.Nav.Audit = rq.allowed(auth.ActAuditRead)
 		v.Nav.Webhooks = h.cfg.Webhooks != nil && rq.allowed(auth.ActWebhookManage)
-		v.Banner = bannerOf(rq.status.Record, h.now())
+		rec := rq.status.Record
+		v.Banner = bannerOf(rec, h.now())
 		v.Deletion, v.DeleteOrg = h.deletionBanner(rq), h.cfg.Shred != nil && h.mayDeleteOrg(rq)
-		if v.Banner == nil {
-			v.Banner = throttlingBanner(rq.status.VaultBudget)
+		// A vault that throttles answers: say that it throttles, not that
+		// it is unreachable (its 429s are why the probe failed).
+		degradedOnly := rec.Degraded && rec.State != cmk.StateLost && rec.State != cmk.StateRevoked
+		if tb := throttlingBanner(rq.status.VaultBudget); tb != nil && (v.Banner == nil || degradedOnly) {
+			v.Banner = tb
 		}
 	}
 	t := h.pages[name]
