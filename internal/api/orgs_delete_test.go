@@ -298,8 +298,8 @@ func TestOrgDeletionShred(t *testing.T) {
 	if got := listedOrgs(t, op)["acme"]; got.State != "deleted" || got.DeletedAt == nil {
 		t.Errorf("ListOrgs: acme after the shred = %+v, want deleted", got)
 	}
-	if _, err := op.CancelOrgDeletion(ctx, "acme"); !errors.Is(err, client.CodeConflict) {
-		t.Errorf("CancelOrgDeletion(acme) after the shred = %v, want conflict", err)
+	if _, err := op.CancelOrgDeletion(ctx, "acme"); !errors.Is(err, client.CodeOrgDeleted) {
+		t.Errorf("CancelOrgDeletion(acme) after the shred = %v, want org_deleted (as every route of a deleted org)", err)
 	}
 	if _, err := op.CreateOrg(ctx, "acme", ""); !errors.Is(err, client.CodeConflict) {
 		t.Errorf("CreateOrg(acme) after the shred = %v, want conflict (the ID is never reused)", err)
