@@ -1,6 +1,8 @@
 package api_test
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -51,7 +53,7 @@ func TestLifecycleRoutesBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	ka := ts.token("ka", "acme", auth.RoleKeyAdmin)
-	before := len(auditOf(t, op, "acme"))
+	before, beforeGlobex := len(auditOf(t, op, "acme")), len(auditOf(t, op, "globex"))
 
 	const key, org = "/v1/orgs/acme/keys/extra", "/v1/orgs/acme"
 	huge := `{"waiting_days":7,"x":"` + strings.Repeat("a", 9<<20) + `"}`
@@ -128,6 +130,9 @@ func TestLifecycleRoutesBadInput(t *testing.T) {
 	}
 	if after := auditOf(t, op, "acme"); len(after) != before {
 		t.Errorf("refused calls appended %d audit events: %+v", len(after)-before, after[before:])
+	}
+	if after := auditOf(t, op, "globex"); len(after) != beforeGlobex {
+		t.Errorf("calls refused on globex appended %d audit events to it: %+v", len(after)-beforeGlobex, after[beforeGlobex:])
 	}
 	for name, want := range map[string]string{"extra": "enabled", "off": "disabled", "doomed": "pending_deletion"} {
 		k, err := op.GetKey(ctx, "acme", name)
@@ -246,4 +251,44 @@ func mustRequest(t *testing.T, method, url, token string) *http.Request {
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	return req
+}
+
+// TestLifecycleWaitingDaysAccepted: the accepted spellings of the waiting
+// period (body with spaces, query, both agreeing, {} for the default) each
+// set the deletion date they say.
+func TestLifecycleWaitingDaysAccepted(t *testing.T) {
+	clock := &offsetClock{}
+	ts := startShredServer(t, clock, nil)
+	ctx := t.Context()
+	opTok := ts.token("ops", "", auth.RoleOperator)
+	op := ts.client(opTok)
+	if _, err := op.CreateOrg(ctx, "acme", ""); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []struct {
+		query, body string
+		days        int
+	}{
+		{"", `{ "waiting_days" : 14 }`, 14},
+		{"?waiting_days=30", ``, 30},
+		{"?waiting_days=10", `{"waiting_days":10}`, 10},
+		{"", `{}`, 7},
+	} {
+		name := fmt.Sprintf("k%d", i)
+		if _, err := op.CreateKey(ctx, "acme", name); err != nil {
+			t.Fatal(err)
+		}
+		start := clock.Now()
+		st, b := ts.raw("DELETE", "/v1/orgs/acme/keys/"+name+c.query, opTok, c.body)
+		if st != http.StatusOK {
+			t.Fatalf("DELETE %s%s %q = %d %s", name, c.query, c.body, st, b)
+		}
+		var k client.Key
+		if err := json.Unmarshal(b, &k); err != nil || k.DeletionDate == nil {
+			t.Fatalf("DELETE %s: body %s: %v", name, b, err)
+		}
+		if got := k.DeletionDate.Sub(start); got < time.Duration(c.days)*24*time.Hour-time.Hour || got > time.Duration(c.days)*24*time.Hour+time.Hour {
+			t.Errorf("DELETE %s%s %q: deletion in %v, want %d days", name, c.query, c.body, got, c.days)
+		}
+	}
 }
