@@ -86,6 +86,9 @@ func (c *conformance) wrap(h http.Handler) http.Handler {
 			if e.ValidationType == "path" && (rec.Code == http.StatusNotFound || rec.Code == http.StatusMethodNotAllowed || rec.Code/100 == 3) {
 				continue // a route that does not exist, refused as such (TestOpenAPIErrorCodes checks the bodies)
 			}
+			if e.ValidationType == "path" && rec.Code == http.StatusBadRequest && bytes.Contains(out, []byte(`"field":"path"`)) {
+				continue // an empty, . or .. segment, refused before any route (TestUncleanPathsRefused)
+			}
 			msg := r.Method + " " + r.URL.Path + " → " + http.StatusText(rec.Code) + ": " + e.Message
 			if e.Reason != "" {
 				msg += ": " + e.Reason

@@ -2,7 +2,9 @@ package api_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"github.com/orgkms/orgkms/internal/config"
 	"net/http"
 	"strings"
 	"testing"
@@ -290,5 +292,66 @@ func TestLifecycleWaitingDaysAccepted(t *testing.T) {
 		if got := k.DeletionDate.Sub(start); got < time.Duration(c.days)*24*time.Hour-time.Hour || got > time.Duration(c.days)*24*time.Hour+time.Hour {
 			t.Errorf("DELETE %s%s %q: deletion in %v, want %d days", name, c.query, c.body, got, c.days)
 		}
+	}
+}
+
+// TestUncleanPathsRefused: a path with an empty, . or .. segment is refused
+// with 400, not redirected to its cleaned form: Go's client (and curl -L)
+// follows a 307 with the same method and body, so DeleteKey(acme, "..")
+// deleted org acme and CancelKeyDeletion(acme, "..") cancelled the org's
+// deletion. Nothing changes and nothing is audited.
+func TestUncleanPathsRefused(t *testing.T) {
+	clock := &offsetClock{}
+	ts := startShredServer(t, clock, func(c *config.Config) { c.Orgs.SelfDelete = true })
+	ctx := t.Context()
+	opTok := ts.token("ops", "", auth.RoleOperator)
+	op := ts.client(opTok)
+	for _, id := range []string{"acme", "globex"} {
+		if _, err := op.CreateOrg(ctx, id, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := op.DeleteOrg(ctx, "globex", 0); err != nil {
+		t.Fatal(err)
+	}
+	owner := ts.client(ts.token("owner", "acme", auth.RoleAdmin, auth.RoleKeyAdmin))
+	before := map[string]int{"acme": len(auditOf(t, op, "acme")), "globex": len(auditOf(t, op, "globex"))}
+	for _, c := range []struct {
+		name string
+		do   func() error
+	}{
+		{"operator DeleteKey(acme, ..)", func() error { _, err := op.DeleteKey(ctx, "acme", "..", 0); return err }},
+		{"owner DeleteKey(acme, ..)", func() error { _, err := owner.DeleteKey(ctx, "acme", "..", 30); return err }},
+		{"operator CancelKeyDeletion(globex, ..)", func() error { _, err := op.CancelKeyDeletion(ctx, "globex", ".."); return err }},
+		{"operator DisableKey(acme, .)", func() error { _, err := op.DisableKey(ctx, "acme", "."); return err }},
+		{"operator DeleteKey(acme, empty)", func() error { _, err := op.DeleteKey(ctx, "acme", "", 0); return err }},
+		{"operator CancelOrgDeletion(empty)", func() error { _, err := op.CancelOrgDeletion(ctx, ""); return err }},
+	} {
+		err := c.do()
+		if !errors.Is(err, client.CodeInvalidArgument) && !errors.Is(err, client.CodeNotFound) && !errors.Is(err, client.CodeMethodNotAllowed) {
+			t.Errorf("%s = %v, want invalid_argument (or not_found / method_not_allowed for a route that does not exist)", c.name, err)
+		}
+	}
+	for _, p := range []string{"/v1/orgs/acme/keys/..", "/v1/orgs/acme/keys/./disable", "/v1/orgs//cancel-deletion", "/v1/orgs/acme/keys/default/../../../globex"} {
+		st, b := ts.raw("DELETE", p, opTok, nil)
+		if code, msg := errorBody(t, b); st != http.StatusBadRequest || code != "invalid_argument" || !strings.Contains(msg, "percent-encode") {
+			t.Errorf("DELETE %s = %d %s %q, want 400 invalid_argument", p, st, code, msg)
+		}
+	}
+	if o, err := op.GetOrg(ctx, "acme"); err != nil || o.State != "active" {
+		t.Errorf("acme after the refused calls: %+v, %v; want active", o, err)
+	}
+	if o, err := op.GetOrg(ctx, "globex"); err != nil || o.State != "pending_deletion" {
+		t.Errorf("globex after the refused calls: %+v, %v; want pending_deletion", o, err)
+	}
+	for org, n := range before {
+		if after := auditOf(t, op, org); len(after) != n {
+			t.Errorf("refused calls appended %d audit events to %s: %+v", len(after)-n, org, after[n:])
+		}
+	}
+	// The console's own paths are the console's business.
+	st, _ := ts.raw("GET", "/console/./", "", nil)
+	if st == http.StatusBadRequest {
+		t.Errorf("GET /console/./ = 400: the API's refusal reached the console")
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -141,7 +142,54 @@ func (h *Handler) allowedMethods(r *http.Request) []string {
 }
 
 // ServeHTTP implements http.Handler.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !cleanPath(r.URL.EscapedPath()) {
+		h.refuseUncleanPath(w, r)
+		return
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+// RefuseUncleanPaths serves next, but answers a request whose path has an
+// empty, "." or ".." segment with invalid_argument itself, except under
+// the prefixes exempt (another handler's pages). An http.ServeMux would
+// answer 307 to the cleaned path, and clients follow a 307 with the same
+// method and body: DELETE /v1/orgs/acme/keys/.. would delete org acme.
+func (h *Handler) RefuseUncleanPaths(next http.Handler, exempt ...string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.EscapedPath()
+		if !cleanPath(p) && !slices.ContainsFunc(exempt, func(e string) bool { return strings.HasPrefix(p, e) }) {
+			h.refuseUncleanPath(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (h *Handler) refuseUncleanPath(w http.ResponseWriter, r *http.Request) {
+	c := &call{w: w, r: r, requestID: requestID(r), route: "unclean path"}
+	w.Header().Set("X-Request-Id", c.requestID)
+	h.writeError(c, &fault.Error{Kind: fault.Invalid, Field: "path",
+		Reason: "has an empty, \".\" or \"..\" segment, which orgkms does not resolve: no org ID or key name is empty, . or ..; percent-encode the names you put in a path"})
+}
+
+// cleanPath reports whether p has no empty, "." or ".." segment (a
+// trailing slash aside).
+func cleanPath(p string) bool {
+	if !strings.HasPrefix(p, "/") {
+		return true // "*" (OPTIONS), CONNECT's authority: the mux's business
+	}
+	segs := strings.Split(strings.TrimSuffix(p[1:], "/"), "/")
+	if len(segs) == 1 && segs[0] == "" {
+		return true // "/"
+	}
+	for _, s := range segs {
+		if s == "" || s == "." || s == ".." {
+			return false
+		}
+	}
+	return true
+}
 
 // call is the state of one request.
 type call struct {

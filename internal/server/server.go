@@ -301,9 +301,10 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 	// 6. Tokens, users, API, console.
 	s.Tokens = auth.NewService(s.Store, s.Keys, nil, time.Duration(cfg.TokenCacheTTL))
 	s.Users = auth.NewUsers(s.Store, opts.Now, opts.SessionTTL)
-	s.API = api.New(api.Config{Keys: s.Keys, Tokens: s.Tokens, CMK: s.CMK, Users: s.Users, Metrics: s.Metrics, Logger: log,
+	apiHandler := api.New(api.Config{Keys: s.Keys, Tokens: s.Tokens, CMK: s.CMK, Users: s.Users, Metrics: s.Metrics, Logger: log,
 		LogRequests: cfg.LogRequests, Ready: s.ready, Nodes: s.Cluster, PlatformKey: s.Platform, Webhooks: s.Webhooks, VaultBudgets: s.Budget.States,
 		Shred: s.Shred, SelfDelete: cfg.Orgs.SelfDelete})
+	s.API = apiHandler
 	proxies, err := cfg.TrustedProxyPrefixes()
 	if err != nil {
 		return nil, err
@@ -327,7 +328,10 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 	if err := s.Cluster.CheckAll(ctx); err != nil {
 		return nil, fmt.Errorf("check generations: %w", err)
 	}
-	s.Handler = mux
+	// A path with an empty, . or .. segment is refused, not redirected
+	// to its cleaned form (which the API client would follow, method and
+	// body included).
+	s.Handler = apiHandler.RefuseUncleanPaths(mux, "/console/")
 	return s, nil
 }
 
