@@ -302,7 +302,15 @@ func nonNil(items []BatchItem, f func(*BatchItem) *[]byte) []BatchItem {
 	return out
 }
 
-func esc(s string) string { return url.PathEscape(s) }
+// esc escapes a name for a path segment. "." and ".." are escaped too
+// (url.PathEscape leaves them): as dot segments they would address another
+// route, e.g. DeleteKey(org, "..") the org itself.
+func esc(s string) string {
+	if s == "." || s == ".." {
+		return strings.Repeat("%2E", len(s))
+	}
+	return url.PathEscape(s)
+}
 
 // CreateOrg creates an org (operator).
 func (c *Client) CreateOrg(ctx context.Context, id, name string) (Org, error) {

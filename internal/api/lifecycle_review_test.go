@@ -332,7 +332,7 @@ func TestUncleanPathsRefused(t *testing.T) {
 			t.Errorf("%s = %v, want invalid_argument (or not_found / method_not_allowed for a route that does not exist)", c.name, err)
 		}
 	}
-	for _, p := range []string{"/v1/orgs/acme/keys/..", "/v1/orgs/acme/keys/./disable", "/v1/orgs//cancel-deletion", "/v1/orgs/acme/keys/default/../../../globex"} {
+	for _, p := range []string{"/v1/orgs/acme/keys/..", "/v1/orgs/acme/keys/./disable", "/v1/orgs//cancel-deletion", "/v1/orgs/acme/keys/default/../../../globex", "/v1/orgs/acme/keys/%2e%2E", "/v1/orgs/acme/keys/.%2e/cancel-deletion"} {
 		st, b := ts.raw("DELETE", p, opTok, nil)
 		if code, msg := errorBody(t, b); st != http.StatusBadRequest || code != "invalid_argument" || !strings.Contains(msg, "percent-encode") {
 			t.Errorf("DELETE %s = %d %s %q, want 400 invalid_argument", p, st, code, msg)

@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -173,8 +174,8 @@ func (h *Handler) refuseUncleanPath(w http.ResponseWriter, r *http.Request) {
 		Reason: "has an empty, \".\" or \"..\" segment, which orgkms does not resolve: no org ID or key name is empty, . or ..; percent-encode the names you put in a path"})
 }
 
-// cleanPath reports whether p has no empty, "." or ".." segment (a
-// trailing slash aside).
+// cleanPath reports whether the escaped path p has no empty, "." or ".."
+// segment, escaped or not (a trailing slash aside).
 func cleanPath(p string) bool {
 	if !strings.HasPrefix(p, "/") {
 		return true // "*" (OPTIONS), CONNECT's authority: the mux's business
@@ -184,6 +185,9 @@ func cleanPath(p string) bool {
 		return true // "/"
 	}
 	for _, s := range segs {
+		if u, err := url.PathUnescape(s); err == nil {
+			s = u // %2E%2E too: a proxy in front may resolve it
+		}
 		if s == "" || s == "." || s == ".." {
 			return false
 		}
