@@ -355,3 +355,40 @@ func TestUncleanPathsRefused(t *testing.T) {
 		t.Errorf("GET /console/./ = 400: the API's refusal reached the console")
 	}
 }
+
+// TestLifecycleRoutesDeletedKey: once a data key is shredded, every
+// lifecycle route of the key answers 410 key_deleted, and appends nothing.
+func TestLifecycleRoutesDeletedKey(t *testing.T) {
+	clock := &offsetClock{}
+	ts := startShredServer(t, clock, nil)
+	ctx := t.Context()
+	opTok := ts.token("ops", "", auth.RoleOperator)
+	op := ts.client(opTok)
+	if _, err := op.CreateOrg(ctx, "acme", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.CreateKey(ctx, "acme", "old"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.DeleteKey(ctx, "acme", "old", 0); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(8 * 24 * time.Hour)
+	runShreds(t, ts, clock, "acme")
+	ka := ts.token("ka", "acme", auth.RoleKeyAdmin)
+	before := len(auditOf(t, op, "acme"))
+	for _, c := range []struct{ method, path string }{
+		{"POST", "/v1/orgs/acme/keys/old/disable"},
+		{"POST", "/v1/orgs/acme/keys/old/enable"},
+		{"DELETE", "/v1/orgs/acme/keys/old"},
+		{"POST", "/v1/orgs/acme/keys/old/cancel-deletion"},
+	} {
+		st, b := ts.raw(c.method, c.path, ka, nil)
+		if code, msg := errorBody(t, b); st != http.StatusGone || code != "key_deleted" {
+			t.Errorf("%s %s = %d %s %q, want 410 key_deleted", c.method, c.path, st, code, msg)
+		}
+	}
+	if after := auditOf(t, op, "acme"); len(after) != before {
+		t.Errorf("refused calls appended %d audit events: %+v", len(after)-before, after[before:])
+	}
+}
