@@ -82,14 +82,14 @@ func (h *Handler) listKeys(c *call) error {
 	if err != nil {
 		return err
 	}
-	ls, err := h.keys.KeyLifecycles(c.r.Context(), c.org)
+	ls, err := h.keyLifecycles(c)
 	if err != nil {
 		return err
 	}
 	out := client.KeyList{Keys: []client.Key{}}
 	for _, k := range ks {
 		k.Versions = nil
-		out.Keys = append(out.Keys, withKeyLifecycle(keyJSON(k), ls[k.Name]))
+		out.Keys = append(out.Keys, withKeyLifecycle(keyJSON(k), ls(k.Name)))
 	}
 	return c.reply(http.StatusOK, out)
 }

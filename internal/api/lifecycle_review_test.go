@@ -183,6 +183,19 @@ func TestLifecycleRoutesDeletedOrg(t *testing.T) {
 			t.Errorf("%s %s = %d %s %q, want 410 org_deleted", c.method, c.path, st, code, msg)
 		}
 	}
+	// Its keys read as deleted with it, not as enabled.
+	ks, err := op.ListKeys(ctx, "gone")
+	if err != nil || len(ks) == 0 {
+		t.Fatalf("ListKeys(gone) = %+v, %v", ks, err)
+	}
+	for _, k := range ks {
+		if k.State != "deleted" || k.DeletedAt == nil {
+			t.Errorf("ListKeys(gone): key %s = %+v, want deleted with a deleted_at", k.Name, k)
+		}
+	}
+	if k, err := op.GetKey(ctx, "gone", "default"); err != nil || k.State != "deleted" || k.DeletedAt == nil {
+		t.Errorf("GetKey(gone, default) = %+v, %v; want deleted with a deleted_at", k, err)
+	}
 	if after := auditOf(t, op, "gone"); len(after) != before {
 		t.Errorf("refused calls appended %d audit events: %+v", len(after)-before, after[before:])
 	}

@@ -73,11 +73,31 @@ func (h *Handler) keyReply(c *call, name string) error {
 	if err != nil {
 		return err
 	}
-	ls, err := h.keys.KeyLifecycles(c.r.Context(), c.org)
+	ls, err := h.keyLifecycles(c)
 	if err != nil {
 		return err
 	}
-	return c.reply(http.StatusOK, withKeyLifecycle(keyJSON(k), ls[name]))
+	return c.reply(http.StatusOK, withKeyLifecycle(keyJSON(k), ls(name)))
+}
+
+// keyLifecycles returns the lifecycle of c.org's data keys by name: a key
+// of a deleted org is deleted with it (its versions were erased), not
+// "enabled" as its own record, untouched by the org's shred, says.
+func (h *Handler) keyLifecycles(c *call) (func(name string) keys.Lifecycle, error) {
+	ol, err := h.keys.OrgLifecycle(c.r.Context(), c.org)
+	if err != nil {
+		return nil, err
+	}
+	ls, err := h.keys.KeyLifecycles(c.r.Context(), c.org)
+	if err != nil {
+		return nil, err
+	}
+	return func(name string) keys.Lifecycle {
+		if l := ls[name]; ol.State != keys.LifecycleDeleted || l.State == keys.LifecycleDeleted {
+			return l
+		}
+		return keys.Lifecycle{State: keys.LifecycleDeleted, DeletionDate: ol.DeletionDate, ShreddedAt: ol.ShreddedAt}
+	}, nil
 }
 
 // lifecycleOn reports a missing shred service as a missing route.
