@@ -48,6 +48,9 @@ func (h *Handler) cmkImpact(c *call) error {
 			return &fault.Error{Kind: fault.Invalid, Field: k, Reason: "is given more than once"}
 		}
 	}
+	if q.Has("key") && q.Get("key") == "" {
+		return &fault.Error{Kind: fault.Invalid, Field: "key", Reason: "is empty: give the data key's name (disable-key, delete-key), or leave key out"}
+	}
 	a, err := cmk.ParseImpactAction(q.Get("action"), q.Get("key"))
 	if err != nil {
 		return err

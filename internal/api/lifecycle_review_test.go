@@ -405,3 +405,18 @@ func TestLifecycleRoutesDeletedKey(t *testing.T) {
 		t.Errorf("refused calls appended %d audit events: %+v", len(after)-before, after[before:])
 	}
 }
+
+// TestImpactEmptyKey: an empty key= is refused whatever the action (it was
+// taken as no key on an org-wide action); the document says a key name has
+// at least one character.
+func TestImpactEmptyKey(t *testing.T) {
+	ts := startServer(t, t.TempDir())
+	mustOrg(t, ts, "acme")
+	owner := ts.token("owner", "acme", auth.RoleAdmin, auth.RoleKeyAdmin)
+	for _, q := range []string{"?action=disable&key=", "?action=delete-key&key=", "?key=&action=revoke"} {
+		st, b := ts.raw("GET", "/v1/orgs/acme/cmk/impact"+q, owner, nil)
+		if code, msg := errorBody(t, b); st != http.StatusBadRequest || code != "invalid_argument" || !strings.Contains(string(b), `"field":"key"`) {
+			t.Errorf("impact%s = %d %s %q, want 400 invalid_argument on key", q, st, code, msg)
+		}
+	}
+}
