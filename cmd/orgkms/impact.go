@@ -73,8 +73,11 @@ func impactCmd(env *cliEnv) *cobra.Command {
 // the data keys.
 func printImpact(w io.Writer, im client.Impact, now time.Time) error {
 	fmt.Fprintln(w, impactSummary(im, now))
-	fmt.Fprintln(w, im.WhatBreaks)
-	if !im.Possible {
+	if im.Possible {
+		fmt.Fprintln(w, im.WhatBreaks)
+	} else {
+		// what_breaks says the same ("Nothing: the step is not possible
+		// now (...)"): one line is enough.
 		fmt.Fprintf(w, "Not possible now: %s\n", im.Blocked)
 	}
 	fmt.Fprintf(w, "Fall back: %s\n", im.FallbackReason)

@@ -362,13 +362,14 @@ func impactPossible(action ImpactAction, st Status, org, key keys.Lifecycle) (bo
 		if org.State == keys.LifecyclePendingDeletion {
 			return false, "the org is scheduled for deletion already, on " + org.DeletionDate.UTC().Format(time.RFC3339)
 		}
-	case ImpactDisableKey:
-		if key.State != keys.LifecycleEnabled {
-			return false, "the key is " + string(key.State) + " already"
+	case ImpactDisableKey, ImpactDeleteKey:
+		// While the org waits for its deletion its keys' lifecycle cannot
+		// change (the change is refused with org_pending_deletion).
+		if org.State == keys.LifecyclePendingDeletion {
+			return false, "the org is scheduled for deletion on " + org.DeletionDate.UTC().Format(time.RFC3339) + ": its keys are refused already and cannot change"
 		}
-	case ImpactDeleteKey:
-		if key.State == keys.LifecyclePendingDeletion || key.State == keys.LifecycleDeleted {
-			return false, "the key is " + string(key.State) + " already"
+		if key.State == keys.LifecycleDeleted || key.State == keys.LifecyclePendingDeletion || (action == ImpactDisableKey && key.State != keys.LifecycleEnabled) {
+			return false, "the key is " + key.Text(false) + " already"
 		}
 	}
 	return true, ""
