@@ -16,7 +16,7 @@ import (
 // impactVerbs is how the summary names each previewed step.
 var impactVerbs = map[string]string{
 	"disable": "Disabling the customer managed key", "replace": "Replacing the customer managed key", "fallback": "Falling back to a new platform root key",
-	"decrypt-only": "Decrypt-only mode", "revoke": "Revoking the org", "delete-org": "Deleting the org", "disable-key": "Disabling the key", "delete-key": "Deleting the key",
+	"decrypt-only": "Turning on decrypt-only mode", "revoke": "Revoking the org", "delete-org": "Deleting the org", "disable-key": "Disabling the key", "delete-key": "Deleting the key",
 }
 
 func impactCmd(env *cliEnv) *cobra.Command {
