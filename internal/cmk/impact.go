@@ -230,6 +230,18 @@ func (s *Service) Impact(ctx context.Context, orgID string, action ImpactAction,
 		im.WhatBreaks = "Nothing: the step is not possible now (" + im.Blocked + ")."
 		return im, nil
 	}
+	if orgLife.State == keys.LifecyclePendingDeletion && (action == ImpactDecryptOnly || action == ImpactRevoke) {
+		// The pending deletion refuses every call already: the step adds
+		// nothing until the deletion is cancelled.
+		later := whatBreaks(im)
+		im.Refused, im.RefusedCallers = 0, 0
+		for i := range im.Keys {
+			im.Keys[i].Refused = 0
+		}
+		im.WhatBreaks = "Nothing more is refused now: every call of the org is refused already with " + fault.OrgPendingDeletion.Code() +
+			" until its deletion on " + orgLife.DeletionDate.UTC().Format(time.RFC3339) + ". If the deletion is cancelled: " + later
+		return im, nil
+	}
 	im.WhatBreaks = whatBreaks(im)
 	return im, nil
 }
