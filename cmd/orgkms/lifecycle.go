@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -156,7 +157,24 @@ func orgLifecycleCmds(env *cliEnv) []*cobra.Command {
 			return orgLifecycleError(env, c, err, org, "cancel")
 		}
 		return cancelFmt.emit(env, o, func(w io.Writer) error {
-			_, err := fmt.Fprintf(w, "the deletion of org %s is cancelled: its keys are served again (state %s)\n", o.ID, orgState(o))
+			// A key disabled or pending its own deletion stays so: name it
+			// rather than claim every key is served.
+			ks, kerr := c.ListKeys(env.ctx, o.ID)
+			if kerr != nil {
+				_, err := fmt.Fprintf(w, "the deletion of org %s is cancelled: its keys are served again (state %s), except any key disabled or pending its own deletion (\"orgkms key list --org %s\" shows them)\n", o.ID, orgState(o), o.ID)
+				return err
+			}
+			var still []string
+			for _, k := range ks {
+				if k.State != "" && k.State != "enabled" {
+					still = append(still, fmt.Sprintf("key %s is still %s: \"orgkms key show --org %s %s\"", k.Name, keyState(k), o.ID, k.Name))
+				}
+			}
+			if len(still) == 0 {
+				_, err := fmt.Fprintf(w, "the deletion of org %s is cancelled: its keys are served again (state %s)\n", o.ID, orgState(o))
+				return err
+			}
+			_, err := fmt.Fprintf(w, "the deletion of org %s is cancelled: its keys are served again (state %s), except:\n  %s\n", o.ID, orgState(o), strings.Join(still, "\n  "))
 			return err
 		})
 	}
