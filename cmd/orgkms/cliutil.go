@@ -184,6 +184,17 @@ func argNames(names ...string) cobra.PositionalArgs {
 func argRange(min, max int, names ...string) cobra.PositionalArgs {
 	return func(c *cobra.Command, args []string) error {
 		if len(args) >= min && (max < 0 || len(args) <= max) {
+			// Every named argument is an ID or a name: an empty one
+			// (an unset shell variable) would change the request's path.
+			for i, a := range args {
+				if a == "" && len(names) > 0 {
+					name := names[len(names)-1]
+					if i < len(names) {
+						name = names[i]
+					}
+					return usageError{fmt.Sprintf("%s: %s is empty", commandName(c), name), "give a non-empty " + name + "; " + helpHint(c)}
+				}
+			}
 			return nil
 		}
 		var want string

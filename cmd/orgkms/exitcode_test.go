@@ -58,3 +58,62 @@ func TestExitCodeOfMissingConfig(t *testing.T) {
 		}
 	}
 }
+
+// The deletion lifecycle, impact and vault-budget commands' mistakes exit
+// 2 before any request (the address is a closed server, so a request would
+// exit 1), with one error line; their help exits 0 on stdout.
+func TestExitCodeOfLifecycleUsage(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	srv.Close()
+	t.Setenv("ORGKMS_ADDR", srv.URL)
+	t.Setenv("ORGKMS_TOKEN", "t")
+	t.Setenv("ORGKMS_ORG", "")
+	tests := []struct {
+		args []string
+		want int
+	}{
+		{[]string{"org", "delete", "acme"}, exitUsage},
+		{[]string{"org", "delete", "acme", "--yes", "--waiting-days", "6"}, exitUsage},
+		{[]string{"org", "delete", "", "--yes"}, exitUsage},
+		{[]string{"org", "delete", "acme", "--yes", "--bogus"}, exitUsage},
+		{[]string{"org", "cancel-deletion"}, exitUsage},
+		{[]string{"org", "cancel-deletion", "a", "b"}, exitUsage},
+		{[]string{"key", "disable", "reports"}, exitUsage},
+		{[]string{"key", "enable", "--org", "acme"}, exitUsage},
+		{[]string{"key", "delete", "--org", "acme", "reports"}, exitUsage},
+		{[]string{"key", "delete", "--org", "acme", "--yes", "--waiting-days", "x", "reports"}, exitUsage},
+		{[]string{"key", "cancel-deletion", "--org", "acme", ""}, exitUsage},
+		{[]string{"cmk", "impact", "--org", "acme"}, exitUsage},
+		{[]string{"cmk", "impact", "explode", "--org", "acme"}, exitUsage},
+		{[]string{"cmk", "impact", "delete-key", "--org", "acme"}, exitUsage},
+		{[]string{"cmk", "impact", "disable", "--org", "acme", "--key", "k"}, exitUsage},
+		{[]string{"cmk", "impact", "disable", "--org", "acme", "--format", "xml"}, exitUsage},
+		{[]string{"vault-budget"}, exitUsage},
+		{[]string{"vault-budget", "list", "extra"}, exitUsage},
+		// The same commands well formed reach the (closed) server.
+		{[]string{"org", "delete", "acme", "--yes"}, exitError},
+		{[]string{"vault-budget", "list"}, exitError},
+	}
+	for _, tt := range tests {
+		var stdout, stderr bytes.Buffer
+		got := run(t.Context(), tt.args, strings.NewReader(""), &stdout, &stderr)
+		if got != tt.want {
+			t.Errorf("%q: exit %d, want %d (stderr %q)", tt.args, got, tt.want, stderr.String())
+		}
+		if n := strings.Count(stderr.String(), "orgkms: error:"); n != 1 {
+			t.Errorf("%q: %d error lines, want 1: %q", tt.args, n, stderr.String())
+		}
+		if stdout.Len() != 0 {
+			t.Errorf("%q: stdout %q, want nothing", tt.args, stdout.String())
+		}
+	}
+	for _, cmd := range [][]string{{"org", "delete"}, {"org", "cancel-deletion"}, {"key", "disable"}, {"key", "enable"},
+		{"key", "delete"}, {"key", "cancel-deletion"}, {"cmk", "impact"}, {"vault-budget"}, {"vault-budget", "list"}} {
+		for _, h := range []string{"-h", "--help"} {
+			var stdout, stderr bytes.Buffer
+			if got := run(t.Context(), append(cmd, h), strings.NewReader(""), &stdout, &stderr); got != 0 || !strings.HasPrefix(stdout.String(), "Usage: orgkms ") || stderr.Len() != 0 {
+				t.Errorf("%q %s: exit %d, stdout %q, stderr %q; want 0 and the usage on stdout", cmd, h, got, stdout.String(), stderr.String())
+			}
+		}
+	}
+}

@@ -16,7 +16,7 @@ import (
 // impactVerbs is how the summary names each previewed step.
 var impactVerbs = map[string]string{
 	"disable": "Disabling the customer managed key", "replace": "Replacing the customer managed key", "fallback": "Falling back to a new platform root key",
-	"decrypt-only": "Decrypt-only mode", "revoke": "Revoking the org", "delete-org": "Deleting the org", "disable-key": "Disabling the key", "delete-key": "Deleting the key",
+	"decrypt-only": "Turning on decrypt-only mode", "revoke": "Revoking the org", "delete-org": "Deleting the org", "disable-key": "Disabling the key", "delete-key": "Deleting the key",
 }
 
 func impactCmd(env *cliEnv) *cobra.Command {
@@ -73,8 +73,11 @@ func impactCmd(env *cliEnv) *cobra.Command {
 // the data keys.
 func printImpact(w io.Writer, im client.Impact, now time.Time) error {
 	fmt.Fprintln(w, impactSummary(im, now))
-	fmt.Fprintln(w, im.WhatBreaks)
-	if !im.Possible {
+	if im.Possible {
+		fmt.Fprintln(w, im.WhatBreaks)
+	} else {
+		// what_breaks says the same ("Nothing: the step is not possible
+		// now (...)"): one line is enough.
 		fmt.Fprintf(w, "Not possible now: %s\n", im.Blocked)
 	}
 	fmt.Fprintf(w, "Fall back: %s\n", im.FallbackReason)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -156,7 +157,24 @@ func orgLifecycleCmds(env *cliEnv) []*cobra.Command {
 			return orgLifecycleError(env, c, err, org, "cancel")
 		}
 		return cancelFmt.emit(env, o, func(w io.Writer) error {
-			_, err := fmt.Fprintf(w, "the deletion of org %s is cancelled: its keys are served again (state %s)\n", o.ID, orgState(o))
+			// A key disabled or pending its own deletion stays so: name it
+			// rather than claim every key is served.
+			ks, kerr := c.ListKeys(env.ctx, o.ID)
+			if kerr != nil {
+				_, err := fmt.Fprintf(w, "the deletion of org %s is cancelled: its keys are served again (state %s), except any key disabled or pending its own deletion (\"orgkms key list --org %s\" shows them)\n", o.ID, orgState(o), o.ID)
+				return err
+			}
+			var still []string
+			for _, k := range ks {
+				if k.State != "" && k.State != "enabled" {
+					still = append(still, fmt.Sprintf("key %s is still %s: \"orgkms key show --org %s %s\"", k.Name, keyState(k), o.ID, k.Name))
+				}
+			}
+			if len(still) == 0 {
+				_, err := fmt.Fprintf(w, "the deletion of org %s is cancelled: its keys are served again (state %s)\n", o.ID, orgState(o))
+				return err
+			}
+			_, err := fmt.Fprintf(w, "the deletion of org %s is cancelled: its keys are served again (state %s), except:\n  %s\n", o.ID, orgState(o), strings.Join(still, "\n  "))
 			return err
 		})
 	}
@@ -248,14 +266,16 @@ func keyLifecycleCmds(env *cliEnv) []*cobra.Command {
 
 	disable := one("disable", "disable a data key: encrypt and decrypt with it are refused",
 		"Disables a data key: encrypt, decrypt, rewrap and datakey with it are refused with\n"+
-			"key_disabled until \"orgkms key enable\". Nothing is destroyed. Needs key_admin.",
+			"key_disabled until \"orgkms key enable\". Nothing is destroyed. Needs key_admin\n"+
+			"on the org, or the operator.",
 		func(c *client.Client, org, name string) (client.Key, error) { return c.DisableKey(env.ctx, org, name) }, nil,
 		func(w io.Writer, org string, k client.Key) error {
 			_, err := fmt.Fprintf(w, "key %s of org %s is disabled: encrypt and decrypt with it are refused with key_disabled\nto enable it again: orgkms key enable --org %s %s\n", k.Name, org, org, k.Name)
 			return err
 		})
 	enable := one("enable", "enable a disabled data key",
-		"Enables a disabled data key: it encrypts and decrypts again at once. Needs key_admin.",
+		"Enables a disabled data key: it encrypts and decrypts again at once. Needs key_admin\n"+
+			"on the org, or the operator.",
 		func(c *client.Client, org, name string) (client.Key, error) { return c.EnableKey(env.ctx, org, name) }, nil,
 		func(w io.Writer, org string, k client.Key) error {
 			_, err := fmt.Fprintf(w, "key %s of org %s is %s\n", k.Name, org, keyState(k))
@@ -267,7 +287,7 @@ func keyLifecycleCmds(env *cliEnv) []*cobra.Command {
 			"refused with key_pending_deletion. After the waiting period (--waiting-days, 7 to\n"+
 			"30, default 7) a job destroys every version of it: its ciphertexts can never be\n"+
 			"decrypted again, and its name stays taken. Until then \"orgkms key cancel-deletion\"\n"+
-			"restores it. Needs key_admin. --yes is required.",
+			"restores it. Needs key_admin on the org, or the operator. --yes is required.",
 		func(c *client.Client, org, name string) (client.Key, error) {
 			return c.DeleteKey(env.ctx, org, name, *days)
 		},
@@ -290,7 +310,8 @@ func keyLifecycleCmds(env *cliEnv) []*cobra.Command {
 		})
 	cancel := one("cancel-deletion", "cancel a data key's scheduled deletion",
 		"Cancels a data key's scheduled deletion: it is enabled again at once. Possible until\n"+
-			"the deletion date (not once the shred has started). Needs key_admin.",
+			"the deletion date (not once the shred has started). Needs key_admin on the org,\n"+
+			"or the operator.",
 		func(c *client.Client, org, name string) (client.Key, error) {
 			return c.CancelKeyDeletion(env.ctx, org, name)
 		}, nil,

@@ -303,20 +303,43 @@ func (h *Handler) authorize(c *call, act auth.Action) error {
 	selfDelete := act == auth.ActOrgDelete && h.selfDel && auth.Allowed(p, auth.ActCMKManage, c.org)
 	if !auth.Allowed(p, act, c.org) && !selfDelete {
 		reason := "this token's roles (" + rolesString(p.Roles) + ") do not allow " + string(act)
-		if p.OrgID != "" && c.org != "" && c.org != p.OrgID {
+		if needs := actionNeeds(act); needs != "" {
+			reason += ": it needs " + needs
+		}
+		switch {
+		// Another org's token: its roles are beside the point.
+		case p.OrgID != "" && c.org != "" && c.org != p.OrgID:
 			reason = "this token is limited to org " + p.OrgID
-		} else if p.OrgID != "" && c.org == "" {
+		case p.OrgID != "" && c.org == "":
 			reason = "this action is platform-wide: it needs a token without an org scope and with the operator role"
-		}
-		if act == auth.ActOrgDelete {
+		case act == auth.ActOrgDelete:
 			reason = "deleting an org needs the platform operator, or both the admin and key_admin roles on the org where the operator allows it (orgs.self_delete)"
-		}
-		if act == auth.ActCMKManage {
+		case act == auth.ActCMKManage:
 			reason = "customer managed key changes need both the admin and key_admin roles on the org"
 		}
 		return &fault.Error{Kind: fault.Forbidden, Reason: reason}
 	}
 	return nil
+}
+
+// actionNeeds names, for a refusal's message, the roles that allow act
+// (as [auth.Allowed] decides); "" for an action explained elsewhere.
+func actionNeeds(act auth.Action) string {
+	switch act {
+	case auth.ActOrgCreate, auth.ActOrgList, auth.ActTokenManage, auth.ActCacheManage, auth.ActPlatformRead:
+		return "the operator role on a token without an org scope"
+	case auth.ActOrgRead, auth.ActKeyRead:
+		return "a role on the org (service, member, admin or key_admin), or the operator"
+	case auth.ActKeyManage:
+		return "the key_admin role on the org, or the operator"
+	case auth.ActCrypto:
+		return "the service role on the org"
+	case auth.ActAuditRead:
+		return "the admin or key_admin role on the org, or the operator"
+	case auth.ActUsersManage, auth.ActWebhookManage:
+		return "the admin role on the org, or the operator"
+	}
+	return ""
 }
 
 func rolesString(rs []auth.Role) string {

@@ -230,6 +230,18 @@ func (s *Service) Impact(ctx context.Context, orgID string, action ImpactAction,
 		im.WhatBreaks = "Nothing: the step is not possible now (" + im.Blocked + ")."
 		return im, nil
 	}
+	if orgLife.State == keys.LifecyclePendingDeletion && (action == ImpactDecryptOnly || action == ImpactRevoke) {
+		// The pending deletion refuses every call already: the step adds
+		// nothing until the deletion is cancelled.
+		later := whatBreaks(im)
+		im.Refused, im.RefusedCallers = 0, 0
+		for i := range im.Keys {
+			im.Keys[i].Refused = 0
+		}
+		im.WhatBreaks = "Nothing more is refused now: every call of the org is refused already with " + fault.OrgPendingDeletion.Code() +
+			" until its deletion on " + orgLife.DeletionDate.UTC().Format(time.RFC3339) + ". If the deletion is cancelled: " + later
+		return im, nil
+	}
 	im.WhatBreaks = whatBreaks(im)
 	return im, nil
 }
@@ -362,13 +374,14 @@ func impactPossible(action ImpactAction, st Status, org, key keys.Lifecycle) (bo
 		if org.State == keys.LifecyclePendingDeletion {
 			return false, "the org is scheduled for deletion already, on " + org.DeletionDate.UTC().Format(time.RFC3339)
 		}
-	case ImpactDisableKey:
-		if key.State != keys.LifecycleEnabled {
-			return false, "the key is " + string(key.State) + " already"
+	case ImpactDisableKey, ImpactDeleteKey:
+		// While the org waits for its deletion its keys' lifecycle cannot
+		// change (the change is refused with org_pending_deletion).
+		if org.State == keys.LifecyclePendingDeletion {
+			return false, "the org is scheduled for deletion on " + org.DeletionDate.UTC().Format(time.RFC3339) + ": its keys are refused already and cannot change"
 		}
-	case ImpactDeleteKey:
-		if key.State == keys.LifecyclePendingDeletion || key.State == keys.LifecycleDeleted {
-			return false, "the key is " + string(key.State) + " already"
+		if key.State == keys.LifecycleDeleted || key.State == keys.LifecyclePendingDeletion || (action == ImpactDisableKey && key.State != keys.LifecycleEnabled) {
+			return false, "the key is " + key.Text(false) + " already"
 		}
 	}
 	return true, ""

@@ -28,6 +28,25 @@ type Lifecycle struct {
 	ShreddedAt   time.Time // when the shred ran; zero until then
 }
 
+// Text is the lifecycle for people, as the CLI and the console name it:
+// "active" (an org) or "enabled" (a data key), "disabled", "pending
+// deletion until DATE", "deleted".
+func (l Lifecycle) Text(org bool) string {
+	switch l.State {
+	case LifecycleEnabled:
+		if org {
+			return "active"
+		}
+		return "enabled"
+	case LifecyclePendingDeletion:
+		if l.DeletionDate.IsZero() {
+			return "pending deletion"
+		}
+		return "pending deletion until " + l.DeletionDate.UTC().Format(time.RFC3339)
+	}
+	return string(l.State)
+}
+
 // LifecycleStore is the part of a store that records the deletion
 // lifecycle of orgs and data keys. A [Store] that implements it lets the
 // [Service] refuse the data plane of an org or key that is disabled,

@@ -92,13 +92,6 @@ func keyLifecycle(ctx context.Context, q querier, op, orgID, name string) (keys.
 	return l, nil
 }
 
-func stateName(st keys.LifecycleState) string {
-	if st == keys.LifecycleEnabled {
-		return "enabled"
-	}
-	return string(st)
-}
-
 // SetLifecycle changes the lifecycle of the org or one of its keys; see
 // [shred.Store.SetLifecycle].
 func (s *Store) SetLifecycle(ctx context.Context, orgID, keyName string, from []keys.LifecycleState, l keys.Lifecycle, job *jobs.Job, ev audit.Event) error {
@@ -130,7 +123,7 @@ func (s *Store) SetLifecycle(ctx context.Context, orgID, keyName string, from []
 		}
 		if !slices.Contains(from, cur.State) {
 			return &fault.Error{Kind: fault.Conflict, Op: op, Resource: lifecycleRes(orgID, keyName),
-				Reason: fmt.Sprintf("%s is %s: this change is not allowed in that state", lifecycleRes(orgID, keyName), stateName(cur.State))}
+				Reason: fmt.Sprintf("%s is %s: this change is not allowed in that state", lifecycleRes(orgID, keyName), cur.Text(keyName == ""))}
 		}
 		if l.State != keys.LifecyclePendingDeletion {
 			var running int
