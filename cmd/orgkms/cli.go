@@ -117,38 +117,56 @@ func allOrgs(env *cliEnv, c *client.Client) ([]client.Org, error) {
 	}
 }
 
+// keyVerb is a command acting on one named data key of an org: key
+// create, show, rotate, config, and the lifecycle commands.
+type keyVerb struct {
+	verb, short, long string
+	do                func(c *client.Client, org, name string) (client.Key, error)
+	flags             func(*cobra.Command)                                      // more flags, or nil
+	fail              func(c *client.Client, err error, org, name string) error // the error as the user sees it
+	text              func(w io.Writer, org string, k client.Key) error         // the text output
+}
+
+func (v keyVerb) command(env *cliEnv) *cobra.Command {
+	cmd := &cobra.Command{Use: v.verb + " NAME", Short: v.short, Long: v.long, Args: argNames("NAME")}
+	if v.verb != "create" {
+		cmd.ValidArgsFunction = func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			if len(args) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			return completeKeys(cmd, args, toComplete)
+		}
+	}
+	org := orgFlag(cmd)
+	if v.flags != nil {
+		v.flags(cmd)
+	}
+	f := addFormat(cmd)
+	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		o, err := requireOrg(*org)
+		if err != nil {
+			return err
+		}
+		c, err := newClient()
+		if err != nil {
+			return err
+		}
+		k, err := v.do(c, o, args[0])
+		if err != nil {
+			return v.fail(c, err, o, args[0])
+		}
+		return f.emit(env, k, func(w io.Writer) error { return v.text(w, o, k) })
+	}
+	return cmd
+}
+
 func keyCmd(env *cliEnv) *cobra.Command {
-	// one returns a command acting on one named key.
+	// one returns a command acting on one named key, printing its versions.
 	one := func(verb, short string, do func(c *client.Client, org, name string) (client.Key, error), flags func(*cobra.Command)) *cobra.Command {
-		cmd := &cobra.Command{Use: verb + " NAME", Short: short, Args: argNames("NAME")}
-		if verb != "create" {
-			cmd.ValidArgsFunction = func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
-				if len(args) > 0 {
-					return nil, cobra.ShellCompDirectiveNoFileComp
-				}
-				return completeKeys(cmd, args, toComplete)
-			}
-		}
-		org := orgFlag(cmd)
-		if flags != nil {
-			flags(cmd)
-		}
-		f := addFormat(cmd)
-		cmd.RunE = func(_ *cobra.Command, args []string) error {
-			o, err := requireOrg(*org)
-			if err != nil {
-				return err
-			}
-			c, err := newClient()
-			if err != nil {
-				return err
-			}
-			k, err := do(c, o, args[0])
-			if err != nil {
-				return missing(env, c, err, o, args[0])
-			}
-			return f.emit(env, k, func(w io.Writer) error {
-				fmt.Fprintf(w, "key %s in org %s: latest version %d, min decryption version %d\n", k.Name, o, k.LatestVersion, k.MinDecryptionVersion)
+		return keyVerb{verb: verb, short: short, do: do, flags: flags,
+			fail: func(c *client.Client, err error, org, name string) error { return missing(env, c, err, org, name) },
+			text: func(w io.Writer, org string, k client.Key) error {
+				fmt.Fprintf(w, "key %s in org %s: latest version %d, min decryption version %d\n", k.Name, org, k.LatestVersion, k.MinDecryptionVersion)
 				if k.State != "" {
 					fmt.Fprintf(w, "  state: %s\n", keyState(k))
 				}
@@ -156,9 +174,7 @@ func keyCmd(env *cliEnv) *cobra.Command {
 					fmt.Fprintf(w, "  version %d  created %s\n", v.Version, v.CreatedAt.Format(time.RFC3339))
 				}
 				return nil
-			})
-		}
-		return cmd
+			}}.command(env)
 	}
 	create := one("create", "create a data key with version 1", func(c *client.Client, org, name string) (client.Key, error) {
 		k, err := c.CreateKey(env.ctx, org, name)

@@ -234,34 +234,10 @@ func lifecycleHints(err error, org, key string) error {
 // keyLifecycleCmds are key disable, enable, delete and cancel-deletion.
 func keyLifecycleCmds(env *cliEnv) []*cobra.Command {
 	one := func(verb, short, long string, do func(c *client.Client, org, name string) (client.Key, error), flags func(*cobra.Command), text func(w io.Writer, org string, k client.Key) error) *cobra.Command {
-		cmd := &cobra.Command{Use: verb + " NAME", Short: short, Long: long, Args: argNames("NAME"),
-			ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
-				if len(args) > 0 {
-					return nil, cobra.ShellCompDirectiveNoFileComp
-				}
-				return completeKeys(cmd, args, toComplete)
-			}}
-		org := orgFlag(cmd)
-		if flags != nil {
-			flags(cmd)
-		}
-		f := addFormat(cmd)
-		cmd.RunE = func(_ *cobra.Command, args []string) error {
-			o, err := requireOrg(*org)
-			if err != nil {
-				return err
-			}
-			c, err := newClient()
-			if err != nil {
-				return err
-			}
-			k, err := do(c, o, args[0])
-			if err != nil {
-				return keyLifecycleError(env, c, err, o, args[0], verb)
-			}
-			return f.emit(env, k, func(w io.Writer) error { return text(w, o, k) })
-		}
-		return cmd
+		return keyVerb{verb: verb, short: short, long: long, do: do, flags: flags, text: text,
+			fail: func(c *client.Client, err error, org, name string) error {
+				return keyLifecycleError(env, c, err, org, name, verb)
+			}}.command(env)
 	}
 
 	disable := one("disable", "disable a data key: encrypt and decrypt with it are refused",
