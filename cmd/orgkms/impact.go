@@ -116,7 +116,12 @@ func impactSummary(im client.Impact, now time.Time) string {
 		when = "from " + im.RefusedFrom
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s would refuse %s a day from %s to %s", verb, when, impactCount(im.Refused24h, "call"), impactCount(int64(im.RefusedCallers), "caller"), impactCount(int64(len(im.DataKeys)), "data key"))
+	if im.Possible || im.Blocked == "" {
+		fmt.Fprintf(&b, "%s %s would refuse %s a day from %s to %s", verb, when, impactCount(im.Refused24h, "call"), impactCount(int64(im.RefusedCallers), "caller"), impactCount(int64(len(im.DataKeys)), "data key"))
+	} else {
+		// Not possible now: say so, not "would refuse 0 calls".
+		fmt.Fprintf(&b, "%s is not possible now; the org's %s had %s a day from %s", verb, impactCount(int64(len(im.DataKeys)), "data key"), impactCount(im.Calls24h, "call"), impactCount(int64(len(im.Callers)), "caller"))
+	}
 	var last *time.Time
 	for _, k := range im.DataKeys {
 		if k.LastUse != nil && (last == nil || k.LastUse.After(*last)) {
@@ -133,9 +138,12 @@ func impactSummary(im client.Impact, now time.Time) string {
 	} else {
 		b.WriteString("; re-wrap: none")
 	}
-	if im.FallbackPossible {
+	switch {
+	case im.State == "platform" || im.State == "authorized":
+		b.WriteString("; fall back: not needed (on the platform key)")
+	case im.FallbackPossible:
 		b.WriteString("; fall back: possible")
-	} else {
+	default:
 		b.WriteString("; fall back: not possible")
 	}
 	return b.String()

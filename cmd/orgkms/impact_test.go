@@ -53,6 +53,12 @@ func TestImpactSummary(t *testing.T) {
 	if got := impactSummary(im, now); got != want {
 		t.Errorf("impactSummary =\n%q, want\n%q", got, want)
 	}
+	im = client.Impact{Action: "disable", State: "platform", Blocked: "customer managed keys are not enabled for this org", Calls24h: 5,
+		Callers: []client.ImpactCaller{{Principal: "a"}, {Principal: "b"}}, RefusedFrom: "now", DataKeys: []client.ImpactKey{{Name: "a"}, {Name: "b"}}, FallbackPossible: true}
+	want = "Disabling the customer managed key is not possible now; the org's 2 data keys had 5 calls a day from 2 callers; no use in the last 24 h; re-wrap: none; fall back: not needed (on the platform key)"
+	if got := impactSummary(im, now); got != want {
+		t.Errorf("impactSummary =\n%q, want\n%q", got, want)
+	}
 	for n, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567"} {
 		if got := impactThousands(n); got != want {
 			t.Errorf("impactThousands(%d) = %q, want %q", n, got, want)
