@@ -5,10 +5,10 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/orgkms/orgkms/internal/cmk"
 	"github.com/orgkms/orgkms/internal/fault"
+	"github.com/orgkms/orgkms/internal/testwait"
 )
 
 // activateCMK puts the demo org on the customer's key through the CMK
@@ -36,13 +36,10 @@ func activateCMK(t *testing.T, s *browserStack) {
 	if _, err := s.cmk.Enable(ctx, "user:"+adminEmail, demoOrg); err != nil {
 		t.Fatalf("Enable: %v", err)
 	}
-	deadline := time.Now().Add(stateTimeout)
-	for s.status(t).State != cmk.StateActive {
-		if time.Now().After(deadline) {
-			t.Fatalf("the org is %s, not active, within %s", s.status(t).State, stateTimeout)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testwait.For(t, "the org to be active", stateTimeout, func() (bool, string) {
+		st := s.status(t).State
+		return st == cmk.StateActive, "the org is " + string(st)
+	})
 }
 
 // TestBrowserImpact: the disable confirmation, the staged revocation page

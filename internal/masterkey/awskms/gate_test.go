@@ -2,6 +2,7 @@ package awskms_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/orgkms/orgkms/internal/fault"
 	"github.com/orgkms/orgkms/internal/masterkey"
 	"github.com/orgkms/orgkms/internal/masterkey/awskms"
+	"github.com/orgkms/orgkms/internal/testwait"
 )
 
 // emuVault is the budget's vault of every local-kms key.
@@ -189,15 +191,8 @@ func TestGateJobYieldsToLoad(t *testing.T) {
 // waitFor polls the emulated vault's budget state until cond holds.
 func waitFor(t *testing.T, cond func(budget.State) bool, b *budget.Budget) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testwait.For(t, "the budget state", 2*time.Minute, func() (bool, string) {
 		s, _ := b.State(emuVault)
-		if cond(s) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("budget state never matched: %+v", s)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return cond(s), fmt.Sprintf("%+v", s)
+	})
 }

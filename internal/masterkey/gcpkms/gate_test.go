@@ -2,6 +2,7 @@ package gcpkms_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/orgkms/orgkms/internal/gcpkmsemu"
 	"github.com/orgkms/orgkms/internal/masterkey"
 	"github.com/orgkms/orgkms/internal/masterkey/gcpkms"
+	"github.com/orgkms/orgkms/internal/testwait"
 )
 
 // vault1 is the budget's vault of key1 and key2; otherKey is in another
@@ -162,15 +164,8 @@ func TestGateJobYieldsToLoad(t *testing.T) {
 // waitState polls vault1's budget state until cond holds.
 func waitState(t *testing.T, b *budget.Budget, cond func(budget.State) bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testwait.For(t, "the budget state", 2*time.Minute, func() (bool, string) {
 		s, _ := b.State(vault1)
-		if cond(s) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("budget state never matched: %+v", s)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return cond(s), fmt.Sprintf("%+v", s)
+	})
 }
